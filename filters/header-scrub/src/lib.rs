@@ -1,0 +1,165 @@
+//! header-scrub: strips headers clients must not inject and responses must not leak, adds
+//! security headers, and answers CORS.
+//!
+//! Request phase: every header selected by `request.remove*` or `request.reserved` is removed
+//! (all duplicates, any case); a CORS preflight is answered here. Response phase: leaky headers
+//! are removed, security headers added without clobbering the upstream's values (unless told),
+//! and CORS headers set for allowed origins.
+
+mod config;
+mod cors;
+mod matcher;
+mod security;
+
+use std::rc::Rc;
+
+use shared::{
+    ConfigError, Counter, Ctx, Deny, HeaderEdit, HeaderName, Headers, HttpFilter, MetricRegistry, Realm, Step,
+};
+
+use config::Compiled;
+pub use config::Config;
+use cors::{Cors, Verdict};
+
+shared::export_filter!(HeaderScrub);
+
+/// The configured filter.
+pub struct HeaderScrub(Compiled);
+
+/// The counters this filter keeps (`apisec.header_scrub.<name>`).
+pub struct Counters {
+    request_headers_removed: Counter,
+    response_headers_removed: Counter,
+    security_headers_added: Counter,
+    cors_preflight_allowed: Counter,
+    cors_preflight_refused: Counter,
+    cors_origin_refused: Counter,
+}
+
+impl Counters {
+    fn register(metrics: &mut MetricRegistry) -> Self {
+        Self {
+            request_headers_removed: metrics.counter("request_headers_removed"),
+            response_headers_removed: metrics.counter("response_headers_removed"),
+            security_headers_added: metrics.counter("security_headers_added"),
+            cors_preflight_allowed: metrics.counter("cors_preflight_allowed"),
+            cors_preflight_refused: metrics.counter("cors_preflight_refused"),
+            cors_origin_refused: metrics.counter("cors_origin_refused"),
+        }
+    }
+}
+
+impl shared::FilterRoot for HeaderScrub {
+    const NAME: &'static str = "header_scrub";
+    type Filter = Scrub;
+
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        Compiled::new(raw, metrics).map(HeaderScrub)
+    }
+
+    fn new_filter(root: &Rc<Self>) -> Scrub {
+        Scrub {
+            root: Rc::clone(root),
+            cors: Verdict::NotCors,
+            answered_locally: false,
+        }
+    }
+}
+
+/// One request's scrubbing.
+pub struct Scrub {
+    root: Rc<HeaderScrub>,
+    cors: Verdict,
+    /// The preflight answer already carries every header this filter would add.
+    answered_locally: bool,
+}
+
+impl HttpFilter for Scrub {
+    fn on_request_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        let config = &self.root.0;
+        if let Some(cors) = &config.cors {
+            self.cors = cors.verdict(headers);
+            if Cors::is_preflight(headers) {
+                self.answered_locally = true;
+                return self.preflight(cors, headers);
+            }
+        }
+        let mut step = Step::proceed();
+        for name in headers.names() {
+            if config.request_rules.matches(name) {
+                step = step
+                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
+                    .count(config.counters.request_headers_removed);
+            }
+        }
+        step
+    }
+
+    fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        if self.answered_locally {
+            return Step::proceed();
+        }
+        let config = &self.root.0;
+        let mut step = Step::proceed();
+        for name in headers.names() {
+            let leaky = config.response_rules.matches(name) && !config.keep.contains(&matcher::normalise(name));
+            // With CORS configured this filter is the one authority on CORS headers.
+            let stale_cors = config.cors.is_some() && name.starts_with("access-control-");
+            if leaky || stale_cors {
+                step = step
+                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
+                    .count(config.counters.response_headers_removed);
+            }
+        }
+        for (name, value) in &config.security.headers {
+            if config.security.overwrite || !headers.contains(name.as_str()) {
+                step = step
+                    .edit(HeaderEdit::Set(name.clone(), value.clone().into_bytes()))
+                    .count(config.counters.security_headers_added);
+            }
+        }
+        match (&config.cors, &self.cors) {
+            (Some(cors), Verdict::Allowed { origin }) => {
+                for (name, value) in cors.response_headers(origin) {
+                    step = step.edit(HeaderEdit::Set(name, value.into_bytes()));
+                }
+                step = step.edit(HeaderEdit::Add(HeaderName::trusted("vary"), b"Origin".to_vec()));
+            }
+            (Some(_), Verdict::Refused) => step = step.count(config.counters.cors_origin_refused),
+            _ => {}
+        }
+        step
+    }
+}
+
+impl Scrub {
+    fn preflight(&self, cors: &Cors, headers: &Headers) -> Step {
+        let config = &self.root.0;
+        let (mut reply, counter) = match &self.cors {
+            Verdict::Allowed { origin } if cors.preflight_allowed(headers) => {
+                let mut reply = shared::LocalReply {
+                    status: 204,
+                    headers: cors.preflight_headers(origin),
+                    body: Vec::new(),
+                };
+                reply.headers.push((HeaderName::trusted("vary"), "Origin".to_owned()));
+                (reply, config.counters.cors_preflight_allowed)
+            }
+            _ => (
+                Deny::Forbidden("CORS preflight refused").reply(&Realm::default()),
+                config.counters.cors_preflight_refused,
+            ),
+        };
+        for (name, value) in &config.security.headers {
+            match reply.headers.iter_mut().find(|(n, _)| n == name) {
+                Some(existing) if config.security.overwrite => existing.1.clone_from(value),
+                Some(_) => {}
+                None => reply.headers.push((name.clone(), value.clone())),
+            }
+        }
+        Step::reply(reply).count(counter)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,365 @@
+//! The core, driven the way the adapter drives it.
+
+use shared::testkit::{Configured, FakeHost};
+use shared::{Action, HeaderEdit, Headers, HttpFilter, Step};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::HeaderScrub;
+
+fn configured(json: &str) -> Configured<HeaderScrub> {
+    Configured::new(json).unwrap_or_else(|e| panic!("config rejected: {e}"))
+}
+
+fn request(pairs: &[(&str, &[u8])]) -> Headers {
+    let mut headers = Headers::from_pairs([(":method", &b"GET"[..]), (":path", b"/orders")]);
+    for (name, value) in pairs {
+        headers.push(name, *value);
+    }
+    headers
+}
+
+fn removed(step: &Step) -> Vec<String> {
+    step.header_edits
+        .iter()
+        .filter_map(|e| match e {
+            HeaderEdit::Remove(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the request phase and returns the headers the upstream would see.
+fn upstream_view(config: &Configured<HeaderScrub>, mut headers: Headers) -> Headers {
+    let host = FakeHost::default();
+    let step = config.filter().on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    headers.apply(&step.header_edits);
+    headers
+}
+
+/// Runs both phases and returns the headers the client would see.
+fn client_view(config: &Configured<HeaderScrub>, request: Headers, mut response: Headers) -> Headers {
+    let host = FakeHost::default();
+    let mut filter = config.filter();
+    let step = filter.on_request_headers(&request, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    let step = filter.on_response_headers(&response, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    response.apply(&step.header_edits);
+    response
+}
+
+fn response(pairs: &[(&str, &str)]) -> Headers {
+    let mut headers = Headers::from_pairs([(":status", "200")]);
+    for (name, value) in pairs {
+        headers.push(name, value.as_bytes());
+    }
+    headers
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn reserved_headers_are_removed_in_every_case_and_spelling() {
+    let config = configured(r#"{"request": {"reserved": ["X-User-Id"]}}"#);
+    let seen = upstream_view(
+        &config,
+        request(&[
+            ("x-user-id", b"admin"),
+            ("X-USER-ID", b"root"),
+            ("x_user_id", b"x"),
+            ("x-other", b"kept"),
+        ]),
+    );
+    assert!(!seen.contains("x-user-id"));
+    assert!(!seen.contains("x_user_id"));
+    assert_eq!(seen.get("x-other"), Some(&b"kept"[..]));
+    assert_eq!(seen.get(":path"), Some(&b"/orders"[..]));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn exact_prefix_and_regex_rules_remove_request_headers() {
+    let config = configured(
+        r#"{"request": {"remove": ["x-debug"], "remove_prefixes": ["x-internal-"], "remove_regex": ["x-(a|b)-token"]}}"#,
+    );
+    let host = FakeHost::default();
+    let headers = request(&[
+        ("x-debug", b"1"),
+        ("x-internal-route", b"2"),
+        ("x-a-token", b"3"),
+        ("x-a-token-2", b"4"),
+        ("x-b-token", b"5"),
+        ("accept", b"*/*"),
+    ]);
+    let step = config.filter().on_request_headers(&headers, &host.ctx());
+    assert_eq!(
+        removed(&step),
+        vec!["x-debug", "x-internal-route", "x-a-token", "x-b-token"]
+    );
+    assert_eq!(config.counter_names(&step.counters), vec!["request_headers_removed"; 4]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn pseudo_headers_are_never_removed_even_by_a_catch_all_regex() {
+    let config = configured(r#"{"request": {"remove_regex": [".*"]}}"#);
+    let seen = upstream_view(&config, request(&[("a", b"1")]));
+    assert_eq!(seen.names(), vec![":method", ":path"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn non_utf8_values_are_handled_as_bytes() {
+    let config =
+        configured(r#"{"request": {"reserved": ["x-user"]}, "cors": {"allowed_origins": ["https://a.example"]}}"#);
+    let seen = upstream_view(
+        &config,
+        request(&[
+            ("x-user", b"\xff\xfe"),
+            ("origin", b"https://a.example\xff"),
+            ("x-ok", b"\x80"),
+        ]),
+    );
+    assert!(!seen.contains("x-user"));
+    assert_eq!(seen.get("x-ok"), Some(&b"\x80"[..]));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn default_response_preset_hides_the_stack_and_adds_api_security_headers() {
+    let config = configured("{}");
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[
+            ("server", "nginx"),
+            ("x-powered-by", "PHP"),
+            ("x-envoy-upstream-service-time", "3"),
+            ("content-type", "application/json"),
+        ]),
+    );
+    for leaky in ["server", "x-powered-by", "x-envoy-upstream-service-time"] {
+        assert!(!seen.contains(leaky), "{leaky} leaked");
+    }
+    assert_eq!(seen.get_str("content-type"), Some("application/json"));
+    assert_eq!(
+        seen.get_str("strict-transport-security"),
+        Some("max-age=63072000; includeSubDomains")
+    );
+    assert_eq!(seen.get_str("x-content-type-options"), Some("nosniff"));
+    assert_eq!(seen.get_str("x-frame-options"), Some("DENY"));
+    assert_eq!(
+        seen.get_str("content-security-policy"),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
+    assert_eq!(seen.get_str("referrer-policy"), Some("no-referrer"));
+    assert_eq!(seen.get_str("cache-control"), Some("no-store"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn keep_protects_a_header_from_the_preset_and_none_disables_it() {
+    let config = configured(r#"{"response": {"keep": ["x-envoy-upstream-service-time"]}}"#);
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[("x-envoy-upstream-service-time", "3"), ("x-envoy-other", "1")]),
+    );
+    assert!(seen.contains("x-envoy-upstream-service-time"));
+    assert!(!seen.contains("x-envoy-other"));
+
+    let config = configured(r#"{"response": {"strip_preset": "none", "security_headers": {"preset": "none"}}}"#);
+    let seen = client_view(&config, request(&[]), response(&[("server", "nginx")]));
+    assert_eq!(seen, response(&[("server", "nginx")]));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn upstream_values_win_unless_overwrite_is_set() {
+    let config = configured(
+        r#"{"response": {"security_headers": {"set": {"x-frame-options": "SAMEORIGIN", "permissions-policy": "camera=()"}, "omit": ["strict-transport-security"]}}}"#,
+    );
+    let seen = client_view(&config, request(&[]), response(&[("cache-control", "max-age=60")]));
+    assert_eq!(seen.get_all("cache-control").count(), 1);
+    assert_eq!(seen.get_str("cache-control"), Some("max-age=60"));
+    assert_eq!(seen.get_str("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(seen.get_str("permissions-policy"), Some("camera=()"));
+    assert!(!seen.contains("strict-transport-security"));
+
+    let config = configured(r#"{"response": {"security_headers": {"overwrite": true}}}"#);
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[("cache-control", "max-age=60"), ("Cache-Control", "public")]),
+    );
+    assert_eq!(
+        seen.get_all("cache-control").collect::<Vec<_>>(),
+        vec![&b"no-store"[..]]
+    );
+}
+
+const CORS: &str = r#"{"cors": {
+    "allowed_origins": ["https://app.example"],
+    "allowed_methods": ["GET", "POST", "DELETE"],
+    "allowed_headers": ["Authorization", "Content-Type"],
+    "exposed_headers": ["X-Request-Id"],
+    "max_age_secs": 600,
+    "allow_credentials": true
+}}"#;
+
+fn preflight(origin: &str, method: &str, headers: Option<&str>) -> Headers {
+    let mut h = Headers::from_pairs([(":method", "OPTIONS"), (":path", "/orders"), ("origin", origin)]);
+    h.push("access-control-request-method", method.as_bytes());
+    if let Some(headers) = headers {
+        h.push("access-control-request-headers", headers.as_bytes());
+    }
+    h
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn an_allowed_preflight_is_answered_locally() {
+    let config = configured(CORS);
+    let host = FakeHost::default();
+    let mut filter = config.filter();
+    let step = filter.on_request_headers(
+        &preflight("https://app.example", "DELETE", Some("authorization, content-type")),
+        &host.ctx(),
+    );
+    let reply = step.local_reply().expect("answered locally");
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(reply.header("access-control-allow-methods"), Some("GET, POST, DELETE"));
+    assert_eq!(
+        reply.header("access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+    assert_eq!(reply.header("access-control-max-age"), Some("600"));
+    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(reply.header("vary"), Some("Origin"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(config.counter_names(&step.counters), vec!["cors_preflight_allowed"]);
+    // The answer is complete: the response phase adds nothing twice.
+    assert_eq!(
+        filter.on_response_headers(&Headers::from_pairs([(":status", "204")]), &host.ctx()),
+        Step::proceed()
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn refused_preflights_get_403_without_cors_headers() {
+    let config = configured(CORS);
+    let host = FakeHost::default();
+    for (origin, method, headers) in [
+        ("https://evil.example", "GET", None),
+        ("https://app.example", "PUT", None),
+        ("https://app.example", "GET", Some("x-secret")),
+        ("https://app.example.evil.example", "GET", None),
+        ("null", "GET", None),
+    ] {
+        let step = config
+            .filter()
+            .on_request_headers(&preflight(origin, method, headers), &host.ctx());
+        let reply = step.local_reply().expect("answered locally");
+        assert_eq!(reply.status, 403, "{origin} {method} {headers:?}");
+        assert!(
+            reply
+                .headers
+                .iter()
+                .all(|(n, _)| !n.as_str().starts_with("access-control-")),
+            "{reply:?}"
+        );
+        assert_eq!(config.counter_names(&step.counters), vec!["cors_preflight_refused"]);
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn actual_cors_requests_get_headers_only_for_allowed_origins() {
+    let config = configured(CORS);
+    let allowed = client_view(
+        &config,
+        request(&[("origin", b"https://app.example")]),
+        response(&[("access-control-allow-origin", "*"), ("vary", "Accept")]),
+    );
+    assert_eq!(
+        allowed.get_all("access-control-allow-origin").collect::<Vec<_>>(),
+        vec![&b"https://app.example"[..]]
+    );
+    assert_eq!(allowed.get_str("access-control-allow-credentials"), Some("true"));
+    assert_eq!(allowed.get_str("access-control-expose-headers"), Some("x-request-id"));
+    assert_eq!(
+        allowed.get_all("vary").collect::<Vec<_>>(),
+        vec![&b"Accept"[..], b"Origin"]
+    );
+
+    let refused = client_view(
+        &config,
+        request(&[("origin", b"https://evil.example")]),
+        response(&[("access-control-allow-origin", "*")]),
+    );
+    assert!(
+        refused.iter().all(|(n, _)| !n.starts_with("access-control-")),
+        "{refused:?}"
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn options_without_a_request_method_is_not_a_preflight() {
+    let config = configured(CORS);
+    let seen = upstream_view(
+        &config,
+        Headers::from_pairs([
+            (":method", "OPTIONS"),
+            (":path", "/"),
+            ("origin", "https://app.example"),
+        ]),
+    );
+    assert!(seen.contains("origin"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn any_origin_answers_star() {
+    let config = configured(r#"{"cors": {"allow_any_origin": true}}"#);
+    let seen = client_view(&config, request(&[("origin", b"https://x.example")]), response(&[]));
+    assert_eq!(seen.get_str("access-control-allow-origin"), Some("*"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn bad_configs_are_refused_with_the_field_path() {
+    let cases = [
+        (r#"{"request": {"remove": ["bad name"]}}"#, "request.remove[0]"),
+        (r#"{"request": {"remove": [":path"]}}"#, "request.remove[0]"),
+        (r#"{"request": {"reserved": [":authority"]}}"#, "request.reserved[0]"),
+        (
+            r#"{"request": {"remove_regex": ["ok", "("]}}"#,
+            "request.remove_regex[1]",
+        ),
+        (
+            r#"{"request": {"remove_prefixes": ["x y"]}}"#,
+            "request.remove_prefixes[0]",
+        ),
+        (r#"{"request": {"unknown": 1}}"#, "request.unknown"),
+        (r#"{"response": {"strip_preset": "all"}}"#, "response.strip_preset"),
+        (
+            r#"{"response": {"security_headers": {"set": {"x-a": "a\nb"}}}}"#,
+            "response.security_headers.set.x-a",
+        ),
+        (
+            r#"{"response": {"security_headers": {"set": {"bad name": "v"}}}}"#,
+            "response.security_headers.set.bad name",
+        ),
+        (
+            r#"{"cors": {"allowed_origins": ["https://a.example", "https://b.example/"]}}"#,
+            "cors.allowed_origins[1]",
+        ),
+        (r#"{"cors": {"allowed_origins": ["*"]}}"#, "cors.allowed_origins[0]"),
+        (
+            r#"{"cors": {"allow_any_origin": true, "allow_credentials": true}}"#,
+            "cors.allow_any_origin",
+        ),
+        (r#"{"cors": {}}"#, "cors.allowed_origins"),
+        (
+            r#"{"cors": {"allow_any_origin": true, "allowed_methods": ["GE T"]}}"#,
+            "cors.allowed_methods[0]",
+        ),
+        (r#"["not", "an", "object"]"#, ""),
+    ];
+    for (json, path) in cases {
+        match Configured::<HeaderScrub>::new(json) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => assert_eq!(e.path, path, "{json}: {e}"),
+        }
+    }
+}

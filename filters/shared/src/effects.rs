@@ -1,0 +1,139 @@
+//! What a filter core asks for, as data. The adapter in `proxy/` carries it out; tests inspect it.
+
+use std::time::Duration;
+
+use crate::headers::HeaderName;
+use crate::metrics::Counter;
+
+/// One change to a header map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Remove every entry with this name, whatever its case or count.
+    Remove(HeaderName),
+    /// Remove every entry with this name, then add this one value.
+    Set(HeaderName, Vec<u8>),
+    /// Append a value, keeping existing entries.
+    Add(HeaderName, Vec<u8>),
+}
+
+/// A response the proxy sends itself, without reaching the upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(HeaderName, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An outbound HTTP call through a named cluster of the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpCall {
+    pub cluster: String,
+    /// Pseudo-headers (`:method`, `:path`, `:authority`) included.
+    pub headers: Vec<(HeaderName, Vec<u8>)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+/// The answer to an [`HttpCall`], or why there is none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    Response {
+        status: u16,
+        headers: crate::Headers,
+        body: Vec<u8>,
+    },
+    /// Timeout, connection failure or reset: the host produced no response.
+    Failed,
+}
+
+/// What happens to the stream after a callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Let the request or response go on through the chain.
+    Continue,
+    /// Hold it until a later callback (an outbound call's answer) decides.
+    Pause,
+    /// Answer the client now.
+    Reply(LocalReply),
+}
+
+/// A key written to request-scoped filter state, readable by the filters behind this one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateWrite {
+    pub key: String,
+    pub value: Vec<u8>,
+}
+
+/// Everything a callback decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub action: Action,
+    pub header_edits: Vec<HeaderEdit>,
+    pub calls: Vec<HttpCall>,
+    pub state_writes: Vec<StateWrite>,
+    pub counters: Vec<Counter>,
+}
+
+impl Step {
+    pub fn proceed() -> Self {
+        Self::with_action(Action::Continue)
+    }
+
+    pub fn reply(reply: LocalReply) -> Self {
+        Self::with_action(Action::Reply(reply))
+    }
+
+    pub fn pause() -> Self {
+        Self::with_action(Action::Pause)
+    }
+
+    fn with_action(action: Action) -> Self {
+        Self {
+            action,
+            header_edits: Vec::new(),
+            calls: Vec::new(),
+            state_writes: Vec::new(),
+            counters: Vec::new(),
+        }
+    }
+
+    pub fn edit(mut self, edit: HeaderEdit) -> Self {
+        self.header_edits.push(edit);
+        self
+    }
+
+    pub fn count(mut self, counter: Counter) -> Self {
+        self.counters.push(counter);
+        self
+    }
+
+    pub fn call(mut self, call: HttpCall) -> Self {
+        self.calls.push(call);
+        self
+    }
+
+    pub fn publish(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.state_writes.push(StateWrite {
+            key: key.into(),
+            value: value.into(),
+        });
+        self
+    }
+
+    /// The reply, if this step answers the client.
+    pub fn local_reply(&self) -> Option<&LocalReply> {
+        match &self.action {
+            Action::Reply(reply) => Some(reply),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Byte-safe, case-insensitive HTTP header types.
+//!
+//! Header values are raw bytes: a client can send any obs-text byte, and a filter that assumed
+//! UTF-8 would either panic or be bypassed. Names are normalised to lowercase once, when they
+//! enter (the host already delivers lowercase names; config and tests may not).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A validated, lowercase header name (an RFC 9110 token, or an HTTP/2 pseudo-header).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HeaderName(String);
+
+impl HeaderName {
+    /// Validates `name` as a token and lowercases it.
+    pub fn new(name: &str) -> Result<Self, String> {
+        let token = name.strip_prefix(':').unwrap_or(name);
+        if token.is_empty() {
+            return Err("header name is empty".into());
+        }
+        if let Some(bad) = token.bytes().find(|b| !is_token_byte(*b)) {
+            return Err(format!(
+                "header name {name:?} contains {:?}, which is not allowed in a header name",
+                char::from(bad)
+            ));
+        }
+        Ok(Self(name.to_ascii_lowercase()))
+    }
+
+    /// For names that are valid already: spelled by the code, or read from the host.
+    /// Lowercases; does not validate.
+    pub fn trusted(name: &str) -> Self {
+        Self(name.to_ascii_lowercase())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        HeaderName::new(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for HeaderName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// The headers of one request or response as the host holds them: in order, duplicates kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(String, Vec<u8>)>,
+}
+
+impl Headers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds from host pairs; names are lowercased.
+    pub fn from_pairs<N: AsRef<str>, V: Into<Vec<u8>>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        Self {
+            entries: pairs
+                .into_iter()
+                .map(|(n, v)| (n.as_ref().to_ascii_lowercase(), v.into()))
+                .collect(),
+        }
+    }
+
+    pub fn push(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.entries.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name`, if it is valid UTF-8.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.get_all(name).count()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// Distinct names, in first-seen order.
+    pub fn names(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, _) in &self.entries {
+            if !seen.contains(&name.as_str()) {
+                seen.push(name);
+            }
+        }
+        seen
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The request method (`:method`).
+    pub fn method(&self) -> Option<&str> {
+        self.get_str(":method")
+    }
+
+    /// The request path (`:path`), query included.
+    pub fn path(&self) -> Option<&[u8]> {
+        self.get(":path")
+    }
+
+    /// The response status (`:status`).
+    pub fn status(&self) -> Option<u16> {
+        self.get_str(":status").and_then(|s| s.parse().ok())
+    }
+
+    /// Applies edits the way the adapter asks the host to, so fakes and tests see the same result.
+    pub fn apply(&mut self, edits: &[crate::HeaderEdit]) {
+        for edit in edits {
+            match edit {
+                crate::HeaderEdit::Remove(name) => self.remove(name.as_str()),
+                crate::HeaderEdit::Set(name, value) => {
+                    self.remove(name.as_str());
+                    self.push(name.as_str(), value.clone());
+                }
+                crate::HeaderEdit::Add(name, value) => self.push(name.as_str(), value.clone()),
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.entries.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+}
+
+/// Splits a comma-separated header value (`a, b,c`) into trimmed, non-empty items.
+pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HeaderEdit;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn names_are_validated_and_lowercased() {
+        assert_eq!(
+            HeaderName::new("X-User-Id").map(|n| n.to_string()),
+            Ok("x-user-id".into())
+        );
+        assert_eq!(
+            HeaderName::new(":authority").map(|n| n.to_string()),
+            Ok(":authority".into())
+        );
+        assert!(HeaderName::new("").is_err());
+        assert!(HeaderName::new("bad name").is_err());
+        assert!(HeaderName::new("bad:name").is_err());
+        assert!(HeaderName::new("x\u{e9}").is_err());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn lookups_are_case_insensitive_and_keep_duplicates() {
+        let h = Headers::from_pairs([("X-A", &b"1"[..]), ("x-a", b"\xff"), ("b", b"2")]);
+        assert_eq!(h.get("x-a"), Some(&b"1"[..]));
+        assert_eq!(h.count("X-A"), 2);
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec![&b"1"[..], b"\xff"]);
+        assert_eq!(h.names(), vec!["x-a", "b"]);
+        assert_eq!(h.get_str("b"), Some("2"));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn non_utf8_values_are_kept_as_bytes() {
+        let h = Headers::from_pairs([("x", &b"\xc3\x28"[..])]);
+        assert_eq!(h.get("x"), Some(&b"\xc3\x28"[..]));
+        assert_eq!(h.get_str("x"), None);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn edits_remove_every_duplicate_and_set_replaces() {
+        let mut h = Headers::from_pairs([("a", "1"), ("A", "2"), ("b", "3")]);
+        h.apply(&[
+            HeaderEdit::Remove(HeaderName::trusted("a")),
+            HeaderEdit::Set(HeaderName::trusted("b"), b"4".to_vec()),
+            HeaderEdit::Add(HeaderName::trusted("c"), b"5".to_vec()),
+        ]);
+        assert_eq!(h, Headers::from_pairs([("b", "4"), ("c", "5")]));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn list_values_split_on_commas() {
+        let items: Vec<&[u8]> = split_list(b" a, b ,,c").collect();
+        assert_eq!(items, vec![&b"a"[..], b"b", b"c"]);
+    }
+}

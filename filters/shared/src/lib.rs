@@ -1,0 +1,42 @@
+//! The shared runtime of the gateway filters.
+//!
+//! Filter cores are plain libraries: they take headers, the time and ports, and return effects
+//! ([`Step`]). The only code that talks to a proxy-wasm host lives in [`proxy`], compiled only for
+//! `wasm32-wasip1`; a filter crate exports itself with [`export_filter!`].
+
+pub mod config;
+pub mod deny;
+pub mod effects;
+pub mod filter;
+pub mod headers;
+pub mod metrics;
+pub mod ports;
+pub mod secret;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
+
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+pub mod proxy;
+
+pub use config::{ConfigError, FieldPath};
+pub use deny::{Deny, Realm};
+pub use effects::{Action, CallOutcome, HeaderEdit, HttpCall, LocalReply, StateWrite, Step};
+pub use filter::{FilterRoot, HttpFilter};
+pub use headers::{HeaderName, Headers};
+pub use metrics::{Counter, MetricRegistry};
+pub use ports::{Ctx, Properties, SharedStore, StoreError};
+pub use secret::Secret;
+
+/// Makes a filter crate a proxy-wasm module whose root context runs `$root`.
+///
+/// Expands to nothing outside `wasm32-wasip1`, so the same crate builds for host tests.
+#[macro_export]
+macro_rules! export_filter {
+    ($root:ty) => {
+        #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+        $crate::proxy::__proxy_main! {{
+            $crate::proxy::start::<$root>();
+        }}
+    };
+}

@@ -1,0 +1,49 @@
+//! The ports, implemented with host calls.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, Status};
+
+use crate::headers::Headers;
+use crate::ports::{Properties, SharedStore, StoreError};
+
+pub struct Host;
+
+impl SharedStore for Host {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            Status::CasMismatch => StoreError::CasMismatch,
+            _ => StoreError::Failed,
+        })
+    }
+}
+
+impl Properties for Host {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_property(vec![key]).ok().flatten()
+    }
+}
+
+/// Milliseconds since the Unix epoch by the host's clock (0 if the host will not say).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A header map as bytes; an unreadable map reads as empty.
+pub fn read_headers(map: MapType) -> Headers {
+    Headers::from_pairs(hostcalls::get_map_bytes(map).unwrap_or_default())
+}

@@ -1,0 +1,127 @@
+//! Fakes of the ports and a small driver, so filter cores are tested the way the adapter runs them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::config::ConfigError;
+use crate::filter::FilterRoot;
+use crate::metrics::{Counter, MetricRegistry};
+use crate::ports::{Ctx, Properties, SharedStore, StoreError};
+
+/// In-memory shared data with real CAS semantics.
+#[derive(Default)]
+pub struct FakeStore {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl SharedStore for FakeStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map(|(_, version)| *version);
+        if cas.is_some() && cas != current {
+            return Err(StoreError::CasMismatch);
+        }
+        let next = current.unwrap_or(0).wrapping_add(1);
+        entries.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+/// Host properties and filter state, set by the test.
+#[derive(Default)]
+pub struct FakeProperties {
+    pub properties: HashMap<Vec<String>, Vec<u8>>,
+    pub filter_state: HashMap<String, Vec<u8>>,
+}
+
+impl Properties for FakeProperties {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+        self.properties.get(&key).cloned()
+    }
+
+    fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        self.filter_state.get(key).cloned()
+    }
+}
+
+/// A host for one test: a clock, a store and properties.
+pub struct FakeHost {
+    pub now_ms: u64,
+    pub store: FakeStore,
+    pub properties: FakeProperties,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        // 2026-01-01T00:00:00Z: a fixed, realistic "now".
+        Self {
+            now_ms: 1_767_225_600_000,
+            store: FakeStore::default(),
+            properties: FakeProperties::default(),
+        }
+    }
+}
+
+impl FakeHost {
+    pub fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            now_ms: self.now_ms,
+            store: &self.store,
+            properties: &self.properties,
+        }
+    }
+}
+
+/// A configured root plus its counter names, as the adapter would hold it.
+pub struct Configured<R> {
+    pub root: Rc<R>,
+    pub metrics: MetricRegistry,
+}
+
+impl<R: FilterRoot> Configured<R> {
+    pub fn new(json: &str) -> Result<Self, ConfigError> {
+        let mut metrics = MetricRegistry::new(R::NAME);
+        let root = R::configure(json.as_bytes(), &mut metrics)?;
+        Ok(Self {
+            root: Rc::new(root),
+            metrics,
+        })
+    }
+
+    pub fn filter(&self) -> R::Filter {
+        R::new_filter(&self.root)
+    }
+
+    /// Short names of the counters a step bumps, for readable assertions.
+    pub fn counter_names(&self, counters: &[Counter]) -> Vec<String> {
+        counters
+            .iter()
+            .filter_map(|c| self.metrics.name(*c))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn fake_store_enforces_cas() {
+        let store = FakeStore::default();
+        assert_eq!(store.get("k"), None);
+        store.set("k", b"1", None).unwrap();
+        let (value, cas) = store.get("k").unwrap();
+        assert_eq!(value, b"1");
+        store.set("k", b"2", Some(cas)).unwrap();
+        assert_eq!(store.set("k", b"3", Some(cas)), Err(StoreError::CasMismatch));
+        assert_eq!(store.get("k").unwrap().0, b"2");
+    }
+}

@@ -1,0 +1,250 @@
+//! Builds the Envoy v3 bootstrap the end-to-end tests run.
+//!
+//! The bootstrap is a `serde_json::Value` (Envoy reads a JSON bootstrap from
+//! a `.json` file), which avoids the quoting pitfalls of templated YAML.
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+use crate::paths::wasm_path;
+
+/// One proxy-wasm filter in the HTTP filter chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WasmFilter {
+    /// The wasm file stem (e.g. `header_scrub`); also used as the plugin
+    /// name, `root_id` and `vm_id`.
+    pub name: String,
+    /// The plugin configuration, handed to the filter as a JSON string.
+    pub config: Value,
+}
+
+impl WasmFilter {
+    /// A filter entry for `<name>.wasm` with the given configuration.
+    pub fn new(name: &str, config: Value) -> Self {
+        Self {
+            name: name.to_owned(),
+            config,
+        }
+    }
+
+    /// The `envoy.filters.http.wasm` entry for the HTTP filter chain.
+    ///
+    /// # Panics
+    /// If the `.wasm` file does not exist (see [`wasm_path`]).
+    pub fn to_http_filter(&self) -> Value {
+        let name = &self.name;
+        let filename = wasm_path(name).to_string_lossy().into_owned();
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": name,
+                    "root_id": name,
+                    // A filter that fails to load or crashes must reject
+                    // traffic, never let it through unfiltered.
+                    "failure_policy": "FAIL_CLOSED",
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": self.config.to_string(),
+                    },
+                    "vm_config": {
+                        "vm_id": name,
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "code": { "local": { "filename": filename } },
+                    },
+                },
+            },
+        })
+    }
+}
+
+/// What the test gateway looks like: the wasm filters, in chain order, in
+/// front of the echo upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// The wasm filters, in the order they run on requests.
+    pub filters: Vec<WasmFilter>,
+    /// Envoy worker threads (`--concurrency`); 1 by default.
+    pub concurrency: u32,
+    /// The echo upstream's address (cluster `upstream`).
+    pub upstream: SocketAddr,
+    /// Extra clusters appended verbatim to `static_resources.clusters`.
+    pub extra_clusters: Vec<Value>,
+    /// Fields merged over the HTTP connection manager's typed config (e.g.
+    /// `server_header_transformation`), for tests of how settings interact.
+    pub hcm_overrides: serde_json::Map<String, Value>,
+}
+
+/// A STATIC cluster with a single endpoint.
+pub fn static_cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": {
+                        "address": {
+                            "socket_address": {
+                                "address": addr.ip().to_string(),
+                                "port_value": addr.port(),
+                            }
+                        }
+                    }
+                }]
+            }]
+        }
+    })
+}
+
+impl GatewayConfig {
+    /// No filters, one worker, the given upstream.
+    pub fn new(upstream: SocketAddr) -> Self {
+        Self {
+            filters: Vec::new(),
+            concurrency: 1,
+            upstream,
+            extra_clusters: Vec::new(),
+            hcm_overrides: serde_json::Map::new(),
+        }
+    }
+
+    /// Sets one field of the HTTP connection manager's typed config.
+    pub fn hcm(mut self, field: &str, value: Value) -> Self {
+        self.hcm_overrides.insert(field.to_owned(), value);
+        self
+    }
+
+    /// Appends a wasm filter to the chain.
+    pub fn filter(mut self, name: &str, config: Value) -> Self {
+        self.filters.push(WasmFilter::new(name, config));
+        self
+    }
+
+    /// Sets the number of Envoy worker threads.
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Appends a cluster definition (used verbatim).
+    pub fn extra_cluster(mut self, cluster: Value) -> Self {
+        self.extra_clusters.push(cluster);
+        self
+    }
+
+    /// The Envoy v3 bootstrap.
+    ///
+    /// Admin and the `gateway` listener bind `127.0.0.1:0`; routes, in
+    /// order: `/direct/` answers 418 `direct` from Envoy itself, `/dead/`
+    /// goes to cluster `dead` (nothing listens on 127.0.0.1:1, so Envoy
+    /// answers 503), and everything else goes to cluster `upstream`.
+    ///
+    /// # Panics
+    /// If a filter's `.wasm` file does not exist.
+    pub fn to_bootstrap(&self) -> Value {
+        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_http_filter).collect();
+        http_filters.push(json!({
+            "name": "envoy.filters.http.router",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+            }
+        }));
+
+        let route_config = json!({
+            "name": "gateway_routes",
+            "virtual_hosts": [{
+                "name": "all",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "match": { "prefix": "/direct/" },
+                        "direct_response": {
+                            "status": 418,
+                            "body": { "inline_string": "direct" }
+                        }
+                    },
+                    {
+                        "match": { "prefix": "/dead/" },
+                        "route": { "cluster": "dead" }
+                    },
+                    {
+                        "match": { "prefix": "/" },
+                        "route": { "cluster": "upstream" }
+                    }
+                ]
+            }]
+        });
+
+        let mut hcm = json!({
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "gateway",
+                "codec_type": "AUTO",
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                "common_http_protocol_options": {
+                    "headers_with_underscores_action": "REJECT_REQUEST"
+                },
+                "use_remote_address": true,
+                "request_timeout": "15s",
+                "route_config": route_config,
+                "http_filters": http_filters,
+            }
+        });
+
+        if let Some(typed) = hcm["typed_config"].as_object_mut() {
+            typed.extend(self.hcm_overrides.clone());
+        }
+
+        let dead: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let mut clusters = vec![static_cluster("upstream", self.upstream), static_cluster("dead", dead)];
+        clusters.extend(self.extra_clusters.iter().cloned());
+
+        json!({
+            "admin": {
+                "address": {
+                    "socket_address": { "address": "127.0.0.1", "port_value": 0 }
+                }
+            },
+            "static_resources": {
+                "listeners": [{
+                    "name": "gateway",
+                    "address": {
+                        "socket_address": { "address": "127.0.0.1", "port_value": 0 }
+                    },
+                    "filter_chains": [{ "filters": [hcm] }]
+                }],
+                "clusters": clusters,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_shape_without_filters() {
+        let cfg = GatewayConfig::new(([127, 0, 0, 1], 4242).into()).extra_cluster(json!({"name": "x"}));
+        let b = cfg.to_bootstrap();
+        let clusters = b["static_resources"]["clusters"].as_array().expect("clusters");
+        assert_eq!(clusters.len(), 3);
+        assert_eq!(
+            clusters[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            4242
+        );
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let filters = hcm["http_filters"].as_array().expect("http_filters");
+        assert_eq!(filters.len(), 1);
+        assert_eq!(filters[0]["name"], "envoy.filters.http.router");
+    }
+}

@@ -1,0 +1,264 @@
+//! The echo upstream: an HTTP/1.1 server that records every request it gets
+//! and answers with a JSON description of it.
+//!
+//! It runs on its own thread with its own tokio runtime, so tests stay plain
+//! synchronous `#[test]` functions. Connections are kept alive between
+//! requests, as Envoy reuses upstream connections.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+/// One request as the echo upstream received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// The request method.
+    pub method: String,
+    /// The request target: path plus query, if any.
+    pub path: String,
+    /// Headers with lowercase names and raw values. Names appear in the order
+    /// they first arrived; repeated headers are all kept, in arrival order,
+    /// next to the first one of their name (the server's header map groups
+    /// them).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// Every value of a header (name matched case-insensitively), as lossy
+    /// UTF-8.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    }
+
+    /// The first value of a header, as lossy UTF-8.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.header_all(name).into_iter().next()
+    }
+
+    /// Whether the request carried the header at all.
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The JSON document the echo upstream answers this request with.
+    pub fn to_json(&self) -> serde_json::Value {
+        let headers: Vec<serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(n, v)| json!([n, String::from_utf8_lossy(v)]))
+            .collect();
+        json!({
+            "method": self.method,
+            "path": self.path,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&self.body),
+        })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<RecordedRequest>,
+    response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the state inconsistent
+    // (every update is a single push or assignment), so poisoning is ignored.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running echo upstream on `127.0.0.1:<ephemeral port>`. Stops on drop.
+pub struct EchoUpstream {
+    addr: SocketAddr,
+    state: Shared,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for EchoUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoUpstream").field("addr", &self.addr).finish()
+    }
+}
+
+impl EchoUpstream {
+    /// Binds `127.0.0.1:0` and starts serving on a background thread.
+    ///
+    /// # Panics
+    /// If the socket cannot be bound or the runtime cannot be built.
+    pub fn start() -> EchoUpstream {
+        let listener = StdTcpListener::bind("127.0.0.1:0").expect("echo upstream: bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("echo upstream: set listener non-blocking");
+        let addr = listener.local_addr().expect("echo upstream: listener address");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("echo upstream: build tokio runtime");
+        let state: Shared = Arc::default();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let thread_state = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name(format!("echo-upstream-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(serve(listener, thread_state, shutdown_rx));
+                // Dropping the runtime here cancels the connection tasks.
+            })
+            .expect("echo upstream: spawn thread");
+        EchoUpstream {
+            addr,
+            state,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the upstream listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Headers added to every response sent from now on (after
+    /// `content-type`); repeated names are sent as repeated header lines.
+    ///
+    /// # Panics
+    /// If a name or value is not a valid HTTP header name or value.
+    pub fn set_response_headers(&self, headers: Vec<(String, String)>) {
+        let parsed = headers
+            .into_iter()
+            .map(|(n, v)| {
+                let name = HeaderName::from_bytes(n.as_bytes())
+                    .unwrap_or_else(|e| panic!("echo upstream: bad header name {n:?}: {e}"));
+                let value =
+                    HeaderValue::from_str(&v).unwrap_or_else(|e| panic!("echo upstream: bad header value {v:?}: {e}"));
+                (name, value)
+            })
+            .collect();
+        lock(&self.state).response_headers = parsed;
+    }
+
+    /// Every request received so far, in the order they arrived.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The most recent request.
+    ///
+    /// # Panics
+    /// If no request has arrived yet.
+    pub fn last_request(&self) -> RecordedRequest {
+        lock(&self.state)
+            .requests
+            .last()
+            .cloned()
+            .expect("echo upstream: no request has reached the upstream")
+    }
+
+    /// How many requests have been received so far.
+    pub fn request_count(&self) -> usize {
+        lock(&self.state).requests.len()
+    }
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve(listener: StdTcpListener, state: Shared, mut shutdown: oneshot::Receiver<()>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echo upstream: cannot register listener: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        eprintln!("echo upstream: accept failed: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn_state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, Arc::clone(&conn_state)));
+                    // Errors here are client-side disconnects; nothing to do.
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(e) => format!("<echo upstream: error reading body: {e}>").into_bytes(),
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.to_string());
+    let recorded = RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body,
+    };
+    let payload = recorded.to_json().to_string();
+    let extra = {
+        let mut st = lock(&state);
+        st.requests.push(recorded);
+        st.response_headers.clone()
+    };
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(payload)));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in extra {
+        headers.append(name, value);
+    }
+    Ok(resp)
+}

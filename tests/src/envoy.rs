@@ -1,0 +1,335 @@
+//! A real Envoy process running a given bootstrap.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::http::{self, Request};
+use crate::paths::envoy_bin;
+
+/// How often [`Envoy::start`] checks whether Envoy is ready.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long [`Envoy::start`] waits for Envoy to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Name of the listener whose address [`Envoy::listener`] reports.
+const LISTENER_NAME: &str = "gateway";
+
+/// A running Envoy. Killed (and reaped) on drop; if the thread is panicking
+/// at that point, Envoy's log is printed to stderr first.
+pub struct Envoy {
+    child: Child,
+    dir: TempDir,
+    admin: SocketAddr,
+    listener: SocketAddr,
+}
+
+impl std::fmt::Debug for Envoy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envoy")
+            .field("pid", &self.child.id())
+            .field("dir", &self.dir.path())
+            .field("admin", &self.admin)
+            .field("listener", &self.listener)
+            .finish()
+    }
+}
+
+/// Everything Envoy wrote: its log (stderr), then stdout if any.
+fn collect_log(dir: &Path) -> String {
+    let mut out = String::new();
+    for (file, label) in [("envoy.log", None), ("stdout.txt", Some("stdout"))] {
+        let Ok(bytes) = fs::read(dir.join(file)) else {
+            continue;
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        if let Some(label) = label {
+            out.push_str(&format!("--- envoy {label} ---\n"));
+        }
+        out.push_str(&String::from_utf8_lossy(&bytes));
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `GET path` on the admin interface; `(status, body)`.
+fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let resp = http::send(admin, &Request::get(path))?;
+    Ok((resp.status, resp.text()))
+}
+
+/// Finds the bound address of listener `name` in `/listeners?format=json`.
+fn listener_address(listeners_json: &str, name: &str) -> Result<SocketAddr, String> {
+    let doc: serde_json::Value = serde_json::from_str(listeners_json)
+        .map_err(|e| format!("admin /listeners is not JSON ({e}): {listeners_json}"))?;
+    let statuses = doc
+        .get("listener_statuses")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| format!("no listener_statuses in admin /listeners: {listeners_json}"))?;
+    let status = statuses
+        .iter()
+        .find(|s| s.get("name").and_then(|n| n.as_str()) == Some(name))
+        .ok_or_else(|| format!("listener {name:?} not in admin /listeners: {listeners_json}"))?;
+    let sock = status
+        .get("local_address")
+        .and_then(|a| a.get("socket_address"))
+        .ok_or_else(|| format!("listener {name:?} has no socket address: {listeners_json}"))?;
+    let ip = sock
+        .get("address")
+        .and_then(|a| a.as_str())
+        .ok_or_else(|| format!("listener {name:?} has no IP: {listeners_json}"))?;
+    let port = sock
+        .get("port_value")
+        .and_then(|p| p.as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| format!("listener {name:?} has no port: {listeners_json}"))?;
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|e| format!("listener {name:?} has a bad IP {ip:?}: {e}"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl Envoy {
+    /// Writes `bootstrap` to `envoy.json` in a fresh temporary directory and
+    /// runs Envoy on it with `concurrency` workers; returns once admin
+    /// `/ready` answers 200.
+    ///
+    /// On failure (Envoy exits, or is not ready within 30 s) the error
+    /// carries the reason followed by Envoy's full log.
+    ///
+    /// # Panics
+    /// If the Envoy binary is missing (see [`envoy_bin`]) or the temporary
+    /// directory cannot be written.
+    pub fn start(bootstrap: &serde_json::Value, concurrency: u32) -> Result<Envoy, String> {
+        let bin = envoy_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-envoy-")
+            .tempdir()
+            .expect("create a temporary directory for Envoy");
+        let config_path = dir.path().join("envoy.json");
+        let text = serde_json::to_string_pretty(bootstrap).expect("serialise the bootstrap");
+        fs::write(&config_path, text).expect("write envoy.json");
+        let admin_path = dir.path().join("admin.txt");
+        let stdout = fs::File::create(dir.path().join("stdout.txt")).expect("create stdout.txt");
+        // Envoy logs to stderr, which goes straight to envoy.log. Not
+        // `--log-path`: Envoy buffers that file and flushes it only every
+        // `--file-flush-interval-msec` (10 s by default), so a test reading
+        // the log right after a request would not see the request's lines.
+        let log = fs::File::create(dir.path().join("envoy.log")).expect("create envoy.log");
+
+        let mut child = Command::new(&bin)
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--base-id-path")
+            .arg(dir.path().join("base-id"))
+            .arg("--use-dynamic-base-id")
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-level")
+            .arg("info")
+            .arg("--disable-hot-restart")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let admin = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "Envoy exited during startup ({status}). Envoy log:\n{}",
+                        collect_log(dir.path())
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "cannot poll the Envoy process: {e}. Envoy log:\n{}",
+                        collect_log(dir.path())
+                    ));
+                }
+            }
+            let ready = fs::read_to_string(&admin_path)
+                .ok()
+                .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+                .filter(|addr| matches!(admin_get(*addr, "/ready"), Ok((200, _))));
+            if let Some(addr) = ready {
+                break addr;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "Envoy not ready after {START_TIMEOUT:?}. Envoy log:\n{}",
+                    collect_log(dir.path())
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        };
+
+        let listener = admin_get(admin, "/listeners?format=json")
+            .map_err(|e| format!("admin /listeners failed: {e}"))
+            .and_then(|(status, body)| {
+                if status == 200 {
+                    listener_address(&body, LISTENER_NAME)
+                } else {
+                    Err(format!("admin /listeners answered {status}: {body}"))
+                }
+            });
+        match listener {
+            Ok(listener) => Ok(Envoy {
+                child,
+                dir,
+                admin,
+                listener,
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("{e}\nEnvoy log:\n{}", collect_log(dir.path())))
+            }
+        }
+    }
+
+    /// The bound address of listener `gateway`.
+    pub fn listener(&self) -> SocketAddr {
+        self.listener
+    }
+
+    /// The bound address of the admin interface.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// The bootstrap file Envoy was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("envoy.json")
+    }
+
+    /// Everything Envoy has logged so far (at `info` level), up to this
+    /// moment: the log is unbuffered.
+    pub fn log(&self) -> String {
+        collect_log(self.dir.path())
+    }
+
+    /// `GET path` on the admin interface; the body as text.
+    ///
+    /// # Panics
+    /// On an I/O error or a non-200 answer.
+    pub fn admin_get(&self, path: &str) -> String {
+        match admin_get(self.admin, path) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("admin {path} answered {status}: {body}"),
+            Err(e) => panic!("admin {path} failed: {e}"),
+        }
+    }
+
+    /// The admin `/stats` page (text format, one `name: value` per line).
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn stats(&self) -> String {
+        self.admin_get("/stats")
+    }
+
+    /// The value of counter or gauge `name` from `/stats`; 0 if absent.
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.stat(name).unwrap_or(0)
+    }
+
+    /// The value of counter or gauge `name` from `/stats`; `None` if Envoy
+    /// does not have it (so a test can tell "zero" from "never defined").
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        self.stats()
+            .lines()
+            .filter_map(|line| line.split_once(": "))
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// The admin `/stats/prometheus` page.
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn prometheus(&self) -> String {
+        self.admin_get("/stats/prometheus")
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "===== Envoy log ({}) =====\n{}===== end of Envoy log =====",
+                self.dir.path().display(),
+                self.log()
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `bootstrap` to a temporary `envoy.json` and [`validate`]s it.
+///
+/// # Panics
+/// If the Envoy binary is missing or the temporary file cannot be written.
+pub fn validate_bootstrap(bootstrap: &serde_json::Value) -> Result<String, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("e2e-validate-")
+        .tempdir()
+        .expect("create a temporary directory for the bootstrap");
+    let path = dir.path().join("envoy.json");
+    let text = serde_json::to_string_pretty(bootstrap).expect("serialise the bootstrap");
+    fs::write(&path, text).expect("write envoy.json");
+    validate(&path)
+}
+
+/// Runs `envoy --mode validate -c <config_path>`: `Ok(output)` if Envoy
+/// accepts the configuration, `Err(output)` if not (stdout and stderr).
+///
+/// Validation builds the listeners' filter chains, so wasm filters are
+/// really loaded: a missing or broken `.wasm` fails validation too.
+///
+/// # Panics
+/// If the Envoy binary is missing (see [`envoy_bin`]).
+pub fn validate(config_path: &Path) -> Result<String, String> {
+    let bin = envoy_bin();
+    let output = Command::new(&bin)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(config_path)
+        .arg("--disable-hot-restart")
+        .arg("--use-dynamic-base-id")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("envoy --mode validate failed ({}):\n{text}", output.status))
+    }
+}

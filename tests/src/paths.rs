@@ -1,0 +1,52 @@
+//! Where the harness finds the workspace, the Envoy binary and the filters.
+//!
+//! Anything missing is a hard failure with a message that says how to fix
+//! it: an end-to-end test must never pass by silently skipping.
+
+use std::path::PathBuf;
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("crate directory {} has no parent", manifest.display()))
+}
+
+/// The Envoy binary: `$ENVOY_BIN` if set, else `<root>/.venv/bin/envoy`.
+///
+/// # Panics
+/// If the file does not exist.
+pub fn envoy_bin() -> PathBuf {
+    let path = match std::env::var_os("ENVOY_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => workspace_root().join(".venv").join("bin").join("envoy"),
+    };
+    assert!(
+        path.is_file(),
+        "Envoy binary not found at {}: run `make test` (it installs Envoy), \
+         or point ENVOY_BIN at an Envoy binary",
+        path.display()
+    );
+    path
+}
+
+/// The compiled filter `<filter>.wasm`, from `$WASM_DIR` if set, else from
+/// `<root>/target/wasm32-wasip1/release`.
+///
+/// # Panics
+/// If the file does not exist.
+pub fn wasm_path(filter: &str) -> PathBuf {
+    let dir = match std::env::var_os("WASM_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => workspace_root().join("target").join("wasm32-wasip1").join("release"),
+    };
+    let path = dir.join(format!("{filter}.wasm"));
+    assert!(
+        path.is_file(),
+        "filter module {} not found: build the filters first: make build",
+        path.display()
+    );
+    path
+}

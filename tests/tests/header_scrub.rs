@@ -1,0 +1,394 @@
+//! header-scrub through a real Envoy: every config option, observed from the client and from the
+//! upstream.
+
+use harness::{Envoy, Gateway, GatewayConfig, Request, Response};
+use serde_json::{json, Value};
+
+const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
+/// A gateway with header-scrub as its only filter, configured the way the shipped configs are
+/// (Envoy passes the upstream's `server` header through, for the filter to remove).
+fn gateway(config: Value) -> Gateway {
+    Gateway::start_with(|c| {
+        c.filter("header_scrub", config)
+            .hcm("server_header_transformation", json!("PASS_THROUGH"))
+    })
+}
+
+fn assert_security_headers(response: &Response) {
+    for (name, value) in SECURITY_HEADERS {
+        assert_eq!(
+            response.header_all(name),
+            vec![value.to_owned()],
+            "{name} on a {} response",
+            response.status
+        );
+    }
+}
+
+#[test]
+fn spoofed_identity_headers_never_reach_the_upstream() {
+    let gw = gateway(json!({"request": {"reserved": ["x-user-id", "X-Claims"]}}));
+    let response = gw.send(
+        Request::get("/orders")
+            .header("x-user-id", "admin")
+            .header("X-User-Id", "root")
+            .header("X-USER-ID", "alice")
+            .header("x-claims", "{\"scope\":\"admin\"}")
+            .header("x-kept", "yes"),
+    );
+    assert_eq!(response.status, 200);
+    let seen = gw.echo.last_request();
+    assert!(!seen.has_header("x-user-id"), "{:?}", seen.headers);
+    assert!(!seen.has_header("x-claims"), "{:?}", seen.headers);
+    assert_eq!(seen.header_all("x-kept"), vec!["yes"]);
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.request_headers_removed"),
+        Some(2)
+    );
+}
+
+#[test]
+fn underscore_variants_are_refused_by_envoy_or_removed_by_the_filter() {
+    // The shipped HCM setting: Envoy itself refuses names with underscores.
+    let gw = gateway(json!({"request": {"reserved": ["x-user-id"]}}));
+    assert_eq!(gw.send(Request::get("/").header("x_user_id", "admin")).status, 400);
+    assert_eq!(gw.echo.request_count(), 0);
+
+    // An operator who allows underscores is still protected by the filter.
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({"request": {"reserved": ["x-user-id"]}}))
+            .hcm(
+                "common_http_protocol_options",
+                json!({"headers_with_underscores_action": "ALLOW"}),
+            )
+    });
+    assert_eq!(
+        gw.send(
+            Request::get("/")
+                .header("x_user_id", "admin")
+                .header("X_User_Id", "root")
+        )
+        .status,
+        200
+    );
+    let seen = gw.echo.last_request();
+    assert!(!seen.has_header("x_user_id"), "{:?}", seen.headers);
+}
+
+#[test]
+fn exact_prefix_and_regex_rules_remove_request_headers() {
+    let gw = gateway(json!({"request": {
+        "remove": ["x-debug"],
+        "remove_prefixes": ["x-internal-"],
+        "remove_regex": ["x-(tenant|shard)-override"],
+    }}));
+    gw.send(
+        Request::get("/")
+            .header("X-Debug", "1")
+            .header("x-internal-route", "a")
+            .header("X-Internal-Cost", "b")
+            .header("x-tenant-override", "c")
+            .header("x-shard-override", "d")
+            .header("x-tenant-override-not", "kept")
+            .header("accept", "application/json"),
+    );
+    let seen = gw.echo.last_request();
+    for gone in [
+        "x-debug",
+        "x-internal-route",
+        "x-internal-cost",
+        "x-tenant-override",
+        "x-shard-override",
+    ] {
+        assert!(!seen.has_header(gone), "{gone} reached the upstream");
+    }
+    assert_eq!(seen.header("x-tenant-override-not").as_deref(), Some("kept"));
+    assert_eq!(seen.header("accept").as_deref(), Some("application/json"));
+}
+
+#[test]
+fn non_utf8_header_values_do_not_crash_the_vm() {
+    let gw = gateway(json!({
+        "request": {"reserved": ["x-user-id"], "remove_regex": ["x-.*-bin"]},
+        "cors": {"allowed_origins": ["https://app.example"]},
+    }));
+    let vms_before = gw.envoy.stat("wasm.envoy.wasm.runtime.v8.created");
+    for value in [&b"\xff\xfe"[..], b"caf\xe9", b"\x80", b"\xc3\x28", b"a\tb"] {
+        let response = gw.send(
+            Request::get("/bytes")
+                .header_bytes(b"x-user-id", value)
+                .header_bytes(b"x-raw-bin", value)
+                .header_bytes(b"x-other", value)
+                .header_bytes(b"origin", value),
+        );
+        assert_eq!(response.status, 200, "value {value:?}");
+        let seen = gw.echo.last_request();
+        assert!(!seen.has_header("x-user-id") && !seen.has_header("x-raw-bin"));
+        assert!(seen.has_header("x-other"));
+        assert!(!response.has_header("access-control-allow-origin"));
+    }
+    // Still the same VM, still filtering: a crashed VM would fail closed with 503.
+    let response = gw.send(Request::get("/after").header("x-user-id", "admin"));
+    assert_eq!(response.status, 200);
+    assert!(!gw.echo.last_request().has_header("x-user-id"));
+    assert_eq!(gw.envoy.stat("wasm.envoy.wasm.runtime.v8.created"), vms_before);
+    assert_eq!(gw.envoy.counter("wasm.header_scrub.vm_reload"), 0);
+}
+
+#[test]
+fn responses_lose_stack_details_and_gain_security_headers() {
+    let gw = gateway(json!({}));
+    gw.echo.set_response_headers(vec![
+        ("Server".into(), "Apache/2.4.1".into()),
+        ("X-Powered-By".into(), "PHP/8.1".into()),
+        ("x-envoy-degraded".into(), "1".into()),
+        ("x-aspnet-version".into(), "4.0".into()),
+        ("x-request-id".into(), "kept".into()),
+    ]);
+    let response = gw.get("/");
+    assert_eq!(response.status, 200);
+    for leaky in [
+        "server",
+        "x-powered-by",
+        "x-envoy-degraded",
+        "x-envoy-upstream-service-time",
+        "x-aspnet-version",
+    ] {
+        assert!(
+            !response.has_header(leaky),
+            "{leaky} leaked: {:?}",
+            response.header(leaky)
+        );
+    }
+    assert_eq!(response.header("x-request-id").as_deref(), Some("kept"));
+    assert_security_headers(&response);
+}
+
+#[test]
+fn operator_rules_keep_and_presets_shape_the_response() {
+    let gw = gateway(json!({"response": {
+        "remove": ["x-backend"],
+        "remove_prefixes": ["x-debug-"],
+        "remove_regex": ["x-trace-[0-9]+"],
+        "keep": ["x-envoy-upstream-service-time"],
+    }}));
+    gw.echo.set_response_headers(vec![
+        ("x-backend".into(), "db-7".into()),
+        ("x-debug-sql".into(), "select".into()),
+        ("x-trace-42".into(), "t".into()),
+        ("x-trace-id".into(), "kept".into()),
+    ]);
+    let response = gw.get("/");
+    for gone in ["x-backend", "x-debug-sql", "x-trace-42"] {
+        assert!(!response.has_header(gone), "{gone} leaked");
+    }
+    assert!(response.has_header("x-trace-id"));
+    assert!(response.has_header("x-envoy-upstream-service-time"));
+
+    let gw = gateway(json!({"response": {"strip_preset": "none", "security_headers": {"preset": "none"}}}));
+    gw.echo.set_response_headers(vec![("server".into(), "Apache".into())]);
+    let response = gw.get("/");
+    assert_eq!(response.header("server").as_deref(), Some("Apache"));
+    assert!(!response.has_header("x-frame-options"));
+}
+
+#[test]
+fn security_headers_respect_upstream_values_unless_told_otherwise() {
+    let gw = gateway(json!({"response": {"security_headers": {
+        "set": {"x-frame-options": "SAMEORIGIN", "permissions-policy": "camera=()"},
+        "omit": ["strict-transport-security"],
+    }}}));
+    gw.echo
+        .set_response_headers(vec![("Cache-Control".into(), "max-age=60".into())]);
+    let response = gw.get("/");
+    assert_eq!(response.header_all("cache-control"), vec!["max-age=60"]);
+    assert_eq!(response.header("x-frame-options").as_deref(), Some("SAMEORIGIN"));
+    assert_eq!(response.header("permissions-policy").as_deref(), Some("camera=()"));
+    assert!(!response.has_header("strict-transport-security"));
+
+    let gw = gateway(json!({"response": {"security_headers": {"overwrite": true}}}));
+    gw.echo.set_response_headers(vec![
+        ("cache-control".into(), "public".into()),
+        ("x-frame-options".into(), "ALLOW".into()),
+    ]);
+    assert_security_headers(&gw.get("/"));
+}
+
+#[test]
+fn envoy_local_replies_get_security_headers_too() {
+    let gw = gateway(json!({}));
+    let direct = gw.get("/direct/teapot");
+    assert_eq!(direct.status, 418);
+    assert_security_headers(&direct);
+    let unavailable = gw.get("/dead/x");
+    assert_eq!(unavailable.status, 503);
+    assert_security_headers(&unavailable);
+    assert!(!unavailable.has_header("server"));
+}
+
+const CORS: fn() -> Value = || {
+    json!({"cors": {
+        "allowed_origins": ["https://app.example", "http://localhost:3000"],
+        "allowed_methods": ["GET", "POST", "DELETE"],
+        "allowed_headers": ["authorization", "content-type"],
+        "exposed_headers": ["x-request-id"],
+        "max_age_secs": 600,
+        "allow_credentials": true,
+    }})
+};
+
+fn preflight(origin: &str, method: &str, headers: &str) -> Request {
+    Request::options("/orders")
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", method)
+        .header("Access-Control-Request-Headers", headers)
+}
+
+#[test]
+fn cors_preflight_allowed_is_answered_by_the_gateway() {
+    let gw = gateway(CORS());
+    let response = gw.send(preflight(
+        "https://app.example",
+        "DELETE",
+        "Authorization, Content-Type",
+    ));
+    assert_eq!(response.status, 204);
+    assert_eq!(
+        response.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        response.header("access-control-allow-methods").as_deref(),
+        Some("GET, POST, DELETE")
+    );
+    assert_eq!(
+        response.header("access-control-allow-headers").as_deref(),
+        Some("authorization, content-type")
+    );
+    assert_eq!(response.header("access-control-max-age").as_deref(), Some("600"));
+    assert_eq!(
+        response.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(response.header_all("vary"), vec!["Origin"]);
+    assert_security_headers(&response);
+    assert_eq!(gw.echo.request_count(), 0, "a preflight must not reach the upstream");
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.cors_preflight_allowed"),
+        Some(1)
+    );
+}
+
+#[test]
+fn cors_preflight_refused_gets_403_without_cors_headers() {
+    let gw = gateway(CORS());
+    for request in [
+        preflight("https://evil.example", "GET", "authorization"),
+        preflight("https://app.example", "PUT", "authorization"),
+        preflight("https://app.example", "GET", "x-admin"),
+        preflight("https://app.example.evil.example", "GET", "authorization"),
+    ] {
+        let response = gw.send(request);
+        assert_eq!(response.status, 403);
+        assert_eq!(response.json()["error"], "forbidden");
+        assert!(
+            response.headers.iter().all(|(n, _)| !n.starts_with("access-control-")),
+            "{:?}",
+            response.headers
+        );
+        assert_security_headers(&response);
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.cors_preflight_refused"),
+        Some(4)
+    );
+}
+
+#[test]
+fn cors_actual_requests_get_headers_only_for_allowed_origins() {
+    let gw = gateway(CORS());
+    // The upstream's own CORS opinion never reaches the client: the gateway is the authority.
+    gw.echo
+        .set_response_headers(vec![("access-control-allow-origin".into(), "*".into())]);
+
+    let allowed = gw.send(Request::get("/orders").header("Origin", "http://localhost:3000"));
+    assert_eq!(allowed.status, 200);
+    assert_eq!(
+        allowed.header_all("access-control-allow-origin"),
+        vec!["http://localhost:3000"]
+    );
+    assert_eq!(
+        allowed.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        allowed.header("access-control-expose-headers").as_deref(),
+        Some("x-request-id")
+    );
+    assert!(allowed.header_all("vary").contains(&"Origin".to_owned()));
+
+    let refused = gw.send(Request::get("/orders").header("Origin", "https://evil.example"));
+    assert_eq!(
+        refused.status, 200,
+        "the browser, not the gateway, enforces CORS on simple requests"
+    );
+    assert!(
+        refused.headers.iter().all(|(n, _)| !n.starts_with("access-control-")),
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.cors_origin_refused"),
+        Some(1)
+    );
+
+    let plain = gw.get("/orders");
+    assert!(!plain.has_header("access-control-allow-origin"));
+}
+
+#[test]
+fn counters_are_exported_to_prometheus_under_one_prefix() {
+    let gw = gateway(json!({"request": {"reserved": ["x-user-id"]}}));
+    gw.send(Request::get("/").header("x-user-id", "a"));
+    let prometheus = gw.envoy.prometheus();
+    for name in [
+        "apisec_header_scrub_request_headers_removed{} 1",
+        "apisec_header_scrub_response_headers_removed{} 1",
+        "apisec_header_scrub_security_headers_added{} 6",
+        "apisec_header_scrub_cors_preflight_allowed{} 0",
+        "apisec_header_scrub_cors_preflight_refused{} 0",
+        "apisec_header_scrub_cors_origin_refused{} 0",
+    ] {
+        assert!(
+            prometheus.lines().any(|l| l == name),
+            "missing {name:?} in\n{prometheus}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_config_is_refused_at_load_with_the_field_path() {
+    let echo = harness::EchoUpstream::start();
+    let config = GatewayConfig::new(echo.addr()).filter(
+        "header_scrub",
+        json!({"cors": {"allowed_origins": ["https://ok.example", "https://bad.example/path"]}}),
+    );
+    let log = match Envoy::start(&config.to_bootstrap(), 1) {
+        Ok(envoy) => panic!("Envoy accepted a bad config:\n{}", envoy.log()),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("header_scrub: invalid configuration: cors.allowed_origins[1]: \"https://bad.example/path\" is not an origin"),
+        "{log}"
+    );
+    assert_eq!(echo.request_count(), 0);
+}
