@@ -107,7 +107,15 @@ impl EchoUpstream {
     /// # Panics
     /// If the socket cannot be bound or the runtime cannot be built.
     pub fn start() -> EchoUpstream {
-        let listener = StdTcpListener::bind("127.0.0.1:0").expect("echo upstream: bind 127.0.0.1:0");
+        Self::bind(([127, 0, 0, 1], 0).into())
+    }
+
+    /// Binds `addr` (a fixed port, for the demo) and starts serving on a background thread.
+    ///
+    /// # Panics
+    /// If the socket cannot be bound or the runtime cannot be built.
+    pub fn bind(addr: SocketAddr) -> EchoUpstream {
+        let listener = StdTcpListener::bind(addr).unwrap_or_else(|e| panic!("echo upstream: bind {addr}: {e}"));
         listener
             .set_nonblocking(true)
             .expect("echo upstream: set listener non-blocking");

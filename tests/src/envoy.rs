@@ -108,7 +108,6 @@ impl Envoy {
     /// If the Envoy binary is missing (see [`envoy_bin`]) or the temporary
     /// directory cannot be written.
     pub fn start(bootstrap: &serde_json::Value, concurrency: u32) -> Result<Envoy, String> {
-        let bin = envoy_bin();
         let dir = tempfile::Builder::new()
             .prefix("e2e-envoy-")
             .tempdir()
@@ -116,6 +115,25 @@ impl Envoy {
         let config_path = dir.path().join("envoy.json");
         let text = serde_json::to_string_pretty(bootstrap).expect("serialise the bootstrap");
         fs::write(&config_path, text).expect("write envoy.json");
+        let cwd = dir.path().to_path_buf();
+        Self::start_in(dir, &config_path, &cwd, concurrency)
+    }
+
+    /// Runs Envoy on a config file of the project (e.g. `envoy/gateway.yaml`), from `cwd` so that
+    /// relative `.wasm` paths resolve; returns once admin `/ready` answers 200.
+    ///
+    /// # Panics
+    /// As [`Envoy::start`].
+    pub fn start_file(config_path: &Path, cwd: &Path, concurrency: u32) -> Result<Envoy, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-envoy-")
+            .tempdir()
+            .expect("create a temporary directory for Envoy");
+        Self::start_in(dir, config_path, cwd, concurrency)
+    }
+
+    fn start_in(dir: tempfile::TempDir, config_path: &Path, cwd: &Path, concurrency: u32) -> Result<Envoy, String> {
+        let bin = envoy_bin();
         let admin_path = dir.path().join("admin.txt");
         let stdout = fs::File::create(dir.path().join("stdout.txt")).expect("create stdout.txt");
         // Envoy logs to stderr, which goes straight to envoy.log. Not
@@ -125,9 +143,9 @@ impl Envoy {
         let log = fs::File::create(dir.path().join("envoy.log")).expect("create envoy.log");
 
         let mut child = Command::new(&bin)
-            .current_dir(dir.path())
+            .current_dir(cwd)
             .arg("-c")
-            .arg(&config_path)
+            .arg(config_path)
             .arg("--concurrency")
             .arg(concurrency.to_string())
             .arg("--base-id-path")
@@ -315,7 +333,9 @@ pub fn validate_bootstrap(bootstrap: &serde_json::Value) -> Result<String, Strin
 /// If the Envoy binary is missing (see [`envoy_bin`]).
 pub fn validate(config_path: &Path) -> Result<String, String> {
     let bin = envoy_bin();
+    // From the workspace root: the project's configs name `.wasm` files relative to it.
     let output = Command::new(&bin)
+        .current_dir(crate::paths::workspace_root())
         .arg("--mode")
         .arg("validate")
         .arg("-c")

