@@ -16,7 +16,7 @@ VENV            := .venv
 ENVOY           := $(VENV)/bin/envoy
 # The runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)
-TOOLS           := .tools
+TOOLS           := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 CARGO_PACKAGES  := $(foreach p,$(FILTER_PACKAGES),-p $(p))
@@ -47,6 +47,7 @@ $(ENVOY):
 
 $(WASM_TEST_RUNNER):
 	@command -v node >/dev/null || { echo "node is required for the wasm unit tests (apt-get install nodejs)"; exit 1; }
+	@# Not --locked: the CLI's own lock file may pin crate versions a registry mirror lacks.
 	cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
 
 .PHONY: envoy
@@ -97,4 +98,4 @@ run: build $(ENVOY)
 .PHONY: clean
 clean:
 	cargo clean
-	rm -rf $(VENV) $(TOOLS)
+	rm -rf $(VENV) .tools

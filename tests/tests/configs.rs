@@ -15,7 +15,10 @@ fn shipped_envoy_configs() -> Vec<PathBuf> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
         .filter(|path| {
             // Not the compose file, and not the scratch copy the test below writes.
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             !name.starts_with("docker-compose") && !name.starts_with('.')
         })
         .collect();
@@ -26,7 +29,10 @@ fn shipped_envoy_configs() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_envoy_config_validates() {
     let configs = shipped_envoy_configs();
-    assert!(configs.len() >= 2, "expected the per-filter and gateway configs, found {configs:?}");
+    assert!(
+        configs.len() >= 2,
+        "expected the per-filter and gateway configs, found {configs:?}"
+    );
     for config in configs {
         if let Err(output) = validate(&config) {
             panic!("{} does not validate:\n{output}", config.display());
@@ -45,5 +51,8 @@ fn validation_refuses_a_filter_config_error_and_names_the_field() {
     let result = validate(&path);
     fs::remove_file(&path).expect("remove the broken config");
     let output = result.expect_err("Envoy accepted a broken filter config");
-    assert!(output.contains("header_scrub: invalid configuration: cors.max_age_secs: invalid type"), "{output}");
+    assert!(
+        output.contains("header_scrub: invalid configuration: cors.max_age_secs: invalid type"),
+        "{output}"
+    );
 }

@@ -38,7 +38,23 @@ Press Ctrl-C to stop.
 "#,
         admin = envoy.admin()
     );
-    loop {
-        std::thread::park();
-    }
+    wait_for_stop_signal();
+    // Dropping the guards stops Envoy and the upstream.
+    drop(envoy);
+}
+
+/// Blocks until Ctrl-C (SIGINT) or SIGTERM.
+fn wait_for_stop_signal() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("signal runtime: {e}"));
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .unwrap_or_else(|e| panic!("SIGTERM handler: {e}"));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
 }
