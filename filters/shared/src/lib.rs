@@ -8,6 +8,7 @@ pub mod config;
 pub mod deny;
 pub mod effects;
 pub mod filter;
+pub mod foreign;
 pub mod headers;
 pub mod metrics;
 pub mod ports;
@@ -25,7 +26,7 @@ pub use effects::{Action, CallOutcome, HeaderEdit, HttpCall, LocalReply, StateWr
 pub use filter::{FilterRoot, HttpFilter};
 pub use headers::{HeaderName, Headers};
 pub use metrics::{Counter, MetricRegistry};
-pub use ports::{Ctx, Properties, SharedStore, StoreError};
+pub use ports::{Ctx, HashAlg, HostCrypto, NoHostCrypto, Properties, SharedStore, StoreError};
 pub use secret::Secret;
 
 /// Makes a filter crate a proxy-wasm module whose root context runs `$root`.

@@ -26,12 +26,39 @@ pub trait Properties {
     fn filter_state(&self, key: &str) -> Option<Vec<u8>>;
 }
 
+/// Hash functions a host signature check can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlg {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Signature checks the host does natively (Envoy: the `verify_signature` foreign function, with
+/// BoringSSL), far faster than the same check in wasm.
+pub trait HostCrypto {
+    /// Checks an RSA PKCS#1 v1.5 or ECDSA (DER-encoded) signature over `message` with the key in
+    /// `spki_der` (a DER SubjectPublicKeyInfo). `None`: the host cannot check it (no such
+    /// function, or it refused the arguments); the caller falls back to its own implementation.
+    fn verify(&self, hash: HashAlg, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool>;
+}
+
+/// A host without native crypto.
+pub struct NoHostCrypto;
+
+impl HostCrypto for NoHostCrypto {
+    fn verify(&self, _: HashAlg, _: &[u8], _: &[u8], _: &[u8]) -> Option<bool> {
+        None
+    }
+}
+
 /// What every callback gets besides the headers.
 pub struct Ctx<'a> {
     /// Host wall clock, milliseconds since the Unix epoch.
     pub now_ms: u64,
     pub store: &'a dyn SharedStore,
     pub properties: &'a dyn Properties,
+    pub crypto: &'a dyn HostCrypto,
 }
 
 impl Ctx<'_> {

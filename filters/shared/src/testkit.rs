@@ -7,7 +7,7 @@ use std::rc::Rc;
 use crate::config::ConfigError;
 use crate::filter::FilterRoot;
 use crate::metrics::{Counter, MetricRegistry};
-use crate::ports::{Ctx, Properties, SharedStore, StoreError};
+use crate::ports::{Ctx, NoHostCrypto, Properties, SharedStore, StoreError};
 
 /// In-memory shared data with real CAS semantics.
 #[derive(Default)]
@@ -74,6 +74,7 @@ impl FakeHost {
             now_ms: self.now_ms,
             store: &self.store,
             properties: &self.properties,
+            crypto: &NoHostCrypto,
         }
     }
 }

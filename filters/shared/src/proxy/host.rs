@@ -47,3 +47,9 @@ pub fn now_ms() -> u64 {
 pub fn read_headers(map: MapType) -> Headers {
     Headers::from_pairs(hostcalls::get_map_bytes(map).unwrap_or_default())
 }
+
+impl crate::ports::HostCrypto for Host {
+    fn verify(&self, hash: crate::ports::HashAlg, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        super::crypto::verify_signature(hash, spki_der, signature, message)
+    }
+}

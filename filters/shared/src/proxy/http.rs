@@ -58,6 +58,7 @@ impl<R: FilterRoot> HttpAdapter<R> {
             now_ms: now_ms(),
             store: &host,
             properties: &host,
+            crypto: &host,
         };
         let step = callback(filter, &ctx);
         self.carry_out(step, phase)

@@ -5,6 +5,7 @@
 //! here instead of unwrapped: a panic would trap the VM and, under `FAIL_CLOSED`, fail every
 //! request on the worker.
 
+mod crypto;
 mod host;
 mod http;
 mod root;

@@ -1,0 +1,1 @@
+//! JOSE core (in progress).
