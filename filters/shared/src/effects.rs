@@ -62,6 +62,10 @@ pub enum Action {
     Continue,
     /// Hold it until a later callback (an outbound call's answer) decides.
     Pause,
+    /// Hold it until another request (or the root) notifies this signal; then
+    /// [`HttpFilter::on_wake`](crate::HttpFilter::on_wake) decides. How one request waits on
+    /// another's outbound call (single-flight).
+    Wait(String),
     /// Answer the client now.
     Reply(LocalReply),
 }
@@ -81,6 +85,11 @@ pub struct Step {
     pub calls: Vec<HttpCall>,
     pub state_writes: Vec<StateWrite>,
     pub counters: Vec<Counter>,
+    /// Signals to notify after this step is carried out: requests waiting on them wake up.
+    pub notify: Vec<String>,
+    /// If this request goes away while its calls are unanswered, notify this signal so that the
+    /// requests waiting on its answer do not wait in vain.
+    pub notify_if_abandoned: Option<String>,
 }
 
 impl Step {
@@ -103,7 +112,18 @@ impl Step {
             calls: Vec::new(),
             state_writes: Vec::new(),
             counters: Vec::new(),
+            notify: Vec::new(),
+            notify_if_abandoned: None,
         }
+    }
+
+    pub fn wait(signal: impl Into<String>) -> Self {
+        Self::with_action(Action::Wait(signal.into()))
+    }
+
+    pub fn notify(mut self, signal: impl Into<String>) -> Self {
+        self.notify.push(signal.into());
+        self
     }
 
     pub fn edit(mut self, edit: HeaderEdit) -> Self {
@@ -136,4 +156,13 @@ impl Step {
             _ => None,
         }
     }
+}
+
+/// What background work in the root context decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RootStep {
+    /// Outbound calls, each with a tag the answer comes back with.
+    pub calls: Vec<(u32, HttpCall)>,
+    pub counters: Vec<Counter>,
+    pub notify: Vec<String>,
 }

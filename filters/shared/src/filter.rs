@@ -1,9 +1,10 @@
 //! The contract between a filter core and the adapter.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::config::ConfigError;
-use crate::effects::{CallOutcome, Step};
+use crate::effects::{CallOutcome, RootStep, Step};
 use crate::headers::Headers;
 use crate::metrics::MetricRegistry;
 use crate::ports::Ctx;
@@ -19,6 +20,22 @@ pub trait FilterRoot: Sized + 'static {
 
     /// The per-request filter.
     fn new_filter(root: &Rc<Self>) -> Self::Filter;
+
+    /// How often [`FilterRoot::on_tick`] runs; `None`: no background work.
+    fn tick_period(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Background work (key refreshes and the like). Roots mutate through interior mutability:
+    /// the requests in flight share the root.
+    fn on_tick(&self, _ctx: &Ctx) -> RootStep {
+        RootStep::default()
+    }
+
+    /// The answer to a call from [`RootStep::calls`], with the tag it was sent with.
+    fn on_call_response(&self, _tag: u32, _outcome: CallOutcome, _ctx: &Ctx) -> RootStep {
+        RootStep::default()
+    }
 }
 
 /// One request's filter. Every callback returns effects; none touches the host.
@@ -33,6 +50,11 @@ pub trait HttpFilter {
 
     /// The answer to an [`HttpCall`](crate::HttpCall) this filter asked for while the request paused.
     fn on_call_response(&mut self, _outcome: CallOutcome, _ctx: &Ctx) -> Step {
+        Step::proceed()
+    }
+
+    /// A signal this request waits on ([`Action::Wait`](crate::Action::Wait)) was notified.
+    fn on_wake(&mut self, _signal: &str, _ctx: &Ctx) -> Step {
         Step::proceed()
     }
 }

@@ -12,6 +12,7 @@ pub mod foreign;
 pub mod headers;
 pub mod metrics;
 pub mod ports;
+pub mod route;
 pub mod secret;
 
 #[cfg(any(test, feature = "testkit"))]
@@ -22,7 +23,7 @@ pub mod proxy;
 
 pub use config::{ConfigError, FieldPath};
 pub use deny::{Deny, Realm};
-pub use effects::{Action, CallOutcome, HeaderEdit, HttpCall, LocalReply, StateWrite, Step};
+pub use effects::{Action, CallOutcome, HeaderEdit, HttpCall, LocalReply, RootStep, StateWrite, Step};
 pub use filter::{FilterRoot, HttpFilter};
 pub use headers::{HeaderName, Headers};
 pub use metrics::{Counter, MetricRegistry};

@@ -53,3 +53,12 @@ impl crate::ports::HostCrypto for Host {
         super::crypto::verify_signature(hash, spki_der, signature, message)
     }
 }
+
+/// Dispatches an outbound call; `None` if the host refused it (unknown cluster, bad headers).
+pub fn dispatch(call: &crate::effects::HttpCall) -> Option<u32> {
+    let mut headers = Vec::with_capacity(call.headers.len());
+    for (name, value) in &call.headers {
+        headers.push((name.as_str(), std::str::from_utf8(value).ok()?));
+    }
+    hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), Vec::new(), call.timeout).ok()
+}

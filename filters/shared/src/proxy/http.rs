@@ -1,58 +1,100 @@
 //! The per-request context: reads headers, runs the core, carries out its step.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
 
-use super::host::{now_ms, read_headers, Host};
-use crate::effects::{Action, CallOutcome, HeaderEdit, HttpCall, Step};
+use super::host::{dispatch, now_ms, read_headers, Host};
+use super::waiters::{self, Wakeable};
+use crate::effects::{Action, CallOutcome, HeaderEdit, Step};
 use crate::filter::{FilterRoot, HttpFilter};
 use crate::ports::Ctx;
 use crate::Deny;
 
 /// Largest outbound-call response body read into the VM; a core decides what is too big.
-const MAX_CALL_BODY: usize = 1 << 20;
+pub const MAX_CALL_BODY: usize = 1 << 20;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Request,
     Response,
 }
 
-impl Phase {
-    fn map(self) -> MapType {
-        match self {
-            Phase::Request => MapType::HttpRequestHeaders,
-            Phase::Response => MapType::HttpResponseHeaders,
-        }
-    }
+/// The context the SDK owns; the state lives behind an `Rc` so waiters can be woken.
+pub struct HttpAdapter<R: FilterRoot> {
+    shell: Rc<Shell<R>>,
 }
 
-pub struct HttpAdapter<R: FilterRoot> {
+struct Shell<R: FilterRoot> {
+    context_id: u32,
+    this: Weak<Shell<R>>,
+    state: RefCell<State<R>>,
+}
+
+struct State<R: FilterRoot> {
     /// `None` only if the host created a stream on an unconfigured root: such requests get 503.
     filter: Option<R::Filter>,
     metric_ids: Rc<Vec<Option<u32>>>,
-    /// Tokens of outbound calls still awaited; the request resumes when the last one answers.
+    /// Tokens of outbound calls still awaited.
     pending_calls: Vec<u32>,
+    notify_if_abandoned: Option<String>,
 }
 
 impl<R: FilterRoot> HttpAdapter<R> {
-    pub fn new(filter: Option<R::Filter>, metric_ids: Rc<Vec<Option<u32>>>) -> Self {
-        Self {
-            filter,
-            metric_ids,
-            pending_calls: Vec::new(),
+    pub fn new(context_id: u32, filter: Option<R::Filter>, metric_ids: Rc<Vec<Option<u32>>>) -> Self {
+        let shell = Rc::new_cyclic(|this| Shell {
+            context_id,
+            this: this.clone(),
+            state: RefCell::new(State {
+                filter,
+                metric_ids,
+                pending_calls: Vec::new(),
+                notify_if_abandoned: None,
+            }),
+        });
+        Self { shell }
+    }
+}
+
+impl<R: FilterRoot> Shell<R> {
+    /// Runs a callback of the core and carries out its step. Returns what the host should do now.
+    fn run(&self, phase: Phase, callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step) -> HostAction {
+        let (action, notify) = {
+            let Ok(mut state) = self.state.try_borrow_mut() else {
+                log::error!("{}: re-entrant callback ignored", R::NAME);
+                return HostAction::Continue;
+            };
+            state.run(phase, callback, self)
+        };
+        if !notify.is_empty() {
+            for signal in &notify {
+                waiters::notify(signal);
+            }
+            let _ = hostcalls::set_effective_context(self.context_id);
         }
+        action
     }
 
-    fn run(&mut self, phase: Phase, callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step) -> HostAction {
-        let Some(filter) = self.filter.as_mut() else {
-            log::error!("{}: request on an unconfigured plugin", R::NAME);
-            let step = Step::reply(Deny::Unavailable { retry_after_secs: None }.reply(&Default::default()));
-            return self.carry_out(step, phase);
-        };
+    /// Runs a callback that happens while the request is paused, and resumes it if the core says so.
+    fn run_paused(&self, callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step) {
+        let action = self.run(Phase::Request, callback);
+        let idle = self.state.try_borrow().is_ok_and(|s| s.pending_calls.is_empty());
+        if matches!(action, HostAction::Continue) && idle {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+impl<R: FilterRoot> State<R> {
+    fn run(
+        &mut self,
+        phase: Phase,
+        callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step,
+        shell: &Shell<R>,
+    ) -> (HostAction, Vec<String>) {
         let host = Host;
         let ctx = Ctx {
             now_ms: now_ms(),
@@ -60,11 +102,17 @@ impl<R: FilterRoot> HttpAdapter<R> {
             properties: &host,
             crypto: &host,
         };
-        let step = callback(filter, &ctx);
-        self.carry_out(step, phase)
+        let step = match self.filter.as_mut() {
+            Some(filter) => callback(filter, &ctx),
+            None => {
+                log::error!("{}: request on an unconfigured plugin", R::NAME);
+                Step::reply(Deny::Unavailable { retry_after_secs: None }.reply(&Default::default()))
+            }
+        };
+        self.carry_out(step, phase, shell, &ctx)
     }
 
-    fn carry_out(&mut self, step: Step, phase: Phase) -> HostAction {
+    fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell<R>, ctx: &Ctx) -> (HostAction, Vec<String>) {
         for counter in &step.counters {
             if let Some(Some(id)) = self.metric_ids.get(counter.index()) {
                 let _ = hostcalls::increment_metric(*id, 1);
@@ -75,23 +123,44 @@ impl<R: FilterRoot> HttpAdapter<R> {
                 log::warn!("{}: could not publish filter state {}", R::NAME, write.key);
             }
         }
+        let map = match phase {
+            Phase::Request => MapType::HttpRequestHeaders,
+            Phase::Response => MapType::HttpResponseHeaders,
+        };
         for edit in &step.header_edits {
-            apply_edit(phase.map(), edit);
+            apply_edit(map, edit);
         }
-        let mut failed_calls = 0;
+        if step.notify_if_abandoned.is_some() {
+            self.notify_if_abandoned.clone_from(&step.notify_if_abandoned);
+        }
+        let mut undispatched = 0;
         for call in &step.calls {
             match dispatch(call) {
                 Some(token) => self.pending_calls.push(token),
-                None => failed_calls += 1,
+                None => undispatched += 1,
             }
         }
-        match step.action {
+        let mut notify = step.notify;
+        let action = match step.action {
             Action::Continue => HostAction::Continue,
-            Action::Pause if failed_calls > 0 => {
+            Action::Pause if undispatched > 0 => {
                 log::warn!("{}: outbound call could not be dispatched", R::NAME);
-                self.after_call(CallOutcome::Failed)
+                let (action, more) = match self.filter.as_mut() {
+                    Some(filter) => {
+                        let step = filter.on_call_response(CallOutcome::Failed, ctx);
+                        self.carry_out(step, phase, shell, ctx)
+                    }
+                    None => (HostAction::Continue, Vec::new()),
+                };
+                notify.extend(more);
+                action
             }
             Action::Pause => HostAction::Pause,
+            Action::Wait(signal) => {
+                let this: Weak<dyn Wakeable> = shell.this.clone();
+                waiters::register(&signal, this);
+                HostAction::Pause
+            }
             Action::Reply(reply) => {
                 let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
                 if hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)).is_err() {
@@ -99,16 +168,32 @@ impl<R: FilterRoot> HttpAdapter<R> {
                 }
                 HostAction::Pause
             }
-        }
+        };
+        (action, notify)
     }
+}
 
-    /// Hands a call's outcome to the core and, if it lets the request go on, resumes it.
-    fn after_call(&mut self, outcome: CallOutcome) -> HostAction {
-        let action = self.run(Phase::Request, |filter, ctx| filter.on_call_response(outcome, ctx));
-        if matches!(action, HostAction::Continue) && self.pending_calls.is_empty() {
-            let _ = hostcalls::resume_http_request();
+impl<R: FilterRoot> Wakeable for Shell<R> {
+    fn wake(&self, signal: &str) {
+        if hostcalls::set_effective_context(self.context_id).is_err() {
+            return;
         }
-        action
+        self.run_paused(|filter, ctx| filter.on_wake(signal, ctx));
+    }
+}
+
+impl<R: FilterRoot> Drop for HttpAdapter<R> {
+    fn drop(&mut self) {
+        let abandoned = self
+            .shell
+            .state
+            .try_borrow_mut()
+            .ok()
+            .filter(|state| !state.pending_calls.is_empty())
+            .and_then(|mut state| state.notify_if_abandoned.take());
+        if let Some(signal) = abandoned {
+            waiters::notify(&signal);
+        }
     }
 }
 
@@ -124,43 +209,44 @@ fn apply_edit(map: MapType, edit: &HeaderEdit) {
     }
 }
 
-fn dispatch(call: &HttpCall) -> Option<u32> {
-    let mut headers = Vec::with_capacity(call.headers.len());
-    for (name, value) in &call.headers {
-        headers.push((name.as_str(), std::str::from_utf8(value).ok()?));
+/// Reads the answer to an outbound call the host just delivered.
+pub fn read_call_outcome(num_headers: usize, body_size: usize) -> CallOutcome {
+    // No headers means the host had no response: timeout, reset or connection failure.
+    if num_headers == 0 {
+        return CallOutcome::Failed;
     }
-    hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), Vec::new(), call.timeout).ok()
+    let headers = read_headers(MapType::HttpCallResponseHeaders);
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    match headers.status() {
+        Some(status) => CallOutcome::Response { status, headers, body },
+        None => CallOutcome::Failed,
+    }
 }
 
 impl<R: FilterRoot> Context for HttpAdapter<R> {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
-        self.pending_calls.retain(|t| *t != token_id);
-        // No headers means the host had no response: timeout, reset or connection failure.
-        let outcome = if num_headers == 0 {
-            CallOutcome::Failed
-        } else {
-            let headers = read_headers(MapType::HttpCallResponseHeaders);
-            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY))
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            match headers.status() {
-                Some(status) => CallOutcome::Response { status, headers, body },
-                None => CallOutcome::Failed,
-            }
-        };
-        self.after_call(outcome);
+        if let Ok(mut state) = self.shell.state.try_borrow_mut() {
+            state.pending_calls.retain(|t| *t != token_id);
+        }
+        let outcome = read_call_outcome(num_headers, body_size);
+        self.shell
+            .run_paused(|filter, ctx| filter.on_call_response(outcome, ctx));
     }
 }
 
 impl<R: FilterRoot> HttpContext for HttpAdapter<R> {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpRequestHeaders);
-        self.run(Phase::Request, |filter, ctx| filter.on_request_headers(&headers, ctx))
+        self.shell
+            .run(Phase::Request, |filter, ctx| filter.on_request_headers(&headers, ctx))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpResponseHeaders);
-        self.run(Phase::Response, |filter, ctx| filter.on_response_headers(&headers, ctx))
+        self.shell
+            .run(Phase::Response, |filter, ctx| filter.on_response_headers(&headers, ctx))
     }
 }

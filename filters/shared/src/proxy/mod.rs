@@ -9,6 +9,7 @@ mod crypto;
 mod host;
 mod http;
 mod root;
+mod waiters;
 
 pub use proxy_wasm::main as __proxy_main;
 
@@ -19,5 +20,5 @@ use crate::filter::FilterRoot;
 /// Registers `R` as this module's root context. Called from [`export_filter!`](crate::export_filter).
 pub fn start<R: FilterRoot>() {
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::RootAdapter::<R>::new()));
+    proxy_wasm::set_root_context(|context_id| Box::new(root::RootAdapter::<R>::new(context_id)));
 }
