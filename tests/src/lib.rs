@@ -20,12 +20,14 @@ pub mod config;
 pub mod echo;
 pub mod envoy;
 pub mod http;
+pub mod oauth;
 pub mod paths;
 
 pub use config::{GatewayConfig, WasmFilter};
 pub use echo::{EchoUpstream, RecordedRequest};
 pub use envoy::Envoy;
 pub use http::{Request, Response};
+pub use oauth::OAuthServer;
 
 /// An echo upstream with an Envoy in front of it: what most tests want.
 ///

@@ -1,1 +1,33 @@
-//! JOSE core (in progress).
+//! The JOSE core shared by `jwt-auth` and `phantom-token`: strict compact-JWS parsing ([`Jwt`]),
+//! JWKS parsing ([`Jwks`]), signature checks that prefer the host's native crypto and fall back to
+//! pure Rust ([`Jwt::verify`]), and claim rules ([`ClaimRules`]).
+//!
+//! Pure code: no I/O, no host calls (the host's crypto arrives as a [`shared::HostCrypto`]), no
+//! clock (`now` is an argument), no panics.
+//!
+//! What a token must look like to get through:
+//! - compact JWS, three non-empty strict-base64url segments; JWE, JSON serialization, unsecured
+//!   (`none`) and detached-payload tokens are rejected;
+//! - a header that is a JSON object without duplicate members, whose `alg` is one of [`Alg`]
+//!   (exact spelling), with no `crit` (no extension is understood); `jwk`, `jku`, `x5u`, `x5c`,
+//!   `x5t` are never used to find a key: keys come only from the configured [`Jwks`];
+//! - a payload that is a JSON object without duplicate members (at any depth).
+
+mod alg;
+mod b64;
+mod claims;
+mod error;
+mod json;
+mod jwk;
+mod jwt;
+mod verify;
+
+#[cfg(test)]
+mod testdata;
+
+pub use alg::Alg;
+pub use b64::b64url_decode;
+pub use claims::ClaimRules;
+pub use error::{JwksError, JwtError};
+pub use jwk::{Jwk, Jwks, KeyKind, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use jwt::Jwt;

@@ -1,16 +1,20 @@
-//! `make run`: the demo gateway. Starts the echo upstream on 127.0.0.1:8081 and a real Envoy with
-//! `envoy/gateway.yaml` (listener 127.0.0.1:8080, admin 127.0.0.1:9901), prints curl commands
-//! that show each filter at work, and serves until interrupted.
+//! `make run`: the demo gateway. Starts the echo upstream on 127.0.0.1:8081, the test OAuth server
+//! on 127.0.0.1:8082 and a real Envoy with `envoy/gateway.yaml` (listener 127.0.0.1:8080, admin
+//! 127.0.0.1:9901), prints curl commands that show each filter at work, and serves until
+//! interrupted.
 
-use harness::{paths, EchoUpstream, Envoy};
+use harness::{paths, EchoUpstream, Envoy, OAuthServer};
 
 const UPSTREAM: &str = "127.0.0.1:8081";
+const OAUTH: &str = "127.0.0.1:8082";
 
 fn main() {
     let root = paths::workspace_root();
     let config = root.join("envoy").join("gateway.yaml");
     let upstream = UPSTREAM.parse().unwrap_or_else(|e| panic!("{UPSTREAM}: {e}"));
     let _echo = EchoUpstream::bind(upstream);
+    let oauth_addr = OAUTH.parse().unwrap_or_else(|e| panic!("{OAUTH}: {e}"));
+    let _oauth = OAuthServer::bind(oauth_addr);
     let envoy = match Envoy::start_file(&config, &root, 2) {
         Ok(envoy) => envoy,
         Err(log) => {
@@ -21,11 +25,21 @@ fn main() {
     let gw = format!("http://{}", envoy.listener());
     println!(
         r#"
-Demo gateway ready: {gw} (Envoy admin http://{admin}, echo upstream http://{UPSTREAM})
+Demo gateway ready: {gw} (Envoy admin http://{admin}, echo upstream http://{UPSTREAM},
+OAuth server http://{OAUTH})
+
+jwt-auth: get a token from the OAuth server (client credentials), then call the API with it.
+The upstream sees the verified claims as x-user-id / x-user-scope; without a token, 401:
+  TOKEN=$(curl -s -u demo:demo-secret -d grant_type=client_credentials -d scope=orders:read \
+    http://{OAUTH}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -si {gw}/orders -H "Authorization: Bearer $TOKEN"
+  curl -si {gw}/orders
+  curl -si {gw}/orders -H 'Authorization: Bearer not.a.token'
+  curl -si {gw}/public/status
 
 header-scrub: a spoofed identity header never reaches the upstream (the echo shows what it got),
 and the response carries security headers but no server details:
-  curl -si {gw}/orders -H 'x-user-id: admin' -H 'X-User-Id: root'
+  curl -si {gw}/public/status -H 'x-user-id: admin' -H 'X-User-Id: root'
 
 CORS preflight from an allowed origin (answered by the gateway, 204) and from another one (403):
   curl -si -X OPTIONS {gw}/orders -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: DELETE'

@@ -1,0 +1,412 @@
+//! Claim rules (RFC 7519 section 4.1, RFC 9068 `typ`).
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::JwtError;
+use crate::jwt::Jwt;
+
+/// What the claims of a verified token must satisfy.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimRules {
+    /// `iss` must equal this exactly (when set).
+    pub issuer: Option<String>,
+    /// When non-empty, `aud` (a string or an array of strings) must name at least one of these.
+    pub audiences: Vec<String>,
+    /// Tolerance for clock differences on `exp`, `nbf` and `iat`, in seconds.
+    pub clock_skew_secs: u64,
+    /// When set, `exp - iat` (or `exp - now` without `iat`) may not exceed this, and `exp` is
+    /// required.
+    pub max_lifetime_secs: Option<u64>,
+    /// Claims that must be present and not `null`.
+    pub required_claims: Vec<String>,
+    /// Whether a token without `exp` is refused.
+    pub require_exp: bool,
+    /// When set, the header's `typ` must be one of these, compared case-insensitively and with an
+    /// optional `application/` prefix ignored (RFC 7515 section 4.1.9): `at+jwt` matches
+    /// `application/at+jwt` (RFC 9068).
+    pub allowed_typ: Option<Vec<String>>,
+}
+
+impl Default for ClaimRules {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audiences: Vec::new(),
+            clock_skew_secs: 60,
+            max_lifetime_secs: None,
+            required_claims: Vec::new(),
+            require_exp: false,
+            allowed_typ: None,
+        }
+    }
+}
+
+impl Jwt {
+    /// Checks the claims against `rules` at `now_secs` (seconds since the Unix epoch). Call it
+    /// after the signature check: it trusts the claims to be the issuer's.
+    ///
+    /// `exp`, `nbf` and `iat` must be non-negative JSON numbers (fractions allowed) if present.
+    /// Expired when `now >= exp + skew`; not yet valid when `now + skew < nbf`; issued in the
+    /// future when `iat > now + skew`.
+    pub fn validate_claims(&self, rules: &ClaimRules, now_secs: u64) -> Result<(), JwtError> {
+        if let Some(allowed) = &rules.allowed_typ {
+            let typ = self.typ().map(normalize_typ).ok_or(JwtError::WrongTyp)?;
+            if !allowed.iter().any(|candidate| normalize_typ(candidate) == typ) {
+                return Err(JwtError::WrongTyp);
+            }
+        }
+
+        let exp = self.numeric_date("exp")?;
+        let nbf = self.numeric_date("nbf")?;
+        let iat = self.numeric_date("iat")?;
+        let now = now_secs as f64;
+        let skew = rules.clock_skew_secs as f64;
+        match exp {
+            Some(exp) if now >= exp + skew => return Err(JwtError::Expired),
+            None if rules.require_exp || rules.max_lifetime_secs.is_some() => {
+                return Err(JwtError::MissingClaim("exp".to_owned()))
+            }
+            _ => {}
+        }
+        if nbf.is_some_and(|nbf| now + skew < nbf) {
+            return Err(JwtError::NotYetValid);
+        }
+        if iat.is_some_and(|iat| iat > now + skew) {
+            return Err(JwtError::IssuedInFuture);
+        }
+        if let (Some(max), Some(exp)) = (rules.max_lifetime_secs, exp) {
+            if exp - iat.unwrap_or(now) > max as f64 {
+                return Err(JwtError::LifetimeTooLong);
+            }
+        }
+
+        if let Some(issuer) = &rules.issuer {
+            match self.claim("iss") {
+                None => return Err(JwtError::MissingClaim("iss".to_owned())),
+                Some(Value::String(iss)) if iss == issuer => {}
+                Some(Value::String(_)) => return Err(JwtError::WrongIssuer),
+                Some(_) => return Err(JwtError::BadClaimType("iss")),
+            }
+        }
+
+        let audiences = self.audiences()?;
+        if !rules.audiences.is_empty() {
+            let audiences = audiences.ok_or_else(|| JwtError::MissingClaim("aud".to_owned()))?;
+            if !audiences
+                .iter()
+                .any(|aud| rules.audiences.iter().any(|wanted| wanted == aud))
+            {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+
+        for name in &rules.required_claims {
+            if self.claim(name).is_none_or(Value::is_null) {
+                return Err(JwtError::MissingClaim(name.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `aud` as a list: a string or an array of strings; anything else is a bad claim type.
+    fn audiences(&self) -> Result<Option<Vec<&str>>, JwtError> {
+        match self.claim("aud") {
+            None => Ok(None),
+            Some(Value::String(aud)) => Ok(Some(vec![aud.as_str()])),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().ok_or(JwtError::BadClaimType("aud")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(JwtError::BadClaimType("aud")),
+        }
+    }
+
+    /// A NumericDate claim: absent, or a finite non-negative number (fractions allowed).
+    fn numeric_date(&self, name: &'static str) -> Result<Option<f64>, JwtError> {
+        match self.claim(name) {
+            None => Ok(None),
+            Some(Value::Number(number)) => match number.as_f64() {
+                Some(value) if value.is_finite() && value >= 0.0 => Ok(Some(value)),
+                _ => Err(JwtError::BadClaimType(name)),
+            },
+            Some(_) => Err(JwtError::BadClaimType(name)),
+        }
+    }
+}
+
+/// `typ` for comparison: lowercase, without an `application/` prefix.
+fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::*;
+    use crate::Alg;
+    use serde_json::json;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn jwt(claims: Value) -> Jwt {
+        Jwt::decode(token(Alg::HS256, &claims).as_bytes(), 16 * 1024).unwrap()
+    }
+
+    fn with_typ(typ: Option<&str>) -> Jwt {
+        let header = match typ {
+            Some(typ) => json!({"alg": "HS256", "typ": typ}),
+            None => json!({"alg": "HS256"}),
+        };
+        Jwt::decode(raw_token(Alg::HS256, &header.to_string(), "{}").as_bytes(), 16 * 1024).unwrap()
+    }
+
+    fn check(claims: Value, rules: &ClaimRules) -> Result<(), JwtError> {
+        jwt(claims).validate_claims(rules, NOW)
+    }
+
+    fn rules() -> ClaimRules {
+        ClaimRules::default()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn defaults() {
+        let rules = rules();
+        assert_eq!(rules.clock_skew_secs, 60);
+        assert!(!rules.require_exp);
+        assert_eq!(check(json!({}), &rules), Ok(()));
+        let parsed: ClaimRules = serde_json::from_str(r#"{"issuer": "i", "audiences": ["a"]}"#).unwrap();
+        assert_eq!(parsed.clock_skew_secs, 60);
+        assert_eq!(parsed.issuer.as_deref(), Some("i"));
+        assert!(serde_json::from_str::<ClaimRules>(r#"{"isuer": "i"}"#).is_err());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn expiry_with_skew_boundaries() {
+        let r = rules();
+        assert_eq!(check(json!({"exp": NOW + 1}), &r), Ok(()));
+        assert_eq!(check(json!({"exp": NOW}), &r), Ok(()), "within the skew");
+        assert_eq!(
+            check(json!({"exp": NOW - 59}), &r),
+            Ok(()),
+            "one second before the edge"
+        );
+        assert_eq!(
+            check(json!({"exp": NOW - 60}), &r),
+            Err(JwtError::Expired),
+            "exactly at the edge"
+        );
+        assert_eq!(check(json!({"exp": NOW - 61}), &r), Err(JwtError::Expired));
+        let strict = ClaimRules {
+            clock_skew_secs: 0,
+            ..rules()
+        };
+        assert_eq!(check(json!({"exp": NOW + 1}), &strict), Ok(()));
+        assert_eq!(check(json!({"exp": NOW}), &strict), Err(JwtError::Expired));
+        assert_eq!(check(json!({"exp": 0}), &strict), Err(JwtError::Expired));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn fractional_numeric_dates() {
+        let strict = ClaimRules {
+            clock_skew_secs: 0,
+            ..rules()
+        };
+        assert_eq!(check(json!({"exp": NOW as f64 + 0.5}), &strict), Ok(()));
+        assert_eq!(check(json!({"exp": NOW as f64 - 0.5}), &strict), Err(JwtError::Expired));
+        assert_eq!(
+            check(json!({"nbf": NOW as f64 + 0.5}), &strict),
+            Err(JwtError::NotYetValid)
+        );
+        assert_eq!(
+            check(json!({"nbf": NOW as f64 - 0.5, "iat": NOW as f64 - 0.5}), &strict),
+            Ok(())
+        );
+        assert_eq!(check(json!({"exp": 1e300}), &strict), Ok(()));
+        assert_eq!(jwt(json!({"exp": NOW as f64 + 0.999})).exp(), Some(NOW));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn numeric_dates_must_be_non_negative_numbers() {
+        for name in ["exp", "nbf", "iat"] {
+            for bad in [
+                json!("1767225600"),
+                json!(true),
+                json!(null),
+                json!(-1),
+                json!(-0.5),
+                json!([1]),
+                json!({}),
+            ] {
+                assert_eq!(
+                    check(json!({ name: bad }), &rules()),
+                    Err(JwtError::BadClaimType(name)),
+                    "{name}: {bad}"
+                );
+            }
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn not_before_with_skew_boundaries() {
+        let r = rules();
+        assert_eq!(check(json!({"nbf": NOW}), &r), Ok(()));
+        assert_eq!(check(json!({"nbf": NOW + 60}), &r), Ok(()), "exactly at the edge");
+        assert_eq!(check(json!({"nbf": NOW + 61}), &r), Err(JwtError::NotYetValid));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn issued_in_the_future() {
+        let r = rules();
+        assert_eq!(check(json!({"iat": NOW - 1000}), &r), Ok(()));
+        assert_eq!(check(json!({"iat": NOW + 60}), &r), Ok(()), "exactly at the edge");
+        assert_eq!(check(json!({"iat": NOW + 61}), &r), Err(JwtError::IssuedInFuture));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn required_exp_and_max_lifetime() {
+        let need_exp = ClaimRules {
+            require_exp: true,
+            ..rules()
+        };
+        assert_eq!(check(json!({}), &need_exp), Err(JwtError::MissingClaim("exp".into())));
+        assert_eq!(check(json!({"exp": NOW + 10}), &need_exp), Ok(()));
+
+        let max = ClaimRules {
+            max_lifetime_secs: Some(3600),
+            ..rules()
+        };
+        assert_eq!(check(json!({"iat": NOW, "exp": NOW + 3600}), &max), Ok(()));
+        assert_eq!(
+            check(json!({"iat": NOW, "exp": NOW + 3601}), &max),
+            Err(JwtError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(json!({"iat": NOW - 3000, "exp": NOW + 601}), &max),
+            Err(JwtError::LifetimeTooLong)
+        );
+        // Without iat the remaining lifetime counts.
+        assert_eq!(check(json!({"exp": NOW + 3600}), &max), Ok(()));
+        assert_eq!(check(json!({"exp": NOW + 3601}), &max), Err(JwtError::LifetimeTooLong));
+        // A bounded lifetime needs an exp.
+        assert_eq!(
+            check(json!({"iat": NOW}), &max),
+            Err(JwtError::MissingClaim("exp".into()))
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn issuer_is_compared_exactly() {
+        let r = ClaimRules {
+            issuer: Some("https://issuer.example".into()),
+            ..rules()
+        };
+        assert_eq!(check(json!({"iss": "https://issuer.example"}), &r), Ok(()));
+        for wrong in [
+            "https://issuer.example/",
+            "https://ISSUER.example",
+            "https://evil.example",
+            "",
+        ] {
+            assert_eq!(check(json!({"iss": wrong}), &r), Err(JwtError::WrongIssuer), "{wrong}");
+        }
+        assert_eq!(check(json!({}), &r), Err(JwtError::MissingClaim("iss".into())));
+        assert_eq!(
+            check(json!({"iss": ["https://issuer.example"]}), &r),
+            Err(JwtError::BadClaimType("iss"))
+        );
+        // No issuer configured: anything goes.
+        assert_eq!(check(json!({"iss": 5}), &rules()), Ok(()));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn audiences() {
+        let r = ClaimRules {
+            audiences: vec!["api".into(), "other".into()],
+            ..rules()
+        };
+        assert_eq!(check(json!({"aud": "api"}), &r), Ok(()));
+        assert_eq!(check(json!({"aud": ["x", "other"]}), &r), Ok(()));
+        assert_eq!(check(json!({"aud": "API"}), &r), Err(JwtError::WrongAudience));
+        assert_eq!(check(json!({"aud": ["x", "y"]}), &r), Err(JwtError::WrongAudience));
+        assert_eq!(check(json!({"aud": []}), &r), Err(JwtError::WrongAudience));
+        assert_eq!(check(json!({}), &r), Err(JwtError::MissingClaim("aud".into())));
+        for bad in [
+            json!(5),
+            json!({"api": true}),
+            json!(["api", 5]),
+            json!(null),
+            json!(true),
+        ] {
+            assert_eq!(
+                check(json!({ "aud": bad }), &r),
+                Err(JwtError::BadClaimType("aud")),
+                "{bad}"
+            );
+            // The type is checked even when no audience is configured.
+            assert_eq!(
+                check(json!({ "aud": bad }), &rules()),
+                Err(JwtError::BadClaimType("aud")),
+                "{bad}"
+            );
+        }
+        assert_eq!(check(json!({"aud": ["anything"]}), &rules()), Ok(()));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn required_claims() {
+        let r = ClaimRules {
+            required_claims: vec!["sub".into(), "tenant".into()],
+            ..rules()
+        };
+        assert_eq!(check(json!({"sub": "a", "tenant": {"id": 1}}), &r), Ok(()));
+        assert_eq!(
+            check(json!({"sub": "a"}), &r),
+            Err(JwtError::MissingClaim("tenant".into()))
+        );
+        assert_eq!(
+            check(json!({"sub": null, "tenant": 1}), &r),
+            Err(JwtError::MissingClaim("sub".into()))
+        );
+        assert_eq!(check(json!({"sub": "", "tenant": false}), &r), Ok(()));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn typ_is_case_insensitive_and_ignores_the_application_prefix() {
+        let at_jwt = ClaimRules {
+            allowed_typ: Some(vec!["at+jwt".into()]),
+            ..rules()
+        };
+        for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"] {
+            assert_eq!(with_typ(Some(ok)).validate_claims(&at_jwt, NOW), Ok(()), "{ok}");
+        }
+        for bad in [
+            Some("JWT"),
+            Some("jwt"),
+            Some("at+jwt "),
+            Some("application/jwt"),
+            Some(""),
+            None,
+        ] {
+            assert_eq!(
+                with_typ(bad).validate_claims(&at_jwt, NOW),
+                Err(JwtError::WrongTyp),
+                "{bad:?}"
+            );
+        }
+        let prefixed = ClaimRules {
+            allowed_typ: Some(vec!["application/at+JWT".into(), "JWT".into()]),
+            ..rules()
+        };
+        assert_eq!(with_typ(Some("at+jwt")).validate_claims(&prefixed, NOW), Ok(()));
+        assert_eq!(with_typ(Some("jwt")).validate_claims(&prefixed, NOW), Ok(()));
+        // Not configured: any typ, or none.
+        assert_eq!(with_typ(Some("weird")).validate_claims(&rules(), NOW), Ok(()));
+        assert_eq!(with_typ(None).validate_claims(&rules(), NOW), Ok(()));
+    }
+}

@@ -1,0 +1,173 @@
+//! The filter's JSON config.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use shared::route::RouteMatchConfig;
+use shared::{HeaderName, Realm};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The `realm` of `WWW-Authenticate` challenges.
+    #[serde(default)]
+    pub realm: Realm,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// First match wins. A request no rule matches needs a valid token from any provider.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Let CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) through
+    /// without a token: browsers never send credentials on them.
+    #[serde(default = "yes")]
+    pub bypass_cors_preflight: bool,
+    /// Verified tokens remembered per worker (by SHA-256), until `exp` or a key change.
+    #[serde(default = "default_cache_entries")]
+    pub cache_max_entries: usize,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cache_entries() -> usize {
+    4096
+}
+
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub issuer: String,
+    /// The token's `aud` must contain one of these (when non-empty).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub jwks: JwksConfig,
+    /// Accepted `alg` values; default: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA.
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default = "default_skew")]
+    pub clock_skew_secs: u64,
+    pub max_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Accepted `typ` header values (e.g. `["at+jwt"]` for RFC 9068 access tokens); absent: any.
+    pub typ: Option<Vec<String>>,
+    /// Where the token is read from, in order; default `Authorization: Bearer`.
+    #[serde(default = "default_sources")]
+    pub from: Vec<SourceConfig>,
+    /// Keep the token in the request to the upstream (default) or strip it.
+    #[serde(default = "yes")]
+    pub forward: bool,
+    /// Verified claims copied into request headers for the upstream.
+    #[serde(default)]
+    pub claims_to_headers: Vec<ClaimHeaderConfig>,
+    /// Joins array claims in headers.
+    #[serde(default = "default_separator")]
+    pub array_separator: String,
+    /// A header that carries the verified payload (base64url, as in the token).
+    pub payload_header: Option<HeaderName>,
+}
+
+fn default_skew() -> u64 {
+    60
+}
+
+fn default_separator() -> String {
+    ",".to_owned()
+}
+
+fn default_sources() -> Vec<SourceConfig> {
+    vec![SourceConfig::Header {
+        name: HeaderName::trusted("authorization"),
+        prefix: Some("Bearer ".to_owned()),
+    }]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JwksConfig {
+    /// Keys in the config itself.
+    Inline { jwks: serde_json::Value },
+    /// A JWKS document fetched through an Envoy cluster.
+    Remote {
+        cluster: String,
+        path: String,
+        /// `:authority` of the fetch; default: the issuer's host.
+        authority: Option<String>,
+        #[serde(default = "default_refresh")]
+        refresh_secs: u64,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+    /// `<issuer>/.well-known/openid-configuration`, then its `jwks_uri`, through an Envoy cluster.
+    Oidc {
+        cluster: String,
+        authority: Option<String>,
+        #[serde(default = "default_refresh")]
+        refresh_secs: u64,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+    /// A shared secret for HS256/384/512 (base64url, at least 32 bytes).
+    Hmac { secret_base64url: String },
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+
+fn default_timeout() -> u64 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A header; `prefix` (scheme, compared case-insensitively) is stripped.
+    Header {
+        name: HeaderName,
+        prefix: Option<String>,
+    },
+    Query {
+        name: String,
+    },
+    Cookie {
+        name: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimHeaderConfig {
+    pub claim: String,
+    pub header: HeaderName,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(rename = "match", default)]
+    pub route: RouteMatchConfig,
+    pub requires: RequirementConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequirementConfig {
+    /// A valid token from this provider.
+    Provider { name: String },
+    /// A valid token from any of these.
+    AnyOf { providers: Vec<String> },
+    /// A valid token from each of these.
+    AllOf { providers: Vec<String> },
+    /// No token is fine; a token that is present must be valid for one of these.
+    AllowMissing { providers: Vec<String> },
+    /// No authentication.
+    None,
+}

@@ -1,0 +1,512 @@
+//! jwt-auth: verifies JWTs against JWKS keys (inline, remote, OIDC discovery), checks claims, and
+//! hands the verified claims to the filters behind it (filter state `apisec.claims`) and,
+//! as configured, to the upstream (headers).
+//!
+//! Remote keys are fetched in the background and shared across workers; a token whose `kid` is
+//! unknown triggers one rate-limited refetch that concurrent requests wait on. Verified tokens
+//! are cached per worker by SHA-256 until `exp` or a key change.
+
+mod cache;
+mod config;
+mod keys;
+mod provider;
+mod source;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use shared::route::{RequestLine, RouteMatch};
+use shared::{
+    CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
+    MetricRegistry, Realm, RootStep, Step,
+};
+
+use cache::TokenCache;
+pub use config::Config;
+use config::RequirementConfig;
+use keys::{Fetch, KeySource, Refetch};
+use provider::{token_key, Provider, Rejection, Verified};
+use source::Found;
+
+shared::export_filter!(JwtAuth);
+
+/// Filter-state key of the verified claims (JSON): the hand-off to scope-gate and rate-limit.
+pub const CLAIMS_STATE: &str = "apisec.claims";
+/// Filter-state key naming the provider that verified the token.
+pub const PROVIDER_STATE: &str = "apisec.jwt_auth.provider";
+/// Filter-state key with the outcome (`allowed` or the denial reason), for access logs.
+pub const OUTCOME_STATE: &str = "apisec.jwt_auth.outcome";
+
+const TICK: Duration = Duration::from_millis(500);
+const RETRY_AFTER_SECS: u64 = 2;
+
+/// Denial reasons of this filter itself; the token's own come from [`jose::JwtError::REASONS`].
+/// Each has a counter `denied_<reason>`.
+const REQUEST_DENIAL_REASONS: &[&str] = &["missing_token", "ambiguous_token", "keys_unavailable"];
+
+#[derive(Clone, Debug)]
+enum Requirement {
+    None,
+    Providers {
+        providers: Vec<usize>,
+        all: bool,
+        allow_missing: bool,
+    },
+}
+
+pub struct Counters {
+    allowed: Counter,
+    unauthenticated_allowed: Counter,
+    cache_hit: Counter,
+    cache_miss: Counter,
+    jwks_fetch_ok: Counter,
+    jwks_fetch_failed: Counter,
+    kid_refetch: Counter,
+    denied: Vec<(&'static str, Counter)>,
+    denied_other: Counter,
+}
+
+impl Counters {
+    fn register(metrics: &mut MetricRegistry) -> Self {
+        Self {
+            allowed: metrics.counter("allowed"),
+            unauthenticated_allowed: metrics.counter("unauthenticated_allowed"),
+            cache_hit: metrics.counter("cache_hit"),
+            cache_miss: metrics.counter("cache_miss"),
+            jwks_fetch_ok: metrics.counter("jwks_fetch_ok"),
+            jwks_fetch_failed: metrics.counter("jwks_fetch_failed"),
+            kid_refetch: metrics.counter("kid_refetch"),
+            denied: REQUEST_DENIAL_REASONS
+                .iter()
+                .chain(jose::JwtError::REASONS)
+                .map(|r| (*r, metrics.counter(&format!("denied_{r}"))))
+                .collect(),
+            denied_other: metrics.counter("denied_other"),
+        }
+    }
+
+    fn denied(&self, reason: &str) -> Counter {
+        self.denied
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map_or(self.denied_other, |(_, c)| *c)
+    }
+}
+
+/// The configured filter, one per worker.
+pub struct JwtAuth {
+    realm: Realm,
+    providers: Vec<Provider>,
+    rules: Vec<(RouteMatch, Requirement)>,
+    default: Requirement,
+    bypass_cors_preflight: bool,
+    max_token_bytes: usize,
+    output_headers: Vec<HeaderName>,
+    cache: RefCell<TokenCache>,
+    counters: Counters,
+}
+
+impl JwtAuth {
+    fn compile(config: &Config, metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let root = FieldPath::root();
+        if config.providers.is_empty() {
+            return Err(root.field("providers").error("configure at least one provider"));
+        }
+        let providers: Vec<Provider> = config
+            .providers
+            .iter()
+            .map(|(name, p)| Provider::compile(name, p, &root.field("providers").key(name)))
+            .collect::<Result<_, _>>()?;
+        let index = |name: &str, at: &FieldPath| {
+            providers
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| at.error(format!("no provider named {name:?}")))
+        };
+        let mut rules = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let at = root.field("rules").index(i);
+            let route = RouteMatch::compile(&rule.route, &at.field("match"))?;
+            let req_at = at.field("requires");
+            let list = |names: &[String], field: &str| -> Result<Vec<usize>, ConfigError> {
+                if names.is_empty() {
+                    return Err(req_at.field(field).error("name at least one provider"));
+                }
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(j, n)| index(n, &req_at.field(field).index(j)))
+                    .collect()
+            };
+            let requirement = match &rule.requires {
+                RequirementConfig::None => Requirement::None,
+                RequirementConfig::Provider { name } => Requirement::Providers {
+                    providers: vec![index(name, &req_at.field("name"))?],
+                    all: false,
+                    allow_missing: false,
+                },
+                RequirementConfig::AnyOf { providers } => Requirement::Providers {
+                    providers: list(providers, "providers")?,
+                    all: false,
+                    allow_missing: false,
+                },
+                RequirementConfig::AllOf { providers } => Requirement::Providers {
+                    providers: list(providers, "providers")?,
+                    all: true,
+                    allow_missing: false,
+                },
+                RequirementConfig::AllowMissing { providers } => Requirement::Providers {
+                    providers: list(providers, "providers")?,
+                    all: false,
+                    allow_missing: true,
+                },
+            };
+            rules.push((route, requirement));
+        }
+        let mut output_headers: Vec<HeaderName> = providers.iter().flat_map(|p| p.output_headers().cloned()).collect();
+        output_headers.sort();
+        output_headers.dedup();
+        Ok(Self {
+            realm: config.realm.clone(),
+            default: Requirement::Providers {
+                providers: (0..providers.len()).collect(),
+                all: false,
+                allow_missing: false,
+            },
+            providers,
+            rules,
+            bypass_cors_preflight: config.bypass_cors_preflight,
+            max_token_bytes: config.max_token_bytes,
+            output_headers,
+            cache: RefCell::new(TokenCache::new(config.cache_max_entries)),
+            counters: Counters::register(metrics),
+        })
+    }
+
+    fn fetch_tag(provider: usize, fetch: Fetch) -> u32 {
+        let kind = u32::from(fetch == Fetch::Discovery);
+        u32::try_from(provider)
+            .unwrap_or(u32::MAX / 2)
+            .saturating_mul(2)
+            .saturating_add(kind)
+    }
+
+    fn remote(&self, provider: usize) -> Option<&keys::RemoteKeys> {
+        match &self.providers.get(provider)?.keys {
+            KeySource::Remote(remote) => Some(remote),
+            KeySource::Static(_) => None,
+        }
+    }
+}
+
+/// Requests that wait on a provider's key refetch wait on this signal.
+fn keys_signal(provider: usize) -> String {
+    format!("jwt_auth.keys.{provider}")
+}
+
+impl shared::FilterRoot for JwtAuth {
+    const NAME: &'static str = "jwt_auth";
+    type Filter = Auth;
+
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let config: Config = shared::config::parse(raw)?;
+        Self::compile(&config, metrics)
+    }
+
+    fn new_filter(root: &Rc<Self>) -> Auth {
+        Auth {
+            root: Rc::clone(root),
+            saved: None,
+            leading: None,
+        }
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        self.providers
+            .iter()
+            .any(|p| matches!(p.keys, KeySource::Remote(_)))
+            .then_some(TICK)
+    }
+
+    fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        let mut step = RootStep::default();
+        for (i, provider) in self.providers.iter().enumerate() {
+            if let KeySource::Remote(remote) = &provider.keys {
+                if let Some((fetch, call)) = remote.tick(ctx.now_ms, ctx.store) {
+                    step.calls.push((Self::fetch_tag(i, fetch), call));
+                }
+            }
+        }
+        step
+    }
+
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
+        let provider = usize::try_from(tag / 2).unwrap_or(usize::MAX);
+        let fetch = if tag % 2 == 1 { Fetch::Discovery } else { Fetch::Jwks };
+        let Some(remote) = self.remote(provider) else {
+            return RootStep::default();
+        };
+        let mut step = RootStep::default();
+        match remote.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
+            Ok(Some(next)) => step.calls.push((Self::fetch_tag(provider, Fetch::Jwks), next)),
+            Ok(None) => {
+                step.counters.push(self.counters.jwks_fetch_ok);
+                step.notify.push(keys_signal(provider));
+            }
+            Err(error) => {
+                self.log_fetch_failure(provider, fetch, &error);
+                step.counters.push(self.counters.jwks_fetch_failed);
+                step.notify.push(keys_signal(provider));
+            }
+        }
+        step
+    }
+}
+
+impl JwtAuth {
+    fn log_fetch_failure(&self, provider: usize, fetch: Fetch, error: &keys::FetchError) {
+        let name = self.providers.get(provider).map_or("?", |p| p.name.as_str());
+        log::warn!("jwt_auth: provider {name}: {fetch:?} fetch failed ({error:?}); keeping the last good keys");
+    }
+}
+
+/// One request's authentication.
+pub struct Auth {
+    root: Rc<JwtAuth>,
+    /// The request headers, kept while the request waits for keys.
+    saved: Option<Headers>,
+    /// The provider whose keys this request is refetching.
+    leading: Option<usize>,
+}
+
+impl HttpFilter for Auth {
+    fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        self.evaluate(headers, ctx, true)
+    }
+
+    fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
+        let Some(provider) = self.leading.take() else {
+            return Step::proceed();
+        };
+        let root = Rc::clone(&self.root);
+        let mut counter = root.counters.jwks_fetch_ok;
+        if let Some(remote) = root.remote(provider) {
+            if let Err(error) = remote.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store) {
+                root.log_fetch_failure(provider, Fetch::Jwks, &error);
+                counter = root.counters.jwks_fetch_failed;
+            }
+        }
+        self.resume(ctx).count(counter).notify(keys_signal(provider))
+    }
+
+    fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {
+        self.resume(ctx)
+    }
+}
+
+impl Auth {
+    fn resume(&mut self, ctx: &Ctx) -> Step {
+        match self.saved.take() {
+            Some(headers) => self.evaluate(&headers, ctx, false),
+            None => Step::proceed(),
+        }
+    }
+
+    fn evaluate(&mut self, headers: &Headers, ctx: &Ctx, may_refetch: bool) -> Step {
+        let root = Rc::clone(&self.root);
+        // Whatever happens next, a client's copies of the headers this filter sets are gone.
+        let mut step = Step::proceed();
+        for name in &root.output_headers {
+            step = step.edit(HeaderEdit::Remove(name.clone()));
+        }
+        let Some(line) = RequestLine::of(headers) else {
+            return self.deny(Deny::MalformedRequest("malformed request line"), "malformed");
+        };
+        if root.bypass_cors_preflight && is_preflight(headers, &line) {
+            return step.count(root.counters.unauthenticated_allowed);
+        }
+        let requirement = root
+            .rules
+            .iter()
+            .find(|(route, _)| route.matches(&line))
+            .map_or(&root.default, |(_, requirement)| requirement);
+        let Requirement::Providers {
+            providers,
+            all,
+            allow_missing,
+        } = requirement
+        else {
+            return step.count(root.counters.unauthenticated_allowed);
+        };
+
+        let mut found = Vec::new();
+        for &p in providers {
+            let Some(provider) = root.providers.get(p) else {
+                continue;
+            };
+            match provider.find_token(headers, &line) {
+                Found::Ambiguous => {
+                    return self.deny(
+                        Deny::InvalidAuthRequest("more than one credential in the request"),
+                        "ambiguous_token",
+                    )
+                }
+                Found::Token(token) => found.push((p, token)),
+                Found::None => {}
+            }
+        }
+        if found.is_empty() || (*all && found.len() < providers.len()) {
+            if *allow_missing && found.is_empty() {
+                return step.count(root.counters.unauthenticated_allowed);
+            }
+            return self.deny(Deny::MissingToken, "missing_token");
+        }
+        if !*all && found.len() > 1 {
+            // Try the provider whose issuer the token names first.
+            found.sort_by_key(|(p, token)| !issued_by(token, root.providers.get(*p), root.max_token_bytes));
+        }
+
+        let mut verified: Vec<(usize, Rc<Verified>)> = Vec::new();
+        let mut rejections = Vec::new();
+        for (p, token) in &found {
+            match self.check(*p, token, ctx, &mut step) {
+                Ok(v) => {
+                    verified.push((*p, v));
+                    if !*all {
+                        break;
+                    }
+                }
+                Err(rejection) => {
+                    rejections.push((*p, rejection));
+                    if *all {
+                        break;
+                    }
+                }
+            }
+        }
+        let accepted = if *all {
+            rejections.is_empty()
+        } else {
+            !verified.is_empty()
+        };
+        if accepted {
+            return self.allow(step, &verified, headers, &line);
+        }
+        self.reject(step, headers, rejections, ctx, may_refetch)
+    }
+
+    fn check(&self, p: usize, token: &[u8], ctx: &Ctx, step: &mut Step) -> Result<Rc<Verified>, Rejection> {
+        let root = &self.root;
+        let provider = root.providers.get(p).ok_or(Rejection::KeysUnavailable)?;
+        if token.len() > root.max_token_bytes {
+            return Err(Rejection::Invalid(jose::JwtError::TooLong));
+        }
+        let (keys, version) = provider.current_keys(ctx).ok_or(Rejection::KeysUnavailable)?;
+        let key = token_key(token);
+        if let Some(hit) = root.cache.borrow_mut().get(&key, p, version, ctx.now_secs()) {
+            step.counters.push(root.counters.cache_hit);
+            return Ok(hit);
+        }
+        step.counters.push(root.counters.cache_miss);
+        let jwt = jose::Jwt::decode(token, root.max_token_bytes).map_err(Rejection::Invalid)?;
+        let verified = Rc::new(provider.verify(&jwt, &keys, ctx)?);
+        if let Some(exp) = jwt.exp() {
+            root.cache
+                .borrow_mut()
+                .insert(key, p, version, exp, Rc::clone(&verified));
+        }
+        Ok(verified)
+    }
+
+    fn allow(&self, mut step: Step, verified: &[(usize, Rc<Verified>)], headers: &Headers, line: &RequestLine) -> Step {
+        let root = &self.root;
+        for (p, v) in verified {
+            for (name, value) in &v.headers {
+                step = step.edit(HeaderEdit::Set(name.clone(), value.clone()));
+            }
+            if let Some(provider) = root.providers.get(*p) {
+                step.header_edits.extend(provider.strip_token(headers, line));
+            }
+        }
+        if let Some((p, v)) = verified.first() {
+            let name = root.providers.get(*p).map_or("", |pr| pr.name.as_str());
+            step = step
+                .publish(CLAIMS_STATE, v.claims_json.clone())
+                .publish(PROVIDER_STATE, name);
+        }
+        step.publish(OUTCOME_STATE, "allowed").count(root.counters.allowed)
+    }
+
+    fn reject(
+        &mut self,
+        step: Step,
+        headers: &Headers,
+        rejections: Vec<(usize, Rejection)>,
+        ctx: &Ctx,
+        may_refetch: bool,
+    ) -> Step {
+        let root = Rc::clone(&self.root);
+        let unknown_kid = rejections
+            .iter()
+            .find(|(_, r)| *r == Rejection::UnknownKid)
+            .map(|(p, _)| *p);
+        if let (Some(p), true) = (unknown_kid, may_refetch) {
+            if let Some(remote) = root.remote(p) {
+                match remote.refetch_for_unknown_kid(ctx.now_ms) {
+                    Refetch::Started(call) => {
+                        self.saved = Some(headers.clone());
+                        self.leading = Some(p);
+                        let mut waiting = Step::pause().call(call).count(root.counters.kid_refetch);
+                        waiting.header_edits = step.header_edits;
+                        waiting.notify_if_abandoned = Some(keys_signal(p));
+                        return waiting;
+                    }
+                    Refetch::InFlight => {
+                        self.saved = Some(headers.clone());
+                        return Step::wait(keys_signal(p));
+                    }
+                    Refetch::RateLimited => {}
+                }
+            }
+        }
+        let invalid = rejections.iter().find_map(|(_, r)| match r {
+            Rejection::Invalid(error) => Some(error.reason()),
+            Rejection::UnknownKid => Some("key_not_found"),
+            Rejection::KeysUnavailable => None,
+        });
+        match invalid {
+            Some(reason) => self.deny_after(step.counters, Deny::InvalidToken("the access token is invalid"), reason),
+            None => {
+                let unavailable = Deny::Unavailable {
+                    retry_after_secs: Some(RETRY_AFTER_SECS),
+                };
+                self.deny_after(step.counters, unavailable, "keys_unavailable")
+            }
+        }
+    }
+
+    fn deny(&self, deny: Deny, reason: &'static str) -> Step {
+        self.deny_after(Vec::new(), deny, reason)
+    }
+
+    /// A denial that keeps the counters bumped on the way (cache hits and misses).
+    fn deny_after(&self, counters: Vec<Counter>, deny: Deny, reason: &'static str) -> Step {
+        let mut step = Step::reply(deny.reply(&self.root.realm));
+        step.counters = counters;
+        step.count(self.root.counters.denied(reason))
+            .publish(OUTCOME_STATE, reason)
+    }
+}
+
+/// Whether the token's (unverified) `iss` names this provider: only to choose which provider tries first.
+fn issued_by(token: &[u8], provider: Option<&Provider>, max_len: usize) -> bool {
+    let issuer = jose::Jwt::decode(token, max_len)
+        .ok()
+        .and_then(|jwt| jwt.issuer().map(str::to_owned));
+    provider.is_some_and(|p| issuer.is_some_and(|iss| iss == p.issuer))
+}
+
+fn is_preflight(headers: &Headers, line: &RequestLine) -> bool {
+    line.method == "OPTIONS" && headers.contains("origin") && headers.contains("access-control-request-method")
+}

@@ -1,0 +1,199 @@
+//! Where a token is read from: a header with a scheme prefix, a query parameter, or a cookie.
+
+use shared::route::RequestLine;
+use shared::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
+
+use crate::config::SourceConfig;
+
+#[derive(Debug)]
+pub enum Source {
+    Header { name: HeaderName, prefix: Option<String> },
+    Query { name: String },
+    Cookie { name: String },
+}
+
+/// What looking for a token found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found<'a> {
+    None,
+    Token(&'a [u8]),
+    /// The header appears more than once: which one counts would be the attacker's choice.
+    Ambiguous,
+}
+
+impl Source {
+    pub fn compile(config: &SourceConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        let nonempty = |name: &str, field: &str| {
+            if name.is_empty() || name.contains(['=', ';', '&', ' ']) {
+                Err(at.field(field).error(format!("{name:?} is not a usable name")))
+            } else {
+                Ok(name.to_owned())
+            }
+        };
+        Ok(match config {
+            SourceConfig::Header { name, prefix } => Source::Header {
+                name: name.clone(),
+                prefix: prefix.clone(),
+            },
+            SourceConfig::Query { name } => Source::Query {
+                name: nonempty(name, "name")?,
+            },
+            SourceConfig::Cookie { name } => Source::Cookie {
+                name: nonempty(name, "name")?,
+            },
+        })
+    }
+
+    pub fn find<'a>(&self, headers: &'a Headers, line: &RequestLine<'a>) -> Found<'a> {
+        match self {
+            Source::Header { name, prefix } => {
+                if headers.count(name.as_str()) > 1 {
+                    return Found::Ambiguous;
+                }
+                let Some(value) = headers.get(name.as_str()) else {
+                    return Found::None;
+                };
+                let token = match prefix {
+                    None => Some(value),
+                    Some(prefix) => value
+                        .get(..prefix.len())
+                        .filter(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+                        .and_then(|_| value.get(prefix.len()..)),
+                };
+                match token.map(<[u8]>::trim_ascii) {
+                    // Envoy folds repeated inline headers (Authorization is one) into one value
+                    // joined by commas; a bearer token (RFC 6750 b64token) never has a comma.
+                    Some(token) if token.contains(&b',') => Found::Ambiguous,
+                    Some(token) if !token.is_empty() => Found::Token(token),
+                    _ => Found::None,
+                }
+            }
+            Source::Query { name } => {
+                let mut values = line.query.into_iter().flat_map(|q| q.split('&')).filter_map(|pair| {
+                    pair.split_once('=')
+                        .filter(|(key, _)| key == name)
+                        .map(|(_, value)| value.as_bytes())
+                });
+                match (values.next(), values.next()) {
+                    (Some(_), Some(_)) => Found::Ambiguous,
+                    (Some(token), None) if !token.is_empty() => Found::Token(token),
+                    _ => Found::None,
+                }
+            }
+            Source::Cookie { name } => {
+                let mut values = headers
+                    .get_all("cookie")
+                    .flat_map(cookie_pairs)
+                    .filter(|(key, _)| *key == name.as_bytes());
+                match (values.next(), values.next()) {
+                    (Some(_), Some(_)) => Found::Ambiguous,
+                    (Some((_, token)), None) if !token.is_empty() => Found::Token(token),
+                    _ => Found::None,
+                }
+            }
+        }
+    }
+
+    /// Edits that take the token out of the request, for providers that do not forward it.
+    pub fn strip(&self, headers: &Headers, line: &RequestLine<'_>) -> Vec<HeaderEdit> {
+        match self {
+            Source::Header { name, .. } => vec![HeaderEdit::Remove(name.clone())],
+            Source::Query { name } => {
+                let kept: Vec<&str> = line
+                    .query
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+                    .collect();
+                let path = if kept.is_empty() {
+                    line.path.to_owned()
+                } else {
+                    format!("{}?{}", line.path, kept.join("&"))
+                };
+                vec![HeaderEdit::Set(HeaderName::trusted(":path"), path.into_bytes())]
+            }
+            Source::Cookie { name } => {
+                let kept: Vec<Vec<u8>> = headers
+                    .get_all("cookie")
+                    .flat_map(cookie_pairs)
+                    .filter(|(key, _)| *key != name.as_bytes())
+                    .map(|(key, value)| [key, b"=", value].concat())
+                    .collect();
+                if kept.is_empty() {
+                    vec![HeaderEdit::Remove(HeaderName::trusted("cookie"))]
+                } else {
+                    vec![HeaderEdit::Set(HeaderName::trusted("cookie"), kept.join(&b"; "[..]))]
+                }
+            }
+        }
+    }
+}
+
+fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|b| *b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let at = pair.iter().position(|b| *b == b'=')?;
+        Some((pair.get(..at)?.trim_ascii(), pair.get(at + 1..)?.trim_ascii()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn headers(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::from_pairs([(":method", "GET"), (":path", "/x?a=1&access_token=QUERY&b=2")]);
+        for (n, v) in pairs {
+            h.push(n, v.as_bytes());
+        }
+        h
+    }
+
+    fn bearer() -> Source {
+        Source::Header {
+            name: HeaderName::trusted("authorization"),
+            prefix: Some("Bearer ".into()),
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn bearer_header() {
+        let h = headers(&[("authorization", "bEaReR  abc.def.ghi ")]);
+        let line = RequestLine::of(&h).unwrap();
+        assert_eq!(bearer().find(&h, &line), Found::Token(b"abc.def.ghi"));
+        let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
+        assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::None);
+        let h = headers(&[("authorization", "Bearer ")]);
+        assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::None);
+        let h = headers(&[("authorization", "Bearer a"), ("Authorization", "Bearer b")]);
+        assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::Ambiguous);
+        let folded = headers(&[("authorization", "Bearer a,Bearer b")]);
+        assert_eq!(
+            bearer().find(&folded, &RequestLine::of(&folded).unwrap()),
+            Found::Ambiguous
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn query_and_cookie() {
+        let h = headers(&[("cookie", "a=1; at=COOKIE; b=2")]);
+        let line = RequestLine::of(&h).unwrap();
+        let query = Source::Query {
+            name: "access_token".into(),
+        };
+        let cookie = Source::Cookie { name: "at".into() };
+        assert_eq!(query.find(&h, &line), Found::Token(b"QUERY"));
+        assert_eq!(cookie.find(&h, &line), Found::Token(b"COOKIE"));
+        assert_eq!(
+            query.strip(&h, &line),
+            vec![HeaderEdit::Set(HeaderName::trusted(":path"), b"/x?a=1&b=2".to_vec())]
+        );
+        assert_eq!(
+            cookie.strip(&h, &line),
+            vec![HeaderEdit::Set(HeaderName::trusted("cookie"), b"a=1; b=2".to_vec())]
+        );
+        let h = headers(&[("cookie", "at=1"), ("cookie", "at=2")]);
+        assert_eq!(cookie.find(&h, &RequestLine::of(&h).unwrap()), Found::Ambiguous);
+    }
+}

@@ -1,0 +1,516 @@
+//! A test OAuth 2.0 / OpenID Connect server: discovery, JWKS, a
+//! client-credentials token endpoint and token introspection, over HTTP/1.1
+//! on `127.0.0.1`, driven in-process by the test.
+//!
+//! Like [`EchoUpstream`](crate::EchoUpstream) it runs on its own thread with
+//! its own tokio runtime and stops on drop.
+//!
+//! | Endpoint | What it answers |
+//! |---|---|
+//! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, `token_endpoint`, `introspection_endpoint` (all under [`OAuthServer::issuer`]) and a few more metadata fields |
+//! | `GET /jwks` | the JWKS of the [published](OAuthServer::publish) keys, `Cache-Control: max-age=300` |
+//! | `POST /token` | OAuth 2.0 client credentials (RFC 6749 section 4.4), errors per section 5.2 |
+//! | `POST /introspect` | RFC 7662 introspection of tokens this server issued |
+//!
+//! Signing keys are the committed fixtures in `tests/fixtures/keys/` (see
+//! its README): `rsa-1` (the default signing key), `rsa-2`, `rsa-3`, `ec-1`,
+//! `ec-2` (P-256), `ec384-1` (P-384), `ed-1`, `ed-2` (Ed25519). At start
+//! `rsa-1`, `ec-1`, `ec384-1` and `ed-1` are published.
+//!
+//! ```no_run
+//! use harness::oauth::{OAuthServer, SigningKey, TokenSpec};
+//! use serde_json::json;
+//!
+//! let idp = OAuthServer::start();
+//! // A valid RS256 token with the default claims, `sub` replaced, `aud` removed.
+//! let good = idp.token(json!({"sub": "bob", "aud": null}));
+//! // An attack: `alg: none` with an empty signature.
+//! let none = idp.mint(TokenSpec::new("none", "rsa-1").claims(idp.claims(json!({}))).signing_key(SigningKey::None));
+//! // Key rotation: publish rsa-2, sign with it, retire rsa-1.
+//! idp.publish("rsa-2");
+//! idp.set_default_kid("rsa-2");
+//! idp.retire("rsa-1");
+//! ```
+
+mod keys;
+mod server;
+mod token;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+use tokio::sync::oneshot;
+
+pub use keys::{fixture_jwk, fixture_kids, fixture_public_key_pem, jwks_for, key_type, KeyType};
+pub use token::{b64url_decode, b64url_encode, jws_claims, jws_header, jws_parts, mint, SigningKey, TokenSpec};
+
+/// Path of the OpenID Connect discovery document.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+/// Path of the JWKS.
+pub const JWKS_PATH: &str = "/jwks";
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/token";
+/// Path of the introspection endpoint.
+pub const INTROSPECT_PATH: &str = "/introspect";
+
+/// The kid of the key that signs by default.
+pub const DEFAULT_KID: &str = "rsa-1";
+/// The keys published at start.
+pub const DEFAULT_PUBLISHED: [&str; 4] = ["rsa-1", "ec-1", "ec384-1", "ed-1"];
+/// The default `aud` claim.
+pub const DEFAULT_AUDIENCE: &str = "api";
+/// The default `sub` claim of [`OAuthServer::token`].
+pub const DEFAULT_SUBJECT: &str = "alice";
+/// The default token lifetime, in seconds.
+pub const DEFAULT_TTL: u64 = 300;
+
+/// A misbehaviour of the JWKS and discovery endpoints (or, with
+/// [`OAuthServer::set_fault_at`], of any one path).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Answer normally.
+    #[default]
+    None,
+    /// Read the request, then close the connection without any response.
+    Down,
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// Answer with this status and a small JSON error body.
+    Status(u16),
+    /// `200`, `application/json`, with a body that is not valid JSON.
+    MalformedJwks,
+    /// `200` with a valid JWKS of about 4 MiB: the published keys followed by
+    /// thousands of filler RSA keys (kids `filler-00000`...). On the
+    /// discovery path: the normal document plus a huge `x_padding` member.
+    HugeJwks,
+    /// `200` with `{"keys": []}` (the discovery document is unaffected).
+    EmptyKeys,
+}
+
+/// A registered OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// `client_secret`.
+    pub secret: String,
+    /// The scopes it may ask for; all of them are granted when it asks for
+    /// none.
+    pub scopes: Vec<String>,
+}
+
+impl Client {
+    /// A client; `scopes` is space-separated.
+    pub fn new(id: &str, secret: &str, scopes: &str) -> Client {
+        Client {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+            scopes: scopes.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// The default client: `demo` / `demo-secret`, scopes `orders:read orders:write`.
+pub fn default_client() -> Client {
+    Client::new("demo", "demo-secret", "orders:read orders:write")
+}
+
+pub(crate) struct State {
+    addr: SocketAddr,
+    issuer: Option<String>,
+    published: Vec<String>,
+    default_kid: String,
+    fault: Fault,
+    path_faults: HashMap<String, Fault>,
+    calls: HashMap<String, usize>,
+    clients: Vec<Client>,
+    audience: String,
+    ttl: u64,
+    /// Tokens issued by `/token` or [`OAuthServer::token`], with their claims.
+    issued: HashMap<String, Value>,
+}
+
+impl State {
+    fn issuer(&self) -> String {
+        self.issuer.clone().unwrap_or_else(|| format!("http://{}", self.addr))
+    }
+
+    fn jwks(&self) -> Value {
+        let kids: Vec<&str> = self.published.iter().map(String::as_str).collect();
+        jwks_for(&kids)
+    }
+
+    fn fault_for(&self, path: &str) -> Fault {
+        match self.path_faults.get(path) {
+            Some(f) => f.clone(),
+            None if path == JWKS_PATH || path == DISCOVERY_PATH => self.fault.clone(),
+            None => Fault::None,
+        }
+    }
+
+    fn default_claims(&self) -> Map<String, Value> {
+        let now = now_secs();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), Value::from(self.issuer()));
+        claims.insert("aud".into(), Value::from(self.audience.as_str()));
+        claims.insert("sub".into(), Value::from(DEFAULT_SUBJECT));
+        claims.insert("iat".into(), Value::from(now));
+        claims.insert("exp".into(), Value::from(now + self.ttl));
+        claims
+    }
+
+    /// Signs `claims` with the default key (its natural algorithm: RS256 for
+    /// RSA) and records the token for introspection.
+    fn sign_and_record(&mut self, claims: Value) -> String {
+        let kid = self.default_kid.clone();
+        let spec = TokenSpec::new(key_type(&kid).default_alg(), &kid).claims(claims.clone());
+        let token = mint(&spec);
+        self.issued.insert(token.clone(), claims);
+        token
+    }
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    // Every update is a single assignment or insertion: a panic while holding
+    // the lock cannot leave the state inconsistent.
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A running test OAuth/OIDC server. Stops on drop.
+pub struct OAuthServer {
+    addr: SocketAddr,
+    state: Shared,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for OAuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthServer")
+            .field("addr", &self.addr)
+            .field("issuer", &self.issuer())
+            .field("published", &self.published())
+            .finish()
+    }
+}
+
+impl OAuthServer {
+    /// Binds `127.0.0.1:0` and starts serving on a background thread.
+    ///
+    /// # Panics
+    /// If the socket cannot be bound or the runtime cannot be built.
+    pub fn start() -> OAuthServer {
+        Self::bind(([127, 0, 0, 1], 0).into())
+    }
+
+    /// Binds `addr` (a fixed port, for the demo) and starts serving on a
+    /// background thread.
+    ///
+    /// # Panics
+    /// If the socket cannot be bound or the runtime cannot be built.
+    pub fn bind(addr: SocketAddr) -> OAuthServer {
+        let listener = StdTcpListener::bind(addr).unwrap_or_else(|e| panic!("oauth server: bind {addr}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .expect("oauth server: set listener non-blocking");
+        let addr = listener.local_addr().expect("oauth server: listener address");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .expect("oauth server: build tokio runtime");
+        let state: Shared = Arc::new(Mutex::new(State {
+            addr,
+            issuer: None,
+            published: DEFAULT_PUBLISHED.iter().map(|k| (*k).to_owned()).collect(),
+            default_kid: DEFAULT_KID.to_owned(),
+            fault: Fault::None,
+            path_faults: HashMap::new(),
+            calls: HashMap::new(),
+            clients: vec![default_client()],
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            ttl: DEFAULT_TTL,
+            issued: HashMap::new(),
+        }));
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let thread_state = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name(format!("oauth-server-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(server::serve(listener, thread_state, shutdown_rx));
+                // Dropping the runtime here cancels the connection tasks.
+            })
+            .expect("oauth server: spawn thread");
+        OAuthServer {
+            addr,
+            state,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr><path>`: where `path` is served, whatever the issuer.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The issuer: `http://<addr>` unless [set](OAuthServer::set_issuer).
+    pub fn issuer(&self) -> String {
+        lock(&self.state).issuer()
+    }
+
+    /// Sets the issuer: the `iss` of tokens minted from now on and the base
+    /// of every URL in the discovery document (the paths stay the ones this
+    /// server serves). An empty string restores the default.
+    pub fn set_issuer(&self, issuer: &str) {
+        lock(&self.state).issuer = (!issuer.is_empty()).then(|| issuer.to_owned());
+    }
+
+    /// `<issuer>/jwks`, as the discovery document advertises it.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}{JWKS_PATH}", self.issuer())
+    }
+
+    /// The kid of the key `/token` and [`OAuthServer::token`] sign with.
+    pub fn default_kid(&self) -> String {
+        lock(&self.state).default_kid.clone()
+    }
+
+    /// Switches the default signing key (it is not published automatically:
+    /// call [`OAuthServer::publish`] too for a proper rotation). A non-RSA
+    /// key signs with its own algorithm (ES256, ES384, EdDSA).
+    ///
+    /// # Panics
+    /// If `kid` is not a fixture key.
+    pub fn set_default_kid(&self, kid: &str) {
+        key_type(kid);
+        lock(&self.state).default_kid = kid.to_owned();
+    }
+
+    /// Adds fixture key `kid` to the JWKS (after the keys already there; a
+    /// no-op if it is published).
+    ///
+    /// # Panics
+    /// If `kid` is not a fixture key.
+    pub fn publish(&self, kid: &str) {
+        key_type(kid);
+        let mut st = lock(&self.state);
+        if !st.published.iter().any(|k| k == kid) {
+            st.published.push(kid.to_owned());
+        }
+    }
+
+    /// Removes fixture key `kid` from the JWKS (a no-op if it is not
+    /// published). It can still sign.
+    ///
+    /// # Panics
+    /// If `kid` is not a fixture key.
+    pub fn retire(&self, kid: &str) {
+        key_type(kid);
+        lock(&self.state).published.retain(|k| k != kid);
+    }
+
+    /// The kids in the JWKS, in order.
+    pub fn published(&self) -> Vec<String> {
+        lock(&self.state).published.clone()
+    }
+
+    /// The JWKS `/jwks` serves when healthy.
+    pub fn jwks_json(&self) -> Value {
+        lock(&self.state).jwks()
+    }
+
+    /// A JWKS of any fixture keys, published or not (for a native Envoy
+    /// `jwt_authn` `local_jwks`, or a filter's inline JWKS).
+    ///
+    /// # Panics
+    /// If one of them is not a fixture key.
+    pub fn jwks_for(&self, kids: &[&str]) -> Value {
+        jwks_for(kids)
+    }
+
+    /// The SubjectPublicKeyInfo PEM of fixture key `kid`.
+    ///
+    /// # Panics
+    /// If `kid` is not a fixture key.
+    pub fn public_key_pem(&self, kid: &str) -> String {
+        fixture_public_key_pem(kid)
+    }
+
+    /// Sets the fault of the JWKS and discovery endpoints and clears every
+    /// per-path fault ([`Fault::None`] makes everything healthy again).
+    ///
+    /// # Panics
+    /// On `Fault::Status` with a code outside 100..=999.
+    pub fn set_fault(&self, fault: Fault) {
+        check_fault(&fault);
+        let mut st = lock(&self.state);
+        st.fault = fault;
+        st.path_faults.clear();
+    }
+
+    /// Sets the fault of one path (any path, `/token` included), overriding
+    /// the one [`OAuthServer::set_fault`] set for it. On paths other than
+    /// the JWKS and discovery, `MalformedJwks`, `HugeJwks` and `EmptyKeys`
+    /// serve the same bodies as on `/jwks`.
+    ///
+    /// # Panics
+    /// On `Fault::Status` with a code outside 100..=999.
+    pub fn set_fault_at(&self, path: &str, fault: Fault) {
+        check_fault(&fault);
+        lock(&self.state).path_faults.insert(path.to_owned(), fault);
+    }
+
+    /// How many requests have arrived for `path` (query string ignored),
+    /// whatever their method or outcome, faults included.
+    pub fn calls(&self, path: &str) -> usize {
+        lock(&self.state).calls.get(path).copied().unwrap_or_default()
+    }
+
+    /// How many requests have arrived, all paths together.
+    pub fn total_calls(&self) -> usize {
+        lock(&self.state).calls.values().sum()
+    }
+
+    /// Sets every call count back to zero.
+    pub fn reset_calls(&self) {
+        lock(&self.state).calls.clear();
+    }
+
+    /// Replaces the registered clients.
+    pub fn set_clients(&self, clients: Vec<Client>) {
+        lock(&self.state).clients = clients;
+    }
+
+    /// Registers one more client (replacing one with the same id).
+    pub fn add_client(&self, client: Client) {
+        let mut st = lock(&self.state);
+        st.clients.retain(|c| c.id != client.id);
+        st.clients.push(client);
+    }
+
+    /// Sets the `aud` of tokens minted from now on (default `"api"`).
+    pub fn set_audience(&self, audience: &str) {
+        lock(&self.state).audience = audience.to_owned();
+    }
+
+    /// Sets the lifetime of tokens minted from now on (default 300 s).
+    pub fn set_token_ttl(&self, secs: u64) {
+        lock(&self.state).ttl = secs;
+    }
+
+    /// Makes a token `/introspect` reports inactive from now on.
+    pub fn revoke(&self, token: &str) {
+        lock(&self.state).issued.remove(token);
+    }
+
+    /// Writes exactly the token `spec` describes (see [`TokenSpec`]); the
+    /// server does not remember it (it introspects as inactive).
+    ///
+    /// # Panics
+    /// If the spec names a fixture key that does not exist.
+    pub fn mint(&self, spec: TokenSpec) -> String {
+        mint(&spec)
+    }
+
+    /// The default claims: `iss` (the issuer), `aud` (`"api"` unless
+    /// [set](OAuthServer::set_audience)), `sub: "alice"`, `iat` now, `exp`
+    /// now + TTL.
+    pub fn default_claims(&self) -> Value {
+        Value::Object(lock(&self.state).default_claims())
+    }
+
+    /// The default claims with the members of `overrides` added or replacing
+    /// them; a `null` member removes that claim.
+    ///
+    /// # Panics
+    /// If `overrides` is not a JSON object.
+    pub fn claims(&self, overrides: Value) -> Value {
+        Value::Object(merge(lock(&self.state).default_claims(), overrides))
+    }
+
+    /// A valid token: signed by the default key (RS256 with `rsa-1`), header
+    /// `{"alg", "kid", "typ": "JWT"}`, claims [`OAuthServer::claims`]`(claims)`.
+    /// It introspects as active.
+    ///
+    /// # Panics
+    /// If `claims` is not a JSON object.
+    pub fn token(&self, claims: Value) -> String {
+        let mut st = lock(&self.state);
+        let merged = Value::Object(merge(st.default_claims(), claims));
+        st.sign_and_record(merged)
+    }
+
+    /// A `Bearer <token>` header value for [`OAuthServer::token`]`(claims)`.
+    pub fn bearer(&self, claims: Value) -> String {
+        format!("Bearer {}", self.token(claims))
+    }
+}
+
+fn check_fault(fault: &Fault) {
+    if let Fault::Status(code) = fault {
+        assert!(
+            (100..=999).contains(code),
+            "Fault::Status({code}): not a valid HTTP status code"
+        );
+    }
+}
+
+fn merge(mut base: Map<String, Value>, overrides: Value) -> Map<String, Value> {
+    let Value::Object(overrides) = overrides else {
+        panic!("claims must be a JSON object, got {overrides}");
+    };
+    for (k, v) in overrides {
+        if v.is_null() {
+            base.remove(&k);
+        } else {
+            base.insert(k, v);
+        }
+    }
+    base
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Used by the server for JSON bodies.
+pub(crate) fn discovery_document(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+        "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
+    })
+}

@@ -1,0 +1,459 @@
+//! The HTTP side of the OAuth server: routing, faults, and the token and
+//! introspection endpoints.
+
+use std::net::TcpListener as StdTcpListener;
+use std::sync::{Arc, OnceLock};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::keys::random_bytes;
+use super::token::b64url_encode;
+use super::{
+    discovery_document, lock, now_secs, Fault, Shared, DISCOVERY_PATH, INTROSPECT_PATH, JWKS_PATH, TOKEN_PATH,
+};
+
+/// Size the [`Fault::HugeJwks`] bodies reach (at least).
+const HUGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request body larger than this is refused.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+type Resp = hyper::Response<Full<Bytes>>;
+
+/// Decoded form parameters, in order.
+type Form = Vec<(String, String)>;
+
+/// The service error that makes hyper drop the connection without writing a
+/// response: how [`Fault::Down`] is served.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("injected fault: connection dropped")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+pub(super) async fn serve(listener: StdTcpListener, state: Shared, mut shutdown: oneshot::Receiver<()>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("oauth server: cannot register listener: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        eprintln!("oauth server: accept failed: {e}");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn_state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, Arc::clone(&conn_state)));
+                    // Errors here are client disconnects or injected faults.
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut resp = hyper::Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Resp {
+    response(status, "application/json", body.to_string())
+}
+
+fn with_header(mut resp: Resp, name: hyper::header::HeaderName, value: &'static str) -> Resp {
+    resp.headers_mut().insert(name, HeaderValue::from_static(value));
+    resp
+}
+
+/// An RFC 6749 section 5.2 error answer (`no-store`; `invalid_client` is a
+/// 401 with a Basic challenge).
+fn oauth_error(error: &str, description: &str) -> Resp {
+    let status = if error == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let mut resp = json_response(status, &json!({"error": error, "error_description": description}));
+    let headers = resp.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"oauth-test\""));
+    }
+    resp
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    with_header(
+        json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method_not_allowed", "allow": allow}),
+        ),
+        ALLOW,
+        allow,
+    )
+}
+
+async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<Resp, DropConnection> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let fault = {
+        let mut st = lock(&state);
+        *st.calls.entry(path.clone()).or_default() += 1;
+        st.fault_for(&path)
+    };
+    // Read the whole request first, so that a dropped connection is not
+    // mistaken for a refusal to read the body.
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(DropConnection),
+    };
+    match fault {
+        Fault::None => {}
+        Fault::Down => return Err(DropConnection),
+        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(json_response(
+                status,
+                &json!({"error": "injected_fault", "status": code}),
+            ));
+        }
+        Fault::MalformedJwks => {
+            return Ok(response(
+                StatusCode::OK,
+                "application/json",
+                r#"{"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "#,
+            ))
+        }
+        Fault::HugeJwks if path == DISCOVERY_PATH => {
+            let issuer = lock(&state).issuer();
+            let mut doc = discovery_document(&issuer);
+            doc["x_padding"] = Value::from("a".repeat(HUGE_BYTES));
+            return Ok(json_response(StatusCode::OK, &doc));
+        }
+        Fault::HugeJwks => {
+            let real = lock(&state).jwks();
+            return Ok(with_header(
+                response(StatusCode::OK, "application/json", huge_jwks(&real)),
+                CACHE_CONTROL,
+                "max-age=300",
+            ));
+        }
+        Fault::EmptyKeys if path == DISCOVERY_PATH => {}
+        Fault::EmptyKeys => {
+            return Ok(with_header(
+                json_response(StatusCode::OK, &json!({"keys": []})),
+                CACHE_CONTROL,
+                "max-age=300",
+            ))
+        }
+    }
+    let get = parts.method == Method::GET || parts.method == Method::HEAD;
+    let resp = match path.as_str() {
+        DISCOVERY_PATH if get => {
+            let issuer = lock(&state).issuer();
+            with_header(
+                json_response(StatusCode::OK, &discovery_document(&issuer)),
+                CACHE_CONTROL,
+                "max-age=300",
+            )
+        }
+        JWKS_PATH if get => {
+            let jwks = lock(&state).jwks();
+            with_header(
+                response(StatusCode::OK, "application/json", jwks.to_string()),
+                CACHE_CONTROL,
+                "max-age=300",
+            )
+        }
+        DISCOVERY_PATH | JWKS_PATH => method_not_allowed("GET, HEAD"),
+        TOKEN_PATH | INTROSPECT_PATH if parts.method != Method::POST => method_not_allowed("POST"),
+        TOKEN_PATH => token_endpoint(&parts.headers, &body, &state),
+        INTROSPECT_PATH => introspect_endpoint(&parts.headers, &body, &state),
+        _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found", "path": path})),
+    };
+    Ok(resp)
+}
+
+/// `{"keys": [<published keys>, <filler keys>...]}` of at least
+/// [`HUGE_BYTES`].
+fn huge_jwks(real: &Value) -> Vec<u8> {
+    static FILLER: OnceLock<String> = OnceLock::new();
+    let filler = FILLER.get_or_init(|| {
+        let mut out = String::with_capacity(HUGE_BYTES + 1024);
+        // A deterministic xorshift stream for the fake moduli.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut i = 0;
+        while out.len() < HUGE_BYTES {
+            let mut n = [0u8; 256];
+            for b in n.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x.to_le_bytes()[0];
+            }
+            n[0] |= 0x80;
+            if i > 0 {
+                out.push(',');
+            }
+            let key = json!({
+                "kty": "RSA", "kid": format!("filler-{i:05}"), "use": "sig", "alg": "RS256",
+                "n": b64url_encode(&n), "e": "AQAB",
+            });
+            out.push_str(&key.to_string());
+            i += 1;
+        }
+        out
+    });
+    let mut body = String::with_capacity(filler.len() + 16 * 1024);
+    body.push_str("{\"keys\":[");
+    for key in real["keys"].as_array().into_iter().flatten() {
+        body.push_str(&key.to_string());
+        body.push(',');
+    }
+    body.push_str(filler);
+    body.push_str("]}");
+    body.into_bytes()
+}
+
+/// Decodes `application/x-www-form-urlencoded` (`+` is a space); `None` on a
+/// bad percent escape or a parameter given twice (RFC 6749 section 3.2).
+fn parse_form(body: &[u8]) -> Option<Form> {
+    let mut out: Form = Vec::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (pair.get(..i)?, pair.get(i + 1..)?),
+            None => (pair, &b""[..]),
+        };
+        let (name, value) = (form_decode(name)?, form_decode(value)?);
+        if out.iter().any(|(n, _)| *n == name) {
+            return None;
+        }
+        out.push((name, value));
+    }
+    Some(out)
+}
+
+fn form_decode(s: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Checks the request framing and client authentication shared by the
+/// token and introspection endpoints; returns the form and the client id.
+fn authenticate(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Result<(Form, String), Box<Resp>> {
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
+        if ct.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
+            return Err(Box::new(oauth_error(
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+            )));
+        }
+    }
+    if body.len() > MAX_FORM_BYTES {
+        return Err(Box::new(oauth_error("invalid_request", "request body too large")));
+    }
+    let Some(form) = parse_form(body) else {
+        return Err(Box::new(oauth_error(
+            "invalid_request",
+            "malformed form body or repeated parameter",
+        )));
+    };
+    let basic = match headers.get(AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let Some(creds) = parse_basic(value.as_bytes()) else {
+                return Err(Box::new(oauth_error(
+                    "invalid_client",
+                    "unsupported or malformed Authorization header",
+                )));
+            };
+            Some(creds)
+        }
+    };
+    let form_secret = param(&form, "client_secret");
+    let (id, secret) = match (basic, form_secret) {
+        (Some(_), Some(_)) => {
+            return Err(Box::new(oauth_error(
+                "invalid_request",
+                "more than one client authentication method",
+            )))
+        }
+        (Some(creds), None) => creds,
+        (None, Some(secret)) => match param(&form, "client_id") {
+            Some(id) => (id.to_owned(), secret.to_owned()),
+            None => {
+                return Err(Box::new(oauth_error(
+                    "invalid_client",
+                    "client_secret without client_id",
+                )))
+            }
+        },
+        (None, None) => {
+            return Err(Box::new(oauth_error(
+                "invalid_client",
+                "client authentication required",
+            )))
+        }
+    };
+    let known = lock(state).clients.iter().any(|c| c.id == id && c.secret == secret);
+    if !known {
+        return Err(Box::new(oauth_error(
+            "invalid_client",
+            "unknown client or wrong client secret",
+        )));
+    }
+    Ok((form, id))
+}
+
+/// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 section
+/// 2.3.1).
+fn parse_basic(value: &[u8]) -> Option<(String, String)> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, creds) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(creds.trim()).ok()?;
+    let colon = decoded.iter().position(|&b| b == b':')?;
+    let id = form_decode(decoded.get(..colon)?)?;
+    let secret = form_decode(decoded.get(colon + 1..)?)?;
+    Some((id, secret))
+}
+
+fn token_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resp {
+    let (form, client_id) = match authenticate(headers, body, state) {
+        Ok(ok) => ok,
+        Err(resp) => return *resp,
+    };
+    match param(&form, "grant_type") {
+        Some("client_credentials") => {}
+        None => return oauth_error("invalid_request", "missing grant_type"),
+        // This server never issues codes or refresh tokens, so any presented
+        // one is invalid.
+        Some("authorization_code" | "refresh_token") => {
+            return oauth_error("invalid_grant", "unknown authorization code or refresh token")
+        }
+        Some(_) => return oauth_error("unsupported_grant_type", "only client_credentials is supported"),
+    }
+    let mut st = lock(state);
+    let allowed = st
+        .clients
+        .iter()
+        .find(|c| c.id == client_id)
+        .map(|c| c.scopes.clone())
+        .unwrap_or_default();
+    let requested: Vec<String> = param(&form, "scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if let Some(bad) = requested.iter().find(|s| !allowed.contains(s)) {
+        return oauth_error(
+            "invalid_scope",
+            &format!("scope {bad:?} is not allowed for this client"),
+        );
+    }
+    let granted = if requested.is_empty() { allowed } else { requested }.join(" ");
+    let iat = now_secs();
+    let ttl = st.ttl;
+    let mut jti = [0u8; 16];
+    random_bytes(&mut jti);
+    let claims = json!({
+        "iss": st.issuer(),
+        "sub": client_id,
+        "client_id": client_id,
+        "aud": st.audience,
+        "scope": granted,
+        "iat": iat,
+        "exp": iat + ttl,
+        "jti": b64url_encode(&jti),
+    });
+    let token = st.sign_and_record(claims);
+    drop(st);
+    let resp = json_response(
+        StatusCode::OK,
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl, "scope": granted}),
+    );
+    with_header(with_header(resp, CACHE_CONTROL, "no-store"), PRAGMA, "no-cache")
+}
+
+/// RFC 7662: `{"active": true, <claims>..., "token_type": "Bearer"}` for an
+/// unexpired token this server issued, else `{"active": false}`.
+fn introspect_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resp {
+    let (form, _client) = match authenticate(headers, body, state) {
+        Ok(ok) => ok,
+        Err(resp) => return *resp,
+    };
+    let Some(token) = param(&form, "token") else {
+        return oauth_error("invalid_request", "missing token");
+    };
+    let claims = lock(state).issued.get(token).cloned();
+    let answer = match claims {
+        Some(Value::Object(mut claims))
+            if claims.get("exp").and_then(Value::as_u64).unwrap_or(u64::MAX) > now_secs() =>
+        {
+            claims.insert("active".into(), Value::Bool(true));
+            claims.insert("token_type".into(), Value::from("Bearer"));
+            Value::Object(claims)
+        }
+        _ => json!({"active": false}),
+    };
+    with_header(json_response(StatusCode::OK, &answer), CACHE_CONTROL, "no-store")
+}

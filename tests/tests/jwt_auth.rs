@@ -1,0 +1,500 @@
+//! jwt-auth through a real Envoy, with keys served by the test OAuth server.
+
+use std::time::{Duration, Instant};
+
+use harness::config::static_cluster;
+use harness::oauth::{Fault, SigningKey, TokenSpec};
+use harness::{Envoy, Gateway, GatewayConfig, OAuthServer, Request, Response};
+use serde_json::{json, Value};
+
+/// A provider that fetches the OAuth server's JWKS through cluster `oauth`.
+fn remote_provider(oauth: &OAuthServer) -> Value {
+    json!({
+        "issuer": oauth.issuer(),
+        "audiences": ["api"],
+        "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks", "refresh_secs": 300, "timeout_ms": 1000},
+        "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}, {"claim": "scope", "header": "x-user-scope"}],
+        "payload_header": "x-jwt-payload",
+    })
+}
+
+fn gateway_with(oauth: &OAuthServer, config: Value, concurrency: u32) -> Gateway {
+    let addr = oauth.addr();
+    Gateway::start_with(|c| {
+        c.filter("jwt_auth", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .concurrency(concurrency)
+    })
+}
+
+/// A gateway with one remote provider `idp`, its keys loaded.
+fn gateway(oauth: &OAuthServer, extra: Value) -> Gateway {
+    let mut config = json!({"providers": {"idp": remote_provider(oauth)}});
+    merge(&mut config, extra);
+    let gw = gateway_with(oauth, config, 1);
+    wait_for_keys(&gw, 1);
+    gw
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        for (k, v) in extra {
+            match (base.get_mut(&k), v) {
+                (Some(existing @ Value::Object(_)), Value::Object(v)) => merge(existing, Value::Object(v)),
+                (_, v) => {
+                    base.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+/// Readiness: until `n` successful key fetches are counted (bounded wait, not a sleep).
+fn wait_for_keys(gw: &Gateway, n: u64) {
+    wait_until(gw, "the keys to load", || {
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok") >= n
+    });
+}
+
+fn wait_until(gw: &Gateway, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; Envoy log:\n{}",
+            gw.envoy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn bearer(token: &str) -> Request {
+    Request::get("/orders").header("Authorization", &format!("Bearer {token}"))
+}
+
+fn assert_invalid_token(response: &Response, token: &str) {
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert_eq!(
+        response.header("www-authenticate").as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+    assert_eq!(response.json()["error"], "invalid_token");
+    assert!(!response.text().contains(token), "the body echoes the token");
+}
+
+fn spec(alg: &str, kid: &str, claims: Value) -> TokenSpec {
+    let mut spec = TokenSpec::new(alg, kid);
+    spec.claims = claims;
+    spec
+}
+
+fn claims(oauth: &OAuthServer, extra: Value) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = json!({"iss": oauth.issuer(), "aud": "api", "sub": "alice", "iat": now, "exp": now + 300});
+    merge(&mut claims, extra);
+    claims
+}
+
+#[test]
+fn a_valid_token_reaches_the_upstream_with_its_claims() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(&oauth, json!({}));
+    let token = oauth.token(json!({"sub": "alice", "scope": "orders:read orders:write"}));
+    let response = gw.send(
+        bearer(&token)
+            .header("x-user-id", "mallory")
+            .header("X-User-Scope", "admin"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.header_all("x-user-id"), vec!["alice"]);
+    assert_eq!(seen.header_all("x-user-scope"), vec!["orders:read orders:write"]);
+    assert_eq!(seen.header("x-jwt-payload").as_deref(), token.split('.').nth(1));
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {token}")),
+        "forwarded by default"
+    );
+    assert_eq!(gw.envoy.stat("wasmcustom.apisec.jwt_auth.allowed"), Some(1));
+}
+
+#[test]
+fn every_asymmetric_algorithm_verifies() {
+    let oauth = OAuthServer::start();
+    // Inline keys, the RSA one without `alg` so that it may verify every RSA algorithm.
+    let mut jwks = oauth.jwks_for(&["rsa-1", "ec-1", "ec384-1", "ed-1"]);
+    for key in jwks["keys"].as_array_mut().unwrap() {
+        if key["kty"] == "RSA" {
+            key.as_object_mut().unwrap().remove("alg");
+        }
+    }
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"] = json!({"type": "inline", "jwks": jwks});
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    for (alg, kid) in [
+        ("RS256", "rsa-1"),
+        ("RS384", "rsa-1"),
+        ("RS512", "rsa-1"),
+        ("PS256", "rsa-1"),
+        ("PS384", "rsa-1"),
+        ("PS512", "rsa-1"),
+        ("ES256", "ec-1"),
+        ("ES384", "ec384-1"),
+        ("EdDSA", "ed-1"),
+    ] {
+        let token = oauth.mint(spec(alg, kid, claims(&oauth, json!({}))));
+        let response = gw.send(bearer(&token));
+        assert_eq!(response.status, 200, "{alg}: {}", response.text());
+    }
+}
+
+#[test]
+fn no_token_gets_a_bare_challenge() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(&oauth, json!({}));
+    for request in [
+        Request::get("/orders"),
+        Request::get("/orders").header("Authorization", "Basic dXNlcjpwYXNz"),
+    ] {
+        let response = gw.send(request);
+        assert_eq!(response.status, 401);
+        assert_eq!(
+            response.header("www-authenticate").as_deref(),
+            Some(r#"Bearer realm="api""#)
+        );
+        assert_eq!(response.json()["error"], "unauthorized");
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+#[test]
+fn two_authorization_headers_are_a_bad_request() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(&oauth, json!({}));
+    let token = oauth.token(json!({}));
+    let forged = oauth.mint(spec("RS256", "rsa-2", claims(&oauth, json!({"sub": "admin"}))));
+    // Envoy folds repeated Authorization headers into one comma-joined value: refused all the same.
+    for (first, second) in [(&token, &token), (&token, &forged), (&forged, &token)] {
+        let response = gw.send(bearer(first).header("authorization", &format!("Bearer {second}")));
+        assert_eq!(response.status, 400);
+        assert_eq!(
+            response.header("www-authenticate").as_deref(),
+            Some(r#"Bearer realm="api", error="invalid_request""#)
+        );
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+#[test]
+fn forged_and_broken_tokens_are_refused() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(&oauth, json!({}));
+    let good = claims(&oauth, json!({}));
+    let now = good["iat"].as_u64().unwrap();
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    let mut none = spec("none", "rsa-1", good.clone());
+    none.signing_key = SigningKey::None;
+    cases.push(("alg none", oauth.mint(none)));
+    let mut none_upper = spec("NONE", "rsa-1", good.clone());
+    none_upper.signing_key = SigningKey::None;
+    cases.push(("alg NONE", oauth.mint(none_upper)));
+    let rsa_public = oauth.public_key_pem("rsa-1").into_bytes();
+    let mut confused = spec("HS256", "rsa-1", good.clone());
+    confused.signing_key = SigningKey::Hmac(rsa_public);
+    cases.push(("RSA public key as HMAC secret", oauth.mint(confused)));
+    let mut crit = spec("RS256", "rsa-1", good.clone());
+    crit.header_extra.insert("crit".into(), json!(["exp"]));
+    cases.push(("unknown crit", oauth.mint(crit)));
+    let mut unknown_kid = spec("RS256", "rsa-2", good.clone());
+    unknown_kid.kid = Some("rsa-2".into());
+    cases.push(("key not published", oauth.mint(unknown_kid)));
+    cases.push((
+        "expired",
+        oauth.mint(spec(
+            "RS256",
+            "rsa-1",
+            claims(&oauth, json!({"iat": now - 600, "exp": now - 120})),
+        )),
+    ));
+    cases.push((
+        "not yet valid",
+        oauth.mint(spec("RS256", "rsa-1", claims(&oauth, json!({"nbf": now + 600})))),
+    ));
+    cases.push((
+        "wrong issuer",
+        oauth.mint(spec(
+            "RS256",
+            "rsa-1",
+            claims(&oauth, json!({"iss": "https://evil.example"})),
+        )),
+    ));
+    cases.push((
+        "wrong audience",
+        oauth.mint(spec("RS256", "rsa-1", claims(&oauth, json!({"aud": "other"})))),
+    ));
+    cases.push((
+        "wrong audience array",
+        oauth.mint(spec("RS256", "rsa-1", claims(&oauth, json!({"aud": ["x", "y"]})))),
+    ));
+    cases.push((
+        "exp as a string",
+        oauth.mint(spec(
+            "RS256",
+            "rsa-1",
+            claims(&oauth, json!({"exp": (now + 300).to_string()})),
+        )),
+    ));
+    cases.push((
+        "no exp",
+        oauth.mint(spec("RS256", "rsa-1", claims(&oauth, json!({"exp": null})))),
+    ));
+    let valid = oauth.token(json!({}));
+    let parts: Vec<&str> = valid.split('.').collect();
+    cases.push(("two segments", format!("{}.{}", parts[0], parts[1])));
+    cases.push(("four segments", format!("{valid}.x")));
+    cases.push(("padding", format!("{}.{}=.{}", parts[0], parts[1], parts[2])));
+    cases.push((
+        "tampered payload",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            &claims_b64(&oauth, json!({"sub": "admin"})),
+            parts[2]
+        ),
+    ));
+    cases.push(("oversized", format!("{}.{}.{}", parts[0], "A".repeat(20_000), parts[2])));
+    for (what, token) in cases {
+        let response = gw.send(bearer(&token));
+        assert_eq!(response.status, 401, "{what}: {}", response.text());
+        assert_invalid_token(&response, &token);
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+fn claims_b64(oauth: &OAuthServer, extra: Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims(oauth, extra).to_string())
+}
+
+#[test]
+fn rules_choose_per_route_and_method() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(
+        &oauth,
+        json!({"rules": [
+            {"match": {"prefix": "/public/"}, "requires": {"type": "none"}},
+            {"match": {"prefix": "/catalog", "methods": ["GET"]}, "requires": {"type": "allow_missing", "providers": ["idp"]}},
+            {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
+        ]}),
+    );
+    let token = oauth.token(json!({}));
+    assert_eq!(gw.get("/public/health").status, 200);
+    // Even on an open route, a client cannot inject the headers the filter sets.
+    gw.send(Request::get("/public/x").header("x-user-id", "admin"));
+    assert!(!gw.echo.last_request().has_header("x-user-id"));
+    assert_eq!(gw.get("/catalog").status, 200, "no token is fine");
+    assert_eq!(
+        gw.send(Request::get("/catalog").header("Authorization", "Bearer a.b.c"))
+            .status,
+        401,
+        "a bad one is not"
+    );
+    assert_eq!(
+        gw.send(Request::post("/catalog", "{}")).status,
+        401,
+        "POST is not covered by allow_missing"
+    );
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+#[test]
+fn tokens_from_query_and_cookie_can_be_stripped() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["from"] = json!([{"type": "query", "name": "access_token"}, {"type": "cookie", "name": "at"}]);
+    provider["forward"] = json!(false);
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    wait_for_keys(&gw, 1);
+    let token = oauth.token(json!({}));
+    assert_eq!(
+        gw.send(Request::get(&format!("/orders?a=1&access_token={token}")))
+            .status,
+        200
+    );
+    assert_eq!(gw.echo.last_request().path, "/orders?a=1");
+    assert_eq!(
+        gw.send(Request::get("/orders").header("Cookie", &format!("theme=dark; at={token}")))
+            .status,
+        200
+    );
+    assert_eq!(gw.echo.last_request().header("cookie").as_deref(), Some("theme=dark"));
+    assert_eq!(
+        gw.send(bearer(&token)).status,
+        401,
+        "the header is not a configured source"
+    );
+}
+
+#[test]
+fn oidc_discovery_finds_the_keys() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"] = json!({"type": "oidc", "cluster": "oauth"});
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    wait_for_keys(&gw, 1);
+    assert_eq!(gw.send(bearer(&oauth.token(json!({})))).status, 200);
+    assert_eq!(oauth.calls("/.well-known/openid-configuration"), 1);
+}
+
+#[test]
+fn a_rotated_in_key_is_accepted_without_restart_and_a_removed_one_is_refused() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["refresh_secs"] = json!(1);
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    wait_for_keys(&gw, 1);
+    oauth.publish("rsa-2");
+    let rotated = oauth.mint(spec("RS256", "rsa-2", claims(&oauth, json!({}))));
+    assert_eq!(
+        gw.send(bearer(&rotated)).status,
+        200,
+        "the unknown kid triggers a refetch"
+    );
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.kid_refetch"), 1);
+
+    oauth.retire("rsa-1");
+    let old = oauth.token(json!({}));
+    let fetches = gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok");
+    wait_for_keys(&gw, fetches + 1);
+    assert_invalid_token(&gw.send(bearer(&old)), &old);
+}
+
+#[test]
+fn keys_unavailable_at_start_is_503_then_recovers() {
+    let oauth = OAuthServer::start();
+    oauth.set_fault(Fault::Status(500));
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": remote_provider(&oauth)}}), 1);
+    wait_until(&gw, "a failed fetch", || {
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed") >= 1
+    });
+    let token = oauth.token(json!({}));
+    let response = gw.send(bearer(&token));
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(response.header("retry-after").as_deref(), Some("2"));
+    assert!(
+        !response.has_header("www-authenticate"),
+        "an outage is not an authentication failure"
+    );
+    assert_eq!(gw.echo.request_count(), 0);
+
+    oauth.set_fault(Fault::None);
+    wait_for_keys(&gw, 1);
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+#[test]
+fn a_flapping_idp_keeps_the_last_good_keys() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["refresh_secs"] = json!(1);
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    wait_for_keys(&gw, 1);
+    let token = oauth.token(json!({}));
+    for (round, fault) in [Fault::Status(500), Fault::MalformedJwks, Fault::EmptyKeys, Fault::Down]
+        .into_iter()
+        .enumerate()
+    {
+        oauth.set_fault(fault);
+        let round = round as u64 + 1;
+        wait_until(&gw, "a failed refresh", || {
+            gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed") >= round
+        });
+        let fresh = oauth.token(json!({"sub": format!("round-{round}")}));
+        assert_eq!(gw.send(bearer(&fresh)).status, 200, "round {round}");
+    }
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+#[test]
+fn keys_are_fetched_once_for_all_workers_and_tokens_cached() {
+    let oauth = OAuthServer::start();
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": remote_provider(&oauth)}}), 2);
+    wait_for_keys(&gw, 1);
+    let token = oauth.token(json!({}));
+    for _ in 0..20 {
+        assert_eq!(gw.send(bearer(&token)).status, 200);
+    }
+    assert_eq!(
+        oauth.calls("/jwks"),
+        1,
+        "one worker fetches, the other reads shared data"
+    );
+    assert!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_hit") >= 18);
+}
+
+#[test]
+fn several_providers_any_of_and_all_of() {
+    let oauth = OAuthServer::start();
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
+    let partner = json!({
+        "issuer": "https://partner.example",
+        "jwks": {"type": "hmac", "secret_base64url": secret},
+        "algorithms": ["HS256"],
+        "from": [{"type": "header", "name": "x-partner-token"}],
+    });
+    let config = json!({
+        "providers": {"idp": remote_provider(&oauth), "partner": partner},
+        "rules": [
+            {"match": {"prefix": "/both"}, "requires": {"type": "all_of", "providers": ["idp", "partner"]}},
+            {"match": {"prefix": "/"}, "requires": {"type": "any_of", "providers": ["idp", "partner"]}},
+        ],
+    });
+    let gw = gateway_with(&oauth, config, 1);
+    wait_for_keys(&gw, 1);
+    use base64::Engine;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(secret).unwrap();
+    let mut partner_spec = spec(
+        "HS256",
+        "rsa-1",
+        claims(&oauth, json!({"iss": "https://partner.example"})),
+    );
+    partner_spec.kid = None;
+    partner_spec.signing_key = SigningKey::Hmac(key);
+    let partner_token = oauth.mint(partner_spec);
+    let idp_token = oauth.token(json!({}));
+    assert_eq!(
+        gw.send(Request::get("/x").header("x-partner-token", &partner_token))
+            .status,
+        200
+    );
+    assert_eq!(gw.send(bearer(&idp_token)).status, 200);
+    assert_eq!(
+        gw.send(Request::get("/both").header("x-partner-token", &partner_token))
+            .status,
+        401
+    );
+    let both = Request::get("/both")
+        .header("x-partner-token", &partner_token)
+        .header("Authorization", &format!("Bearer {idp_token}"));
+    assert_eq!(gw.send(both).status, 200);
+}
+
+#[test]
+fn a_bad_config_is_refused_at_load_with_the_field_path() {
+    let echo = harness::EchoUpstream::start();
+    let config = GatewayConfig::new(echo.addr()).filter(
+        "jwt_auth",
+        json!({"providers": {"idp": {"issuer": "https://idp.example", "jwks": {"type": "remote", "cluster": "oauth", "path": "jwks"}}}}),
+    );
+    let log = match Envoy::start(&config.to_bootstrap(), 1) {
+        Ok(envoy) => panic!("Envoy accepted a bad config:\n{}", envoy.log()),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("jwt_auth: invalid configuration: providers.idp.jwks.path: must start with '/'"),
+        "{log}"
+    );
+}

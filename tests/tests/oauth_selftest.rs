@@ -1,0 +1,560 @@
+//! Checks of the test OAuth/OIDC server (`harness::oauth`), over HTTP with the
+//! harness's raw client, and of its tokens with an independent verifier
+//! (ring, fed only with the key material the JWKS publishes).
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use harness::http::{self, Request, Response};
+use harness::oauth::{self, b64url_decode, jws_claims, jws_header, Client, Fault, SigningKey, TokenSpec};
+use harness::OAuthServer;
+use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde_json::{json, Value};
+
+fn send(idp: &OAuthServer, req: Request) -> Response {
+    http::send(idp.addr(), &req).unwrap_or_else(|e| panic!("{} {} to the OAuth server: {e}", req.method, req.path))
+}
+
+fn get(idp: &OAuthServer, path: &str) -> Response {
+    send(idp, Request::get(path))
+}
+
+fn token_request(body: &str) -> Request {
+    Request::post("/token", body).header("Content-Type", "application/x-www-form-urlencoded")
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("JWKS without a keys array: {jwks}"))
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid string").to_owned())
+        .collect()
+}
+
+fn jwk_bytes(jwk: &Value, member: &str) -> Vec<u8> {
+    b64url_decode(
+        jwk[member]
+            .as_str()
+            .unwrap_or_else(|| panic!("JWK without {member}: {jwk}")),
+    )
+}
+
+/// Verifies a compact JWS against the key with the header's kid in `jwks`,
+/// using only the JWK members (n/e, crv/x/y, x), with the algorithm the
+/// header names.
+fn verify(jwks: &Value, token: &str) -> Result<(), String> {
+    let header = jws_header(token);
+    verify_as(jwks, token, header["alg"].as_str().ok_or("no alg")?)
+}
+
+/// [`verify`] with algorithm `alg`, whatever the header says.
+fn verify_as(jwks: &Value, token: &str, alg: &str) -> Result<(), String> {
+    let header = jws_header(token);
+    let kid = header["kid"].as_str().ok_or("no kid")?;
+    let jwk = jwks["keys"]
+        .as_array()
+        .ok_or("no keys")?
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .ok_or_else(|| format!("kid {kid} not in the JWKS"))?;
+    let (signing_input, sig) = token.rsplit_once('.').ok_or("no dot")?;
+    let sig = b64url_decode(sig);
+    let msg = signing_input.as_bytes();
+    let result = match (jwk["kty"].as_str(), alg) {
+        (Some("RSA"), _) => {
+            let params = match alg {
+                "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+                "RS384" => &signature::RSA_PKCS1_2048_8192_SHA384,
+                "RS512" => &signature::RSA_PKCS1_2048_8192_SHA512,
+                "PS256" => &signature::RSA_PSS_2048_8192_SHA256,
+                "PS384" => &signature::RSA_PSS_2048_8192_SHA384,
+                "PS512" => &signature::RSA_PSS_2048_8192_SHA512,
+                other => return Err(format!("RSA key, alg {other}")),
+            };
+            let key = RsaPublicKeyComponents {
+                n: jwk_bytes(jwk, "n"),
+                e: jwk_bytes(jwk, "e"),
+            };
+            key.verify(params, msg, &sig)
+        }
+        (Some("EC"), "ES256" | "ES384") => {
+            let (crv, params) = if alg == "ES256" {
+                ("P-256", &signature::ECDSA_P256_SHA256_FIXED)
+            } else {
+                ("P-384", &signature::ECDSA_P384_SHA384_FIXED)
+            };
+            assert_eq!(jwk["crv"], crv, "{jwk}");
+            let mut point = vec![4u8];
+            point.extend(jwk_bytes(jwk, "x"));
+            point.extend(jwk_bytes(jwk, "y"));
+            UnparsedPublicKey::new(params, point).verify(msg, &sig)
+        }
+        (Some("OKP"), "EdDSA") => {
+            assert_eq!(jwk["crv"], "Ed25519", "{jwk}");
+            UnparsedPublicKey::new(&signature::ED25519, jwk_bytes(jwk, "x")).verify(msg, &sig)
+        }
+        (kty, alg) => return Err(format!("kty {kty:?} with alg {alg}")),
+    };
+    result.map_err(|_| format!("bad {alg} signature for kid {kid}"))
+}
+
+#[test]
+fn discovery_document_points_at_the_endpoints() {
+    let idp = OAuthServer::start();
+    let issuer = format!("http://{}", idp.addr());
+    assert_eq!(idp.issuer(), issuer);
+    let resp = get(&idp, "/.well-known/openid-configuration");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("content-type").as_deref(), Some("application/json"));
+    let doc = resp.json();
+    assert_eq!(doc["issuer"], issuer);
+    assert_eq!(doc["jwks_uri"], format!("{issuer}/jwks"));
+    assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
+    assert_eq!(doc["introspection_endpoint"], format!("{issuer}/introspect"));
+
+    idp.set_issuer("https://idp.example");
+    let doc = get(&idp, "/.well-known/openid-configuration").json();
+    assert_eq!(doc["issuer"], "https://idp.example");
+    assert_eq!(doc["jwks_uri"], "https://idp.example/jwks");
+    assert_eq!(idp.jwks_uri(), "https://idp.example/jwks");
+    assert_eq!(jws_claims(&idp.token(json!({})))["iss"], "https://idp.example");
+
+    assert_eq!(get(&idp, "/nope").status, 404);
+    assert_eq!(send(&idp, Request::post("/jwks", "")).status, 405);
+    assert_eq!(get(&idp, "/token").status, 405);
+}
+
+#[test]
+fn jwks_lists_published_keys_only() {
+    let idp = OAuthServer::start();
+    assert_eq!(idp.default_kid(), "rsa-1");
+    assert_eq!(idp.published(), ["rsa-1", "ec-1", "ec384-1", "ed-1"]);
+    let resp = get(&idp, "/jwks");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("cache-control").as_deref(), Some("max-age=300"));
+    let jwks = resp.json();
+    assert_eq!(kids(&jwks), ["rsa-1", "ec-1", "ec384-1", "ed-1"]);
+    assert_eq!(jwks, idp.jwks_json());
+
+    let by_kid = |kid: &str| {
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .cloned()
+    };
+    let rsa = by_kid("rsa-1").expect("rsa-1");
+    assert_eq!(
+        (&rsa["kty"], &rsa["alg"], &rsa["use"], &rsa["e"]),
+        (&json!("RSA"), &json!("RS256"), &json!("sig"), &json!("AQAB"))
+    );
+    assert_eq!(
+        jwk_bytes(&rsa, "n").len(),
+        256,
+        "2048-bit modulus without a leading zero"
+    );
+    let ec = by_kid("ec-1").expect("ec-1");
+    assert_eq!(
+        (&ec["kty"], &ec["crv"], &ec["alg"], &ec["use"]),
+        (&json!("EC"), &json!("P-256"), &json!("ES256"), &json!("sig"))
+    );
+    assert_eq!((jwk_bytes(&ec, "x").len(), jwk_bytes(&ec, "y").len()), (32, 32));
+    let ec384 = by_kid("ec384-1").expect("ec384-1");
+    assert_eq!((&ec384["crv"], &ec384["alg"]), (&json!("P-384"), &json!("ES384")));
+    assert_eq!((jwk_bytes(&ec384, "x").len(), jwk_bytes(&ec384, "y").len()), (48, 48));
+    let ed = by_kid("ed-1").expect("ed-1");
+    assert_eq!(
+        (&ed["kty"], &ed["crv"], &ed["alg"], &ed["use"]),
+        (&json!("OKP"), &json!("Ed25519"), &json!("EdDSA"), &json!("sig"))
+    );
+    assert_eq!(jwk_bytes(&ed, "x").len(), 32);
+    assert!(ed.get("y").is_none());
+
+    // Rotation: rsa-2 in, ec-1 out.
+    idp.publish("rsa-2");
+    idp.publish("rsa-2");
+    idp.retire("ec-1");
+    let jwks = get(&idp, "/jwks").json();
+    assert_eq!(kids(&jwks), ["rsa-1", "ec384-1", "ed-1", "rsa-2"]);
+    assert_eq!(idp.published(), kids(&jwks));
+    // A retired key still signs; its token does not verify against the JWKS.
+    let token = idp.mint(TokenSpec::new("ES256", "ec-1").claims(idp.claims(json!({}))));
+    assert_eq!(verify(&jwks, &token), Err("kid ec-1 not in the JWKS".to_owned()));
+    assert_eq!(verify(&idp.jwks_for(&["ec-1"]), &token), Ok(()));
+    assert_eq!(kids(&oauth::jwks_for(&["ed-2", "rsa-3"])), ["ed-2", "rsa-3"]);
+    assert_eq!(oauth::fixture_kids().len(), 8);
+}
+
+#[test]
+fn every_fixture_key_has_a_matching_public_key_pem() {
+    let idp = OAuthServer::start();
+    for kid in oauth::fixture_kids() {
+        let pem = idp.public_key_pem(kid);
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{kid}: {pem}");
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_else(|e| panic!("{kid}: PEM body is not base64: {e}"));
+        let jwk = oauth::fixture_jwk(kid);
+        // The SPKI DER ends with the public key: RSAPublicKey(n, e), the
+        // uncompressed EC point, or the raw Ed25519 key.
+        let tail = match jwk["kty"].as_str() {
+            Some("RSA") => jwk_bytes(&jwk, "n"),
+            Some("EC") => [vec![4], jwk_bytes(&jwk, "x"), jwk_bytes(&jwk, "y")].concat(),
+            _ => jwk_bytes(&jwk, "x"),
+        };
+        assert!(
+            der.windows(tail.len()).any(|w| w == tail),
+            "{kid}: the SPKI PEM does not hold the JWK's key"
+        );
+    }
+}
+
+#[test]
+fn token_endpoint_client_credentials() {
+    let idp = OAuthServer::start();
+    let jwks = idp.jwks_json();
+
+    // client_secret_basic, all allowed scopes by default.
+    let resp = send(
+        &idp,
+        token_request("grant_type=client_credentials").header("Authorization", &basic("demo", "demo-secret")),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"));
+    let body = resp.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["scope"], "orders:read orders:write");
+    let token = body["access_token"].as_str().expect("access_token");
+    assert_eq!(verify(&jwks, token), Ok(()));
+    let header = jws_header(token);
+    assert_eq!((&header["alg"], &header["kid"]), (&json!("RS256"), &json!("rsa-1")));
+    let claims = jws_claims(token);
+    assert_eq!(claims["iss"], idp.issuer());
+    assert_eq!(claims["sub"], "demo");
+    assert_eq!(claims["client_id"], "demo");
+    assert_eq!(claims["aud"], "api");
+    assert_eq!(claims["scope"], "orders:read orders:write");
+    let iat = claims["iat"].as_u64().expect("iat");
+    assert_eq!(claims["exp"].as_u64(), Some(iat + 300));
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+
+    // client_secret_post, with a scope subset (percent-encoded).
+    let resp = send(
+        &idp,
+        token_request("grant_type=client_credentials&client_id=demo&client_secret=demo-secret&scope=orders%3Aread"),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["scope"], "orders:read");
+    let token = resp.json()["access_token"].as_str().expect("access_token").to_owned();
+    assert_eq!(jws_claims(&token)["scope"], "orders:read");
+    assert_ne!(jws_claims(&token)["jti"], claims["jti"]);
+
+    // Wrong secret, unknown client, no credentials: 401 invalid_client.
+    for req in [
+        token_request("grant_type=client_credentials").header("Authorization", &basic("demo", "wrong")),
+        token_request("grant_type=client_credentials&client_id=demo&client_secret=wrong"),
+        token_request("grant_type=client_credentials&client_id=nobody&client_secret=demo-secret"),
+        token_request("grant_type=client_credentials"),
+        token_request("grant_type=client_credentials").header("Authorization", "Bearer x"),
+    ] {
+        let resp = send(&idp, req);
+        assert_eq!(resp.status, 401, "{}", resp.text());
+        assert_eq!(resp.json()["error"], "invalid_client");
+        assert!(resp.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")));
+    }
+
+    let error = |req: Request| {
+        let resp = send(&idp, req.header("Authorization", &basic("demo", "demo-secret")));
+        (
+            resp.status,
+            resp.json()["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        error(token_request("grant_type=client_credentials&scope=orders:read%20admin")),
+        (400, "invalid_scope".to_owned())
+    );
+    assert_eq!(
+        error(token_request("grant_type=password")),
+        (400, "unsupported_grant_type".to_owned())
+    );
+    assert_eq!(
+        error(token_request("grant_type=refresh_token&refresh_token=x")),
+        (400, "invalid_grant".to_owned())
+    );
+    assert_eq!(
+        error(token_request("scope=orders:read")),
+        (400, "invalid_request".to_owned())
+    );
+    assert_eq!(
+        error(token_request(
+            "grant_type=client_credentials&grant_type=client_credentials"
+        )),
+        (400, "invalid_request".to_owned())
+    );
+    assert_eq!(
+        error(token_request(
+            "grant_type=client_credentials&client_id=demo&client_secret=demo-secret"
+        )),
+        (400, "invalid_request".to_owned()),
+        "two authentication methods at once"
+    );
+
+    // Configurable clients, audience and lifetime; tokens follow the default key.
+    idp.add_client(Client::new("svc", "s3cret", "a b"));
+    idp.set_audience("orders-api");
+    idp.set_token_ttl(60);
+    idp.publish("rsa-2");
+    idp.set_default_kid("rsa-2");
+    let resp = send(
+        &idp,
+        token_request("grant_type=client_credentials&scope=b").header("Authorization", &basic("svc", "s3cret")),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["expires_in"], 60);
+    let token = resp.json()["access_token"].as_str().expect("access_token").to_owned();
+    assert_eq!(jws_header(&token)["kid"], "rsa-2");
+    assert_eq!(verify(&idp.jwks_json(), &token), Ok(()));
+    let claims = jws_claims(&token);
+    assert_eq!(
+        (&claims["sub"], &claims["aud"], &claims["scope"]),
+        (&json!("svc"), &json!("orders-api"), &json!("b"))
+    );
+
+    // Introspection of what was issued.
+    let introspect = |token: &str| {
+        let resp = send(
+            &idp,
+            Request::post("/introspect", format!("token={token}"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("Authorization", &basic("demo", "demo-secret")),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        resp.json()
+    };
+    let active = introspect(&token);
+    assert_eq!(
+        (&active["active"], &active["sub"], &active["scope"]),
+        (&json!(true), &json!("svc"), &json!("b"))
+    );
+    assert_eq!(introspect("not-a-token"), json!({"active": false}));
+    idp.revoke(&token);
+    assert_eq!(introspect(&token), json!({"active": false}));
+    assert_eq!(introspect(&idp.token(json!({})))["active"], true);
+}
+
+#[test]
+fn minted_tokens_verify_against_the_jwks() {
+    let idp = OAuthServer::start();
+    idp.publish("ec-2");
+    idp.publish("ed-2");
+    let jwks = get(&idp, "/jwks").json();
+    let claims = idp.claims(json!({"scope": "orders:read"}));
+    for (alg, kid) in [
+        ("RS256", "rsa-1"),
+        ("RS384", "rsa-1"),
+        ("RS512", "rsa-1"),
+        ("PS256", "rsa-1"),
+        ("PS384", "rsa-1"),
+        ("PS512", "rsa-1"),
+        ("ES256", "ec-1"),
+        ("ES256", "ec-2"),
+        ("ES384", "ec384-1"),
+        ("EdDSA", "ed-1"),
+        ("EdDSA", "ed-2"),
+    ] {
+        let token = idp.mint(TokenSpec::new(alg, kid).claims(claims.clone()));
+        assert_eq!(verify(&jwks, &token), Ok(()), "{alg} with {kid}");
+        let header = jws_header(&token);
+        assert_eq!(header, json!({"alg": alg, "kid": kid, "typ": "JWT"}));
+        assert_eq!(jws_claims(&token), claims);
+        // A changed payload no longer verifies.
+        let [h, _, s]: [&str; 3] = token.split('.').collect::<Vec<_>>().try_into().expect("3 parts");
+        let forged = format!("{h}.{}.{s}", oauth::b64url_encode(b"{\"sub\":\"mallory\"}"));
+        assert!(
+            verify(&jwks, &forged).is_err(),
+            "{alg} with {kid} accepted a forged payload"
+        );
+    }
+
+    // token(): RS256 with the default key and the default claims, overridable.
+    let token = idp.token(json!({"sub": "bob", "aud": null, "extra": [1, 2]}));
+    assert_eq!(verify(&jwks, &token), Ok(()));
+    let claims = jws_claims(&token);
+    assert_eq!(claims["sub"], "bob");
+    assert_eq!(claims["iss"], idp.issuer());
+    assert!(claims.get("aud").is_none(), "null removes a default claim: {claims}");
+    assert_eq!(claims["extra"], json!([1, 2]));
+    assert_eq!(claims["exp"].as_u64(), claims["iat"].as_u64().map(|i| i + 300));
+    assert_eq!(idp.default_claims()["sub"], "alice");
+    assert!(idp.bearer(json!({})).starts_with("Bearer ey"));
+
+    // The alg string is written verbatim: "rs256" still carries a valid RS256 signature.
+    let token = idp.mint(TokenSpec::new("rs256", "rsa-1").claims(json!({})));
+    assert_eq!(jws_header(&token)["alg"], "rs256");
+    assert!(verify(&jwks, &token).is_err(), "the checker knows no alg \"rs256\"");
+    assert_eq!(verify_as(&jwks, &token, "RS256"), Ok(()));
+
+    // alg/signature mismatch: RS256 header, PS256 signature.
+    let mixed = idp.mint(TokenSpec::new("RS256", "rsa-1").signing_key(SigningKey::FixtureAs {
+        kid: "rsa-1".into(),
+        alg: "PS256".into(),
+    }));
+    assert!(verify(&jwks, &mixed).is_err());
+
+    // alg none with an empty signature, HMAC with the RSA public key as secret, raw bytes.
+    let none = idp.mint(TokenSpec::new("none", "rsa-1").signing_key(SigningKey::None));
+    assert!(none.ends_with('.'), "{none}");
+    let pem = idp.public_key_pem("rsa-1");
+    let hs = idp.mint(
+        TokenSpec::new("HS256", "rsa-1")
+            .claims(json!({"sub": "mallory"}))
+            .signing_key(SigningKey::Hmac(pem.clone().into_bytes())),
+    );
+    let (input, sig) = hs.rsplit_once('.').expect("dot");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, pem.as_bytes());
+    assert!(ring::hmac::verify(&key, input.as_bytes(), &b64url_decode(sig)).is_ok());
+    let raw = idp.mint(TokenSpec::new("RS256", "nope").signing_key(SigningKey::Raw(vec![1, 2, 3])));
+    assert!(raw.ends_with(".AQID"), "{raw}");
+    assert_eq!(jws_header(&raw)["kid"], "nope");
+
+    // Exact header and payload bytes, e.g. duplicate members; extra header members.
+    let mut spec = TokenSpec::new("RS256", "rsa-1");
+    spec.raw_header = Some(br#"{"alg":"none","alg":"RS256","kid":"rsa-1"}"#.to_vec());
+    spec.raw_payload = Some(br#"{"sub":"a","sub":"b"}"#.to_vec());
+    let dup = idp.mint(spec);
+    let [h, p, _] = oauth::jws_parts(&dup);
+    assert_eq!(h, br#"{"alg":"none","alg":"RS256","kid":"rsa-1"}"#);
+    assert_eq!(p, br#"{"sub":"a","sub":"b"}"#);
+    let crit = idp.mint(
+        TokenSpec::new("RS256", "rsa-1")
+            .header("crit", json!(["exp"]))
+            .header("typ", Value::Null)
+            .kid(None),
+    );
+    assert_eq!(jws_header(&crit), json!({"alg": "RS256", "crit": ["exp"]}));
+}
+
+#[test]
+fn faults_are_observable_over_http() {
+    let idp = OAuthServer::start();
+    for path in ["/jwks", "/.well-known/openid-configuration"] {
+        // Down: the connection closes without a response.
+        idp.set_fault(Fault::Down);
+        let err = http::send(idp.addr(), &Request::get(path)).expect_err("Down must not answer");
+        assert!(
+            err.to_string().contains("no complete response head in 0 bytes")
+                || err.kind() == std::io::ErrorKind::ConnectionReset,
+            "{path}: {err}"
+        );
+
+        // Slow: answers after the delay.
+        idp.set_fault(Fault::Slow(Duration::from_millis(600)));
+        let started = Instant::now();
+        let resp = get(&idp, path);
+        assert_eq!(resp.status, 200);
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+
+        idp.set_fault(Fault::Status(500));
+        assert_eq!(get(&idp, path).status, 500);
+        idp.set_fault(Fault::Status(404));
+        assert_eq!(get(&idp, path).status, 404);
+
+        idp.set_fault(Fault::MalformedJwks);
+        let resp = get(&idp, path);
+        assert_eq!(resp.status, 200);
+        assert!(
+            serde_json::from_slice::<Value>(&resp.body).is_err(),
+            "{path}: {}",
+            resp.text()
+        );
+    }
+    // The token endpoint is not affected by set_fault.
+    idp.set_fault(Fault::Down);
+    let resp = send(
+        &idp,
+        token_request("grant_type=client_credentials").header("Authorization", &basic("demo", "demo-secret")),
+    );
+    assert_eq!(resp.status, 200);
+
+    idp.set_fault(Fault::HugeJwks);
+    let resp = get(&idp, "/jwks");
+    assert_eq!(resp.status, 200);
+    assert!(resp.body.len() > 2 * 1024 * 1024, "{} bytes", resp.body.len());
+    let jwks = resp.json();
+    let all = kids(&jwks);
+    assert!(all.len() > 1000, "{} keys", all.len());
+    assert_eq!(all[..4], ["rsa-1", "ec-1", "ec384-1", "ed-1"]);
+    assert_eq!(verify(&jwks, &idp.token(json!({}))), Ok(()));
+    let resp = get(&idp, "/.well-known/openid-configuration");
+    assert!(resp.body.len() > 2 * 1024 * 1024);
+    assert_eq!(resp.json()["jwks_uri"], idp.jwks_uri());
+
+    idp.set_fault(Fault::EmptyKeys);
+    assert_eq!(get(&idp, "/jwks").json(), json!({"keys": []}));
+    assert_eq!(
+        get(&idp, "/.well-known/openid-configuration").json()["issuer"],
+        idp.issuer()
+    );
+
+    // Per-path faults; set_fault(None) clears everything.
+    idp.set_fault(Fault::None);
+    idp.set_fault_at("/token", Fault::Status(503));
+    idp.set_fault_at("/jwks", Fault::Status(502));
+    assert_eq!(send(&idp, token_request("grant_type=client_credentials")).status, 503);
+    assert_eq!(get(&idp, "/jwks").status, 502);
+    assert_eq!(get(&idp, "/.well-known/openid-configuration").status, 200);
+    idp.set_fault(Fault::None);
+    assert_eq!(get(&idp, "/jwks").status, 200);
+    assert_eq!(get(&idp, "/jwks").json(), idp.jwks_json());
+}
+
+#[test]
+fn requests_are_counted_per_path() {
+    let idp = OAuthServer::start();
+    assert_eq!(idp.calls("/jwks"), 0);
+    get(&idp, "/jwks");
+    get(&idp, "/jwks?x=1");
+    get(&idp, "/.well-known/openid-configuration");
+    send(&idp, token_request("grant_type=client_credentials"));
+    get(&idp, "/elsewhere");
+    idp.set_fault(Fault::Down);
+    let _ = http::send(idp.addr(), &Request::get("/jwks"));
+    assert_eq!(idp.calls("/jwks"), 3, "faulted requests count too");
+    assert_eq!(idp.calls("/.well-known/openid-configuration"), 1);
+    assert_eq!(idp.calls("/token"), 1);
+    assert_eq!(idp.calls("/elsewhere"), 1);
+    assert_eq!(idp.calls("/introspect"), 0);
+    assert_eq!(idp.total_calls(), 6);
+    // In-process minting makes no request.
+    idp.token(json!({}));
+    assert_eq!(idp.total_calls(), 6);
+    idp.reset_calls();
+    assert_eq!(idp.calls("/jwks"), 0);
+}
+
+#[test]
+fn binds_a_given_address() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe bind");
+    let addr = probe.local_addr().expect("probe addr");
+    drop(probe);
+    let idp = OAuthServer::bind(addr);
+    assert_eq!(idp.addr(), addr);
+    assert_eq!(idp.url("/jwks"), format!("http://{addr}/jwks"));
+    assert_eq!(get(&idp, "/jwks").status, 200);
+}
