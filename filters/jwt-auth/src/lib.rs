@@ -63,6 +63,8 @@ pub struct Counters {
     jwks_fetch_ok: Counter,
     jwks_fetch_failed: Counter,
     kid_refetch: Counter,
+    verified_by_host: Counter,
+    verified_in_wasm: Counter,
     denied: Vec<(&'static str, Counter)>,
     denied_other: Counter,
 }
@@ -77,6 +79,8 @@ impl Counters {
             jwks_fetch_ok: metrics.counter("jwks_fetch_ok"),
             jwks_fetch_failed: metrics.counter("jwks_fetch_failed"),
             kid_refetch: metrics.counter("kid_refetch"),
+            verified_by_host: metrics.counter("verified_by_host"),
+            verified_in_wasm: metrics.counter("verified_in_wasm"),
             denied: REQUEST_DENIAL_REASONS
                 .iter()
                 .chain(jose::JwtError::REASONS)
@@ -411,6 +415,11 @@ impl Auth {
         step.counters.push(root.counters.cache_miss);
         let jwt = jose::Jwt::decode(token, root.max_token_bytes).map_err(Rejection::Invalid)?;
         let verified = Rc::new(provider.verify(&jwt, &keys, ctx)?);
+        step.counters.push(if verified.by_host {
+            root.counters.verified_by_host
+        } else {
+            root.counters.verified_in_wasm
+        });
         if let Some(exp) = jwt.exp() {
             root.cache
                 .borrow_mut()

@@ -1,11 +1,12 @@
 //! One trusted issuer: its keys, its claim rules, where its tokens come from, what it outputs.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use base64::Engine;
 use jose::{Alg, ClaimRules, Jwks, Jwt, JwtError};
 use shared::route::RequestLine;
-use shared::{ConfigError, Ctx, FieldPath, HeaderEdit, HeaderName, Headers};
+use shared::{ConfigError, Ctx, FieldPath, HashAlg, HeaderEdit, HeaderName, Headers, HostCrypto};
 
 use crate::config::{JwksConfig, ProviderConfig};
 use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
@@ -29,6 +30,22 @@ pub struct Provider {
 pub struct Verified {
     pub headers: Vec<(HeaderName, Vec<u8>)>,
     pub claims_json: Vec<u8>,
+    /// The host's native crypto checked the signature (otherwise the wasm implementation did).
+    pub by_host: bool,
+}
+
+/// Remembers whether the host answered a signature check.
+struct Recorder<'a> {
+    host: &'a dyn HostCrypto,
+    answered: Cell<bool>,
+}
+
+impl HostCrypto for Recorder<'_> {
+    fn verify(&self, hash: HashAlg, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        let answer = self.host.verify(hash, spki_der, signature, message);
+        self.answered.set(self.answered.get() || answer.is_some());
+        answer
+    }
 }
 
 /// Why a provider did not accept a request's token.
@@ -218,13 +235,20 @@ impl Provider {
                 KeySource::Static(_) => Rejection::Invalid(JwtError::KeyNotFound),
             });
         }
+        let crypto = Recorder {
+            host: ctx.crypto,
+            answered: Cell::new(false),
+        };
         let mut last = JwtError::BadSignature;
-        if !candidates.any(|key| jwt.verify(key, ctx.crypto).map_err(|e| last = e).is_ok()) {
+        if !candidates.any(|key| jwt.verify(key, &crypto).map_err(|e| last = e).is_ok()) {
             return Err(Rejection::Invalid(last));
         }
         jwt.validate_claims(&self.rules, ctx.now_secs())
             .map_err(Rejection::Invalid)?;
-        Ok(self.outputs(jwt))
+        Ok(Verified {
+            by_host: crypto.answered.get(),
+            ..self.outputs(jwt)
+        })
     }
 
     fn outputs(&self, jwt: &Jwt) -> Verified {
@@ -239,7 +263,11 @@ impl Provider {
             headers.push((header.clone(), jwt.payload_b64().as_bytes().to_vec()));
         }
         let claims_json = serde_json::to_vec(claims).unwrap_or_default();
-        Verified { headers, claims_json }
+        Verified {
+            headers,
+            claims_json,
+            by_host: false,
+        }
     }
 }
 
