@@ -6,8 +6,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-FILTERS         := header_scrub jwt_auth
-FILTER_PACKAGES := shared jose header-scrub jwt-auth
+FILTERS         := header_scrub jwt_auth scope_gate
+FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate
 WASM_DIR        := target/wasm32-wasip1/release
 WASM_FILES      := $(foreach f,$(FILTERS),$(WASM_DIR)/$(f).wasm)
 

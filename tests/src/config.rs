@@ -60,12 +60,18 @@ impl WasmFilter {
     }
 }
 
-/// What the test gateway looks like: the wasm filters, in chain order, in
-/// front of the echo upstream.
+/// What the test gateway looks like: native Envoy HTTP filters, then the wasm
+/// filters, in chain order, in front of the echo upstream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
-    /// The wasm filters, in the order they run on requests.
+    /// The wasm filters, in the order they run on requests (after
+    /// [`GatewayConfig::native_filters`]).
     pub filters: Vec<WasmFilter>,
+    /// Native Envoy HTTP filter entries (`{"name": ..., "typed_config":
+    /// {...}}`, used verbatim), in the order they run on requests, before
+    /// every wasm filter: e.g. `envoy.filters.http.jwt_authn` for a test that
+    /// compares a wasm filter with its native counterpart.
+    pub native_filters: Vec<Value>,
     /// Envoy worker threads (`--concurrency`); 1 by default.
     pub concurrency: u32,
     /// The echo upstream's address (cluster `upstream`).
@@ -106,6 +112,7 @@ impl GatewayConfig {
     pub fn new(upstream: SocketAddr) -> Self {
         Self {
             filters: Vec::new(),
+            native_filters: Vec::new(),
             concurrency: 1,
             upstream,
             extra_clusters: Vec::new(),
@@ -122,6 +129,14 @@ impl GatewayConfig {
     /// Appends a wasm filter to the chain.
     pub fn filter(mut self, name: &str, config: Value) -> Self {
         self.filters.push(WasmFilter::new(name, config));
+        self
+    }
+
+    /// Appends a native Envoy HTTP filter entry (`{"name": ..., "typed_config":
+    /// {...}}`, used verbatim). Native filters run in the order they are
+    /// added, all of them before the wasm filters.
+    pub fn native_filter(mut self, filter: Value) -> Self {
+        self.native_filters.push(filter);
         self
     }
 
@@ -147,7 +162,8 @@ impl GatewayConfig {
     /// # Panics
     /// If a filter's `.wasm` file does not exist.
     pub fn to_bootstrap(&self) -> Value {
-        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::to_http_filter).collect();
+        let mut http_filters: Vec<Value> = self.native_filters.clone();
+        http_filters.extend(self.filters.iter().map(WasmFilter::to_http_filter));
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
             "typed_config": {
@@ -246,5 +262,18 @@ mod tests {
         let filters = hcm["http_filters"].as_array().expect("http_filters");
         assert_eq!(filters.len(), 1);
         assert_eq!(filters[0]["name"], "envoy.filters.http.router");
+    }
+
+    #[test]
+    fn native_filters_come_first_in_the_order_added() {
+        let cfg = GatewayConfig::new(([127, 0, 0, 1], 4242).into())
+            .native_filter(json!({"name": "first", "typed_config": {"x": 1}}))
+            .native_filter(json!({"name": "second"}));
+        let b = cfg.to_bootstrap();
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        let filters = hcm["http_filters"].as_array().expect("http_filters");
+        let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().expect("name")).collect();
+        assert_eq!(names, ["first", "second", "envoy.filters.http.router"]);
+        assert_eq!(filters[0]["typed_config"]["x"], 1, "used verbatim");
     }
 }

@@ -32,7 +32,7 @@ use source::Found;
 shared::export_filter!(JwtAuth);
 
 /// Filter-state key of the verified claims (JSON): the hand-off to scope-gate and rate-limit.
-pub const CLAIMS_STATE: &str = "apisec.claims";
+pub const CLAIMS_STATE: &str = shared::handoff::CLAIMS;
 /// Filter-state key naming the provider that verified the token.
 pub const PROVIDER_STATE: &str = "apisec.jwt_auth.provider";
 /// Filter-state key with the outcome (`allowed` or the denial reason), for access logs.
@@ -144,7 +144,7 @@ impl JwtAuth {
                     .collect()
             };
             let requirement = match &rule.requires {
-                RequirementConfig::None => Requirement::None,
+                RequirementConfig::None {} => Requirement::None,
                 RequirementConfig::Provider { name } => Requirement::Providers {
                     providers: vec![index(name, &req_at.field("name"))?],
                     all: false,
@@ -306,6 +306,18 @@ impl HttpFilter for Auth {
 
     fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {
         self.resume(ctx)
+    }
+}
+
+impl Drop for Auth {
+    /// A request that goes away (the client left) while it refetches keys never gets the answer:
+    /// the host cancels its call. Give the fetch up, or the provider would count it in flight for
+    /// good: no periodic refresh again on this worker, and every later unknown `kid` would wait on
+    /// a signal nobody notifies.
+    fn drop(&mut self) {
+        if let Some(remote) = self.leading.take().and_then(|p| self.root.remote(p)) {
+            remote.abandon();
+        }
     }
 }
 
@@ -519,3 +531,6 @@ fn issued_by(token: &[u8], provider: Option<&Provider>, max_len: usize) -> bool 
 fn is_preflight(headers: &Headers, line: &RequestLine) -> bool {
     line.method == "OPTIONS" && headers.contains("origin") && headers.contains("access-control-request-method")
 }
+
+#[cfg(test)]
+mod tests;

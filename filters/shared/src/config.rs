@@ -27,7 +27,7 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() || self.path == "." {
+        if self.path.is_empty() {
             write!(f, "(root): {}", self.message)
         } else {
             write!(f, "{}: {}", self.path, self.message)
@@ -45,7 +45,11 @@ pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
     }
     let mut de = serde_json::Deserializer::from_slice(raw);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
+        // The root reads "." in serde_path_to_error; it is "" everywhere else here.
+        let path = match e.path().to_string() {
+            root if root == "." => String::new(),
+            path => path,
+        };
         ConfigError::new(path, strip_location(&e.inner().to_string()))
     })?;
     de.end().map_err(|e| ConfigError::new("", e.to_string()))?;

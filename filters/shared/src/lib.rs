@@ -9,6 +9,7 @@ pub mod deny;
 pub mod effects;
 pub mod filter;
 pub mod foreign;
+pub mod handoff;
 pub mod headers;
 pub mod metrics;
 pub mod ports;

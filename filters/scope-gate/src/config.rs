@@ -1,0 +1,60 @@
+//! The filter's JSON config.
+
+use serde::Deserialize;
+
+use shared::route::RouteMatchConfig;
+use shared::Realm;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub realm: Realm,
+    /// Claims that hold scopes: a space-separated string (`scope`) or an array of strings (`scp`).
+    #[serde(default = "default_scope_claims")]
+    pub scope_claims: Vec<String>,
+    /// First match wins.
+    pub rules: Vec<RuleConfig>,
+    /// What happens to a request no rule matches.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    /// Compare paths case-insensitively, for upstreams that do (most on Windows).
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
+}
+
+fn default_scope_claims() -> Vec<String> {
+    vec!["scope".to_owned(), "scp".to_owned()]
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Names the rule in metrics (`denied_<id>`); default `rule_<index>`.
+    pub id: Option<String>,
+    #[serde(rename = "match", default)]
+    pub route: RouteMatchConfig,
+    /// Media types the request body may have (`application/json`); empty: any.
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    pub requires: RequiresConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RequiresConfig {
+    /// One of these scopes.
+    AnyOf { scopes: Vec<String> },
+    /// Every one of these scopes.
+    AllOf { scopes: Vec<String> },
+    /// No authentication at all.
+    Public,
+}

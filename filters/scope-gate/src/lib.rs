@@ -1,0 +1,272 @@
+//! scope-gate: coarse-grained authorization. Ordered rules say which OAuth scopes a route,
+//! method and content type need; the scopes come from the verified claims that jwt-auth (or
+//! phantom-token) published in filter state, never from anything the client sent.
+
+mod config;
+mod path;
+
+use std::rc::Rc;
+
+use shared::route::{RequestLine, RouteMatch};
+use shared::{ConfigError, Counter, Ctx, Deny, FieldPath, Headers, HttpFilter, MetricRegistry, Realm, Step};
+
+pub use config::Config;
+use config::{RequiresConfig, Unmatched};
+
+shared::export_filter!(ScopeGate);
+
+#[derive(Debug)]
+enum Requires {
+    AnyOf(Vec<String>),
+    AllOf(Vec<String>),
+    Public,
+}
+
+struct Rule {
+    route: RouteMatch,
+    content_types: Vec<String>,
+    requires: Requires,
+    denied: Counter,
+}
+
+struct Counters {
+    allowed: Counter,
+    public_allowed: Counter,
+    unauthenticated: Counter,
+    unmatched_denied: Counter,
+    content_type_refused: Counter,
+    path_refused: Counter,
+}
+
+/// The configured filter.
+pub struct ScopeGate {
+    realm: Realm,
+    scope_claims: Vec<String>,
+    rules: Vec<Rule>,
+    unmatched: Unmatched,
+    case_insensitive: bool,
+    counters: Counters,
+}
+
+impl shared::FilterRoot for ScopeGate {
+    const NAME: &'static str = "scope_gate";
+    type Filter = Gate;
+
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let config: Config = shared::config::parse(raw)?;
+        let root = FieldPath::root();
+        if config.scope_claims.is_empty() {
+            return Err(root.field("scope_claims").error("name at least one claim"));
+        }
+        let mut rules = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let at = root.field("rules").index(i);
+            let id = rule.id.clone().unwrap_or_else(|| format!("rule_{i}"));
+            if id.is_empty()
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(at.field("id").error("use lowercase letters, digits and '_'"));
+            }
+            if ids.contains(&id) {
+                return Err(at.field("id").error(format!("{id:?} is used by an earlier rule")));
+            }
+            let mut route_config = rule.route.clone();
+            if config.case_insensitive_paths {
+                for path in [&mut route_config.exact, &mut route_config.prefix] {
+                    *path = path.as_ref().map(|p| p.to_ascii_lowercase());
+                }
+            }
+            let requires = match &rule.requires {
+                RequiresConfig::Public => Requires::Public,
+                RequiresConfig::AnyOf { scopes } => Requires::AnyOf(scope_list(scopes, &at.field("requires"))?),
+                RequiresConfig::AllOf { scopes } => Requires::AllOf(scope_list(scopes, &at.field("requires"))?),
+            };
+            let content_types = rule
+                .content_types
+                .iter()
+                .enumerate()
+                .map(|(j, ct)| {
+                    media_type(ct).ok_or_else(|| {
+                        at.field("content_types")
+                            .index(j)
+                            .error(format!("{ct:?} is not a media type"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            rules.push(Rule {
+                route: RouteMatch::compile(&route_config, &at.field("match"))?,
+                content_types,
+                requires,
+                denied: metrics.counter(&format!("denied_{id}")),
+            });
+            ids.push(id);
+        }
+        Ok(Self {
+            realm: config.realm,
+            scope_claims: config.scope_claims,
+            rules,
+            unmatched: config.unmatched,
+            case_insensitive: config.case_insensitive_paths,
+            counters: Counters {
+                allowed: metrics.counter("allowed"),
+                public_allowed: metrics.counter("public_allowed"),
+                unauthenticated: metrics.counter("unauthenticated"),
+                unmatched_denied: metrics.counter("unmatched_denied"),
+                content_type_refused: metrics.counter("content_type_refused"),
+                path_refused: metrics.counter("path_refused"),
+            },
+        })
+    }
+
+    fn new_filter(root: &Rc<Self>) -> Gate {
+        Gate { root: Rc::clone(root) }
+    }
+}
+
+fn scope_list(scopes: &[String], at: &FieldPath) -> Result<Vec<String>, ConfigError> {
+    if scopes.is_empty() {
+        return Err(at
+            .field("scopes")
+            .error("name at least one scope (or use \"type\": \"public\")"));
+    }
+    for (i, scope) in scopes.iter().enumerate() {
+        // RFC 6749 scope-token: visible ASCII except '"' and '\'.
+        if scope.is_empty()
+            || scope
+                .bytes()
+                .any(|b| !(0x21..=0x7e).contains(&b) || b == b'"' || b == b'\\')
+        {
+            return Err(at
+                .field("scopes")
+                .index(i)
+                .error(format!("{scope:?} is not a scope token")));
+        }
+    }
+    Ok(scopes.to_vec())
+}
+
+/// The media type of a `Content-Type` value, lowercase, without parameters.
+fn media_type(value: &str) -> Option<String> {
+    let media = value.split(';').next()?.trim().to_ascii_lowercase();
+    let (kind, sub) = media.split_once('/')?;
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    (token(kind) && token(sub)).then_some(media)
+}
+
+/// One request's authorization.
+pub struct Gate {
+    root: Rc<ScopeGate>,
+}
+
+impl HttpFilter for Gate {
+    fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        let gate = &self.root;
+        let Some(line) = RequestLine::of(headers) else {
+            return self.deny(
+                Deny::MalformedRequest("malformed request line"),
+                gate.counters.path_refused,
+            );
+        };
+        if let Some(reason) = path::refuse(line.path) {
+            log::debug!("scope_gate: path refused: {reason}");
+            return self.deny(
+                Deny::MalformedRequest("the request path is not in normal form"),
+                gate.counters.path_refused,
+            );
+        }
+        let lowered;
+        let line = if gate.case_insensitive {
+            lowered = line.path.to_ascii_lowercase();
+            RequestLine { path: &lowered, ..line }
+        } else {
+            line
+        };
+        let Some(rule) = gate.rules.iter().find(|rule| rule.route.matches(&line)) else {
+            return match gate.unmatched {
+                Unmatched::Allow => Step::proceed().count(gate.counters.public_allowed),
+                Unmatched::Deny => self.deny(
+                    Deny::Forbidden("no rule allows this request"),
+                    gate.counters.unmatched_denied,
+                ),
+            };
+        };
+        let (needed, all) = match &rule.requires {
+            Requires::Public => return self.check_content_type(rule, headers, gate.counters.public_allowed),
+            Requires::AnyOf(needed) => (needed, false),
+            Requires::AllOf(needed) => (needed, true),
+        };
+        let Some(scopes) = self.verified_scopes(ctx) else {
+            return self.deny(Deny::MissingToken, gate.counters.unauthenticated);
+        };
+        let satisfied = if all {
+            needed.iter().all(|s| scopes.contains(s))
+        } else {
+            needed.iter().any(|s| scopes.contains(s))
+        };
+        if !satisfied {
+            return self.deny(
+                Deny::InsufficientScope {
+                    scope: needed.join(" "),
+                },
+                rule.denied,
+            );
+        }
+        self.check_content_type(rule, headers, gate.counters.allowed)
+    }
+}
+
+impl Gate {
+    /// The scopes of the verified claims in filter state; `None` when no filter verified a token.
+    fn verified_scopes(&self, ctx: &Ctx) -> Option<Vec<String>> {
+        let raw = ctx.properties.filter_state(shared::handoff::CLAIMS)?;
+        let claims: serde_json::Map<String, serde_json::Value> = match serde_json::from_slice(&raw) {
+            Ok(claims) => claims,
+            Err(_) => {
+                log::warn!("scope_gate: the verified claims in filter state are not a JSON object");
+                return None;
+            }
+        };
+        let mut scopes = Vec::new();
+        for name in &self.root.scope_claims {
+            match claims.get(name) {
+                Some(serde_json::Value::String(list)) => {
+                    scopes.extend(list.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
+                }
+                Some(serde_json::Value::Array(items)) => {
+                    scopes.extend(items.iter().filter_map(|s| s.as_str()).map(str::to_owned))
+                }
+                _ => {}
+            }
+        }
+        Some(scopes)
+    }
+
+    fn check_content_type(&self, rule: &Rule, headers: &Headers, allowed: Counter) -> Step {
+        if rule.content_types.is_empty() {
+            return Step::proceed().count(allowed);
+        }
+        let given = headers.get_str("content-type").and_then(media_type);
+        if given.is_some_and(|media| rule.content_types.contains(&media)) {
+            Step::proceed().count(allowed)
+        } else {
+            self.deny(
+                Deny::UnsupportedMediaType("this content type is not accepted here"),
+                self.root.counters.content_type_refused,
+            )
+        }
+    }
+
+    fn deny(&self, deny: Deny, counter: Counter) -> Step {
+        Step::reply(deny.reply(&self.root.realm)).count(counter)
+    }
+}
+
+#[cfg(test)]
+mod tests;

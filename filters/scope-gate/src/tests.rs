@@ -1,0 +1,309 @@
+//! The core, driven the way the adapter drives it.
+
+use shared::testkit::{Configured, FakeHost};
+use shared::{Action, Headers, HttpFilter};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::ScopeGate;
+
+const CONFIG: &str = r#"{
+    "realm": "shop",
+    "rules": [
+        {"id": "health", "match": {"exact": "/health"}, "requires": {"type": "public"}},
+        {"id": "orders_read", "match": {"prefix": "/orders", "methods": ["GET", "HEAD"]},
+         "requires": {"type": "any_of", "scopes": ["orders:read", "orders:write"]}},
+        {"id": "orders_write", "match": {"prefix": "/orders", "methods": ["POST"]}, "content_types": ["application/json"],
+         "requires": {"type": "all_of", "scopes": ["orders:write", "orders:create"]}},
+        {"id": "admin", "match": {"regex": "/admin(/.*)?"}, "requires": {"type": "any_of", "scopes": ["admin"]}}
+    ]
+}"#;
+
+fn gate(json: &str) -> Configured<ScopeGate> {
+    Configured::new(json).unwrap_or_else(|e| panic!("config rejected: {e}"))
+}
+
+fn host(claims: Option<&str>) -> FakeHost {
+    let mut host = FakeHost::default();
+    if let Some(claims) = claims {
+        host.properties
+            .filter_state
+            .insert("apisec.claims".into(), claims.as_bytes().to_vec());
+    }
+    host
+}
+
+fn request(method: &str, path: &str, extra: &[(&str, &str)]) -> Headers {
+    let mut h = Headers::from_pairs([(":method", method), (":path", path)]);
+    for (n, v) in extra {
+        h.push(n, v.as_bytes());
+    }
+    h
+}
+
+/// Status of the answer, or 0 when the request goes on; with the counters it bumped.
+fn decide(config: &Configured<ScopeGate>, claims: Option<&str>, req: Headers) -> (u16, Vec<String>) {
+    let host = host(claims);
+    let step = config.filter().on_request_headers(&req, &host.ctx());
+    let status = match &step.action {
+        Action::Continue => 0,
+        Action::Reply(reply) => reply.status,
+        other => panic!("unexpected {other:?}"),
+    };
+    (status, config.counter_names(&step.counters))
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn any_of_and_all_of_from_scope_and_scp() {
+    let config = gate(CONFIG);
+    let get = || request("GET", "/orders/1", &[]);
+    assert_eq!(
+        decide(&config, Some(r#"{"scope": "orders:read profile"}"#), get()),
+        (0, vec!["allowed".into()])
+    );
+    assert_eq!(decide(&config, Some(r#"{"scp": ["orders:write"]}"#), get()).0, 0);
+    assert_eq!(
+        decide(&config, Some(r#"{"scope": "profile", "scp": ["orders:read"]}"#), get()).0,
+        0
+    );
+    assert_eq!(
+        decide(&config, Some(r#"{"scope": "orders:readx"}"#), get()),
+        (403, vec!["denied_orders_read".into()])
+    );
+    let post = || {
+        request(
+            "POST",
+            "/orders",
+            &[("content-type", "application/json; charset=utf-8")],
+        )
+    };
+    assert_eq!(
+        decide(&config, Some(r#"{"scope": "orders:write orders:create"}"#), post()).0,
+        0
+    );
+    assert_eq!(decide(&config, Some(r#"{"scope": "orders:write"}"#), post()).0, 403);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn insufficient_scope_names_what_would_satisfy_the_rule() {
+    let config = gate(CONFIG);
+    let host = host(Some(r#"{"scope": "profile"}"#));
+    let step = config.filter().on_request_headers(
+        &request("POST", "/orders", &[("content-type", "application/json")]),
+        &host.ctx(),
+    );
+    let reply = step.local_reply().expect("denied");
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="shop", error="insufficient_scope", scope="orders:write orders:create""#)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn no_verified_claims_is_401_not_403() {
+    let config = gate(CONFIG);
+    let (status, counters) = decide(
+        &config,
+        None,
+        request("GET", "/orders", &[("x-claims", r#"{"scope":"admin"}"#)]),
+    );
+    assert_eq!((status, counters), (401, vec!["unauthenticated".into()]));
+    let host = host(None);
+    let step = config
+        .filter()
+        .on_request_headers(&request("GET", "/admin", &[]), &host.ctx());
+    assert_eq!(
+        step.local_reply().and_then(|r| r.header("www-authenticate")),
+        Some(r#"Bearer realm="shop""#)
+    );
+    assert_eq!(decide(&config, Some("not json"), request("GET", "/orders", &[])).0, 401);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn public_routes_and_unmatched_requests() {
+    let config = gate(CONFIG);
+    assert_eq!(
+        decide(&config, None, request("GET", "/health", &[])),
+        (0, vec!["public_allowed".into()])
+    );
+    assert_eq!(
+        decide(&config, Some(r#"{"scope": "admin"}"#), request("GET", "/unknown", &[])),
+        (403, vec!["unmatched_denied".into()])
+    );
+    let open = gate(r#"{"rules": [], "unmatched": "allow"}"#);
+    assert_eq!(decide(&open, None, request("DELETE", "/anything", &[])).0, 0);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn content_types_are_enforced_with_415() {
+    let config = gate(CONFIG);
+    let claims = Some(r#"{"scope": "orders:write orders:create"}"#);
+    for content_type in [
+        Some("text/plain"),
+        Some("application/json-patch+json"),
+        Some("garbage"),
+        None,
+    ] {
+        let extra: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+        assert_eq!(
+            decide(&config, claims, request("POST", "/orders", &extra)),
+            (415, vec!["content_type_refused".into()]),
+            "{content_type:?}"
+        );
+    }
+    assert_eq!(
+        decide(
+            &config,
+            claims,
+            request("POST", "/orders", &[("Content-Type", "Application/JSON")])
+        )
+        .0,
+        0
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn path_tricks_against_a_protected_prefix_are_refused() {
+    let config = gate(CONFIG);
+    let reader = Some(r#"{"scope": "orders:read"}"#);
+    for path in [
+        "/health/../admin",
+        "/health/%2e%2e/admin",
+        "/health%2F..%2Fadmin",
+        "/health/..\\admin",
+        "//admin",
+        "/./admin",
+        "/admin;x=1",
+        "/health/.%2e/admin",
+        "/Admin/../admin",
+    ] {
+        assert_eq!(
+            decide(&config, reader, request("GET", path, &[])),
+            (400, vec!["path_refused".into()]),
+            "{path}"
+        );
+    }
+    // Query and fragment never change which rule applies.
+    assert_eq!(decide(&config, reader, request("GET", "/admin?x=/health", &[])).0, 403);
+    assert_eq!(decide(&config, reader, request("GET", "/admin#/health", &[])).0, 403);
+    // Case: the rules are case-sensitive unless told otherwise.
+    assert_eq!(
+        decide(&config, reader, request("GET", "/ADMIN", &[])).0,
+        403,
+        "unmatched, default deny"
+    );
+    let ci = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+        {"match": {"prefix": "/Admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"match": {"prefix": "/"}, "requires": {"type": "public"}}]}"#,
+    );
+    for path in ["/admin", "/ADMIN/x", "/aDmIn"] {
+        assert_eq!(decide(&ci, reader, request("GET", path, &[])).0, 403, "{path}");
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn bad_configs_name_the_field() {
+    let cases = [
+        (
+            r#"{"rules": [{"requires": {"type": "any_of", "scopes": []}}]}"#,
+            "rules[0].requires.scopes",
+        ),
+        (
+            r#"{"rules": [{"requires": {"type": "all_of", "scopes": ["a b"]}}]}"#,
+            "rules[0].requires.scopes[0]",
+        ),
+        (
+            r#"{"rules": [{"requires": {"type": "maybe"}}]}"#,
+            "rules[0].requires.type",
+        ),
+        (
+            r#"{"rules": [{"id": "Bad-Id", "requires": {"type": "public"}}]}"#,
+            "rules[0].id",
+        ),
+        (
+            r#"{"rules": [{"id": "a", "requires": {"type": "public"}}, {"id": "a", "requires": {"type": "public"}}]}"#,
+            "rules[1].id",
+        ),
+        (
+            r#"{"rules": [{"match": {"prefix": "x"}, "requires": {"type": "public"}}]}"#,
+            "rules[0].match.prefix",
+        ),
+        (
+            r#"{"rules": [{"content_types": ["json"], "requires": {"type": "public"}}]}"#,
+            "rules[0].content_types[0]",
+        ),
+        (r#"{"rules": [], "unmatched": "maybe"}"#, "unmatched"),
+        (r#"{"rules": [], "scope_claims": []}"#, "scope_claims"),
+        (r#"{}"#, ""),
+    ];
+    for (json, path) in cases {
+        match Configured::<ScopeGate>::new(json) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => assert_eq!(e.path, path, "{json}: {e}"),
+        }
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+mod properties {
+    use proptest::prelude::*;
+
+    use crate::path::refuse;
+
+    /// RFC 3986 section 5.2.4 dot-segment removal plus slash merging: what a normalising proxy
+    /// would forward.
+    fn normalise(path: &str) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        for segment in path.split('/').skip(1) {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        let trailing = path.ends_with('/') && path.len() > 1;
+        format!(
+            "/{}{}",
+            out.join("/"),
+            if trailing && !out.is_empty() { "/" } else { "" }
+        )
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(".".to_owned()),
+            Just("..".to_owned()),
+            Just(String::new()),
+            Just("%2e%2e".to_owned()),
+            Just("%2F".to_owned()),
+            Just("a;b".to_owned()),
+            "[a-zA-Z0-9_~-]{1,6}",
+        ]
+    }
+
+    proptest! {
+        /// A path the filter accepts is already in the form a normalising proxy would forward:
+        /// the rules and the upstream cannot read it differently.
+        #[test]
+        fn accepted_paths_are_normal(segments in proptest::collection::vec(segment(), 1..8), trailing in any::<bool>()) {
+            let path = format!("/{}{}", segments.join("/"), if trailing { "/" } else { "" });
+            if refuse(&path).is_none() {
+                prop_assert_eq!(normalise(&path), path);
+            }
+        }
+
+        /// No accepted path that starts outside `/admin` reaches `/admin` once normalised.
+        #[test]
+        fn no_accepted_path_escapes_its_prefix(segments in proptest::collection::vec(segment(), 1..8)) {
+            let path = format!("/public/{}", segments.join("/"));
+            if refuse(&path).is_none() {
+                prop_assert!(normalise(&path).starts_with("/public"));
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! scope-gate through a real Envoy, behind jwt-auth: scopes come from filter state only.
+
+use harness::config::static_cluster;
+use harness::{Gateway, GatewayConfig, OAuthServer, Request, Response};
+use serde_json::{json, Value};
+
+fn jwt_auth(oauth: &OAuthServer) -> Value {
+    json!({
+        "providers": {"idp": {
+            "issuer": oauth.issuer(),
+            "audiences": ["api"],
+            "jwks": {"type": "inline", "jwks": oauth.jwks_json()},
+        }},
+        "rules": [
+            {"match": {"prefix": "/public/"}, "requires": {"type": "none"}},
+            {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
+        ],
+    })
+}
+
+fn scope_gate() -> Value {
+    json!({
+        "rules": [
+            {"id": "public", "match": {"prefix": "/public/"}, "requires": {"type": "public"}},
+            {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "orders_read", "match": {"prefix": "/orders", "methods": ["GET"]},
+             "requires": {"type": "any_of", "scopes": ["orders:read", "orders:write"]}},
+            {"id": "orders_write", "match": {"prefix": "/orders", "methods": ["POST"]},
+             "content_types": ["application/json"], "requires": {"type": "all_of", "scopes": ["orders:write"]}},
+        ],
+    })
+}
+
+fn chain(oauth: &OAuthServer, hcm: impl FnOnce(GatewayConfig) -> GatewayConfig) -> Gateway {
+    let config = jwt_auth(oauth);
+    let addr = oauth.addr();
+    Gateway::start_with(|c| {
+        hcm(c
+            .filter("jwt_auth", config)
+            .filter("scope_gate", scope_gate())
+            .extra_cluster(static_cluster("oauth", addr)))
+    })
+}
+
+fn with_token(request: Request, token: &str) -> Request {
+    request.header("Authorization", &format!("Bearer {token}"))
+}
+
+#[test]
+fn scopes_decide_per_route_method_and_content_type() {
+    let oauth = OAuthServer::start();
+    let gw = chain(&oauth, |c| c);
+    let reader = oauth.token(json!({"scope": "orders:read"}));
+    let writer = oauth.token(json!({"scp": ["orders:write"]}));
+
+    assert_eq!(gw.send(with_token(Request::get("/orders/1"), &reader)).status, 200);
+    assert_eq!(gw.send(with_token(Request::get("/orders/1"), &writer)).status, 200);
+    let post = || Request::post("/orders", "{}").header("Content-Type", "application/json");
+    let refused = gw.send(with_token(post(), &reader));
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.header("www-authenticate").as_deref(),
+        Some(r#"Bearer realm="api", error="insufficient_scope", scope="orders:write""#)
+    );
+    assert_eq!(refused.json()["error"], "insufficient_scope");
+    assert_eq!(gw.send(with_token(post(), &writer)).status, 200);
+    let text = with_token(
+        Request::post("/orders", "x").header("Content-Type", "text/plain"),
+        &writer,
+    );
+    assert_eq!(gw.send(text).status, 415);
+    assert_eq!(
+        gw.send(with_token(Request::get("/unlisted"), &writer)).status,
+        403,
+        "default deny"
+    );
+    assert_eq!(gw.get("/public/status").status, 200);
+
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.scope_gate.denied_orders_write"),
+        Some(1)
+    );
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.scope_gate.content_type_refused"),
+        Some(1)
+    );
+    assert_eq!(gw.envoy.stat("wasmcustom.apisec.scope_gate.unmatched_denied"), Some(1));
+}
+
+#[test]
+fn without_verified_claims_it_is_401_and_forged_claims_gain_nothing() {
+    let oauth = OAuthServer::start();
+    // scope-gate alone: nothing verifies tokens, so nothing is ever authorised.
+    let gw = Gateway::start_with(|c| c.filter("scope_gate", scope_gate()));
+    let admin = oauth.token(json!({"scope": "admin orders:read orders:write"}));
+    let attempts = [
+        with_token(Request::get("/orders"), &admin),
+        Request::get("/orders").header("x-claims", r#"{"scope":"orders:read"}"#),
+        Request::get("/orders").header("apisec.claims", r#"{"scope":"orders:read"}"#),
+        Request::get("/orders").header("x-filter-state-apisec.claims", r#"{"scope":"orders:read"}"#),
+        Request::get("/orders").header("x-envoy-filter-state", "apisec.claims=orders:read"),
+    ];
+    for request in attempts {
+        let response = gw.send(request);
+        assert_eq!(response.status, 401, "{}", response.text());
+        assert_eq!(
+            response.header("www-authenticate").as_deref(),
+            Some(r#"Bearer realm="api""#)
+        );
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+const BYPASSES: &[&str] = &[
+    "/public/../admin",
+    "/public/%2e%2e/admin",
+    "/public/%2E%2E/admin",
+    "/public/..%2fadmin",
+    "/public/..%2Fadmin",
+    "/public%2f..%2fadmin",
+    "/public/..%5cadmin",
+    "/public/..\\admin",
+    "/public/./../admin",
+    "//admin",
+    "/public//../admin",
+    "/admin;/public/",
+    "/public/..;/admin",
+    "/ADMIN",
+    "/Admin/users",
+    "/admin%2f",
+    "/%61dmin",
+    "/public/%2e%2e%2fadmin",
+    "/admin#/public/",
+    "/admin?/public/",
+];
+
+/// Every trick against `/admin`, by a client whose token lacks `admin`: the upstream never sees
+/// a request under `/admin`, whatever Envoy's path settings.
+fn assert_no_bypass(gw: &Gateway, token: &str) {
+    for path in BYPASSES {
+        let before = gw.echo.requests().len();
+        let response: Response = gw.send(with_token(Request::get(path), token));
+        let reached = gw
+            .echo
+            .requests()
+            .into_iter()
+            .skip(before)
+            .map(|r| r.path)
+            .collect::<Vec<_>>();
+        // `/public//../admin` legitimately becomes `/public/admin` (dot segments go before slashes
+        // merge): public, and not under `/admin`.
+        assert!(
+            reached.iter().all(|p| !p.to_ascii_lowercase().starts_with("/admin")),
+            "{path}: the upstream saw {reached:?} (status {})",
+            response.status
+        );
+    }
+}
+
+#[test]
+fn path_tricks_do_not_reach_a_protected_prefix_with_envoy_normalisation() {
+    let oauth = OAuthServer::start();
+    let gw = chain(&oauth, |c| c);
+    assert_no_bypass(&gw, &oauth.token(json!({"scope": "orders:read"})));
+}
+
+#[test]
+fn path_tricks_do_not_reach_a_protected_prefix_without_envoy_normalisation() {
+    let oauth = OAuthServer::start();
+    let gw = chain(&oauth, |c| {
+        c.hcm("normalize_path", json!(false))
+            .hcm("merge_slashes", json!(false))
+            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+    });
+    assert_no_bypass(&gw, &oauth.token(json!({"scope": "orders:read"})));
+    // The filter itself refused what Envoy passed on unnormalised.
+    assert!(gw.envoy.counter("wasmcustom.apisec.scope_gate.path_refused") >= 5);
+}
