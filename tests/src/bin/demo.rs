@@ -37,6 +37,14 @@ The upstream sees the verified claims as x-user-id / x-user-scope; without a tok
   curl -si {gw}/orders -H 'Authorization: Bearer not.a.token'
   curl -si {gw}/public/status
 
+scope-gate: that token has orders:read, so reading works and writing is refused (403 with
+error="insufficient_scope"); a token with orders:write may POST JSON, and nothing else (415):
+  curl -si -X POST {gw}/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{}}'
+  WRITER=$(curl -s -u demo:demo-secret -d grant_type=client_credentials -d scope=orders:write \
+    http://{OAUTH}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -si -X POST {gw}/orders -H "Authorization: Bearer $WRITER" -H 'Content-Type: application/json' -d '{{}}'
+  curl -si -X POST {gw}/orders -H "Authorization: Bearer $WRITER" -H 'Content-Type: text/plain' -d 'x'
+
 header-scrub: a spoofed identity header never reaches the upstream (the echo shows what it got),
 and the response carries security headers but no server details:
   curl -si {gw}/public/status -H 'x-user-id: admin' -H 'X-User-Id: root'
