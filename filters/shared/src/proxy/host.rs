@@ -4,9 +4,30 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
 use crate::headers::Headers;
-use crate::ports::{Properties, SharedStore, StoreError};
+use crate::metrics::Counter;
+use crate::ports::{Ctx, Properties, SharedStore, StoreError};
 
 pub struct Host;
+
+/// The ports and clock every callback gets.
+pub fn ctx() -> Ctx<'static> {
+    static HOST: Host = Host;
+    Ctx {
+        now_ms: now_ms(),
+        store: &HOST,
+        properties: &HOST,
+        crypto: &HOST,
+    }
+}
+
+/// Bumps counters: `metric_ids` holds the host's id for each registered [`Counter`] index.
+pub fn bump(metric_ids: &[Option<u32>], counters: &[Counter]) {
+    for counter in counters {
+        if let Some(Some(id)) = metric_ids.get(counter.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
 
 impl SharedStore for Host {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {

@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
 
-use super::host::{dispatch, now_ms, read_headers, Host};
+use super::host::{bump, ctx, dispatch, read_headers};
 use super::waiters::{self, Wakeable};
 use crate::effects::{Action, CallOutcome, HeaderEdit, Step};
 use crate::filter::{FilterRoot, HttpFilter};
@@ -95,13 +95,7 @@ impl<R: FilterRoot> State<R> {
         callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step,
         shell: &Shell<R>,
     ) -> (HostAction, Vec<String>) {
-        let host = Host;
-        let ctx = Ctx {
-            now_ms: now_ms(),
-            store: &host,
-            properties: &host,
-            crypto: &host,
-        };
+        let ctx = ctx();
         let step = match self.filter.as_mut() {
             Some(filter) => callback(filter, &ctx),
             None => {
@@ -113,11 +107,7 @@ impl<R: FilterRoot> State<R> {
     }
 
     fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell<R>, ctx: &Ctx) -> (HostAction, Vec<String>) {
-        for counter in &step.counters {
-            if let Some(Some(id)) = self.metric_ids.get(counter.index()) {
-                let _ = hostcalls::increment_metric(*id, 1);
-            }
-        }
+        bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
             if hostcalls::set_property(vec![write.key.as_str()], Some(&write.value)).is_err() {
                 log::warn!("{}: could not publish filter state {}", R::NAME, write.key);

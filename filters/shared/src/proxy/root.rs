@@ -7,7 +7,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MetricType};
 
-use super::host::{dispatch, now_ms, Host};
+use super::host::{bump, ctx, dispatch};
 use super::http::{read_call_outcome, HttpAdapter};
 use super::waiters;
 use crate::effects::{CallOutcome, RootStep};
@@ -36,23 +36,13 @@ impl<R: FilterRoot> RootAdapter<R> {
 
     fn background(&mut self, work: impl FnOnce(&R, &Ctx) -> RootStep) {
         let Some(root) = self.root.clone() else { return };
-        let host = Host;
-        let ctx = Ctx {
-            now_ms: now_ms(),
-            store: &host,
-            properties: &host,
-            crypto: &host,
-        };
+        let ctx = ctx();
         let step = work(&root, &ctx);
         self.carry_out(&root, step, &ctx);
     }
 
     fn carry_out(&mut self, root: &R, step: RootStep, ctx: &Ctx) {
-        for counter in &step.counters {
-            if let Some(Some(id)) = self.metric_ids.get(counter.index()) {
-                let _ = hostcalls::increment_metric(*id, 1);
-            }
-        }
+        bump(&self.metric_ids, &step.counters);
         for (tag, call) in &step.calls {
             match dispatch(call) {
                 Some(token) => {
