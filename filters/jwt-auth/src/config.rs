@@ -168,6 +168,8 @@ pub enum RequirementConfig {
     AllOf { providers: Vec<String> },
     /// No token is fine; a token that is present must be valid for one of these.
     AllowMissing { providers: Vec<String> },
-    /// No authentication.
-    None,
+    /// No authentication. A struct variant, not a unit one: serde's `deny_unknown_fields` does not
+    /// reach unit variants of internally tagged enums (serde-rs/serde#2123), so
+    /// `{"type": "none", "providers": ["x"]}` would silently mean "no authentication".
+    None {},
 }

@@ -160,6 +160,11 @@ impl RemoteKeys {
         }
     }
 
+    /// The request that started a fetch went away before the answer (which then never comes).
+    pub fn abandon(&self) {
+        self.state.borrow_mut().in_flight = false;
+    }
+
     fn start_fetch(&self) -> (Fetch, HttpCall) {
         let mut state = self.state.borrow_mut();
         state.in_flight = true;
@@ -286,4 +291,301 @@ pub fn authority_of(url: &str) -> Option<String> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     rest.get(..end).filter(|a| !a.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shared::testkit::FakeStore;
+    use shared::Headers;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    const T0: u64 = 1_767_225_600_000;
+    const TIMEOUT_MS: u64 = 100;
+    const REFRESH_MS: u64 = 60_000;
+
+    /// The RFC 8037 appendix A.1 Ed25519 public key, as a JWKS.
+    fn jwks_body(kid: &str) -> Vec<u8> {
+        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid,
+                         "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn spec(discovery: bool) -> RemoteSpec {
+        RemoteSpec {
+            cluster: "idp".into(),
+            authority: "idp.example".into(),
+            jwks_path: (!discovery).then(|| "/jwks".to_owned()),
+            discovery_path: discovery.then(|| "/.well-known/openid-configuration".to_owned()),
+            refresh_secs: REFRESH_MS / 1000,
+            timeout_ms: TIMEOUT_MS,
+            store_id: "idp.test".into(),
+        }
+    }
+
+    fn ok(body: impl Into<Vec<u8>>) -> CallOutcome {
+        CallOutcome::Response {
+            status: 200,
+            headers: Headers::from_pairs([(":status", "200")]),
+            body: body.into(),
+        }
+    }
+
+    fn path(call: &HttpCall) -> &str {
+        call.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == ":path")
+            .map(|(_, v)| std::str::from_utf8(v).unwrap())
+            .unwrap()
+    }
+
+    fn kids(keys: &RemoteKeys, store: &FakeStore) -> Vec<String> {
+        let (jwks, _) = keys.current(store).expect("keys");
+        jwks.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect()
+    }
+
+    /// A provider with keys `kid`, fetched at `T0`.
+    fn loaded(store: &FakeStore, kid: &str) -> RemoteKeys {
+        let keys = RemoteKeys::new(spec(false));
+        let (fetch, _) = keys.tick(T0, store).unwrap();
+        assert_eq!(fetch, Fetch::Jwks);
+        assert_eq!(keys.on_response(Fetch::Jwks, ok(jwks_body(kid)), T0, store), Ok(None));
+        keys
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_fetch_is_a_get_through_the_cluster_with_the_authority_and_timeout() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(spec(false));
+        assert!(keys.current(&store).is_none());
+        let (fetch, call) = keys.tick(T0, &store).unwrap();
+        assert_eq!(fetch, Fetch::Jwks);
+        assert_eq!(
+            call,
+            HttpCall {
+                cluster: "idp".into(),
+                headers: vec![
+                    (HeaderName::trusted(":method"), b"GET".to_vec()),
+                    (HeaderName::trusted(":path"), b"/jwks".to_vec()),
+                    (HeaderName::trusted(":authority"), b"idp.example".to_vec()),
+                    (HeaderName::trusted("accept"), b"application/json".to_vec()),
+                ],
+                body: None,
+                timeout: Duration::from_millis(TIMEOUT_MS),
+            }
+        );
+        // One at a time.
+        assert!(keys.tick(T0 + 5000, &store).is_none());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn one_worker_fetches_and_the_others_adopt_what_it_stored() {
+        let store = FakeStore::default();
+        let worker1 = RemoteKeys::new(spec(false));
+        let worker2 = RemoteKeys::new(spec(false));
+        assert!(worker1.tick(T0, &store).is_some());
+        assert!(worker2.tick(T0, &store).is_none(), "the lease is held");
+        assert!(worker2.current(&store).is_none());
+        assert_eq!(
+            worker1.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0 + 50, &store),
+            Ok(None)
+        );
+        assert_eq!(kids(&worker2, &store), vec!["k1"]);
+        assert_eq!(
+            worker1.current(&store).map(|(_, v)| v),
+            worker2.current(&store).map(|(_, v)| v),
+            "one version for every worker"
+        );
+        // Fresh keys: nobody fetches, lease or not.
+        assert!(worker2.tick(T0 + 5000, &store).is_none());
+        assert!(worker1.tick(T0 + 5000, &store).is_none());
+        // Due: the first to tick fetches.
+        let due = T0 + 50 + REFRESH_MS;
+        assert!(worker1.tick(due - 1, &store).is_none());
+        assert!(worker2.tick(due, &store).is_some());
+        assert!(worker1.tick(due, &store).is_none());
+        // A new document gets a new version everywhere, even within the same millisecond.
+        let before = worker1.current(&store).unwrap().1;
+        assert_eq!(
+            worker2.on_response(Fetch::Jwks, ok(jwks_body("k2")), T0 + 50, &store),
+            Ok(None)
+        );
+        let after = worker1.current(&store).unwrap().1;
+        assert_ne!(before, after);
+        assert_eq!(kids(&worker1, &store), vec!["k2"]);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_lease_whose_holder_never_answers_runs_out() {
+        let store = FakeStore::default();
+        let worker1 = RemoteKeys::new(spec(false));
+        let worker2 = RemoteKeys::new(spec(false));
+        assert!(worker1.tick(T0, &store).is_some());
+        assert!(worker2.tick(T0 + TIMEOUT_MS + 999, &store).is_none());
+        assert!(worker2.tick(T0 + TIMEOUT_MS + 1000, &store).is_some());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn failures_say_why_and_keep_the_last_good_keys() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let cases = [
+            (
+                CallOutcome::Response {
+                    status: 503,
+                    headers: Headers::new(),
+                    body: jwks_body("k2"),
+                },
+                FetchError::Status(503),
+            ),
+            (CallOutcome::Failed, FetchError::Unreachable),
+            (ok("<html>"), FetchError::Malformed),
+            (ok(r#"{"keys": {}}"#), FetchError::Malformed),
+            (ok(r#"[]"#), FetchError::Malformed),
+            (ok(r#"{"keys": []}"#), FetchError::NoUsableKeys),
+            (
+                ok(r#"{"keys": [{"kty": "oct", "k": "AAAA"}]}"#),
+                FetchError::NoUsableKeys,
+            ),
+        ];
+        for (outcome, error) in cases {
+            assert_eq!(keys.on_response(Fetch::Jwks, outcome, T0, &store), Err(error));
+            assert_eq!(kids(&keys, &store), vec!["k1"]);
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn failing_fetches_back_off_exponentially_up_to_30_seconds() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(RemoteSpec {
+            // The lease (timeout + 1 s) stays shorter than the first backoff.
+            timeout_ms: 0,
+            ..spec(false)
+        });
+        let mut now = T0;
+        for backoff in [2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000] {
+            assert!(keys.tick(now, &store).is_some(), "retry at +{}", now - T0);
+            assert_eq!(
+                keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store),
+                Err(FetchError::Unreachable)
+            );
+            assert!(keys.tick(now + backoff - 1, &store).is_none(), "backoff {backoff}");
+            now += backoff;
+        }
+        // A success resets it.
+        assert!(keys.tick(now, &store).is_some());
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), now, &store),
+            Ok(None)
+        );
+        now += REFRESH_MS;
+        assert!(keys.tick(now, &store).is_some());
+        assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
+        assert!(keys.tick(now + 1_999, &store).is_none());
+        assert!(keys.tick(now + 2_000, &store).is_some());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn discovery_finds_the_jwks_path_once() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(spec(true));
+        let (fetch, call) = keys.tick(T0, &store).unwrap();
+        assert_eq!(fetch, Fetch::Discovery);
+        assert_eq!(path(&call), "/.well-known/openid-configuration");
+        let document = json!({"jwks_uri": "https://idp.example/oauth2/v1/keys"}).to_string();
+        let next = keys
+            .on_response(Fetch::Discovery, ok(document), T0, &store)
+            .unwrap()
+            .unwrap();
+        assert_eq!(path(&next), "/oauth2/v1/keys");
+        assert_eq!(next.cluster, "idp");
+        assert!(keys.tick(T0 + 5000, &store).is_none(), "the JWKS fetch is in flight");
+        assert_eq!(keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0, &store), Ok(None));
+        let (fetch, call) = keys.tick(T0 + REFRESH_MS, &store).unwrap();
+        assert_eq!(fetch, Fetch::Jwks);
+        assert_eq!(path(&call), "/oauth2/v1/keys");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_bad_discovery_answer_is_a_failure_and_discovery_is_retried() {
+        let cases = [
+            (CallOutcome::Failed, FetchError::Unreachable),
+            (
+                CallOutcome::Response {
+                    status: 404,
+                    headers: Headers::new(),
+                    body: Vec::new(),
+                },
+                FetchError::Status(404),
+            ),
+            (ok("{"), FetchError::Malformed),
+            (ok(r#"{"issuer": "https://idp.example"}"#), FetchError::Malformed),
+            (
+                ok(r#"{"jwks_uri": ["https://idp.example/keys"]}"#),
+                FetchError::Malformed,
+            ),
+            (ok(r#"{"jwks_uri": "/keys"}"#), FetchError::Malformed),
+        ];
+        for (outcome, error) in cases {
+            let store = FakeStore::default();
+            let keys = RemoteKeys::new(spec(true));
+            keys.tick(T0, &store).unwrap();
+            assert_eq!(keys.on_response(Fetch::Discovery, outcome, T0, &store), Err(error));
+            assert!(keys.tick(T0 + 1_999, &store).is_none());
+            let (fetch, _) = keys.tick(T0 + 2_000, &store).unwrap();
+            assert_eq!(fetch, Fetch::Discovery);
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn unknown_kid_refetches_are_single_flight_and_rate_limited() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let t = T0 + 1000;
+        let Refetch::Started(call) = keys.refetch_for_unknown_kid(t) else {
+            panic!("no refetch")
+        };
+        assert_eq!(path(&call), "/jwks");
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 1), Refetch::InFlight));
+        assert!(
+            keys.tick(T0 + REFRESH_MS, &store).is_none(),
+            "no periodic fetch meanwhile"
+        );
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), t + 50, &store),
+            Ok(None)
+        );
+        assert_eq!(kids(&keys, &store), vec!["k2"]);
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 9_999), Refetch::RateLimited));
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_000), Refetch::Started(_)));
+        // The request that started it went away: the fetch is no longer in flight.
+        keys.abandon();
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::RateLimited));
+        assert!(keys.tick(t + 50 + REFRESH_MS, &store).is_some());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn before_discovery_an_unknown_kid_leaves_it_to_the_periodic_fetch() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(spec(true));
+        assert!(matches!(keys.refetch_for_unknown_kid(T0), Refetch::RateLimited));
+        let (fetch, _) = keys.tick(T0, &store).unwrap();
+        assert_eq!(fetch, Fetch::Discovery);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn urls_split_into_authority_and_path() {
+        assert_eq!(authority_of("https://idp.example/realms/a"), Some("idp.example".into()));
+        assert_eq!(
+            authority_of("http://idp.example:8080?x"),
+            Some("idp.example:8080".into())
+        );
+        assert_eq!(authority_of("https://"), None);
+        assert_eq!(authority_of("idp.example"), None);
+        assert_eq!(path_of("https://idp.example"), Some("/".into()));
+        assert_eq!(path_of("https://idp.example/a/b?c=d#e"), Some("/a/b?c=d".into()));
+        assert_eq!(path_of("ftp://idp.example/a"), None);
+    }
 }

@@ -1,0 +1,1757 @@
+//! The core, driven the way the adapter drives it: config errors, every request outcome, the
+//! token cache, and remote keys (background fetches, shared data between workers, single-flight
+//! refetches for an unknown `kid`).
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use base64::Engine;
+use ed25519_dalek::Signer;
+use hmac::Mac;
+use serde_json::{json, Value};
+use shared::testkit::{Configured, FakeHost};
+use shared::{
+    Action, CallOutcome, Ctx, FilterRoot, HashAlg, HeaderEdit, Headers, HostCrypto, HttpCall, HttpFilter, RootStep,
+    Step,
+};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::{JwtAuth, CLAIMS_STATE, OUTCOME_STATE, PROVIDER_STATE};
+
+// Test data -------------------------------------------------------------------------------------
+
+/// The testkit's "now", 2026-01-01T00:00:00Z, in seconds.
+const NOW: u64 = 1_767_225_600;
+
+const ISS: &str = "https://issuer.example";
+/// 32 bytes: the shortest secret HS256 accepts.
+const SECRET: &[u8] = b"test-only hmac secret 0123456789";
+const OTHER_SECRET: &[u8] = b"another test-only secret 0123456";
+
+/// RFC 8037 appendix A.1: an Ed25519 key pair (public test data).
+const ED_SEED: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+/// RFC 7515 appendix A.2: an RS256 token (`iss` "joe", `exp` 1300819380) and its RSA public key.
+const RFC7515_A2_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+const RFC7515_A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap()
+}
+
+/// A compact JWS from a header and claims, signed by `sign` over the signing input.
+fn jws(header: &Value, claims: &Value, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = sign(input.as_bytes());
+    format!("{input}.{}", b64(&signature))
+}
+
+fn hmac_sha256(key: &[u8], input: &[u8]) -> Vec<u8> {
+    hmac::Hmac::<sha2::Sha256>::new_from_slice(key)
+        .unwrap()
+        .chain_update(input)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+fn hs256_with(key: &'static [u8], claims: &Value) -> String {
+    jws(&json!({"alg": "HS256", "typ": "JWT"}), claims, |input| {
+        hmac_sha256(key, input)
+    })
+}
+
+fn hs256(claims: &Value) -> String {
+    hs256_with(SECRET, claims)
+}
+
+/// An Ed25519 key: the RFC 8037 one, or one from a fixed seed byte.
+fn ed_key(seed: Option<u8>) -> ed25519_dalek::SigningKey {
+    let bytes: [u8; 32] = match seed {
+        None => unb64(ED_SEED).try_into().unwrap(),
+        Some(b) => [b; 32],
+    };
+    ed25519_dalek::SigningKey::from_bytes(&bytes)
+}
+
+fn ed_jwk(seed: Option<u8>, kid: &str) -> Value {
+    let x = b64(ed_key(seed).verifying_key().as_bytes());
+    if seed.is_none() {
+        assert_eq!(x, ED_X, "the RFC 8037 key");
+    }
+    json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "use": "sig"})
+}
+
+fn ed_token(seed: Option<u8>, kid: &str, claims: &Value) -> String {
+    let key = ed_key(seed);
+    jws(&json!({"alg": "EdDSA", "kid": kid}), claims, |input| {
+        key.sign(input).to_bytes().to_vec()
+    })
+}
+
+fn jwks(keys: &[Value]) -> Vec<u8> {
+    json!({ "keys": keys }).to_string().into_bytes()
+}
+
+/// Claims a provider with issuer [`ISS`] and audience `api` accepts at [`NOW`].
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": ["api", "other"], "sub": "alice", "iat": NOW - 5, "exp": NOW + 600})
+}
+
+fn with(mut value: Value, changes: Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            value.as_object_mut().unwrap().remove(k);
+        } else {
+            value[k] = v.clone();
+        }
+    }
+    value
+}
+
+// Configs ---------------------------------------------------------------------------------------
+
+fn hmac_jwks(secret: &[u8]) -> Value {
+    json!({"type": "hmac", "secret_base64url": b64(secret)})
+}
+
+/// An HS256 provider for [`ISS`] and audience `api`.
+fn hmac_provider() -> Value {
+    json!({"issuer": ISS, "audiences": ["api"], "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET)})
+}
+
+/// The HMAC provider, with claim headers and a payload header.
+fn hmac_config() -> Value {
+    let provider = with(
+        hmac_provider(),
+        json!({
+            "claims_to_headers": [
+                {"claim": "sub", "header": "X-User"},
+                {"claim": "level", "header": "x-level"},
+                {"claim": "admin", "header": "x-admin"},
+                {"claim": "roles", "header": "x-roles"},
+                {"claim": "tenant", "header": "x-tenant"}
+            ],
+            "array_separator": " ",
+            "payload_header": "x-jwt-payload"
+        }),
+    );
+    json!({"realm": "shop", "providers": {"local": provider}})
+}
+
+const OUTPUT_HEADERS: [&str; 6] = ["x-admin", "x-jwt-payload", "x-level", "x-roles", "x-tenant", "x-user"];
+
+fn configured(config: &Value) -> Configured<JwtAuth> {
+    Configured::new(&config.to_string()).unwrap_or_else(|e| panic!("config rejected: {e}"))
+}
+
+fn config_error(config: &Value) -> shared::ConfigError {
+    match Configured::<JwtAuth>::new(&config.to_string()) {
+        Ok(_) => panic!("config accepted: {config}"),
+        Err(e) => e,
+    }
+}
+
+// Requests and steps ----------------------------------------------------------------------------
+
+fn request(method: &str, path: &str, pairs: &[(&str, &str)]) -> Headers {
+    let mut headers = Headers::from_pairs([(":method", method), (":path", path)]);
+    for (name, value) in pairs {
+        headers.push(name, value.as_bytes());
+    }
+    headers
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn get(token: &str) -> Headers {
+    request("GET", "/orders", &[("authorization", &bearer(token))])
+}
+
+fn run(config: &Configured<JwtAuth>, host: &FakeHost, headers: &Headers) -> Step {
+    config.filter().on_request_headers(headers, &host.ctx())
+}
+
+fn names(config: &Configured<JwtAuth>, step: &Step) -> Vec<String> {
+    config.counter_names(&step.counters)
+}
+
+fn removed(step: &Step) -> Vec<String> {
+    step.header_edits
+        .iter()
+        .filter_map(|e| match e {
+            HeaderEdit::Remove(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn set(step: &Step) -> Vec<(String, String)> {
+    step.header_edits
+        .iter()
+        .filter_map(|e| match e {
+            HeaderEdit::Set(n, v) => Some((n.to_string(), String::from_utf8(v.clone()).unwrap())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn state<'a>(step: &'a Step, key: &str) -> Option<&'a str> {
+    step.state_writes
+        .iter()
+        .find(|w| w.key == key)
+        .map(|w| std::str::from_utf8(&w.value).unwrap())
+}
+
+/// The headers the upstream would get.
+fn upstream(mut headers: Headers, step: &Step) -> Headers {
+    assert_eq!(step.action, Action::Continue);
+    headers.apply(&step.header_edits);
+    headers
+}
+
+fn assert_allowed(config: &Configured<JwtAuth>, step: &Step) {
+    assert_eq!(step.action, Action::Continue, "{step:?}");
+    assert_eq!(state(step, OUTCOME_STATE), Some("allowed"));
+    assert!(names(config, step).contains(&"allowed".to_owned()), "{step:?}");
+}
+
+/// Asserts a 401 `invalid_token` refusal counted as `denied_<reason>`.
+fn assert_invalid_token(config: &Configured<JwtAuth>, step: &Step, reason: &str) {
+    let reply = step.local_reply().unwrap_or_else(|| panic!("not a reply: {step:?}"));
+    assert_eq!(reply.status, 401, "{reason}");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="shop", error="invalid_token""#)
+    );
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    let denied: Vec<String> = names(config, step)
+        .into_iter()
+        .filter(|n| n.starts_with("denied_"))
+        .collect();
+    assert_eq!(denied, vec![format!("denied_{reason}")]);
+    assert_eq!(state(step, OUTCOME_STATE), Some(reason));
+    assert!(state(step, CLAIMS_STATE).is_none());
+    assert!(step.calls.is_empty());
+}
+
+fn assert_missing_token(config: &Configured<JwtAuth>, step: &Step) {
+    let reply = step.local_reply().unwrap_or_else(|| panic!("not a reply: {step:?}"));
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), Some(r#"Bearer realm="shop""#));
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(names(config, step), vec!["denied_missing_token"]);
+    assert_eq!(state(step, OUTCOME_STATE), Some("missing_token"));
+}
+
+// 1. Config -------------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn config_errors_name_the_field() {
+    let provider = |changes: Value| json!({"providers": {"x": with(hmac_provider(), changes)}});
+    let remote = |jwks: Value| json!({"providers": {"x": {"issuer": ISS, "jwks": jwks}}});
+    let ruled = |rules: Value| {
+        json!({"providers": {"x": hmac_provider(), "y": with(hmac_provider(), json!({"issuer": "https://y.example"}))},
+               "rules": rules})
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"providers": {}}), "providers"),
+        (
+            remote(json!({"type": "remote", "cluster": "idp", "path": "jwks.json"})),
+            "providers.x.jwks.path",
+        ),
+        (
+            remote(json!({"type": "remote", "cluster": "", "path": "/jwks.json"})),
+            "providers.x.jwks.cluster",
+        ),
+        (
+            json!({"providers": {"x": {"issuer": "not-a-url", "jwks": {"type": "remote", "cluster": "idp", "path": "/j"}}}}),
+            "providers.x.jwks.authority",
+        ),
+        (
+            json!({"providers": {"x": {"issuer": "not-a-url", "jwks": {"type": "oidc", "cluster": "idp"}}}}),
+            "providers.x.issuer",
+        ),
+        (
+            remote(json!({"type": "inline", "jwks": {"keys": [{"kty": "oct", "k": "AAAA"}]}})),
+            "providers.x.jwks.jwks",
+        ),
+        (remote(json!({"type": "inline", "jwks": [1]})), "providers.x.jwks.jwks"),
+        (
+            ruled(json!([
+                {"match": {"prefix": "/a/"}, "requires": {"type": "provider", "name": "x"}},
+                {"requires": {"type": "any_of", "providers": ["nope", "x"]}}
+            ])),
+            "rules[1].requires.providers[0]",
+        ),
+        (
+            ruled(json!([{"requires": {"type": "all_of", "providers": ["x", "y", "z"]}}])),
+            "rules[0].requires.providers[2]",
+        ),
+        (
+            ruled(json!([{"requires": {"type": "provider", "name": "z"}}])),
+            "rules[0].requires.name",
+        ),
+        (
+            ruled(json!([{"requires": {"type": "allow_missing", "providers": []}}])),
+            "rules[0].requires.providers",
+        ),
+        // HS* with public keys: an HMAC check with a public key as the secret is the classic attack.
+        (
+            json!({"providers": {"x": {"issuer": ISS, "algorithms": ["EdDSA", "HS256"],
+                                       "jwks": {"type": "inline", "jwks": {"keys": [ed_jwk(None, "k1")]}}}}}),
+            "providers.x.algorithms",
+        ),
+        (
+            provider(json!({"algorithms": ["HS256"], "jwks": {"type": "remote", "cluster": "idp", "path": "/j"}})),
+            "providers.x.algorithms",
+        ),
+        (
+            provider(json!({"algorithms": ["HS256", "RS256"]})),
+            "providers.x.algorithms",
+        ),
+        // An hmac secret without algorithms would mean the asymmetric defaults.
+        (provider(json!({"algorithms": null})), "providers.x.algorithms"),
+        (provider(json!({"algorithms": []})), "providers.x.algorithms"),
+        (
+            provider(json!({"jwks": hmac_jwks(&SECRET[..31])})),
+            "providers.x.jwks.secret_base64url",
+        ),
+        // HS512 needs 64 bytes.
+        (
+            provider(json!({"algorithms": ["HS256", "HS512"]})),
+            "providers.x.jwks.secret_base64url",
+        ),
+        (
+            provider(json!({"jwks": {"type": "hmac", "secret_base64url": "not base64!"}})),
+            "providers.x.jwks.secret_base64url",
+        ),
+        (provider(json!({"algorithms": ["none"]})), "providers.x.algorithms[0]"),
+        (
+            provider(json!({"algorithms": ["HS256", "hs256"]})),
+            "providers.x.algorithms[1]",
+        ),
+        (provider(json!({"from": []})), "providers.x.from"),
+        (
+            provider(json!({"from": [{"type": "query", "name": "a&b"}]})),
+            "providers.x.from[0].name",
+        ),
+        (
+            provider(json!({"from": [{"type": "cookie", "name": ""}]})),
+            "providers.x.from[0].name",
+        ),
+        (
+            provider(json!({"claims_to_headers": [{"claim": "sub", "header": "x user"}]})),
+            "providers.x.claims_to_headers[0].header",
+        ),
+        (provider(json!({"payload_header": ""})), "providers.x.payload_header"),
+        (
+            ruled(json!([{"match": {"prefix": "orders"}, "requires": {"type": "none"}}])),
+            "rules[0].match.prefix",
+        ),
+        (
+            ruled(json!([
+                {"requires": {"type": "none"}},
+                {"match": {"exact": "/a", "regex": "/b"}, "requires": {"type": "none"}}
+            ])),
+            "rules[1].match",
+        ),
+        (
+            ruled(json!([{"match": {"methods": ["get"]}, "requires": {"type": "none"}}])),
+            "rules[0].match.methods[0]",
+        ),
+        (
+            ruled(json!([{"match": {"regex": "("}, "requires": {"type": "none"}}])),
+            "rules[0].match.regex",
+        ),
+        // Unknown fields, at every level.
+        (
+            json!({"providers": {"x": hmac_provider()}, "cache_entries": 1}),
+            "cache_entries",
+        ),
+        (provider(json!({"audience": "api"})), "providers.x.audience"),
+        (
+            provider(json!({"jwks": {"type": "hmac", "secret_base64url": b64(SECRET), "kid": "a"}})),
+            "providers.x.jwks",
+        ),
+        (provider(json!({"jwks": {"type": "jwks_uri"}})), "providers.x.jwks.type"),
+        (
+            provider(json!({"from": [{"type": "header", "name": "x-token", "scheme": "Bearer"}]})),
+            "providers.x.from[0]",
+        ),
+        (
+            ruled(json!([{"match": {"path": "/a"}, "requires": {"type": "none"}}])),
+            "rules[0].match.path",
+        ),
+        (
+            ruled(json!([{"requires": {"type": "anyone"}}])),
+            "rules[0].requires.type",
+        ),
+        // A unit variant would swallow this: "no authentication" with a stray provider list.
+        (
+            ruled(json!([{"requires": {"type": "none", "providers": ["x"]}}])),
+            "rules[0].requires",
+        ),
+        (ruled(json!([{"match": {"prefix": "/a"}}])), "rules[0]"),
+        (json!({"realm": "a\"b", "providers": {"x": hmac_provider()}}), "realm"),
+    ];
+    for (config, path) in cases {
+        let error = config_error(&config);
+        assert_eq!(error.path, path, "{config}: {error}");
+        assert!(!error.message.is_empty());
+    }
+    // No config at all is no provider at all.
+    assert!(Configured::<JwtAuth>::new("").is_err());
+    assert!(Configured::<JwtAuth>::new("[]").is_err());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn every_kind_of_provider_and_rule_configures() {
+    let config = json!({
+        "realm": "shop",
+        "providers": {
+            "hmac": with(hmac_provider(), json!({"algorithms": ["HS256", "HS384"], "jwks": hmac_jwks(&[7; 48]),
+                "from": [{"type": "header", "name": "x-token"}, {"type": "query", "name": "access_token"},
+                         {"type": "cookie", "name": "at"}],
+                "forward": false, "typ": ["at+jwt"], "required_claims": ["sub"], "max_lifetime_secs": 3600})),
+            "inline": {"issuer": "https://inline.example", "jwks": {"type": "inline", "jwks": {"keys": [ed_jwk(None, "k1")]}}},
+            "remote": {"issuer": "https://remote.example", "jwks": {"type": "remote", "cluster": "idp", "path": "/jwks"}},
+            "oidc": {"issuer": "https://oidc.example/realms/a", "jwks": {"type": "oidc", "cluster": "idp"}}
+        },
+        "rules": [
+            {"match": {"exact": "/health"}, "requires": {"type": "none"}},
+            {"match": {"prefix": "/a/", "methods": ["GET", "POST"]}, "requires": {"type": "provider", "name": "hmac"}},
+            {"match": {"regex": "/b/[0-9]+"}, "requires": {"type": "any_of", "providers": ["inline", "remote"]}},
+            {"requires": {"type": "all_of", "providers": ["hmac", "oidc"]}},
+            {"requires": {"type": "allow_missing", "providers": ["hmac"]}}
+        ],
+        "bypass_cors_preflight": false,
+        "cache_max_entries": 10,
+        "max_token_bytes": 4096
+    });
+    let configured = configured(&config);
+    assert_eq!(configured.root.tick_period(), Some(Duration::from_millis(500)));
+    let full = configured.metrics.full_names();
+    for counter in [
+        "apisec.jwt_auth.allowed",
+        "apisec.jwt_auth.unauthenticated_allowed",
+        "apisec.jwt_auth.cache_hit",
+        "apisec.jwt_auth.cache_miss",
+        "apisec.jwt_auth.jwks_fetch_ok",
+        "apisec.jwt_auth.jwks_fetch_failed",
+        "apisec.jwt_auth.kid_refetch",
+        "apisec.jwt_auth.denied_missing_token",
+        "apisec.jwt_auth.denied_ambiguous_token",
+        "apisec.jwt_auth.denied_keys_unavailable",
+        "apisec.jwt_auth.denied_expired",
+        "apisec.jwt_auth.denied_key_not_found",
+    ] {
+        assert!(full.iter().any(|n| n == counter), "{counter} not registered up front");
+    }
+    // Static keys only: no background work.
+    assert_eq!(configured_hmac().root.tick_period(), None);
+}
+
+fn configured_hmac() -> Configured<JwtAuth> {
+    configured(&hmac_config())
+}
+
+// 2. HMAC provider flows ------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_valid_token_is_allowed_with_claim_headers_payload_and_state() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let claims = with(
+        claims(),
+        json!({"level": 3, "admin": true, "roles": ["reader", "writer"], "nested": {"a": [1, 2]}}),
+    );
+    let token = hs256(&claims);
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    let headers = request(
+        "GET",
+        "/orders?page=2",
+        &[
+            ("authorization", &bearer(&token)),
+            ("x-user", "mallory"),
+            ("X-User", "root"),
+            ("x-tenant", "forged"),
+            ("x-jwt-payload", "forged"),
+            ("accept", "application/json"),
+        ],
+    );
+    let step = run(&config, &host, &headers);
+
+    assert_allowed(&config, &step);
+    assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+    assert_eq!(removed(&step), OUTPUT_HEADERS);
+    assert_eq!(
+        set(&step),
+        vec![
+            ("x-user".to_owned(), "alice".to_owned()),
+            ("x-level".to_owned(), "3".to_owned()),
+            ("x-admin".to_owned(), "true".to_owned()),
+            ("x-roles".to_owned(), "reader writer".to_owned()),
+            ("x-jwt-payload".to_owned(), payload.clone()),
+        ]
+    );
+    let published: Value = serde_json::from_str(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+    assert_eq!(published, claims);
+    assert_eq!(state(&step, PROVIDER_STATE), Some("local"));
+    assert!(step.calls.is_empty());
+
+    let seen = upstream(headers, &step);
+    assert_eq!(seen.get_all("x-user").collect::<Vec<_>>(), vec![&b"alice"[..]]);
+    assert!(
+        !seen.contains("x-tenant"),
+        "a claim the token lacks leaves no client copy behind"
+    );
+    assert_eq!(seen.get_str("x-jwt-payload"), Some(payload.as_str()));
+    assert_eq!(
+        seen.get_str("authorization"),
+        Some(bearer(&token).as_str()),
+        "forwarded by default"
+    );
+    assert_eq!(seen.get_str(":path"), Some("/orders?page=2"));
+    assert_eq!(seen.get_str("accept"), Some("application/json"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn claims_that_are_not_scalar_or_carry_control_characters_set_no_header() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let claims = with(
+        claims(),
+        json!({"sub": "alice\r\nx-admin: true", "level": {"n": 1}, "roles": ["a", {"b": 1}], "admin": false}),
+    );
+    let headers = request(
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&hs256(&claims))), ("x-user", "mallory")],
+    );
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    let seen = upstream(headers, &step);
+    assert!(!seen.contains("x-user"));
+    assert!(!seen.contains("x-level"));
+    assert!(!seen.contains("x-roles"));
+    assert_eq!(seen.get_str("x-admin"), Some("false"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn client_copies_of_output_headers_are_removed_on_public_routes_and_preflights_too() {
+    let mut config = hmac_config();
+    config["rules"] = json!([
+        {"match": {"prefix": "/public/"}, "requires": {"type": "none"}},
+        {"match": {"prefix": "/maybe/"}, "requires": {"type": "allow_missing", "providers": ["local"]}}
+    ]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let forged = [("x-user", "admin"), ("X-ROLES", "admin"), ("x-jwt-payload", "e30")];
+    for headers in [
+        request("GET", "/public/docs", &forged),
+        request("GET", "/maybe/x", &forged),
+        request(
+            "OPTIONS",
+            "/orders",
+            &[
+                forged[0],
+                forged[1],
+                forged[2],
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "POST"),
+            ],
+        ),
+    ] {
+        let step = run(&config, &host, &headers);
+        assert_eq!(removed(&step), OUTPUT_HEADERS);
+        assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+        assert!(step.state_writes.is_empty(), "no claims without a token: {step:?}");
+        let seen = upstream(headers, &step);
+        for name in OUTPUT_HEADERS {
+            assert!(!seen.contains(name), "{name} reached the upstream");
+        }
+    }
+    // Denials never reach the upstream at all.
+    let step = run(&config, &host, &request("GET", "/orders", &forged));
+    assert_eq!(step.local_reply().map(|r| r.status), Some(401));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_missing_token_gets_a_bare_challenge() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    for headers in [
+        request("GET", "/orders", &[]),
+        request("GET", "/orders", &[("authorization", "Basic dXNlcjpwdw==")]),
+        request("GET", "/orders", &[("authorization", "Bearer ")]),
+        request("GET", "/orders?access_token=x", &[("cookie", "access_token=y")]),
+    ] {
+        let step = run(&config, &host, &headers);
+        assert_missing_token(&config, &step);
+        let body: Value = serde_json::from_slice(&step.local_reply().unwrap().body).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": "unauthorized", "error_description": "an access token is required"})
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn two_authorization_headers_or_a_folded_one_are_invalid_requests() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+    for headers in [
+        request(
+            "GET",
+            "/orders",
+            &[("authorization", &bearer(&token)), ("Authorization", &bearer(&token))],
+        ),
+        request(
+            "GET",
+            "/orders",
+            &[("authorization", &format!("Bearer {token},Bearer {token}"))],
+        ),
+        request("GET", "/orders", &[("authorization", &format!("Bearer {token}, x"))]),
+    ] {
+        let step = run(&config, &host, &headers);
+        let reply = step.local_reply().unwrap();
+        assert_eq!(reply.status, 400);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some(r#"Bearer realm="shop", error="invalid_request""#)
+        );
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(names(&config, &step), vec!["denied_ambiguous_token"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some("ambiguous_token"));
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn bad_tokens_get_invalid_token_with_the_reason_counted() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let good = hs256(&claims());
+    let (head, rest) = good.split_once('.').unwrap();
+    let signature = rest.split_once('.').unwrap().1;
+    let tampered = format!(
+        "{head}.{}.{signature}",
+        b64(with(claims(), json!({"sub": "admin"})).to_string().as_bytes())
+    );
+    let sign = |header: Value, claims: Value| jws(&header, &claims, |input| hmac_sha256(SECRET, input));
+    let cases: Vec<(String, &str)> = vec![
+        // exp + 60 s of skew has passed.
+        (hs256(&with(claims(), json!({"exp": NOW - 61}))), "expired"),
+        (hs256(&with(claims(), json!({"nbf": NOW + 600}))), "not_yet_valid"),
+        (hs256(&with(claims(), json!({"iat": NOW + 600}))), "issued_in_future"),
+        (
+            hs256(&with(claims(), json!({"iss": "https://evil.example"}))),
+            "wrong_issuer",
+        ),
+        (hs256(&with(claims(), json!({"aud": "someone-else"}))), "wrong_audience"),
+        (hs256(&with(claims(), json!({"aud": null}))), "missing_claim"),
+        (hs256(&with(claims(), json!({"exp": null}))), "missing_claim"),
+        (hs256(&with(claims(), json!({"exp": "tomorrow"}))), "bad_claim_type"),
+        (hs256_with(OTHER_SECRET, &claims()), "bad_signature"),
+        (tampered, "bad_signature"),
+        (sign(json!({"alg": "HS384"}), claims()), "alg_not_allowed"),
+        (sign(json!({"alg": "none"}), claims()), "unsupported_alg"),
+        (
+            sign(json!({"alg": "HS256", "crit": ["exp"]}), claims()),
+            "crit_unsupported",
+        ),
+        ("abc.def".to_owned(), "malformed"),
+        (format!("{head}.e30"), "malformed"),
+    ];
+    for (token, reason) in cases {
+        let step = run(&config, &host, &get(&token));
+        assert_invalid_token(&config, &step, reason);
+        assert_eq!(
+            names(&config, &step),
+            vec!["cache_miss".to_owned(), format!("denied_{reason}")],
+            "{reason}"
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn an_oversized_token_is_refused_before_anything_else() {
+    let mut config = hmac_config();
+    config["max_token_bytes"] = json!(64);
+    let config = configured(&config);
+    let step = run(&config, &FakeHost::default(), &get(&hs256(&claims())));
+    assert_invalid_token(&config, &step, "too_long");
+    assert_eq!(names(&config, &step), vec!["denied_too_long"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn claim_rules_from_the_config_apply() {
+    let mut config = hmac_config();
+    let provider = &mut config["providers"]["local"];
+    provider["typ"] = json!(["at+jwt"]);
+    provider["required_claims"] = json!(["scope"]);
+    provider["max_lifetime_secs"] = json!(3600);
+    provider["clock_skew_secs"] = json!(0);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let sign = |typ: &str, claims: Value| {
+        jws(&json!({"alg": "HS256", "typ": typ}), &claims, |input| {
+            hmac_sha256(SECRET, input)
+        })
+    };
+    let ok = with(claims(), json!({"scope": "orders:read"}));
+    assert_allowed(
+        &config,
+        &run(&config, &host, &get(&sign("application/at+jwt", ok.clone()))),
+    );
+    let cases = [
+        (sign("JWT", ok.clone()), "wrong_typ"),
+        (sign("at+jwt", claims()), "missing_claim"),
+        (
+            sign("at+jwt", with(ok.clone(), json!({"exp": NOW + 7200}))),
+            "lifetime_too_long",
+        ),
+        (sign("at+jwt", with(ok, json!({"exp": NOW}))), "expired"),
+    ];
+    for (token, reason) in cases {
+        assert_invalid_token(&config, &run(&config, &host, &get(&token)), reason);
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn forward_false_strips_the_token_from_header_query_and_cookie() {
+    let mut config = hmac_config();
+    let provider = &mut config["providers"]["local"];
+    provider["forward"] = json!(false);
+    provider["from"] = json!([
+        {"type": "header", "name": "authorization", "prefix": "Bearer "},
+        {"type": "query", "name": "access_token"},
+        {"type": "cookie", "name": "at"}
+    ]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+
+    let headers = request(
+        "GET",
+        "/orders?x=1",
+        &[("authorization", &bearer(&token)), ("cookie", "a=1")],
+    );
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    let seen = upstream(headers, &step);
+    assert!(!seen.contains("authorization"));
+    assert_eq!(seen.get_str(":path"), Some("/orders?x=1"));
+    assert_eq!(seen.get_str("cookie"), Some("a=1"));
+
+    let headers = request("GET", &format!("/orders?x=1&access_token={token}&y=2"), &[]);
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    let seen = upstream(headers, &step);
+    assert_eq!(seen.get_str(":path"), Some("/orders?x=1&y=2"));
+
+    let headers = request("GET", &format!("/orders?access_token={token}"), &[]);
+    let seen = upstream(headers.clone(), &run(&config, &host, &headers));
+    assert_eq!(seen.get_str(":path"), Some("/orders"));
+
+    let headers = request("GET", "/orders", &[("cookie", &format!("a=1; at={token}; b=2"))]);
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    let seen = upstream(headers, &step);
+    assert_eq!(seen.get_str("cookie"), Some("a=1; b=2"));
+    assert!(!seen.get_str(":path").unwrap().contains(&token));
+
+    // The token in the only cookie: no empty cookie header is left.
+    let headers = request("GET", "/orders", &[("cookie", &format!("at={token}"))]);
+    let seen = upstream(headers.clone(), &run(&config, &host, &headers));
+    assert!(!seen.contains("cookie"));
+
+    // Forwarding (the default) keeps every source as it was.
+    let config = configured_hmac();
+    let headers = get(&token);
+    let seen = upstream(headers.clone(), &run(&config, &host, &headers));
+    assert_eq!(seen.get_str("authorization"), Some(bearer(&token).as_str()));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn query_and_cookie_tokens_must_be_unambiguous_too() {
+    let mut config = hmac_config();
+    config["providers"]["local"]["from"] = json!([
+        {"type": "query", "name": "access_token"},
+        {"type": "cookie", "name": "at"}
+    ]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+    for headers in [
+        request("GET", &format!("/o?access_token={token}&access_token={token}"), &[]),
+        request("GET", "/o", &[("cookie", &format!("at={token}")), ("cookie", "at=x")]),
+    ] {
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.local_reply().map(|r| r.status), Some(400), "{headers:?}");
+        assert_eq!(names(&config, &step), vec!["denied_ambiguous_token"]);
+    }
+}
+
+/// Two HMAC providers: `a` reads `Authorization`, `b` reads `x-b-token`.
+fn two_providers(rules: Value) -> Configured<JwtAuth> {
+    configured(&json!({
+        "realm": "shop",
+        "providers": {
+            "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET),
+                  "claims_to_headers": [{"claim": "sub", "header": "x-a-sub"}]},
+            "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(OTHER_SECRET),
+                  "from": [{"type": "header", "name": "x-b-token"}],
+                  "claims_to_headers": [{"claim": "sub", "header": "x-b-sub"}]}
+        },
+        "rules": rules
+    }))
+}
+
+fn token_a() -> String {
+    hs256_with(
+        SECRET,
+        &json!({"iss": "https://a.example", "sub": "from-a", "exp": NOW + 600}),
+    )
+}
+
+fn token_b() -> String {
+    hs256_with(
+        OTHER_SECRET,
+        &json!({"iss": "https://b.example", "sub": "from-b", "exp": NOW + 600}),
+    )
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn rules_choose_what_a_request_needs_and_the_first_match_wins() {
+    let config = two_providers(json!([
+        {"match": {"exact": "/health"}, "requires": {"type": "none"}},
+        {"match": {"prefix": "/a/"}, "requires": {"type": "provider", "name": "a"}},
+        {"match": {"prefix": "/any/"}, "requires": {"type": "any_of", "providers": ["a", "b"]}},
+        {"match": {"prefix": "/both/"}, "requires": {"type": "all_of", "providers": ["a", "b"]}},
+        {"match": {"prefix": "/open/"}, "requires": {"type": "allow_missing", "providers": ["a"]}},
+        {"match": {"prefix": "/admin/", "methods": ["POST"]}, "requires": {"type": "provider", "name": "b"}},
+        {"match": {"prefix": "/a/"}, "requires": {"type": "none"}}
+    ]));
+    let host = FakeHost::default();
+    let a = bearer(&token_a());
+    let b = token_b();
+    let bad_b = hs256_with(SECRET, &json!({"iss": "https://b.example", "exp": NOW + 600}));
+    let with_a = |method: &str, path: &str| request(method, path, &[("authorization", &a)]);
+    let with_b = |method: &str, path: &str| request(method, path, &[("x-b-token", &b)]);
+    let with_both = |path: &str| request("GET", path, &[("authorization", &a), ("x-b-token", &b)]);
+    let provider_of = |step: &Step| state(step, PROVIDER_STATE).map(str::to_owned);
+
+    // none
+    let step = run(&config, &host, &request("GET", "/health", &[]));
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+    // provider: only its own source counts (the first matching rule wins over the later `none`).
+    assert_missing_token(&config, &run(&config, &host, &with_b("GET", "/a/x")));
+    let step = run(&config, &host, &with_a("GET", "/a/x"));
+    assert_allowed(&config, &step);
+    assert_eq!(provider_of(&step).as_deref(), Some("a"));
+    // any_of
+    let step = run(&config, &host, &with_b("GET", "/any/x"));
+    assert_allowed(&config, &step);
+    assert_eq!(provider_of(&step).as_deref(), Some("b"));
+    assert_eq!(set(&step), vec![("x-b-sub".to_owned(), "from-b".to_owned())]);
+    // all_of: one token is not enough; both verified set both providers' headers.
+    assert_missing_token(&config, &run(&config, &host, &with_a("GET", "/both/x")));
+    let step = run(&config, &host, &with_both("/both/x"));
+    assert_allowed(&config, &step);
+    assert_eq!(provider_of(&step).as_deref(), Some("a"));
+    assert_eq!(
+        set(&step),
+        vec![
+            ("x-a-sub".to_owned(), "from-a".to_owned()),
+            ("x-b-sub".to_owned(), "from-b".to_owned())
+        ]
+    );
+    let step = run(
+        &config,
+        &host,
+        &request("GET", "/both/x", &[("authorization", &a), ("x-b-token", &bad_b)]),
+    );
+    assert_invalid_token(&config, &step, "bad_signature");
+    // allow_missing: nothing is fine, a bad token is not.
+    let step = run(&config, &host, &request("GET", "/open/x", &[]));
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+    assert_allowed(&config, &run(&config, &host, &with_a("GET", "/open/x")));
+    let expired = hs256_with(SECRET, &json!({"iss": "https://a.example", "exp": NOW - 3600}));
+    assert_invalid_token(
+        &config,
+        &run(
+            &config,
+            &host,
+            &request("GET", "/open/x", &[("authorization", &bearer(&expired))]),
+        ),
+        "expired",
+    );
+    // methods: POST /admin/ needs b; GET /admin/ matches no rule and takes any provider.
+    assert_missing_token(&config, &run(&config, &host, &with_a("POST", "/admin/x")));
+    assert_allowed(&config, &run(&config, &host, &with_b("POST", "/admin/x")));
+    assert_allowed(&config, &run(&config, &host, &with_a("GET", "/admin/x")));
+    // No rule matches: a valid token from any provider.
+    assert_allowed(&config, &run(&config, &host, &with_a("GET", "/elsewhere")));
+    let step = run(&config, &host, &with_b("DELETE", "/elsewhere"));
+    assert_allowed(&config, &step);
+    assert_eq!(provider_of(&step).as_deref(), Some("b"));
+    assert_missing_token(&config, &run(&config, &host, &request("GET", "/elsewhere", &[])));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn with_one_source_for_many_providers_the_named_issuer_is_tried_first() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {
+            "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET)},
+            "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(OTHER_SECRET)}
+        }
+    }));
+    let host = FakeHost::default();
+    let step = run(&config, &host, &get(&token_b()));
+    assert_allowed(&config, &step);
+    assert_eq!(state(&step, PROVIDER_STATE), Some("b"));
+    // One signature check: `a` was not tried first.
+    assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+    // A forged `iss` does not help: every provider still checks its own signature.
+    let forged = hs256_with(SECRET, &json!({"iss": "https://b.example", "exp": NOW + 600}));
+    assert_invalid_token(&config, &run(&config, &host, &get(&forged)), "bad_signature");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cors_preflights_bypass_authentication_only_when_configured() {
+    let preflight = request(
+        "OPTIONS",
+        "/orders",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    );
+    let host = FakeHost::default();
+    let config = configured_hmac();
+    let step = run(&config, &host, &preflight);
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+    assert_eq!(removed(&step), OUTPUT_HEADERS);
+    // Not a preflight: an OPTIONS without Access-Control-Request-Method, or a GET with both.
+    assert_missing_token(
+        &config,
+        &run(
+            &config,
+            &host,
+            &request("OPTIONS", "/orders", &[("origin", "https://app.example")]),
+        ),
+    );
+    assert_missing_token(
+        &config,
+        &run(
+            &config,
+            &host,
+            &request(
+                "GET",
+                "/orders",
+                &[
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", "POST"),
+                ],
+            ),
+        ),
+    );
+
+    let mut off = hmac_config();
+    off["bypass_cors_preflight"] = json!(false);
+    let off = configured(&off);
+    assert_missing_token(&off, &run(&off, &host, &preflight));
+}
+
+// The cache -------------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn verified_tokens_are_cached_and_never_past_exp() {
+    let mut config = hmac_config();
+    config["providers"]["local"]["clock_skew_secs"] = json!(0);
+    let config = configured(&config);
+    let mut host = FakeHost::default();
+    let token = hs256(&with(claims(), json!({"exp": NOW + 30})));
+
+    let first = run(&config, &host, &get(&token));
+    assert_eq!(
+        names(&config, &first),
+        vec!["cache_miss", "verified_in_wasm", "allowed"]
+    );
+    let second = run(&config, &host, &get(&token));
+    assert_eq!(names(&config, &second), vec!["cache_hit", "allowed"]);
+    assert_eq!(second.header_edits, first.header_edits);
+    assert_eq!(second.state_writes, first.state_writes);
+    // Another token is another entry.
+    let other = hs256(&with(claims(), json!({"sub": "bob", "exp": NOW + 30})));
+    let step = run(&config, &host, &get(&other));
+    assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+    assert_eq!(set(&step).first().map(|(_, v)| v.as_str()), Some("bob"));
+
+    host.now_ms += 29_999;
+    assert_eq!(
+        names(&config, &run(&config, &host, &get(&token))),
+        vec!["cache_hit", "allowed"]
+    );
+    host.now_ms += 1;
+    let step = run(&config, &host, &get(&token));
+    assert_invalid_token(&config, &step, "expired");
+    assert_eq!(names(&config, &step), vec!["cache_miss", "denied_expired"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn within_the_clock_skew_an_expired_token_is_checked_again_every_time() {
+    let config = configured_hmac();
+    let mut host = FakeHost::default();
+    let token = hs256(&with(claims(), json!({"exp": NOW + 30})));
+    assert_eq!(
+        names(&config, &run(&config, &host, &get(&token))),
+        vec!["cache_miss", "verified_in_wasm", "allowed"]
+    );
+    host.now_ms += 40_000; // past exp, within the 60 s skew
+    for _ in 0..2 {
+        assert_eq!(
+            names(&config, &run(&config, &host, &get(&token))),
+            vec!["cache_miss", "verified_in_wasm", "allowed"]
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cache_max_entries_zero_disables_the_cache() {
+    let mut config = hmac_config();
+    config["cache_max_entries"] = json!(0);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+    for _ in 0..3 {
+        assert_eq!(
+            names(&config, &run(&config, &host, &get(&token))),
+            vec!["cache_miss", "verified_in_wasm", "allowed"]
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_cached_for_one_provider_is_not_accepted_for_another() {
+    // Both providers share the secret, so only the cache could confuse them.
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {
+            "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET)},
+            "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET)}
+        },
+        "rules": [
+            {"match": {"prefix": "/a/"}, "requires": {"type": "provider", "name": "a"}},
+            {"match": {"prefix": "/b/"}, "requires": {"type": "provider", "name": "b"}}
+        ]
+    }));
+    let host = FakeHost::default();
+    let a = bearer(&token_a());
+    assert_allowed(
+        &config,
+        &run(&config, &host, &request("GET", "/a/x", &[("authorization", &a)])),
+    );
+    let step = run(&config, &host, &request("GET", "/b/x", &[("authorization", &a)]));
+    assert_invalid_token(&config, &step, "wrong_issuer");
+}
+
+// 3. Remote keys --------------------------------------------------------------------------------
+
+const REMOTE_ISS: &str = "https://idp.example";
+/// With `timeout_ms` 100 the fetch lease lasts 1.1 s, shorter than the first backoff (2 s).
+const TIMEOUT_MS: u64 = 100;
+const REFRESH_MS: u64 = 60_000;
+
+fn remote_config() -> Value {
+    json!({
+        "realm": "shop",
+        "providers": {
+            "idp": {
+                "issuer": REMOTE_ISS,
+                "audiences": ["api"],
+                "jwks": {"type": "remote", "cluster": "idp_cluster", "path": "/keys/jwks.json",
+                         "refresh_secs": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS},
+                "claims_to_headers": [{"claim": "sub", "header": "x-user"}]
+            }
+        }
+    })
+}
+
+fn remote_claims() -> Value {
+    with(claims(), json!({"iss": REMOTE_ISS}))
+}
+
+fn ok(body: impl Into<Vec<u8>>) -> CallOutcome {
+    CallOutcome::Response {
+        status: 200,
+        headers: Headers::from_pairs([(":status", "200"), ("content-type", "application/json")]),
+        body: body.into(),
+    }
+}
+
+fn status(code: u16) -> CallOutcome {
+    CallOutcome::Response {
+        status: code,
+        headers: Headers::from_pairs([(":status", code.to_string())]),
+        body: b"oops".to_vec(),
+    }
+}
+
+fn header_of<'a>(call: &'a HttpCall, name: &str) -> Option<&'a str> {
+    call.headers
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, v)| std::str::from_utf8(v).unwrap())
+}
+
+fn tick(config: &Configured<JwtAuth>, host: &FakeHost) -> RootStep {
+    config.root.on_tick(&host.ctx())
+}
+
+/// The one call a root step makes.
+fn only_call(step: &RootStep) -> (u32, HttpCall) {
+    assert_eq!(step.calls.len(), 1, "{step:?}");
+    step.calls[0].clone()
+}
+
+fn answer(config: &Configured<JwtAuth>, host: &FakeHost, tag: u32, outcome: CallOutcome) -> RootStep {
+    config.root.on_call_response(tag, outcome, &host.ctx())
+}
+
+/// Ticks, and answers the JWKS fetch with these keys.
+fn load_keys(config: &Configured<JwtAuth>, host: &FakeHost, keys: &[Value]) {
+    let (tag, call) = only_call(&tick(config, host));
+    assert_eq!(header_of(&call, ":path"), Some("/keys/jwks.json"));
+    let step = answer(config, host, tag, ok(jwks(keys)));
+    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+}
+
+fn remote_token(kid: &str, seed: Option<u8>) -> String {
+    ed_token(seed, kid, &remote_claims())
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_tick_issues_one_jwks_fetch_and_none_while_it_is_in_flight() {
+    let config = configured(&remote_config());
+    assert_eq!(config.root.tick_period(), Some(Duration::from_millis(500)));
+    let mut host = FakeHost::default();
+    let step = tick(&config, &host);
+    assert!(step.counters.is_empty() && step.notify.is_empty());
+    let (tag, call) = only_call(&step);
+    assert_eq!(call.cluster, "idp_cluster");
+    assert_eq!(header_of(&call, ":method"), Some("GET"));
+    assert_eq!(header_of(&call, ":path"), Some("/keys/jwks.json"));
+    assert_eq!(header_of(&call, ":authority"), Some("idp.example"));
+    assert_eq!(header_of(&call, "accept"), Some("application/json"));
+    assert_eq!(call.body, None);
+    assert_eq!(call.timeout, Duration::from_millis(TIMEOUT_MS));
+
+    // In flight: no second call, not even once the lease has run out.
+    for _ in 0..5 {
+        host.now_ms += 1000;
+        assert!(tick(&config, &host).calls.is_empty());
+    }
+    let step = answer(&config, &host, tag, ok(jwks(&[ed_jwk(None, "k1")])));
+    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+    assert_eq!(step.notify.len(), 1, "requests waiting on the keys wake up");
+    assert!(step.calls.is_empty());
+    // Fresh keys: nothing to do until the refresh is due.
+    host.now_ms += REFRESH_MS - 1;
+    assert!(tick(&config, &host).calls.is_empty());
+    host.now_ms += 1;
+    assert_eq!(
+        header_of(&only_call(&tick(&config, &host)).1, ":path"),
+        Some("/keys/jwks.json")
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_authority_is_configurable() {
+    let mut config = remote_config();
+    config["providers"]["idp"]["jwks"]["authority"] = json!("keys.internal:8443");
+    let config = configured(&config);
+    let call = only_call(&tick(&config, &FakeHost::default())).1;
+    assert_eq!(header_of(&call, ":authority"), Some("keys.internal:8443"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn requests_before_any_keys_get_503_not_401() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    let headers = get(&remote_token("k1", None));
+    let check = |host: &FakeHost| {
+        let step = run(&config, host, &headers);
+        let reply = step.local_reply().unwrap();
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("retry-after"), Some("2"));
+        assert_eq!(reply.header("www-authenticate"), None);
+        assert_eq!(names(&config, &step), vec!["denied_keys_unavailable"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some("keys_unavailable"));
+        assert!(step.calls.is_empty(), "requests never fetch keys that never came");
+    };
+    check(&host);
+    // A failed first fetch changes nothing.
+    let (tag, _) = only_call(&tick(&config, &host));
+    let step = answer(&config, &host, tag, status(502));
+    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_failed"]);
+    check(&host);
+    // Still 401 for a request without a token: that needs no keys.
+    assert_missing_token(&config, &run(&config, &host, &request("GET", "/orders", &[])));
+    // Once the keys are there, the same request passes.
+    host.now_ms += 2000;
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    assert_allowed(&config, &run(&config, &host, &headers));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn fetched_keys_verify_tokens() {
+    let config = configured(&remote_config());
+    let host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")]);
+    for (kid, seed) in [("k1", None), ("k2", Some(2))] {
+        let step = run(&config, &host, &get(&remote_token(kid, seed)));
+        assert_allowed(&config, &step);
+        assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+        assert_eq!(set(&step), vec![("x-user".to_owned(), "alice".to_owned())]);
+        assert_eq!(state(&step, PROVIDER_STATE), Some("idp"));
+    }
+    // A kid the keys have, but the wrong key signed it.
+    let step = run(&config, &host, &get(&remote_token("k1", Some(2))));
+    assert_invalid_token(&config, &step, "bad_signature");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn rfc7515_rs256_example_verifies_against_a_fetched_rsa_jwks() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {"joe": {"issuer": "joe", "jwks": {"type": "remote", "cluster": "idp", "path": "/jwks",
+                                                          "authority": "joe.example"}}}
+    }));
+    // The token expired in 2011: run the clock back to when it was valid.
+    let host = FakeHost {
+        now_ms: 1_300_819_000_000,
+        ..FakeHost::default()
+    };
+    let (tag, call) = only_call(&tick(&config, &host));
+    assert_eq!(header_of(&call, ":authority"), Some("joe.example"));
+    let rsa = json!({"kty": "RSA", "n": RFC7515_A2_N, "e": "AQAB"});
+    answer(&config, &host, tag, ok(jwks(&[rsa])));
+    let step = run(&config, &host, &get(RFC7515_A2_TOKEN));
+    assert_allowed(&config, &step);
+    let published: Value = serde_json::from_str(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+    assert_eq!(
+        published,
+        json!({"iss": "joe", "exp": 1_300_819_380u64, "http://example.com/is_root": true})
+    );
+    assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+    // One flipped signature bit.
+    let mut bad = RFC7515_A2_TOKEN.to_owned();
+    let last = if bad.ends_with('w') { "A" } else { "w" };
+    bad.replace_range(bad.len() - 1.., last);
+    assert_invalid_token(&config, &run(&config, &host, &get(&bad)), "bad_signature");
+
+    // A host with native crypto checks RS256 itself, and its answer is the answer.
+    for (answer, counters) in [
+        (true, vec!["cache_miss", "verified_by_host", "allowed"]),
+        (false, vec!["cache_miss", "denied_bad_signature"]),
+    ] {
+        let fresh = configured(&json!({
+            "realm": "shop",
+            "providers": {"joe": {"issuer": "joe", "jwks": {"type": "inline", "jwks": {"keys": [
+                {"kty": "RSA", "n": RFC7515_A2_N, "e": "AQAB"}]}}}}
+        }));
+        let crypto = HostAnswers(answer, Cell::new(0));
+        let ctx = Ctx {
+            crypto: &crypto,
+            ..host.ctx()
+        };
+        let step = fresh.filter().on_request_headers(&get(RFC7515_A2_TOKEN), &ctx);
+        assert_eq!(names(&fresh, &step), counters);
+        assert_eq!(crypto.1.get(), 1);
+    }
+}
+
+/// A host whose native signature check always gives this answer, counting the checks.
+struct HostAnswers(bool, Cell<u32>);
+
+impl HostCrypto for HostAnswers {
+    fn verify(&self, hash: HashAlg, spki_der: &[u8], _signature: &[u8], _message: &[u8]) -> Option<bool> {
+        assert_eq!(hash, HashAlg::Sha256);
+        assert!(!spki_der.is_empty());
+        self.1.set(self.1.get() + 1);
+        Some(self.0)
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_second_worker_waits_for_the_lease_and_adopts_the_shared_keys() {
+    // Two workers: two roots over one shared store (the host's).
+    let worker1 = configured(&remote_config());
+    let worker2 = configured(&remote_config());
+    let mut host = FakeHost::default();
+    let (tag, _) = only_call(&tick(&worker1, &host));
+    assert!(tick(&worker2, &host).calls.is_empty(), "worker 1 holds the lease");
+    host.now_ms += 500;
+    assert!(tick(&worker2, &host).calls.is_empty());
+    answer(&worker1, &host, tag, ok(jwks(&[ed_jwk(None, "k1")])));
+    let token = remote_token("k1", None);
+    assert_allowed(&worker1, &run(&worker1, &host, &get(&token)));
+
+    // Worker 2 verifies with worker 1's keys, without a fetch of its own.
+    let step = run(&worker2, &host, &get(&token));
+    assert_allowed(&worker2, &step);
+    assert!(step.calls.is_empty());
+    host.now_ms += 1000; // past the lease
+    assert!(tick(&worker2, &host).calls.is_empty(), "the adopted keys are fresh");
+    assert_eq!(
+        names(&worker1, &run(&worker1, &host, &get(&token))),
+        vec!["cache_hit", "allowed"]
+    );
+
+    // The refresh: whoever ticks first fetches, the other does not.
+    host.now_ms += REFRESH_MS;
+    let (tag, _) = only_call(&tick(&worker2, &host));
+    assert!(tick(&worker1, &host).calls.is_empty());
+    // Worker 2 stores rotated keys; worker 1 picks them up for a token it never saw.
+    answer(
+        &worker2,
+        &host,
+        tag,
+        ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(3), "k3")])),
+    );
+    let step = run(&worker1, &host, &get(&remote_token("k3", Some(3))));
+    assert_allowed(&worker1, &step);
+    assert!(step.calls.is_empty());
+    assert!(tick(&worker1, &host).calls.is_empty());
+    // New keys, new key version: worker 1's cached verification of the old token is not reused.
+    assert_eq!(
+        names(&worker1, &run(&worker1, &host, &get(&token))),
+        vec!["cache_miss", "verified_in_wasm", "allowed"]
+    );
+    assert_eq!(
+        names(&worker1, &run(&worker1, &host, &get(&token))),
+        vec!["cache_hit", "allowed"]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_worker_takes_over_when_the_lease_holder_never_answers() {
+    let worker1 = configured(&remote_config());
+    let worker2 = configured(&remote_config());
+    let mut host = FakeHost::default();
+    only_call(&tick(&worker1, &host));
+    host.now_ms += TIMEOUT_MS + 999;
+    assert!(tick(&worker2, &host).calls.is_empty());
+    host.now_ms += 1;
+    only_call(&tick(&worker2, &host));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn refreshed_keys_replace_the_old_ones() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let old = remote_token("k1", None);
+    assert_allowed(&config, &run(&config, &host, &get(&old)));
+    host.now_ms += REFRESH_MS;
+    let (tag, _) = only_call(&tick(&config, &host));
+    answer(&config, &host, tag, ok(jwks(&[ed_jwk(Some(4), "k4")])));
+    // The old key was rotated out: its token is no longer served from the cache; its kid is
+    // unknown now, so one refetch checks for it, and then it is refused.
+    let mut filter = config.filter();
+    let step = filter.on_request_headers(&get(&old), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(
+        names(&config, &step),
+        vec!["kid_refetch"],
+        "the evaluation after the refetch counts the cache"
+    );
+    let step = filter.on_call_response(ok(jwks(&[ed_jwk(Some(4), "k4")])), &host.ctx());
+    assert_invalid_token(&config, &step, "key_not_found");
+    assert_allowed(&config, &run(&config, &host, &get(&remote_token("k4", Some(4)))));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn failed_fetches_keep_the_last_good_keys_and_back_off() {
+    let failures: Vec<(&str, CallOutcome)> = vec![
+        ("500", status(500)),
+        ("404", status(404)),
+        ("no answer", CallOutcome::Failed),
+        ("not JSON", ok("<html>")),
+        ("not a JWKS", ok(r#"{"keys": "none"}"#)),
+        ("empty", ok(r#"{"keys": []}"#)),
+        (
+            "no usable key",
+            ok(jwks(&[
+                json!({"kty": "oct", "k": b64(SECRET)}),
+                json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+            ])),
+        ),
+    ];
+    for (what, failure) in failures {
+        let config = configured(&remote_config());
+        let mut host = FakeHost::default();
+        load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+        let token = remote_token("k1", None);
+
+        host.now_ms += REFRESH_MS;
+        let (tag, _) = only_call(&tick(&config, &host));
+        let step = answer(&config, &host, tag, failure.clone());
+        assert_eq!(
+            config.counter_names(&step.counters),
+            vec!["jwks_fetch_failed"],
+            "{what}"
+        );
+        assert!(step.calls.is_empty(), "{what}");
+        assert_eq!(step.notify.len(), 1, "{what}: waiters are not left hanging");
+
+        // The last good keys still verify (the cache is out of the picture: a fresh token).
+        let fresh = ed_token(None, "k1", &with(remote_claims(), json!({"jti": what})));
+        let step = run(&config, &host, &get(&fresh));
+        assert_allowed(&config, &step);
+        assert!(names(&config, &step).contains(&"verified_in_wasm".to_owned()), "{what}");
+        assert_allowed(&config, &run(&config, &host, &get(&token)));
+
+        // Backoff: 2 s after the first failure, then 4 s.
+        let failed_at = host.now_ms;
+        host.now_ms = failed_at + 1999;
+        assert!(
+            tick(&config, &host).calls.is_empty(),
+            "{what}: retried before the backoff"
+        );
+        host.now_ms = failed_at + 2000;
+        let (tag, _) = only_call(&tick(&config, &host));
+        answer(&config, &host, tag, failure);
+        host.now_ms = failed_at + 2000 + 3999;
+        assert!(tick(&config, &host).calls.is_empty(), "{what}: the backoff doubles");
+        host.now_ms = failed_at + 2000 + 4000;
+        let (tag, _) = only_call(&tick(&config, &host));
+        // A success ends the backoff; the next fetch is a refresh period away.
+        let step = answer(&config, &host, tag, ok(jwks(&[ed_jwk(None, "k1")])));
+        assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+        host.now_ms += 2000;
+        assert!(tick(&config, &host).calls.is_empty(), "{what}");
+    }
+}
+
+/// OIDC: an issuer with a path, the JWKS on another path.
+fn oidc_config() -> Value {
+    json!({
+        "realm": "shop",
+        "providers": {
+            "idp": {
+                "issuer": "https://login.example/realms/shop",
+                "jwks": {"type": "oidc", "cluster": "login", "refresh_secs": REFRESH_MS / 1000, "timeout_ms": TIMEOUT_MS}
+            }
+        }
+    })
+}
+
+fn oidc_token(kid: &str) -> String {
+    ed_token(
+        None,
+        kid,
+        &json!({"iss": "https://login.example/realms/shop", "sub": "alice", "exp": NOW + 600}),
+    )
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn oidc_discovers_the_jwks_uri_then_fetches_it() {
+    let config = configured(&oidc_config());
+    let mut host = FakeHost::default();
+    let (discovery_tag, call) = only_call(&tick(&config, &host));
+    assert_eq!(call.cluster, "login");
+    assert_eq!(
+        header_of(&call, ":path"),
+        Some("/realms/shop/.well-known/openid-configuration")
+    );
+    assert_eq!(header_of(&call, ":authority"), Some("login.example"));
+    assert!(tick(&config, &host).calls.is_empty(), "discovery in flight");
+
+    let discovery = json!({
+        "issuer": "https://login.example/realms/shop",
+        "jwks_uri": "https://login.example/realms/shop/protocol/openid-connect/certs?v=2#keys"
+    });
+    let step = answer(&config, &host, discovery_tag, ok(discovery.to_string()));
+    assert!(step.counters.is_empty(), "discovery alone is no fetched keys");
+    assert!(step.notify.is_empty());
+    let (jwks_tag, call) = only_call(&step);
+    assert_eq!(call.cluster, "login");
+    assert_eq!(
+        header_of(&call, ":path"),
+        Some("/realms/shop/protocol/openid-connect/certs?v=2")
+    );
+    assert_eq!(header_of(&call, ":authority"), Some("login.example"));
+    assert!(tick(&config, &host).calls.is_empty(), "JWKS fetch in flight");
+    assert_eq!(
+        run(&config, &host, &get(&oidc_token("k1")))
+            .local_reply()
+            .map(|r| r.status),
+        Some(503)
+    );
+
+    let step = answer(&config, &host, jwks_tag, ok(jwks(&[ed_jwk(None, "k1")])));
+    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+    assert_allowed(&config, &run(&config, &host, &get(&oidc_token("k1"))));
+
+    // A refresh goes straight to the discovered JWKS.
+    host.now_ms += REFRESH_MS;
+    let call = only_call(&tick(&config, &host)).1;
+    assert_eq!(
+        header_of(&call, ":path"),
+        Some("/realms/shop/protocol/openid-connect/certs?v=2")
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_bad_discovery_document_is_a_failed_fetch() {
+    let bad: Vec<(&str, CallOutcome)> = vec![
+        ("404", status(404)),
+        ("no answer", CallOutcome::Failed),
+        ("not JSON", ok("not json")),
+        ("no jwks_uri", ok(r#"{"issuer": "https://login.example/realms/shop"}"#)),
+        ("jwks_uri not a string", ok(r#"{"jwks_uri": 42}"#)),
+        (
+            "jwks_uri not http(s)",
+            ok(r#"{"jwks_uri": "ftp://login.example/certs"}"#),
+        ),
+    ];
+    for (what, outcome) in bad {
+        let config = configured(&oidc_config());
+        let mut host = FakeHost::default();
+        let (tag, _) = only_call(&tick(&config, &host));
+        let step = answer(&config, &host, tag, outcome);
+        assert_eq!(
+            config.counter_names(&step.counters),
+            vec!["jwks_fetch_failed"],
+            "{what}"
+        );
+        assert!(step.calls.is_empty(), "{what}");
+        assert_eq!(
+            run(&config, &host, &get(&oidc_token("k1")))
+                .local_reply()
+                .map(|r| r.status),
+            Some(503),
+            "{what}"
+        );
+        host.now_ms += 1999;
+        assert!(tick(&config, &host).calls.is_empty(), "{what}");
+        host.now_ms += 1;
+        let call = only_call(&tick(&config, &host)).1;
+        assert_eq!(
+            header_of(&call, ":path"),
+            Some("/realms/shop/.well-known/openid-configuration"),
+            "{what}: discovery again"
+        );
+    }
+}
+
+// Unknown kid: one refetch, concurrent requests wait for it -------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn an_unknown_kid_refetches_once_and_concurrent_requests_wait_for_it() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    host.now_ms += 1000;
+    let rotated = remote_token("k2", Some(2));
+    let headers = request(
+        "GET",
+        "/orders",
+        &[("authorization", &bearer(&rotated)), ("x-user", "mallory")],
+    );
+
+    // The first request leads the refetch.
+    let mut leader = config.filter();
+    let step = leader.on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(step.calls.len(), 1);
+    let call = &step.calls[0];
+    assert_eq!(call.cluster, "idp_cluster");
+    assert_eq!(header_of(call, ":path"), Some("/keys/jwks.json"));
+    assert_eq!(header_of(call, ":authority"), Some("idp.example"));
+    assert_eq!(call.timeout, Duration::from_millis(TIMEOUT_MS));
+    assert_eq!(
+        names(&config, &step),
+        vec!["kid_refetch"],
+        "the evaluation after the refetch counts the cache"
+    );
+    assert_eq!(
+        removed(&step),
+        vec!["x-user"],
+        "the client's copy goes even while waiting"
+    );
+    let signal = step
+        .notify_if_abandoned
+        .clone()
+        .expect("waiters are woken if the leader goes away");
+    assert!(step.state_writes.is_empty());
+
+    // A concurrent request waits on the same signal, without a call of its own.
+    let mut follower = config.filter();
+    let step = follower.on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.action, Action::Wait(signal.clone()));
+    assert!(step.calls.is_empty());
+    // So does one with yet another unknown kid.
+    let mut other = config.filter();
+    let other_headers = get(&remote_token("k9", Some(9)));
+    assert_eq!(
+        other.on_request_headers(&other_headers, &host.ctx()).action,
+        Action::Wait(signal.clone())
+    );
+    // And the periodic fetch does not start another.
+    host.now_ms += REFRESH_MS;
+    assert!(tick(&config, &host).calls.is_empty());
+
+    // The answer: the leader re-evaluates and wakes the others.
+    let step = leader.on_call_response(ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])), &host.ctx());
+    assert_allowed(&config, &step);
+    assert_eq!(
+        names(&config, &step),
+        vec!["cache_miss", "verified_in_wasm", "allowed", "jwks_fetch_ok"]
+    );
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert!(step.calls.is_empty());
+    assert_eq!(set(&step), vec![("x-user".to_owned(), "alice".to_owned())]);
+    assert_eq!(upstream(headers.clone(), &step).get_str("x-user"), Some("alice"));
+
+    let step = follower.on_wake(&signal, &host.ctx());
+    assert_allowed(&config, &step);
+    assert!(step.calls.is_empty());
+    assert_eq!(upstream(headers, &step).get_str("x-user"), Some("alice"));
+    // Still unknown after the refetch: refused, and no second refetch.
+    let step = other.on_wake(&signal, &host.ctx());
+    assert_invalid_token(&config, &step, "key_not_found");
+    // The refetched keys are shared: the periodic refresh is not due any more.
+    assert!(tick(&config, &host).calls.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn unknown_kid_refetches_are_rate_limited() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let mut leader = config.filter();
+    let step = leader.on_request_headers(&get(&remote_token("k2", Some(2))), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    host.now_ms += 100;
+    leader.on_call_response(ok(jwks(&[ed_jwk(None, "k1")])), &host.ctx());
+
+    // Another unknown kid soon after: refused at once, no call.
+    host.now_ms += 9_800;
+    let step = run(&config, &host, &get(&remote_token("k3", Some(3))));
+    assert_invalid_token(&config, &step, "key_not_found");
+    assert_eq!(names(&config, &step), vec!["cache_miss", "denied_key_not_found"]);
+    // Ten seconds after the last refetch started, another may go.
+    host.now_ms += 100;
+    let step = run(&config, &host, &get(&remote_token("k3", Some(3))));
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(step.calls.len(), 1);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_failed_refetch_refuses_the_leader_and_the_waiters_but_keeps_the_keys() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let headers = get(&remote_token("k2", Some(2)));
+    let mut leader = config.filter();
+    assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
+    let mut follower = config.filter();
+    let signal = match follower.on_request_headers(&headers, &host.ctx()).action {
+        Action::Wait(signal) => signal,
+        other => panic!("{other:?}"),
+    };
+    host.now_ms += TIMEOUT_MS;
+    let step = leader.on_call_response(CallOutcome::Failed, &host.ctx());
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert!(names(&config, &step).contains(&"jwks_fetch_failed".to_owned()));
+    assert_eq!(step.local_reply().map(|r| r.status), Some(401));
+    assert!(step.calls.is_empty());
+    assert_invalid_token(&config, &follower.on_wake(&signal, &host.ctx()), "key_not_found");
+    assert_allowed(&config, &run(&config, &host, &get(&remote_token("k1", None))));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_leader_that_goes_away_does_not_wedge_the_provider() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let headers = get(&remote_token("k2", Some(2)));
+    let mut leader = config.filter();
+    assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
+    // The client hangs up: the host cancels the call, and the answer never comes.
+    drop(leader);
+
+    // Later requests with the unknown kid are not parked on a signal nobody will notify...
+    host.now_ms += 1000;
+    let step = run(&config, &host, &headers);
+    assert_invalid_token(&config, &step, "key_not_found");
+    // ...the next refetch may start once the rate limit allows it...
+    host.now_ms += 10_000;
+    let step = run(&config, &host, &headers);
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(step.calls.len(), 1);
+    // ...and the periodic refresh still runs.
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let mut leader = config.filter();
+    assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
+    drop(leader);
+    host.now_ms += REFRESH_MS;
+    only_call(&tick(&config, &host));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn static_keys_never_refetch_for_an_unknown_kid() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {"inline": {"issuer": REMOTE_ISS, "audiences": ["api"],
+                                 "jwks": {"type": "inline", "jwks": {"keys": [ed_jwk(None, "k1")]}}}}
+    }));
+    assert_eq!(config.root.tick_period(), None);
+    let host = FakeHost::default();
+    assert_allowed(&config, &run(&config, &host, &get(&remote_token("k1", None))));
+    let step = run(&config, &host, &get(&remote_token("k2", Some(2))));
+    assert_invalid_token(&config, &step, "key_not_found");
+    // A token without kid is checked against every key that fits its alg.
+    let no_kid = jws(&json!({"alg": "EdDSA"}), &remote_claims(), |input| {
+        ed_key(None).sign(input).to_bytes().to_vec()
+    });
+    assert_allowed(&config, &run(&config, &host, &get(&no_kid)));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_answer_to_a_call_nobody_made_changes_nothing() {
+    let config = configured(&remote_config());
+    let host = FakeHost::default();
+    // A filter that started no call, and a tag of no provider.
+    assert_eq!(
+        config.filter().on_call_response(CallOutcome::Failed, &host.ctx()),
+        Step::proceed()
+    );
+    assert_eq!(answer(&config, &host, 40, CallOutcome::Failed), RootStep::default());
+    assert_eq!(config.filter().on_wake("jwt_auth.keys.0", &host.ctx()), Step::proceed());
+}
