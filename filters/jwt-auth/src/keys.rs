@@ -195,6 +195,12 @@ impl RemoteKeys {
         }
     }
 
+    /// The last fetch failed: the IdP cannot be asked right now, so an unknown `kid` may be a
+    /// rotation this gateway cannot see yet rather than a bad token.
+    pub fn failing(&self) -> bool {
+        self.state.borrow().failures > 0
+    }
+
     /// Takes the answer to a fetch. A discovery answer leads to the JWKS fetch it names.
     pub fn on_response(
         &self,
@@ -210,6 +216,10 @@ impl RemoteKeys {
             }),
             Fetch::Jwks => self.fetched(outcome, now_ms, store).map(|()| None),
         };
+        if !matches!(result, Ok(Some(_))) {
+            // The fetch is over: another worker may take the next one without waiting the lease out.
+            let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
+        }
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
         match &result {

@@ -491,8 +491,10 @@ impl Auth {
                 }
             }
         }
-        let invalid = rejections.iter().find_map(|(_, r)| match r {
+        // An unknown kid while the IdP cannot be asked is an outage, not a bad token (fail closed: 503).
+        let invalid = rejections.iter().find_map(|(p, r)| match r {
             Rejection::Invalid(error) => Some(error.reason()),
+            Rejection::UnknownKid if root.remote(*p).is_some_and(|remote| remote.failing()) => None,
             Rejection::UnknownKid => Some("key_not_found"),
             Rejection::KeysUnavailable => None,
         });

@@ -1671,7 +1671,7 @@ fn unknown_kid_refetches_are_rate_limited() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
-fn a_failed_refetch_refuses_the_leader_and_the_waiters_but_keeps_the_keys() {
+fn a_failed_refetch_is_an_outage_for_the_leader_and_the_waiters_and_keeps_the_keys() {
     let config = configured(&remote_config());
     let mut host = FakeHost::default();
     load_keys(&config, &host, &[ed_jwk(None, "k1")]);
@@ -1687,9 +1687,15 @@ fn a_failed_refetch_refuses_the_leader_and_the_waiters_but_keeps_the_keys() {
     let step = leader.on_call_response(CallOutcome::Failed, &host.ctx());
     assert_eq!(step.notify, vec![signal.clone()]);
     assert!(names(&config, &step).contains(&"jwks_fetch_failed".to_owned()));
-    assert_eq!(step.local_reply().map(|r| r.status), Some(401));
-    assert!(step.calls.is_empty());
-    assert_invalid_token(&config, &follower.on_wake(&signal, &host.ctx()), "key_not_found");
+    // The IdP cannot be asked: an unknown kid may be a rotation not seen yet, so 503, not 401.
+    for step in [step, follower.on_wake(&signal, &host.ctx())] {
+        let reply = step.local_reply().expect("answered");
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("retry-after"), Some("2"));
+        assert_eq!(reply.header("www-authenticate"), None);
+        assert!(step.calls.is_empty());
+        assert!(names(&config, &step).contains(&"denied_keys_unavailable".to_owned()));
+    }
     assert_allowed(&config, &run(&config, &host, &get(&remote_token("k1", None))));
 }
 

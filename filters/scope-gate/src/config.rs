@@ -55,6 +55,7 @@ pub enum RequiresConfig {
     AnyOf { scopes: Vec<String> },
     /// Every one of these scopes.
     AllOf { scopes: Vec<String> },
-    /// No authentication at all.
-    Public,
+    /// No authentication at all. (A struct variant: serde ignores `deny_unknown_fields` on unit
+    /// variants of tagged enums, and `{"type": "public", "scopes": […]}` must not pass silently.)
+    Public {},
 }

@@ -80,7 +80,7 @@ impl shared::FilterRoot for ScopeGate {
                 }
             }
             let requires = match &rule.requires {
-                RequiresConfig::Public => Requires::Public,
+                RequiresConfig::Public {} => Requires::Public,
                 RequiresConfig::AnyOf { scopes } => Requires::AnyOf(scope_list(scopes, &at.field("requires"))?),
                 RequiresConfig::AllOf { scopes } => Requires::AllOf(scope_list(scopes, &at.field("requires"))?),
             };

@@ -236,6 +236,10 @@ fn bad_configs_name_the_field() {
             "rules[0].content_types[0]",
         ),
         (r#"{"rules": [], "unmatched": "maybe"}"#, "unmatched"),
+        (
+            r#"{"rules": [{"requires": {"type": "public", "scopes": ["admin"]}}]}"#,
+            "rules[0].requires",
+        ),
         (r#"{"rules": [], "scope_claims": []}"#, "scope_claims"),
         (r#"{}"#, ""),
     ];
