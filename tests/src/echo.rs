@@ -1,24 +1,23 @@
 //! The echo upstream: an HTTP/1.1 server that records every request it gets
 //! and answers with a JSON description of it.
 //!
-//! It runs on its own thread with its own tokio runtime, so tests stay plain
-//! synchronous `#[test]` functions. Connections are kept alive between
-//! requests, as Envoy reuses upstream connections.
+//! It is a [`BackgroundServer`]: it runs on its own thread with its own tokio
+//! runtime, so tests stay plain synchronous `#[test]` functions.
+//! Connections are kept alive between requests, as Envoy reuses upstream
+//! connections.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::sync::oneshot;
+
+use crate::http::{has_header, header_values};
+use crate::server::{BackgroundServer, HandlerResponse};
 
 /// One request as the echo upstream received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,21 +39,17 @@ impl RecordedRequest {
     /// Every value of a header (name matched case-insensitively), as lossy
     /// UTF-8.
     pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// The first value of a header, as lossy UTF-8.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.header_all(name).into_iter().next()
+        header_values(&self.headers, name).next()
     }
 
     /// Whether the request carried the header at all.
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        has_header(&self.headers, name)
     }
 
     /// The JSON document the echo upstream answers this request with.
@@ -89,15 +84,13 @@ fn lock(state: &Shared) -> MutexGuard<'_, State> {
 
 /// A running echo upstream on `127.0.0.1:<ephemeral port>`. Stops on drop.
 pub struct EchoUpstream {
-    addr: SocketAddr,
     state: Shared,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 impl std::fmt::Debug for EchoUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EchoUpstream").field("addr", &self.addr).finish()
+        f.debug_struct("EchoUpstream").field("addr", &self.addr()).finish()
     }
 }
 
@@ -115,37 +108,17 @@ impl EchoUpstream {
     /// # Panics
     /// If the socket cannot be bound or the runtime cannot be built.
     pub fn bind(addr: SocketAddr) -> EchoUpstream {
-        let listener = StdTcpListener::bind(addr).unwrap_or_else(|e| panic!("echo upstream: bind {addr}: {e}"));
-        listener
-            .set_nonblocking(true)
-            .expect("echo upstream: set listener non-blocking");
-        let addr = listener.local_addr().expect("echo upstream: listener address");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .expect("echo upstream: build tokio runtime");
         let state: Shared = Arc::default();
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let thread_state = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name(format!("echo-upstream-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(serve(listener, thread_state, shutdown_rx));
-                // Dropping the runtime here cancels the connection tasks.
-            })
-            .expect("echo upstream: spawn thread");
-        EchoUpstream {
-            addr,
-            state,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
-        }
+        let handler_state = Arc::clone(&state);
+        let server = BackgroundServer::spawn(addr, "echo upstream", move |req| {
+            handle(req, Arc::clone(&handler_state))
+        });
+        EchoUpstream { state, server }
     }
 
     /// The address the upstream listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Headers added to every response sent from now on (after
@@ -190,52 +163,7 @@ impl EchoUpstream {
     }
 }
 
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn serve(listener: StdTcpListener, state: Shared, mut shutdown: oneshot::Receiver<()>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("echo upstream: cannot register listener: {e}");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        eprintln!("echo upstream: accept failed: {e}");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn_state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, Arc::clone(&conn_state)));
-                    // Errors here are client-side disconnects; nothing to do.
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
-
-async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<HandlerResponse, Infallible> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),

@@ -121,24 +121,17 @@ impl Response {
     /// The first value of a header (name matched case-insensitively), as
     /// lossy UTF-8.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        header_values(&self.headers, name).next()
     }
 
     /// Every value of a header, in arrival order, as lossy UTF-8.
     pub fn header_all(&self, name: &str) -> Vec<String> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .collect()
+        header_values(&self.headers, name).collect()
     }
 
     /// Whether the response carries the header at all.
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        has_header(&self.headers, name)
     }
 
     /// The body parsed as JSON.
@@ -160,6 +153,20 @@ impl Response {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// The values of header `name` (matched case-insensitively) among
+/// `headers` (lowercase names, raw values), in order, as lossy UTF-8.
+pub(crate) fn header_values<'a>(headers: &'a [(String, Vec<u8>)], name: &'a str) -> impl Iterator<Item = String> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Whether `headers` has a header `name` (matched case-insensitively).
+pub(crate) fn has_header(headers: &[(String, Vec<u8>)], name: &str) -> bool {
+    headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 fn invalid(msg: impl Into<String>) -> io::Error {

@@ -22,6 +22,7 @@ pub mod envoy;
 pub mod http;
 pub mod oauth;
 pub mod paths;
+pub mod server;
 
 pub use config::{GatewayConfig, WasmFilter};
 pub use echo::{EchoUpstream, RecordedRequest};
@@ -59,13 +60,32 @@ impl Gateway {
     /// # Panics
     /// If Envoy does not start; the message includes Envoy's log.
     pub fn start_with(cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> Gateway {
+        let (echo, envoy) = Self::launch(cfg);
+        match envoy {
+            Ok(envoy) => Gateway { envoy, echo },
+            Err(log) => panic!("Envoy failed to start: {log}"),
+        }
+    }
+
+    /// Like [`Gateway::start_with`], for a configuration Envoy must refuse
+    /// (e.g. a filter config error): returns Envoy's log, for the test to
+    /// check the reason.
+    ///
+    /// # Panics
+    /// If Envoy starts; the message includes Envoy's log.
+    pub fn start_refused(cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> String {
+        match Self::launch(cfg).1 {
+            Ok(envoy) => panic!("Envoy accepted a bad config:\n{}", envoy.log()),
+            Err(log) => log,
+        }
+    }
+
+    /// Starts an echo upstream, then an Envoy configured by `cfg` in front of it.
+    fn launch(cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> (EchoUpstream, Result<Envoy, String>) {
         let echo = EchoUpstream::start();
         let config = cfg(GatewayConfig::new(echo.addr()));
-        let envoy = match Envoy::start(&config.to_bootstrap(), config.concurrency) {
-            Ok(envoy) => envoy,
-            Err(log) => panic!("Envoy failed to start: {log}"),
-        };
-        Gateway { envoy, echo }
+        let envoy = Envoy::start(&config.to_bootstrap(), config.concurrency);
+        (echo, envoy)
     }
 
     /// Sends `req` to the gateway listener.

@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use harness::config::static_cluster;
-use harness::oauth::{Fault, SigningKey, TokenSpec};
-use harness::{Envoy, Gateway, GatewayConfig, OAuthServer, Request, Response};
+use harness::oauth::{
+    b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
+};
+use harness::{Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
 
 /// A provider that fetches the OAuth server's JWKS through cluster `oauth`.
@@ -25,6 +27,13 @@ fn gateway_with(oauth: &OAuthServer, config: Value, concurrency: u32) -> Gateway
             .extra_cluster(static_cluster("oauth", addr))
             .concurrency(concurrency)
     })
+}
+
+/// A gateway with `provider` as its only provider `idp` and no rules, its keys loaded.
+fn gateway_for(oauth: &OAuthServer, provider: Value) -> Gateway {
+    let gw = gateway_with(oauth, json!({"providers": {"idp": provider}}), 1);
+    wait_for_keys(&gw, 1);
+    gw
 }
 
 /// A gateway with one remote provider `idp`, its keys loaded.
@@ -89,10 +98,7 @@ fn spec(alg: &str, kid: &str, claims: Value) -> TokenSpec {
 }
 
 fn claims(oauth: &OAuthServer, extra: Value) -> Value {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = now_secs();
     let mut claims = json!({"iss": oauth.issuer(), "aud": "api", "sub": "alice", "iat": now, "exp": now + 300});
     merge(&mut claims, extra);
     claims
@@ -125,26 +131,11 @@ fn a_valid_token_reaches_the_upstream_with_its_claims() {
 fn every_asymmetric_algorithm_verifies() {
     let oauth = OAuthServer::start();
     // Inline keys, the RSA one without `alg` so that it may verify every RSA algorithm.
-    let mut jwks = oauth.jwks_for(&["rsa-1", "ec-1", "ec384-1", "ed-1"]);
-    for key in jwks["keys"].as_array_mut().unwrap() {
-        if key["kty"] == "RSA" {
-            key.as_object_mut().unwrap().remove("alg");
-        }
-    }
+    let jwks = jwks_without_rsa_alg(&["rsa-1", "ec-1", "ec384-1", "ed-1"]);
     let mut provider = remote_provider(&oauth);
     provider["jwks"] = json!({"type": "inline", "jwks": jwks});
     let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
-    for (alg, kid) in [
-        ("RS256", "rsa-1"),
-        ("RS384", "rsa-1"),
-        ("RS512", "rsa-1"),
-        ("PS256", "rsa-1"),
-        ("PS384", "rsa-1"),
-        ("PS512", "rsa-1"),
-        ("ES256", "ec-1"),
-        ("ES384", "ec384-1"),
-        ("EdDSA", "ed-1"),
-    ] {
+    for (alg, kid) in ASYMMETRIC_ALGS {
         let token = oauth.mint(spec(alg, kid, claims(&oauth, json!({}))));
         let response = gw.send(bearer(&token));
         assert_eq!(response.status, 200, "{alg}: {}", response.text());
@@ -278,8 +269,7 @@ fn forged_and_broken_tokens_are_refused() {
 }
 
 fn claims_b64(oauth: &OAuthServer, extra: Value) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims(oauth, extra).to_string())
+    b64url_encode(claims(oauth, extra).to_string().as_bytes())
 }
 
 #[test]
@@ -319,8 +309,7 @@ fn tokens_from_query_and_cookie_can_be_stripped() {
     let mut provider = remote_provider(&oauth);
     provider["from"] = json!([{"type": "query", "name": "access_token"}, {"type": "cookie", "name": "at"}]);
     provider["forward"] = json!(false);
-    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
-    wait_for_keys(&gw, 1);
+    let gw = gateway_for(&oauth, provider);
     let token = oauth.token(json!({}));
     assert_eq!(
         gw.send(Request::get(&format!("/orders?a=1&access_token={token}")))
@@ -346,8 +335,7 @@ fn oidc_discovery_finds_the_keys() {
     let oauth = OAuthServer::start();
     let mut provider = remote_provider(&oauth);
     provider["jwks"] = json!({"type": "oidc", "cluster": "oauth"});
-    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
-    wait_for_keys(&gw, 1);
+    let gw = gateway_for(&oauth, provider);
     assert_eq!(gw.send(bearer(&oauth.token(json!({})))).status, 200);
     assert_eq!(oauth.calls("/.well-known/openid-configuration"), 1);
 }
@@ -357,8 +345,7 @@ fn a_rotated_in_key_is_accepted_without_restart_and_a_removed_one_is_refused() {
     let oauth = OAuthServer::start();
     let mut provider = remote_provider(&oauth);
     provider["jwks"]["refresh_secs"] = json!(1);
-    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
-    wait_for_keys(&gw, 1);
+    let gw = gateway_for(&oauth, provider);
     oauth.publish("rsa-2");
     let rotated = oauth.mint(spec("RS256", "rsa-2", claims(&oauth, json!({}))));
     assert_eq!(
@@ -403,8 +390,7 @@ fn a_flapping_idp_keeps_the_last_good_keys() {
     let oauth = OAuthServer::start();
     let mut provider = remote_provider(&oauth);
     provider["jwks"]["refresh_secs"] = json!(1);
-    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
-    wait_for_keys(&gw, 1);
+    let gw = gateway_for(&oauth, provider);
     let token = oauth.token(json!({}));
     for (round, fault) in [Fault::Status(500), Fault::MalformedJwks, Fault::EmptyKeys, Fault::Down]
         .into_iter()
@@ -457,8 +443,7 @@ fn several_providers_any_of_and_all_of() {
     });
     let gw = gateway_with(&oauth, config, 1);
     wait_for_keys(&gw, 1);
-    use base64::Engine;
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(secret).unwrap();
+    let key = b64url_decode(secret);
     let mut partner_spec = spec(
         "HS256",
         "rsa-1",
@@ -487,15 +472,12 @@ fn several_providers_any_of_and_all_of() {
 
 #[test]
 fn a_bad_config_is_refused_at_load_with_the_field_path() {
-    let echo = harness::EchoUpstream::start();
-    let config = GatewayConfig::new(echo.addr()).filter(
-        "jwt_auth",
-        json!({"providers": {"idp": {"issuer": "https://idp.example", "jwks": {"type": "remote", "cluster": "oauth", "path": "jwks"}}}}),
-    );
-    let log = match Envoy::start(&config.to_bootstrap(), 1) {
-        Ok(envoy) => panic!("Envoy accepted a bad config:\n{}", envoy.log()),
-        Err(log) => log,
-    };
+    let log = Gateway::start_refused(|c| {
+        c.filter(
+            "jwt_auth",
+            json!({"providers": {"idp": {"issuer": "https://idp.example", "jwks": {"type": "remote", "cluster": "oauth", "path": "jwks"}}}}),
+        )
+    });
     assert!(
         log.contains("jwt_auth: invalid configuration: providers.idp.jwks.path: must start with '/'"),
         "{log}"

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use harness::oauth::{b64url_decode, b64url_encode, fixture_jwk, SigningKey, TokenSpec};
+use harness::oauth::{
+    b64url_decode, b64url_encode, fixture_jwk, jwks_without_rsa_alg, now_secs, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
+};
 use harness::{Envoy, Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
 
@@ -149,22 +151,12 @@ impl Cases {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// The JWKS both sides verify with: `rsa-1` (no `alg`, so every RS*/PS* algorithm may use it),
 /// `ec-1`, `ec384-1`, `ed-1`, and `rsa-3` published *without* a `kid`.
-fn shared_jwks(oauth: &OAuthServer) -> Value {
-    let mut jwks = oauth.jwks_for(&["rsa-1", "ec-1", "ec384-1", "ed-1", "rsa-3"]);
+fn shared_jwks() -> Value {
+    let mut jwks = jwks_without_rsa_alg(&["rsa-1", "ec-1", "ec384-1", "ed-1", "rsa-3"]);
     for key in jwks["keys"].as_array_mut().expect("keys") {
         let key = key.as_object_mut().expect("a JWK object");
-        if key.get("kty") == Some(&json!("RSA")) {
-            key.remove("alg");
-        }
         if key.get("kid") == Some(&json!("rsa-3")) {
             key.remove("kid");
         }
@@ -227,7 +219,7 @@ fn split(token: &str) -> (String, String, String) {
 
 fn build_cases(oauth: &OAuthServer) -> Cases {
     let mut cases = Cases { list: Vec::new() };
-    let now = now();
+    let now = now_secs();
     let iss = oauth.issuer();
     let claims = |extra: Value| oauth.claims(extra);
     let good = claims(json!({}));
@@ -235,17 +227,7 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
     let (h, p, s) = split(&valid);
 
     // Every asymmetric algorithm both sides support.
-    for (alg, kid) in [
-        ("RS256", "rsa-1"),
-        ("RS384", "rsa-1"),
-        ("RS512", "rsa-1"),
-        ("PS256", "rsa-1"),
-        ("PS384", "rsa-1"),
-        ("PS512", "rsa-1"),
-        ("ES256", "ec-1"),
-        ("ES384", "ec384-1"),
-        ("EdDSA", "ed-1"),
-    ] {
+    for (alg, kid) in ASYMMETRIC_ALGS {
         let token = oauth.mint(spec(alg, kid, good.clone()));
         cases.token(&format!("valid {alg}"), Want::Accept, &token);
     }
@@ -475,7 +457,7 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
     cases.token(
         "header not JSON",
         Want::Reject,
-        &oauth.mint(spec("RS256", "rsa-1", good.clone()).raw_header_bytes(b"not json")),
+        &oauth.mint(spec("RS256", "rsa-1", good.clone()).raw_header(b"not json")),
     );
     cases.token(
         "payload is a JSON array",
@@ -500,8 +482,7 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
         "whitespace: newlines in the header JSON",
         Want::Any,
         &oauth.mint(
-            spec("RS256", "rsa-1", good.clone())
-                .raw_header_bytes(b"{\n  \"alg\": \"RS256\",\n  \"kid\": \"rsa-1\"\n}\n"),
+            spec("RS256", "rsa-1", good.clone()).raw_header(b"{\n  \"alg\": \"RS256\",\n  \"kid\": \"rsa-1\"\n}\n"),
         ),
     );
     cases.header("lowercase bearer scheme", Want::Any, &format!("bearer {valid}"));
@@ -549,7 +530,7 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
     cases.token(
         "duplicate claim (sub twice)",
         Want::Any,
-        &oauth.mint(spec("RS256", "rsa-1", Value::Null).raw_payload_bytes(dup_sub.as_bytes())),
+        &oauth.mint(spec("RS256", "rsa-1", Value::Null).raw_payload(dup_sub.as_bytes())),
     );
     let dup_exp = format!(
         r#"{{"iss":"{iss}","aud":"api","sub":"alice","iat":{now},"exp":{},"exp":{exp}}}"#,
@@ -558,14 +539,12 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
     cases.token(
         "duplicate claim (exp expired, then valid)",
         Want::Any,
-        &oauth.mint(spec("RS256", "rsa-1", Value::Null).raw_payload_bytes(dup_exp.as_bytes())),
+        &oauth.mint(spec("RS256", "rsa-1", Value::Null).raw_payload(dup_exp.as_bytes())),
     );
     cases.token(
         "duplicate header member (kid unknown, then rsa-1)",
         Want::Any,
-        &oauth.mint(
-            spec("RS256", "rsa-1", good.clone()).raw_header_bytes(br#"{"alg":"RS256","kid":"nope","kid":"rsa-1"}"#),
-        ),
+        &oauth.mint(spec("RS256", "rsa-1", good.clone()).raw_header(br#"{"alg":"RS256","kid":"nope","kid":"rsa-1"}"#)),
     );
 
     // Size.
@@ -576,24 +555,6 @@ fn build_cases(oauth: &OAuthServer) -> Cases {
     );
 
     cases
-}
-
-/// `raw_header` / `raw_payload` setters for [`TokenSpec`] (it has public fields, no builders for these).
-trait RawParts {
-    fn raw_header_bytes(self, raw: &[u8]) -> Self;
-    fn raw_payload_bytes(self, raw: &[u8]) -> Self;
-}
-
-impl RawParts for TokenSpec {
-    fn raw_header_bytes(mut self, raw: &[u8]) -> Self {
-        self.raw_header = Some(raw.to_vec());
-        self
-    }
-
-    fn raw_payload_bytes(mut self, raw: &[u8]) -> Self {
-        self.raw_payload = Some(raw.to_vec());
-        self
-    }
 }
 
 /// Our filter's per-reason denial counters.
@@ -666,7 +627,7 @@ fn table(rows: &[Row]) -> String {
 #[test]
 fn native_jwt_authn_and_jwt_auth_accept_and_reject_the_same_tokens() {
     let oauth = OAuthServer::start();
-    let jwks = shared_jwks(&oauth);
+    let jwks = shared_jwks();
     let native = native_gateway(&oauth, &jwks);
     let ours = wasm_gateway(&oauth, &jwks);
     let cases = build_cases(&oauth);

@@ -158,6 +158,45 @@ pub fn jwks_for(kids: &[&str]) -> Value {
     json!({ "keys": kids.iter().map(|k| fixture_jwk(k)).collect::<Vec<_>>() })
 }
 
+/// [`jwks_for`]`(kids)` with `alg` removed from the RSA keys, so that one
+/// RSA key verifies every RS* and PS* algorithm (e.g. for
+/// [`ASYMMETRIC_ALGS`]); the other keys keep theirs.
+///
+/// # Panics
+/// If one of them is not a fixture key.
+pub fn jwks_without_rsa_alg(kids: &[&str]) -> Value {
+    let keys: Vec<Value> = kids
+        .iter()
+        .map(|kid| {
+            let mut jwk = fixture_jwk(kid);
+            if key_type(kid) == KeyType::Rsa {
+                if let Some(members) = jwk.as_object_mut() {
+                    members.remove("alg");
+                }
+            }
+            jwk
+        })
+        .collect();
+    json!({ "keys": keys })
+}
+
+/// Every asymmetric JWS algorithm, each with a fixture key published at
+/// start that signs it, as `(alg, kid)`: `rsa-1` for RS256/384/512 and
+/// PS256/384/512, `ec-1` for ES256, `ec384-1` for ES384, `ed-1` for EdDSA.
+/// A verifier accepts all of them with [`jwks_without_rsa_alg`] of those
+/// four keys.
+pub const ASYMMETRIC_ALGS: [(&str, &str); 9] = [
+    ("RS256", "rsa-1"),
+    ("RS384", "rsa-1"),
+    ("RS512", "rsa-1"),
+    ("PS256", "rsa-1"),
+    ("PS384", "rsa-1"),
+    ("PS512", "rsa-1"),
+    ("ES256", "ec-1"),
+    ("ES384", "ec384-1"),
+    ("EdDSA", "ed-1"),
+];
+
 impl LoadedKey {
     pub(crate) fn key_type(&self) -> KeyType {
         match &self.pair {

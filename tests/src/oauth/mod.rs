@@ -2,8 +2,8 @@
 //! client-credentials token endpoint and token introspection, over HTTP/1.1
 //! on `127.0.0.1`, driven in-process by the test.
 //!
-//! Like [`EchoUpstream`](crate::EchoUpstream) it runs on its own thread with
-//! its own tokio runtime and stops on drop.
+//! Like [`EchoUpstream`](crate::EchoUpstream) it is a [`BackgroundServer`]:
+//! it runs on its own thread with its own tokio runtime and stops on drop.
 //!
 //! | Endpoint | What it answers |
 //! |---|---|
@@ -37,15 +37,18 @@ mod server;
 mod token;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
-pub use keys::{fixture_jwk, fixture_kids, fixture_public_key_pem, jwks_for, key_type, KeyType};
+use crate::server::{BackgroundServer, BoundListener};
+
+pub use keys::{
+    fixture_jwk, fixture_kids, fixture_public_key_pem, jwks_for, jwks_without_rsa_alg, key_type, KeyType,
+    ASYMMETRIC_ALGS,
+};
 pub use token::{b64url_decode, b64url_encode, jws_claims, jws_header, jws_parts, mint, SigningKey, TokenSpec};
 
 /// Path of the OpenID Connect discovery document.
@@ -182,7 +185,9 @@ pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn now_secs() -> u64 {
+/// The current time in seconds since the Unix epoch (a JWT `NumericDate`),
+/// the clock of every minted `iat`/`exp`.
+pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -191,16 +196,14 @@ pub(crate) fn now_secs() -> u64 {
 
 /// A running test OAuth/OIDC server. Stops on drop.
 pub struct OAuthServer {
-    addr: SocketAddr,
     state: Shared,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 impl std::fmt::Debug for OAuthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .field("issuer", &self.issuer())
             .field("published", &self.published())
             .finish()
@@ -222,18 +225,9 @@ impl OAuthServer {
     /// # Panics
     /// If the socket cannot be bound or the runtime cannot be built.
     pub fn bind(addr: SocketAddr) -> OAuthServer {
-        let listener = StdTcpListener::bind(addr).unwrap_or_else(|e| panic!("oauth server: bind {addr}: {e}"));
-        listener
-            .set_nonblocking(true)
-            .expect("oauth server: set listener non-blocking");
-        let addr = listener.local_addr().expect("oauth server: listener address");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .expect("oauth server: build tokio runtime");
+        let listener = BoundListener::bind(addr, "oauth server");
         let state: Shared = Arc::new(Mutex::new(State {
-            addr,
+            addr: listener.addr(),
             issuer: None,
             published: DEFAULT_PUBLISHED.iter().map(|k| (*k).to_owned()).collect(),
             default_kid: DEFAULT_KID.to_owned(),
@@ -245,31 +239,19 @@ impl OAuthServer {
             ttl: DEFAULT_TTL,
             issued: HashMap::new(),
         }));
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let thread_state = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name(format!("oauth-server-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(server::serve(listener, thread_state, shutdown_rx));
-                // Dropping the runtime here cancels the connection tasks.
-            })
-            .expect("oauth server: spawn thread");
-        OAuthServer {
-            addr,
-            state,
-            shutdown: Some(shutdown_tx),
-            thread: Some(thread),
-        }
+        let handler_state = Arc::clone(&state);
+        let server = listener.serve(move |req| server::handle(req, Arc::clone(&handler_state)));
+        OAuthServer { state, server }
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://<addr><path>`: where `path` is served, whatever the issuer.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.addr())
     }
 
     /// The issuer: `http://<addr>` unless [set](OAuthServer::set_issuer).
@@ -486,17 +468,6 @@ fn merge(mut base: Map<String, Value>, overrides: Value) -> Map<String, Value> {
         }
     }
     base
-}
-
-impl Drop for OAuthServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// Used by the server for JSON bodies.

@@ -1,8 +1,7 @@
 //! The HTTP side of the OAuth server: routing, faults, and the token and
 //! introspection endpoints.
 
-use std::net::TcpListener as StdTcpListener;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -10,12 +9,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+
+use crate::server::HandlerResponse;
 
 use super::keys::random_bytes;
 use super::token::b64url_encode;
@@ -29,7 +26,7 @@ const HUGE_BYTES: usize = 4 * 1024 * 1024;
 /// A request body larger than this is refused.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-type Resp = hyper::Response<Full<Bytes>>;
+type Resp = HandlerResponse;
 
 /// Decoded form parameters, in order.
 type Form = Vec<(String, String)>;
@@ -37,7 +34,7 @@ type Form = Vec<(String, String)>;
 /// The service error that makes hyper drop the connection without writing a
 /// response: how [`Fault::Down`] is served.
 #[derive(Debug)]
-struct DropConnection;
+pub(super) struct DropConnection;
 
 impl std::fmt::Display for DropConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,40 +43,6 @@ impl std::fmt::Display for DropConnection {
 }
 
 impl std::error::Error for DropConnection {}
-
-pub(super) async fn serve(listener: StdTcpListener, state: Shared, mut shutdown: oneshot::Receiver<()>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("oauth server: cannot register listener: {e}");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        eprintln!("oauth server: accept failed: {e}");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn_state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(req, Arc::clone(&conn_state)));
-                    // Errors here are client disconnects or injected faults.
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
-}
 
 fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     let mut resp = hyper::Response::new(Full::new(body.into()));
@@ -127,7 +90,9 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     )
 }
 
-async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<Resp, DropConnection> {
+/// Answers one request (the [`BackgroundServer`](crate::server::BackgroundServer)
+/// handler of [`OAuthServer`](super::OAuthServer)).
+pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<Resp, DropConnection> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
     let fault = {

@@ -96,6 +96,19 @@ impl TokenSpec {
         self
     }
 
+    /// Sets the `raw_header` field: exact header bytes, for duplicate members,
+    /// bad JSON, odd whitespace.
+    pub fn raw_header(mut self, raw: &[u8]) -> TokenSpec {
+        self.raw_header = Some(raw.to_vec());
+        self
+    }
+
+    /// Sets the `raw_payload` field: exact payload bytes.
+    pub fn raw_payload(mut self, raw: &[u8]) -> TokenSpec {
+        self.raw_payload = Some(raw.to_vec());
+        self
+    }
+
     /// Sets (or, with `Value::Null`, removes) one extra header member.
     pub fn header(mut self, name: &str, value: Value) -> TokenSpec {
         if value.is_null() {
