@@ -25,7 +25,7 @@ pub fn refuse(path: &str) -> Option<&'static str> {
     if path.split('/').any(|segment| segment == "." || segment == "..") {
         return Some("dot segment in the path");
     }
-    if path.bytes().any(|b| b < 0x21 || b >= 0x7f) {
+    if path.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Some("control, space or non-ASCII byte in the path");
     }
     None
