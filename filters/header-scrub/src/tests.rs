@@ -1,7 +1,7 @@
 //! The core, driven the way the adapter drives it.
 
 use shared::testkit::{Configured, FakeHost};
-use shared::{Action, HeaderEdit, Headers, HttpFilter, Step};
+use shared::{Action, Headers, HttpFilter, Step};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 use crate::HeaderScrub;
@@ -16,16 +16,6 @@ fn request(pairs: &[(&str, &[u8])]) -> Headers {
         headers.push(name, *value);
     }
     headers
-}
-
-fn removed(step: &Step) -> Vec<String> {
-    step.header_edits
-        .iter()
-        .filter_map(|e| match e {
-            HeaderEdit::Remove(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Runs the request phase and returns the headers the upstream would see.
@@ -91,7 +81,7 @@ fn exact_prefix_and_regex_rules_remove_request_headers() {
     ]);
     let step = config.filter().on_request_headers(&headers, &host.ctx());
     assert_eq!(
-        removed(&step),
+        step.removed_headers(),
         vec!["x-debug", "x-internal-route", "x-a-token", "x-b-token"]
     );
     assert_eq!(config.counter_names(&step.counters), vec!["request_headers_removed"; 4]);

@@ -187,16 +187,6 @@ fn names(config: &Configured<JwtAuth>, step: &Step) -> Vec<String> {
     config.counter_names(&step.counters)
 }
 
-fn removed(step: &Step) -> Vec<String> {
-    step.header_edits
-        .iter()
-        .filter_map(|e| match e {
-            HeaderEdit::Remove(n) => Some(n.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn set(step: &Step) -> Vec<(String, String)> {
     step.header_edits
         .iter()
@@ -497,7 +487,7 @@ fn a_valid_token_is_allowed_with_claim_headers_payload_and_state() {
 
     assert_allowed(&config, &step);
     assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
-    assert_eq!(removed(&step), OUTPUT_HEADERS);
+    assert_eq!(step.removed_headers(), OUTPUT_HEADERS);
     assert_eq!(
         set(&step),
         vec![
@@ -577,7 +567,7 @@ fn client_copies_of_output_headers_are_removed_on_public_routes_and_preflights_t
         ),
     ] {
         let step = run(&config, &host, &headers);
-        assert_eq!(removed(&step), OUTPUT_HEADERS);
+        assert_eq!(step.removed_headers(), OUTPUT_HEADERS);
         assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
         assert!(step.state_writes.is_empty(), "no claims without a token: {step:?}");
         let seen = upstream(headers, &step);
@@ -951,7 +941,7 @@ fn cors_preflights_bypass_authentication_only_when_configured() {
     let step = run(&config, &host, &preflight);
     assert_eq!(step.action, Action::Continue);
     assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
-    assert_eq!(removed(&step), OUTPUT_HEADERS);
+    assert_eq!(step.removed_headers(), OUTPUT_HEADERS);
     // Not a preflight: an OPTIONS without Access-Control-Request-Method, or a GET with both.
     assert_missing_token(
         &config,
@@ -1598,7 +1588,7 @@ fn an_unknown_kid_refetches_once_and_concurrent_requests_wait_for_it() {
         "the evaluation after the refetch counts the cache"
     );
     assert_eq!(
-        removed(&step),
+        step.removed_headers(),
         vec!["x-user"],
         "the client's copy goes even while waiting"
     );

@@ -149,6 +149,17 @@ impl Step {
         self
     }
 
+    /// The names this step removes from the headers, in order (for tests and logs).
+    pub fn removed_headers(&self) -> Vec<String> {
+        self.header_edits
+            .iter()
+            .filter_map(|edit| match edit {
+                HeaderEdit::Remove(name) => Some(name.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The reply, if this step answers the client.
     pub fn local_reply(&self) -> Option<&LocalReply> {
         match &self.action {
