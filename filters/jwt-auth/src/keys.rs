@@ -99,19 +99,23 @@ impl RemoteKeys {
         }
     }
 
-    /// The adopted keys and their version, after taking any newer version another worker stored.
+    /// The adopted keys and their version. Newer versions other workers stored are taken on each
+    /// tick; a request reads shared data itself only while this worker has no keys at all.
     pub fn current(&self, store: &dyn SharedStore) -> Option<(Rc<Jwks>, u64)> {
-        self.sync(store);
+        if self.state.borrow().jwks.is_none() {
+            self.sync(store);
+        }
         let state = self.state.borrow();
         state.jwks.clone().map(|jwks| (jwks, state.stamp))
     }
 
-    fn sync(&self, store: &dyn SharedStore) {
+    /// Takes the version another worker stored, if it is newer. Returns whether it did.
+    pub fn sync(&self, store: &dyn SharedStore) -> bool {
         let Some(stamp) = store.get(&self.stamp_key).and_then(|(v, _)| read_u64(&v)) else {
-            return;
+            return false;
         };
         if stamp == self.state.borrow().stamp {
-            return;
+            return false;
         }
         let parsed = store.get(&self.body_key).and_then(|(body, _)| Jwks::parse(&body).ok());
         let mut state = self.state.borrow_mut();
@@ -119,6 +123,7 @@ impl RemoteKeys {
         if let Some(jwks) = parsed {
             state.jwks = Some(Rc::new(jwks));
         }
+        true
     }
 
     /// Periodic work: the fetch this worker should make now, if any.
@@ -422,6 +427,8 @@ mod tests {
             worker2.on_response(Fetch::Jwks, ok(jwks_body("k2")), T0 + 50, &store),
             Ok(None)
         );
+        // Worker 1 takes it on its next tick.
+        assert!(worker1.tick(T0 + 60, &store).is_none());
         let after = worker1.current(&store).unwrap().1;
         assert_ne!(before, after);
         assert_eq!(kids(&worker1, &store), vec!["k2"]);

@@ -474,6 +474,10 @@ impl Auth {
             .map(|(p, _)| *p);
         if let (Some(p), true) = (unknown_kid, may_refetch) {
             if let Some(remote) = root.remote(p) {
+                // Another worker may have fetched the key already: take its version and try again.
+                if remote.sync(ctx.store) {
+                    return self.evaluate(headers, ctx, may_refetch);
+                }
                 match remote.refetch_for_unknown_kid(ctx.now_ms) {
                     Refetch::Started(call) => {
                         self.saved = Some(headers.clone());
