@@ -137,6 +137,14 @@ impl Jwt {
     }
 }
 
+impl Jwt {
+    /// Whether the header's `typ` is `media_type`, compared as [`ClaimRules::allowed_typ`] does.
+    pub fn typ_is(&self, media_type: &str) -> bool {
+        self.typ()
+            .is_some_and(|typ| normalize_typ(typ) == normalize_typ(media_type))
+    }
+}
+
 /// `typ` for comparison: lowercase, without an `application/` prefix.
 fn normalize_typ(typ: &str) -> String {
     let lower = typ.to_ascii_lowercase();

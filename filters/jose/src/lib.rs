@@ -2,6 +2,9 @@
 //! JWKS parsing ([`Jwks`]), signature checks that prefer the host's native crypto and fall back to
 //! pure Rust ([`Jwt::verify`]), and claim rules ([`ClaimRules`]).
 //!
+//! [`IssuerKeys`] compiles an issuer's configured keys; [`keys::RemoteKeys`] keeps remote ones fresh
+//! (shared data, one fetching worker, backoff) and only says which calls to make.
+//!
 //! Pure code: no I/O, no host calls (the host's crypto arrives as a [`shared::HostCrypto`]), no
 //! clock (`now` is an argument), no panics.
 //!
@@ -17,9 +20,11 @@ mod alg;
 mod b64;
 mod claims;
 mod error;
+mod issuer;
 mod json;
 mod jwk;
 mod jwt;
+pub mod keys;
 mod verify;
 
 #[cfg(test)]
@@ -29,5 +34,6 @@ pub use alg::Alg;
 pub use b64::b64url_decode;
 pub use claims::ClaimRules;
 pub use error::{JwksError, JwtError};
+pub use issuer::{store_prefix, IssuerKeys, IssuerKeysSpec, JwksConfig, Rejection};
 pub use jwk::{Jwk, Jwks, KeyKind, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use jwt::Jwt;

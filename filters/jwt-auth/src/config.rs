@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use jose::JwksConfig;
 use shared::route::RouteMatchConfig;
+use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
 
 #[derive(Debug, Deserialize)]
@@ -83,63 +85,7 @@ fn default_separator() -> String {
 }
 
 fn default_sources() -> Vec<SourceConfig> {
-    vec![SourceConfig::Header {
-        name: HeaderName::trusted("authorization"),
-        prefix: Some("Bearer ".to_owned()),
-    }]
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum JwksConfig {
-    /// Keys in the config itself.
-    Inline { jwks: serde_json::Value },
-    /// A JWKS document fetched through an Envoy cluster.
-    Remote {
-        cluster: String,
-        path: String,
-        /// `:authority` of the fetch; default: the issuer's host.
-        authority: Option<String>,
-        #[serde(default = "default_refresh")]
-        refresh_secs: u64,
-        #[serde(default = "default_timeout")]
-        timeout_ms: u64,
-    },
-    /// `<issuer>/.well-known/openid-configuration`, then its `jwks_uri`, through an Envoy cluster.
-    Oidc {
-        cluster: String,
-        authority: Option<String>,
-        #[serde(default = "default_refresh")]
-        refresh_secs: u64,
-        #[serde(default = "default_timeout")]
-        timeout_ms: u64,
-    },
-    /// A shared secret for HS256/384/512 (base64url, at least 32 bytes).
-    Hmac { secret_base64url: String },
-}
-
-fn default_refresh() -> u64 {
-    300
-}
-
-fn default_timeout() -> u64 {
-    2000
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// A header; `prefix` (scheme, compared case-insensitively) is stripped.
-    Header {
-        name: HeaderName,
-        prefix: Option<String>,
-    },
-    Query {
-        name: String,
-    },
-    Cookie {
-        name: String,
-    },
+    vec![SourceConfig::bearer()]
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,9 +8,7 @@
 
 mod cache;
 mod config;
-mod keys;
 mod provider;
-mod source;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -25,9 +23,10 @@ use shared::{
 use cache::TokenCache;
 pub use config::Config;
 use config::RequirementConfig;
-use keys::{Fetch, KeySource, Refetch};
-use provider::{token_key, Provider, Rejection, Verified};
-use source::Found;
+use jose::keys::{Fetch, FetchError, Refetch, RemoteKeys};
+use jose::Rejection;
+use provider::{token_key, Provider, Verified};
+use shared::source::Found;
 
 shared::export_filter!(JwtAuth);
 
@@ -196,11 +195,8 @@ impl JwtAuth {
             .saturating_add(kind)
     }
 
-    fn remote(&self, provider: usize) -> Option<&keys::RemoteKeys> {
-        match &self.providers.get(provider)?.keys {
-            KeySource::Remote(remote) => Some(remote),
-            KeySource::Static(_) => None,
-        }
+    fn remote(&self, provider: usize) -> Option<&RemoteKeys> {
+        self.providers.get(provider)?.keys.remote()
     }
 }
 
@@ -227,16 +223,13 @@ impl shared::FilterRoot for JwtAuth {
     }
 
     fn tick_period(&self) -> Option<Duration> {
-        self.providers
-            .iter()
-            .any(|p| matches!(p.keys, KeySource::Remote(_)))
-            .then_some(TICK)
+        self.providers.iter().any(|p| p.keys.remote().is_some()).then_some(TICK)
     }
 
     fn on_tick(&self, ctx: &Ctx) -> RootStep {
         let mut step = RootStep::default();
         for (i, provider) in self.providers.iter().enumerate() {
-            if let KeySource::Remote(remote) = &provider.keys {
+            if let Some(remote) = provider.keys.remote() {
                 if let Some((fetch, call)) = remote.tick(ctx.now_ms, ctx.store) {
                     step.calls.push((Self::fetch_tag(i, fetch), call));
                 }
@@ -269,7 +262,7 @@ impl shared::FilterRoot for JwtAuth {
 }
 
 impl JwtAuth {
-    fn log_fetch_failure(&self, provider: usize, fetch: Fetch, error: &keys::FetchError) {
+    fn log_fetch_failure(&self, provider: usize, fetch: Fetch, error: &FetchError) {
         let name = self.providers.get(provider).map_or("?", |p| p.name.as_str());
         log::warn!("jwt_auth: provider {name}: {fetch:?} fetch failed ({error:?}); keeping the last good keys");
     }

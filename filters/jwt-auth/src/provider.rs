@@ -1,28 +1,24 @@
 //! One trusted issuer: its keys, its claim rules, where its tokens come from, what it outputs.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
-use base64::Engine;
-use jose::{Alg, ClaimRules, Jwks, Jwt, JwtError};
+use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec, Jwks, Jwt, Rejection};
 use shared::route::RequestLine;
-use shared::{ConfigError, Ctx, FieldPath, HashAlg, HeaderEdit, HeaderName, Headers, HostCrypto};
+use shared::{ConfigError, Ctx, FieldPath, HeaderEdit, HeaderName, Headers};
 
-use crate::config::{JwksConfig, ProviderConfig};
-use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
-use crate::source::{Found, Source};
+use crate::config::ProviderConfig;
+use shared::source::{Found, Source};
 
 pub struct Provider {
     pub name: String,
     pub issuer: String,
     rules: ClaimRules,
-    algorithms: Vec<Alg>,
     pub sources: Vec<Source>,
     forward: bool,
     claim_headers: Vec<(String, HeaderName)>,
     separator: String,
     payload_header: Option<HeaderName>,
-    pub keys: KeySource,
+    pub keys: IssuerKeys,
 }
 
 /// What a verified token gives the request: header edits and the claims for filter state.
@@ -34,125 +30,15 @@ pub struct Verified {
     pub by_host: bool,
 }
 
-/// Remembers whether the host answered a signature check.
-struct Recorder<'a> {
-    host: &'a dyn HostCrypto,
-    answered: Cell<bool>,
-}
-
-impl HostCrypto for Recorder<'_> {
-    fn verify(&self, hash: HashAlg, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
-        let answer = self.host.verify(hash, spki_der, signature, message);
-        self.answered.set(self.answered.get() || answer.is_some());
-        answer
-    }
-}
-
-/// Why a provider did not accept a request's token.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Rejection {
-    Invalid(JwtError),
-    /// No key with the token's `kid`, and the keys are remote: a refetch might find it.
-    UnknownKid,
-    /// Keys were never obtained.
-    KeysUnavailable,
-}
-
 impl Provider {
     pub fn compile(name: &str, config: &ProviderConfig, at: &FieldPath) -> Result<Self, ConfigError> {
-        let issuer_authority = authority_of(&config.issuer);
-        let algorithms = match &config.algorithms {
-            None => Alg::DEFAULT_ALLOWED.to_vec(),
-            Some(names) => names
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    Alg::parse(n).ok_or_else(|| {
-                        at.field("algorithms")
-                            .index(i)
-                            .error(format!("{n:?} is not a supported algorithm"))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        if algorithms.is_empty() {
-            return Err(at.field("algorithms").error("allow at least one algorithm"));
-        }
-        let keys_at = at.field("jwks");
-        let hmac_algs = algorithms.iter().filter(|a| a.is_symmetric()).count();
-        let keys = match &config.jwks {
-            JwksConfig::Hmac { secret_base64url } => {
-                if hmac_algs != algorithms.len() {
-                    return Err(at
-                        .field("algorithms")
-                        .error("an hmac secret verifies only HS256/HS384/HS512: list only those"));
-                }
-                let secret_at = keys_at.field("secret_base64url");
-                let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(secret_base64url.trim_end_matches('='))
-                    .map_err(|_| secret_at.error("not base64url"))?;
-                let keys = algorithms
-                    .iter()
-                    .map(|alg| jose::Jwk::hmac(shared::Secret::new(secret.clone()), *alg, None))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| secret_at.error(e.to_string()))?;
-                KeySource::Static(Rc::new(Jwks::from_keys(keys)))
-            }
-            _ if hmac_algs > 0 => {
-                return Err(at
-                    .field("algorithms")
-                    .error("HS256/HS384/HS512 need `jwks: {\"type\": \"hmac\"}`: public keys are never HMAC secrets"));
-            }
-            JwksConfig::Inline { jwks } => {
-                let jwks =
-                    Jwks::parse(jwks.to_string().as_bytes()).map_err(|e| keys_at.field("jwks").error(e.to_string()))?;
-                if jwks.is_empty() {
-                    return Err(keys_at.field("jwks").error("no usable key"));
-                }
-                KeySource::Static(Rc::new(jwks))
-            }
-            JwksConfig::Remote {
-                cluster,
-                path,
-                authority,
-                refresh_secs,
-                timeout_ms,
-            } => {
-                if !path.starts_with('/') {
-                    return Err(keys_at.field("path").error("must start with '/'"));
-                }
-                KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
-                    cluster: nonempty(cluster, &keys_at.field("cluster"))?,
-                    authority: authority_for(authority, &issuer_authority, &keys_at)?,
-                    jwks_path: Some(path.clone()),
-                    discovery_path: None,
-                    refresh_secs: *refresh_secs,
-                    timeout_ms: *timeout_ms,
-                    store_id: store_id(name, &config.issuer),
-                })))
-            }
-            JwksConfig::Oidc {
-                cluster,
-                authority,
-                refresh_secs,
-                timeout_ms,
-            } => {
-                let base = path_of(&config.issuer)
-                    .ok_or_else(|| at.field("issuer").error("OIDC discovery needs an http(s) issuer URL"))?;
-                KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
-                    cluster: nonempty(cluster, &keys_at.field("cluster"))?,
-                    authority: authority_for(authority, &issuer_authority, &keys_at)?,
-                    jwks_path: None,
-                    discovery_path: Some(format!(
-                        "{}/.well-known/openid-configuration",
-                        base.trim_end_matches('/')
-                    )),
-                    refresh_secs: *refresh_secs,
-                    timeout_ms: *timeout_ms,
-                    store_id: store_id(name, &config.issuer),
-                })))
-            }
-        };
+        let keys = IssuerKeys::compile(IssuerKeysSpec {
+            issuer: &config.issuer,
+            jwks: &config.jwks,
+            algorithms: config.algorithms.as_deref(),
+            store_prefix: jose::store_prefix("jwt_auth", name, &config.issuer),
+            at,
+        })?;
         if config.from.is_empty() {
             return Err(at.field("from").error("give at least one token source"));
         }
@@ -174,7 +60,6 @@ impl Provider {
                 require_exp: true,
                 allowed_typ: config.typ.clone(),
             },
-            algorithms,
             sources,
             forward: config.forward,
             claim_headers: config
@@ -217,36 +102,16 @@ impl Provider {
 
     /// The keys and their version, if there are any.
     pub fn current_keys(&self, ctx: &Ctx) -> Option<(Rc<Jwks>, u64)> {
-        match &self.keys {
-            KeySource::Static(jwks) => Some((Rc::clone(jwks), 0)),
-            KeySource::Remote(remote) => remote.current(ctx.store),
-        }
+        self.keys.current(ctx)
     }
 
     /// Checks a token completely: structure, algorithm, signature, claims.
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, ctx: &Ctx) -> Result<Verified, Rejection> {
-        if !self.algorithms.contains(&jwt.alg()) {
-            return Err(Rejection::Invalid(JwtError::AlgNotAllowed));
-        }
-        let mut candidates = keys.candidates(jwt.kid(), jwt.alg()).peekable();
-        if candidates.peek().is_none() {
-            return Err(match self.keys {
-                KeySource::Remote(_) => Rejection::UnknownKid,
-                KeySource::Static(_) => Rejection::Invalid(JwtError::KeyNotFound),
-            });
-        }
-        let crypto = Recorder {
-            host: ctx.crypto,
-            answered: Cell::new(false),
-        };
-        let mut last = JwtError::BadSignature;
-        if !candidates.any(|key| jwt.verify(key, &crypto).map_err(|e| last = e).is_ok()) {
-            return Err(Rejection::Invalid(last));
-        }
+        let by_host = self.keys.check_signature(jwt, keys, ctx.crypto)?;
         jwt.validate_claims(&self.rules, ctx.now_secs())
             .map_err(Rejection::Invalid)?;
         Ok(Verified {
-            by_host: crypto.answered.get(),
+            by_host,
             ..self.outputs(jwt)
         })
     }
@@ -294,26 +159,6 @@ fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
         return None;
     }
     Some(text.into_bytes())
-}
-
-fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
-    if value.is_empty() {
-        Err(at.error("must not be empty"))
-    } else {
-        Ok(value.to_owned())
-    }
-}
-
-fn authority_for(configured: &Option<String>, issuer: &Option<String>, at: &FieldPath) -> Result<String, ConfigError> {
-    configured.clone().or_else(|| issuer.clone()).ok_or_else(|| {
-        at.field("authority")
-            .error("the issuer is not a URL: give the authority to fetch keys from")
-    })
-}
-
-fn store_id(provider: &str, issuer: &str) -> String {
-    let digest = shared::Secret::new(format!("{provider}\n{issuer}")).fingerprint();
-    format!("{provider}.{digest}")
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod ports;
 pub mod route;
 pub mod secret;
+pub mod source;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

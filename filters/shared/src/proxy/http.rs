@@ -174,13 +174,19 @@ impl<R: FilterRoot> Wakeable for Shell<R> {
 
 impl<R: FilterRoot> Drop for HttpAdapter<R> {
     fn drop(&mut self) {
-        let abandoned = self
-            .shell
-            .state
-            .try_borrow_mut()
-            .ok()
-            .filter(|state| !state.pending_calls.is_empty())
-            .and_then(|mut state| state.notify_if_abandoned.take());
+        let Ok(mut state) = self.shell.state.try_borrow_mut() else {
+            return;
+        };
+        let abandoned = if state.pending_calls.is_empty() {
+            None
+        } else {
+            state.notify_if_abandoned.take()
+        };
+        // The filter goes first: its own drop gives up what it led (an in-flight fetch), so the
+        // requests woken next see it given up rather than still in flight.
+        let filter = state.filter.take();
+        drop(state);
+        drop(filter);
         if let Some(signal) = abandoned {
             waiters::notify(&signal);
         }

@@ -1,9 +1,36 @@
-//! Where a token is read from: a header with a scheme prefix, a query parameter, or a cookie.
+//! Where a credential is read from: a header with a scheme prefix, a query parameter, or a cookie.
 
-use shared::route::RequestLine;
-use shared::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
+use serde::Deserialize;
 
-use crate::config::SourceConfig;
+use crate::route::RequestLine;
+use crate::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
+
+/// A token source as configured.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A header; `prefix` (scheme, compared case-insensitively) is stripped.
+    Header {
+        name: HeaderName,
+        prefix: Option<String>,
+    },
+    Query {
+        name: String,
+    },
+    Cookie {
+        name: String,
+    },
+}
+
+impl SourceConfig {
+    /// `Authorization: Bearer <token>` (RFC 6750 section 2.1).
+    pub fn bearer() -> Self {
+        SourceConfig::Header {
+            name: HeaderName::trusted("authorization"),
+            prefix: Some("Bearer ".to_owned()),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum Source {
@@ -151,10 +178,7 @@ mod tests {
     }
 
     fn bearer() -> Source {
-        Source::Header {
-            name: HeaderName::trusted("authorization"),
-            prefix: Some("Bearer ".into()),
-        }
+        Source::compile(&SourceConfig::bearer(), &FieldPath::root()).unwrap()
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -8,8 +8,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use jose::Jwks;
 use shared::{CallOutcome, HeaderName, HttpCall, SharedStore};
+
+use crate::Jwks;
 
 /// Longest pause between retries of a failing fetch.
 const MAX_BACKOFF_MS: u64 = 30_000;
@@ -77,8 +78,8 @@ pub struct RemoteSpec {
     pub discovery_path: Option<String>,
     pub refresh_secs: u64,
     pub timeout_ms: u64,
-    /// Distinguishes this provider's shared data from every other plugin's.
-    pub store_id: String,
+    /// Prefix of this key source's shared-data keys: distinguishes it from every other plugin's.
+    pub store_prefix: String,
 }
 
 impl RemoteKeys {
@@ -89,9 +90,9 @@ impl RemoteKeys {
             discovery_path: spec.discovery_path,
             refresh_ms: spec.refresh_secs.saturating_mul(1000),
             timeout: Duration::from_millis(spec.timeout_ms),
-            body_key: format!("apisec.jwt_auth.{}.jwks", spec.store_id),
-            stamp_key: format!("apisec.jwt_auth.{}.stamp", spec.store_id),
-            lease_key: format!("apisec.jwt_auth.{}.lease", spec.store_id),
+            body_key: format!("{}.jwks", spec.store_prefix),
+            stamp_key: format!("{}.stamp", spec.store_prefix),
+            lease_key: format!("{}.lease", spec.store_prefix),
             state: RefCell::new(KeyState {
                 jwks_path: spec.jwks_path,
                 ..KeyState::default()
@@ -259,7 +260,7 @@ impl RemoteKeys {
         let stored = store.set(&self.body_key, &body, None).is_ok()
             && store.set(&self.stamp_key, &stamp.to_le_bytes(), None).is_ok();
         if !stored {
-            log::warn!("jwt_auth: could not share fetched keys with the other workers");
+            log::warn!("{}: could not share fetched keys with the other workers", self.body_key);
         }
         let mut state = self.state.borrow_mut();
         state.jwks = Some(Rc::new(jwks));
@@ -336,7 +337,7 @@ mod tests {
             discovery_path: discovery.then(|| "/.well-known/openid-configuration".to_owned()),
             refresh_secs: REFRESH_MS / 1000,
             timeout_ms: TIMEOUT_MS,
-            store_id: "idp.test".into(),
+            store_prefix: "apisec.test.idp".into(),
         }
     }
 

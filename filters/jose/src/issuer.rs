@@ -1,0 +1,242 @@
+//! A trusted issuer's keys and algorithms, as configured: where the keys come from (inline, a
+//! remote JWKS, OIDC discovery, an HMAC secret) and the signature check against them.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use base64::Engine;
+use serde::Deserialize;
+use shared::{ConfigError, Ctx, FieldPath, HashAlg, HostCrypto};
+
+use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
+use crate::{Alg, Jwk, Jwks, Jwt, JwtError};
+
+/// The `jwks` member of an issuer's config.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JwksConfig {
+    /// Keys in the config itself.
+    Inline { jwks: serde_json::Value },
+    /// A JWKS document fetched through an Envoy cluster.
+    Remote {
+        cluster: String,
+        path: String,
+        /// `:authority` of the fetch; default: the issuer's host.
+        authority: Option<String>,
+        #[serde(default = "default_refresh")]
+        refresh_secs: u64,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+    /// `<issuer>/.well-known/openid-configuration`, then its `jwks_uri`, through an Envoy cluster.
+    Oidc {
+        cluster: String,
+        authority: Option<String>,
+        #[serde(default = "default_refresh")]
+        refresh_secs: u64,
+        #[serde(default = "default_timeout")]
+        timeout_ms: u64,
+    },
+    /// A shared secret for HS256/384/512 (base64url, at least 32 bytes).
+    Hmac { secret_base64url: String },
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+
+fn default_timeout() -> u64 {
+    2000
+}
+
+/// Why a token's signature was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    Invalid(JwtError),
+    /// No key with the token's `kid`, and the keys are remote: a refetch might find it.
+    UnknownKid,
+    /// Keys were never obtained.
+    KeysUnavailable,
+}
+
+/// The keys and algorithms an issuer's tokens are checked with.
+pub struct IssuerKeys {
+    algorithms: Vec<Alg>,
+    pub source: KeySource,
+}
+
+/// What compiling an issuer's keys needs: the config members, and where they sit in the config.
+pub struct IssuerKeysSpec<'a> {
+    pub issuer: &'a str,
+    pub jwks: &'a JwksConfig,
+    /// Allowed `alg` values; `None`: [`Alg::DEFAULT_ALLOWED`].
+    pub algorithms: Option<&'a [String]>,
+    /// Shared-data prefix of remote keys, unique to this filter and issuer.
+    pub store_prefix: String,
+    /// The config object holding `issuer`, `jwks` and `algorithms`.
+    pub at: &'a FieldPath,
+}
+
+impl IssuerKeys {
+    pub fn compile(spec: IssuerKeysSpec<'_>) -> Result<Self, ConfigError> {
+        let at = spec.at;
+        let algorithms = match spec.algorithms {
+            None => Alg::DEFAULT_ALLOWED.to_vec(),
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    Alg::parse(n).ok_or_else(|| {
+                        at.field("algorithms")
+                            .index(i)
+                            .error(format!("{n:?} is not a supported algorithm"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if algorithms.is_empty() {
+            return Err(at.field("algorithms").error("allow at least one algorithm"));
+        }
+        let keys_at = at.field("jwks");
+        let issuer_authority = authority_of(spec.issuer);
+        let hmac_algs = algorithms.iter().filter(|a| a.is_symmetric()).count();
+        let remote = |cluster: &str, authority: &Option<String>, jwks_path, discovery_path, refresh, timeout| {
+            Ok::<_, ConfigError>(KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
+                cluster: nonempty(cluster, &keys_at.field("cluster"))?,
+                authority: authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
+                    keys_at
+                        .field("authority")
+                        .error("the issuer is not a URL: give the authority to fetch keys from")
+                })?,
+                jwks_path,
+                discovery_path,
+                refresh_secs: refresh,
+                timeout_ms: timeout,
+                store_prefix: spec.store_prefix.clone(),
+            }))))
+        };
+        let source = match spec.jwks {
+            JwksConfig::Hmac { secret_base64url } => {
+                if hmac_algs != algorithms.len() {
+                    return Err(at
+                        .field("algorithms")
+                        .error("an hmac secret verifies only HS256/HS384/HS512: list only those"));
+                }
+                let secret_at = keys_at.field("secret_base64url");
+                let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(secret_base64url.trim_end_matches('='))
+                    .map_err(|_| secret_at.error("not base64url"))?;
+                let keys = algorithms
+                    .iter()
+                    .map(|alg| Jwk::hmac(shared::Secret::new(secret.clone()), *alg, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| secret_at.error(e.to_string()))?;
+                KeySource::Static(Rc::new(Jwks::from_keys(keys)))
+            }
+            _ if hmac_algs > 0 => {
+                return Err(at
+                    .field("algorithms")
+                    .error("HS256/HS384/HS512 need `jwks: {\"type\": \"hmac\"}`: public keys are never HMAC secrets"));
+            }
+            JwksConfig::Inline { jwks } => {
+                let jwks =
+                    Jwks::parse(jwks.to_string().as_bytes()).map_err(|e| keys_at.field("jwks").error(e.to_string()))?;
+                if jwks.is_empty() {
+                    return Err(keys_at.field("jwks").error("no usable key"));
+                }
+                KeySource::Static(Rc::new(jwks))
+            }
+            JwksConfig::Remote {
+                cluster,
+                path,
+                authority,
+                refresh_secs,
+                timeout_ms,
+            } => {
+                if !path.starts_with('/') {
+                    return Err(keys_at.field("path").error("must start with '/'"));
+                }
+                remote(cluster, authority, Some(path.clone()), None, *refresh_secs, *timeout_ms)?
+            }
+            JwksConfig::Oidc {
+                cluster,
+                authority,
+                refresh_secs,
+                timeout_ms,
+            } => {
+                let base = path_of(spec.issuer)
+                    .ok_or_else(|| at.field("issuer").error("OIDC discovery needs an http(s) issuer URL"))?;
+                let discovery = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
+                remote(cluster, authority, None, Some(discovery), *refresh_secs, *timeout_ms)?
+            }
+        };
+        Ok(Self { algorithms, source })
+    }
+
+    /// The keys and their version, if there are any.
+    pub fn current(&self, ctx: &Ctx) -> Option<(Rc<Jwks>, u64)> {
+        match &self.source {
+            KeySource::Static(jwks) => Some((Rc::clone(jwks), 0)),
+            KeySource::Remote(remote) => remote.current(ctx.store),
+        }
+    }
+
+    pub fn remote(&self) -> Option<&RemoteKeys> {
+        match &self.source {
+            KeySource::Remote(remote) => Some(remote),
+            KeySource::Static(_) => None,
+        }
+    }
+
+    /// Checks the token's algorithm and signature against `keys`. `Ok(true)`: the host's native
+    /// crypto checked it (otherwise the wasm implementation did).
+    pub fn check_signature(&self, jwt: &Jwt, keys: &Jwks, crypto: &dyn HostCrypto) -> Result<bool, Rejection> {
+        if !self.algorithms.contains(&jwt.alg()) {
+            return Err(Rejection::Invalid(JwtError::AlgNotAllowed));
+        }
+        let mut candidates = keys.candidates(jwt.kid(), jwt.alg()).peekable();
+        if candidates.peek().is_none() {
+            return Err(match self.source {
+                KeySource::Remote(_) => Rejection::UnknownKid,
+                KeySource::Static(_) => Rejection::Invalid(JwtError::KeyNotFound),
+            });
+        }
+        let crypto = Recorder {
+            host: crypto,
+            answered: Cell::new(false),
+        };
+        let mut last = JwtError::BadSignature;
+        if !candidates.any(|key| jwt.verify(key, &crypto).map_err(|e| last = e).is_ok()) {
+            return Err(Rejection::Invalid(last));
+        }
+        Ok(crypto.answered.get())
+    }
+}
+
+/// Remembers whether the host answered a signature check.
+struct Recorder<'a> {
+    host: &'a dyn HostCrypto,
+    answered: Cell<bool>,
+}
+
+impl HostCrypto for Recorder<'_> {
+    fn verify(&self, hash: HashAlg, spki_der: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        let answer = self.host.verify(hash, spki_der, signature, message);
+        self.answered.set(self.answered.get() || answer.is_some());
+        answer
+    }
+}
+
+fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
+    if value.is_empty() {
+        Err(at.error("must not be empty"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// A shared-data prefix unique to a filter, a name within it, and an issuer.
+pub fn store_prefix(filter: &str, name: &str, issuer: &str) -> String {
+    let digest = shared::Secret::new(format!("{name}\n{issuer}")).fingerprint();
+    format!("apisec.{filter}.{name}.{digest}")
+}
