@@ -54,6 +54,24 @@ struct KeyState {
     last_forced_ms: Option<u64>,
 }
 
+impl Fetch {
+    /// The tag of a root-context fetch of key source `index`: the answer comes back with it.
+    pub fn tag(self, index: usize) -> u32 {
+        let kind = u32::from(self == Fetch::Discovery);
+        u32::try_from(index)
+            .unwrap_or(u32::MAX / 2)
+            .saturating_mul(2)
+            .saturating_add(kind)
+    }
+
+    /// The key source and the fetch a [`Fetch::tag`] names.
+    pub fn untag(tag: u32) -> (usize, Fetch) {
+        let index = usize::try_from(tag / 2).unwrap_or(usize::MAX);
+        let fetch = if tag % 2 == 1 { Fetch::Discovery } else { Fetch::Jwks };
+        (index, fetch)
+    }
+}
+
 /// What a request with an unknown `kid` can do.
 pub enum Refetch {
     Started(HttpCall),

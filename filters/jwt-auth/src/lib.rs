@@ -187,14 +187,6 @@ impl JwtAuth {
         })
     }
 
-    fn fetch_tag(provider: usize, fetch: Fetch) -> u32 {
-        let kind = u32::from(fetch == Fetch::Discovery);
-        u32::try_from(provider)
-            .unwrap_or(u32::MAX / 2)
-            .saturating_mul(2)
-            .saturating_add(kind)
-    }
-
     fn remote(&self, provider: usize) -> Option<&RemoteKeys> {
         self.providers.get(provider)?.keys.remote()
     }
@@ -231,7 +223,7 @@ impl shared::FilterRoot for JwtAuth {
         for (i, provider) in self.providers.iter().enumerate() {
             if let Some(remote) = provider.keys.remote() {
                 if let Some((fetch, call)) = remote.tick(ctx.now_ms, ctx.store) {
-                    step.calls.push((Self::fetch_tag(i, fetch), call));
+                    step.calls.push((fetch.tag(i), call));
                 }
             }
         }
@@ -239,14 +231,13 @@ impl shared::FilterRoot for JwtAuth {
     }
 
     fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
-        let provider = usize::try_from(tag / 2).unwrap_or(usize::MAX);
-        let fetch = if tag % 2 == 1 { Fetch::Discovery } else { Fetch::Jwks };
+        let (provider, fetch) = Fetch::untag(tag);
         let Some(remote) = self.remote(provider) else {
             return RootStep::default();
         };
         let mut step = RootStep::default();
         match remote.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
-            Ok(Some(next)) => step.calls.push((Self::fetch_tag(provider, Fetch::Jwks), next)),
+            Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(provider), next)),
             Ok(None) => {
                 step.counters.push(self.counters.jwks_fetch_ok);
                 step.notify.push(keys_signal(provider));
@@ -477,7 +468,7 @@ impl Auth {
                         self.leading = Some(p);
                         let mut waiting = Step::pause().call(call).count(root.counters.kid_refetch);
                         waiting.header_edits = step.header_edits;
-                        waiting.notify_if_abandoned = Some(keys_signal(p));
+                        waiting.notify_if_abandoned = vec![keys_signal(p)];
                         return waiting;
                     }
                     Refetch::InFlight => {

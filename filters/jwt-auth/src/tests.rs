@@ -1594,7 +1594,8 @@ fn an_unknown_kid_refetches_once_and_concurrent_requests_wait_for_it() {
     );
     let signal = step
         .notify_if_abandoned
-        .clone()
+        .first()
+        .cloned()
         .expect("waiters are woken if the leader goes away");
     assert!(step.state_writes.is_empty());
 

@@ -87,9 +87,9 @@ pub struct Step {
     pub counters: Vec<Counter>,
     /// Signals to notify after this step is carried out: requests waiting on them wake up.
     pub notify: Vec<String>,
-    /// If this request goes away while its calls are unanswered, notify this signal so that the
-    /// requests waiting on its answer do not wait in vain.
-    pub notify_if_abandoned: Option<String>,
+    /// If this request goes away while its calls are unanswered, notify these signals so that the
+    /// requests waiting on its answers do not wait in vain. Replaces what earlier steps set.
+    pub notify_if_abandoned: Vec<String>,
 }
 
 impl Step {
@@ -113,7 +113,7 @@ impl Step {
             state_writes: Vec::new(),
             counters: Vec::new(),
             notify: Vec::new(),
-            notify_if_abandoned: None,
+            notify_if_abandoned: Vec::new(),
         }
     }
 
@@ -133,6 +133,12 @@ impl Step {
 
     pub fn count(mut self, counter: Counter) -> Self {
         self.counters.push(counter);
+        self
+    }
+
+    /// Signals to notify if this request goes away before its calls are answered.
+    pub fn notify_if_abandoned(mut self, signals: Vec<String>) -> Self {
+        self.notify_if_abandoned = signals;
         self
     }
 

@@ -1,16 +1,50 @@
 //! A test OAuth 2.0 / OpenID Connect server: discovery, JWKS, a
-//! client-credentials token endpoint and token introspection, over HTTP/1.1
-//! on `127.0.0.1`, driven in-process by the test.
+//! client-credentials token endpoint, token introspection and revocation,
+//! over HTTP/1.1 on `127.0.0.1`, driven in-process by the test.
 //!
 //! Like [`EchoUpstream`](crate::EchoUpstream) it is a [`BackgroundServer`]:
 //! it runs on its own thread with its own tokio runtime and stops on drop.
 //!
 //! | Endpoint | What it answers |
 //! |---|---|
-//! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, `token_endpoint`, `introspection_endpoint` (all under [`OAuthServer::issuer`]) and a few more metadata fields |
+//! | `GET /.well-known/openid-configuration` | `issuer`, `jwks_uri`, `token_endpoint`, `introspection_endpoint`, `revocation_endpoint` (all under [`OAuthServer::issuer`]) and a few more metadata fields |
 //! | `GET /jwks` | the JWKS of the [published](OAuthServer::publish) keys, `Cache-Control: max-age=300` |
-//! | `POST /token` | OAuth 2.0 client credentials (RFC 6749 section 4.4), errors per section 5.2 |
-//! | `POST /introspect` | RFC 7662 introspection of tokens this server issued |
+//! | `POST /token` | OAuth 2.0 client credentials (RFC 6749 section 4.4), errors per section 5.2; JWT or [opaque](TokenFormat::Opaque) access tokens |
+//! | `POST /introspect` | introspection of tokens this server issued: RFC 7662 JSON, the phantom JWT itself (`Accept: application/jwt`) or an RFC 9701 signed answer (`Accept: application/token-introspection+jwt`) |
+//! | `POST /revoke` | RFC 7009 revocation |
+//!
+//! # Opaque tokens and phantom JWTs
+//!
+//! With [`TokenFormat::Opaque`] (see [`OAuthServer::set_token_format`]) or
+//! [`OAuthServer::opaque_token`], the server hands out a random reference
+//! token and keeps, next to it, a "phantom" JWT carrying the claims, signed
+//! exactly like a JWT access token. Introspection hands that JWT out: as the
+//! whole body when the caller asks for `application/jwt` (the phantom-token
+//! pattern), or as the `jwt` member of the introspection object. A JWT
+//! access token is its own phantom JWT.
+//!
+//! # Introspection answers
+//!
+//! `POST /introspect` (client authentication as on `/token`, form
+//! `token=...&token_type_hint=...`) answers according to the first media
+//! type of the `Accept` header it recognises (`q` parameters are ignored):
+//!
+//! | `Accept` | active token | inactive, unknown, expired or revoked token |
+//! |---|---|---|
+//! | `application/jwt` | `200`, `application/jwt`, the JWT | `204`, empty body |
+//! | `application/token-introspection+jwt` | `200`, a JWS (see below) | `200`, a JWS whose `token_introspection` is `{"active": false}` |
+//! | `application/json`, anything else, none | `200`, `{"active": true, <claims>..., "token_type": "Bearer", "jwt": <JWT>}` | `200`, `{"active": false}` |
+//!
+//! The RFC 9701 JWS is signed with the default key (its natural algorithm),
+//! header `{"alg", "kid", "typ": "token-introspection+jwt"}`, claims
+//! `{"iss": <issuer>, "aud": <the caller's client_id>, "iat": <now>,
+//! "token_introspection": <the JSON answer>}`.
+//!
+//! An active answer carries `Cache-Control: max-age=<seconds until exp>`,
+//! an inactive one no `Cache-Control`, unless
+//! [`OAuthServer::set_introspection_cache_control`] says otherwise. Every
+//! authenticated introspection request is recorded
+//! ([`OAuthServer::introspection_requests`]).
 //!
 //! Signing keys are the committed fixtures in `tests/fixtures/keys/` (see
 //! its README): `rsa-1` (the default signing key), `rsa-2`, `rsa-3`, `ec-1`,
@@ -30,6 +64,10 @@
 //! idp.publish("rsa-2");
 //! idp.set_default_kid("rsa-2");
 //! idp.retire("rsa-1");
+//! // A phantom-token pair: the opaque token a client presents, and the JWT
+//! // introspection exchanges it for.
+//! let opaque = idp.opaque_token(json!({"scope": "orders:read"}));
+//! let jwt = idp.phantom_jwt(&opaque).expect("just issued");
 //! ```
 
 mod keys;
@@ -59,6 +97,8 @@ pub const JWKS_PATH: &str = "/jwks";
 pub const TOKEN_PATH: &str = "/token";
 /// Path of the introspection endpoint.
 pub const INTROSPECT_PATH: &str = "/introspect";
+/// Path of the revocation endpoint (RFC 7009).
+pub const REVOKE_PATH: &str = "/revoke";
 
 /// The kid of the key that signs by default.
 pub const DEFAULT_KID: &str = "rsa-1";
@@ -70,6 +110,16 @@ pub const DEFAULT_AUDIENCE: &str = "api";
 pub const DEFAULT_SUBJECT: &str = "alice";
 /// The default token lifetime, in seconds.
 pub const DEFAULT_TTL: u64 = 300;
+
+/// Size the [`Fault::HugeBody`] bodies reach (at least): 2 MiB.
+pub const HUGE_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The body [`Fault::Html`] serves.
+pub const HTML_FAULT_BODY: &str = "<html><body>Service temporarily unavailable</body></html>";
+
+/// The fixture key that signs under [`Fault::WrongSignature`]: never
+/// published at start.
+pub const WRONG_SIGNATURE_KID: &str = "rsa-3";
 
 /// A misbehaviour of the JWKS and discovery endpoints (or, with
 /// [`OAuthServer::set_fault_at`], of any one path).
@@ -92,6 +142,69 @@ pub enum Fault {
     HugeJwks,
     /// `200` with `{"keys": []}` (the discovery document is unaffected).
     EmptyKeys,
+    /// `503` with a small JSON error body (`temporarily_unavailable`), and
+    /// `Retry-After: <value>` when `retry_after` is given (sent verbatim: a
+    /// number of seconds, an HTTP date, or garbage).
+    Unavailable {
+        /// The `Retry-After` header value, if any.
+        retry_after: Option<String>,
+    },
+    /// `200`, `Content-Type: text/html`, body [`HTML_FAULT_BODY`]: what a
+    /// captive portal or a misrouted load balancer answers.
+    Html,
+    /// `200` with a body of at least [`HUGE_BODY_BYTES`], in the content
+    /// type the request's `Accept` asked for (as introspection chooses it):
+    /// `application/jwt` or `application/token-introspection+jwt` with `a`
+    /// repeated, else `application/json` with
+    /// `{"active": true, "x_padding": "aaa..."}`.
+    HugeBody,
+    /// Answer normally, except that every JWT in an introspection answer
+    /// (the `application/jwt` body, the JSON `jwt` member, the RFC 9701
+    /// response and the `jwt` inside its `token_introspection`) carries a
+    /// signature that does not verify with the published keys: it is made
+    /// by [`WRONG_SIGNATURE_KID`] while the header keeps the `alg` and `kid`
+    /// of the key that should have signed. Other paths answer normally.
+    WrongSignature,
+}
+
+/// What `/token` issues as the access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenFormat {
+    /// A JWT signed by the default key (see [`OAuthServer::token`]).
+    #[default]
+    Jwt,
+    /// A random reference token (32 random bytes, base64url without
+    /// padding); its "phantom" JWT, signed as a [`TokenFormat::Jwt`] token
+    /// would be, is what introspection hands out.
+    Opaque,
+}
+
+/// How a client authenticated to an endpoint (RFC 6749 section 2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: an `Authorization: Basic` header.
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` form parameters.
+    Post,
+}
+
+/// One introspection request that passed client authentication, as the
+/// server saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionRequest {
+    /// The authenticated client.
+    pub client_id: String,
+    /// How it authenticated.
+    pub auth_method: ClientAuth,
+    /// The `token` form parameter (empty when it was missing: such a
+    /// request is answered `400 invalid_request`).
+    pub token: String,
+    /// The `token_type_hint` form parameter, if any.
+    pub token_type_hint: Option<String>,
+    /// The `Accept` header (several joined with `", "`), if any.
+    pub accept: Option<String>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
 }
 
 /// A registered OAuth client.
@@ -133,8 +246,24 @@ pub(crate) struct State {
     clients: Vec<Client>,
     audience: String,
     ttl: u64,
-    /// Tokens issued by `/token` or [`OAuthServer::token`], with their claims.
-    issued: HashMap<String, Value>,
+    token_format: TokenFormat,
+    /// Tokens issued by `/token`, [`OAuthServer::token`] or
+    /// [`OAuthServer::opaque_token`], by the token string.
+    issued: HashMap<String, Issued>,
+    /// `Some(value)`: the `Cache-Control` of every introspection answer.
+    introspection_cache_control: Option<String>,
+    introspections: Vec<IntrospectionRequest>,
+}
+
+/// What the server remembers of an issued token.
+#[derive(Debug, Clone)]
+struct Issued {
+    /// The claims of its JWT.
+    claims: Value,
+    /// Its JWT: the token itself, or the phantom JWT of an opaque token.
+    jwt: String,
+    /// Whether the token is an opaque reference to `jwt`.
+    opaque: bool,
 }
 
 impl State {
@@ -167,13 +296,30 @@ impl State {
     }
 
     /// Signs `claims` with the default key (its natural algorithm: RS256 for
-    /// RSA) and records the token for introspection.
-    fn sign_and_record(&mut self, claims: Value) -> String {
+    /// RSA) and records the token for introspection: the JWT itself, or with
+    /// [`TokenFormat::Opaque`] a new opaque token whose phantom JWT it is.
+    fn sign_and_record(&mut self, claims: Value, format: TokenFormat) -> String {
         let kid = self.default_kid.clone();
         let spec = TokenSpec::new(key_type(&kid).default_alg(), &kid).claims(claims.clone());
-        let token = mint(&spec);
-        self.issued.insert(token.clone(), claims);
+        let jwt = mint(&spec);
+        let (token, opaque) = match format {
+            TokenFormat::Jwt => (jwt.clone(), false),
+            TokenFormat::Opaque => {
+                let mut raw = [0u8; 32];
+                keys::random_bytes(&mut raw);
+                (b64url_encode(&raw), true)
+            }
+        };
+        self.issued.insert(token.clone(), Issued { claims, jwt, opaque });
         token
+    }
+
+    /// The claims and JWT of `token` if it was issued here, is not revoked
+    /// and has not expired (a token without `exp` never expires).
+    fn active(&self, token: &str) -> Option<&Issued> {
+        self.issued
+            .get(token)
+            .filter(|i| i.claims.get("exp").and_then(Value::as_u64).unwrap_or(u64::MAX) > now_secs())
     }
 }
 
@@ -237,7 +383,10 @@ impl OAuthServer {
             clients: vec![default_client()],
             audience: DEFAULT_AUDIENCE.to_owned(),
             ttl: DEFAULT_TTL,
+            token_format: TokenFormat::Jwt,
             issued: HashMap::new(),
+            introspection_cache_control: None,
+            introspections: Vec::new(),
         }));
         let handler_state = Arc::clone(&state);
         let server = listener.serve(move |req| server::handle(req, Arc::clone(&handler_state)));
@@ -341,7 +490,8 @@ impl OAuthServer {
     /// per-path fault ([`Fault::None`] makes everything healthy again).
     ///
     /// # Panics
-    /// On `Fault::Status` with a code outside 100..=999.
+    /// On `Fault::Status` with a code outside 100..=999, or a
+    /// `Fault::Unavailable` whose `retry_after` is not a valid header value.
     pub fn set_fault(&self, fault: Fault) {
         check_fault(&fault);
         let mut st = lock(&self.state);
@@ -352,10 +502,13 @@ impl OAuthServer {
     /// Sets the fault of one path (any path, `/token` included), overriding
     /// the one [`OAuthServer::set_fault`] set for it. On paths other than
     /// the JWKS and discovery, `MalformedJwks`, `HugeJwks` and `EmptyKeys`
-    /// serve the same bodies as on `/jwks`.
+    /// serve the same bodies as on `/jwks`. The faults meant for
+    /// introspection (`Unavailable`, `Html`, `HugeBody`, `WrongSignature`)
+    /// are typically set on [`INTROSPECT_PATH`].
     ///
     /// # Panics
-    /// On `Fault::Status` with a code outside 100..=999.
+    /// On `Fault::Status` with a code outside 100..=999, or a
+    /// `Fault::Unavailable` whose `retry_after` is not a valid header value.
     pub fn set_fault_at(&self, path: &str, fault: Fault) {
         check_fault(&fault);
         lock(&self.state).path_faults.insert(path.to_owned(), fault);
@@ -399,9 +552,57 @@ impl OAuthServer {
         lock(&self.state).ttl = secs;
     }
 
-    /// Makes a token `/introspect` reports inactive from now on.
+    /// Sets what `/token` issues from now on (default [`TokenFormat::Jwt`]).
+    pub fn set_token_format(&self, format: TokenFormat) {
+        lock(&self.state).token_format = format;
+    }
+
+    /// Makes a token (JWT or opaque) `/introspect` reports inactive from now
+    /// on, as `POST /revoke` does. An opaque token loses its phantom JWT.
     pub fn revoke(&self, token: &str) {
         lock(&self.state).issued.remove(token);
+    }
+
+    /// The phantom JWT of opaque token `opaque`: `None` if this server did
+    /// not issue it as an opaque token, or it was revoked (an expired token
+    /// still has one).
+    pub fn phantom_jwt(&self, opaque: &str) -> Option<String> {
+        lock(&self.state)
+            .issued
+            .get(opaque)
+            .filter(|i| i.opaque)
+            .map(|i| i.jwt.clone())
+    }
+
+    /// Sets the `Cache-Control` of introspection answers: `Some(value)`
+    /// puts exactly `value` on every answer, active or not; `None` restores
+    /// the default (`max-age=<seconds until exp>` on an active answer,
+    /// nothing on an inactive one).
+    ///
+    /// # Panics
+    /// If `value` is not a valid header value.
+    pub fn set_introspection_cache_control(&self, value: Option<&str>) {
+        if let Some(v) = value {
+            assert!(
+                hyper::header::HeaderValue::from_str(v).is_ok(),
+                "Cache-Control {v:?}: not a valid header value"
+            );
+        }
+        lock(&self.state).introspection_cache_control = value.map(str::to_owned);
+    }
+
+    /// Every introspection request that passed client authentication since
+    /// start (or [`OAuthServer::clear_introspection_requests`]), in arrival
+    /// order. Requests answered by a fault other than `Slow` and
+    /// `WrongSignature` are not authenticated, so not recorded (they are
+    /// [counted](OAuthServer::calls)).
+    pub fn introspection_requests(&self) -> Vec<IntrospectionRequest> {
+        lock(&self.state).introspections.clone()
+    }
+
+    /// Forgets the recorded introspection requests.
+    pub fn clear_introspection_requests(&self) {
+        lock(&self.state).introspections.clear();
     }
 
     /// Writes exactly the token `spec` describes (see [`TokenSpec`]); the
@@ -438,7 +639,19 @@ impl OAuthServer {
     pub fn token(&self, claims: Value) -> String {
         let mut st = lock(&self.state);
         let merged = Value::Object(merge(st.default_claims(), claims));
-        st.sign_and_record(merged)
+        st.sign_and_record(merged, TokenFormat::Jwt)
+    }
+
+    /// A new opaque token whose phantom JWT is what
+    /// [`OAuthServer::token`]`(claims)` would return (that JWT is not itself
+    /// recorded as issued). It introspects as active until the JWT's `exp`.
+    ///
+    /// # Panics
+    /// If `claims` is not a JSON object.
+    pub fn opaque_token(&self, claims: Value) -> String {
+        let mut st = lock(&self.state);
+        let merged = Value::Object(merge(st.default_claims(), claims));
+        st.sign_and_record(merged, TokenFormat::Opaque)
     }
 
     /// A `Bearer <token>` header value for [`OAuthServer::token`]`(claims)`.
@@ -448,11 +661,18 @@ impl OAuthServer {
 }
 
 fn check_fault(fault: &Fault) {
-    if let Fault::Status(code) = fault {
-        assert!(
+    match fault {
+        Fault::Status(code) => assert!(
             (100..=999).contains(code),
             "Fault::Status({code}): not a valid HTTP status code"
-        );
+        ),
+        Fault::Unavailable {
+            retry_after: Some(value),
+        } => assert!(
+            hyper::header::HeaderValue::from_str(value).is_ok(),
+            "Fault::Unavailable: Retry-After {value:?} is not a valid header value"
+        ),
+        _ => {}
     }
 }
 
@@ -477,9 +697,12 @@ pub(crate) fn discovery_document(issuer: &str) -> Value {
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
         "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
+        "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],

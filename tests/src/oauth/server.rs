@@ -1,5 +1,5 @@
-//! The HTTP side of the OAuth server: routing, faults, and the token and
-//! introspection endpoints.
+//! The HTTP side of the OAuth server: routing, faults, and the token,
+//! introspection and revocation endpoints.
 
 use std::sync::OnceLock;
 
@@ -8,16 +8,20 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
-use hyper::{Method, StatusCode};
-use serde_json::{json, Value};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
+use hyper::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Map, Value};
 
 use crate::server::HandlerResponse;
 
-use super::keys::random_bytes;
-use super::token::b64url_encode;
+use super::keys::{self, key_type, random_bytes};
+use super::token::{b64url_encode, jws_header, mint, SigningKey, TokenSpec};
 use super::{
-    discovery_document, lock, now_secs, Fault, Shared, DISCOVERY_PATH, INTROSPECT_PATH, JWKS_PATH, TOKEN_PATH,
+    discovery_document, lock, now_secs, ClientAuth, Fault, IntrospectionRequest, Shared, DISCOVERY_PATH,
+    HTML_FAULT_BODY, HUGE_BODY_BYTES, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, WRONG_SIGNATURE_KID,
 };
 
 /// Size the [`Fault::HugeJwks`] bodies reach (at least).
@@ -30,6 +34,53 @@ type Resp = HandlerResponse;
 
 /// Decoded form parameters, in order.
 type Form = Vec<(String, String)>;
+
+/// The media type of a phantom-token introspection answer: the JWT itself.
+const JWT_MEDIA_TYPE: &str = "application/jwt";
+
+/// The media type of an RFC 9701 introspection answer.
+const INTROSPECTION_JWT_MEDIA_TYPE: &str = "application/token-introspection+jwt";
+
+/// The `typ` header of an RFC 9701 introspection answer.
+const INTROSPECTION_JWT_TYP: &str = "token-introspection+jwt";
+
+/// The representation of an introspection answer, chosen by `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerFormat {
+    /// RFC 7662 JSON.
+    Json,
+    /// `application/jwt`: the (phantom) JWT, or `204` when inactive.
+    Jwt,
+    /// `application/token-introspection+jwt` (RFC 9701).
+    SignedJson,
+}
+
+impl AnswerFormat {
+    /// The first media type of the `Accept` header(s) that names one of the
+    /// formats (parameters such as `q` are ignored); JSON when none does.
+    fn from_accept(headers: &HeaderMap) -> AnswerFormat {
+        for value in headers.get_all(ACCEPT) {
+            for range in String::from_utf8_lossy(value.as_bytes()).split(',') {
+                let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                match media.as_str() {
+                    JWT_MEDIA_TYPE => return AnswerFormat::Jwt,
+                    INTROSPECTION_JWT_MEDIA_TYPE => return AnswerFormat::SignedJson,
+                    "application/json" => return AnswerFormat::Json,
+                    _ => {}
+                }
+            }
+        }
+        AnswerFormat::Json
+    }
+
+    fn media_type(self) -> &'static str {
+        match self {
+            AnswerFormat::Json => "application/json",
+            AnswerFormat::Jwt => JWT_MEDIA_TYPE,
+            AnswerFormat::SignedJson => INTROSPECTION_JWT_MEDIA_TYPE,
+        }
+    }
+}
 
 /// The service error that makes hyper drop the connection without writing a
 /// response: how [`Fault::Down`] is served.
@@ -56,9 +107,35 @@ fn json_response(status: StatusCode, body: &Value) -> Resp {
     response(status, "application/json", body.to_string())
 }
 
-fn with_header(mut resp: Resp, name: hyper::header::HeaderName, value: &'static str) -> Resp {
+/// A response without a body or a `Content-Type`.
+fn empty_response(status: StatusCode) -> Resp {
+    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn with_header(mut resp: Resp, name: HeaderName, value: &'static str) -> Resp {
     resp.headers_mut().insert(name, HeaderValue::from_static(value));
     resp
+}
+
+/// Sets header `name` to `value`; the caller has checked `value` (an
+/// invalid one is skipped).
+fn with_dynamic_header(mut resp: Resp, name: HeaderName, value: &str) -> Resp {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, value);
+    }
+    resp
+}
+
+/// Every value of header `name`, joined with `", "`; `None` if absent.
+fn header_string(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    let values: Vec<String> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// An RFC 6749 section 5.2 error answer (`no-store`; `invalid_client` is a
@@ -146,7 +223,21 @@ pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Resu
                 "max-age=300",
             ))
         }
+        Fault::Unavailable { retry_after } => {
+            let resp = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "temporarily_unavailable", "error_description": "injected fault"}),
+            );
+            return Ok(match retry_after {
+                Some(value) => with_dynamic_header(resp, RETRY_AFTER, &value),
+                None => resp,
+            });
+        }
+        Fault::Html => return Ok(response(StatusCode::OK, "text/html", HTML_FAULT_BODY)),
+        Fault::HugeBody => return Ok(huge_body(AnswerFormat::from_accept(&parts.headers))),
+        Fault::WrongSignature => {}
     }
+    let wrong_signature = fault == Fault::WrongSignature;
     let get = parts.method == Method::GET || parts.method == Method::HEAD;
     let resp = match path.as_str() {
         DISCOVERY_PATH if get => {
@@ -166,9 +257,10 @@ pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Resu
             )
         }
         DISCOVERY_PATH | JWKS_PATH => method_not_allowed("GET, HEAD"),
-        TOKEN_PATH | INTROSPECT_PATH if parts.method != Method::POST => method_not_allowed("POST"),
+        TOKEN_PATH | INTROSPECT_PATH | REVOKE_PATH if parts.method != Method::POST => method_not_allowed("POST"),
         TOKEN_PATH => token_endpoint(&parts.headers, &body, &state),
-        INTROSPECT_PATH => introspect_endpoint(&parts.headers, &body, &state),
+        INTROSPECT_PATH => introspect_endpoint(&parts.headers, &body, &state, wrong_signature),
+        REVOKE_PATH => revoke_endpoint(&parts.headers, &body, &state),
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found", "path": path})),
     };
     Ok(resp)
@@ -215,6 +307,17 @@ fn huge_jwks(real: &Value) -> Vec<u8> {
     body.into_bytes()
 }
 
+/// The [`Fault::HugeBody`] answer in `format`'s media type.
+fn huge_body(format: AnswerFormat) -> Resp {
+    let body = match format {
+        AnswerFormat::Json => json!({"active": true, "x_padding": "a".repeat(HUGE_BODY_BYTES)})
+            .to_string()
+            .into_bytes(),
+        AnswerFormat::Jwt | AnswerFormat::SignedJson => vec![b'a'; HUGE_BODY_BYTES],
+    };
+    response(StatusCode::OK, format.media_type(), body)
+}
+
 /// Decodes `application/x-www-form-urlencoded` (`+` is a space); `None` on a
 /// bad percent escape or a parameter given twice (RFC 6749 section 3.2).
 fn parse_form(body: &[u8]) -> Option<Form> {
@@ -258,9 +361,19 @@ fn param<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
     form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// A request that passed client authentication.
+struct Authenticated {
+    /// Its form parameters.
+    form: Form,
+    /// The client.
+    client_id: String,
+    /// How the client authenticated.
+    method: ClientAuth,
+}
+
 /// Checks the request framing and client authentication shared by the
-/// token and introspection endpoints; returns the form and the client id.
-fn authenticate(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Result<(Form, String), Box<Resp>> {
+/// token, introspection and revocation endpoints.
+fn authenticate(headers: &HeaderMap, body: &[u8], state: &Shared) -> Result<Authenticated, Box<Resp>> {
     if let Some(ct) = headers.get(CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
         if ct.split(';').next().map(str::trim) != Some("application/x-www-form-urlencoded") {
@@ -292,16 +405,16 @@ fn authenticate(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resu
         }
     };
     let form_secret = param(&form, "client_secret");
-    let (id, secret) = match (basic, form_secret) {
+    let (id, secret, method) = match (basic, form_secret) {
         (Some(_), Some(_)) => {
             return Err(Box::new(oauth_error(
                 "invalid_request",
                 "more than one client authentication method",
             )))
         }
-        (Some(creds), None) => creds,
+        (Some((id, secret)), None) => (id, secret, ClientAuth::Basic),
         (None, Some(secret)) => match param(&form, "client_id") {
-            Some(id) => (id.to_owned(), secret.to_owned()),
+            Some(id) => (id.to_owned(), secret.to_owned(), ClientAuth::Post),
             None => {
                 return Err(Box::new(oauth_error(
                     "invalid_client",
@@ -323,7 +436,11 @@ fn authenticate(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resu
             "unknown client or wrong client secret",
         )));
     }
-    Ok((form, id))
+    Ok(Authenticated {
+        form,
+        client_id: id,
+        method,
+    })
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 section
@@ -341,8 +458,8 @@ fn parse_basic(value: &[u8]) -> Option<(String, String)> {
     Some((id, secret))
 }
 
-fn token_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resp {
-    let (form, client_id) = match authenticate(headers, body, state) {
+fn token_endpoint(headers: &HeaderMap, body: &[u8], state: &Shared) -> Resp {
+    let Authenticated { form, client_id, .. } = match authenticate(headers, body, state) {
         Ok(ok) => ok,
         Err(resp) => return *resp,
     };
@@ -390,7 +507,8 @@ fn token_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Re
         "exp": iat + ttl,
         "jti": b64url_encode(&jti),
     });
-    let token = st.sign_and_record(claims);
+    let format = st.token_format;
+    let token = st.sign_and_record(claims, format);
     drop(st);
     let resp = json_response(
         StatusCode::OK,
@@ -399,26 +517,126 @@ fn token_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Re
     with_header(with_header(resp, CACHE_CONTROL, "no-store"), PRAGMA, "no-cache")
 }
 
-/// RFC 7662: `{"active": true, <claims>..., "token_type": "Bearer"}` for an
-/// unexpired token this server issued, else `{"active": false}`.
-fn introspect_endpoint(headers: &hyper::HeaderMap, body: &[u8], state: &Shared) -> Resp {
-    let (form, _client) = match authenticate(headers, body, state) {
+/// Introspection (see the [module documentation](super) for the three
+/// answer formats and their `Cache-Control`); the request is recorded once
+/// the client is authenticated.
+fn introspect_endpoint(headers: &HeaderMap, body: &[u8], state: &Shared, wrong_signature: bool) -> Resp {
+    let Authenticated {
+        form,
+        client_id,
+        method,
+    } = match authenticate(headers, body, state) {
+        Ok(ok) => ok,
+        Err(resp) => return *resp,
+    };
+    let format = AnswerFormat::from_accept(headers);
+    let mut st = lock(state);
+    st.introspections.push(IntrospectionRequest {
+        client_id: client_id.clone(),
+        auth_method: method,
+        token: param(&form, "token").unwrap_or_default().to_owned(),
+        token_type_hint: param(&form, "token_type_hint").map(str::to_owned),
+        accept: header_string(headers, ACCEPT),
+        content_type: header_string(headers, CONTENT_TYPE),
+    });
+    let Some(token) = param(&form, "token") else {
+        return oauth_error("invalid_request", "missing token");
+    };
+    let active = st.active(token).cloned();
+    let issuer = st.issuer();
+    let signing_kid = st.default_kid.clone();
+    let cache_control = match (&st.introspection_cache_control, &active) {
+        (Some(value), _) => Some(value.clone()),
+        (None, Some(issued)) => issued
+            .claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .map(|exp| format!("max-age={}", exp.saturating_sub(now_secs()))),
+        (None, None) => None,
+    };
+    drop(st);
+
+    let jwt = active.as_ref().map(|issued| {
+        if wrong_signature {
+            with_wrong_signature(&issued.jwt)
+        } else {
+            issued.jwt.clone()
+        }
+    });
+    let answer = match (&active, &jwt) {
+        (Some(issued), Some(jwt)) => {
+            let mut members = match &issued.claims {
+                Value::Object(claims) => claims.clone(),
+                _ => Map::new(),
+            };
+            members.insert("active".into(), Value::Bool(true));
+            members.insert("token_type".into(), Value::from("Bearer"));
+            members.insert("jwt".into(), Value::from(jwt.as_str()));
+            Value::Object(members)
+        }
+        _ => json!({"active": false}),
+    };
+    let resp = match (format, jwt) {
+        (AnswerFormat::Jwt, Some(jwt)) => response(StatusCode::OK, JWT_MEDIA_TYPE, jwt),
+        (AnswerFormat::Jwt, None) => empty_response(StatusCode::NO_CONTENT),
+        (AnswerFormat::SignedJson, _) => {
+            let alg = key_type(&signing_kid).default_alg();
+            let claims = json!({
+                "iss": issuer,
+                "aud": client_id,
+                "iat": now_secs(),
+                "token_introspection": answer,
+            });
+            let mut spec = TokenSpec::new(alg, &signing_kid)
+                .claims(claims)
+                .header("typ", Value::from(INTROSPECTION_JWT_TYP));
+            if wrong_signature {
+                spec = spec.signing_key(SigningKey::FixtureAs {
+                    kid: wrong_signature_kid(&signing_kid).to_owned(),
+                    alg: alg.to_owned(),
+                });
+            }
+            response(StatusCode::OK, INTROSPECTION_JWT_MEDIA_TYPE, mint(&spec))
+        }
+        (AnswerFormat::Json, _) => json_response(StatusCode::OK, &answer),
+    };
+    match cache_control {
+        Some(value) => with_dynamic_header(resp, CACHE_CONTROL, &value),
+        None => resp,
+    }
+}
+
+/// The key that makes a signature the key `kid` should have made fail:
+/// [`WRONG_SIGNATURE_KID`], or `rsa-2` should `kid` be that very key.
+fn wrong_signature_kid(kid: &str) -> &'static str {
+    if kid == WRONG_SIGNATURE_KID {
+        "rsa-2"
+    } else {
+        WRONG_SIGNATURE_KID
+    }
+}
+
+/// `jwt` with the same header and payload, re-signed by the wrong key
+/// ([`Fault::WrongSignature`]).
+fn with_wrong_signature(jwt: &str) -> String {
+    let header = jws_header(jwt);
+    let alg = header["alg"].as_str().unwrap_or("RS256");
+    let kid = header["kid"].as_str().unwrap_or_default();
+    let (signing_input, _) = jwt.rsplit_once('.').unwrap_or((jwt, ""));
+    let signature = keys::get(wrong_signature_kid(kid)).sign(alg, signing_input.as_bytes());
+    format!("{signing_input}.{}", b64url_encode(&signature))
+}
+
+/// RFC 7009 revocation: `200` with an empty body whether or not the token
+/// was known (the server does not check which client it was issued to).
+fn revoke_endpoint(headers: &HeaderMap, body: &[u8], state: &Shared) -> Resp {
+    let Authenticated { form, .. } = match authenticate(headers, body, state) {
         Ok(ok) => ok,
         Err(resp) => return *resp,
     };
     let Some(token) = param(&form, "token") else {
         return oauth_error("invalid_request", "missing token");
     };
-    let claims = lock(state).issued.get(token).cloned();
-    let answer = match claims {
-        Some(Value::Object(mut claims))
-            if claims.get("exp").and_then(Value::as_u64).unwrap_or(u64::MAX) > now_secs() =>
-        {
-            claims.insert("active".into(), Value::Bool(true));
-            claims.insert("token_type".into(), Value::from("Bearer"));
-            Value::Object(claims)
-        }
-        _ => json!({"active": false}),
-    };
-    with_header(json_response(StatusCode::OK, &answer), CACHE_CONTROL, "no-store")
+    lock(state).issued.remove(token);
+    empty_response(StatusCode::OK)
 }

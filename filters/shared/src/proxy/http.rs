@@ -40,7 +40,7 @@ struct State<R: FilterRoot> {
     metric_ids: Rc<Vec<Option<u32>>>,
     /// Tokens of outbound calls still awaited.
     pending_calls: Vec<u32>,
-    notify_if_abandoned: Option<String>,
+    notify_if_abandoned: Vec<String>,
 }
 
 impl<R: FilterRoot> HttpAdapter<R> {
@@ -52,7 +52,7 @@ impl<R: FilterRoot> HttpAdapter<R> {
                 filter,
                 metric_ids,
                 pending_calls: Vec::new(),
-                notify_if_abandoned: None,
+                notify_if_abandoned: Vec::new(),
             }),
         });
         Self { shell }
@@ -120,7 +120,7 @@ impl<R: FilterRoot> State<R> {
         for edit in &step.header_edits {
             apply_edit(map, edit);
         }
-        if step.notify_if_abandoned.is_some() {
+        if !step.notify_if_abandoned.is_empty() {
             self.notify_if_abandoned.clone_from(&step.notify_if_abandoned);
         }
         let mut undispatched = 0;
@@ -178,17 +178,17 @@ impl<R: FilterRoot> Drop for HttpAdapter<R> {
             return;
         };
         let abandoned = if state.pending_calls.is_empty() {
-            None
+            Vec::new()
         } else {
-            state.notify_if_abandoned.take()
+            std::mem::take(&mut state.notify_if_abandoned)
         };
         // The filter goes first: its own drop gives up what it led (an in-flight fetch), so the
         // requests woken next see it given up rather than still in flight.
         let filter = state.filter.take();
         drop(state);
         drop(filter);
-        if let Some(signal) = abandoned {
-            waiters::notify(&signal);
+        for signal in &abandoned {
+            waiters::notify(signal);
         }
     }
 }

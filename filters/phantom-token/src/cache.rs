@@ -1,0 +1,209 @@
+//! Introspection results shared by every worker, in shared data.
+//!
+//! Keys are the SHA-256 of the opaque token, never the token. The cache is a fixed number of
+//! slots (a token's slot comes from its hash), so it never grows past its size: a new entry
+//! replaces whatever held its slot, except that an inactive answer never replaces a live active
+//! one (a flood of made-up tokens cannot evict real sessions). Entries are never served past
+//! their expiry.
+
+use shared::SharedStore;
+
+const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 1 + 32 + 8 + 1 + 4;
+
+/// A cached answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    Active {
+        expires_at_ms: u64,
+        /// What goes upstream (a JWT, or a signed introspection response).
+        upstream: Vec<u8>,
+        /// The claims published to filter state.
+        claims: Vec<u8>,
+    },
+    Inactive {
+        expires_at_ms: u64,
+    },
+}
+
+impl Entry {
+    fn expires_at_ms(&self) -> u64 {
+        match self {
+            Entry::Active { expires_at_ms, .. } | Entry::Inactive { expires_at_ms } => *expires_at_ms,
+        }
+    }
+
+    fn encode(&self, key: &[u8; 32]) -> Vec<u8> {
+        let (kind, upstream, claims): (u8, &[u8], &[u8]) = match self {
+            Entry::Active { upstream, claims, .. } => (1, upstream, claims),
+            Entry::Inactive { .. } => (0, &[], &[]),
+        };
+        let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(HEADER_LEN + claims.len() + upstream.len());
+        out.push(FORMAT);
+        out.extend_from_slice(key);
+        out.extend_from_slice(&self.expires_at_ms().to_le_bytes());
+        out.push(kind);
+        out.extend_from_slice(&claims_len.to_le_bytes());
+        out.extend_from_slice(claims);
+        out.extend_from_slice(upstream);
+        out
+    }
+
+    /// The entry in `bytes`, if it is for `key`.
+    fn decode(bytes: &[u8], key: &[u8; 32]) -> Option<Self> {
+        let (header, rest) = bytes.split_at_checked(HEADER_LEN)?;
+        let (format, header) = header.split_first()?;
+        let (stored_key, header) = header.split_at_checked(32)?;
+        let (expires, header) = header.split_at_checked(8)?;
+        let (kind, claims_len) = header.split_first()?;
+        if *format != FORMAT || stored_key != key {
+            return None;
+        }
+        let expires_at_ms = u64::from_le_bytes(expires.try_into().ok()?);
+        let claims_len = usize::try_from(u32::from_le_bytes(claims_len.try_into().ok()?)).ok()?;
+        match kind {
+            0 => Some(Entry::Inactive { expires_at_ms }),
+            1 => {
+                let (claims, upstream) = rest.split_at_checked(claims_len)?;
+                Some(Entry::Active {
+                    expires_at_ms,
+                    upstream: upstream.to_vec(),
+                    claims: claims.to_vec(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+pub struct SharedCache {
+    prefix: String,
+    slots: u64,
+}
+
+impl SharedCache {
+    /// `slots` 0: nothing is cached.
+    pub fn new(prefix: String, slots: usize) -> Self {
+        Self {
+            prefix,
+            slots: u64::try_from(slots).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn slot_key(&self, key: &[u8; 32]) -> Option<String> {
+        let head: [u8; 8] = key.first_chunk::<8>().copied()?;
+        let slot = u64::from_le_bytes(head).checked_rem(self.slots)?;
+        Some(format!("{}.{slot}", self.prefix))
+    }
+
+    /// The unexpired entry for `key`.
+    pub fn get(&self, store: &dyn SharedStore, key: &[u8; 32], now_ms: u64) -> Option<Entry> {
+        let (bytes, _) = store.get(&self.slot_key(key)?)?;
+        Entry::decode(&bytes, key).filter(|entry| now_ms < entry.expires_at_ms())
+    }
+
+    pub fn put(&self, store: &dyn SharedStore, key: &[u8; 32], entry: &Entry, now_ms: u64) {
+        let Some(slot) = self.slot_key(key) else {
+            return;
+        };
+        if now_ms >= entry.expires_at_ms() {
+            return;
+        }
+        let held = store.get(&slot);
+        if let (Entry::Inactive { .. }, Some((bytes, _))) = (entry, &held) {
+            if holds_live_active(bytes, now_ms) {
+                return;
+            }
+        }
+        if store.set(&slot, &entry.encode(key), None).is_err() {
+            log::warn!("phantom_token: could not write the shared cache");
+        }
+    }
+}
+
+fn holds_live_active(bytes: &[u8], now_ms: u64) -> bool {
+    let key: Option<[u8; 32]> = bytes.get(1..33).and_then(|k| k.try_into().ok());
+    key.and_then(|key| Entry::decode(bytes, &key))
+        .is_some_and(|entry| matches!(entry, Entry::Active { .. }) && now_ms < entry.expires_at_ms())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::testkit::FakeStore;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn key(n: u8) -> [u8; 32] {
+        let mut key = [n; 32];
+        key[0] = n;
+        key
+    }
+
+    fn active(expires_at_ms: u64) -> Entry {
+        Entry::Active {
+            expires_at_ms,
+            upstream: b"h.p.s".to_vec(),
+            claims: br#"{"sub":"a"}"#.to_vec(),
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn entries_round_trip_and_expire() {
+        let store = FakeStore::default();
+        let cache = SharedCache::new("t".into(), 16);
+        cache.put(&store, &key(1), &active(1000), 10);
+        assert_eq!(cache.get(&store, &key(1), 999), Some(active(1000)));
+        assert_eq!(cache.get(&store, &key(1), 1000), None, "never past expiry");
+        cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 50 }, 10);
+        assert_eq!(
+            cache.get(&store, &key(2), 49),
+            Some(Entry::Inactive { expires_at_ms: 50 })
+        );
+        cache.put(&store, &key(3), &active(5), 10);
+        assert_eq!(cache.get(&store, &key(3), 0), None, "already expired: not written");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_cache_is_bounded_by_its_slots() {
+        let store = FakeStore::default();
+        let cache = SharedCache::new("t".into(), 4);
+        for n in 0..=255u8 {
+            cache.put(&store, &key(n), &active(1000), 0);
+        }
+        let live = (0..=255u8).filter(|n| cache.get(&store, &key(*n), 1).is_some()).count();
+        assert_eq!(live, 4);
+        // Another token in the same slot is not served the entry.
+        assert_eq!(cache.get(&store, &key(255), 1), Some(active(1000)));
+        let mut other = key(255);
+        other[31] ^= 1;
+        assert_eq!(cache.get(&store, &other, 1), None);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_inactive_answer_never_evicts_a_live_session() {
+        let store = FakeStore::default();
+        let cache = SharedCache::new("t".into(), 1);
+        cache.put(&store, &key(1), &active(1000), 0);
+        cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 900 }, 0);
+        assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)));
+        assert_eq!(cache.get(&store, &key(2), 1), None);
+        // Once the session expired, it may.
+        cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 2000 }, 1000);
+        assert!(cache.get(&store, &key(2), 1001).is_some());
+        // An active answer always may.
+        cache.put(&store, &key(3), &active(3000), 1001);
+        assert_eq!(cache.get(&store, &key(3), 1002), Some(active(3000)));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn zero_slots_cache_nothing_and_garbage_is_ignored() {
+        let store = FakeStore::default();
+        let off = SharedCache::new("t".into(), 0);
+        off.put(&store, &key(1), &active(1000), 0);
+        assert_eq!(off.get(&store, &key(1), 1), None);
+        let cache = SharedCache::new("t".into(), 1);
+        store.set("t.0", b"\x01short", None).unwrap();
+        assert_eq!(cache.get(&store, &key(1), 1), None);
+    }
+}

@@ -1,0 +1,676 @@
+//! phantom-token: clients hold opaque access tokens; the APIs behind the gateway receive a JWT.
+//!
+//! For each request with `Authorization: Bearer <opaque>`, the filter asks the OAuth server's
+//! introspection endpoint (RFC 7662) for the token's JWT, in one of three answer formats
+//! (`application/jwt`, RFC 7662 JSON with a JWT member, RFC 9701 signed response), verifies the
+//! JWT with the IdP's keys, and forwards `Authorization: Bearer <jwt>`. The claims go to filter
+//! state (`apisec.claims`) for the filters behind it.
+//!
+//! Answers are cached in shared data for every worker, keyed by the token's SHA-256; requests on
+//! one worker with the same uncached token wait on a single introspection call. Every failure
+//! fails closed: 401 for a token the IdP does not vouch for, 502 for an answer that cannot be
+//! trusted, 503 when the IdP cannot be asked.
+
+mod cache;
+mod config;
+mod introspection;
+mod verify;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use jose::keys::{Fetch, FetchError, Refetch, RemoteKeys};
+use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
+use shared::route::RequestLine;
+use shared::source::{Found, Source, SourceConfig};
+use shared::{
+    CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
+    MetricRegistry, Realm, RootStep, Secret, Step,
+};
+
+use cache::{Entry, SharedCache};
+pub use config::Config;
+use config::{CacheConfig, ResponseConfig, SignedUpstreamConfig};
+use introspection::{Failure, Introspector, Reply};
+use verify::{Resolved, SignedRules, SignedUpstream, Unresolved, Verifier};
+
+shared::export_filter!(PhantomToken);
+
+/// Filter-state key of the verified claims (JSON): the hand-off to scope-gate and rate-limit.
+pub const CLAIMS_STATE: &str = shared::handoff::CLAIMS;
+/// Filter-state key with the outcome (`allowed`, `passed_through` or the denial reason).
+pub const OUTCOME_STATE: &str = "apisec.phantom_token.outcome";
+
+const TICK: Duration = Duration::from_millis(500);
+const KEYS_RETRY_AFTER_SECS: u64 = 2;
+/// The index of the IdP's key source in fetch tags (there is one).
+const KEY_SOURCE: usize = 0;
+
+/// Denial reasons; each has a counter `denied_<reason>`.
+const DENIAL_REASONS: &[&str] = &[
+    "missing_token",
+    "ambiguous_token",
+    "malformed_token",
+    "inactive_token",
+    "idp_unavailable",
+    "idp_bad_answer",
+];
+
+struct Counters {
+    allowed: Counter,
+    passed_through: Counter,
+    unauthenticated_allowed: Counter,
+    cache_hit: Counter,
+    cache_negative_hit: Counter,
+    cache_miss: Counter,
+    coalesced_waits: Counter,
+    introspection_active: Counter,
+    introspection_inactive: Counter,
+    introspection_errors: Vec<(&'static str, Counter)>,
+    jwks_fetch_ok: Counter,
+    jwks_fetch_failed: Counter,
+    kid_refetch: Counter,
+    denied: Vec<(&'static str, Counter)>,
+}
+
+impl Counters {
+    fn register(metrics: &mut MetricRegistry) -> Self {
+        let named = |metrics: &mut MetricRegistry, prefix: &str, names: &[&'static str]| {
+            names
+                .iter()
+                .map(|n| (*n, metrics.counter(&format!("{prefix}{n}"))))
+                .collect()
+        };
+        Self {
+            allowed: metrics.counter("allowed"),
+            passed_through: metrics.counter("jwt_passed_through"),
+            unauthenticated_allowed: metrics.counter("unauthenticated_allowed"),
+            cache_hit: metrics.counter("cache_hit"),
+            cache_negative_hit: metrics.counter("cache_negative_hit"),
+            cache_miss: metrics.counter("cache_miss"),
+            coalesced_waits: metrics.counter("coalesced_waits"),
+            introspection_active: metrics.counter("introspection_active"),
+            introspection_inactive: metrics.counter("introspection_inactive"),
+            introspection_errors: named(metrics, "introspection_error_", Failure::KINDS),
+            jwks_fetch_ok: metrics.counter("jwks_fetch_ok"),
+            jwks_fetch_failed: metrics.counter("jwks_fetch_failed"),
+            kid_refetch: metrics.counter("kid_refetch"),
+            denied: named(metrics, "denied_", DENIAL_REASONS),
+        }
+    }
+
+    fn find(list: &[(&'static str, Counter)], name: &str) -> Vec<Counter> {
+        list.iter().filter(|(n, _)| *n == name).map(|(_, c)| *c).collect()
+    }
+}
+
+/// How a verdict reaches the upstream.
+enum UpstreamHeader {
+    /// `Authorization: Bearer <jwt>`.
+    Bearer,
+    /// The signed introspection response in this header; `Authorization` removed.
+    Response(HeaderName),
+}
+
+/// How long answers are kept.
+struct CachePolicy {
+    max_ttl_ms: u64,
+    inactive_ttl_ms: u64,
+    exp_margin_ms: u64,
+}
+
+/// The outcome of one introspection, for the request that made it and every request that waited
+/// on it.
+enum Verdict {
+    Allow { upstream: Vec<u8>, claims: Vec<u8> },
+    Deny(Deny, &'static str),
+}
+
+/// One worker's introspection of one token, in flight or just answered.
+#[derive(Default)]
+struct Flight {
+    verdict: Option<Rc<Verdict>>,
+}
+
+/// The configured filter, one per worker.
+pub struct PhantomToken {
+    realm: Realm,
+    source: Source,
+    introspector: Introspector,
+    verifier: Verifier,
+    upstream_header: UpstreamHeader,
+    cache: SharedCache,
+    policy: CachePolicy,
+    pass_through_jwts: bool,
+    bypass_cors_preflight: bool,
+    max_token_bytes: usize,
+    /// Prefix of the wait signals: unique to this plugin's config.
+    signal_prefix: String,
+    flights: RefCell<HashMap<[u8; 32], Flight>>,
+    counters: Counters,
+}
+
+impl PhantomToken {
+    fn compile(config: &Config, metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let root = FieldPath::root();
+        let at = root.field("introspection");
+        let introspector = Introspector::compile(&config.introspection, &at)?;
+        let jwt_at = root.field("jwt");
+        let jwt = &config.jwt;
+        let keys = IssuerKeys::compile(IssuerKeysSpec {
+            issuer: &jwt.issuer,
+            jwks: &jwt.jwks,
+            algorithms: jwt.algorithms.as_deref(),
+            store_prefix: jose::store_prefix("phantom_token", "idp", &jwt.issuer),
+            at: &jwt_at,
+        })?;
+        let token_rules = ClaimRules {
+            issuer: Some(jwt.issuer.clone()),
+            audiences: jwt.audiences.clone(),
+            clock_skew_secs: jwt.clock_skew_secs,
+            require_exp: true,
+            ..ClaimRules::default()
+        };
+        let (signed, upstream_header) = match &config.introspection.response {
+            ResponseConfig::Signed {
+                issuer,
+                audience,
+                upstream,
+            } => {
+                let (upstream, header) = match upstream {
+                    SignedUpstreamConfig::JwtField { field } if field.is_empty() => {
+                        return Err(at
+                            .field("response")
+                            .field("upstream")
+                            .field("field")
+                            .error("must not be empty"))
+                    }
+                    SignedUpstreamConfig::JwtField { field } => {
+                        (SignedUpstream::JwtField(field.clone()), UpstreamHeader::Bearer)
+                    }
+                    SignedUpstreamConfig::ResponseHeader { header } if header.as_str() == "authorization" => {
+                        return Err(at
+                            .field("response")
+                            .field("upstream")
+                            .field("header")
+                            .error("a token-introspection response never goes upstream as the access token"))
+                    }
+                    SignedUpstreamConfig::ResponseHeader { header } => {
+                        (SignedUpstream::ResponseHeader, UpstreamHeader::Response(header.clone()))
+                    }
+                };
+                let rules = ClaimRules {
+                    issuer: Some(issuer.clone().unwrap_or_else(|| jwt.issuer.clone())),
+                    audiences: vec![audience.clone().unwrap_or_else(|| introspector.client_id().to_owned())],
+                    clock_skew_secs: jwt.clock_skew_secs,
+                    required_claims: vec!["iat".to_owned()],
+                    require_exp: false,
+                    allowed_typ: Some(vec![introspection::SIGNED_MEDIA.to_owned()]),
+                    ..ClaimRules::default()
+                };
+                (Some(SignedRules { rules, upstream }), header)
+            }
+            _ => (None, UpstreamHeader::Bearer),
+        };
+        let CacheConfig {
+            max_entries,
+            max_ttl_secs,
+            inactive_ttl_secs,
+            exp_margin_secs,
+        } = config.cache;
+        let identity = Secret::new(format!(
+            "{}\n{}\n{:?}\n{}",
+            config.introspection.cluster,
+            config.introspection.path,
+            introspector.mode,
+            introspector.client_id()
+        ))
+        .fingerprint();
+        let prefix = format!("apisec.phantom_token.{identity}");
+        Ok(Self {
+            realm: config.realm.clone(),
+            source: Source::compile(&SourceConfig::bearer(), &root)?,
+            verifier: Verifier {
+                keys,
+                token_rules,
+                signed,
+                max_jwt_bytes: config.introspection.max_response_bytes,
+            },
+            introspector,
+            upstream_header,
+            cache: SharedCache::new(format!("{prefix}.cache"), max_entries),
+            policy: CachePolicy {
+                max_ttl_ms: max_ttl_secs.saturating_mul(1000),
+                inactive_ttl_ms: inactive_ttl_secs.saturating_mul(1000),
+                exp_margin_ms: exp_margin_secs.saturating_mul(1000),
+            },
+            pass_through_jwts: config.pass_through_jwts,
+            bypass_cors_preflight: config.bypass_cors_preflight,
+            max_token_bytes: config.max_token_bytes,
+            signal_prefix: prefix,
+            flights: RefCell::new(HashMap::new()),
+            counters: Counters::register(metrics),
+        })
+    }
+
+    fn remote(&self) -> Option<&RemoteKeys> {
+        self.verifier.keys.remote()
+    }
+
+    fn flight_signal(&self, key: &[u8; 32]) -> String {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}.flight.{hex}", self.signal_prefix)
+    }
+
+    fn keys_signal(&self) -> String {
+        format!("{}.keys", self.signal_prefix)
+    }
+
+    /// When a verified answer stops being served from the cache; `None`: it is not cached.
+    fn expiry(&self, resolved: &Resolved, reply: &Reply, now_ms: u64) -> Option<u64> {
+        let freshness = match reply {
+            Reply::Inactive(f) | Reply::Token(_, f) | Reply::Signed(_, f) => *f,
+        };
+        if freshness.forbidden {
+            return None;
+        }
+        let mut expiry = match resolved {
+            Resolved::Inactive => now_ms.saturating_add(self.policy.inactive_ttl_ms),
+            Resolved::Active { exp, .. } => {
+                let capped = now_ms.saturating_add(self.policy.max_ttl_ms);
+                exp.map_or(capped, |exp| {
+                    capped.min(exp.saturating_mul(1000).saturating_sub(self.policy.exp_margin_ms))
+                })
+            }
+        };
+        if let Some(max_age) = freshness.max_age_secs {
+            expiry = expiry.min(now_ms.saturating_add(max_age.saturating_mul(1000)));
+        }
+        (expiry > now_ms).then_some(expiry)
+    }
+
+    fn log_fetch_failure(&self, fetch: Fetch, error: &FetchError) {
+        log::warn!("phantom_token: {fetch:?} fetch failed ({error:?}); keeping the last good keys");
+    }
+}
+
+impl shared::FilterRoot for PhantomToken {
+    const NAME: &'static str = "phantom_token";
+    type Filter = Exchange;
+
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let config: Config = shared::config::parse(raw)?;
+        Self::compile(&config, metrics)
+    }
+
+    fn new_filter(root: &Rc<Self>) -> Exchange {
+        Exchange {
+            root: Rc::clone(root),
+            token: None,
+            key: None,
+            leading: false,
+            refetching_keys: false,
+            unverified: None,
+        }
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        self.remote().map(|_| TICK)
+    }
+
+    fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        let mut step = RootStep::default();
+        if let Some((fetch, call)) = self.remote().and_then(|remote| remote.tick(ctx.now_ms, ctx.store)) {
+            step.calls.push((fetch.tag(KEY_SOURCE), call));
+        }
+        step
+    }
+
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
+        let (_, fetch) = Fetch::untag(tag);
+        let Some(remote) = self.remote() else {
+            return RootStep::default();
+        };
+        let mut step = RootStep::default();
+        match remote.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
+            Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(KEY_SOURCE), next)),
+            Ok(None) => {
+                step.counters.push(self.counters.jwks_fetch_ok);
+                step.notify.push(self.keys_signal());
+            }
+            Err(error) => {
+                self.log_fetch_failure(fetch, &error);
+                step.counters.push(self.counters.jwks_fetch_failed);
+                step.notify.push(self.keys_signal());
+            }
+        }
+        step
+    }
+}
+
+/// One request's token exchange.
+pub struct Exchange {
+    root: Rc<PhantomToken>,
+    /// The opaque token, kept while the request waits.
+    token: Option<Secret>,
+    /// Its SHA-256: the cache and flight key.
+    key: Option<[u8; 32]>,
+    /// This request makes the introspection call others wait on.
+    leading: bool,
+    /// Its outstanding call is a key refetch.
+    refetching_keys: bool,
+    /// An answer waiting for the keys that verify it.
+    unverified: Option<Reply>,
+}
+
+impl HttpFilter for Exchange {
+    fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        let root = Rc::clone(&self.root);
+        let mut step = Step::proceed();
+        if let UpstreamHeader::Response(name) = &root.upstream_header {
+            step = step.edit(HeaderEdit::Remove(name.clone()));
+        }
+        let Some(line) = RequestLine::of(headers) else {
+            return self.deny(
+                step,
+                Deny::MalformedRequest("malformed request line"),
+                "malformed_token",
+            );
+        };
+        if root.bypass_cors_preflight && is_preflight(headers, &line) {
+            return step.count(root.counters.unauthenticated_allowed);
+        }
+        let token = match root.source.find(headers, &line) {
+            Found::Token(token) => token,
+            Found::None => return self.deny(step, Deny::MissingToken, "missing_token"),
+            Found::Ambiguous => {
+                let deny = Deny::InvalidAuthRequest("more than one credential in the request");
+                return self.deny(step, deny, "ambiguous_token");
+            }
+        };
+        if token.len() > root.max_token_bytes || !is_b64token(token) {
+            let deny = Deny::InvalidToken("the access token is malformed");
+            return self.deny(step, deny, "malformed_token");
+        }
+        if root.pass_through_jwts && jose::Jwt::decode(token, root.max_token_bytes).is_ok() {
+            // jwt-auth behind this filter verifies it.
+            return step
+                .count(root.counters.passed_through)
+                .publish(OUTCOME_STATE, "passed_through");
+        }
+        let secret = Secret::new(token);
+        self.key = Some(secret.sha256());
+        self.token = Some(secret);
+        self.lookup(step, ctx)
+    }
+
+    fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
+        let root = Rc::clone(&self.root);
+        if self.refetching_keys {
+            self.refetching_keys = false;
+            let mut counter = root.counters.jwks_fetch_ok;
+            if let Some(remote) = root.remote() {
+                if let Err(error) = remote.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store) {
+                    root.log_fetch_failure(Fetch::Jwks, &error);
+                    counter = root.counters.jwks_fetch_failed;
+                }
+            }
+            return self.verify(ctx, false).count(counter).notify(root.keys_signal());
+        }
+        match root.introspector.read(outcome) {
+            Ok(reply) => {
+                self.unverified = Some(reply);
+                self.verify(ctx, true)
+            }
+            Err(failure) => self.fail(failure),
+        }
+    }
+
+    fn on_wake(&mut self, signal: &str, ctx: &Ctx) -> Step {
+        if signal == self.root.keys_signal() {
+            return self.verify(ctx, false);
+        }
+        let Some(key) = self.key else {
+            return Step::proceed();
+        };
+        let verdict = self
+            .root
+            .flights
+            .borrow()
+            .get(&key)
+            .and_then(|flight| flight.verdict.clone());
+        match verdict {
+            Some(verdict) => self.apply(Step::proceed(), &verdict),
+            // The request that asked went away before the answer: ask again (or wait on whoever does).
+            None => self.lookup(Step::proceed(), ctx),
+        }
+    }
+}
+
+impl Drop for Exchange {
+    /// A request that goes away (the client left) while it introspects or refetches keys never
+    /// gets the answer: give the flight up, so that the requests waiting on it ask again.
+    fn drop(&mut self) {
+        if self.leading {
+            if let Some(key) = self.key {
+                let mut flights = self.root.flights.borrow_mut();
+                if flights.get(&key).is_some_and(|f| f.verdict.is_none()) {
+                    flights.remove(&key);
+                }
+            }
+        }
+        if self.refetching_keys {
+            if let Some(remote) = self.root.remote() {
+                remote.abandon();
+            }
+        }
+    }
+}
+
+impl Exchange {
+    /// From the cache, from a flight in progress on this worker, or a new introspection.
+    fn lookup(&mut self, step: Step, ctx: &Ctx) -> Step {
+        let root = Rc::clone(&self.root);
+        let (Some(key), Some(token)) = (self.key, self.token.as_ref()) else {
+            return Step::proceed();
+        };
+        match root.cache.get(ctx.store, &key, ctx.now_ms) {
+            Some(Entry::Active { upstream, claims, .. }) => {
+                let step = step.count(root.counters.cache_hit);
+                return self.apply(step, &Verdict::Allow { upstream, claims });
+            }
+            Some(Entry::Inactive { .. }) => {
+                let step = step.count(root.counters.cache_negative_hit);
+                return self.apply(step, &inactive());
+            }
+            None => {}
+        }
+        let signal = root.flight_signal(&key);
+        let mut flights = root.flights.borrow_mut();
+        if flights.get(&key).is_some_and(|f| f.verdict.is_none()) {
+            let mut waiting = Step::wait(signal)
+                .count(root.counters.cache_miss)
+                .count(root.counters.coalesced_waits);
+            waiting.header_edits = step.header_edits;
+            return waiting;
+        }
+        // Answered flights were read by their waiters when they were notified: drop them.
+        flights.retain(|_, f| f.verdict.is_none());
+        flights.insert(key, Flight::default());
+        self.leading = true;
+        let mut calling = Step::pause()
+            .call(root.introspector.request(token.expose()))
+            .count(root.counters.cache_miss)
+            .notify_if_abandoned(vec![signal]);
+        calling.header_edits = step.header_edits;
+        calling
+    }
+
+    /// Verifies the answer waiting in `unverified`; an unknown key may refetch the keys first.
+    fn verify(&mut self, ctx: &Ctx, may_refetch: bool) -> Step {
+        let root = Rc::clone(&self.root);
+        let Some(reply) = self.unverified.take() else {
+            return Step::proceed();
+        };
+        let resolved = match root.verifier.resolve(&reply, ctx) {
+            Ok(resolved) => resolved,
+            Err(Unresolved::Failed(failure)) => return self.fail(failure),
+            Err(Unresolved::UnknownKid) => {
+                let Some(remote) = root.remote() else {
+                    return self.fail(Failure::InvalidJwt);
+                };
+                if may_refetch && remote.sync(ctx.store) {
+                    self.unverified = Some(reply);
+                    return self.verify(ctx, false);
+                }
+                if may_refetch {
+                    match remote.refetch_for_unknown_kid(ctx.now_ms) {
+                        Refetch::Started(call) => {
+                            self.unverified = Some(reply);
+                            self.refetching_keys = true;
+                            let flight = self.key.map(|key| root.flight_signal(&key));
+                            return Step::pause()
+                                .call(call)
+                                .count(root.counters.kid_refetch)
+                                .notify_if_abandoned(flight.into_iter().chain([root.keys_signal()]).collect());
+                        }
+                        Refetch::InFlight => {
+                            self.unverified = Some(reply);
+                            return Step::wait(root.keys_signal());
+                        }
+                        Refetch::RateLimited => {}
+                    }
+                }
+                // An unknown key while the IdP's keys cannot be fetched is an outage, not a bad answer.
+                let failure = if remote.failing() {
+                    Failure::KeysUnavailable
+                } else {
+                    Failure::InvalidJwt
+                };
+                return self.fail(failure);
+            }
+        };
+        let expiry = root.expiry(&resolved, &reply, ctx.now_ms);
+        let (entry, verdict, counter) = match resolved {
+            Resolved::Active { upstream, claims, .. } => (
+                expiry.map(|expires_at_ms| Entry::Active {
+                    expires_at_ms,
+                    upstream: upstream.clone(),
+                    claims: claims.clone(),
+                }),
+                Verdict::Allow { upstream, claims },
+                root.counters.introspection_active,
+            ),
+            Resolved::Inactive => (
+                expiry.map(|expires_at_ms| Entry::Inactive { expires_at_ms }),
+                inactive(),
+                root.counters.introspection_inactive,
+            ),
+        };
+        if let (Some(entry), Some(key)) = (entry, self.key) {
+            root.cache.put(ctx.store, &key, &entry, ctx.now_ms);
+        }
+        self.finish(verdict).count(counter)
+    }
+
+    fn fail(&mut self, failure: Failure) -> Step {
+        log::warn!("phantom_token: introspection failed: {failure:?}");
+        let counters = Counters::find(&self.root.counters.introspection_errors, failure.kind());
+        let mut step = self.finish(failed(failure));
+        step.counters.extend(counters);
+        step
+    }
+
+    /// Ends this request's flight: the verdict is this request's and its waiters'.
+    fn finish(&mut self, verdict: Verdict) -> Step {
+        let root = Rc::clone(&self.root);
+        let verdict = Rc::new(verdict);
+        let mut step = self.apply(Step::proceed(), &verdict);
+        if self.leading {
+            self.leading = false;
+            if let Some(key) = self.key {
+                if let Some(flight) = root.flights.borrow_mut().get_mut(&key) {
+                    flight.verdict = Some(Rc::clone(&verdict));
+                }
+                step = step.notify(root.flight_signal(&key));
+            }
+        }
+        step
+    }
+
+    fn apply(&self, step: Step, verdict: &Verdict) -> Step {
+        let root = &self.root;
+        match verdict {
+            Verdict::Allow { upstream, claims } => {
+                let step = match &root.upstream_header {
+                    UpstreamHeader::Bearer => {
+                        let mut value = b"Bearer ".to_vec();
+                        value.extend_from_slice(upstream);
+                        step.edit(HeaderEdit::Set(HeaderName::trusted("authorization"), value))
+                    }
+                    UpstreamHeader::Response(name) => step
+                        .edit(HeaderEdit::Remove(HeaderName::trusted("authorization")))
+                        .edit(HeaderEdit::Set(name.clone(), upstream.clone())),
+                };
+                step.publish(CLAIMS_STATE, claims.clone())
+                    .publish(OUTCOME_STATE, "allowed")
+                    .count(root.counters.allowed)
+            }
+            Verdict::Deny(deny, reason) => self.deny(step, deny.clone(), reason),
+        }
+    }
+
+    /// A denial that keeps the counters bumped on the way (cache hits and misses).
+    fn deny(&self, step: Step, deny: Deny, reason: &'static str) -> Step {
+        let mut reply = Step::reply(deny.reply(&self.root.realm));
+        reply.counters = step.counters;
+        reply
+            .counters
+            .extend(Counters::find(&self.root.counters.denied, reason));
+        reply.publish(OUTCOME_STATE, reason)
+    }
+}
+
+fn inactive() -> Verdict {
+    Verdict::Deny(Deny::InvalidToken("the access token is not active"), "inactive_token")
+}
+
+/// The verdict on an unusable answer: 503 when the IdP could not be asked, 502 when its answer
+/// cannot be trusted. Never a detail in the reply: the IdP's body is not echoed.
+fn failed(failure: Failure) -> Verdict {
+    match failure {
+        Failure::Unavailable { retry_after_secs } => {
+            Verdict::Deny(Deny::Unavailable { retry_after_secs }, "idp_unavailable")
+        }
+        Failure::Unreachable => Verdict::Deny(Deny::Unavailable { retry_after_secs: None }, "idp_unavailable"),
+        Failure::KeysUnavailable => Verdict::Deny(
+            Deny::Unavailable {
+                retry_after_secs: Some(KEYS_RETRY_AFTER_SECS),
+            },
+            "idp_unavailable",
+        ),
+        Failure::Status(_) | Failure::Malformed | Failure::Oversized | Failure::InvalidJwt => Verdict::Deny(
+            Deny::BadGateway("the authorization server's answer is unusable"),
+            "idp_bad_answer",
+        ),
+    }
+}
+
+/// RFC 6750 section 2.1 `b64token`: the only characters a bearer token has.
+fn is_b64token(token: &[u8]) -> bool {
+    let end = token.iter().rposition(|b| *b != b'=').map_or(0, |i| i + 1);
+    end > 0
+        && token.get(..end).is_some_and(|body| {
+            body.iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        })
+}
+
+fn is_preflight(headers: &Headers, line: &RequestLine) -> bool {
+    line.method == "OPTIONS" && headers.contains("origin") && headers.contains("access-control-request-method")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,699 @@
+//! The core, driven the way the adapter drives it: config errors, every answer of the OAuth
+//! server in each mode, the shared cache and its lifetimes, single-flight per worker, and remote
+//! keys refetched for an unknown `kid`.
+
+use base64::Engine;
+use ed25519_dalek::Signer;
+use serde_json::{json, Value};
+use shared::testkit::{Configured, FakeHost};
+use shared::{Action, CallOutcome, FilterRoot, HeaderEdit, Headers, HttpCall, HttpFilter, Step};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use crate::{Exchange, PhantomToken, CLAIMS_STATE, OUTCOME_STATE};
+
+// Test data -------------------------------------------------------------------------------------
+
+/// The testkit's "now", 2026-01-01T00:00:00Z, in seconds.
+const NOW: u64 = 1_767_225_600;
+const ISS: &str = "https://idp.example";
+const OPAQUE: &str = "nZ3kq0b4hX0V_opaque-token~1";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn ed_key(seed: u8) -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+fn jwk(seed: u8, kid: &str) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "x": b64(ed_key(seed).verifying_key().as_bytes()), "kid": kid})
+}
+
+fn signed(seed: u8, header: Value, claims: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = ed_key(seed).sign(input.as_bytes()).to_bytes();
+    format!("{input}.{}", b64(&signature))
+}
+
+/// A JWT the filter accepts: key 1, issuer [`ISS`], audience `api`, `exp` 10 minutes on.
+fn jwt(claims: Value) -> String {
+    signed(
+        1,
+        json!({"alg": "EdDSA", "kid": "k1", "typ": "at+jwt"}),
+        &with(access_claims(), claims),
+    )
+}
+
+fn access_claims() -> Value {
+    json!({"iss": ISS, "aud": "api", "sub": "alice", "scope": "orders:read", "iat": NOW - 5, "exp": NOW + 600})
+}
+
+fn with(mut value: Value, changes: Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            value.as_object_mut().unwrap().remove(k);
+        } else {
+            value[k] = v.clone();
+        }
+    }
+    value
+}
+
+fn config(response: Value) -> Value {
+    json!({
+        "realm": "api",
+        "introspection": {
+            "cluster": "idp", "path": "/introspect", "authority": "idp.example",
+            "client_id": "gateway", "client_secret": "gateway-secret", "response": response,
+        },
+        "jwt": {"issuer": ISS, "audiences": ["api"], "jwks": {"type": "inline", "jwks": {"keys": [jwk(1, "k1")]}}},
+    })
+}
+
+fn jwt_mode() -> Value {
+    config(json!({"type": "jwt"}))
+}
+
+fn configured(config: &Value) -> Configured<PhantomToken> {
+    Configured::new(&config.to_string()).unwrap_or_else(|e| panic!("config rejected: {e}"))
+}
+
+fn config_error(config: &Value) -> String {
+    match Configured::<PhantomToken>::new(&config.to_string()) {
+        Ok(_) => panic!("config accepted: {config}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+// Requests, answers and steps -------------------------------------------------------------------
+
+fn request(pairs: &[(&str, &str)]) -> Headers {
+    let mut headers = Headers::from_pairs([(":method", "GET"), (":path", "/orders")]);
+    for (name, value) in pairs {
+        headers.push(name, value.as_bytes());
+    }
+    headers
+}
+
+fn bearer(token: &str) -> Headers {
+    request(&[("authorization", &format!("Bearer {token}"))])
+}
+
+fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallOutcome {
+    let mut h = Headers::from_pairs([(":status", status.to_string())]);
+    for (n, v) in headers {
+        h.push(n, v.as_bytes());
+    }
+    CallOutcome::Response {
+        status,
+        headers: h,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+fn ok(body: &str) -> CallOutcome {
+    answer(200, &[], body)
+}
+
+struct Gateway {
+    config: Configured<PhantomToken>,
+    host: FakeHost,
+}
+
+impl Gateway {
+    fn new(config: &Value) -> Self {
+        Self {
+            config: configured(config),
+            host: FakeHost::default(),
+        }
+    }
+
+    /// A second worker: its own root, the same shared data and clock.
+    fn worker(&self, config: &Value) -> Configured<PhantomToken> {
+        configured(config)
+    }
+
+    fn start(&self, headers: &Headers) -> (Exchange, Step) {
+        let mut exchange = self.config.filter();
+        let step = exchange.on_request_headers(headers, &self.host.ctx());
+        (exchange, step)
+    }
+
+    /// A request whose introspection is answered with `outcome`: the step after the answer.
+    fn exchange(&self, token: &str, outcome: CallOutcome) -> Step {
+        let (mut exchange, step) = self.start(&bearer(token));
+        assert_eq!(step.action, Action::Pause, "introspects");
+        assert_eq!(step.calls.len(), 1);
+        exchange.on_call_response(outcome, &self.host.ctx())
+    }
+
+    fn names(&self, step: &Step) -> Vec<String> {
+        self.config.counter_names(&step.counters)
+    }
+}
+
+fn status(step: &Step) -> Option<u16> {
+    step.local_reply().map(|r| r.status)
+}
+
+fn authorization(step: &Step) -> Option<String> {
+    step.header_edits.iter().find_map(|e| match e {
+        HeaderEdit::Set(n, v) if n.as_str() == "authorization" => Some(String::from_utf8(v.clone()).unwrap()),
+        _ => None,
+    })
+}
+
+fn state<'a>(step: &'a Step, key: &str) -> Option<&'a [u8]> {
+    step.state_writes
+        .iter()
+        .find(|w| w.key == key)
+        .map(|w| w.value.as_slice())
+}
+
+fn body(step: &Step) -> Value {
+    serde_json::from_slice(&step.local_reply().expect("a reply").body).unwrap()
+}
+
+fn form(call: &HttpCall) -> String {
+    String::from_utf8(call.body.clone().unwrap()).unwrap()
+}
+
+// Config ----------------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn config_errors_name_the_field() {
+    let cases = [
+        (json!({"introspection": null}), "introspection:"),
+        (with(jwt_mode(), json!({"extra": 1})), "extra:"),
+        (config(json!({"type": "xml"})), "introspection.response.type:"),
+        (
+            config(json!({"type": "signed", "upstream": {"type": "response_header", "header": "Authorization"}})),
+            "introspection.response.upstream.header:",
+        ),
+        (
+            config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": ""}})),
+            "introspection.response.upstream.field:",
+        ),
+        (
+            with(
+                jwt_mode(),
+                json!({"jwt": {"issuer": ISS, "jwks": {"type": "inline", "jwks": {"keys": []}}}}),
+            ),
+            "jwt.jwks.jwks:",
+        ),
+        (
+            with(
+                jwt_mode(),
+                json!({"jwt": {"issuer": ISS, "algorithms": ["none"], "jwks": {"type": "inline", "jwks": {"keys": [jwk(1, "k1")]}}}}),
+            ),
+            "jwt.algorithms[0]:",
+        ),
+        (with(jwt_mode(), json!({"cache": {"max_ttl": 5}})), "cache.max_ttl:"),
+    ];
+    for (config, path) in cases {
+        let error = config_error(&config);
+        assert!(error.starts_with(path), "{error} should start with {path}");
+    }
+    let mut no_path = jwt_mode();
+    no_path["introspection"]["path"] = json!("introspect");
+    assert!(config_error(&no_path).starts_with("introspection.path:"));
+}
+
+// Requests before any call ----------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn requests_without_a_usable_token_never_reach_the_oauth_server() {
+    let gw = Gateway::new(&jwt_mode());
+    let cases = [
+        (request(&[]), 401, "missing_token"),
+        (
+            request(&[("authorization", "Basic dXNlcjpwYXNz")]),
+            401,
+            "missing_token",
+        ),
+        (
+            request(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
+            400,
+            "ambiguous_token",
+        ),
+        (
+            request(&[("authorization", "Bearer a,Bearer b")]),
+            400,
+            "ambiguous_token",
+        ),
+        (bearer("tok%20en"), 401, "malformed_token"),
+        (bearer("tok\"en"), 401, "malformed_token"),
+        (bearer("="), 401, "malformed_token"),
+        (bearer(&"a".repeat(4097)), 401, "malformed_token"),
+    ];
+    for (headers, code, reason) in cases {
+        let (_, step) = gw.start(&headers);
+        assert!(step.calls.is_empty(), "{reason}");
+        assert_eq!(status(&step), Some(code), "{reason}");
+        assert_eq!(gw.names(&step), vec![format!("denied_{reason}")]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some(reason.as_bytes()));
+    }
+    let (_, missing) = gw.start(&request(&[]));
+    let reply = missing.local_reply().unwrap();
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer realm=\"api\""));
+    let (_, malformed) = gw.start(&bearer("tok\"en"));
+    assert_eq!(
+        malformed.local_reply().unwrap().header("www-authenticate"),
+        Some("Bearer realm=\"api\", error=\"invalid_token\"")
+    );
+    // Padding is part of the b64token syntax.
+    let (_, padded) = gw.start(&bearer("abc+/=="));
+    assert_eq!(padded.action, Action::Pause);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cors_preflights_pass_without_a_token() {
+    let gw = Gateway::new(&jwt_mode());
+    let preflight = Headers::from_pairs([
+        (":method", "OPTIONS"),
+        (":path", "/orders"),
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "POST"),
+    ]);
+    let (_, step) = gw.start(&preflight);
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(gw.names(&step), vec!["unauthenticated_allowed"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn jwt_shaped_tokens_pass_through_only_when_configured() {
+    let token = jwt(json!({}));
+    let off = Gateway::new(&jwt_mode());
+    assert_eq!(off.start(&bearer(&token)).1.action, Action::Pause, "introspected");
+    let on = Gateway::new(&with(jwt_mode(), json!({"pass_through_jwts": true})));
+    let (_, step) = on.start(&bearer(&token));
+    assert_eq!(step.action, Action::Continue);
+    assert!(step.header_edits.is_empty(), "untouched");
+    assert_eq!(on.names(&step), vec!["jwt_passed_through"]);
+    // An opaque token is still exchanged.
+    assert_eq!(on.start(&bearer(OPAQUE)).1.action, Action::Pause);
+}
+
+// The exchange ----------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn an_opaque_token_is_exchanged_for_the_verified_jwt() {
+    let gw = Gateway::new(&jwt_mode());
+    let (mut exchange, step) = gw.start(&bearer(OPAQUE));
+    let call = &step.calls[0];
+    assert_eq!(call.cluster, "idp");
+    assert_eq!(form(call), format!("token={OPAQUE}").replace('~', "~"));
+    assert_eq!(gw.names(&step), vec!["cache_miss"]);
+    let token = jwt(json!({}));
+    let step = exchange.on_call_response(ok(&token), &gw.host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    // Set: every client copy of Authorization goes, then the one value is added.
+    assert_eq!(authorization(&step), Some(format!("Bearer {token}")));
+    let claims: Value = serde_json::from_slice(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["scope"], "orders:read");
+    assert_eq!(state(&step, OUTCOME_STATE), Some(&b"allowed"[..]));
+    assert_eq!(gw.names(&step), vec!["allowed", "introspection_active"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn json_mode_reads_the_configured_field() {
+    let gw = Gateway::new(&config(json!({"type": "json", "field": "phantom"})));
+    let token = jwt(json!({}));
+    let step = gw.exchange(OPAQUE, ok(&json!({"active": true, "phantom": token}).to_string()));
+    assert_eq!(authorization(&step), Some(format!("Bearer {token}")));
+    let step = gw.exchange("other", ok(r#"{"active": false}"#));
+    assert_eq!(status(&step), Some(401));
+    assert_eq!(body(&step)["error"], "invalid_token");
+    let step = gw.exchange("third", ok(&json!({"active": true, "jwt": token}).to_string()));
+    assert_eq!(status(&step), Some(502), "the JWT is not in the configured field");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn every_unusable_answer_fails_closed() {
+    let good = jwt(json!({}));
+    let cases: Vec<(CallOutcome, u16, &str)> = vec![
+        (CallOutcome::Failed, 503, "unreachable"),
+        (answer(503, &[("retry-after", "7")], ""), 503, "unavailable"),
+        (answer(500, &[], &good), 502, "status"),
+        (answer(401, &[], r#"{"error": "invalid_client"}"#), 502, "status"),
+        (answer(404, &[], ""), 502, "status"),
+        (
+            ok("<html><body>Service temporarily unavailable</body></html>"),
+            502,
+            "malformed",
+        ),
+        (ok(&"a".repeat(70_000)), 502, "oversized"),
+        (ok(&jwt(json!({"iss": "https://evil.example"}))), 502, "invalid_jwt"),
+        (ok(&jwt(json!({"aud": "other"}))), 502, "invalid_jwt"),
+        (ok(&jwt(json!({"exp": NOW - 120}))), 502, "invalid_jwt"),
+        (ok(&jwt(json!({"exp": null}))), 502, "invalid_jwt"),
+        (
+            ok(&signed(2, json!({"alg": "EdDSA", "kid": "k1"}), &access_claims())),
+            502,
+            "invalid_jwt",
+        ),
+        (
+            ok(&signed(
+                1,
+                json!({"alg": "EdDSA", "kid": "k1", "typ": "token-introspection+jwt"}),
+                &access_claims(),
+            )),
+            502,
+            "invalid_jwt",
+        ),
+        (
+            ok(&signed(1, json!({"alg": "EdDSA", "kid": "other"}), &access_claims())),
+            502,
+            "invalid_jwt",
+        ),
+    ];
+    for (outcome, code, kind) in cases {
+        let gw = Gateway::new(&jwt_mode());
+        let step = gw.exchange(OPAQUE, outcome);
+        assert_eq!(status(&step), Some(code), "{kind}");
+        let reason = if code == 503 {
+            "idp_unavailable"
+        } else {
+            "idp_bad_answer"
+        };
+        assert_eq!(
+            gw.names(&step),
+            vec![format!("denied_{reason}"), format!("introspection_error_{kind}")],
+            "{kind}"
+        );
+        let reply = step.local_reply().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&reply.body).contains("html")
+                && !String::from_utf8_lossy(&reply.body).contains(OPAQUE),
+            "never echoes the token or the IdP's body"
+        );
+        assert!(step.header_edits.iter().all(|e| !matches!(e, HeaderEdit::Set(..))));
+    }
+    let gw = Gateway::new(&jwt_mode());
+    let step = gw.exchange(OPAQUE, answer(503, &[("retry-after", "7")], ""));
+    assert_eq!(step.local_reply().unwrap().header("retry-after"), Some("7"));
+}
+
+// The cache -------------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn answers_are_shared_by_every_worker_and_keyed_by_the_token_hash() {
+    let gw = Gateway::new(&jwt_mode());
+    let token = jwt(json!({}));
+    gw.exchange(OPAQUE, answer(200, &[("cache-control", "max-age=60")], &token));
+    let worker2 = gw.worker(&jwt_mode());
+    let step = worker2.filter().on_request_headers(&bearer(OPAQUE), &gw.host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert!(step.calls.is_empty());
+    assert_eq!(authorization(&step), Some(format!("Bearer {token}")));
+    assert_eq!(worker2.counter_names(&step.counters), vec!["cache_hit", "allowed"]);
+    assert!(state(&step, CLAIMS_STATE).is_some());
+    // Another token is not.
+    assert_eq!(gw.start(&bearer("another")).1.action, Action::Pause);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn cache_lifetime_is_the_least_of_exp_max_age_and_the_cap() {
+    // (exp from now, Cache-Control, still cached at, gone at), in seconds; margin 5 s, cap 300 s.
+    let cases: [(u64, Option<&str>, Option<u64>, u64); 6] = [
+        (600, None, Some(299), 300),
+        (600, Some("max-age=30"), Some(29), 30),
+        (20, None, Some(14), 15),
+        (20, Some("max-age=60"), Some(14), 15),
+        (3, None, None, 0),
+        (600, Some("no-store"), None, 0),
+    ];
+    for (exp, cache_control, alive, gone) in cases {
+        let mut gw = Gateway::new(&jwt_mode());
+        let headers: Vec<(&str, &str)> = cache_control.map(|v| ("cache-control", v)).into_iter().collect();
+        let step = gw.exchange(OPAQUE, answer(200, &headers, &jwt(json!({"exp": NOW + exp}))));
+        assert_eq!(step.action, Action::Continue);
+        let start = gw.host.now_ms;
+        if let Some(alive) = alive {
+            gw.host.now_ms = start + alive * 1000;
+            assert!(
+                gw.start(&bearer(OPAQUE)).1.calls.is_empty(),
+                "{exp} {cache_control:?} at {alive}"
+            );
+        }
+        gw.host.now_ms = start + gone * 1000;
+        let (_, step) = gw.start(&bearer(OPAQUE));
+        assert_eq!(step.calls.len(), 1, "{exp} {cache_control:?} gone at {gone}");
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn inactive_answers_are_cached_briefly() {
+    let mut gw = Gateway::new(&with(jwt_mode(), json!({"cache": {"inactive_ttl_secs": 10}})));
+    let step = gw.exchange(OPAQUE, answer(204, &[], ""));
+    assert_eq!(status(&step), Some(401));
+    assert_eq!(gw.names(&step), vec!["denied_inactive_token", "introspection_inactive"]);
+    let (_, step) = gw.start(&bearer(OPAQUE));
+    assert_eq!(status(&step), Some(401));
+    assert_eq!(gw.names(&step), vec!["cache_negative_hit", "denied_inactive_token"]);
+    gw.host.now_ms += 10_000;
+    assert_eq!(gw.start(&bearer(OPAQUE)).1.calls.len(), 1);
+}
+
+// Single-flight ---------------------------------------------------------------------------------
+
+#[wasm_bindgen_test(unsupported = test)]
+fn concurrent_requests_with_one_token_wait_on_one_call() {
+    let gw = Gateway::new(&jwt_mode());
+    let (mut leader, step) = gw.start(&bearer(OPAQUE));
+    assert_eq!(step.calls.len(), 1);
+    let signal = step
+        .notify_if_abandoned
+        .first()
+        .cloned()
+        .expect("waiters are woken if the leader goes");
+    let mut followers: Vec<Exchange> = (0..3)
+        .map(|_| {
+            let (follower, step) = gw.start(&bearer(OPAQUE));
+            assert_eq!(step.action, Action::Wait(signal.clone()));
+            assert!(step.calls.is_empty());
+            assert_eq!(gw.names(&step), vec!["cache_miss", "coalesced_waits"]);
+            follower
+        })
+        .collect();
+    // Another token is its own flight.
+    assert_eq!(gw.start(&bearer("another")).1.calls.len(), 1);
+    let token = jwt(json!({}));
+    let step = leader.on_call_response(answer(200, &[("cache-control", "no-store")], &token), &gw.host.ctx());
+    assert_eq!(step.notify, vec![signal.clone()]);
+    for follower in &mut followers {
+        let step = follower.on_wake(&signal, &gw.host.ctx());
+        assert_eq!(step.action, Action::Continue);
+        assert!(step.calls.is_empty());
+        assert_eq!(
+            authorization(&step),
+            Some(format!("Bearer {token}")),
+            "even when not cacheable"
+        );
+    }
+    // The flight is over: the next request (not cached: no-store) asks again.
+    assert_eq!(gw.start(&bearer(OPAQUE)).1.calls.len(), 1);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn waiters_share_the_leaders_failure() {
+    let gw = Gateway::new(&jwt_mode());
+    let (mut leader, _) = gw.start(&bearer(OPAQUE));
+    let (mut follower, waiting) = gw.start(&bearer(OPAQUE));
+    let Action::Wait(signal) = waiting.action else {
+        panic!("not waiting")
+    };
+    let step = leader.on_call_response(answer(503, &[("retry-after", "3")], ""), &gw.host.ctx());
+    assert_eq!(status(&step), Some(503));
+    let step = follower.on_wake(&signal, &gw.host.ctx());
+    assert_eq!(status(&step), Some(503));
+    assert_eq!(step.local_reply().unwrap().header("retry-after"), Some("3"));
+    assert!(step.calls.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn when_the_leader_goes_away_a_waiter_asks_instead() {
+    let gw = Gateway::new(&jwt_mode());
+    let (leader, _) = gw.start(&bearer(OPAQUE));
+    let (mut first, step) = gw.start(&bearer(OPAQUE));
+    let Action::Wait(signal) = step.action else {
+        panic!("not waiting")
+    };
+    let (mut second, _) = gw.start(&bearer(OPAQUE));
+    drop(leader);
+    let step = first.on_wake(&signal, &gw.host.ctx());
+    assert_eq!(step.calls.len(), 1, "the first woken leads now");
+    assert_eq!(
+        second.on_wake(&signal, &gw.host.ctx()).action,
+        Action::Wait(signal.clone())
+    );
+    let token = jwt(json!({}));
+    let step = first.on_call_response(ok(&token), &gw.host.ctx());
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert_eq!(
+        authorization(&second.on_wake(&signal, &gw.host.ctx())),
+        Some(format!("Bearer {token}"))
+    );
+}
+
+// RFC 9701 signed responses ---------------------------------------------------------------------
+
+fn signed_response(seed: u8, typ: &str, claims: Value) -> String {
+    let base = json!({"iss": ISS, "aud": "gateway", "iat": NOW - 1});
+    signed(
+        seed,
+        json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+        &with(base, claims),
+    )
+}
+
+fn introspection(token: &str) -> Value {
+    json!({"active": true, "sub": "alice", "scope": "orders:read", "exp": NOW + 600, "jwt": token})
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn signed_responses_are_verified_before_their_jwt_is_forwarded() {
+    let gw = Gateway::new(&config(
+        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+    ));
+    let (_, step) = gw.start(&bearer(OPAQUE));
+    let accept = step.calls[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n.as_str() == "accept")
+        .unwrap();
+    assert_eq!(accept.1, b"application/token-introspection+jwt");
+    let token = jwt(json!({}));
+    let good = json!({"token_introspection": introspection(&token)});
+    let step = gw.exchange(OPAQUE, ok(&signed_response(1, "token-introspection+jwt", good.clone())));
+    assert_eq!(authorization(&step), Some(format!("Bearer {token}")));
+
+    let cases = [
+        ("wrong typ", signed_response(1, "JWT", good.clone())),
+        ("wrong key", signed_response(2, "token-introspection+jwt", good.clone())),
+        (
+            "wrong audience",
+            signed_response(
+                1,
+                "token-introspection+jwt",
+                with(good.clone(), json!({"aud": "someone-else"})),
+            ),
+        ),
+        (
+            "wrong issuer",
+            signed_response(
+                1,
+                "token-introspection+jwt",
+                with(good.clone(), json!({"iss": "https://evil.example"})),
+            ),
+        ),
+        ("no iat", {
+            let mut no_iat = good.clone();
+            no_iat["iat"] = Value::Null;
+            signed_response(1, "token-introspection+jwt", no_iat)
+        }),
+        ("no claim", signed_response(1, "token-introspection+jwt", json!({}))),
+        (
+            "a bad inner JWT",
+            signed_response(
+                1,
+                "token-introspection+jwt",
+                json!({"token_introspection": introspection(&jwt(json!({"iss": "x"})))}),
+            ),
+        ),
+    ];
+    for (name, response) in cases {
+        let gw = Gateway::new(&config(
+            json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        ));
+        assert_eq!(status(&gw.exchange(OPAQUE, ok(&response))), Some(502), "{name}");
+    }
+    let inactive = signed_response(
+        1,
+        "token-introspection+jwt",
+        json!({"token_introspection": {"active": false}}),
+    );
+    assert_eq!(status(&gw.exchange("other", ok(&inactive))), Some(401));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_response_can_go_upstream_in_its_own_header_never_as_the_access_token() {
+    let config = config(json!({
+        "type": "signed", "audience": "gw-audience",
+        "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let gw = Gateway::new(&config);
+    let response = signed_response(
+        1,
+        "token-introspection+jwt",
+        json!({"aud": "gw-audience", "token_introspection": introspection("unused")}),
+    );
+    let (mut exchange, step) = gw.start(&request(&[
+        ("authorization", &format!("Bearer {OPAQUE}")),
+        ("x-token-introspection", "forged"),
+    ]));
+    assert_eq!(
+        step.removed_headers(),
+        vec!["x-token-introspection"],
+        "a client's copy goes at once"
+    );
+    let step = exchange.on_call_response(ok(&response), &gw.host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert!(step.removed_headers().contains(&"authorization".to_owned()));
+    assert_eq!(authorization(&step), None);
+    assert!(step.header_edits.contains(&HeaderEdit::Set(
+        shared::HeaderName::trusted("x-token-introspection"),
+        response.into_bytes()
+    )));
+    let claims: Value = serde_json::from_slice(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+    assert_eq!(claims["scope"], "orders:read");
+}
+
+// Remote keys -----------------------------------------------------------------------------------
+
+fn remote_config() -> Value {
+    let mut config = jwt_mode();
+    config["jwt"]["jwks"] = json!({"type": "remote", "cluster": "idp", "path": "/jwks"});
+    config
+}
+
+fn jwks(keys: &[Value]) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
+    let gw = Gateway::new(&remote_config());
+    assert!(gw.config.root.tick_period().is_some());
+    // No keys yet: an outage, not a bad answer.
+    let step = gw.exchange(OPAQUE, ok(&jwt(json!({}))));
+    assert_eq!(status(&step), Some(503));
+    let tick = gw.config.root.on_tick(&gw.host.ctx());
+    let (tag, call) = tick.calls[0].clone();
+    assert_eq!(call.cluster, "idp");
+    let loaded = gw
+        .config
+        .root
+        .on_call_response(tag, ok(&jwks(&[jwk(1, "k1")])), &gw.host.ctx());
+    assert_eq!(gw.config.counter_names(&loaded.counters), vec!["jwks_fetch_ok"]);
+    assert_eq!(gw.exchange("t2", ok(&jwt(json!({})))).action, Action::Continue);
+
+    // The IdP rotated to k2: the request refetches and goes on.
+    let rotated = signed(2, json!({"alg": "EdDSA", "kid": "k2"}), &access_claims());
+    let (mut exchange, _) = gw.start(&bearer("t3"));
+    let step = exchange.on_call_response(ok(&rotated), &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(gw.names(&step), vec!["kid_refetch"]);
+    assert_eq!(step.notify_if_abandoned.len(), 2, "the flight's and the keys' waiters");
+    let step = exchange.on_call_response(ok(&jwks(&[jwk(1, "k1"), jwk(2, "k2")])), &gw.host.ctx());
+    assert_eq!(authorization(&step), Some(format!("Bearer {rotated}")));
+    // A kid nobody has: no second refetch within 10 s, a bad answer.
+    let unknown = signed(3, json!({"alg": "EdDSA", "kid": "k3"}), &access_claims());
+    assert_eq!(status(&gw.exchange("t4", ok(&unknown))), Some(502));
+}
