@@ -111,3 +111,37 @@ impl Gateway {
         self.send(Request::get(path))
     }
 }
+
+/// Merges `extra` into `base`: objects member by member (recursively), anything else replaced.
+pub fn merge_json(base: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(base), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) {
+        for (k, v) in extra {
+            match (base.get_mut(&k), v) {
+                (Some(existing @ serde_json::Value::Object(_)), serde_json::Value::Object(v)) => {
+                    merge_json(existing, serde_json::Value::Object(v))
+                }
+                (_, v) => {
+                    base.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Polls `condition` until it holds (a readiness check, bounded at 15 s, not a sleep).
+    ///
+    /// # Panics
+    /// On timeout, with `what` and Envoy's log.
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while !condition() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; Envoy log:\n{}",
+                self.envoy.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -1,12 +1,10 @@
 //! jwt-auth through a real Envoy, with keys served by the test OAuth server.
 
-use std::time::{Duration, Instant};
-
 use harness::config::static_cluster;
 use harness::oauth::{
     b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
 };
-use harness::{Gateway, OAuthServer, Request, Response};
+use harness::{merge_json, Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
 
 /// A provider that fetches the OAuth server's JWKS through cluster `oauth`.
@@ -39,42 +37,17 @@ fn gateway_for(oauth: &OAuthServer, provider: Value) -> Gateway {
 /// A gateway with one remote provider `idp`, its keys loaded.
 fn gateway(oauth: &OAuthServer, extra: Value) -> Gateway {
     let mut config = json!({"providers": {"idp": remote_provider(oauth)}});
-    merge(&mut config, extra);
+    merge_json(&mut config, extra);
     let gw = gateway_with(oauth, config, 1);
     wait_for_keys(&gw, 1);
     gw
 }
 
-fn merge(base: &mut Value, extra: Value) {
-    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
-        for (k, v) in extra {
-            match (base.get_mut(&k), v) {
-                (Some(existing @ Value::Object(_)), Value::Object(v)) => merge(existing, Value::Object(v)),
-                (_, v) => {
-                    base.insert(k, v);
-                }
-            }
-        }
-    }
-}
-
 /// Readiness: until `n` successful key fetches are counted (bounded wait, not a sleep).
 fn wait_for_keys(gw: &Gateway, n: u64) {
-    wait_until(gw, "the keys to load", || {
+    gw.wait_until("the keys to load", || {
         gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok") >= n
     });
-}
-
-fn wait_until(gw: &Gateway, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; Envoy log:\n{}",
-            gw.envoy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn bearer(token: &str) -> Request {
@@ -100,7 +73,7 @@ fn spec(alg: &str, kid: &str, claims: Value) -> TokenSpec {
 fn claims(oauth: &OAuthServer, extra: Value) -> Value {
     let now = now_secs();
     let mut claims = json!({"iss": oauth.issuer(), "aud": "api", "sub": "alice", "iat": now, "exp": now + 300});
-    merge(&mut claims, extra);
+    merge_json(&mut claims, extra);
     claims
 }
 
@@ -367,7 +340,7 @@ fn keys_unavailable_at_start_is_503_then_recovers() {
     let oauth = OAuthServer::start();
     oauth.set_fault(Fault::Status(500));
     let gw = gateway_with(&oauth, json!({"providers": {"idp": remote_provider(&oauth)}}), 1);
-    wait_until(&gw, "a failed fetch", || {
+    gw.wait_until("a failed fetch", || {
         gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed") >= 1
     });
     let token = oauth.token(json!({}));
@@ -398,7 +371,7 @@ fn a_flapping_idp_keeps_the_last_good_keys() {
     {
         oauth.set_fault(fault);
         let round = round as u64 + 1;
-        wait_until(&gw, "a failed refresh", || {
+        gw.wait_until("a failed refresh", || {
             gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed") >= round
         });
         let fresh = oauth.token(json!({"sub": format!("round-{round}")}));

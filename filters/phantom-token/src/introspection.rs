@@ -63,7 +63,7 @@ pub enum Failure {
     Unavailable {
         retry_after_secs: Option<u64>,
     },
-    /// Timeout, refused or reset connection: no answer at all.
+    /// Timeout (or a 504), refused or reset connection: no answer from the OAuth server.
     Unreachable,
     /// Any other status than the mode's success statuses.
     Status(u16),
@@ -204,6 +204,8 @@ impl Introspector {
                     retry_after_secs: retry_after(&headers),
                 })
             }
+            // Envoy answers a call that timed out with its own 504.
+            (504, _) => return Err(Failure::Unreachable),
             (status, _) => return Err(Failure::Status(status)),
         }
         match &self.mode {
@@ -391,6 +393,7 @@ mod tests {
             assert_eq!(i.read(answer(status, &[], JWT)), Err(Failure::Status(status)));
         }
         assert_eq!(i.read(CallOutcome::Failed), Err(Failure::Unreachable));
+        assert_eq!(i.read(answer(504, &[], "upstream request timeout")), Err(Failure::Unreachable));
         let huge = "a".repeat(64 * 1024 + 1);
         assert_eq!(i.read(answer(200, &[], &huge)), Err(Failure::Oversized));
     }

@@ -73,6 +73,7 @@
 mod keys;
 mod server;
 mod token;
+mod verify;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -88,6 +89,7 @@ pub use keys::{
     ASYMMETRIC_ALGS,
 };
 pub use token::{b64url_decode, b64url_encode, jws_claims, jws_header, jws_parts, mint, SigningKey, TokenSpec};
+pub use verify::{jwk_bytes, verify_jws, verify_jws_as};
 
 /// Path of the OpenID Connect discovery document.
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";

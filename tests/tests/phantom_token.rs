@@ -1,0 +1,339 @@
+//! phantom-token through a real Envoy, against the test OAuth server: opaque tokens in, verified
+//! JWTs out, in each introspection answer format; caching, coalescing, lifetimes and every fault.
+
+use std::time::Duration;
+
+use harness::config::static_cluster;
+use harness::oauth::{
+    jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, TokenFormat, INTROSPECT_PATH, TOKEN_PATH,
+};
+use harness::{merge_json, Gateway, OAuthServer, Request, Response};
+use serde_json::{json, Value};
+
+const CLIENT_ID: &str = "gateway";
+const CLIENT_SECRET: &str = "gateway secret&=";
+
+fn counter(gw: &Gateway, name: &str) -> u64 {
+    gw.envoy.counter(&format!("wasmcustom.apisec.phantom_token.{name}"))
+}
+
+/// An OAuth server that knows this gateway as a client.
+fn oauth() -> OAuthServer {
+    let oauth = OAuthServer::start();
+    oauth.add_client(Client::new(CLIENT_ID, CLIENT_SECRET, ""));
+    oauth
+}
+
+fn config(oauth: &OAuthServer, response: Value, extra: Value) -> Value {
+    let mut config = json!({
+        "realm": "api",
+        "introspection": {
+            "cluster": "oauth", "path": INTROSPECT_PATH, "authority": "idp.test",
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "timeout_ms": 1000,
+            "response": response,
+        },
+        "jwt": {
+            "issuer": oauth.issuer(), "audiences": ["api"],
+            "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks", "timeout_ms": 1000},
+        },
+    });
+    merge_json(&mut config, extra);
+    config
+}
+
+fn jwt_mode() -> Value {
+    json!({"type": "jwt"})
+}
+
+/// A gateway running phantom-token with `config` on `workers` workers, the IdP's keys loaded.
+fn gateway_with(oauth: &OAuthServer, config: Value, workers: u32) -> Gateway {
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .concurrency(workers)
+    });
+    gw.wait_until("the IdP's keys", || counter(&gw, "jwks_fetch_ok") >= 1);
+    gw
+}
+
+fn gateway(oauth: &OAuthServer, response: Value) -> Gateway {
+    gateway_with(oauth, config(oauth, response, json!({})), 1)
+}
+
+fn bearer(token: &str) -> Request {
+    Request::get("/orders").header("Authorization", &format!("Bearer {token}"))
+}
+
+/// The upstream got exactly `Authorization: Bearer <jwt>`, the JWT verifies with the IdP's JWKS,
+/// and the opaque token is nowhere.
+fn assert_upstream_got_jwt(gw: &Gateway, oauth: &OAuthServer, opaque: &str, jwt: &str) {
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.header_all("authorization"), vec![format!("Bearer {jwt}")]);
+    verify_jws(&oauth.jwks_json(), jwt).unwrap_or_else(|e| panic!("the forwarded JWT does not verify: {e}"));
+    assert!(
+        seen.headers.iter().all(|(_, v)| !String::from_utf8_lossy(v).contains(opaque)),
+        "the opaque token reached the upstream"
+    );
+}
+
+fn assert_denied(response: &Response, status: u16, error: &str, token: &str) {
+    assert_eq!(response.status, status, "{}", response.text());
+    assert_eq!(response.json()["error"], error, "{}", response.text());
+    let text = response.text();
+    assert!(!text.contains(token), "the reply echoes the token: {text}");
+    assert!(!text.to_lowercase().contains("html"), "the reply echoes the IdP's body: {text}");
+}
+
+#[test]
+fn each_answer_format_turns_an_opaque_token_into_a_verified_jwt() {
+    let oauth = oauth();
+    let modes = [
+        ("application/jwt", jwt_mode()),
+        ("application/json", json!({"type": "json", "field": "jwt"})),
+        (
+            "application/token-introspection+jwt",
+            json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        ),
+    ];
+    for (accept, response) in modes {
+        let gw = gateway(&oauth, response);
+        let opaque = oauth.opaque_token(json!({"scope": "orders:read"}));
+        let response = gw.send(bearer(&opaque));
+        assert_eq!(response.status, 200, "{accept}: {}", response.text());
+        let jwt = oauth.phantom_jwt(&opaque).expect("a phantom JWT");
+        assert_upstream_got_jwt(&gw, &oauth, &opaque, &jwt);
+        let asked = oauth.introspection_requests().pop().expect("an introspection request");
+        assert_eq!(asked.token, opaque);
+        assert_eq!(asked.client_id, CLIENT_ID);
+        assert_eq!(asked.auth_method, ClientAuth::Basic);
+        assert_eq!(asked.accept.as_deref(), Some(accept));
+        assert_eq!(
+            asked.content_type.as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(counter(&gw, "introspection_active"), 1, "{accept}");
+    }
+}
+
+#[test]
+fn a_token_from_the_token_endpoint_works_with_client_secret_post() {
+    let oauth = oauth();
+    oauth.set_token_format(TokenFormat::Opaque);
+    let extra = json!({"introspection": {"client_auth": "client_secret_post", "token_type_hint": "access_token"}});
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), extra), 1);
+    let issued = harness::http::send(
+        oauth.addr(),
+        &Request::post(TOKEN_PATH, "grant_type=client_credentials&client_id=demo&client_secret=demo-secret")
+            .header("Content-Type", "application/x-www-form-urlencoded"),
+    )
+    .expect("the token endpoint");
+    let opaque = issued.json()["access_token"].as_str().expect("access_token").to_owned();
+    assert_eq!(opaque.matches('.').count(), 0, "opaque: {opaque}");
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_upstream_got_jwt(&gw, &oauth, &opaque, &oauth.phantom_jwt(&opaque).expect("phantom JWT"));
+    let asked = oauth.introspection_requests().pop().expect("an introspection request");
+    assert_eq!(asked.auth_method, ClientAuth::Post);
+    assert_eq!(asked.token_type_hint.as_deref(), Some("access_token"));
+}
+
+#[test]
+fn a_signed_response_can_go_upstream_in_its_own_header() {
+    let oauth = oauth();
+    let response = json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}});
+    let gw = gateway(&oauth, response);
+    let opaque = oauth.opaque_token(json!({"scope": "orders:read"}));
+    let response = gw.send(bearer(&opaque).header("X-Token-Introspection", "forged"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = gw.echo.last_request();
+    assert!(seen.header_all("authorization").is_empty(), "never as the access token");
+    let forwarded = seen.header_all("x-token-introspection");
+    assert_eq!(forwarded.len(), 1, "the client's copy is gone");
+    verify_jws(&oauth.jwks_json(), &forwarded[0]).expect("the signed response verifies");
+    assert_eq!(jws_header(&forwarded[0])["typ"], "token-introspection+jwt");
+}
+
+#[test]
+fn requests_without_a_usable_token_get_rfc_6750_answers() {
+    let oauth = oauth();
+    let gw = gateway(&oauth, jwt_mode());
+    let missing = gw.get("/orders");
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.header("www-authenticate").as_deref(), Some(r#"Bearer realm="api""#));
+    let two = gw.send(bearer("one").header("Authorization", "Bearer two"));
+    assert_eq!(two.status, 400, "{}", two.text());
+    assert_eq!(two.json()["error"], "invalid_request");
+    assert_eq!(
+        two.header("www-authenticate").as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_request""#)
+    );
+    let unknown = gw.send(bearer("not-a-token-anyone-issued"));
+    assert_denied(&unknown, 401, "invalid_token", "not-a-token-anyone-issued");
+    assert_eq!(
+        unknown.header("www-authenticate").as_deref(),
+        Some(r#"Bearer realm="api", error="invalid_token""#)
+    );
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1, "only the well-formed token was introspected");
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+#[test]
+fn one_token_is_introspected_once_then_served_from_the_cache() {
+    let oauth = oauth();
+    let gw = gateway(&oauth, jwt_mode());
+    let opaque = oauth.opaque_token(json!({}));
+    for _ in 0..20 {
+        assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    }
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1);
+    assert_eq!(counter(&gw, "cache_hit"), 19);
+    assert_eq!(gw.echo.request_count(), 20);
+    let jwt = oauth.phantom_jwt(&opaque).expect("phantom JWT");
+    assert_upstream_got_jwt(&gw, &oauth, &opaque, &jwt);
+}
+
+#[test]
+fn concurrent_first_requests_wait_on_one_call_per_worker() {
+    let oauth = oauth();
+    let workers = 2;
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), json!({})), workers);
+    // The answer takes a while, so that every request arrives before it.
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Slow(Duration::from_millis(400)));
+    let opaque = oauth.opaque_token(json!({}));
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let sent: Vec<_> = (0..32).map(|_| s.spawn(|| gw.send(bearer(&opaque)).status)).collect();
+        sent.into_iter().map(|h| h.join().expect("request thread")).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let calls = oauth.calls(INTROSPECT_PATH);
+    assert!((1..=workers as usize).contains(&calls), "{calls} introspection calls");
+    assert_eq!(counter(&gw, "coalesced_waits"), 32 - calls as u64);
+}
+
+#[test]
+fn the_cache_never_outlives_the_jwt() {
+    let oauth = oauth();
+    let extra = json!({"cache": {"exp_margin_secs": 0}, "jwt": {"clock_skew_secs": 0}});
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), extra), 1);
+    let exp = now_secs() + 2;
+    let opaque = oauth.opaque_token(json!({"exp": exp}));
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1, "cached while the JWT lives");
+    // Let the JWT expire: the behaviour under test is about time passing.
+    while now_secs() <= exp {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = gw.send(bearer(&opaque));
+    assert_denied(&after, 401, "invalid_token", &opaque);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 2, "asked again, never served from the cache");
+}
+
+#[test]
+fn inactive_and_revoked_tokens_are_refused() {
+    let oauth = oauth();
+    let gw = gateway_with(
+        &oauth,
+        config(&oauth, jwt_mode(), json!({"cache": {"inactive_ttl_secs": 60}})),
+        1,
+    );
+    let unknown = "made-up-token";
+    assert_denied(&gw.send(bearer(unknown)), 401, "invalid_token", unknown);
+    assert_denied(&gw.send(bearer(unknown)), 401, "invalid_token", unknown);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1, "the inactive answer is cached");
+    assert_eq!(counter(&gw, "cache_negative_hit"), 1);
+
+    // The IdP forbids reuse: a revocation takes effect at once.
+    oauth.set_introspection_cache_control(Some("no-store"));
+    let opaque = oauth.opaque_token(json!({}));
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    oauth.revoke(&opaque);
+    assert_denied(&gw.send(bearer(&opaque)), 401, "invalid_token", &opaque);
+    assert_eq!(gw.echo.request_count(), 1);
+}
+
+#[test]
+fn every_fault_of_the_oauth_server_fails_closed() {
+    let oauth = oauth();
+    let gw = gateway(&oauth, jwt_mode());
+    let cases = [
+        (Fault::Down, 503),
+        (Fault::Slow(Duration::from_millis(1500)), 503),
+        (Fault::Status(500), 502),
+        (Fault::Status(401), 502),
+        (
+            Fault::Unavailable {
+                retry_after: Some("7".into()),
+            },
+            503,
+        ),
+        (Fault::Html, 502),
+        (Fault::HugeBody, 502),
+        (Fault::WrongSignature, 502),
+    ];
+    let faults = cases.len();
+    for (fault, status) in cases {
+        oauth.set_fault_at(INTROSPECT_PATH, fault.clone());
+        let opaque = oauth.opaque_token(json!({}));
+        let response = gw.send(bearer(&opaque));
+        let error = if status == 503 { "temporarily_unavailable" } else { "bad_gateway" };
+        assert_eq!(response.status, status, "{fault:?}: {}", response.text());
+        assert_denied(&response, status, error, &opaque);
+        if let Fault::Unavailable { .. } = fault {
+            assert_eq!(response.header("retry-after").as_deref(), Some("7"));
+        }
+        // Recovery: the same token works once the IdP does (failures are never cached).
+        oauth.set_fault(Fault::None);
+        assert_eq!(gw.send(bearer(&opaque)).status, 200, "after {fault:?}");
+    }
+    assert_eq!(gw.echo.request_count(), faults);
+    for kind in ["unreachable", "status", "unavailable", "malformed", "oversized", "invalid_jwt"] {
+        assert!(counter(&gw, &format!("introspection_error_{kind}")) >= 1, "{kind}");
+    }
+}
+
+#[test]
+fn internal_jwts_pass_through_to_jwt_auth_when_allowed() {
+    let oauth = oauth();
+    let addr = oauth.addr();
+    let phantom = config(&oauth, jwt_mode(), json!({"pass_through_jwts": true}));
+    let jwt_auth = json!({"providers": {"idp": {
+        "issuer": oauth.issuer(), "audiences": ["api"],
+        "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks"},
+        "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}],
+    }}});
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", phantom)
+            .filter("jwt_auth", jwt_auth)
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    gw.wait_until("both filters' keys", || {
+        counter(&gw, "jwks_fetch_ok") >= 1 && gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok") >= 1
+    });
+    // An opaque token: exchanged, then verified again by jwt-auth.
+    let opaque = oauth.opaque_token(json!({"sub": "bob"}));
+    let response = gw.send(bearer(&opaque).header("x-user-id", "mallory"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(gw.echo.last_request().header_all("x-user-id"), vec!["bob"]);
+    // A JWT from an internal client: not introspected, jwt-auth verifies it.
+    let internal = oauth.token(json!({"sub": "batch-job"}));
+    assert_eq!(gw.send(bearer(&internal)).status, 200);
+    assert_eq!(gw.echo.last_request().header_all("x-user-id"), vec!["batch-job"]);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1);
+    assert_eq!(counter(&gw, "jwt_passed_through"), 1);
+    // A forged JWT passes phantom-token but not jwt-auth.
+    let forged = format!("{}x", &internal[..internal.len() - 1]);
+    assert_eq!(gw.send(bearer(&forged)).status, 401);
+}
+
+#[test]
+fn a_bad_config_is_refused_with_the_field_path() {
+    let oauth = oauth();
+    let mut bad = config(&oauth, jwt_mode(), json!({}));
+    bad["introspection"]["path"] = json!("introspect");
+    let log = Gateway::start_refused(|c| c.filter("phantom_token", bad));
+    assert!(
+        log.contains("phantom_token: invalid configuration: introspection.path: must start with '/'"),
+        "{log}"
+    );
+}
