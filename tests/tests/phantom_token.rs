@@ -72,7 +72,9 @@ fn assert_upstream_got_jwt(gw: &Gateway, oauth: &OAuthServer, opaque: &str, jwt:
     assert_eq!(seen.header_all("authorization"), vec![format!("Bearer {jwt}")]);
     verify_jws(&oauth.jwks_json(), jwt).unwrap_or_else(|e| panic!("the forwarded JWT does not verify: {e}"));
     assert!(
-        seen.headers.iter().all(|(_, v)| !String::from_utf8_lossy(v).contains(opaque)),
+        seen.headers
+            .iter()
+            .all(|(_, v)| !String::from_utf8_lossy(v).contains(opaque)),
         "the opaque token reached the upstream"
     );
 }
@@ -82,7 +84,10 @@ fn assert_denied(response: &Response, status: u16, error: &str, token: &str) {
     assert_eq!(response.json()["error"], error, "{}", response.text());
     let text = response.text();
     assert!(!text.contains(token), "the reply echoes the token: {text}");
-    assert!(!text.to_lowercase().contains("html"), "the reply echoes the IdP's body: {text}");
+    assert!(
+        !text.to_lowercase().contains("html"),
+        "the reply echoes the IdP's body: {text}"
+    );
 }
 
 #[test]
@@ -108,10 +113,7 @@ fn each_answer_format_turns_an_opaque_token_into_a_verified_jwt() {
         assert_eq!(asked.client_id, CLIENT_ID);
         assert_eq!(asked.auth_method, ClientAuth::Basic);
         assert_eq!(asked.accept.as_deref(), Some(accept));
-        assert_eq!(
-            asked.content_type.as_deref(),
-            Some("application/x-www-form-urlencoded")
-        );
+        assert_eq!(asked.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
         assert_eq!(counter(&gw, "introspection_active"), 1, "{accept}");
     }
 }
@@ -124,8 +126,11 @@ fn a_token_from_the_token_endpoint_works_with_client_secret_post() {
     let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), extra), 1);
     let issued = harness::http::send(
         oauth.addr(),
-        &Request::post(TOKEN_PATH, "grant_type=client_credentials&client_id=demo&client_secret=demo-secret")
-            .header("Content-Type", "application/x-www-form-urlencoded"),
+        &Request::post(
+            TOKEN_PATH,
+            "grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded"),
     )
     .expect("the token endpoint");
     let opaque = issued.json()["access_token"].as_str().expect("access_token").to_owned();
@@ -140,7 +145,8 @@ fn a_token_from_the_token_endpoint_works_with_client_secret_post() {
 #[test]
 fn a_signed_response_can_go_upstream_in_its_own_header() {
     let oauth = oauth();
-    let response = json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}});
+    let response =
+        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}});
     let gw = gateway(&oauth, response);
     let opaque = oauth.opaque_token(json!({"scope": "orders:read"}));
     let response = gw.send(bearer(&opaque).header("X-Token-Introspection", "forged"));
@@ -159,7 +165,10 @@ fn requests_without_a_usable_token_get_rfc_6750_answers() {
     let gw = gateway(&oauth, jwt_mode());
     let missing = gw.get("/orders");
     assert_eq!(missing.status, 401);
-    assert_eq!(missing.header("www-authenticate").as_deref(), Some(r#"Bearer realm="api""#));
+    assert_eq!(
+        missing.header("www-authenticate").as_deref(),
+        Some(r#"Bearer realm="api""#)
+    );
     let two = gw.send(bearer("one").header("Authorization", "Bearer two"));
     assert_eq!(two.status, 400, "{}", two.text());
     assert_eq!(two.json()["error"], "invalid_request");
@@ -173,7 +182,11 @@ fn requests_without_a_usable_token_get_rfc_6750_answers() {
         unknown.header("www-authenticate").as_deref(),
         Some(r#"Bearer realm="api", error="invalid_token""#)
     );
-    assert_eq!(oauth.calls(INTROSPECT_PATH), 1, "only the well-formed token was introspected");
+    assert_eq!(
+        oauth.calls(INTROSPECT_PATH),
+        1,
+        "only the well-formed token was introspected"
+    );
     assert_eq!(gw.echo.request_count(), 0);
 }
 
@@ -226,7 +239,11 @@ fn the_cache_never_outlives_the_jwt() {
     }
     let after = gw.send(bearer(&opaque));
     assert_denied(&after, 401, "invalid_token", &opaque);
-    assert_eq!(oauth.calls(INTROSPECT_PATH), 2, "asked again, never served from the cache");
+    assert_eq!(
+        oauth.calls(INTROSPECT_PATH),
+        2,
+        "asked again, never served from the cache"
+    );
 }
 
 #[test]
@@ -276,7 +293,11 @@ fn every_fault_of_the_oauth_server_fails_closed() {
         oauth.set_fault_at(INTROSPECT_PATH, fault.clone());
         let opaque = oauth.opaque_token(json!({}));
         let response = gw.send(bearer(&opaque));
-        let error = if status == 503 { "temporarily_unavailable" } else { "bad_gateway" };
+        let error = if status == 503 {
+            "temporarily_unavailable"
+        } else {
+            "bad_gateway"
+        };
         assert_eq!(response.status, status, "{fault:?}: {}", response.text());
         assert_denied(&response, status, error, &opaque);
         if let Fault::Unavailable { .. } = fault {
@@ -287,7 +308,14 @@ fn every_fault_of_the_oauth_server_fails_closed() {
         assert_eq!(gw.send(bearer(&opaque)).status, 200, "after {fault:?}");
     }
     assert_eq!(gw.echo.request_count(), faults);
-    for kind in ["unreachable", "status", "unavailable", "malformed", "oversized", "invalid_jwt"] {
+    for kind in [
+        "unreachable",
+        "status",
+        "unavailable",
+        "malformed",
+        "oversized",
+        "invalid_jwt",
+    ] {
         assert!(counter(&gw, &format!("introspection_error_{kind}")) >= 1, "{kind}");
     }
 }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use jose::JwksConfig;
+use shared::route::RouteMatchConfig;
 use shared::{HeaderName, Realm};
 
 #[derive(Debug, Deserialize)]
@@ -20,6 +21,10 @@ pub struct Config {
     /// behind this filter to verify. Off: every token is introspected.
     #[serde(default)]
     pub pass_through_jwts: bool,
+    /// Routes where a request without a token passes untouched (a token that is present is still
+    /// exchanged, and refused if bad: an opaque token never reaches the upstream).
+    #[serde(default)]
+    pub token_optional: Vec<RouteMatchConfig>,
     /// Let CORS preflights through without a token: browsers never send credentials on them.
     #[serde(default = "yes")]
     pub bypass_cors_preflight: bool,

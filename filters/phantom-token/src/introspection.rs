@@ -393,7 +393,10 @@ mod tests {
             assert_eq!(i.read(answer(status, &[], JWT)), Err(Failure::Status(status)));
         }
         assert_eq!(i.read(CallOutcome::Failed), Err(Failure::Unreachable));
-        assert_eq!(i.read(answer(504, &[], "upstream request timeout")), Err(Failure::Unreachable));
+        assert_eq!(
+            i.read(answer(504, &[], "upstream request timeout")),
+            Err(Failure::Unreachable)
+        );
         let huge = "a".repeat(64 * 1024 + 1);
         assert_eq!(i.read(answer(200, &[], &huge)), Err(Failure::Oversized));
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use jose::keys::{Fetch, FetchError, Refetch, RemoteKeys};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
-use shared::route::RequestLine;
+use shared::route::{RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
@@ -144,6 +144,7 @@ pub struct PhantomToken {
     cache: SharedCache,
     policy: CachePolicy,
     pass_through_jwts: bool,
+    token_optional: Vec<RouteMatch>,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
     /// Prefix of the wait signals: unique to this plugin's config.
@@ -247,6 +248,12 @@ impl PhantomToken {
                 exp_margin_ms: exp_margin_secs.saturating_mul(1000),
             },
             pass_through_jwts: config.pass_through_jwts,
+            token_optional: config
+                .token_optional
+                .iter()
+                .enumerate()
+                .map(|(i, route)| RouteMatch::compile(route, &root.field("token_optional").index(i)))
+                .collect::<Result<_, _>>()?,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: config.max_token_bytes,
             signal_prefix: prefix,
@@ -384,6 +391,9 @@ impl HttpFilter for Exchange {
         }
         let token = match root.source.find(headers, &line) {
             Found::Token(token) => token,
+            Found::None if root.token_optional.iter().any(|route| route.matches(&line)) => {
+                return step.count(root.counters.unauthenticated_allowed)
+            }
             Found::None => return self.deny(step, Deny::MissingToken, "missing_token"),
             Found::Ambiguous => {
                 let deny = Deny::InvalidAuthRequest("more than one credential in the request");

@@ -272,6 +272,25 @@ fn requests_without_a_usable_token_never_reach_the_oauth_server() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn token_optional_routes_pass_without_a_token_but_still_exchange_one() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]})));
+    let public = Headers::from_pairs([(":method", "GET"), (":path", "/public/status")]);
+    let (_, step) = gw.start(&public);
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(gw.names(&step), vec!["unauthenticated_allowed"]);
+    let mut with_token = public.clone();
+    with_token.push("authorization", &b"Bearer abc"[..]);
+    assert_eq!(gw.start(&with_token).1.action, Action::Pause);
+    assert_eq!(
+        status(&gw.start(&request(&[])).1),
+        Some(401),
+        "elsewhere a token is required"
+    );
+    let bad = with(jwt_mode(), json!({"token_optional": [{"prefix": "public"}]}));
+    assert!(config_error(&bad).starts_with("token_optional[0].prefix:"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn cors_preflights_pass_without_a_token() {
     let gw = Gateway::new(&jwt_mode());
     let preflight = Headers::from_pairs([

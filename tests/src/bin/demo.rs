@@ -3,6 +3,7 @@
 //! 127.0.0.1:9901), prints curl commands that show each filter at work, and serves until
 //! interrupted.
 
+use harness::oauth::{Client, TokenFormat};
 use harness::{paths, EchoUpstream, Envoy, OAuthServer};
 
 const UPSTREAM: &str = "127.0.0.1:8081";
@@ -14,7 +15,10 @@ fn main() {
     let upstream = UPSTREAM.parse().unwrap_or_else(|e| panic!("{UPSTREAM}: {e}"));
     let _echo = EchoUpstream::bind(upstream);
     let oauth_addr = OAUTH.parse().unwrap_or_else(|e| panic!("{OAUTH}: {e}"));
-    let _oauth = OAuthServer::bind(oauth_addr);
+    let oauth = OAuthServer::bind(oauth_addr);
+    // Clients get opaque tokens; phantom-token exchanges them, as client `gateway`.
+    oauth.set_token_format(TokenFormat::Opaque);
+    oauth.add_client(Client::new("gateway", "gateway-secret", ""));
     let envoy = match Envoy::start_file(&config, &root, 2) {
         Ok(envoy) => envoy,
         Err(log) => {
@@ -28,13 +32,16 @@ fn main() {
 Demo gateway ready: {gw} (Envoy admin http://{admin}, echo upstream http://{UPSTREAM},
 OAuth server http://{OAUTH})
 
-jwt-auth: get a token from the OAuth server (client credentials), then call the API with it.
-The upstream sees the verified claims as x-user-id / x-user-scope; without a token, 401:
+phantom-token and jwt-auth: get an opaque token from the OAuth server (client credentials), then
+call the API with it. The gateway introspects it once (then caches the answer) and the upstream
+sees a verified JWT instead (Authorization: Bearer eyJ...) with its claims as x-user-id /
+x-user-scope; without a token 401, with a token nobody issued 401 invalid_token:
   TOKEN=$(curl -s -u demo:demo-secret -d grant_type=client_credentials -d scope=orders:read \
     http://{OAUTH}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  echo $TOKEN
   curl -si {gw}/orders -H "Authorization: Bearer $TOKEN"
   curl -si {gw}/orders
-  curl -si {gw}/orders -H 'Authorization: Bearer not.a.token'
+  curl -si {gw}/orders -H 'Authorization: Bearer made-up-token'
   curl -si {gw}/public/status
 
 scope-gate: that token has orders:read, so reading works and writing is refused (403 with
