@@ -107,13 +107,6 @@ impl Cors {
         }
     }
 
-    /// A preflight is an `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-    pub fn is_preflight(request: &Headers) -> bool {
-        request.method() == Some("OPTIONS")
-            && request.contains("origin")
-            && request.contains("access-control-request-method")
-    }
-
     /// Whether the preflight's method and headers are all allowed.
     pub fn preflight_allowed(&self, request: &Headers) -> bool {
         let method_ok = request

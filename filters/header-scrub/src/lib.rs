@@ -79,7 +79,7 @@ impl HttpFilter for Scrub {
         let config = &self.root.0;
         if let Some(cors) = &config.cors {
             self.cors = cors.verdict(headers);
-            if Cors::is_preflight(headers) {
+            if headers.is_cors_preflight() {
                 self.answered_locally = true;
                 return self.preflight(cors, headers);
             }

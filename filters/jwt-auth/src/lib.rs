@@ -323,7 +323,7 @@ impl Auth {
         let Some(line) = RequestLine::of(headers) else {
             return self.deny(Deny::MalformedRequest("malformed request line"), "malformed");
         };
-        if root.bypass_cors_preflight && is_preflight(headers, &line) {
+        if root.bypass_cors_preflight && headers.is_cors_preflight() {
             return step.count(root.counters.unauthenticated_allowed);
         }
         let requirement = root
@@ -516,10 +516,6 @@ fn issued_by(token: &[u8], provider: Option<&Provider>, max_len: usize) -> bool 
         .ok()
         .and_then(|jwt| jwt.issuer().map(str::to_owned));
     provider.is_some_and(|p| issuer.is_some_and(|iss| iss == p.issuer))
-}
-
-fn is_preflight(headers: &Headers, line: &RequestLine) -> bool {
-    line.method == "OPTIONS" && headers.contains("origin") && headers.contains("access-control-request-method")
 }
 
 #[cfg(test)]

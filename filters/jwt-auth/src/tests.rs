@@ -9,7 +9,7 @@ use base64::Engine;
 use ed25519_dalek::Signer;
 use hmac::Mac;
 use serde_json::{json, Value};
-use shared::testkit::{Configured, FakeHost};
+use shared::testkit::{with, Configured, FakeHost};
 use shared::{
     Action, CallOutcome, Ctx, FilterRoot, HashAlg, HeaderEdit, Headers, HostCrypto, HttpCall, HttpFilter, RootStep,
     Step,
@@ -105,17 +105,6 @@ fn jwks(keys: &[Value]) -> Vec<u8> {
 /// Claims a provider with issuer [`ISS`] and audience `api` accepts at [`NOW`].
 fn claims() -> Value {
     json!({"iss": ISS, "aud": ["api", "other"], "sub": "alice", "iat": NOW - 5, "exp": NOW + 600})
-}
-
-fn with(mut value: Value, changes: Value) -> Value {
-    for (k, v) in changes.as_object().unwrap() {
-        if v.is_null() {
-            value.as_object_mut().unwrap().remove(k);
-        } else {
-            value[k] = v.clone();
-        }
-    }
-    value
 }
 
 // Configs ---------------------------------------------------------------------------------------

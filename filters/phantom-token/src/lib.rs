@@ -386,7 +386,7 @@ impl HttpFilter for Exchange {
                 "malformed_token",
             );
         };
-        if root.bypass_cors_preflight && is_preflight(headers, &line) {
+        if root.bypass_cors_preflight && headers.is_cors_preflight() {
             return step.count(root.counters.unauthenticated_allowed);
         }
         let token = match root.source.find(headers, &line) {
@@ -676,10 +676,6 @@ fn is_b64token(token: &[u8]) -> bool {
             body.iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
         })
-}
-
-fn is_preflight(headers: &Headers, line: &RequestLine) -> bool {
-    line.method == "OPTIONS" && headers.contains("origin") && headers.contains("access-control-request-method")
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use base64::Engine;
 use ed25519_dalek::Signer;
 use serde_json::{json, Value};
-use shared::testkit::{Configured, FakeHost};
+use shared::testkit::{with, Configured, FakeHost};
 use shared::{Action, CallOutcome, FilterRoot, HeaderEdit, Headers, HttpCall, HttpFilter, Step};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -51,17 +51,6 @@ fn jwt(claims: Value) -> String {
 
 fn access_claims() -> Value {
     json!({"iss": ISS, "aud": "api", "sub": "alice", "scope": "orders:read", "iat": NOW - 5, "exp": NOW + 600})
-}
-
-fn with(mut value: Value, changes: Value) -> Value {
-    for (k, v) in changes.as_object().unwrap() {
-        if v.is_null() {
-            value.as_object_mut().unwrap().remove(k);
-        } else {
-            value[k] = v.clone();
-        }
-    }
-    value
 }
 
 fn config(response: Value) -> Value {

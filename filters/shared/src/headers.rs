@@ -155,6 +155,11 @@ impl Headers {
         self.get(":path")
     }
 
+    /// A CORS preflight: an `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+    pub fn is_cors_preflight(&self) -> bool {
+        self.method() == Some("OPTIONS") && self.contains("origin") && self.contains("access-control-request-method")
+    }
+
     /// The response status (`:status`).
     pub fn status(&self) -> Option<u16> {
         self.get_str(":status").and_then(|s| s.parse().ok())

@@ -109,6 +109,20 @@ impl<R: FilterRoot> Configured<R> {
     }
 }
 
+/// `value` (a JSON object) with the members of `changes` set; a `null` member removes that member.
+pub fn with(mut value: serde_json::Value, changes: serde_json::Value) -> serde_json::Value {
+    if let (Some(object), serde_json::Value::Object(changes)) = (value.as_object_mut(), changes) {
+        for (k, v) in changes {
+            if v.is_null() {
+                object.remove(&k);
+            } else {
+                object.insert(k, v);
+            }
+        }
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
