@@ -295,6 +295,7 @@ fn retry_after(headers: &Headers) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::answer;
     use serde_json::json;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -308,18 +309,6 @@ mod tests {
         }))
         .unwrap();
         Introspector::compile(&config, &FieldPath::root()).unwrap()
-    }
-
-    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallOutcome {
-        let mut h = Headers::from_pairs([(":status", status.to_string())]);
-        for (n, v) in headers {
-            h.push(n, v.as_bytes());
-        }
-        CallOutcome::Response {
-            status,
-            headers: h,
-            body: body.as_bytes().to_vec(),
-        }
     }
 
     fn header<'a>(call: &'a HttpCall, name: &str) -> Option<&'a str> {

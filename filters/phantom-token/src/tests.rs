@@ -93,7 +93,7 @@ fn bearer(token: &str) -> Headers {
     request(&[("authorization", &format!("Bearer {token}"))])
 }
 
-fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallOutcome {
+pub(crate) fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallOutcome {
     let mut h = Headers::from_pairs([(":status", status.to_string())]);
     for (n, v) in headers {
         h.push(n, v.as_bytes());
