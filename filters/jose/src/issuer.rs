@@ -9,7 +9,7 @@ use serde::Deserialize;
 use shared::{ConfigError, Ctx, FieldPath, HashAlg, HostCrypto};
 
 use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
-use crate::{Alg, Jwk, Jwks, Jwt, JwtError};
+use crate::{Alg, ClaimRules, Jwk, Jwks, Jwt, JwtError};
 
 /// The `jwks` member of an issuer's config.
 #[derive(Debug, Deserialize)]
@@ -188,9 +188,16 @@ impl IssuerKeys {
         }
     }
 
-    /// Checks the token's algorithm and signature against `keys`. `Ok(true)`: the host's native
-    /// crypto checked it (otherwise the wasm implementation did).
-    pub fn check_signature(&self, jwt: &Jwt, keys: &Jwks, crypto: &dyn HostCrypto) -> Result<bool, Rejection> {
+    /// Checks the token completely against `keys` and `rules`: algorithm, signature, claims.
+    /// `Ok(true)`: the host's native crypto checked the signature (otherwise the wasm
+    /// implementation did).
+    pub fn verify(&self, jwt: &Jwt, keys: &Jwks, rules: &ClaimRules, ctx: &Ctx) -> Result<bool, Rejection> {
+        let by_host = self.check_signature(jwt, keys, ctx.crypto)?;
+        jwt.validate_claims(rules, ctx.now_secs()).map_err(Rejection::Invalid)?;
+        Ok(by_host)
+    }
+
+    fn check_signature(&self, jwt: &Jwt, keys: &Jwks, crypto: &dyn HostCrypto) -> Result<bool, Rejection> {
         if !self.algorithms.contains(&jwt.alg()) {
             return Err(Rejection::Invalid(JwtError::AlgNotAllowed));
         }

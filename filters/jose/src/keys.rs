@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use shared::{CallOutcome, HeaderName, HttpCall, SharedStore};
+use shared::{CallOutcome, Counter, Ctx, HeaderName, HttpCall, RootStep, SharedStore};
 
 use crate::Jwks;
 
@@ -39,6 +39,8 @@ pub struct RemoteKeys {
     body_key: String,
     stamp_key: String,
     lease_key: String,
+    /// Names this key source in logs.
+    label: String,
     state: RefCell<KeyState>,
 }
 
@@ -70,6 +72,13 @@ impl Fetch {
         let fetch = if tag % 2 == 1 { Fetch::Discovery } else { Fetch::Jwks };
         (index, fetch)
     }
+}
+
+/// The counters a filter bumps when a key fetch ends.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchCounters {
+    pub ok: Counter,
+    pub failed: Counter,
 }
 
 /// What a request with an unknown `kid` can do.
@@ -111,6 +120,7 @@ impl RemoteKeys {
             body_key: format!("{}.jwks", spec.store_prefix),
             stamp_key: format!("{}.stamp", spec.store_prefix),
             lease_key: format!("{}.lease", spec.store_prefix),
+            label: spec.store_prefix,
             state: RefCell::new(KeyState {
                 jwks_path: spec.jwks_path,
                 ..KeyState::default()
@@ -223,6 +233,49 @@ impl RemoteKeys {
     /// rotation this gateway cannot see yet rather than a bad token.
     pub fn failing(&self) -> bool {
         self.state.borrow().failures > 0
+    }
+
+    /// The root context's part: takes the answer to fetch `fetch` of key source `index`, and
+    /// returns the follow-up fetch, or the fetch's counter and a wake-up of `signal` for the
+    /// requests waiting on keys.
+    pub fn answer_in_root(
+        &self,
+        index: usize,
+        fetch: Fetch,
+        outcome: CallOutcome,
+        ctx: &Ctx,
+        counters: FetchCounters,
+        signal: String,
+    ) -> RootStep {
+        let mut step = RootStep::default();
+        match self.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
+            Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(index), next)),
+            result => {
+                step.counters.push(self.counted(result.map(|_| ()), fetch, counters));
+                step.notify.push(signal);
+            }
+        }
+        step
+    }
+
+    /// Takes the answer to a refetch a request made for an unknown `kid`; returns the counter to
+    /// bump (the request wakes its waiters itself).
+    pub fn answer_refetch(&self, outcome: CallOutcome, ctx: &Ctx, counters: FetchCounters) -> Counter {
+        let result = self.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store);
+        self.counted(result.map(|_| ()), Fetch::Jwks, counters)
+    }
+
+    fn counted(&self, result: Result<(), FetchError>, fetch: Fetch, counters: FetchCounters) -> Counter {
+        match result {
+            Ok(()) => counters.ok,
+            Err(error) => {
+                log::warn!(
+                    "{}: {fetch:?} fetch failed ({error:?}); keeping the last good keys",
+                    self.label
+                );
+                counters.failed
+            }
+        }
     }
 
     /// Takes the answer to a fetch. A discovery answer leads to the JWKS fetch it names.

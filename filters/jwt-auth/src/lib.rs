@@ -23,7 +23,7 @@ use shared::{
 use cache::TokenCache;
 pub use config::Config;
 use config::RequirementConfig;
-use jose::keys::{Fetch, FetchError, Refetch, RemoteKeys};
+use jose::keys::{Fetch, FetchCounters, Refetch, RemoteKeys};
 use jose::Rejection;
 use provider::{token_key, Provider, Verified};
 use shared::source::Found;
@@ -59,8 +59,7 @@ pub struct Counters {
     unauthenticated_allowed: Counter,
     cache_hit: Counter,
     cache_miss: Counter,
-    jwks_fetch_ok: Counter,
-    jwks_fetch_failed: Counter,
+    fetches: FetchCounters,
     kid_refetch: Counter,
     verified_by_host: Counter,
     verified_in_wasm: Counter,
@@ -75,8 +74,10 @@ impl Counters {
             unauthenticated_allowed: metrics.counter("unauthenticated_allowed"),
             cache_hit: metrics.counter("cache_hit"),
             cache_miss: metrics.counter("cache_miss"),
-            jwks_fetch_ok: metrics.counter("jwks_fetch_ok"),
-            jwks_fetch_failed: metrics.counter("jwks_fetch_failed"),
+            fetches: FetchCounters {
+                ok: metrics.counter("jwks_fetch_ok"),
+                failed: metrics.counter("jwks_fetch_failed"),
+            },
             kid_refetch: metrics.counter("kid_refetch"),
             verified_by_host: metrics.counter("verified_by_host"),
             verified_in_wasm: metrics.counter("verified_in_wasm"),
@@ -232,30 +233,17 @@ impl shared::FilterRoot for JwtAuth {
 
     fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
         let (provider, fetch) = Fetch::untag(tag);
-        let Some(remote) = self.remote(provider) else {
-            return RootStep::default();
-        };
-        let mut step = RootStep::default();
-        match remote.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
-            Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(provider), next)),
-            Ok(None) => {
-                step.counters.push(self.counters.jwks_fetch_ok);
-                step.notify.push(keys_signal(provider));
-            }
-            Err(error) => {
-                self.log_fetch_failure(provider, fetch, &error);
-                step.counters.push(self.counters.jwks_fetch_failed);
-                step.notify.push(keys_signal(provider));
-            }
+        match self.remote(provider) {
+            Some(remote) => remote.answer_in_root(
+                provider,
+                fetch,
+                outcome,
+                ctx,
+                self.counters.fetches,
+                keys_signal(provider),
+            ),
+            None => RootStep::default(),
         }
-        step
-    }
-}
-
-impl JwtAuth {
-    fn log_fetch_failure(&self, provider: usize, fetch: Fetch, error: &FetchError) {
-        let name = self.providers.get(provider).map_or("?", |p| p.name.as_str());
-        log::warn!("jwt_auth: provider {name}: {fetch:?} fetch failed ({error:?}); keeping the last good keys");
     }
 }
 
@@ -278,14 +266,13 @@ impl HttpFilter for Auth {
             return Step::proceed();
         };
         let root = Rc::clone(&self.root);
-        let mut counter = root.counters.jwks_fetch_ok;
-        if let Some(remote) = root.remote(provider) {
-            if let Err(error) = remote.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store) {
-                root.log_fetch_failure(provider, Fetch::Jwks, &error);
-                counter = root.counters.jwks_fetch_failed;
-            }
-        }
-        self.resume(ctx).count(counter).notify(keys_signal(provider))
+        // The keys first: the request then resumes with them.
+        let counter = root
+            .remote(provider)
+            .map(|remote| remote.answer_refetch(outcome, ctx, root.counters.fetches));
+        let mut step = self.resume(ctx);
+        step.counters.extend(counter);
+        step.notify(keys_signal(provider))
     }
 
     fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {

@@ -107,9 +107,7 @@ impl Provider {
 
     /// Checks a token completely: structure, algorithm, signature, claims.
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, ctx: &Ctx) -> Result<Verified, Rejection> {
-        let by_host = self.keys.check_signature(jwt, keys, ctx.crypto)?;
-        jwt.validate_claims(&self.rules, ctx.now_secs())
-            .map_err(Rejection::Invalid)?;
+        let by_host = self.keys.verify(jwt, keys, &self.rules, ctx)?;
         Ok(Verified {
             by_host,
             ..self.outputs(jwt)

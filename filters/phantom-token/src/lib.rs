@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use jose::keys::{Fetch, FetchError, Refetch, RemoteKeys};
+use jose::keys::{Fetch, FetchCounters, Refetch, RemoteKeys};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
 use shared::route::{RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
@@ -69,8 +69,7 @@ struct Counters {
     introspection_active: Counter,
     introspection_inactive: Counter,
     introspection_errors: Vec<(&'static str, Counter)>,
-    jwks_fetch_ok: Counter,
-    jwks_fetch_failed: Counter,
+    fetches: FetchCounters,
     kid_refetch: Counter,
     denied: Vec<(&'static str, Counter)>,
 }
@@ -94,8 +93,10 @@ impl Counters {
             introspection_active: metrics.counter("introspection_active"),
             introspection_inactive: metrics.counter("introspection_inactive"),
             introspection_errors: named(metrics, "introspection_error_", Failure::KINDS),
-            jwks_fetch_ok: metrics.counter("jwks_fetch_ok"),
-            jwks_fetch_failed: metrics.counter("jwks_fetch_failed"),
+            fetches: FetchCounters {
+                ok: metrics.counter("jwks_fetch_ok"),
+                failed: metrics.counter("jwks_fetch_failed"),
+            },
             kid_refetch: metrics.counter("kid_refetch"),
             denied: named(metrics, "denied_", DENIAL_REASONS),
         }
@@ -297,10 +298,6 @@ impl PhantomToken {
         }
         (expiry > now_ms).then_some(expiry)
     }
-
-    fn log_fetch_failure(&self, fetch: Fetch, error: &FetchError) {
-        log::warn!("phantom_token: {fetch:?} fetch failed ({error:?}); keeping the last good keys");
-    }
 }
 
 impl shared::FilterRoot for PhantomToken {
@@ -337,23 +334,17 @@ impl shared::FilterRoot for PhantomToken {
 
     fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
         let (_, fetch) = Fetch::untag(tag);
-        let Some(remote) = self.remote() else {
-            return RootStep::default();
-        };
-        let mut step = RootStep::default();
-        match remote.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
-            Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(KEY_SOURCE), next)),
-            Ok(None) => {
-                step.counters.push(self.counters.jwks_fetch_ok);
-                step.notify.push(self.keys_signal());
-            }
-            Err(error) => {
-                self.log_fetch_failure(fetch, &error);
-                step.counters.push(self.counters.jwks_fetch_failed);
-                step.notify.push(self.keys_signal());
-            }
+        match self.remote() {
+            Some(remote) => remote.answer_in_root(
+                KEY_SOURCE,
+                fetch,
+                outcome,
+                ctx,
+                self.counters.fetches,
+                self.keys_signal(),
+            ),
+            None => RootStep::default(),
         }
-        step
     }
 }
 
@@ -420,14 +411,12 @@ impl HttpFilter for Exchange {
         let root = Rc::clone(&self.root);
         if self.refetching_keys {
             self.refetching_keys = false;
-            let mut counter = root.counters.jwks_fetch_ok;
-            if let Some(remote) = root.remote() {
-                if let Err(error) = remote.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store) {
-                    root.log_fetch_failure(Fetch::Jwks, &error);
-                    counter = root.counters.jwks_fetch_failed;
-                }
-            }
-            return self.verify(ctx, false).count(counter).notify(root.keys_signal());
+            let counter = root
+                .remote()
+                .map(|remote| remote.answer_refetch(outcome, ctx, root.counters.fetches));
+            let mut step = self.verify(ctx, false);
+            step.counters.extend(counter);
+            return step.notify(root.keys_signal());
         }
         match root.introspector.read(outcome) {
             Ok(reply) => {

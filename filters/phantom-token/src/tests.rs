@@ -315,7 +315,8 @@ fn an_opaque_token_is_exchanged_for_the_verified_jwt() {
     let (mut exchange, step) = gw.start(&bearer(OPAQUE));
     let call = &step.calls[0];
     assert_eq!(call.cluster, "idp");
-    assert_eq!(form(call), format!("token={OPAQUE}").replace('~', "~"));
+    // `~`, `-` and `_` are unreserved: the token goes into the form as it is.
+    assert_eq!(form(call), format!("token={OPAQUE}"));
     assert_eq!(gw.names(&step), vec!["cache_miss"]);
     let token = jwt(json!({}));
     let step = exchange.on_call_response(ok(&token), &gw.host.ctx());

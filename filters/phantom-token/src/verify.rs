@@ -110,13 +110,11 @@ impl Verifier {
             .keys
             .current(ctx)
             .ok_or(Unresolved::Failed(Failure::KeysUnavailable))?;
-        match self.keys.check_signature(&jwt, &keys, ctx.crypto) {
-            Ok(_) => {}
-            Err(Rejection::UnknownKid) => return Err(Unresolved::UnknownKid),
-            Err(Rejection::KeysUnavailable) => return Err(Unresolved::Failed(Failure::KeysUnavailable)),
-            Err(Rejection::Invalid(error)) => return Err(invalid(error)),
+        match self.keys.verify(&jwt, &keys, rules, ctx) {
+            Ok(_) => Ok(jwt),
+            Err(Rejection::UnknownKid) => Err(Unresolved::UnknownKid),
+            Err(Rejection::KeysUnavailable) => Err(Unresolved::Failed(Failure::KeysUnavailable)),
+            Err(Rejection::Invalid(error)) => Err(invalid(error)),
         }
-        jwt.validate_claims(rules, ctx.now_secs()).map_err(invalid)?;
-        Ok(jwt)
     }
 }
