@@ -43,6 +43,43 @@ pub struct HttpCall {
     pub timeout: Duration,
 }
 
+/// A unary gRPC call through a named cluster of the host (HTTP/2 to the service).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCall {
+    pub cluster: String,
+    /// `:authority` of the call; empty: the cluster name, as Envoy does.
+    pub authority: String,
+    /// Fully qualified, e.g. `envoy.service.ratelimit.v3.RateLimitService`.
+    pub service: String,
+    pub method: String,
+    /// The serialized request message.
+    pub message: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// The answer to a [`GrpcCall`]: a gRPC status and, with `OK`, the serialized response message.
+/// A call the host could not make (timeout, refused connection) is `UNAVAILABLE` or
+/// `DEADLINE_EXCEEDED`, as the host reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcOutcome {
+    pub status: u32,
+    pub message: Vec<u8>,
+}
+
+impl GrpcOutcome {
+    pub const OK: u32 = 0;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const UNAVAILABLE: u32 = 14;
+
+    /// What a call that never left gets.
+    pub fn unavailable() -> Self {
+        Self {
+            status: Self::UNAVAILABLE,
+            message: Vec::new(),
+        }
+    }
+}
+
 /// The answer to an [`HttpCall`], or why there is none.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -83,6 +120,7 @@ pub struct Step {
     pub action: Action,
     pub header_edits: Vec<HeaderEdit>,
     pub calls: Vec<HttpCall>,
+    pub grpc_calls: Vec<GrpcCall>,
     pub state_writes: Vec<StateWrite>,
     pub counters: Vec<Counter>,
     /// Signals to notify after this step is carried out: requests waiting on them wake up.
@@ -110,6 +148,7 @@ impl Step {
             action,
             header_edits: Vec::new(),
             calls: Vec::new(),
+            grpc_calls: Vec::new(),
             state_writes: Vec::new(),
             counters: Vec::new(),
             notify: Vec::new(),
@@ -144,6 +183,11 @@ impl Step {
 
     pub fn call(mut self, call: HttpCall) -> Self {
         self.calls.push(call);
+        self
+    }
+
+    pub fn grpc_call(mut self, call: GrpcCall) -> Self {
+        self.grpc_calls.push(call);
         self
     }
 

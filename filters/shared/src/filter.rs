@@ -4,7 +4,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::ConfigError;
-use crate::effects::{CallOutcome, RootStep, Step};
+use crate::effects::{CallOutcome, GrpcOutcome, RootStep, Step};
 use crate::headers::Headers;
 use crate::metrics::MetricRegistry;
 use crate::ports::Ctx;
@@ -24,6 +24,12 @@ pub trait FilterRoot: Sized + 'static {
     /// How often [`FilterRoot::on_tick`] runs; `None`: no background work.
     fn tick_period(&self) -> Option<Duration> {
         None
+    }
+
+    /// Runs once per worker right after a successful configure, before the first request: for
+    /// state in shared data that must exist before requests race to create it.
+    fn on_start(&self, _ctx: &Ctx) -> RootStep {
+        RootStep::default()
     }
 
     /// Background work (key refreshes and the like). Roots mutate through interior mutability:
@@ -50,6 +56,11 @@ pub trait HttpFilter {
 
     /// The answer to an [`HttpCall`](crate::HttpCall) this filter asked for while the request paused.
     fn on_call_response(&mut self, _outcome: CallOutcome, _ctx: &Ctx) -> Step {
+        Step::proceed()
+    }
+
+    /// The answer to a [`GrpcCall`](crate::GrpcCall) this filter asked for while the request paused.
+    fn on_grpc_response(&mut self, _outcome: GrpcOutcome, _ctx: &Ctx) -> Step {
         Step::proceed()
     }
 

@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod headers;
 pub mod metrics;
 pub mod ports;
+pub mod protobuf;
 pub mod route;
 pub mod secret;
 pub mod source;
@@ -25,7 +26,9 @@ pub mod proxy;
 
 pub use config::{ConfigError, FieldPath};
 pub use deny::{Deny, Realm};
-pub use effects::{Action, CallOutcome, HeaderEdit, HttpCall, LocalReply, RootStep, StateWrite, Step};
+pub use effects::{
+    Action, CallOutcome, GrpcCall, GrpcOutcome, HeaderEdit, HttpCall, LocalReply, RootStep, StateWrite, Step,
+};
 pub use filter::{FilterRoot, HttpFilter};
 pub use headers::{HeaderName, Headers};
 pub use metrics::{Counter, MetricRegistry};

@@ -83,3 +83,46 @@ pub fn dispatch(call: &crate::effects::HttpCall) -> Option<u32> {
     }
     hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), Vec::new(), call.timeout).ok()
 }
+
+/// Dispatches a unary gRPC call; `None` if the host refused it.
+///
+/// The service is named by a serialized `envoy.config.core.v3.GrpcService` (`envoy_grpc` with
+/// the cluster and authority) rather than a bare cluster name: Envoy first tries to parse the
+/// argument as that message, and some cluster names happen to parse.
+pub fn dispatch_grpc(call: &crate::effects::GrpcCall) -> Option<u32> {
+    let mut service = crate::protobuf::Writer::new();
+    service.message(1, |envoy_grpc| {
+        envoy_grpc.string(1, &call.cluster);
+        if !call.authority.is_empty() {
+            envoy_grpc.string(2, &call.authority);
+        }
+    });
+    // The SDK takes the argument as `&str`; short ASCII names keep the encoding valid UTF-8.
+    let service = String::from_utf8(service.into_bytes()).ok()?;
+    hostcalls::dispatch_grpc_call(
+        &service,
+        &call.service,
+        &call.method,
+        Vec::new(),
+        Some(&call.message),
+        call.timeout,
+    )
+    .ok()
+}
+
+/// Reads the answer to a gRPC call the host just delivered.
+pub fn read_grpc_outcome(status: u32, response_size: usize) -> crate::effects::GrpcOutcome {
+    let message = if status == crate::effects::GrpcOutcome::OK {
+        hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::GrpcReceiveBuffer,
+            0,
+            response_size.min(super::http::MAX_CALL_BODY),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    crate::effects::GrpcOutcome { status, message }
+}

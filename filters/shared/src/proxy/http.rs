@@ -7,9 +7,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
 
-use super::host::{bump, ctx, dispatch, read_headers};
+use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
-use crate::effects::{Action, CallOutcome, HeaderEdit, Step};
+use crate::effects::{Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
 use crate::filter::{FilterRoot, HttpFilter};
 use crate::ports::Ctx;
 use crate::Deny;
@@ -130,14 +130,25 @@ impl<R: FilterRoot> State<R> {
                 None => undispatched += 1,
             }
         }
+        let mut grpc_undispatched = 0;
+        for call in &step.grpc_calls {
+            match dispatch_grpc(call) {
+                Some(token) => self.pending_calls.push(token),
+                None => grpc_undispatched += 1,
+            }
+        }
         let mut notify = step.notify;
         let action = match step.action {
             Action::Continue => HostAction::Continue,
-            Action::Pause if undispatched > 0 => {
+            Action::Pause if undispatched + grpc_undispatched > 0 => {
                 log::warn!("{}: outbound call could not be dispatched", R::NAME);
                 let (action, more) = match self.filter.as_mut() {
                     Some(filter) => {
-                        let step = filter.on_call_response(CallOutcome::Failed, ctx);
+                        let step = if undispatched > 0 {
+                            filter.on_call_response(CallOutcome::Failed, ctx)
+                        } else {
+                            filter.on_grpc_response(GrpcOutcome::unavailable(), ctx)
+                        };
                         self.carry_out(step, phase, shell, ctx)
                     }
                     None => (HostAction::Continue, Vec::new()),
@@ -230,6 +241,15 @@ impl<R: FilterRoot> Context for HttpAdapter<R> {
         let outcome = read_call_outcome(num_headers, body_size);
         self.shell
             .run_paused(|filter, ctx| filter.on_call_response(outcome, ctx));
+    }
+
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        if let Ok(mut state) = self.shell.state.try_borrow_mut() {
+            state.pending_calls.retain(|t| *t != token_id);
+        }
+        let outcome = read_grpc_outcome(status_code, response_size);
+        self.shell
+            .run_paused(|filter, ctx| filter.on_grpc_response(outcome, ctx));
     }
 }
 

@@ -98,6 +98,7 @@ impl<R: FilterRoot> RootContext for RootAdapter<R> {
                     let _ = hostcalls::set_tick_period(period);
                 }
                 self.root = Some(Rc::new(root));
+                self.background(|root, ctx| root.on_start(ctx));
                 log::info!("{}: configured", R::NAME);
                 true
             }
