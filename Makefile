@@ -6,8 +6,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-FILTERS         := header_scrub jwt_auth scope_gate phantom_token
-FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate phantom-token
+FILTERS         := header_scrub jwt_auth scope_gate phantom_token rate_limit
+FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate phantom-token rate-limit
 WASM_DIR        := target/wasm32-wasip1/release
 WASM_FILES      := $(foreach f,$(FILTERS),$(WASM_DIR)/$(f).wasm)
 

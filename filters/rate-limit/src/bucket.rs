@@ -1,0 +1,323 @@
+//! Local token buckets in shared data, shared by every worker of one Envoy.
+//!
+//! Each bucket is kept as its GCRA "theoretical arrival time" (TAT): the moment it will be full
+//! again. That is the token bucket in one number, updated with exact integer arithmetic (time is
+//! scaled by the rate, so no fraction of a token is ever rounded away).
+//!
+//! Memory is bounded: a limit owns a fixed number of shared-data keys ("sets"), each holding
+//! [`WAYS`] buckets. A descriptor's SHA-256 picks the set and a fingerprint within it. When a new
+//! descriptor finds its set full, it takes the slot of the bucket that is fullest (smallest TAT):
+//! a full bucket holds no state, so under normal load nothing is lost, and under a flood of keys
+//! the evicted client loses the least. Updates are compare-and-swap with bounded retries.
+
+use sha2::{Digest, Sha256};
+
+use shared::{SharedStore, StoreError};
+
+use crate::config::Unit;
+use crate::descriptor::Descriptor;
+
+/// Buckets per shared-data key.
+pub const WAYS: usize = 4;
+const FINGERPRINT: usize = 12;
+const SLOT: usize = FINGERPRINT + 4 + 16;
+const SET: usize = SLOT * WAYS;
+/// CAS attempts before giving up on a contended set.
+const MAX_ATTEMPTS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub requests: u32,
+    pub per: Unit,
+    pub burst: u32,
+}
+
+/// Where one descriptor's bucket lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketKey {
+    pub set: String,
+    fingerprint: [u8; FINGERPRINT],
+}
+
+/// The shared-data layout of one local limit.
+#[derive(Debug)]
+pub struct Buckets {
+    prefix: String,
+    sets: u32,
+    rate: Rate,
+}
+
+/// What a bucket said about one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// Whole requests (of cost 1) still allowed now.
+    pub remaining: u64,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// Seconds until a refused request of the same cost would pass (0 when allowed).
+    pub retry_after_secs: u64,
+}
+
+impl Buckets {
+    /// `name` and the rate go into the key prefix, so a changed limit starts from full buckets
+    /// rather than reinterpreting old state.
+    pub fn new(name: &str, rate: Rate, sets: u32) -> Self {
+        let id = Sha256::digest(format!("{name}|{}|{:?}|{}|{sets}", rate.requests, rate.per, rate.burst));
+        let id: String = id.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Self {
+            prefix: format!("apisec.rate_limit.{name}.{id}."),
+            sets: sets.max(1),
+            rate,
+        }
+    }
+
+    /// Every shared-data key this limit uses.
+    pub fn set_keys(&self) -> impl Iterator<Item = String> + '_ {
+        (0..self.sets).map(|i| format!("{}{i}", self.prefix))
+    }
+
+    pub fn key(&self, descriptor: &Descriptor) -> BucketKey {
+        let mut hash = Sha256::new();
+        for (key, value) in descriptor {
+            // Lengths first: ("ab","c") and ("a","bc") must not collide.
+            hash.update((key.len() as u64).to_le_bytes());
+            hash.update(key.as_bytes());
+            hash.update((value.len() as u64).to_le_bytes());
+            hash.update(value.as_bytes());
+        }
+        let digest = hash.finalize();
+        let mut index = [0u8; 4];
+        index.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+        let mut fingerprint = [0u8; FINGERPRINT];
+        fingerprint.copy_from_slice(digest.get(4..4 + FINGERPRINT).unwrap_or(&[0; FINGERPRINT]));
+        BucketKey {
+            set: format!("{}{}", self.prefix, u32::from_le_bytes(index) % self.sets),
+            fingerprint,
+        }
+    }
+
+    /// Creates the sets that do not exist yet (before traffic: the host has no create-if-absent,
+    /// so two workers creating one key at once could lose an update).
+    pub fn create_missing(&self, store: &dyn SharedStore) {
+        for key in self.set_keys() {
+            if store.get(&key).is_none() && store.set(&key, &[0; SET], None).is_err() {
+                log::warn!("rate_limit: could not create shared data {key}");
+            }
+        }
+    }
+
+    /// Takes `cost` tokens from the bucket if it has them.
+    pub fn take(
+        &self,
+        store: &dyn SharedStore,
+        key: &BucketKey,
+        cost: u32,
+        now_ms: u64,
+    ) -> Result<Verdict, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut set, cas) = match store.get(&key.set) {
+                Some((bytes, cas)) if bytes.len() == SET => (bytes, Some(cas)),
+                // Missing (a host that skipped the start hook) or foreign: start the set afresh.
+                Some((_, cas)) => (vec![0; SET], Some(cas)),
+                None => (vec![0; SET], None),
+            };
+            let slot = slot_for(&set, &key.fingerprint);
+            let tat = read_tat(&set, slot);
+            let (verdict, new_tat) = self.gcra(tat, cost, now_ms);
+            if !verdict.allowed {
+                return Ok(verdict);
+            }
+            write_slot(&mut set, slot, &key.fingerprint, new_tat);
+            match store.set(&key.set, &set, cas) {
+                Ok(()) => return Ok(verdict),
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Failed) => return Err(StoreError::Failed),
+            }
+        }
+        Err(StoreError::CasMismatch)
+    }
+
+    /// The GCRA step, in time scaled by `requests` so one token is exactly `unit_ms`.
+    fn gcra(&self, tat: u128, cost: u32, now_ms: u64) -> (Verdict, u128) {
+        let requests = u128::from(self.rate.requests);
+        let unit = u128::from(self.rate.per.seconds()) * 1000;
+        let now = u128::from(now_ms) * requests;
+        let capacity = u128::from(self.rate.burst) * unit;
+        let tat = tat.max(now);
+        let new_tat = tat + u128::from(cost) * unit;
+        let to_secs = |scaled: u128| u64::try_from((scaled / requests).div_ceil(1000)).unwrap_or(u64::MAX);
+        let tokens = |until_full: u128| u64::try_from(capacity.saturating_sub(until_full) / unit).unwrap_or(u64::MAX);
+        if new_tat - now <= capacity {
+            let verdict = Verdict {
+                allowed: true,
+                remaining: tokens(new_tat - now),
+                reset_secs: to_secs(new_tat - now),
+                retry_after_secs: 0,
+            };
+            (verdict, new_tat)
+        } else {
+            let verdict = Verdict {
+                allowed: false,
+                remaining: tokens(tat - now),
+                reset_secs: to_secs(tat - now),
+                retry_after_secs: to_secs(new_tat - now - capacity).max(1),
+            };
+            (verdict, tat)
+        }
+    }
+}
+
+/// The slot holding `fingerprint`, else the one whose bucket is fullest (empty slots first).
+fn slot_for(set: &[u8], fingerprint: &[u8; FINGERPRINT]) -> usize {
+    (0..WAYS)
+        .find(|&slot| set.get(slot * SLOT..slot * SLOT + FINGERPRINT) == Some(&fingerprint[..]))
+        .unwrap_or_else(|| (0..WAYS).min_by_key(|&slot| read_tat(set, slot)).unwrap_or(0))
+}
+
+fn read_tat(set: &[u8], slot: usize) -> u128 {
+    let start = slot * SLOT + FINGERPRINT + 4;
+    let mut tat = [0u8; 16];
+    if let Some(bytes) = set.get(start..start + 16) {
+        tat.copy_from_slice(bytes);
+    }
+    u128::from_le_bytes(tat)
+}
+
+fn write_slot(set: &mut [u8], slot: usize, fingerprint: &[u8; FINGERPRINT], tat: u128) {
+    let start = slot * SLOT;
+    if let Some(bytes) = set.get_mut(start..start + FINGERPRINT) {
+        bytes.copy_from_slice(fingerprint);
+    }
+    if let Some(bytes) = set.get_mut(start + FINGERPRINT + 4..start + SLOT) {
+        bytes.copy_from_slice(&tat.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::testkit::FakeStore;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    const NOW: u64 = 1_767_225_600_000;
+
+    fn descriptor(value: &str) -> Descriptor {
+        vec![("client".to_owned(), value.to_owned())]
+    }
+
+    fn buckets(requests: u32, per: Unit, burst: u32, sets: u32) -> Buckets {
+        Buckets::new("per_client", Rate { requests, per, burst }, sets)
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
+        let store = FakeStore::default();
+        let b = buckets(3, Unit::Minute, 3, 16);
+        let key = b.key(&descriptor("alice"));
+        let remaining: Vec<u64> = (0..3)
+            .map(|_| b.take(&store, &key, 1, NOW).unwrap().remaining)
+            .collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = b.take(&store, &key, 1, NOW).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(
+            (refused.remaining, refused.retry_after_secs, refused.reset_secs),
+            (0, 20, 60)
+        );
+        // One token every 20 s: not at 19.999 s, exactly at 20 s.
+        assert!(!b.take(&store, &key, 1, NOW + 19_999).unwrap().allowed);
+        let again = b.take(&store, &key, 1, NOW + 20_000).unwrap();
+        assert!(again.allowed);
+        assert_eq!(again.remaining, 0);
+        assert!(!b.take(&store, &key, 1, NOW + 20_000).unwrap().allowed);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn slow_rates_refill_without_rounding_tokens_away() {
+        // 7 per hour: one token every 514.28... s. Frequent refused calls must not lose the fraction.
+        let store = FakeStore::default();
+        let b = buckets(7, Unit::Hour, 1, 16);
+        let key = b.key(&descriptor("bob"));
+        assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
+        let mut t = NOW;
+        while !b.take(&store, &key, 1, t).unwrap().allowed {
+            t += 1000;
+        }
+        assert_eq!((t - NOW) / 1000, 515, "3600/7 s, rounded up to the second of the probe");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn costs_and_bursts() {
+        let store = FakeStore::default();
+        let b = buckets(10, Unit::Second, 20, 16);
+        let key = b.key(&descriptor("carol"));
+        assert_eq!(b.take(&store, &key, 15, NOW).unwrap().remaining, 5);
+        let refused = b.take(&store, &key, 6, NOW).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs, 1, "0.1 s rounds up to a whole second");
+        assert!(b.take(&store, &key, 5, NOW).unwrap().allowed);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn keys_are_separate_and_state_is_shared_through_the_store() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Hour, 1, 16);
+        let (alice, bob) = (b.key(&descriptor("alice")), b.key(&descriptor("bob")));
+        assert!(b.take(&store, &alice, 1, NOW).unwrap().allowed);
+        assert!(b.take(&store, &bob, 1, NOW).unwrap().allowed);
+        // A second worker: same layout, same store.
+        let other_worker = buckets(1, Unit::Hour, 1, 16);
+        assert!(!other_worker.take(&store, &alice, 1, NOW).unwrap().allowed);
+        // A changed limit is a new layout.
+        let changed = buckets(2, Unit::Hour, 2, 16);
+        assert_ne!(changed.key(&descriptor("alice")).set, alice.set);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn memory_is_bounded_and_a_flood_evicts_the_fullest_bucket() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Hour, 2, 1);
+        b.create_missing(&store);
+        let victim = b.key(&descriptor("victim"));
+        assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
+        assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
+        // Three other keys take one token each, at later times: the victim's bucket is the
+        // emptiest, so it survives while the set (4 ways) is shared by all four.
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            assert!(
+                b.take(&store, &b.key(&descriptor(name)), 1, NOW + 1 + i as u64)
+                    .unwrap()
+                    .allowed
+            );
+        }
+        assert!(!b.take(&store, &victim, 1, NOW + 10).unwrap().allowed, "state kept");
+        assert_eq!(b.set_keys().count(), 1);
+        assert_eq!(store.get(&victim.set).unwrap().0.len(), SET);
+        // A fifth key evicts the fullest of a, b, c; the victim stays limited.
+        assert!(b.take(&store, &b.key(&descriptor("d")), 1, NOW + 20).unwrap().allowed);
+        assert!(!b.take(&store, &victim, 1, NOW + 30).unwrap().allowed);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn contention_is_retried_and_bounded() {
+        // A store whose CAS always fails: the take gives up instead of spinning.
+        struct Contended(FakeStore);
+        impl SharedStore for Contended {
+            fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+                self.0.get(key)
+            }
+            fn set(&self, key: &str, value: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+                let _ = (key, value);
+                Err(StoreError::CasMismatch)
+            }
+        }
+        let store = Contended(FakeStore::default());
+        let b = buckets(1, Unit::Second, 1, 1);
+        b.create_missing(&store.0);
+        assert_eq!(
+            b.take(&store, &b.key(&descriptor("x")), 1, NOW),
+            Err(StoreError::CasMismatch)
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The filter's JSON config.
+
+use serde::Deserialize;
+
+use shared::route::RouteMatchConfig;
+use shared::HeaderName;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Every limit a request may fall under; a request passes only if all that apply allow it.
+    pub limits: Vec<LimitConfig>,
+    /// The rate-limit service, required when a limit is enforced by it.
+    pub service: Option<ServiceConfig>,
+    #[serde(default)]
+    pub headers: HeadersConfig,
+    /// Count and log what would be refused, refuse nothing (for rolling out a new limit).
+    #[serde(default)]
+    pub shadow: bool,
+    /// How many distinct keys each local limit tracks; more keys share slots (memory is bounded).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: u32,
+}
+
+fn default_max_keys() -> u32 {
+    16_384
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    /// Lowercase letters, digits and `_`: names the limit in metrics, logs and headers.
+    pub name: String,
+    /// Requests this limit applies to; none: every request.
+    #[serde(default)]
+    pub routes: Vec<RouteMatchConfig>,
+    /// The descriptor: one entry per key, in order.
+    pub descriptor: Vec<EntryConfig>,
+    /// Hits a request counts for (the hits addend).
+    #[serde(default = "one")]
+    pub cost: u32,
+    pub enforce: EnforceConfig,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryConfig {
+    pub key: String,
+    pub source: SourceConfig,
+    /// Where the value comes from when `source` has none (e.g. the client address when there is
+    /// no verified `sub`). With neither, the limit does not apply to the request.
+    pub fallback: Option<SourceConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A claim of the token verified by jwt-auth or phantom-token (filter state, never a header).
+    Claim {
+        claim: String,
+    },
+    /// A request header (every value, comma-joined). A client chooses it: key on claims where
+    /// the limit must not be dodged.
+    Header {
+        header: HeaderName,
+    },
+    /// The downstream address as Envoy determined it (`use_remote_address`, trusted XFF hops),
+    /// without the port.
+    ClientAddress {},
+    /// The request path, without query.
+    Path {},
+    Method {},
+    /// The name of the Envoy route the request matched.
+    Route {},
+    Constant {
+        value: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EnforceConfig {
+    /// A token bucket in shared data: `requests` per `per`, bursts up to `burst` (default
+    /// `requests`), shared by every worker of this Envoy.
+    Local {
+        requests: u32,
+        per: Unit,
+        burst: Option<u32>,
+    },
+    /// Asked of the rate-limit service, which holds the limit.
+    Service {},
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Unit {
+    pub fn seconds(self) -> u64 {
+        match self {
+            Unit::Second => 1,
+            Unit::Minute => 60,
+            Unit::Hour => 3600,
+            Unit::Day => 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub transport: TransportConfig,
+    /// The Envoy cluster of the service (HTTP/2 for gRPC).
+    pub cluster: String,
+    /// `:authority` of the calls; default: the cluster name.
+    pub authority: Option<String>,
+    /// The `domain` of every `RateLimitRequest`.
+    pub domain: String,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// What a request gets when the service cannot answer: `deny` (503) or `allow`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Headers of the service's `response_headers_to_add` passed to the client; others dropped.
+    #[serde(default)]
+    pub allowed_response_headers: Vec<HeaderName>,
+}
+
+fn default_timeout_ms() -> u64 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportConfig {
+    /// `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
+    Grpc {},
+    /// The same request as proto3 JSON, `POST`ed to `path` (envoyproxy/ratelimit serves `/json`).
+    Http {
+        #[serde(default = "default_json_path")]
+        path: String,
+    },
+}
+
+fn default_json_path() -> String {
+    "/json".to_owned()
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersConfig {
+    #[serde(default)]
+    pub style: HeaderStyle,
+    /// Also on responses to requests that were allowed, not only on 429s.
+    #[serde(default)]
+    pub on_allowed: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderStyle {
+    #[default]
+    None,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset` (draft-polli-ratelimit-headers-03), as Envoy's
+    /// rate-limit filters emit them.
+    Draft03,
+    /// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
+    Ietf,
+}

@@ -1,0 +1,274 @@
+//! Limits as compiled from config, and the descriptor each one builds from a request.
+
+use std::cell::OnceCell;
+
+use serde_json::Value;
+
+use shared::route::{RequestLine, RouteMatch};
+use shared::{ConfigError, Counter, Ctx, FieldPath, HeaderName, Headers, MetricRegistry};
+
+use crate::bucket::Rate;
+use crate::config::{EnforceConfig, EntryConfig, LimitConfig, SourceConfig};
+
+/// A descriptor: `(key, value)` entries, in config order.
+pub type Descriptor = Vec<(String, String)>;
+
+#[derive(Debug)]
+pub struct Limit {
+    pub name: String,
+    routes: Vec<RouteMatch>,
+    entries: Vec<Entry>,
+    pub cost: u32,
+    pub enforce: Enforce,
+    pub over_limit: Counter,
+}
+
+#[derive(Debug)]
+pub enum Enforce {
+    Local(Rate),
+    Service,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: String,
+    source: Source,
+    fallback: Option<Source>,
+}
+
+#[derive(Debug)]
+enum Source {
+    Claim(String),
+    Header(HeaderName),
+    ClientAddress,
+    Path,
+    Method,
+    Route,
+    Constant(String),
+}
+
+impl Limit {
+    pub fn compile(config: &LimitConfig, at: &FieldPath, metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let name = &config.name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(at
+                .field("name")
+                .error(format!("{name:?}: use lowercase letters, digits and '_'")));
+        }
+        if config.descriptor.is_empty() {
+            return Err(at.field("descriptor").error("give at least one entry"));
+        }
+        if config.cost == 0 {
+            return Err(at.field("cost").error("must be at least 1"));
+        }
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| RouteMatch::compile(route, &at.field("routes").index(i)))
+            .collect::<Result<_, _>>()?;
+        let entries = config
+            .descriptor
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| Entry::compile(entry, &at.field("descriptor").index(i)))
+            .collect::<Result<_, _>>()?;
+        let enforce = match &config.enforce {
+            EnforceConfig::Local { requests, per, burst } => {
+                let at = at.field("enforce");
+                if *requests == 0 {
+                    return Err(at.field("requests").error("must be at least 1"));
+                }
+                let burst = burst.unwrap_or(*requests);
+                if burst < config.cost {
+                    return Err(at.field("burst").error(format!(
+                        "{burst} is less than the cost {}: no request could pass",
+                        config.cost
+                    )));
+                }
+                Enforce::Local(Rate {
+                    requests: *requests,
+                    per: *per,
+                    burst,
+                })
+            }
+            EnforceConfig::Service {} => Enforce::Service,
+        };
+        Ok(Self {
+            name: name.clone(),
+            routes,
+            entries,
+            cost: config.cost,
+            enforce,
+            over_limit: metrics.counter(&format!("over_limit_{name}")),
+        })
+    }
+
+    pub fn applies_to(&self, line: &RequestLine<'_>) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|route| route.matches(line))
+    }
+
+    /// Every value is fixed: the limit has one key whatever the request.
+    pub fn is_global(&self) -> bool {
+        self.entries
+            .iter()
+            .all(|entry| matches!(entry.source, Source::Constant(_)))
+    }
+
+    /// The descriptor for this request; `None` if an entry has no value (the limit does not apply,
+    /// as with Envoy's rate-limit actions).
+    pub fn descriptor(&self, request: &RequestFacts<'_>) -> Option<Descriptor> {
+        self.entries
+            .iter()
+            .map(|entry| {
+                let value = request
+                    .value(&entry.source)
+                    .or_else(|| entry.fallback.as_ref().and_then(|f| request.value(f)))?;
+                Some((entry.key.clone(), value))
+            })
+            .collect()
+    }
+}
+
+impl Entry {
+    fn compile(config: &EntryConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        if config.key.is_empty() {
+            return Err(at.field("key").error("must not be empty"));
+        }
+        Ok(Self {
+            key: config.key.clone(),
+            source: Source::compile(&config.source, &at.field("source"))?,
+            fallback: config
+                .fallback
+                .as_ref()
+                .map(|f| Source::compile(f, &at.field("fallback")))
+                .transpose()?,
+        })
+    }
+}
+
+impl Source {
+    fn compile(config: &SourceConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        Ok(match config {
+            SourceConfig::Claim { claim } if claim.is_empty() => {
+                return Err(at.field("claim").error("must not be empty"));
+            }
+            SourceConfig::Claim { claim } => Source::Claim(claim.clone()),
+            SourceConfig::Header { header } => Source::Header(header.clone()),
+            SourceConfig::ClientAddress {} => Source::ClientAddress,
+            SourceConfig::Path {} => Source::Path,
+            SourceConfig::Method {} => Source::Method,
+            SourceConfig::Route {} => Source::Route,
+            SourceConfig::Constant { value } if value.is_empty() => {
+                return Err(at.field("value").error("must not be empty"));
+            }
+            SourceConfig::Constant { value } => Source::Constant(value.clone()),
+        })
+    }
+}
+
+/// What the descriptors of one request are built from; host properties and claims are read at
+/// most once, and only if a limit asks for them.
+pub struct RequestFacts<'a> {
+    headers: &'a Headers,
+    line: RequestLine<'a>,
+    ctx: &'a Ctx<'a>,
+    claims: OnceCell<Option<serde_json::Map<String, Value>>>,
+}
+
+impl<'a> RequestFacts<'a> {
+    pub fn new(headers: &'a Headers, line: RequestLine<'a>, ctx: &'a Ctx<'a>) -> Self {
+        Self {
+            headers,
+            line,
+            ctx,
+            claims: OnceCell::new(),
+        }
+    }
+
+    pub fn line(&self) -> &RequestLine<'a> {
+        &self.line
+    }
+
+    /// An empty value counts as none.
+    fn value(&self, source: &Source) -> Option<String> {
+        let value = match source {
+            Source::Claim(name) => claim_value(self.claims()?.get(name)?),
+            Source::Header(name) => {
+                let values: Vec<&[u8]> = self.headers.get_all(name.as_str()).collect();
+                if values.is_empty() {
+                    return None;
+                }
+                String::from_utf8_lossy(&values.join(&b","[..])).into_owned()
+            }
+            Source::ClientAddress => without_port(&self.property(&["source", "address"])?).to_owned(),
+            Source::Path => self.line.path.to_owned(),
+            Source::Method => self.line.method.to_owned(),
+            Source::Route => self.property(&["xds", "route_name"])?,
+            Source::Constant(value) => value.clone(),
+        };
+        Some(value).filter(|v| !v.is_empty())
+    }
+
+    fn property(&self, path: &[&str]) -> Option<String> {
+        String::from_utf8(self.ctx.properties.property(path)?).ok()
+    }
+
+    fn claims(&self) -> Option<&serde_json::Map<String, Value>> {
+        self.claims
+            .get_or_init(|| {
+                let raw = self.ctx.properties.filter_state(shared::handoff::CLAIMS)?;
+                match serde_json::from_slice(&raw) {
+                    Ok(Value::Object(claims)) => Some(claims),
+                    _ => None,
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// A string claim as it is; anything else as its JSON text.
+fn claim_value(claim: &Value) -> String {
+    match claim {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`; anything else unchanged.
+fn without_port(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split_once(']').map_or(address, |(ip, _)| ip);
+    }
+    match address.split_once(':') {
+        Some((ip, port)) if !port.contains(':') => ip,
+        _ => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn addresses_lose_their_port() {
+        assert_eq!(without_port("10.1.2.3:5678"), "10.1.2.3");
+        assert_eq!(without_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(without_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(without_port("10.1.2.3"), "10.1.2.3");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn claims_become_strings() {
+        assert_eq!(claim_value(&serde_json::json!("alice")), "alice");
+        assert_eq!(claim_value(&serde_json::json!(42)), "42");
+        assert_eq!(claim_value(&serde_json::json!(["a", "b"])), r#"["a","b"]"#);
+        assert_eq!(claim_value(&Value::Null), "");
+    }
+}

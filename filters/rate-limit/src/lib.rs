@@ -1,0 +1,488 @@
+//! rate-limit: local token buckets and calls to the Envoy rate-limit service.
+//!
+//! Each configured limit builds a descriptor from the request (verified claims, headers, client
+//! address, path, method, route, constants). Local limits take tokens from buckets in shared data,
+//! so every worker of the Envoy counts against the same bucket. Service limits are sent, all in one
+//! `ShouldRateLimit` call, to the rate-limit service (gRPC, or its HTTP/JSON form), which holds
+//! the count for a whole fleet. A request over any limit gets 429 with `Retry-After`; a service
+//! that cannot answer gets the configured failure mode, 503 by default. Shadow mode counts and
+//! logs what it would refuse, and refuses nothing.
+
+mod bucket;
+mod config;
+mod descriptor;
+mod quota;
+mod rls;
+
+#[cfg(test)]
+mod tests;
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use shared::route::RequestLine;
+use shared::{
+    CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, GrpcCall, GrpcOutcome, HeaderEdit, HeaderName, Headers,
+    HttpCall, HttpFilter, MetricRegistry, Realm, RootStep, Step,
+};
+
+use bucket::Buckets;
+pub use config::Config;
+use config::{FailureMode, HeadersConfig, ServiceConfig, TransportConfig};
+use descriptor::{Enforce, Limit, RequestFacts};
+use quota::Quota;
+use rls::{Answer, Ask, Code};
+
+shared::export_filter!(RateLimit);
+
+/// Filter-state key with the outcome: `allowed`, `over_limit`, `shadow_over_limit`,
+/// `failure_mode_allowed` or `service_unavailable`.
+pub const OUTCOME_STATE: &str = "apisec.rate_limit.outcome";
+
+/// Largest service answer read.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+struct Counters {
+    ok: Counter,
+    over_limit: Counter,
+    shadow_over_limit: Counter,
+    service_error: Counter,
+    failure_mode_allowed: Counter,
+    descriptor_incomplete: Counter,
+    local_store_error: Counter,
+}
+
+impl Counters {
+    fn register(metrics: &mut MetricRegistry) -> Self {
+        Self {
+            ok: metrics.counter("ok"),
+            over_limit: metrics.counter("over_limit"),
+            shadow_over_limit: metrics.counter("shadow_over_limit"),
+            service_error: metrics.counter("service_error"),
+            failure_mode_allowed: metrics.counter("failure_mode_allowed"),
+            descriptor_incomplete: metrics.counter("descriptor_incomplete"),
+            local_store_error: metrics.counter("local_store_error"),
+        }
+    }
+}
+
+/// A limit and, for a local one, where its buckets live.
+struct CompiledLimit {
+    limit: Limit,
+    buckets: Option<Buckets>,
+}
+
+struct Service {
+    transport: TransportConfig,
+    cluster: String,
+    authority: String,
+    domain: String,
+    timeout: Duration,
+    failure_mode: FailureMode,
+    allowed_response_headers: Vec<HeaderName>,
+}
+
+impl Service {
+    fn compile(config: &ServiceConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        // The cluster travels in a serialized GrpcService; short ASCII keeps it valid UTF-8.
+        let short_ascii = |s: &str| !s.is_empty() && s.len() < 128 && s.bytes().all(|b| b.is_ascii_graphic());
+        if !short_ascii(&config.cluster) {
+            return Err(at.field("cluster").error("must be 1 to 127 printable ASCII characters"));
+        }
+        if let Some(authority) = &config.authority {
+            if !short_ascii(authority) {
+                return Err(at
+                    .field("authority")
+                    .error("must be 1 to 127 printable ASCII characters"));
+            }
+        }
+        if config.domain.is_empty() {
+            return Err(at.field("domain").error("must not be empty"));
+        }
+        if config.timeout_ms == 0 {
+            return Err(at.field("timeout_ms").error("must be at least 1"));
+        }
+        if let TransportConfig::Http { path } = &config.transport {
+            if !path.starts_with('/') {
+                return Err(at.field("transport").field("path").error("must start with '/'"));
+            }
+        }
+        Ok(Self {
+            transport: match &config.transport {
+                TransportConfig::Grpc {} => TransportConfig::Grpc {},
+                TransportConfig::Http { path } => TransportConfig::Http { path: path.clone() },
+            },
+            cluster: config.cluster.clone(),
+            authority: config.authority.clone().unwrap_or_else(|| config.cluster.clone()),
+            domain: config.domain.clone(),
+            timeout: Duration::from_millis(config.timeout_ms),
+            failure_mode: config.failure_mode,
+            allowed_response_headers: config.allowed_response_headers.clone(),
+        })
+    }
+
+    fn call(&self, asks: &[Ask]) -> Step {
+        match &self.transport {
+            TransportConfig::Grpc {} => Step::pause().grpc_call(GrpcCall {
+                cluster: self.cluster.clone(),
+                authority: self.authority.clone(),
+                service: rls::SERVICE.to_owned(),
+                method: rls::METHOD.to_owned(),
+                message: rls::encode_grpc(&self.domain, asks),
+                timeout: self.timeout,
+            }),
+            TransportConfig::Http { path } => {
+                let header = |name: &str, value: &str| (HeaderName::trusted(name), value.as_bytes().to_vec());
+                Step::pause().call(HttpCall {
+                    cluster: self.cluster.clone(),
+                    headers: vec![
+                        header(":method", "POST"),
+                        header(":path", path),
+                        header(":authority", &self.authority),
+                        header("content-type", "application/json"),
+                        header("accept", "application/json"),
+                    ],
+                    body: Some(rls::encode_json(&self.domain, asks)),
+                    timeout: self.timeout,
+                })
+            }
+        }
+    }
+
+    /// The service's extra response headers this gateway lets through.
+    fn allowed_headers(&self, answer: &Answer) -> Vec<(HeaderName, String)> {
+        answer
+            .response_headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = HeaderName::new(name).ok()?;
+                let value = String::from_utf8(value.clone()).ok()?;
+                let printable = value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+                (printable && self.allowed_response_headers.contains(&name)).then_some((name, value))
+            })
+            .collect()
+    }
+}
+
+/// The configured filter, one per worker.
+pub struct RateLimit {
+    limits: Vec<CompiledLimit>,
+    service: Option<Service>,
+    headers: HeadersConfig,
+    shadow: bool,
+    counters: Counters,
+}
+
+impl shared::FilterRoot for RateLimit {
+    const NAME: &'static str = "rate_limit";
+    type Filter = RateLimitFilter;
+
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let config: Config = shared::config::parse(raw)?;
+        let root = FieldPath::root();
+        let counters = Counters::register(metrics);
+        if config.max_keys == 0 {
+            return Err(root.field("max_keys").error("must be at least 1"));
+        }
+        let sets = config.max_keys.div_ceil(bucket::WAYS as u32);
+        let mut limits = Vec::with_capacity(config.limits.len());
+        for (i, limit_config) in config.limits.iter().enumerate() {
+            let at = root.field("limits").index(i);
+            let limit = Limit::compile(limit_config, &at, metrics)?;
+            if limits.iter().any(|l: &CompiledLimit| l.limit.name == limit.name) {
+                return Err(at
+                    .field("name")
+                    .error(format!("{:?} is used by another limit", limit.name)));
+            }
+            let buckets = match &limit.enforce {
+                Enforce::Local(rate) => Some(Buckets::new(
+                    &limit.name,
+                    *rate,
+                    if limit.is_global() { 1 } else { sets },
+                )),
+                Enforce::Service if config.service.is_none() => {
+                    return Err(at.field("enforce").error("a service limit needs the `service` section"));
+                }
+                Enforce::Service => None,
+            };
+            limits.push(CompiledLimit { limit, buckets });
+        }
+        if limits.is_empty() {
+            return Err(root.field("limits").error("give at least one limit"));
+        }
+        let service = config
+            .service
+            .as_ref()
+            .map(|s| Service::compile(s, &root.field("service")))
+            .transpose()?;
+        Ok(Self {
+            limits,
+            service,
+            headers: config.headers,
+            shadow: config.shadow,
+            counters,
+        })
+    }
+
+    fn new_filter(root: &Rc<Self>) -> RateLimitFilter {
+        RateLimitFilter {
+            root: Rc::clone(root),
+            pending: None,
+            asked: Vec::new(),
+            response_headers: Vec::new(),
+        }
+    }
+
+    fn on_start(&self, ctx: &Ctx) -> RootStep {
+        for limit in &self.limits {
+            if let Some(buckets) = &limit.buckets {
+                buckets.create_missing(ctx.store);
+            }
+        }
+        RootStep::default()
+    }
+}
+
+/// One request's rate limiting.
+pub struct RateLimitFilter {
+    root: Rc<RateLimit>,
+    /// What the local limits said, while the service is asked.
+    pending: Option<Tally>,
+    /// Index into `root.limits` of each descriptor sent to the service, in request order.
+    asked: Vec<usize>,
+    /// Headers for the response to an allowed request.
+    response_headers: Vec<(HeaderName, String)>,
+}
+
+/// What the limits said so far about one request.
+#[derive(Default)]
+struct Tally {
+    quotas: Vec<Quota>,
+    /// Names of the limits that refused it.
+    refused_by: Vec<String>,
+    /// The service said OVER_LIMIT (possibly without saying which descriptor).
+    refused: bool,
+    retry_after_secs: u64,
+    counters: Vec<Counter>,
+    /// The service's response headers that are allow-listed.
+    extra_headers: Vec<(HeaderName, String)>,
+}
+
+/// A dependency that failed the request.
+enum Failure {
+    Service,
+    LocalStore,
+}
+
+impl HttpFilter for RateLimitFilter {
+    fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        let Some(line) = RequestLine::of(headers) else {
+            return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
+        };
+        let root = Rc::clone(&self.root);
+        let facts = RequestFacts::new(headers, line, ctx);
+        let mut tally = Tally::default();
+        let mut asks = Vec::new();
+        for (index, compiled) in root.limits.iter().enumerate() {
+            let limit = &compiled.limit;
+            if !limit.applies_to(facts.line()) {
+                continue;
+            }
+            let Some(descriptor) = limit.descriptor(&facts) else {
+                tally.counters.push(root.counters.descriptor_incomplete);
+                continue;
+            };
+            let (Some(buckets), Enforce::Local(rate)) = (&compiled.buckets, &limit.enforce) else {
+                asks.push(Ask {
+                    descriptor,
+                    hits: limit.cost,
+                });
+                self.asked.push(index);
+                continue;
+            };
+            let verdict = match buckets.take(ctx.store, &buckets.key(&descriptor), limit.cost, ctx.now_ms) {
+                Ok(verdict) => verdict,
+                Err(error) => {
+                    log::error!("rate_limit: limit {}: shared data update failed: {error:?}", limit.name);
+                    return self.conclude(tally, Some(Failure::LocalStore));
+                }
+            };
+            tally.quotas.push(Quota {
+                name: limit.name.clone(),
+                limit: u64::from(rate.requests),
+                window_secs: Some(rate.per.seconds()),
+                remaining: verdict.remaining,
+                reset_secs: verdict.reset_secs,
+            });
+            if !verdict.allowed {
+                tally.refused_by.push(limit.name.clone());
+                tally.refused = true;
+                tally.retry_after_secs = tally.retry_after_secs.max(verdict.retry_after_secs);
+            }
+        }
+        // Refused locally: no need to ask the service, unless only shadowing.
+        let service = root.service.as_ref().filter(|_| !asks.is_empty());
+        match service {
+            Some(service) if !tally.refused || root.shadow => {
+                let step = service.call(&asks);
+                self.pending = Some(tally);
+                step
+            }
+            _ => self.conclude(tally, None),
+        }
+    }
+
+    fn on_grpc_response(&mut self, outcome: GrpcOutcome, _ctx: &Ctx) -> Step {
+        let answer = if outcome.status == GrpcOutcome::OK {
+            rls::decode_grpc(&outcome.message).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
+        } else {
+            Err(format!("gRPC status {}", outcome.status))
+        };
+        self.answered(answer)
+    }
+
+    fn on_call_response(&mut self, outcome: CallOutcome, _ctx: &Ctx) -> Step {
+        let answer = match outcome {
+            // The HTTP form answers 429 for OVER_LIMIT; the body says which descriptors.
+            CallOutcome::Response {
+                status: 200 | 429,
+                body,
+                ..
+            } if body.len() <= MAX_ANSWER_BYTES => {
+                rls::decode_json(&body).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
+            }
+            CallOutcome::Response { status: 200 | 429, .. } => Err("the answer is too large".to_owned()),
+            CallOutcome::Response { status, .. } => Err(format!("HTTP status {status}")),
+            CallOutcome::Failed => Err("unreachable or timed out".to_owned()),
+        };
+        self.answered(answer)
+    }
+
+    fn on_response_headers(&mut self, _headers: &Headers, _ctx: &Ctx) -> Step {
+        let mut step = Step::proceed();
+        for (name, value) in std::mem::take(&mut self.response_headers) {
+            step = step.edit(HeaderEdit::Set(name, value.into_bytes()));
+        }
+        step
+    }
+}
+
+impl RateLimitFilter {
+    /// Folds the service's answer into what the local limits said, and decides.
+    fn answered(&mut self, answer: Result<Answer, String>) -> Step {
+        let root = Rc::clone(&self.root);
+        let mut tally = self.pending.take().unwrap_or_default();
+        let answer = match answer {
+            Ok(answer) if answer.overall != Code::Unknown => answer,
+            Ok(_) => return self.service_failed(tally, "the service answered UNKNOWN"),
+            Err(why) => return self.service_failed(tally, &why),
+        };
+        if let Some(service) = &root.service {
+            tally.extra_headers = service.allowed_headers(&answer);
+        }
+        for (position, status) in answer.statuses.iter().enumerate() {
+            let limit_name = self
+                .asked
+                .get(position)
+                .and_then(|i| root.limits.get(*i))
+                .map(|c| c.limit.name.clone())
+                .unwrap_or_default();
+            if let Some(current) = &status.current_limit {
+                tally.quotas.push(Quota {
+                    name: if current.name.is_empty() {
+                        limit_name.clone()
+                    } else {
+                        current.name.clone()
+                    },
+                    limit: u64::from(current.requests_per_unit),
+                    window_secs: current.window_secs,
+                    remaining: u64::from(status.limit_remaining),
+                    reset_secs: status.reset_secs.unwrap_or(0),
+                });
+            }
+            if status.code == Code::OverLimit {
+                tally.refused_by.push(limit_name);
+                let wait = status
+                    .reset_secs
+                    .or_else(|| status.current_limit.as_ref().and_then(|l| l.window_secs))
+                    .unwrap_or(1);
+                tally.retry_after_secs = tally.retry_after_secs.max(wait);
+            }
+        }
+        tally.refused |= answer.overall == Code::OverLimit;
+        self.conclude(tally, None)
+    }
+
+    fn service_failed(&mut self, tally: Tally, why: &str) -> Step {
+        log::warn!("rate_limit: rate-limit service failed: {why}");
+        self.conclude(tally, Some(Failure::Service))
+    }
+
+    /// The decision: 503 for a failed dependency (unless allowed), 429 over a limit (unless
+    /// shadowed), else the request passes.
+    fn conclude(&mut self, tally: Tally, failure: Option<Failure>) -> Step {
+        let root = Rc::clone(&self.root);
+        let counters = &root.counters;
+        let mut step = Step::proceed();
+        step.counters = tally.counters;
+        for name in &tally.refused_by {
+            if let Some(limit) = root.limits.iter().find(|l| &l.limit.name == name) {
+                step = step.count(limit.limit.over_limit);
+            }
+        }
+        let mut outcome = "allowed";
+        match &failure {
+            Some(Failure::LocalStore) => {
+                return refuse(unavailable(), step.counters)
+                    .count(counters.local_store_error)
+                    .publish(OUTCOME_STATE, "local_store_error");
+            }
+            Some(Failure::Service) => {
+                step = step.count(counters.service_error);
+                let failure_mode = root.service.as_ref().map_or(FailureMode::Deny, |s| s.failure_mode);
+                if failure_mode == FailureMode::Deny && !root.shadow {
+                    return refuse(unavailable(), step.counters).publish(OUTCOME_STATE, "service_unavailable");
+                }
+                step = step.count(counters.failure_mode_allowed);
+                outcome = "failure_mode_allowed";
+            }
+            None => {}
+        }
+        if tally.refused {
+            if root.shadow {
+                log::info!("rate_limit: shadow: would refuse (limits {:?})", tally.refused_by);
+                step = step.count(counters.shadow_over_limit);
+                outcome = "shadow_over_limit";
+            } else {
+                let mut reply = Deny::RateLimited {
+                    retry_after_secs: tally.retry_after_secs.max(1),
+                }
+                .reply(&Realm::default());
+                reply.headers.extend(quota::render(root.headers.style, &tally.quotas));
+                reply.headers.extend(tally.extra_headers);
+                return refuse(reply, step.counters)
+                    .count(counters.over_limit)
+                    .publish(OUTCOME_STATE, "over_limit");
+            }
+        }
+        if failure.is_none() && !tally.refused {
+            step = step.count(counters.ok);
+        }
+        if root.headers.on_allowed && !root.shadow {
+            self.response_headers = quota::render(root.headers.style, &tally.quotas);
+        }
+        self.response_headers.extend(tally.extra_headers);
+        step.publish(OUTCOME_STATE, outcome)
+    }
+}
+
+fn unavailable() -> shared::LocalReply {
+    Deny::Unavailable { retry_after_secs: None }.reply(&Realm::default())
+}
+
+/// A local reply that still bumps the counters gathered so far.
+fn refuse(reply: shared::LocalReply, counters: Vec<Counter>) -> Step {
+    let mut step = Step::reply(reply);
+    step.counters = counters;
+    step
+}

@@ -1,0 +1,487 @@
+//! The rate-limit service protocol, `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`:
+//! the request and the parts of the response a gateway acts on, in protobuf (gRPC) and in the
+//! proto3 JSON mapping (the HTTP form envoyproxy/ratelimit serves at `/json`).
+
+use serde_json::{json, Value};
+
+use shared::protobuf::{Malformed, Reader, Writer};
+
+use crate::descriptor::Descriptor;
+
+pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
+pub const METHOD: &str = "ShouldRateLimit";
+
+/// One descriptor to ask about, with the hits it counts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub descriptor: Descriptor,
+    pub hits: u32,
+}
+
+/// Where the hits addend goes: one request-level value when every descriptor counts the same (what
+/// every service understands; 1 is the default and left out), else one per descriptor.
+fn hits_addends(asks: &[Ask]) -> (u32, bool) {
+    let first = asks.first().map_or(1, |a| a.hits);
+    if asks.iter().all(|a| a.hits == first) {
+        (if first == 1 { 0 } else { first }, false)
+    } else {
+        (0, true)
+    }
+}
+
+/// `RateLimitRequest` as protobuf.
+pub fn encode_grpc(domain: &str, asks: &[Ask]) -> Vec<u8> {
+    let (request_hits, per_descriptor) = hits_addends(asks);
+    let mut request = Writer::new();
+    request.string(1, domain);
+    for ask in asks {
+        request.message(2, |descriptor| {
+            for (key, value) in &ask.descriptor {
+                descriptor.message(1, |entry| {
+                    entry.string(1, key).string(2, value);
+                });
+            }
+            if per_descriptor {
+                // google.protobuf.UInt64Value
+                descriptor.message(3, |wrapper| {
+                    wrapper.uint(1, u64::from(ask.hits));
+                });
+            }
+        });
+    }
+    if request_hits != 0 {
+        request.uint(3, u64::from(request_hits));
+    }
+    request.into_bytes()
+}
+
+/// `RateLimitRequest` in the proto3 JSON mapping.
+pub fn encode_json(domain: &str, asks: &[Ask]) -> Vec<u8> {
+    let (request_hits, per_descriptor) = hits_addends(asks);
+    let descriptors: Vec<Value> = asks
+        .iter()
+        .map(|ask| {
+            let entries: Vec<Value> = ask
+                .descriptor
+                .iter()
+                .map(|(key, value)| json!({"key": key, "value": value}))
+                .collect();
+            let mut descriptor = serde_json::Map::new();
+            descriptor.insert("entries".into(), Value::Array(entries));
+            if per_descriptor {
+                // A UInt64Value is a JSON string in the proto3 mapping.
+                descriptor.insert("hitsAddend".into(), json!(ask.hits.to_string()));
+            }
+            Value::Object(descriptor)
+        })
+        .collect();
+    let mut request = serde_json::Map::new();
+    request.insert("domain".into(), json!(domain));
+    request.insert("descriptors".into(), Value::Array(descriptors));
+    if request_hits != 0 {
+        request.insert("hitsAddend".into(), json!(request_hits));
+    }
+    Value::Object(request).to_string().into_bytes()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    Unknown,
+    Ok,
+    OverLimit,
+}
+
+impl Code {
+    fn from_number(n: u64) -> Self {
+        match n {
+            1 => Code::Ok,
+            2 => Code::OverLimit,
+            _ => Code::Unknown,
+        }
+    }
+
+    fn from_json(value: &Value) -> Self {
+        match value {
+            Value::String(name) => match name.as_str() {
+                "OK" => Code::Ok,
+                "OVER_LIMIT" => Code::OverLimit,
+                _ => Code::Unknown,
+            },
+            Value::Number(n) => n.as_u64().map_or(Code::Unknown, Code::from_number),
+            _ => Code::Unknown,
+        }
+    }
+}
+
+/// The limit the service applied to a descriptor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentLimit {
+    pub name: String,
+    pub requests_per_unit: u32,
+    /// Seconds in the limit's unit; `None` for a unit this filter does not know.
+    pub window_secs: Option<u64>,
+}
+
+/// The service's answer for one descriptor, in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorStatus {
+    pub code: Code,
+    pub current_limit: Option<CurrentLimit>,
+    pub limit_remaining: u32,
+    /// Whole seconds, rounded up.
+    pub reset_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub overall: Code,
+    pub statuses: Vec<DescriptorStatus>,
+    /// `response_headers_to_add`, as sent: the filter allow-lists them.
+    pub response_headers: Vec<(String, Vec<u8>)>,
+}
+
+fn window_secs(unit: u64) -> Option<u64> {
+    match unit {
+        1 => Some(1),
+        2 => Some(60),
+        3 => Some(3600),
+        4 => Some(86_400),
+        5 => Some(30 * 86_400),
+        6 => Some(365 * 86_400),
+        7 => Some(7 * 86_400),
+        _ => None,
+    }
+}
+
+fn unit_number(name: &str) -> u64 {
+    ["UNKNOWN", "SECOND", "MINUTE", "HOUR", "DAY", "MONTH", "YEAR", "WEEK"]
+        .iter()
+        .position(|u| *u == name)
+        .map_or(0, |i| i as u64)
+}
+
+/// `RateLimitResponse` from protobuf.
+pub fn decode_grpc(message: &[u8]) -> Result<Answer, Malformed> {
+    let mut answer = Answer {
+        overall: Code::Unknown,
+        statuses: Vec::new(),
+        response_headers: Vec::new(),
+    };
+    let mut fields = Reader::new(message);
+    while let Some((field, value)) = fields.next_field()? {
+        match field {
+            1 => answer.overall = Code::from_number(value.as_u64().ok_or(Malformed)?),
+            2 => answer.statuses.push(decode_status(value.as_bytes().ok_or(Malformed)?)?),
+            3 => answer
+                .response_headers
+                .push(decode_header(value.as_bytes().ok_or(Malformed)?)?),
+            _ => {}
+        }
+    }
+    Ok(answer)
+}
+
+fn decode_status(message: &[u8]) -> Result<DescriptorStatus, Malformed> {
+    let mut status = DescriptorStatus {
+        code: Code::Unknown,
+        current_limit: None,
+        limit_remaining: 0,
+        reset_secs: None,
+    };
+    let mut fields = Reader::new(message);
+    while let Some((field, value)) = fields.next_field()? {
+        match field {
+            1 => status.code = Code::from_number(value.as_u64().ok_or(Malformed)?),
+            2 => status.current_limit = Some(decode_limit(value.as_bytes().ok_or(Malformed)?)?),
+            3 => status.limit_remaining = u32::try_from(value.as_u64().ok_or(Malformed)?).unwrap_or(u32::MAX),
+            4 => status.reset_secs = Some(decode_duration(value.as_bytes().ok_or(Malformed)?)?),
+            _ => {}
+        }
+    }
+    Ok(status)
+}
+
+fn decode_limit(message: &[u8]) -> Result<CurrentLimit, Malformed> {
+    let mut limit = CurrentLimit {
+        name: String::new(),
+        requests_per_unit: 0,
+        window_secs: None,
+    };
+    let mut fields = Reader::new(message);
+    while let Some((field, value)) = fields.next_field()? {
+        match field {
+            1 => limit.requests_per_unit = u32::try_from(value.as_u64().ok_or(Malformed)?).unwrap_or(u32::MAX),
+            2 => limit.window_secs = window_secs(value.as_u64().ok_or(Malformed)?),
+            3 => limit.name = String::from_utf8_lossy(value.as_bytes().ok_or(Malformed)?).into_owned(),
+            _ => {}
+        }
+    }
+    Ok(limit)
+}
+
+/// `google.protobuf.Duration` as whole seconds, rounded up.
+fn decode_duration(message: &[u8]) -> Result<u64, Malformed> {
+    let (mut seconds, mut nanos) = (0u64, 0u64);
+    let mut fields = Reader::new(message);
+    while let Some((field, value)) = fields.next_field()? {
+        match field {
+            // Negative values (two's complement varints) make no sense here: clamp to zero.
+            1 => seconds = value.as_u64().filter(|s| i64::try_from(*s).is_ok()).unwrap_or(0),
+            2 => nanos = value.as_u64().filter(|n| *n < 1_000_000_000).unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok(seconds.saturating_add(u64::from(nanos > 0)))
+}
+
+fn decode_header(message: &[u8]) -> Result<(String, Vec<u8>), Malformed> {
+    let (mut key, mut value, mut raw) = (String::new(), Vec::new(), None);
+    let mut fields = Reader::new(message);
+    while let Some((field, v)) = fields.next_field()? {
+        match field {
+            1 => key = String::from_utf8_lossy(v.as_bytes().ok_or(Malformed)?).into_owned(),
+            2 => value = v.as_bytes().ok_or(Malformed)?.to_vec(),
+            3 => raw = Some(v.as_bytes().ok_or(Malformed)?.to_vec()),
+            _ => {}
+        }
+    }
+    Ok((key, raw.unwrap_or(value)))
+}
+
+/// `RateLimitResponse` from the JSON the HTTP form answers with. The proto3 mapping accepts both
+/// the lowerCamel and the original field names.
+pub fn decode_json(body: &[u8]) -> Result<Answer, Malformed> {
+    let root: Value = serde_json::from_slice(body).map_err(|_| Malformed)?;
+    let root = root.as_object().ok_or(Malformed)?;
+    let field = |object: &'_ serde_json::Map<String, Value>, camel: &str, snake: &str| {
+        object.get(camel).or_else(|| object.get(snake)).cloned()
+    };
+    let number = |value: Option<Value>| -> u64 {
+        match value {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
+            Some(Value::String(s)) => s.parse().unwrap_or(0),
+            _ => 0,
+        }
+    };
+    let overall = field(root, "overallCode", "overall_code").map_or(Code::Unknown, |c| Code::from_json(&c));
+    let mut statuses = Vec::new();
+    if let Some(Value::Array(items)) = field(root, "statuses", "statuses") {
+        for item in items {
+            let item = item.as_object().ok_or(Malformed)?;
+            let current_limit = match field(item, "currentLimit", "current_limit") {
+                Some(Value::Object(limit)) => Some(CurrentLimit {
+                    name: field(&limit, "name", "name")
+                        .and_then(|n| n.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    requests_per_unit: u32::try_from(number(field(&limit, "requestsPerUnit", "requests_per_unit")))
+                        .unwrap_or(u32::MAX),
+                    window_secs: match field(&limit, "unit", "unit") {
+                        Some(Value::String(unit)) => window_secs(unit_number(&unit)),
+                        other => window_secs(number(other)),
+                    },
+                }),
+                _ => None,
+            };
+            statuses.push(DescriptorStatus {
+                code: field(item, "code", "code").map_or(Code::Unknown, |c| Code::from_json(&c)),
+                current_limit,
+                limit_remaining: u32::try_from(number(field(item, "limitRemaining", "limit_remaining")))
+                    .unwrap_or(u32::MAX),
+                reset_secs: field(item, "durationUntilReset", "duration_until_reset")
+                    .and_then(|d| d.as_str().and_then(json_duration_secs)),
+            });
+        }
+    }
+    let mut response_headers = Vec::new();
+    if let Some(Value::Array(items)) = field(root, "responseHeadersToAdd", "response_headers_to_add") {
+        for item in items {
+            let key = item.get("key").and_then(Value::as_str).unwrap_or_default();
+            let value = item.get("value").and_then(Value::as_str).unwrap_or_default();
+            response_headers.push((key.to_owned(), value.as_bytes().to_vec()));
+        }
+    }
+    Ok(Answer {
+        overall,
+        statuses,
+        response_headers,
+    })
+}
+
+/// A proto3 JSON Duration (`"1.5s"`) as whole seconds, rounded up.
+fn json_duration_secs(text: &str) -> Option<u64> {
+    let number = text.strip_suffix('s')?;
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let has_fraction = fraction.bytes().any(|b| b != b'0');
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(whole.saturating_add(u64::from(has_fraction)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn ask(entries: &[(&str, &str)], hits: u32) -> Ask {
+        Ask {
+            descriptor: entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            hits,
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn grpc_request_bytes_are_the_protobuf_encoding() {
+        let bytes = encode_grpc("gw", &[ask(&[("k", "v")], 1)]);
+        // domain=1 "gw"; descriptors=2 { entries=1 { key=1 "k", value=2 "v" } }; no hits_addend.
+        assert_eq!(
+            bytes,
+            [0x0a, 2, b'g', b'w', 0x12, 8, 0x0a, 6, 0x0a, 1, b'k', 0x12, 1, b'v']
+        );
+        let same_cost = encode_grpc("gw", &[ask(&[("k", "v")], 5), ask(&[("a", "b")], 5)]);
+        assert_eq!(same_cost.get(same_cost.len() - 2..), Some(&[0x18, 5][..]));
+        let mixed = encode_grpc("gw", &[ask(&[("k", "v")], 5), ask(&[("a", "b")], 1)]);
+        // The first descriptor carries hits_addend=3 { value=1 5 }.
+        assert_eq!(
+            mixed.get(4..16),
+            Some(&[0x12, 12, 0x0a, 6, 0x0a, 1, b'k', 0x12, 1, b'v', 0x1a, 2][..])
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn json_request_is_the_proto3_mapping() {
+        let body: Value = serde_json::from_slice(&encode_json("gw", &[ask(&[("k", "v")], 2)])).unwrap();
+        assert_eq!(
+            body,
+            json!({"domain": "gw", "descriptors": [{"entries": [{"key": "k", "value": "v"}]}], "hitsAddend": 2})
+        );
+        let body: Value =
+            serde_json::from_slice(&encode_json("gw", &[ask(&[("k", "v")], 2), ask(&[("k", "w")], 1)])).unwrap();
+        assert_eq!(body["descriptors"][0]["hitsAddend"], "2");
+        assert_eq!(body.get("hitsAddend"), None);
+    }
+
+    fn status_bytes(code: u64, limit: Option<(u64, u64, &str)>, remaining: u64, reset: Option<(u64, u64)>) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.uint(1, code);
+        if let Some((requests, unit, name)) = limit {
+            w.message(2, |l| {
+                l.string(3, name).uint(1, requests).uint(2, unit);
+            });
+        }
+        w.uint(3, remaining);
+        if let Some((seconds, nanos)) = reset {
+            w.message(4, |d| {
+                d.uint(1, seconds).uint(2, nanos);
+            });
+        }
+        w.into_bytes()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn grpc_answers_decode() {
+        let mut w = Writer::new();
+        w.uint(1, 2)
+            .bytes(2, &status_bytes(1, Some((10, 2, "per_minute")), 4, Some((30, 0))))
+            .bytes(2, &status_bytes(2, Some((1, 1, "")), 0, Some((0, 500_000_000))))
+            .bytes(2, &status_bytes(1, None, 0, None))
+            .message(3, |h| {
+                h.string(1, "x-service").string(2, "yes");
+            })
+            .message(3, |h| {
+                h.string(1, "x-raw").bytes(3, b"\xff");
+            })
+            .string(99, "a field from the future");
+        let answer = decode_grpc(&w.into_bytes()).unwrap();
+        assert_eq!(answer.overall, Code::OverLimit);
+        assert_eq!(
+            answer.statuses,
+            vec![
+                DescriptorStatus {
+                    code: Code::Ok,
+                    current_limit: Some(CurrentLimit {
+                        name: "per_minute".into(),
+                        requests_per_unit: 10,
+                        window_secs: Some(60)
+                    }),
+                    limit_remaining: 4,
+                    reset_secs: Some(30),
+                },
+                DescriptorStatus {
+                    code: Code::OverLimit,
+                    current_limit: Some(CurrentLimit {
+                        name: String::new(),
+                        requests_per_unit: 1,
+                        window_secs: Some(1)
+                    }),
+                    limit_remaining: 0,
+                    reset_secs: Some(1),
+                },
+                DescriptorStatus {
+                    code: Code::Ok,
+                    current_limit: None,
+                    limit_remaining: 0,
+                    reset_secs: None
+                },
+            ]
+        );
+        assert_eq!(
+            answer.response_headers,
+            vec![
+                ("x-service".into(), b"yes".to_vec()),
+                ("x-raw".into(), b"\xff".to_vec())
+            ]
+        );
+        assert_eq!(
+            decode_grpc(&[]).unwrap().overall,
+            Code::Unknown,
+            "an empty message is UNKNOWN"
+        );
+        assert_eq!(decode_grpc(&[0x12, 9, 1]), Err(Malformed));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn json_answers_decode() {
+        let body = json!({
+            "overallCode": "OVER_LIMIT",
+            "statuses": [
+                {"code": "OVER_LIMIT", "currentLimit": {"requestsPerUnit": 3, "unit": "HOUR", "name": "n"},
+                 "limitRemaining": 0, "durationUntilReset": "12.25s"},
+                {"code": "OK"}
+            ],
+            "responseHeadersToAdd": [{"key": "x-a", "value": "1"}]
+        });
+        let answer = decode_json(body.to_string().as_bytes()).unwrap();
+        assert_eq!(answer.overall, Code::OverLimit);
+        assert_eq!(answer.statuses.len(), 2);
+        assert_eq!(
+            answer.statuses[0].current_limit,
+            Some(CurrentLimit {
+                name: "n".into(),
+                requests_per_unit: 3,
+                window_secs: Some(3600)
+            })
+        );
+        assert_eq!(answer.statuses[0].reset_secs, Some(13));
+        assert_eq!(answer.statuses[1].code, Code::Ok);
+        assert_eq!(answer.response_headers, vec![("x-a".into(), b"1".to_vec())]);
+        let snake = decode_json(br#"{"overall_code": 1, "statuses": [{"code": 1, "limit_remaining": 7}]}"#).unwrap();
+        assert_eq!(snake.overall, Code::Ok);
+        assert_eq!(snake.statuses[0].limit_remaining, 7);
+        assert_eq!(decode_json(b"<html>"), Err(Malformed));
+        assert_eq!(decode_json(b"[]"), Err(Malformed));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn json_durations() {
+        assert_eq!(json_duration_secs("30s"), Some(30));
+        assert_eq!(json_duration_secs("0.000001s"), Some(1));
+        assert_eq!(json_duration_secs("5.000s"), Some(5));
+        assert_eq!(json_duration_secs("-1s"), None);
+        assert_eq!(json_duration_secs("30"), None);
+    }
+}

@@ -1,0 +1,487 @@
+//! The filter core, driven the way the adapter drives it.
+
+use serde_json::{json, Value};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use shared::protobuf::Writer;
+use shared::testkit::{with, Configured, FakeHost};
+use shared::{Action, CallOutcome, GrpcOutcome, Headers, HttpFilter, Step};
+
+use crate::rls::{self, Ask};
+use crate::{RateLimit, OUTCOME_STATE};
+
+fn local_limit(name: &str, requests: u32, descriptor: Value) -> Value {
+    json!({"name": name, "descriptor": descriptor, "enforce": {"type": "local", "requests": requests, "per": "hour"}})
+}
+
+fn per_client(requests: u32) -> Value {
+    local_limit(
+        "per_client",
+        requests,
+        json!([{"key": "client_id", "source": {"type": "claim", "claim": "client_id"},
+                "fallback": {"type": "client_address"}}]),
+    )
+}
+
+fn configured(config: Value) -> Configured<RateLimit> {
+    Configured::new(&config.to_string()).unwrap()
+}
+
+fn request(path: &str) -> Headers {
+    Headers::from_pairs([(":method", "GET"), (":path", path), (":authority", "api")])
+}
+
+fn host_with_claims(claims: Value) -> FakeHost {
+    let mut host = FakeHost::default();
+    host.properties
+        .filter_state
+        .insert(shared::handoff::CLAIMS.into(), claims.to_string().into_bytes());
+    host.properties
+        .properties
+        .insert(vec!["source".into(), "address".into()], b"192.0.2.7:50000".to_vec());
+    host
+}
+
+fn status(step: &Step) -> u16 {
+    step.local_reply().map_or(0, |r| r.status)
+}
+
+fn outcome(step: &Step) -> String {
+    step.state_writes
+        .iter()
+        .find(|w| w.key == OUTCOME_STATE)
+        .map(|w| String::from_utf8_lossy(&w.value).into_owned())
+        .unwrap_or_default()
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_local_limit_allows_its_burst_then_refuses_with_retry_after() {
+    let filter = configured(json!({"limits": [per_client(2)]}));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    for _ in 0..2 {
+        let step = filter.filter().on_request_headers(&request("/a"), &host.ctx());
+        assert_eq!(step.action, Action::Continue);
+        assert_eq!(outcome(&step), "allowed");
+        assert_eq!(filter.counter_names(&step.counters), ["ok"]);
+    }
+    let step = filter.filter().on_request_headers(&request("/a"), &host.ctx());
+    let reply = step.local_reply().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(
+        reply.header("retry-after"),
+        Some("1800"),
+        "2 per hour: a token every 30 min"
+    );
+    assert_eq!(outcome(&step), "over_limit");
+    assert_eq!(
+        filter.counter_names(&step.counters),
+        ["over_limit_per_client", "over_limit"]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn claims_key_the_limit_and_a_header_cannot_change_the_key() {
+    let filter = configured(json!({"limits": [per_client(1)]}));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    // The client tries another identity in headers: the claim comes from filter state only.
+    let mut dodging = request("/");
+    dodging.push("client_id", "someone-else");
+    dodging.push("x-client-id", "someone-else");
+    assert_eq!(status(&filter.filter().on_request_headers(&dodging, &host.ctx())), 429);
+    // Another verified client has its own bucket.
+    let other = host_with_claims(json!({"client_id": "app-2"}));
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &other.ctx())),
+        0
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn without_the_claim_the_fallback_keys_by_address_and_without_any_value_the_limit_skips() {
+    let filter = configured(json!({"limits": [per_client(1)]}));
+    let mut host = host_with_claims(json!({"sub": "no client_id here"}));
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        429
+    );
+    host.properties.properties.clear();
+    let step = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(status(&step), 0);
+    assert_eq!(filter.counter_names(&step.counters), ["descriptor_incomplete", "ok"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn routes_select_limits_and_costs_count() {
+    let expensive = with(
+        local_limit(
+            "reports",
+            10,
+            json!([{"key": "k", "source": {"type": "constant", "value": "reports"}}]),
+        ),
+        json!({"routes": [{"prefix": "/reports/", "methods": ["POST"]}], "cost": 5}),
+    );
+    let filter = configured(json!({"limits": [expensive]}));
+    let host = FakeHost::default();
+    let post = |path: &str| Headers::from_pairs([(":method", "POST"), (":path", path)]);
+    for _ in 0..2 {
+        assert_eq!(
+            status(&filter.filter().on_request_headers(&post("/reports/1"), &host.ctx())),
+            0
+        );
+    }
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&post("/reports/1"), &host.ctx())),
+        429
+    );
+    // Not the route: not limited.
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&post("/other"), &host.ctx())),
+        0
+    );
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/reports/1"), &host.ctx())),
+        0
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn headers_in_both_styles_on_refusals_and_on_allowed_responses() {
+    let config = |style: &str| json!({"limits": [per_client(2)], "headers": {"style": style, "on_allowed": true}});
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+
+    let filter = configured(config("draft03"));
+    let mut first = filter.filter();
+    first.on_request_headers(&request("/"), &host.ctx());
+    let response = first.on_response_headers(&Headers::from_pairs([(":status", "200")]), &host.ctx());
+    let mut edited = Headers::new();
+    edited.apply(&response.header_edits);
+    assert_eq!(
+        edited.get_str("x-ratelimit-limit"),
+        Some("2, 2;w=3600;name=\"per_client\"")
+    );
+    assert_eq!(edited.get_str("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(edited.get_str("x-ratelimit-reset"), Some("1800"));
+    filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let refused = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let reply = refused.local_reply().unwrap();
+    assert_eq!(reply.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(reply.header("x-ratelimit-reset"), Some("3600"));
+
+    let filter = configured(config("ietf"));
+    filter.filter().on_request_headers(&request("/"), &host.ctx());
+    filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let refused = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let reply = refused.local_reply().unwrap();
+    assert_eq!(reply.header("ratelimit-policy"), Some("\"per_client\";q=2;w=3600"));
+    assert_eq!(reply.header("ratelimit"), Some("\"per_client\";r=0;t=3600"));
+    assert_eq!(reply.header("x-ratelimit-limit"), None);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn shadow_mode_counts_and_logs_but_never_refuses() {
+    let filter = configured(json!({"limits": [per_client(1)], "shadow": true, "headers": {"style": "draft03"}}));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let step = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(outcome(&step), "shadow_over_limit");
+    assert_eq!(
+        filter.counter_names(&step.counters),
+        ["over_limit_per_client", "shadow_over_limit"]
+    );
+}
+
+fn service_config(transport: Value, failure_mode: &str) -> Value {
+    json!({
+        "limits": [
+            per_client(100),
+            {"name": "fleet", "descriptor": [
+                {"key": "client_id", "source": {"type": "claim", "claim": "client_id"}},
+                {"key": "path", "source": {"type": "path"}}],
+             "enforce": {"type": "service"}},
+        ],
+        "service": {"transport": transport, "cluster": "ratelimit", "domain": "gateway", "timeout_ms": 150,
+                    "failure_mode": failure_mode, "allowed_response_headers": ["x-quota-note"]},
+        "headers": {"style": "draft03", "on_allowed": true},
+    })
+}
+
+fn grpc_answer(overall: u64, statuses: &[(u64, u32, u32, u64)]) -> GrpcOutcome {
+    let mut w = Writer::new();
+    w.uint(1, overall);
+    for (code, requests, remaining, reset) in statuses {
+        w.message(2, |s| {
+            s.uint(1, *code)
+                .message(2, |l| {
+                    l.uint(1, u64::from(*requests)).uint(2, 2);
+                })
+                .uint(3, u64::from(*remaining))
+                .message(4, |d| {
+                    d.uint(1, *reset);
+                });
+        });
+    }
+    w.message(3, |h| {
+        h.string(1, "x-quota-note").string(2, "fleet");
+    });
+    w.message(3, |h| {
+        h.string(1, "set-cookie").string(2, "not=allowed");
+    });
+    GrpcOutcome {
+        status: GrpcOutcome::OK,
+        message: w.into_bytes(),
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn service_limits_go_out_in_one_grpc_call_and_its_answer_decides() {
+    let filter = configured(service_config(json!({"type": "grpc"}), "deny"));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let mut f = filter.filter();
+    let step = f.on_request_headers(&request("/orders?page=2"), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    let call = step.grpc_calls.first().unwrap();
+    assert_eq!(
+        (call.cluster.as_str(), call.service.as_str(), call.method.as_str()),
+        (
+            "ratelimit",
+            "envoy.service.ratelimit.v3.RateLimitService",
+            "ShouldRateLimit"
+        )
+    );
+    assert_eq!(call.timeout.as_millis(), 150);
+    let expected = rls::encode_grpc(
+        "gateway",
+        &[Ask {
+            descriptor: vec![("client_id".into(), "app-1".into()), ("path".into(), "/orders".into())],
+            hits: 1,
+        }],
+    );
+    assert_eq!(
+        call.message, expected,
+        "only the service limit is asked; the local one was counted here"
+    );
+
+    let allowed = f.on_grpc_response(grpc_answer(1, &[(1, 10, 9, 42)]), &host.ctx());
+    assert_eq!(allowed.action, Action::Continue);
+    assert_eq!(outcome(&allowed), "allowed");
+    let response = f.on_response_headers(&Headers::new(), &host.ctx());
+    let mut edited = Headers::new();
+    edited.apply(&response.header_edits);
+    assert_eq!(edited.get_str("x-quota-note"), Some("fleet"));
+    assert_eq!(edited.get_str("set-cookie"), None, "not allow-listed");
+    assert_eq!(
+        edited.get_str("x-ratelimit-limit"),
+        Some("10, 100;w=3600;name=\"per_client\", 10;w=60;name=\"fleet\"")
+    );
+    assert_eq!(edited.get_str("x-ratelimit-remaining"), Some("9"));
+
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    let refused = f.on_grpc_response(grpc_answer(2, &[(2, 10, 0, 42)]), &host.ctx());
+    let reply = refused.local_reply().unwrap();
+    assert_eq!((reply.status, reply.header("retry-after")), (429, Some("42")));
+    assert_eq!(reply.header("x-quota-note"), Some("fleet"));
+    assert_eq!(
+        filter.counter_names(&refused.counters),
+        ["over_limit_fleet", "over_limit"]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_failing_service_gets_the_failure_mode() {
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let failures = [
+        GrpcOutcome::unavailable(),
+        GrpcOutcome {
+            status: GrpcOutcome::DEADLINE_EXCEEDED,
+            message: Vec::new(),
+        },
+        grpc_answer(0, &[]),
+        GrpcOutcome {
+            status: GrpcOutcome::OK,
+            message: vec![0x12, 40],
+        },
+    ];
+    for failure in failures {
+        let deny = configured(service_config(json!({"type": "grpc"}), "deny"));
+        let mut f = deny.filter();
+        f.on_request_headers(&request("/"), &host.ctx());
+        let step = f.on_grpc_response(failure.clone(), &host.ctx());
+        assert_eq!(status(&step), 503, "{failure:?}");
+        assert_eq!(deny.counter_names(&step.counters), ["service_error"]);
+
+        let allow = configured(service_config(json!({"type": "grpc"}), "allow"));
+        let mut f = allow.filter();
+        f.on_request_headers(&request("/"), &host.ctx());
+        let step = f.on_grpc_response(failure, &host.ctx());
+        assert_eq!(step.action, Action::Continue);
+        assert_eq!(outcome(&step), "failure_mode_allowed");
+        assert_eq!(
+            allow.counter_names(&step.counters),
+            ["service_error", "failure_mode_allowed"]
+        );
+    }
+    // Shadow mode never refuses, even with failure_mode deny.
+    let shadow = configured(with(
+        service_config(json!({"type": "grpc"}), "deny"),
+        json!({"shadow": true}),
+    ));
+    let mut f = shadow.filter();
+    f.on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(
+        f.on_grpc_response(GrpcOutcome::unavailable(), &host.ctx()).action,
+        Action::Continue
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_http_form_posts_proto3_json_and_reads_200_and_429() {
+    let filter = configured(service_config(json!({"type": "http"}), "deny"));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let mut f = filter.filter();
+    let step = f.on_request_headers(&request("/x"), &host.ctx());
+    let call = step.calls.first().unwrap();
+    let header = |name: &str| {
+        call.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header(":path").as_deref(), Some("/json"));
+    assert_eq!(header(":method").as_deref(), Some("POST"));
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    let body: Value = serde_json::from_slice(call.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["domain"], "gateway");
+    assert_eq!(
+        body["descriptors"][0]["entries"][1],
+        json!({"key": "path", "value": "/x"})
+    );
+
+    let answer = |status: u16, body: Value| CallOutcome::Response {
+        status,
+        headers: Headers::new(),
+        body: body.to_string().into_bytes(),
+    };
+    let over = json!({"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "durationUntilReset": "7s"}]});
+    let step = f.on_call_response(answer(429, over), &host.ctx());
+    assert_eq!(step.local_reply().and_then(|r| r.header("retry-after")), Some("7"));
+
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/x"), &host.ctx());
+    let step = f.on_call_response(answer(200, json!({"overallCode": "OK"})), &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+
+    for failed in [answer(500, json!({})), answer(200, json!("nope")), CallOutcome::Failed] {
+        let mut f = filter.filter();
+        f.on_request_headers(&request("/x"), &host.ctx());
+        assert_eq!(status(&f.on_call_response(failed, &host.ctx())), 503);
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_local_refusal_does_not_ask_the_service() {
+    let filter = configured(with(
+        service_config(json!({"type": "grpc"}), "deny"),
+        json!({"limits": [per_client(1), {"name": "fleet", "descriptor": [
+            {"key": "k", "source": {"type": "constant", "value": "v"}}], "enforce": {"type": "service"}}]}),
+    ));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    assert_eq!(
+        filter
+            .filter()
+            .on_request_headers(&request("/"), &host.ctx())
+            .grpc_calls
+            .len(),
+        1
+    );
+    let refused = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(status(&refused), 429);
+    assert!(refused.grpc_calls.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn bad_configs_are_refused_with_the_field_path() {
+    let error = |config: Value| match Configured::<RateLimit>::new(&config.to_string()) {
+        Ok(_) => panic!("accepted {config}"),
+        Err(e) => e.to_string(),
+    };
+    let base = json!({"limits": [per_client(5)]});
+    let cases = [
+        (json!({"limits": []}), "limits: give at least one limit"),
+        (
+            json!({"limits": [with(per_client(5), json!({"name": "Per-Client"}))]}),
+            "limits[0].name: ",
+        ),
+        (
+            json!({"limits": [per_client(5), per_client(6)]}),
+            "limits[1].name: \"per_client\" is used by another limit",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": []}))]}),
+            "limits[0].descriptor: give at least one entry",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": [{"key": "k", "source": {"type": "cookie"}}]}))]}),
+            "limits[0].descriptor[0].source.type: unknown variant `cookie`",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": 0, "per": "minute"}}))]}),
+            "limits[0].enforce.requests: must be at least 1",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"cost": 9, "enforce": {"type": "local", "requests": 5, "per": "minute"}}))]}),
+            "limits[0].enforce.burst: 5 is less than the cost 9",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"enforce": {"type": "service"}}))]}),
+            "limits[0].enforce: a service limit needs the `service` section",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "http", "path": "json"}, "cluster": "rl", "domain": "d"}}),
+            ),
+            "service.transport.path: must start with '/'",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d", "failure_mode": "open"}}),
+            ),
+            "service.failure_mode: unknown variant `open`",
+        ),
+        (
+            with(base.clone(), json!({"headers": {"style": "draft-99"}})),
+            "headers.style: unknown variant `draft-99`",
+        ),
+        (with(base, json!({"max_keys": 0})), "max_keys: must be at least 1"),
+    ];
+    for (config, expected) in cases {
+        let message = error(config);
+        assert!(
+            message.starts_with(expected),
+            "{message:?} should start with {expected:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn start_creates_every_bucket_set_before_traffic() {
+    let filter = configured(json!({"limits": [per_client(5)], "max_keys": 64}));
+    let host = FakeHost::default();
+    shared::FilterRoot::on_start(&*filter.root, &host.ctx());
+    let sets = filter.root.limits.first().unwrap().buckets.as_ref().unwrap();
+    assert_eq!(sets.set_keys().count(), 16);
+    assert!(sets
+        .set_keys()
+        .all(|key| shared::SharedStore::get(&host.store, &key).is_some()));
+}
