@@ -107,6 +107,20 @@ pub fn static_cluster(name: &str, addr: SocketAddr) -> Value {
     })
 }
 
+/// A [`static_cluster`] that speaks HTTP/2 (cleartext) to its endpoint: what
+/// Envoy's gRPC clients need, e.g. for the test rate-limit service
+/// ([`RateLimitService::grpc_addr`](crate::RateLimitService::grpc_addr)).
+pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
+    let mut cluster = static_cluster(name, addr);
+    cluster["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": { "http2_protocol_options": {} },
+        }
+    });
+    cluster
+}
+
 impl GatewayConfig {
     /// No filters, one worker, the given upstream.
     pub fn new(upstream: SocketAddr) -> Self {

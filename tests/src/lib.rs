@@ -22,6 +22,7 @@ pub mod envoy;
 pub mod http;
 pub mod oauth;
 pub mod paths;
+pub mod ratelimit;
 pub mod server;
 
 pub use config::{GatewayConfig, WasmFilter};
@@ -29,6 +30,7 @@ pub use echo::{EchoUpstream, RecordedRequest};
 pub use envoy::Envoy;
 pub use http::{Request, Response};
 pub use oauth::OAuthServer;
+pub use ratelimit::RateLimitService;
 
 /// An echo upstream with an Envoy in front of it: what most tests want.
 ///

@@ -309,6 +309,7 @@ impl HttpFilter for RateLimitFilter {
             };
             tally.quotas.push(Quota {
                 name: limit.name.clone(),
+                unnamed: false,
                 limit: u64::from(rate.requests),
                 window_secs: Some(rate.per.seconds()),
                 remaining: verdict.remaining,
@@ -394,6 +395,7 @@ impl RateLimitFilter {
                     } else {
                         current.name.clone()
                     },
+                    unnamed: current.name.is_empty(),
                     limit: u64::from(current.requests_per_unit),
                     window_secs: current.window_secs,
                     remaining: u64::from(status.limit_remaining),

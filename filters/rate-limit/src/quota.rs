@@ -7,8 +7,10 @@ use crate::config::HeaderStyle;
 /// One limit as the client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quota {
-    /// The policy name; empty: unnamed (a service limit without a name).
+    /// The policy name (the limit's, or the service's name for it).
     pub name: String,
+    /// The service gave no name: draft-03 headers then print none, as Envoy does.
+    pub unnamed: bool,
     pub limit: u64,
     pub window_secs: Option<u64>,
     pub remaining: u64,
@@ -38,7 +40,7 @@ fn draft03(quotas: &[Quota]) -> Vec<(HeaderName, String)> {
     for quota in quotas {
         if let Some(window) = quota.window_secs {
             limit.push_str(&format!(", {};w={window}", quota.limit));
-            if !quota.name.is_empty() {
+            if !quota.unnamed {
                 limit.push_str(&format!(";name=\"{}\"", sf_string_content(&quota.name)));
             }
         }
@@ -62,13 +64,7 @@ fn ietf(quotas: &[Quota]) -> Vec<(HeaderName, String)> {
     if quotas.is_empty() {
         return Vec::new();
     }
-    let name = |quota: &Quota| {
-        if quota.name.is_empty() {
-            "\"default\"".to_owned()
-        } else {
-            format!("\"{}\"", sf_string_content(&quota.name))
-        }
-    };
+    let name = |quota: &Quota| format!("\"{}\"", sf_string_content(&quota.name));
     let policies: Vec<String> = quotas
         .iter()
         .map(|q| match q.window_secs {
@@ -106,7 +102,12 @@ mod tests {
 
     fn quota(name: &str, limit: u64, window: Option<u64>, remaining: u64, reset: u64) -> Quota {
         Quota {
-            name: name.into(),
+            name: if name.is_empty() {
+                "fallback".into()
+            } else {
+                name.into()
+            },
+            unnamed: name.is_empty(),
             limit,
             window_secs: window,
             remaining,

@@ -280,7 +280,7 @@ fn service_limits_go_out_in_one_grpc_call_and_its_answer_decides() {
     assert_eq!(edited.get_str("set-cookie"), None, "not allow-listed");
     assert_eq!(
         edited.get_str("x-ratelimit-limit"),
-        Some("10, 100;w=3600;name=\"per_client\", 10;w=60;name=\"fleet\"")
+        Some("10, 100;w=3600;name=\"per_client\", 10;w=60")
     );
     assert_eq!(edited.get_str("x-ratelimit-remaining"), Some("9"));
 
