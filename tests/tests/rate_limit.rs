@@ -1,0 +1,488 @@
+//! rate-limit through a real Envoy: local buckets shared by two workers, the rate-limit service
+//! over gRPC and over HTTP/JSON, both header styles, failure modes, shadow mode, and a differential
+//! run against Envoy's native rate-limit filter.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use harness::config::{grpc_cluster, static_cluster};
+use harness::ratelimit::{Fault, Limit, Transport, Unit};
+use harness::{Gateway, OAuthServer, RateLimitService, Request, Response};
+use serde_json::{json, Value};
+
+const STAT: &str = "wasmcustom.apisec.rate_limit.";
+
+fn stat(gw: &Gateway, name: &str) -> u64 {
+    gw.envoy.counter(&format!("{STAT}{name}"))
+}
+
+fn local(name: &str, requests: u32, per: &str, descriptor: Value) -> Value {
+    json!({"name": name, "descriptor": descriptor,
+           "enforce": {"type": "local", "requests": requests, "per": per}})
+}
+
+fn constant(value: &str) -> Value {
+    json!([{"key": "generic_key", "source": {"type": "constant", "value": value}}])
+}
+
+/// Sends `n` requests at once, each on its own connection, and returns the statuses.
+fn burst(gw: &Gateway, n: usize, request: impl Fn(usize) -> Request + Sync) -> Vec<u16> {
+    let addr = gw.envoy.listener();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let request = &request;
+                scope.spawn(move || send(addr, &request(i)).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("request thread")).collect()
+    })
+}
+
+fn send(addr: SocketAddr, request: &Request) -> Response {
+    harness::http::send(addr, request).unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[test]
+fn a_local_limit_holds_exactly_across_two_workers() {
+    let gw = Gateway::start_with(|c| {
+        c.concurrency(2).filter(
+            "rate_limit",
+            json!({"limits": [local("global", 25, "hour", constant("api"))]}),
+        )
+    });
+    let statuses = burst(&gw, 60, |_| Request::get("/orders"));
+    let connections_per_worker: Vec<u64> = (0..2)
+        .map(|w| {
+            gw.envoy
+                .counter(&format!("listener.127.0.0.1_0.worker_{w}.downstream_cx_total"))
+        })
+        .collect();
+    assert!(
+        connections_per_worker.iter().all(|n| *n > 0),
+        "both workers must take part: {connections_per_worker:?}"
+    );
+    assert_eq!(count(&statuses, 200), 25, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 35, "{statuses:?}");
+    assert_eq!(
+        gw.echo.requests().len(),
+        25,
+        "refused requests never reach the upstream"
+    );
+    assert_eq!(stat(&gw, "ok"), 25);
+    assert_eq!(stat(&gw, "over_limit_global"), 35);
+    let refused = gw.get("/orders");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"], "rate_limited");
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!(
+        (1..=144).contains(&retry_after),
+        "25 per hour: a token every 144 s, got {retry_after}"
+    );
+    assert_eq!(gw.envoy.counter("wasm.envoy.wasm.runtime.v8.vm.failed"), 0);
+}
+
+fn jwt_auth(oauth: &OAuthServer) -> Value {
+    json!({
+        "providers": {"idp": {"issuer": oauth.issuer(), "audiences": ["api"],
+                              "jwks": {"type": "inline", "jwks": oauth.jwks_json()}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}}],
+    })
+}
+
+#[test]
+fn a_limit_keyed_by_a_verified_claim_cannot_be_dodged_with_headers() {
+    let oauth = OAuthServer::start();
+    let per_user = local(
+        "per_user",
+        2,
+        "hour",
+        json!([{"key": "user", "source": {"type": "claim", "claim": "sub"}}]),
+    );
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", jwt_auth(&oauth))
+            .filter("rate_limit", json!({"limits": [per_user]}))
+    });
+    let alice = oauth.token(json!({"sub": "alice"}));
+    let bob = oauth.token(json!({"sub": "bob"}));
+    let as_user = |token: &str| Request::get("/data").header("Authorization", &format!("Bearer {token}"));
+    assert_eq!(gw.send(as_user(&alice)).status, 200);
+    assert_eq!(gw.send(as_user(&alice)).status, 200);
+    // Every header a client might hope the key comes from: none of them does.
+    let dodges = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("X-Real-IP", "203.0.113.9"),
+        ("X-User", "mallory"),
+        ("Sub", "mallory"),
+        ("X-Jwt-Sub", "mallory"),
+    ];
+    for (name, value) in dodges {
+        assert_eq!(gw.send(as_user(&alice).header(name, value)).status, 429, "{name}");
+    }
+    assert_eq!(gw.send(as_user(&bob)).status, 200, "bob has his own bucket");
+    assert_eq!(gw.get("/data").status, 401, "jwt-auth refuses before the limit counts");
+    assert_eq!(stat(&gw, "over_limit_per_user"), dodges.len() as u64);
+}
+
+fn service_config(rls_cluster: &str, transport: Value, failure_mode: &str, timeout_ms: u64) -> Value {
+    json!({
+        "limits": [{"name": "per_client", "descriptor": [
+            {"key": "client", "source": {"type": "header", "header": "x-client"}},
+            {"key": "path", "source": {"type": "path"}}],
+            "enforce": {"type": "service"}}],
+        "service": {"transport": transport, "cluster": rls_cluster, "domain": "gateway",
+                    "timeout_ms": timeout_ms, "failure_mode": failure_mode,
+                    "allowed_response_headers": ["x-quota-note"]},
+        "headers": {"style": "draft03", "on_allowed": true},
+    })
+}
+
+fn service_gateway(rls: &RateLimitService, transport: &str, failure_mode: &str, timeout_ms: u64) -> Gateway {
+    let (cluster, transport) = match transport {
+        "grpc" => (grpc_cluster("ratelimit", rls.grpc_addr()), json!({"type": "grpc"})),
+        _ => (static_cluster("ratelimit", rls.http_addr()), json!({"type": "http"})),
+    };
+    Gateway::start_with(|c| {
+        c.extra_cluster(cluster).filter(
+            "rate_limit",
+            service_config("ratelimit", transport, failure_mode, timeout_ms),
+        )
+    })
+}
+
+#[test]
+fn the_service_decides_over_grpc_and_over_http_json() {
+    for (transport, recorded_as) in [("grpc", Transport::Grpc), ("http", Transport::Http)] {
+        let rls = RateLimitService::start();
+        rls.set_limit(
+            "gateway",
+            Limit::new(&[("client", None), ("path", None)], 2, Unit::Hour).named("per_client_hourly"),
+        );
+        rls.set_response_headers(vec![
+            ("x-quota-note".into(), "counted".into()),
+            ("x-internal-shard".into(), "7".into()),
+        ]);
+        let gw = service_gateway(&rls, transport, "deny", 1000);
+        let request = |client: &str| Request::get("/orders?page=1").header("X-Client", client);
+
+        let first = gw.send(request("a"));
+        assert_eq!(first.status, 200, "{transport}");
+        assert_eq!(first.header("x-quota-note").as_deref(), Some("counted"));
+        assert_eq!(first.header("x-internal-shard"), None, "not allow-listed");
+        assert_eq!(
+            first.header("x-ratelimit-limit").as_deref(),
+            Some("2, 2;w=3600;name=\"per_client_hourly\"")
+        );
+        assert_eq!(first.header("x-ratelimit-remaining").as_deref(), Some("1"));
+        assert_eq!(gw.send(request("a")).status, 200);
+        let refused = gw.send(request("a"));
+        assert_eq!(refused.status, 429, "{transport}");
+        let retry_after: u64 = refused
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=3600).contains(&retry_after), "{retry_after}");
+        assert_eq!(refused.header("x-quota-note").as_deref(), Some("counted"));
+        assert_eq!(refused.header("x-ratelimit-remaining").as_deref(), Some("0"));
+        assert_eq!(gw.send(request("b")).status, 200, "another client counts apart");
+        assert_eq!(gw.echo.requests().len(), 3);
+
+        let recorded = rls.requests();
+        assert_eq!(recorded.len(), 4);
+        let last = recorded.last().expect("a request");
+        assert_eq!(last.transport, recorded_as);
+        assert_eq!(last.domain, "gateway");
+        assert_eq!(last.hits_addend, 0, "cost 1 is the protocol default and is left out");
+        let entries: Vec<Vec<(String, String)>> = last.descriptors.iter().map(|d| d.entries.clone()).collect();
+        assert_eq!(
+            entries,
+            vec![vec![("client".into(), "b".into()), ("path".into(), "/orders".into())]]
+        );
+        assert_eq!((stat(&gw, "ok"), stat(&gw, "over_limit_per_client")), (3, 1));
+        // No header, no descriptor: the limit does not apply and the service is not asked.
+        assert_eq!(gw.get("/orders").status, 200);
+        assert_eq!(rls.calls(), 4);
+    }
+}
+
+#[test]
+fn a_failing_service_gets_503_under_deny_and_passes_under_allow() {
+    let faults = [
+        ("down", Fault::Down),
+        ("slow", Fault::Slow(Duration::from_millis(1500))),
+        ("error status", Fault::Status(tonic::Code::Internal)),
+        ("UNKNOWN", Fault::Unknown),
+    ];
+    for transport in ["grpc", "http"] {
+        let rls = RateLimitService::start();
+        rls.set_limit(
+            "gateway",
+            Limit::new(&[("client", None), ("path", None)], 100, Unit::Hour),
+        );
+        let deny = service_gateway(&rls, transport, "deny", 300);
+        let allow = service_gateway(&rls, transport, "allow", 300);
+        let request = || Request::get("/x").header("X-Client", "a");
+        assert_eq!(deny.send(request()).status, 200);
+        for (name, fault) in &faults {
+            rls.set_fault(fault.clone());
+            let refused = deny.send(request());
+            assert_eq!(refused.status, 503, "{transport} {name}: {}", refused.text());
+            assert_eq!(refused.json()["error"], "temporarily_unavailable");
+            assert_eq!(allow.send(request()).status, 200, "{transport} {name}");
+            rls.set_fault(Fault::None);
+            assert_eq!(deny.send(request()).status, 200, "{transport} {name}: recovered");
+        }
+        let n = faults.len() as u64;
+        assert_eq!(stat(&deny, "service_error"), n, "{transport}");
+        assert_eq!(stat(&deny, "failure_mode_allowed"), 0);
+        assert_eq!(stat(&allow, "service_error"), n);
+        assert_eq!(stat(&allow, "failure_mode_allowed"), n);
+        assert_eq!(
+            deny.echo.requests().len(),
+            faults.len() + 1,
+            "no refused request reached the upstream"
+        );
+    }
+}
+
+#[test]
+fn headers_in_both_styles_on_allowed_and_refused_responses() {
+    let limit = local(
+        "per_path",
+        2,
+        "minute",
+        json!([{"key": "path", "source": {"type": "path"}}]),
+    );
+    let draft = Gateway::start_with(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [limit.clone()], "headers": {"style": "draft03", "on_allowed": true}}),
+        )
+    });
+    let ok = draft.get("/a");
+    assert_eq!(
+        ok.header("x-ratelimit-limit").as_deref(),
+        Some("2, 2;w=60;name=\"per_path\"")
+    );
+    assert_eq!(ok.header("x-ratelimit-remaining").as_deref(), Some("1"));
+    assert_eq!(ok.header("x-ratelimit-reset").as_deref(), Some("30"));
+    assert!(!ok.has_header("ratelimit-policy"));
+    draft.get("/a");
+    let refused = draft.get("/a");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(refused.header("retry-after").as_deref(), Some("30"));
+
+    let ietf = Gateway::start_with(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [limit], "headers": {"style": "ietf", "on_allowed": true}}),
+        )
+    });
+    let ok = ietf.get("/a");
+    assert_eq!(ok.header("ratelimit-policy").as_deref(), Some("\"per_path\";q=2;w=60"));
+    assert_eq!(ok.header("ratelimit").as_deref(), Some("\"per_path\";r=1;t=30"));
+    assert!(!ok.has_header("x-ratelimit-limit"));
+    ietf.get("/a");
+    let refused = ietf.get("/a");
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("ratelimit").as_deref(), Some("\"per_path\";r=0;t=60"));
+
+    // Without on_allowed, only refusals carry them.
+    let quiet = Gateway::start_with(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [local("q", 1, "hour", constant("q"))], "headers": {"style": "ietf"}}),
+        )
+    });
+    assert!(!quiet.get("/").has_header("ratelimit"));
+    assert!(quiet.get("/").has_header("ratelimit"));
+}
+
+#[test]
+fn shadow_mode_counts_what_it_would_refuse_and_refuses_nothing() {
+    let rls = RateLimitService::start();
+    rls.set_limit("gateway", Limit::new(&[("generic_key", None)], 1, Unit::Hour));
+    let gw = Gateway::start_with(|c| {
+        c.extra_cluster(grpc_cluster("ratelimit", rls.grpc_addr())).filter(
+            "rate_limit",
+            json!({
+                "limits": [local("local_one", 1, "hour", constant("l")),
+                           {"name": "service_one", "descriptor": constant("s"), "enforce": {"type": "service"}}],
+                "service": {"transport": {"type": "grpc"}, "cluster": "ratelimit", "domain": "gateway",
+                            "failure_mode": "deny"},
+                "shadow": true,
+                "headers": {"style": "draft03", "on_allowed": true},
+            }),
+        )
+    });
+    for _ in 0..3 {
+        let response = gw.get("/");
+        assert_eq!(response.status, 200);
+        assert!(
+            !response.has_header("x-ratelimit-limit"),
+            "shadow mode tells clients nothing"
+        );
+    }
+    rls.set_fault(Fault::Down);
+    assert_eq!(
+        gw.get("/").status,
+        200,
+        "shadow mode never refuses, not even a failed service"
+    );
+    assert_eq!(gw.echo.requests().len(), 4);
+    assert_eq!(stat(&gw, "shadow_over_limit"), 3);
+    assert_eq!(stat(&gw, "over_limit_local_one"), 3);
+    assert_eq!(stat(&gw, "over_limit_service_one"), 2);
+    assert_eq!(stat(&gw, "over_limit"), 0);
+    assert_eq!(stat(&gw, "service_error"), 1);
+}
+
+/// Envoy's own `envoy.filters.http.ratelimit` with the same descriptors, against the same service.
+fn native_gateway(rls: &RateLimitService) -> Gateway {
+    let route_config = json!({
+        "name": "native",
+        "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+            "match": {"prefix": "/"},
+            "route": {"cluster": "upstream", "rate_limits": [
+                {"actions": [{"request_headers": {"header_name": "x-client", "descriptor_key": "client"}},
+                             {"request_headers": {"header_name": ":path", "descriptor_key": "path"}}]},
+                {"actions": [{"generic_key": {"descriptor_value": "all"}}]},
+            ]},
+        }]}],
+    });
+    Gateway::start_with(|c| {
+        c.extra_cluster(grpc_cluster("ratelimit", rls.grpc_addr()))
+            .hcm("route_config", route_config)
+            .native_filter(json!({
+                "name": "envoy.filters.http.ratelimit",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                    "domain": "native",
+                    "failure_mode_deny": true,
+                    "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+                    "timeout": "1s",
+                    "rate_limit_service": {"transport_api_version": "V3",
+                                           "grpc_service": {"envoy_grpc": {"cluster_name": "ratelimit"}}},
+                },
+            }))
+    })
+}
+
+fn wasm_gateway(rls: &RateLimitService) -> Gateway {
+    Gateway::start_with(|c| {
+        c.extra_cluster(grpc_cluster("ratelimit", rls.grpc_addr())).filter(
+            "rate_limit",
+            json!({
+                "limits": [
+                    {"name": "per_client", "descriptor": [
+                        {"key": "client", "source": {"type": "header", "header": "x-client"}},
+                        {"key": "path", "source": {"type": "path"}}],
+                     "enforce": {"type": "service"}},
+                    {"name": "all", "descriptor": constant("all"), "enforce": {"type": "service"}},
+                ],
+                "service": {"transport": {"type": "grpc"}, "cluster": "ratelimit", "domain": "wasm",
+                            "failure_mode": "deny", "timeout_ms": 1000},
+                "headers": {"style": "draft03", "on_allowed": true},
+            }),
+        )
+    })
+}
+
+#[test]
+fn decisions_match_envoys_native_rate_limit_filter() {
+    let rls = RateLimitService::start();
+    for domain in ["native", "wasm"] {
+        rls.set_limit(domain, Limit::new(&[("client", None), ("path", None)], 3, Unit::Minute));
+        rls.set_limit(
+            domain,
+            Limit::new(&[("client", Some("vip")), ("path", None)], 5, Unit::Hour).named("vip"),
+        );
+        rls.set_limit(domain, Limit::new(&[("generic_key", Some("all"))], 12, Unit::Hour));
+    }
+    let native = native_gateway(&rls);
+    let wasm = wasm_gateway(&rls);
+    // A mix of clients, paths and a request without the header (only the global limit applies).
+    let sequence: Vec<Request> = [
+        "a", "a", "b", "a", "a", "vip", "", "b", "vip", "a", "c", "vip", "b", "c", "", "a",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, client)| {
+        let path = if i % 5 == 4 { "/other" } else { "/orders" };
+        let request = Request::get(path);
+        if client.is_empty() {
+            request
+        } else {
+            request.header("X-Client", client)
+        }
+    })
+    .collect();
+    let mut disagreements = Vec::new();
+    let (mut statuses_seen, mut headers_seen) = (Vec::new(), false);
+    for (i, request) in sequence.iter().enumerate() {
+        rls.clear_requests();
+        let from_native = native.send(request.clone());
+        let native_asked = rls.requests();
+        rls.clear_requests();
+        let from_wasm = wasm.send(request.clone());
+        let wasm_asked = rls.requests();
+        let descriptors = |asked: &[harness::ratelimit::RecordedRequest]| -> Vec<Vec<(String, String)>> {
+            asked
+                .iter()
+                .flat_map(|r| r.descriptors.iter().map(|d| d.entries.clone()))
+                .collect()
+        };
+        assert_eq!(
+            descriptors(&native_asked),
+            descriptors(&wasm_asked),
+            "request {i}: descriptors"
+        );
+        let headers = |r: &Response| {
+            (
+                r.status,
+                r.header("x-ratelimit-limit"),
+                r.header("x-ratelimit-remaining"),
+            )
+        };
+        statuses_seen.push(from_native.status);
+        headers_seen |= from_native.has_header("x-ratelimit-limit");
+        if headers(&from_native) != headers(&from_wasm) {
+            disagreements.push((i, headers(&from_native), headers(&from_wasm)));
+        }
+        let reset = |r: &Response| -> i64 { r.header("x-ratelimit-reset").map_or(-1, |v| v.parse().unwrap_or(-2)) };
+        assert!(
+            (reset(&from_native) - reset(&from_wasm)).abs() <= 1,
+            "request {i}: reset"
+        );
+    }
+    assert!(disagreements.is_empty(), "native and wasm disagree: {disagreements:#?}");
+    assert!(
+        statuses_seen.contains(&429) && statuses_seen.contains(&200) && headers_seen,
+        "the sequence must exercise refusals, passes and rate-limit headers: {statuses_seen:?}"
+    );
+    assert_eq!(native.echo.requests().len(), wasm.echo.requests().len());
+}
+
+#[test]
+fn a_bad_config_is_refused_at_load_with_the_field_path() {
+    let log = Gateway::start_refused(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [local("per_client", 0, "minute", constant("x"))]}),
+        )
+    });
+    assert!(
+        log.contains("rate_limit: invalid configuration: limits[0].enforce.requests: must be at least 1"),
+        "{log}"
+    );
+}
