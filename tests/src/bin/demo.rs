@@ -1,13 +1,17 @@
 //! `make run`: the demo gateway. Starts the echo upstream on 127.0.0.1:8081, the test OAuth server
-//! on 127.0.0.1:8082 and a real Envoy with `envoy/gateway.yaml` (listener 127.0.0.1:8080, admin
+//! on 127.0.0.1:8082, the test rate-limit service on 127.0.0.1:8083 (gRPC) and 8084 (HTTP/JSON)
+//! and a real Envoy with `envoy/gateway.yaml` (listener 127.0.0.1:8080, admin
 //! 127.0.0.1:9901), prints curl commands that show each filter at work, and serves until
 //! interrupted.
 
 use harness::oauth::{Client, TokenFormat};
-use harness::{paths, EchoUpstream, Envoy, OAuthServer};
+use harness::ratelimit::{Limit, Unit};
+use harness::{paths, EchoUpstream, Envoy, OAuthServer, RateLimitService};
 
 const UPSTREAM: &str = "127.0.0.1:8081";
 const OAUTH: &str = "127.0.0.1:8082";
+const RATELIMIT_GRPC: &str = "127.0.0.1:8083";
+const RATELIMIT_HTTP: &str = "127.0.0.1:8084";
 
 fn main() {
     let root = paths::workspace_root();
@@ -19,6 +23,13 @@ fn main() {
     // Clients get opaque tokens; phantom-token exchanges them, as client `gateway`.
     oauth.set_token_format(TokenFormat::Opaque);
     oauth.add_client(Client::new("gateway", "gateway-secret", ""));
+    let parse = |addr: &str| addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
+    let ratelimit = RateLimitService::bind(parse(RATELIMIT_GRPC), parse(RATELIMIT_HTTP));
+    // The fleet-wide limit of envoy/gateway.yaml: per client and path, 100 an hour.
+    ratelimit.set_limit(
+        "gateway",
+        Limit::new(&[("client_id", None), ("path", None)], 100, Unit::Hour).named("fleet_per_path"),
+    );
     let envoy = match Envoy::start_file(&config, &root, 2) {
         Ok(envoy) => envoy,
         Err(log) => {
@@ -60,6 +71,13 @@ CORS preflight from an allowed origin (answered by the gateway, 204) and from an
   curl -si -X OPTIONS {gw}/orders -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: DELETE'
   curl -si -X OPTIONS {gw}/orders -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: DELETE'
 
+rate-limit: each client gets 5 requests a minute on this Envoy (keyed by its verified client_id,
+or its address without a token); the rate-limit service (gRPC, 127.0.0.1:8083) also counts 100 an
+hour per client and path. The sixth call within the minute gets 429 with Retry-After; every
+answer carries RateLimit-Policy / RateLimit:
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {gw}/orders -H "Authorization: Bearer $TOKEN"; done; echo
+  curl -si {gw}/orders -H "Authorization: Bearer $TOKEN" | grep -i -e ^HTTP -e ^ratelimit -e ^retry-after
+
 The filters' counters:
   curl -s http://{admin}/stats/prometheus | grep apisec_
 
@@ -68,8 +86,9 @@ Press Ctrl-C to stop.
         admin = envoy.admin()
     );
     wait_for_stop_signal();
-    // Dropping the guards stops Envoy and the upstream.
+    // Dropping the guards stops Envoy, then the servers behind it.
     drop(envoy);
+    drop(ratelimit);
 }
 
 /// Blocks until Ctrl-C (SIGINT) or SIGTERM.

@@ -323,9 +323,17 @@ impl RateLimitService {
     /// # Panics
     /// If a socket cannot be bound or a runtime cannot be built.
     pub fn start() -> RateLimitService {
-        let state: Shared = Arc::new(Mutex::new(State::default()));
         let ephemeral = SocketAddr::from(([127, 0, 0, 1], 0));
-        let servers = Servers::start(ephemeral, ephemeral, &state);
+        Self::bind(ephemeral, ephemeral)
+    }
+
+    /// Like [`RateLimitService::start`], on the given addresses (the demo's fixed ports).
+    ///
+    /// # Panics
+    /// If a socket cannot be bound or a runtime cannot be built.
+    pub fn bind(grpc: SocketAddr, http: SocketAddr) -> RateLimitService {
+        let state: Shared = Arc::new(Mutex::new(State::default()));
+        let servers = Servers::start(grpc, http, &state);
         RateLimitService {
             state,
             grpc_addr: servers.grpc.addr(),
