@@ -485,3 +485,49 @@ fn start_creates_every_bucket_set_before_traffic() {
         .set_keys()
         .all(|key| shared::SharedStore::get(&host.store, &key).is_some()));
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn every_source_reaches_the_descriptor() {
+    let filter = configured(json!({
+        "limits": [{"name": "all_sources", "descriptor": [
+            {"key": "h", "source": {"type": "header", "header": "x-api-key"}},
+            {"key": "m", "source": {"type": "method"}},
+            {"key": "r", "source": {"type": "route"}},
+            {"key": "a", "source": {"type": "client_address"}},
+            {"key": "c", "source": {"type": "claim", "claim": "tier"}},
+            {"key": "k", "source": {"type": "constant", "value": "v"}}],
+            "enforce": {"type": "service"}}],
+        "service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d"},
+    }));
+    let mut host = host_with_claims(json!({"tier": 3}));
+    host.properties
+        .properties
+        .insert(vec!["xds".into(), "route_name".into()], b"orders_route".to_vec());
+    let mut headers = request("/");
+    headers.push("x-api-key", "k1");
+    headers.push("x-api-key", "k2");
+    let step = filter.filter().on_request_headers(&headers, &host.ctx());
+    let expected = rls::encode_grpc(
+        "d",
+        &[Ask {
+            descriptor: [
+                ("h", "k1,k2"),
+                ("m", "GET"),
+                ("r", "orders_route"),
+                ("a", "192.0.2.7"),
+                ("c", "3"),
+                ("k", "v"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+            hits: 1,
+        }],
+    );
+    assert_eq!(step.grpc_calls.first().map(|c| &c.message), Some(&expected));
+    // Without the route name the limit does not apply: nothing to ask.
+    host.properties.properties.clear();
+    let step = filter.filter().on_request_headers(&headers, &host.ctx());
+    assert!(step.grpc_calls.is_empty());
+    assert_eq!(filter.counter_names(&step.counters), ["descriptor_incomplete", "ok"]);
+}
