@@ -155,6 +155,9 @@ impl Envoy {
             .arg(&admin_path)
             .arg("--log-level")
             .arg("info")
+            // Access logs (stdout.txt) are written within 50 ms, for tests that read them.
+            .arg("--file-flush-interval-msec")
+            .arg("50")
             .arg("--disable-hot-restart")
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -486,3 +486,61 @@ fn a_bad_config_is_refused_at_load_with_the_field_path() {
         "{log}"
     );
 }
+
+/// The access-log format of `envoy/gateway.yaml`, as shipped.
+fn shipped_access_log_format() -> String {
+    let gateway = std::fs::read_to_string(harness::paths::workspace_root().join("envoy/gateway.yaml"))
+        .expect("read envoy/gateway.yaml");
+    let line = gateway
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("inline_string: \""))
+        .expect("gateway.yaml has an access-log format");
+    line.trim_end_matches('"').replace("\\n", "\n")
+}
+
+#[test]
+fn the_shipped_access_log_shows_each_filters_outcome() {
+    let oauth = OAuthServer::start();
+    let scope_gate = json!({"rules": [
+        {"id": "orders", "match": {"prefix": "/orders"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}]});
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", jwt_auth(&oauth))
+            .filter("scope_gate", scope_gate)
+            .filter(
+                "rate_limit",
+                json!({"limits": [local("per_user", 1, "hour",
+                json!([{"key": "user", "source": {"type": "claim", "claim": "sub"}}]))]}),
+            )
+            .hcm(
+                "access_log",
+                json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"text_format_source": {"inline_string": shipped_access_log_format()}}}}]),
+            )
+    });
+    let reader = oauth.token(json!({"sub": "alice", "scope": "orders:read"}));
+    let nobody = oauth.token(json!({"sub": "bob", "scope": "profile"}));
+    let send = |token: &str| gw.send(Request::get("/orders").header("Authorization", &format!("Bearer {token}")));
+    assert_eq!(send(&reader).status, 200);
+    assert_eq!(send(&reader).status, 429);
+    assert_eq!(send(&nobody).status, 403);
+    let expected = [
+        "200 via_upstream",
+        "phantom_token=- jwt_auth=allowed scope_gate=allowed rate_limit=allowed",
+        "429 ",
+        "jwt_auth=allowed scope_gate=allowed rate_limit=over_limit",
+        "403 ",
+        "jwt_auth=allowed scope_gate=denied_orders rate_limit=-",
+    ];
+    gw.wait_until("three access-log lines", || {
+        gw.envoy.log().lines().filter(|l| l.contains(" jwt_auth=")).count() == 3
+    });
+    let log = gw.envoy.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" jwt_auth=")).collect();
+    for (line, pair) in lines.iter().zip(expected.chunks(2)) {
+        assert!(
+            line.contains(pair[0]) && line.contains(pair[1]),
+            "{line:?} lacks {pair:?}"
+        );
+    }
+}

@@ -46,7 +46,13 @@ pub struct ScopeGate {
     unmatched: Unmatched,
     case_insensitive: bool,
     counters: Counters,
+    /// Counter names, which double as the outcomes published in filter state.
+    outcomes: MetricRegistry,
 }
+
+/// Filter-state key with the outcome: the name of the counter the decision bumped (`allowed`,
+/// `public_allowed`, `unauthenticated`, `denied_<rule id>`, `unmatched_denied`, …).
+pub const OUTCOME_STATE: &str = "apisec.scope_gate.outcome";
 
 impl shared::FilterRoot for ScopeGate {
     const NAME: &'static str = "scope_gate";
@@ -104,20 +110,22 @@ impl shared::FilterRoot for ScopeGate {
             });
             ids.push(id);
         }
+        let counters = Counters {
+            allowed: metrics.counter("allowed"),
+            public_allowed: metrics.counter("public_allowed"),
+            unauthenticated: metrics.counter("unauthenticated"),
+            unmatched_denied: metrics.counter("unmatched_denied"),
+            content_type_refused: metrics.counter("content_type_refused"),
+            path_refused: metrics.counter("path_refused"),
+        };
         Ok(Self {
             realm: config.realm,
             scope_claims: config.scope_claims,
             rules,
             unmatched: config.unmatched,
             case_insensitive: config.case_insensitive_paths,
-            counters: Counters {
-                allowed: metrics.counter("allowed"),
-                public_allowed: metrics.counter("public_allowed"),
-                unauthenticated: metrics.counter("unauthenticated"),
-                unmatched_denied: metrics.counter("unmatched_denied"),
-                content_type_refused: metrics.counter("content_type_refused"),
-                path_refused: metrics.counter("path_refused"),
-            },
+            counters,
+            outcomes: metrics.clone(),
         })
     }
 
@@ -167,6 +175,15 @@ pub struct Gate {
 
 impl HttpFilter for Gate {
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        let step = self.decide(headers, ctx);
+        let outcome = step.counters.first().and_then(|c| self.root.outcomes.name(*c));
+        let outcome = outcome.unwrap_or("allowed").to_owned();
+        step.publish(OUTCOME_STATE, outcome)
+    }
+}
+
+impl Gate {
+    fn decide(&self, headers: &Headers, ctx: &Ctx) -> Step {
         let gate = &self.root;
         let Some(line) = RequestLine::of(headers) else {
             return self.deny(
@@ -220,9 +237,7 @@ impl HttpFilter for Gate {
         }
         self.check_content_type(rule, headers, gate.counters.allowed)
     }
-}
 
-impl Gate {
     /// The scopes of the verified claims in filter state; `None` when no filter verified a token.
     fn verified_scopes(&self, ctx: &Ctx) -> Option<Vec<String>> {
         let raw = ctx.properties.filter_state(shared::handoff::CLAIMS)?;

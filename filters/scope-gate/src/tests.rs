@@ -311,3 +311,33 @@ mod properties {
         }
     }
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_outcome_is_published_for_access_logs() {
+    let config = gate(CONFIG);
+    let outcome = |claims: Option<&str>, req: Headers| {
+        let host = host(claims);
+        let step = config.filter().on_request_headers(&req, &host.ctx());
+        step.state_writes
+            .iter()
+            .find(|w| w.key == crate::OUTCOME_STATE)
+            .map(|w| String::from_utf8_lossy(&w.value).into_owned())
+    };
+    let reader = Some(r#"{"scope": "orders:read"}"#);
+    assert_eq!(
+        outcome(reader, request("GET", "/orders", &[])).as_deref(),
+        Some("allowed")
+    );
+    assert_eq!(
+        outcome(reader, request("GET", "/admin", &[])).as_deref(),
+        Some("denied_admin")
+    );
+    assert_eq!(
+        outcome(None, request("GET", "/orders", &[])).as_deref(),
+        Some("unauthenticated")
+    );
+    assert_eq!(
+        outcome(None, request("GET", "/health", &[])).as_deref(),
+        Some("public_allowed")
+    );
+}
