@@ -20,6 +20,9 @@ TOOLS           := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
 WASM_TEST_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
 
 CARGO_PACKAGES  := $(foreach p,$(FILTER_PACKAGES),-p $(p))
+OCI_DIR         := target/oci
+VERSION         := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+SUDO            := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
 .PHONY: help
@@ -32,6 +35,8 @@ help:
 	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
 	@echo "make e2e       end-to-end tests through a real Envoy"
 	@echo "make lint      rustfmt check and clippy on host and wasm32"
+	@echo "make oci       one OCI wasm image per filter (Istio/Envoy Gateway compat variant) under target/oci"
+	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
 
 # --- installs ---------------------------------------------------------------------------------
 
@@ -53,6 +58,13 @@ $(WASM_TEST_RUNNER):
 .PHONY: envoy
 envoy: $(ENVOY)
 
+# skopeo (push/pull OCI images) and a registry for the OCI round-trip test, from Debian.
+.PHONY: oci-tools
+oci-tools:
+	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends skopeo docker-registry; }
+
 # --- build ------------------------------------------------------------------------------------
 
 .PHONY: build
@@ -69,6 +81,7 @@ test: lint unit wasm-unit e2e
 .PHONY: unit
 unit:
 	cargo test --workspace --lib
+	cargo test -p xtask
 
 .PHONY: wasm-unit
 wasm-unit: toolchain $(WASM_TEST_RUNNER)
@@ -80,7 +93,7 @@ validate: build $(ENVOY)
 	cargo test -p e2e --test configs
 
 .PHONY: e2e
-e2e: build $(ENVOY)
+e2e: build $(ENVOY) oci-tools
 	cargo test -p e2e --tests
 
 .PHONY: lint
@@ -88,6 +101,19 @@ lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -- -D warnings
+
+# --- shipping -----------------------------------------------------------------------------------
+
+.PHONY: oci
+oci: build
+	cargo run --quiet -p xtask -- oci --out $(OCI_DIR) $(FILTERS)
+
+.PHONY: oci-push
+oci-push: oci oci-tools
+	@test -n "$(REGISTRY)" || { echo "usage: make oci-push REGISTRY=host:port"; exit 1; }
+	for f in $(FILTERS); do \
+	  skopeo copy --dest-tls-verify=false oci:$(OCI_DIR)/$$f:$(VERSION) docker://$(REGISTRY)/apisec/$$f:$(VERSION); \
+	done
 
 # --- demo -------------------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ pub mod http;
 pub mod oauth;
 pub mod paths;
 pub mod ratelimit;
+pub mod registry;
+pub mod remote_wasm;
 pub mod server;
 
 pub use config::{GatewayConfig, WasmFilter};

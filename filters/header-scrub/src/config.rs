@@ -10,6 +10,7 @@ use crate::security::{SecurityHeaders, SecurityHeadersConfig};
 use crate::Counters;
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -20,6 +21,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
     #[serde(default)]
@@ -35,6 +37,7 @@ pub struct RequestConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct ResponseConfig {
     #[serde(default)]
@@ -54,6 +57,7 @@ pub struct ResponseConfig {
 
 /// Response headers that tell an attacker what runs behind the gateway.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum StripPreset {
     /// `server`, `x-powered-by`, `x-aspnet-version`, `x-aspnetmvc-version` and every `x-envoy-*`.

@@ -6,6 +6,7 @@ use shared::headers::split_list;
 use shared::{ConfigError, FieldPath, HeaderName, Headers};
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
     /// Exact origins, e.g. `https://app.example.com` (scheme, host, optional port; no path).

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use shared::{ConfigError, FieldPath, HeaderName};
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityPreset {
     /// Headers for a JSON API that is never framed, rendered or cached.
@@ -32,6 +33,7 @@ impl SecurityPreset {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct SecurityHeadersConfig {
     #[serde(default)]

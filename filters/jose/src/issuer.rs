@@ -13,6 +13,7 @@ use crate::{Alg, ClaimRules, Jwk, Jwks, Jwt, JwtError};
 
 /// The `jwks` member of an issuer's config.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JwksConfig {
     /// Keys in the config itself.

@@ -10,6 +10,7 @@ use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The `realm` of `WWW-Authenticate` challenges.
@@ -44,6 +45,7 @@ fn default_max_token_bytes() -> usize {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub issuer: String,
@@ -89,6 +91,7 @@ fn default_sources() -> Vec<SourceConfig> {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeaderConfig {
     pub claim: String,
@@ -96,6 +99,7 @@ pub struct ClaimHeaderConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     #[serde(rename = "match", default)]
@@ -104,6 +108,7 @@ pub struct RuleConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RequirementConfig {
     /// A valid token from this provider.

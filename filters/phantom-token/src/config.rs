@@ -7,6 +7,7 @@ use shared::route::RouteMatchConfig;
 use shared::{HeaderName, Realm};
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The `realm` of `WWW-Authenticate` challenges.
@@ -42,6 +43,7 @@ fn default_max_token_bytes() -> usize {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
     /// The Envoy cluster of the OAuth server.
@@ -76,6 +78,7 @@ fn default_max_response_bytes() -> usize {
 /// How the client authenticates at the introspection endpoint (RFC 7662 section 2.1, RFC 6749
 /// section 2.3.1).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     #[default]
@@ -84,6 +87,7 @@ pub enum ClientAuth {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ResponseConfig {
     /// `Accept: application/jwt`: a 200 body is the JWT, 204 means inactive.
@@ -103,6 +107,7 @@ pub enum ResponseConfig {
 
 /// What goes upstream from a signed introspection response.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SignedUpstreamConfig {
     /// The JWT in this member of `token_introspection`, as `Authorization: Bearer`.
@@ -113,6 +118,7 @@ pub enum SignedUpstreamConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     pub issuer: String,
@@ -131,6 +137,7 @@ fn default_skew() -> u64 {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Slots of the cache shared by all workers; 0 turns caching off.

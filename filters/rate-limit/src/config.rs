@@ -6,6 +6,7 @@ use shared::route::RouteMatchConfig;
 use shared::HeaderName;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Every limit a request may fall under; a request passes only if all that apply allow it.
@@ -27,6 +28,7 @@ fn default_max_keys() -> u32 {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// Lowercase letters, digits and `_`: names the limit in metrics, logs and headers.
@@ -47,6 +49,7 @@ fn one() -> u32 {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EntryConfig {
     pub key: String,
@@ -57,6 +60,7 @@ pub struct EntryConfig {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// A claim of the token verified by jwt-auth or phantom-token (filter state, never a header).
@@ -82,6 +86,7 @@ pub enum SourceConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EnforceConfig {
     /// A token bucket in shared data: `requests` per `per`, bursts up to `burst` (default
@@ -96,6 +101,7 @@ pub enum EnforceConfig {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Second,
@@ -116,6 +122,7 @@ impl Unit {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub transport: TransportConfig,
@@ -140,6 +147,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransportConfig {
     /// `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
@@ -156,6 +164,7 @@ fn default_json_path() -> String {
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     #[default]
@@ -164,6 +173,7 @@ pub enum FailureMode {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
     #[serde(default)]
@@ -174,6 +184,7 @@ pub struct HeadersConfig {
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum HeaderStyle {
     #[default]

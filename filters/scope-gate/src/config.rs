@@ -6,6 +6,7 @@ use shared::route::RouteMatchConfig;
 use shared::Realm;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -28,6 +29,7 @@ fn default_scope_claims() -> Vec<String> {
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
     #[default]
@@ -36,6 +38,7 @@ pub enum Unmatched {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Names the rule in metrics (`denied_<id>`); default `rule_<index>`.
@@ -49,6 +52,7 @@ pub struct RuleConfig {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RequiresConfig {
     /// One of these scopes.

@@ -116,6 +116,11 @@ impl Deny {
 /// The `realm` of RFC 6750 challenges: printable ASCII without quotes or backslashes, so it can be
 /// quoted into a header verbatim.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema, serde::Serialize),
+    schemars(extend("pattern" = "^[ !#-\\[\\]-~]+$"))
+)]
 pub struct Realm(String);
 
 impl Realm {

@@ -10,6 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A validated, lowercase header name (an RFC 9110 token, or an HTTP/2 pseudo-header).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(extend("pattern" = "^:?[-!#$%&'*+.^_`|~0-9A-Za-z]+$"))
+)]
 pub struct HeaderName(String);
 
 impl HeaderName {

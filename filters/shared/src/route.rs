@@ -12,6 +12,7 @@ use crate::headers::Headers;
 /// A route match as written in config. Exactly one of `exact`, `prefix`, `regex`; no path at all
 /// matches every path.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatchConfig {
     pub exact: Option<String>,

@@ -7,6 +7,7 @@ use crate::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
 
 /// A token source as configured.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// A header; `prefix` (scheme, compared case-insensitively) is stripped.

@@ -1,0 +1,434 @@
+//! The config-schema tier: each filter ships `filters/<crate>/config.schema.json`, a JSON Schema
+//! generated from its config types (the `schema` feature of every filter crate). These tests fail
+//! when a checked-in schema drifts from the types, check every example config embedded in
+//! `envoy/*.yaml` against its filter's schema, and check that the schemas are as strict as the
+//! parsers (unknown fields, unknown `type` tags, bad header names).
+//!
+//! After changing a config type: `UPDATE_SCHEMAS=1 cargo test -p e2e --test config_schemas`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use harness::paths::workspace_root;
+use serde_json::{json, Value};
+
+const UPDATE_HINT: &str = "UPDATE_SCHEMAS=1 cargo test -p e2e --test config_schemas";
+
+/// A filter: its name (the Envoy `root_id`), its crate directory, and its config types.
+struct Filter {
+    name: &'static str,
+    dir: &'static str,
+    schema: fn() -> schemars::Schema,
+    /// Whether the filter's own parser (serde, as the filter runs it) accepts a config.
+    parses: fn(&Value) -> Result<(), String>,
+}
+
+/// The schema of `T`: JSON Schema 2020-12, as `schemars::schema_for!` makes it, with the integer
+/// bounds the parsers enforce.
+fn generate<T: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(schemars::transform::RecursiveTransform(integer_bounds))
+        .into_generator()
+        .into_root_schema_for::<T>()
+}
+
+/// schemars bounds only 8- and 16-bit integers; serde refuses a `u32` or `u64` out of range, and
+/// a `usize` above `u32::MAX`, since the filters run as wasm32.
+fn integer_bounds(schema: &mut schemars::Schema) {
+    let maximum = match schema.get("format").and_then(Value::as_str) {
+        Some("uint32" | "uint") => u64::from(u32::MAX),
+        Some("uint64") => u64::MAX,
+        _ => return,
+    };
+    schema.insert("maximum".to_owned(), json!(maximum));
+}
+
+fn parses<T: serde::de::DeserializeOwned>(config: &Value) -> Result<(), String> {
+    serde_json::from_value::<T>(config.clone())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+static FILTERS: [Filter; 5] = [
+    Filter {
+        name: "header_scrub",
+        dir: "header-scrub",
+        schema: generate::<header_scrub::Config>,
+        parses: parses::<header_scrub::Config>,
+    },
+    Filter {
+        name: "jwt_auth",
+        dir: "jwt-auth",
+        schema: generate::<jwt_auth::Config>,
+        parses: parses::<jwt_auth::Config>,
+    },
+    Filter {
+        name: "scope_gate",
+        dir: "scope-gate",
+        schema: generate::<scope_gate::Config>,
+        parses: parses::<scope_gate::Config>,
+    },
+    Filter {
+        name: "phantom_token",
+        dir: "phantom-token",
+        schema: generate::<phantom_token::Config>,
+        parses: parses::<phantom_token::Config>,
+    },
+    Filter {
+        name: "rate_limit",
+        dir: "rate-limit",
+        schema: generate::<rate_limit::Config>,
+        parses: parses::<rate_limit::Config>,
+    },
+];
+
+impl Filter {
+    fn schema_path(&self) -> PathBuf {
+        workspace_root()
+            .join("filters")
+            .join(self.dir)
+            .join("config.schema.json")
+    }
+
+    /// The schema as generated from the types, with a title that names the filter (every root
+    /// type is called `Config`).
+    fn generated(&self) -> Value {
+        let mut schema = (self.schema)();
+        schema.insert("title".to_owned(), json!(format!("{} filter configuration", self.dir)));
+        schema.to_value()
+    }
+
+    /// The checked-in schema file, parsed.
+    fn checked_in(&self) -> Value {
+        let path = self.schema_path();
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; generate it with `{UPDATE_HINT}`", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+    }
+
+    /// The schema the other tests check against: the checked-in file, which the drift test holds
+    /// equal to the types (while that test rewrites the files, the generated schema).
+    fn validator(&self) -> jsonschema::Validator {
+        let schema = if updating() {
+            self.generated()
+        } else {
+            self.checked_in()
+        };
+        jsonschema::validator_for(&schema)
+            .unwrap_or_else(|e| panic!("{}: not a usable schema: {e}", self.schema_path().display()))
+    }
+}
+
+fn filter(name: &str) -> &'static Filter {
+    FILTERS
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no filter named {name:?}"))
+}
+
+/// The validation errors of `config`, one line each, with the JSON pointer of the offending value.
+fn errors(validator: &jsonschema::Validator, config: &Value) -> Vec<String> {
+    validator
+        .iter_errors(config)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().to_string()))
+        .collect()
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_SCHEMAS").is_some_and(|v| v == "1")
+}
+
+#[test]
+fn checked_in_schemas_match_the_config_types() {
+    let update = updating();
+    let mut drifted = Vec::new();
+    for filter in &FILTERS {
+        let generated = filter.generated();
+        if let Err(e) = jsonschema::meta::validate(&generated) {
+            panic!(
+                "the generated schema of {} is not a valid JSON Schema: {e}",
+                filter.name
+            );
+        }
+        let path = filter.schema_path();
+        if update {
+            let mut text = serde_json::to_string_pretty(&generated).expect("serialize a schema");
+            text.push('\n');
+            // Whole or not at all: the other tests of this file read these files meanwhile.
+            let scratch = path.with_extension("json.tmp");
+            fs::write(&scratch, text)
+                .and_then(|()| fs::rename(&scratch, &path))
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            continue;
+        }
+        let current = fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        if current.as_ref() != Some(&generated) {
+            drifted.push(path.display().to_string());
+        }
+    }
+    assert!(
+        drifted.is_empty(),
+        "these schema files are missing or differ from the config types they describe:\n  {}\n\
+         regenerate them with `{UPDATE_HINT}` and check in the result",
+        drifted.join("\n  ")
+    );
+}
+
+/// Every `envoy.filters.http.wasm` filter config in `envoy/*.yaml`: (file, filter name, config).
+fn example_configs() -> Vec<(String, String, Value)> {
+    let dir = workspace_root().join("envoy");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("read envoy/").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        // Not the scratch copies other tests write (dotfiles).
+        .filter(|path| !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    let mut found = Vec::new();
+    for path in files {
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let yaml: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"));
+        let mut filters = Vec::new();
+        wasm_filters(&yaml, &mut filters);
+        for typed_config in filters {
+            let config = &typed_config["config"];
+            let name = config["root_id"]
+                .as_str()
+                .or_else(|| config["name"].as_str())
+                .unwrap_or_else(|| panic!("{file}: a wasm filter without root_id or name"));
+            let configuration = &config["configuration"];
+            assert_eq!(
+                configuration["@type"], "type.googleapis.com/google.protobuf.StringValue",
+                "{file}: the configuration of {name} is not a StringValue"
+            );
+            let value = configuration["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: {name} has no configuration value"));
+            let parsed: Value =
+                serde_json::from_str(value).unwrap_or_else(|e| panic!("{file}: the {name} config is not JSON: {e}"));
+            found.push((file.clone(), name.to_owned(), parsed));
+        }
+    }
+    found
+}
+
+/// Collects the `typed_config` of every `envoy.filters.http.wasm` HTTP filter under `node`.
+fn wasm_filters<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+    match node {
+        Value::Object(map) => {
+            if map.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm") {
+                if let Some(typed_config) = map.get("typed_config") {
+                    out.push(typed_config);
+                    return;
+                }
+            }
+            map.values().for_each(|v| wasm_filters(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| wasm_filters(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_example_config_validates_against_its_schema() {
+    let validators: BTreeMap<&str, jsonschema::Validator> = FILTERS.iter().map(|f| (f.name, f.validator())).collect();
+    let mut per_filter: BTreeMap<&str, usize> = FILTERS.iter().map(|f| (f.name, 0)).collect();
+    let mut failures = Vec::new();
+    for (file, name, config) in example_configs() {
+        let validator = validators
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{file}: a wasm filter {name:?} that is none of {:?}", per_filter.keys()));
+        *per_filter.entry(filter(&name).name).or_default() += 1;
+        for error in errors(validator, &config) {
+            failures.push(format!("{file} {name} {error}"));
+        }
+        // The schema must not be looser or stricter than the parser on what ships.
+        if let Err(e) = (filter(&name).parses)(&config) {
+            failures.push(format!("{file} {name}: the filter's parser refuses it: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "example configs that fail:\n{}",
+        failures.join("\n")
+    );
+    let missing: Vec<&&str> = per_filter.iter().filter(|(_, n)| **n == 0).map(|(f, _)| f).collect();
+    assert!(missing.is_empty(), "no example config under envoy/ for {missing:?}");
+}
+
+/// A small valid config of `name` that reaches the nested structs and enum variants the negative
+/// controls below change. Not an example from `envoy/`: these must not move when the examples do.
+fn base(name: &str) -> Value {
+    match name {
+        "header_scrub" => json!({
+            "request": {"remove": ["x-debug"]},
+            "response": {"strip_preset": "default", "security_headers": {"preset": "api"}},
+            "cors": {"allowed_origins": ["https://app.example.com"], "max_age_secs": 600}
+        }),
+        "jwt_auth" => json!({
+            "realm": "api",
+            "providers": {"demo": {
+                "issuer": "https://issuer.example.com",
+                "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks"},
+                "from": [{"type": "header", "name": "authorization", "prefix": "Bearer "}]
+            }},
+            "rules": [{"match": {"prefix": "/public/"}, "requires": {"type": "none"}}]
+        }),
+        "scope_gate" => json!({
+            "rules": [
+                {"match": {"prefix": "/orders"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}},
+                {"requires": {"type": "public"}}
+            ]
+        }),
+        "phantom_token" => json!({
+            "introspection": {
+                "cluster": "oauth", "path": "/introspect", "authority": "oauth",
+                "client_id": "gateway", "client_secret": "secret",
+                "response": {"type": "signed", "upstream": {"type": "response_header", "header": "x-introspection"}}
+            },
+            "jwt": {"issuer": "https://issuer.example.com", "jwks": {"type": "oidc", "cluster": "oauth"}}
+        }),
+        "rate_limit" => json!({
+            "limits": [{
+                "name": "per_client",
+                "descriptor": [{"key": "client_id",
+                                "source": {"type": "claim", "claim": "client_id"},
+                                "fallback": {"type": "client_address"}}],
+                "enforce": {"type": "local", "requests": 5, "per": "minute"}
+            }],
+            "service": {"transport": {"type": "http"}, "cluster": "ratelimit", "domain": "gateway",
+                        "allowed_response_headers": ["x-ratelimit-limit"]}
+        }),
+        _ => panic!("no base config for {name}"),
+    }
+}
+
+#[test]
+fn the_base_configs_are_valid() {
+    for filter in &FILTERS {
+        let config = base(filter.name);
+        (filter.parses)(&config).unwrap_or_else(|e| panic!("{}: the parser refuses the base config: {e}", filter.name));
+        let errors = errors(&filter.validator(), &config);
+        assert!(
+            errors.is_empty(),
+            "{}: the schema refuses the base config: {errors:?}",
+            filter.name
+        );
+    }
+}
+
+/// `change` applied to the base config of `name` is refused by the filter's parser and by the
+/// schema.
+fn assert_refused(name: &str, what: &str, change: impl FnOnce(&mut Value)) {
+    let filter = filter(name);
+    let mut config = base(name);
+    change(&mut config);
+    assert!(
+        (filter.parses)(&config).is_err(),
+        "{name} ({what}): the parser accepts it, so this is no negative control: {config}"
+    );
+    assert!(
+        !filter.validator().is_valid(&config),
+        "{name} ({what}): the schema accepts what the parser refuses: {config}"
+    );
+}
+
+fn set(config: &mut Value, pointer: &str, key: &str, value: Value) {
+    config
+        .pointer_mut(pointer)
+        .and_then(Value::as_object_mut)
+        .unwrap_or_else(|| panic!("the base config has no object at {pointer:?}"))
+        .insert(key.to_owned(), value);
+}
+
+#[test]
+fn schemas_refuse_unknown_fields_everywhere() {
+    for filter in &FILTERS {
+        assert_refused(filter.name, "unknown top-level field", |c| {
+            set(c, "", "not_a_field", json!(true))
+        });
+    }
+    // Nested structs.
+    assert_refused("header_scrub", "unknown field in cors", |c| {
+        set(c, "/cors", "allowed_origin", json!("https://app.example.com"))
+    });
+    assert_refused("header_scrub", "unknown field in security_headers", |c| {
+        set(c, "/response/security_headers", "remove", json!([]))
+    });
+    assert_refused("jwt_auth", "unknown field in a route match", |c| {
+        set(c, "/rules/0/match", "path", json!("/public/"))
+    });
+    assert_refused("rate_limit", "unknown field in service", |c| {
+        set(c, "/service", "timeout", json!(200))
+    });
+    // Variants of internally tagged enums, with fields and without.
+    assert_refused("rate_limit", "unknown field in a local enforce", |c| {
+        set(c, "/limits/0/enforce", "window", json!("minute"))
+    });
+    assert_refused("rate_limit", "a field on the empty variant client_address", |c| {
+        set(c, "/limits/0/descriptor/0/fallback", "header", json!("x-api-key"))
+    });
+    assert_refused("jwt_auth", "unknown field in a jwks variant", |c| {
+        set(c, "/providers/demo/jwks", "kid", json!("k1"))
+    });
+    assert_refused("jwt_auth", "unknown field in a token source", |c| {
+        set(c, "/providers/demo/from/0", "scheme", json!("Bearer"))
+    });
+    assert_refused("jwt_auth", "fields on the empty variant none", |c| {
+        set(c, "/rules/0/requires", "providers", json!(["demo"]))
+    });
+    assert_refused("scope_gate", "fields on the empty variant public", |c| {
+        set(c, "/rules/1/requires", "scopes", json!(["admin"]))
+    });
+    assert_refused("phantom_token", "unknown field in a nested variant", |c| {
+        set(c, "/introspection/response/upstream", "field", json!("jwt"))
+    });
+}
+
+#[test]
+fn schemas_refuse_unknown_tags_and_bad_values() {
+    assert_refused("rate_limit", "unknown enforce type", |c| {
+        c["limits"][0]["enforce"] = json!({"type": "global"});
+    });
+    assert_refused("rate_limit", "no type tag", |c| {
+        c["limits"][0]["enforce"] = json!({"requests": 1, "per": "second"});
+    });
+    assert_refused("rate_limit", "a required field missing", |c| {
+        c["limits"][0]["enforce"] = json!({"type": "local", "per": "second"});
+    });
+    assert_refused("rate_limit", "unknown unit", |c| {
+        c["limits"][0]["enforce"]["per"] = json!("fortnight");
+    });
+    assert_refused("rate_limit", "a header name with a space", |c| {
+        set(c, "/service", "allowed_response_headers", json!(["x rate"]))
+    });
+    assert_refused("jwt_auth", "a header name with a colon inside", |c| {
+        set(c, "/providers/demo", "payload_header", json!("x-jwt:payload"))
+    });
+    assert_refused("rate_limit", "a u32 out of range", |c| {
+        set(c, "", "max_keys", json!(u64::from(u32::MAX) + 1))
+    });
+    assert_refused("jwt_auth", "a realm with a quote", |c| {
+        set(c, "", "realm", json!("a\"b"))
+    });
+    assert_refused("jwt_auth", "a negative cache size", |c| {
+        set(c, "", "cache_max_entries", json!(-1))
+    });
+    assert_refused("header_scrub", "unknown strip preset", |c| {
+        set(c, "/response", "strip_preset", json!("all"))
+    });
+    assert_refused("phantom_token", "a string for a number", |c| {
+        set(c, "/introspection", "timeout_ms", json!("2s"))
+    });
+    assert_refused("scope_gate", "no rules", |c| {
+        c.as_object_mut().expect("an object").remove("rules");
+    });
+}
