@@ -13,25 +13,26 @@ mod config;
 mod descriptor;
 mod quota;
 mod rls;
+mod service;
 
 #[cfg(test)]
 mod tests;
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use shared::route::RequestLine;
 use shared::{
-    CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, GrpcCall, GrpcOutcome, HeaderEdit, HeaderName, Headers,
-    HttpCall, HttpFilter, MetricRegistry, Realm, RootStep, Step,
+    CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, GrpcOutcome, HeaderEdit, HeaderName, Headers, HttpFilter,
+    MetricRegistry, Realm, RootStep, Step,
 };
 
 use bucket::Buckets;
 pub use config::Config;
-use config::{FailureMode, HeadersConfig, ServiceConfig, TransportConfig};
+use config::{FailureMode, HeadersConfig};
 use descriptor::{Enforce, Limit, RequestFacts};
 use quota::Quota;
 use rls::{Answer, Ask, Code};
+use service::Service;
 
 shared::export_filter!(RateLimit);
 
@@ -70,98 +71,6 @@ impl Counters {
 struct CompiledLimit {
     limit: Limit,
     buckets: Option<Buckets>,
-}
-
-struct Service {
-    transport: TransportConfig,
-    cluster: String,
-    authority: String,
-    domain: String,
-    timeout: Duration,
-    failure_mode: FailureMode,
-    allowed_response_headers: Vec<HeaderName>,
-}
-
-impl Service {
-    fn compile(config: &ServiceConfig, at: &FieldPath) -> Result<Self, ConfigError> {
-        // The cluster travels in a serialized GrpcService; short ASCII keeps it valid UTF-8.
-        let short_ascii = |s: &str| !s.is_empty() && s.len() < 128 && s.bytes().all(|b| b.is_ascii_graphic());
-        if !short_ascii(&config.cluster) {
-            return Err(at.field("cluster").error("must be 1 to 127 printable ASCII characters"));
-        }
-        if let Some(authority) = &config.authority {
-            if !short_ascii(authority) {
-                return Err(at
-                    .field("authority")
-                    .error("must be 1 to 127 printable ASCII characters"));
-            }
-        }
-        if config.domain.is_empty() {
-            return Err(at.field("domain").error("must not be empty"));
-        }
-        if config.timeout_ms == 0 {
-            return Err(at.field("timeout_ms").error("must be at least 1"));
-        }
-        if let TransportConfig::Http { path } = &config.transport {
-            if !path.starts_with('/') {
-                return Err(at.field("transport").field("path").error("must start with '/'"));
-            }
-        }
-        Ok(Self {
-            transport: match &config.transport {
-                TransportConfig::Grpc {} => TransportConfig::Grpc {},
-                TransportConfig::Http { path } => TransportConfig::Http { path: path.clone() },
-            },
-            cluster: config.cluster.clone(),
-            authority: config.authority.clone().unwrap_or_else(|| config.cluster.clone()),
-            domain: config.domain.clone(),
-            timeout: Duration::from_millis(config.timeout_ms),
-            failure_mode: config.failure_mode,
-            allowed_response_headers: config.allowed_response_headers.clone(),
-        })
-    }
-
-    fn call(&self, asks: &[Ask]) -> Step {
-        match &self.transport {
-            TransportConfig::Grpc {} => Step::pause().grpc_call(GrpcCall {
-                cluster: self.cluster.clone(),
-                authority: self.authority.clone(),
-                service: rls::SERVICE.to_owned(),
-                method: rls::METHOD.to_owned(),
-                message: rls::encode_grpc(&self.domain, asks),
-                timeout: self.timeout,
-            }),
-            TransportConfig::Http { path } => {
-                let header = |name: &str, value: &str| (HeaderName::trusted(name), value.as_bytes().to_vec());
-                Step::pause().call(HttpCall {
-                    cluster: self.cluster.clone(),
-                    headers: vec![
-                        header(":method", "POST"),
-                        header(":path", path),
-                        header(":authority", &self.authority),
-                        header("content-type", "application/json"),
-                        header("accept", "application/json"),
-                    ],
-                    body: Some(rls::encode_json(&self.domain, asks)),
-                    timeout: self.timeout,
-                })
-            }
-        }
-    }
-
-    /// The service's extra response headers this gateway lets through.
-    fn allowed_headers(&self, answer: &Answer) -> Vec<(HeaderName, String)> {
-        answer
-            .response_headers
-            .iter()
-            .filter_map(|(name, value)| {
-                let name = HeaderName::new(name).ok()?;
-                let value = String::from_utf8(value.clone()).ok()?;
-                let printable = value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
-                (printable && self.allowed_response_headers.contains(&name)).then_some((name, value))
-            })
-            .collect()
-    }
 }
 
 /// The configured filter, one per worker.
