@@ -121,6 +121,35 @@ pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
     cluster
 }
 
+/// The access-log format shipped in `envoy/<file>`: its first `inline_string: "…"` line that holds
+/// a `%…%` command, with the YAML escape `\n` undone. For tests that check what an operator reading
+/// that file's log sees.
+///
+/// # Panics
+/// If the file cannot be read or has no such line.
+pub fn shipped_access_log_format(file: &str) -> String {
+    let path = crate::paths::workspace_root().join("envoy").join(file);
+    let yaml = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let line = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inline_string: \""))
+        .find(|l| l.contains('%'))
+        .unwrap_or_else(|| panic!("{} has no access-log format", path.display()));
+    line.trim_end_matches('"').replace("\\n", "\n")
+}
+
+/// An HTTP connection manager `access_log` value (for [`GatewayConfig::hcm`]) that writes `format`
+/// to Envoy's stdout, which [`Envoy::log`](crate::Envoy::log) collects.
+pub fn stdout_access_log(format: &str) -> Value {
+    json!([{
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": { "text_format_source": { "inline_string": format } },
+        },
+    }])
+}
+
 impl GatewayConfig {
     /// No filters, one worker, the given upstream.
     pub fn new(upstream: SocketAddr) -> Self {

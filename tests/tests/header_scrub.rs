@@ -392,3 +392,80 @@ fn a_bad_config_is_refused_at_load_with_the_field_path() {
     );
     assert_eq!(echo.request_count(), 0);
 }
+
+#[test]
+fn the_shipped_access_log_shows_the_outcome() {
+    let format = harness::config::shipped_access_log_format("header-scrub.yaml");
+    assert!(
+        format.contains("header_scrub=%FILTER_STATE(wasm.apisec.header_scrub.outcome:PLAIN)%"),
+        "{format}"
+    );
+    let mut config = CORS();
+    config["request"] = json!({"reserved": ["x-user-id"]});
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", config)
+            .hcm("access_log", harness::config::stdout_access_log(&format))
+    });
+    let preflight_to = |path: &str, origin: &str| {
+        Request::options(path)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+    };
+    // (request, status, what identifies its log line, the outcome that line must show)
+    let cases = [
+        (Request::get("/log/plain"), 200, " /log/plain ", "passed"),
+        (
+            Request::get("/log/spoofed").header("X-User-Id", "admin"),
+            200,
+            " /log/spoofed ",
+            "scrubbed",
+        ),
+        (
+            preflight_to("/log/preflight-ok", "https://app.example"),
+            204,
+            " /log/preflight-ok ",
+            "preflight_allowed",
+        ),
+        (
+            preflight_to("/log/preflight-evil", "https://evil.example"),
+            403,
+            " /log/preflight-evil ",
+            "preflight_denied",
+        ),
+        // Envoy's codec refuses the underscore name before any filter runs (and logs no path):
+        // nothing is published.
+        (
+            Request::get("/log/underscore").header("x_user_id", "admin"),
+            400,
+            " http1.unexpected_underscore ",
+            "-",
+        ),
+    ];
+    let count = cases.len();
+    let mut expected = Vec::new();
+    for (request, status, key, outcome) in cases {
+        assert_eq!(gw.send(request).status, status, "{key}");
+        expected.push((status, key, outcome));
+    }
+    assert!(!gw.echo.last_request().has_header("x-user-id"));
+    assert_eq!(
+        gw.echo.request_count(),
+        2,
+        "only the forwarded requests reach the upstream"
+    );
+
+    let logged = |log: &str| log.lines().filter(|l| l.contains(" header_scrub=")).count();
+    gw.wait_until("an access-log line per request", || logged(&gw.envoy.log()) == count);
+    let log = gw.envoy.log();
+    for (status, key, outcome) in expected {
+        let line = log
+            .lines()
+            .find(|l| l.contains(key) && l.contains(" header_scrub="))
+            .unwrap_or_else(|| panic!("no access-log line with {key:?} in\n{log}"));
+        assert!(line.contains(&format!(" {status} ")), "{line:?} lacks status {status}");
+        assert!(
+            line.trim_end().ends_with(&format!(" header_scrub={outcome}")),
+            "{line:?} lacks header_scrub={outcome}"
+        );
+    }
+}

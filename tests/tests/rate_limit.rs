@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::config::{grpc_cluster, static_cluster};
+use harness::config::{grpc_cluster, shipped_access_log_format, static_cluster, stdout_access_log};
 use harness::ratelimit::{Fault, Limit, Transport, Unit};
 use harness::{Gateway, OAuthServer, RateLimitService, Request, Response};
 use serde_json::{json, Value};
@@ -487,17 +487,6 @@ fn a_bad_config_is_refused_at_load_with_the_field_path() {
     );
 }
 
-/// The access-log format of `envoy/gateway.yaml`, as shipped.
-fn shipped_access_log_format() -> String {
-    let gateway = std::fs::read_to_string(harness::paths::workspace_root().join("envoy/gateway.yaml"))
-        .expect("read envoy/gateway.yaml");
-    let line = gateway
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("inline_string: \""))
-        .expect("gateway.yaml has an access-log format");
-    line.trim_end_matches('"').replace("\\n", "\n")
-}
-
 #[test]
 fn the_shipped_access_log_shows_each_filters_outcome() {
     let oauth = OAuthServer::start();
@@ -513,9 +502,7 @@ fn the_shipped_access_log_shows_each_filters_outcome() {
             )
             .hcm(
                 "access_log",
-                json!([{"name": "envoy.access_loggers.stdout", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                "log_format": {"text_format_source": {"inline_string": shipped_access_log_format()}}}}]),
+                stdout_access_log(&shipped_access_log_format("gateway.yaml")),
             )
     });
     let reader = oauth.token(json!({"sub": "alice", "scope": "orders:read"}));
@@ -526,7 +513,7 @@ fn the_shipped_access_log_shows_each_filters_outcome() {
     assert_eq!(send(&nobody).status, 403);
     let expected = [
         "200 via_upstream",
-        "phantom_token=- jwt_auth=allowed scope_gate=allowed rate_limit=allowed",
+        "header_scrub=- phantom_token=- jwt_auth=allowed scope_gate=allowed rate_limit=allowed",
         "429 ",
         "jwt_auth=allowed scope_gate=allowed rate_limit=over_limit",
         "403 ",

@@ -5,6 +5,10 @@
 //! (all duplicates, any case); a CORS preflight is answered here. Response phase: leaky headers
 //! are removed, security headers added without clobbering the upstream's values (unless told),
 //! and CORS headers set for allowed origins.
+//!
+//! The request-phase decision is published in filter state under [`OUTCOME_STATE`] (see
+//! [`Outcome`]), so an access log can show it with
+//! `%FILTER_STATE(wasm.apisec.header_scrub.outcome:PLAIN)%`.
 
 mod config;
 mod cors;
@@ -25,6 +29,36 @@ shared::export_filter!(HeaderScrub);
 
 /// The configured filter.
 pub struct HeaderScrub(Compiled);
+
+/// Filter-state key with the request-phase decision, one of the [`Outcome`] names.
+pub const OUTCOME_STATE: &str = "apisec.header_scrub.outcome";
+
+/// What this filter did with a request, as published in filter state for access logs. The names
+/// are stable: operators match on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Forwarded; the client sent no header the request rules remove.
+    Passed,
+    /// Forwarded after removing at least one client-sent header (reserved or a `request.remove*` rule).
+    Scrubbed,
+    /// A CORS preflight, answered here with 204 and the CORS headers; never forwarded.
+    PreflightAllowed,
+    /// A CORS preflight from an origin, method or header list the config does not allow, answered
+    /// here with 403; never forwarded.
+    PreflightDenied,
+}
+
+impl Outcome {
+    /// The published value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Scrubbed => "scrubbed",
+            Outcome::PreflightAllowed => "preflight_allowed",
+            Outcome::PreflightDenied => "preflight_denied",
+        }
+    }
+}
 
 /// The counters this filter keeps (`apisec.header_scrub.<name>`).
 pub struct Counters {
@@ -76,23 +110,8 @@ pub struct Scrub {
 
 impl HttpFilter for Scrub {
     fn on_request_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
-        let config = &self.root.0;
-        if let Some(cors) = &config.cors {
-            self.cors = cors.verdict(headers);
-            if headers.is_cors_preflight() {
-                self.answered_locally = true;
-                return self.preflight(cors, headers);
-            }
-        }
-        let mut step = Step::proceed();
-        for name in headers.names() {
-            if config.request_rules.matches(name) {
-                step = step
-                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
-                    .count(config.counters.request_headers_removed);
-            }
-        }
-        step
+        let (step, outcome) = self.scrub_request(headers);
+        step.publish(OUTCOME_STATE, outcome.as_str())
     }
 
     fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
@@ -133,9 +152,31 @@ impl HttpFilter for Scrub {
 }
 
 impl Scrub {
-    fn preflight(&self, cors: &Cors, headers: &Headers) -> Step {
+    fn scrub_request(&mut self, headers: &Headers) -> (Step, Outcome) {
         let config = &self.root.0;
-        let (mut reply, counter) = match &self.cors {
+        if let Some(cors) = &config.cors {
+            self.cors = cors.verdict(headers);
+            if headers.is_cors_preflight() {
+                self.answered_locally = true;
+                return self.preflight(cors, headers);
+            }
+        }
+        let mut step = Step::proceed();
+        let mut outcome = Outcome::Passed;
+        for name in headers.names() {
+            if config.request_rules.matches(name) {
+                outcome = Outcome::Scrubbed;
+                step = step
+                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
+                    .count(config.counters.request_headers_removed);
+            }
+        }
+        (step, outcome)
+    }
+
+    fn preflight(&self, cors: &Cors, headers: &Headers) -> (Step, Outcome) {
+        let config = &self.root.0;
+        let (mut reply, counter, outcome) = match &self.cors {
             Verdict::Allowed { origin } if cors.preflight_allowed(headers) => {
                 let mut reply = shared::LocalReply {
                     status: 204,
@@ -143,11 +184,12 @@ impl Scrub {
                     body: Vec::new(),
                 };
                 reply.headers.push((HeaderName::trusted("vary"), "Origin".to_owned()));
-                (reply, config.counters.cors_preflight_allowed)
+                (reply, config.counters.cors_preflight_allowed, Outcome::PreflightAllowed)
             }
             _ => (
                 Deny::Forbidden("CORS preflight refused").reply(&Realm::default()),
                 config.counters.cors_preflight_refused,
+                Outcome::PreflightDenied,
             ),
         };
         for (name, value) in &config.security.headers {
@@ -157,7 +199,7 @@ impl Scrub {
                 None => reply.headers.push((name.clone(), value.clone())),
             }
         }
-        Step::reply(reply).count(counter)
+        (Step::reply(reply).count(counter), outcome)
     }
 }
 

@@ -4,7 +4,7 @@ use shared::testkit::{Configured, FakeHost};
 use shared::{Action, Headers, HttpFilter, Step};
 use wasm_bindgen_test::wasm_bindgen_test;
 
-use crate::HeaderScrub;
+use crate::{HeaderScrub, Outcome, OUTCOME_STATE};
 
 fn configured(json: &str) -> Configured<HeaderScrub> {
     Configured::new(json).unwrap_or_else(|e| panic!("config rejected: {e}"))
@@ -352,4 +352,106 @@ fn bad_configs_are_refused_with_the_field_path() {
             Err(e) => assert_eq!(e.path, path, "{json}: {e}"),
         }
     }
+}
+
+/// The request phase's published outcome, and checks that it is the step's only state write.
+fn outcome(config: &Configured<HeaderScrub>, headers: &Headers) -> Option<String> {
+    let host = FakeHost::default();
+    let step = config.filter().on_request_headers(headers, &host.ctx());
+    assert_eq!(step.state_writes.len(), 1, "{:?}", step.state_writes);
+    step.state_writes
+        .iter()
+        .find(|w| w.key == OUTCOME_STATE)
+        .map(|w| String::from_utf8_lossy(&w.value).into_owned())
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_outcome_is_published_for_access_logs() {
+    assert_eq!(OUTCOME_STATE, "apisec.header_scrub.outcome");
+    let config = configured(
+        r#"{"request": {"reserved": ["x-user-id"], "remove_prefixes": ["x-internal-"]},
+            "cors": {"allowed_origins": ["https://app.example"], "allowed_methods": ["GET"]}}"#,
+    );
+    let cases: [(&str, Headers, Outcome); 8] = [
+        ("nothing to remove", request(&[("x-other", b"1")]), Outcome::Passed),
+        (
+            "reserved header",
+            request(&[("X-User-Id", b"admin")]),
+            Outcome::Scrubbed,
+        ),
+        (
+            "prefix rule, non-UTF-8 value",
+            request(&[("x-internal-route", b"\xff")]),
+            Outcome::Scrubbed,
+        ),
+        (
+            "an allowed actual CORS request",
+            request(&[("origin", b"https://app.example")]),
+            Outcome::Passed,
+        ),
+        (
+            "a refused origin on an actual request is the browser's to enforce",
+            request(&[("origin", b"https://evil.example"), ("x-user-id", b"root")]),
+            Outcome::Scrubbed,
+        ),
+        (
+            "OPTIONS without a requested method is not a preflight",
+            Headers::from_pairs([
+                (":method", "OPTIONS"),
+                (":path", "/"),
+                ("origin", "https://app.example"),
+            ]),
+            Outcome::Passed,
+        ),
+        (
+            "allowed preflight",
+            preflight("https://app.example", "GET", None),
+            Outcome::PreflightAllowed,
+        ),
+        (
+            "refused preflight",
+            preflight("https://evil.example", "GET", None),
+            Outcome::PreflightDenied,
+        ),
+    ];
+    for (what, headers, expected) in cases {
+        assert_eq!(outcome(&config, &headers).as_deref(), Some(expected.as_str()), "{what}");
+    }
+    // A preflight for a method the config does not allow is refused too.
+    assert_eq!(
+        outcome(&config, &preflight("https://app.example", "DELETE", None)).as_deref(),
+        Some("preflight_denied")
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn outcome_names_are_stable_snake_case() {
+    let names = [
+        Outcome::Passed,
+        Outcome::Scrubbed,
+        Outcome::PreflightAllowed,
+        Outcome::PreflightDenied,
+    ]
+    .map(Outcome::as_str);
+    assert_eq!(names, ["passed", "scrubbed", "preflight_allowed", "preflight_denied"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn without_cors_a_preflight_is_forwarded_like_any_request() {
+    let config = configured(r#"{"request": {"reserved": ["x-user-id"]}}"#);
+    assert_eq!(
+        outcome(&config, &preflight("https://app.example", "GET", None)).as_deref(),
+        Some("passed")
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn the_response_phase_leaves_the_outcome_alone() {
+    let config = configured(CORS);
+    let host = FakeHost::default();
+    let mut filter = config.filter();
+    let step = filter.on_request_headers(&request(&[("origin", b"https://evil.example")]), &host.ctx());
+    assert_eq!(step.state_writes.len(), 1);
+    let step = filter.on_response_headers(&response(&[("server", "nginx")]), &host.ctx());
+    assert!(step.state_writes.is_empty(), "{:?}", step.state_writes);
 }
