@@ -19,6 +19,7 @@
 pub mod config;
 pub mod echo;
 pub mod envoy;
+pub mod examples;
 pub mod http;
 pub mod oauth;
 pub mod paths;

@@ -1,15 +1,17 @@
 //! The config-schema tier: each filter ships `filters/<crate>/config.schema.json`, a JSON Schema
 //! generated from its config types (the `schema` feature of every filter crate). These tests fail
-//! when a checked-in schema drifts from the types, check every example config embedded in
-//! `envoy/*.yaml` against its filter's schema, and check that the schemas are as strict as the
-//! parsers (unknown fields, unknown `type` tags, bad header names).
+//! when a checked-in schema drifts from the types, check every example config (embedded in
+//! `envoy/*.yaml`, and `envoy/examples/*.json`) against its filter's schema and parser, and check
+//! that the schemas are as strict as the parsers (unknown fields, unknown `type` tags, bad header
+//! names).
 //!
 //! After changing a config type: `UPDATE_SCHEMAS=1 cargo test -p e2e --test config_schemas`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 
+use harness::examples;
 use harness::paths::workspace_root;
 use serde_json::{json, Value};
 
@@ -177,64 +179,23 @@ fn checked_in_schemas_match_the_config_types() {
     );
 }
 
-/// Every `envoy.filters.http.wasm` filter config in `envoy/*.yaml`: (file, filter name, config).
+/// Every filter config that ships: (file, filter name, config) for each wasm filter embedded in
+/// `envoy/*.yaml` and each example `envoy/examples/<filter>.json`.
 fn example_configs() -> Vec<(String, String, Value)> {
-    let dir = workspace_root().join("envoy");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("read envoy/").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        // Not the scratch copies other tests write (dotfiles).
-        .filter(|path| !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+    let mut found: Vec<(String, String, Value)> = examples::envoy_yaml_files()
+        .iter()
+        .flat_map(|path| examples::embedded_configs(path, |text| serde_yaml_ng::from_str(text)))
+        .map(|embedded| (embedded.file, embedded.root_id, embedded.config))
         .collect();
-    files.sort();
-    let mut found = Vec::new();
-    for path in files {
-        let file = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+    for path in examples::example_files() {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let yaml: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{file}: not YAML: {e}"));
-        let mut filters = Vec::new();
-        wasm_filters(&yaml, &mut filters);
-        for typed_config in filters {
-            let config = &typed_config["config"];
-            let name = config["root_id"]
-                .as_str()
-                .or_else(|| config["name"].as_str())
-                .unwrap_or_else(|| panic!("{file}: a wasm filter without root_id or name"));
-            let configuration = &config["configuration"];
-            assert_eq!(
-                configuration["@type"], "type.googleapis.com/google.protobuf.StringValue",
-                "{file}: the configuration of {name} is not a StringValue"
-            );
-            let value = configuration["value"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{file}: {name} has no configuration value"));
-            let parsed: Value =
-                serde_json::from_str(value).unwrap_or_else(|e| panic!("{file}: the {name} config is not JSON: {e}"));
-            found.push((file.clone(), name.to_owned(), parsed));
-        }
+        let filter = examples::filter(&stem);
+        found.push((examples::relative(&path), filter.root_id.to_owned(), filter.example()));
     }
     found
-}
-
-/// Collects the `typed_config` of every `envoy.filters.http.wasm` HTTP filter under `node`.
-fn wasm_filters<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
-    match node {
-        Value::Object(map) => {
-            if map.get("name").and_then(Value::as_str) == Some("envoy.filters.http.wasm") {
-                if let Some(typed_config) = map.get("typed_config") {
-                    out.push(typed_config);
-                    return;
-                }
-            }
-            map.values().for_each(|v| wasm_filters(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| wasm_filters(v, out)),
-        _ => {}
-    }
 }
 
 #[test]
@@ -262,6 +223,12 @@ fn every_example_config_validates_against_its_schema() {
     );
     let missing: Vec<&&str> = per_filter.iter().filter(|(_, n)| **n == 0).map(|(f, _)| f).collect();
     assert!(missing.is_empty(), "no example config under envoy/ for {missing:?}");
+    let here: BTreeSet<&str> = FILTERS.iter().map(|f| f.name).collect();
+    let harness: BTreeSet<&str> = examples::FILTERS.iter().map(|f| f.root_id).collect();
+    assert_eq!(
+        here, harness,
+        "this file and tests/src/examples.rs list different filters"
+    );
 }
 
 /// A small valid config of `name` that reaches the nested structs and enum variants the negative
