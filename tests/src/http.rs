@@ -6,7 +6,7 @@
 //! writes the bytes it is given and parses what comes back.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long [`send`] waits for the connect and for each read.
@@ -181,7 +181,20 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// Then reads (10 s read timeout) until EOF or until the response is complete
 /// according to its framing, and parses it.
 pub fn send(addr: SocketAddr, req: &Request) -> io::Result<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    exchange(TcpStream::connect_timeout(&addr, IO_TIMEOUT)?, addr, req)
+}
+
+/// Like [`send`], from the local address `source` (e.g. `127.0.0.7`: any address of 127.0.0.0/8
+/// works on Linux), so that the gateway sees a client address of the test's choosing.
+pub fn send_from(source: IpAddr, addr: SocketAddr, req: &Request) -> io::Result<Response> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+    exchange(socket.into(), addr, req)
+}
+
+fn exchange(mut stream: TcpStream, addr: SocketAddr, req: &Request) -> io::Result<Response> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(&req.to_bytes())?;

@@ -17,6 +17,7 @@
 //! fail with instructions, never skip.
 
 pub mod config;
+pub mod demo;
 pub mod echo;
 pub mod envoy;
 pub mod examples;

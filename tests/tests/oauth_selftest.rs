@@ -105,6 +105,7 @@ fn discovery_document_points_at_the_endpoints() {
     assert_eq!(doc["token_endpoint"], format!("{issuer}/token"));
     assert_eq!(doc["introspection_endpoint"], format!("{issuer}/introspect"));
     assert_eq!(doc["revocation_endpoint"], format!("{issuer}/revoke"));
+    assert_eq!(doc["registration_endpoint"], format!("{issuer}/register"));
 
     idp.set_issuer("https://idp.example");
     let doc = get(&idp, "/.well-known/openid-configuration").json();
@@ -338,6 +339,78 @@ fn token_endpoint_client_credentials() {
     idp.revoke(&token);
     assert_eq!(introspect(&token), json!({"active": false}));
     assert_eq!(introspect(&idp.token(json!({})))["active"], true);
+}
+
+fn register(idp: &OAuthServer, metadata: &str) -> Response {
+    send(
+        idp,
+        Request::post("/register", metadata).header("Content-Type", "application/json"),
+    )
+}
+
+#[test]
+fn dynamic_registration_creates_a_client_credentials_client() {
+    let idp = OAuthServer::start();
+    let resp = register(
+        &idp,
+        r#"{"scope": "orders:read", "grant_types": ["client_credentials"]}"#,
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"));
+    let client = resp.json();
+    assert_eq!(client["scope"], "orders:read");
+    assert_eq!(client["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(client["client_secret_expires_at"], 0);
+    let (id, secret) = (
+        client["client_id"].as_str().expect("id"),
+        client["client_secret"].as_str().expect("secret"),
+    );
+    let other = register(&idp, "{}").json();
+    assert_ne!(
+        other["client_id"], client["client_id"],
+        "every registration is a new client"
+    );
+    assert_eq!(
+        other["scope"], "orders:read orders:write",
+        "no scope asked: the default client's"
+    );
+
+    let token = |scope: &str| {
+        send(
+            &idp,
+            token_request(&format!("grant_type=client_credentials&scope={scope}"))
+                .header("Authorization", &basic(id, secret)),
+        )
+    };
+    let granted = token("orders:read");
+    assert_eq!(granted.status, 200, "{}", granted.text());
+    assert_eq!(
+        jws_claims(granted.json()["access_token"].as_str().expect("token"))["client_id"],
+        id
+    );
+    assert_eq!(
+        token("orders:write").json()["error"],
+        "invalid_scope",
+        "only what it registered for"
+    );
+    let wrong_secret = send(
+        &idp,
+        token_request("grant_type=client_credentials").header("Authorization", &basic(id, "guess")),
+    );
+    assert_eq!(wrong_secret.status, 401);
+
+    for bad in [
+        "[]",
+        "not json",
+        r#"{"scope": 7}"#,
+        r#"{"grant_types": ["authorization_code"]}"#,
+        r#"{"token_endpoint_auth_method": "none"}"#,
+    ] {
+        let resp = register(&idp, bad);
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.text());
+        assert_eq!(resp.json()["error"], "invalid_client_metadata", "{bad}");
+    }
+    assert_eq!(get(&idp, "/register").status, 405);
 }
 
 #[test]

@@ -1,42 +1,67 @@
-//! `make run`: the demo gateway. Starts the echo upstream on 127.0.0.1:8081, the test OAuth server
-//! on 127.0.0.1:8082, the test rate-limit service on 127.0.0.1:8083 (gRPC) and 8084 (HTTP/JSON)
-//! and a real Envoy with `envoy/gateway.yaml` (listener 127.0.0.1:8080, admin
-//! 127.0.0.1:9901), prints curl commands that show each filter at work, and serves until
-//! interrupted.
+//! The demo gateway (`envoy/gateway.yaml` and the services behind it; see `harness::demo`).
+//!
+//! - `demo`: `make run`. Starts the echo upstream (127.0.0.1:8081), the test OAuth server (8082),
+//!   the test rate-limit service (gRPC 8083, HTTP/JSON 8084) and a real Envoy (listener 8080, admin
+//!   9901), prints curl commands that show each filter at work, and serves until interrupted.
+//! - `demo serve <echo|oauth|ratelimit>`: one service alone, as the docker-compose harness runs it.
+//! - `demo probe <host:port>...`: exits 0 when something accepts connections at each address
+//!   (the compose health checks; the service image has no curl).
 
-use harness::oauth::{Client, TokenFormat};
-use harness::ratelimit::{Limit, Unit};
-use harness::{paths, EchoUpstream, Envoy, OAuthServer, RateLimitService};
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::Duration;
 
-const UPSTREAM: &str = "127.0.0.1:8081";
-const OAUTH: &str = "127.0.0.1:8082";
-const RATELIMIT_GRPC: &str = "127.0.0.1:8083";
-const RATELIMIT_HTTP: &str = "127.0.0.1:8084";
+use harness::demo::{self, Demo, Service, OAUTH, RATELIMIT_GRPC, UPSTREAM};
 
-fn main() {
-    let root = paths::workspace_root();
-    let config = root.join("envoy").join("gateway.yaml");
-    let upstream = UPSTREAM.parse().unwrap_or_else(|e| panic!("{UPSTREAM}: {e}"));
-    let _echo = EchoUpstream::bind(upstream);
-    let oauth_addr = OAUTH.parse().unwrap_or_else(|e| panic!("{OAUTH}: {e}"));
-    let oauth = OAuthServer::bind(oauth_addr);
-    // Clients get opaque tokens; phantom-token exchanges them, as client `gateway`.
-    oauth.set_token_format(TokenFormat::Opaque);
-    oauth.add_client(Client::new("gateway", "gateway-secret", ""));
-    let parse = |addr: &str| addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-    let ratelimit = RateLimitService::bind(parse(RATELIMIT_GRPC), parse(RATELIMIT_HTTP));
-    // The fleet-wide limit of envoy/gateway.yaml: per client and path, 100 an hour.
-    ratelimit.set_limit(
-        "gateway",
-        Limit::new(&[("client_id", None), ("path", None)], 100, Unit::Hour).named("fleet_per_path"),
-    );
-    let envoy = match Envoy::start_file(&config, &root, 2) {
-        Ok(envoy) => envoy,
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] => run_demo(),
+        ["serve", name] => match Service::from_name(name) {
+            Some(service) => serve(service),
+            None => usage(),
+        },
+        ["probe", addresses @ ..] if !addresses.is_empty() => probe(addresses),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: demo | demo serve <echo|oauth|ratelimit> | demo probe <host:port>...");
+    ExitCode::from(2)
+}
+
+fn serve(service: Service) -> ExitCode {
+    let running = service.start();
+    println!("{} serving on {:?}", service.name(), service.addresses());
+    wait_for_stop_signal();
+    drop(running);
+    ExitCode::SUCCESS
+}
+
+fn probe(addresses: &[&str]) -> ExitCode {
+    for address in addresses {
+        let Ok(addr) = address.parse() else {
+            return usage();
+        };
+        if let Err(e) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            eprintln!("{address}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_demo() -> ExitCode {
+    let demo = match Demo::start() {
+        Ok(demo) => demo,
         Err(log) => {
-            eprintln!("Envoy did not start with {}:\n{log}", config.display());
-            std::process::exit(1);
+            eprintln!("Envoy did not start with {}:\n{log}", demo::config_path().display());
+            return ExitCode::FAILURE;
         }
     };
+    let envoy = &demo.envoy;
     let gw = format!("http://{}", envoy.listener());
     println!(
         r#"
@@ -72,7 +97,7 @@ CORS preflight from an allowed origin (answered by the gateway, 204) and from an
   curl -si -X OPTIONS {gw}/orders -H 'Origin: https://evil.example' -H 'Access-Control-Request-Method: DELETE'
 
 rate-limit: each client gets 5 requests a minute on this Envoy (keyed by its verified client_id,
-or its address without a token); the rate-limit service (gRPC, 127.0.0.1:8083) also counts 100 an
+or its address without a token); the rate-limit service (gRPC, {RATELIMIT_GRPC}) also counts 100 an
 hour per client and path. The sixth call within the minute gets 429 with Retry-After; every
 answer carries RateLimit-Policy / RateLimit:
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {gw}/orders -H "Authorization: Bearer $TOKEN"; done; echo
@@ -86,9 +111,9 @@ Press Ctrl-C to stop.
         admin = envoy.admin()
     );
     wait_for_stop_signal();
-    // Dropping the guards stops Envoy, then the servers behind it.
-    drop(envoy);
-    drop(ratelimit);
+    // Dropping the demo stops Envoy, then the services behind it.
+    drop(demo);
+    ExitCode::SUCCESS
 }
 
 /// Blocks until Ctrl-C (SIGINT) or SIGTERM.

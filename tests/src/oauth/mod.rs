@@ -12,6 +12,7 @@
 //! | `POST /token` | OAuth 2.0 client credentials (RFC 6749 section 4.4), errors per section 5.2; JWT or [opaque](TokenFormat::Opaque) access tokens |
 //! | `POST /introspect` | introspection of tokens this server issued: RFC 7662 JSON, the phantom JWT itself (`Accept: application/jwt`) or an RFC 9701 signed answer (`Accept: application/token-introspection+jwt`) |
 //! | `POST /revoke` | RFC 7009 revocation |
+//! | `POST /register` | RFC 7591 dynamic client registration, open (no initial access token): a new `client_credentials` client with the scopes asked for |
 //!
 //! # Opaque tokens and phantom JWTs
 //!
@@ -101,6 +102,8 @@ pub const TOKEN_PATH: &str = "/token";
 pub const INTROSPECT_PATH: &str = "/introspect";
 /// Path of the revocation endpoint (RFC 7009).
 pub const REVOKE_PATH: &str = "/revoke";
+/// Path of the dynamic client registration endpoint (RFC 7591).
+pub const REGISTER_PATH: &str = "/register";
 
 /// The kid of the key that signs by default.
 pub const DEFAULT_KID: &str = "rsa-1";
@@ -700,6 +703,7 @@ pub(crate) fn discovery_document(issuer: &str) -> Value {
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
         "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
         "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
+        "registration_endpoint": format!("{issuer}{REGISTER_PATH}"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -20,8 +20,9 @@ use crate::server::HandlerResponse;
 use super::keys::{self, key_type, random_bytes};
 use super::token::{b64url_encode, jws_header, mint, SigningKey, TokenSpec};
 use super::{
-    discovery_document, lock, now_secs, ClientAuth, Fault, IntrospectionRequest, Shared, DISCOVERY_PATH,
-    HTML_FAULT_BODY, HUGE_BODY_BYTES, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, WRONG_SIGNATURE_KID,
+    default_client, discovery_document, lock, now_secs, Client, ClientAuth, Fault, IntrospectionRequest, Shared,
+    DISCOVERY_PATH, HTML_FAULT_BODY, HUGE_BODY_BYTES, INTROSPECT_PATH, JWKS_PATH, REGISTER_PATH, REVOKE_PATH,
+    TOKEN_PATH, WRONG_SIGNATURE_KID,
 };
 
 /// Size the [`Fault::HugeJwks`] bodies reach (at least).
@@ -257,7 +258,10 @@ pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Resu
             )
         }
         DISCOVERY_PATH | JWKS_PATH => method_not_allowed("GET, HEAD"),
-        TOKEN_PATH | INTROSPECT_PATH | REVOKE_PATH if parts.method != Method::POST => method_not_allowed("POST"),
+        TOKEN_PATH | INTROSPECT_PATH | REVOKE_PATH | REGISTER_PATH if parts.method != Method::POST => {
+            method_not_allowed("POST")
+        }
+        REGISTER_PATH => register_endpoint(&body, &state),
         TOKEN_PATH => token_endpoint(&parts.headers, &body, &state),
         INTROSPECT_PATH => introspect_endpoint(&parts.headers, &body, &state, wrong_signature),
         REVOKE_PATH => revoke_endpoint(&parts.headers, &body, &state),
@@ -639,4 +643,62 @@ fn revoke_endpoint(headers: &HeaderMap, body: &[u8], state: &Shared) -> Resp {
     };
     lock(state).issued.remove(token);
     empty_response(StatusCode::OK)
+}
+
+/// RFC 7591 dynamic client registration, open to anyone: the metadata may ask for `scope`
+/// (space-separated; all of the default client's scopes when absent), `grant_types` (only
+/// `client_credentials`) and `token_endpoint_auth_method` (`client_secret_basic` or
+/// `client_secret_post`; either is accepted on `/token` anyway). Errors per RFC 7591 section 3.2.2.
+fn register_endpoint(body: &[u8], state: &Shared) -> Resp {
+    let metadata: Value = match serde_json::from_slice(body) {
+        Ok(value @ Value::Object(_)) => value,
+        _ => return oauth_error("invalid_client_metadata", "the body must be a JSON object"),
+    };
+    let scope = match metadata.get("scope") {
+        None => default_client().scopes.join(" "),
+        Some(Value::String(scope)) => scope.clone(),
+        Some(_) => return oauth_error("invalid_client_metadata", "scope must be a string"),
+    };
+    let grant_types_ok = match metadata.get("grant_types") {
+        None => true,
+        Some(Value::Array(grants)) => grants.iter().all(|g| g == "client_credentials"),
+        Some(_) => false,
+    };
+    if !grant_types_ok {
+        return oauth_error(
+            "invalid_client_metadata",
+            "only the client_credentials grant is supported",
+        );
+    }
+    let auth_method = match metadata.get("token_endpoint_auth_method") {
+        None => "client_secret_basic",
+        Some(method) if method == "client_secret_basic" => "client_secret_basic",
+        Some(method) if method == "client_secret_post" => "client_secret_post",
+        Some(_) => {
+            return oauth_error(
+                "invalid_client_metadata",
+                "token_endpoint_auth_method must be client_secret_basic or client_secret_post",
+            )
+        }
+    };
+    let mut id = [0u8; 12];
+    let mut secret = [0u8; 24];
+    random_bytes(&mut id);
+    random_bytes(&mut secret);
+    let client = Client::new(
+        &format!("client-{}", b64url_encode(&id)),
+        &b64url_encode(&secret),
+        &scope,
+    );
+    let answer = json!({
+        "client_id": client.id,
+        "client_secret": client.secret,
+        "client_id_issued_at": now_secs(),
+        "client_secret_expires_at": 0,
+        "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": auth_method,
+        "scope": client.scopes.join(" "),
+    });
+    lock(state).clients.push(client);
+    with_header(json_response(StatusCode::CREATED, &answer), CACHE_CONTROL, "no-store")
 }
