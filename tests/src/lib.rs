@@ -36,6 +36,16 @@ pub use http::{Request, Response};
 pub use oauth::OAuthServer;
 pub use ratelimit::RateLimitService;
 
+/// What header-scrub's `api` security-header preset adds to every response, as clients must see it.
+pub const API_SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+
 /// An echo upstream with an Envoy in front of it: what most tests want.
 ///
 /// Field order matters for drop order: Envoy stops before the upstream.

@@ -4,14 +4,6 @@
 use harness::{Envoy, Gateway, GatewayConfig, Request, Response};
 use serde_json::{json, Value};
 
-const SECURITY_HEADERS: [(&str, &str); 6] = [
-    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
-    ("referrer-policy", "no-referrer"),
-    ("cache-control", "no-store"),
-];
 
 /// A gateway with header-scrub as its only filter, configured the way the shipped configs are
 /// (Envoy passes the upstream's `server` header through, for the filter to remove).
@@ -23,7 +15,7 @@ fn gateway(config: Value) -> Gateway {
 }
 
 fn assert_security_headers(response: &Response) {
-    for (name, value) in SECURITY_HEADERS {
+    for (name, value) in harness::API_SECURITY_HEADERS {
         assert_eq!(
             response.header_all(name),
             vec![value.to_owned()],
