@@ -168,7 +168,6 @@ fn identity_headers(jwt_auth: &Value) -> Vec<String> {
     headers
 }
 
-
 #[test]
 fn header_scrub_example_strips_what_clients_and_upstreams_must_not_control() {
     let config = example("header-scrub");

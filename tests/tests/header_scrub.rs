@@ -4,7 +4,6 @@
 use harness::{Envoy, Gateway, GatewayConfig, Request, Response};
 use serde_json::{json, Value};
 
-
 /// A gateway with header-scrub as its only filter, configured the way the shipped configs are
 /// (Envoy passes the upstream's `server` header through, for the filter to remove).
 fn gateway(config: Value) -> Gateway {
