@@ -263,17 +263,17 @@ fn differences(at: &str, expected: &Value, actual: &Value, out: &mut Vec<String>
     }
 }
 
-/// The demo issuer the examples name: the OAuth server `make run` starts on 127.0.0.1:8082.
-pub const DEMO_ISSUER: &str = "http://127.0.0.1:8082";
-/// The `:authority` of the examples' calls to that OAuth server.
-pub const DEMO_OAUTH_AUTHORITY: &str = "127.0.0.1:8082";
+/// The demo issuer the examples name: the OAuth server `make run` starts.
+pub fn demo_issuer() -> String {
+    format!("http://{}", crate::demo::OAUTH)
+}
 
 /// Where a test's dependencies really are, for [`localize`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
-    /// Replaces [`DEMO_ISSUER`] in every `issuer` field.
+    /// Replaces [`demo_issuer`] in every `issuer` field.
     pub issuer: Option<String>,
-    /// Replaces [`DEMO_OAUTH_AUTHORITY`] in every `authority` field.
+    /// Replaces [`demo::OAUTH`](crate::demo::OAUTH) in every `authority` field.
     pub oauth_authority: Option<String>,
 }
 
@@ -288,16 +288,16 @@ impl Environment {
 }
 
 /// `config` (an example) with its environment-specific fields pointed at a test's servers, and
-/// nothing else changed: an `issuer` equal to [`DEMO_ISSUER`] becomes `env.issuer`, an
-/// `authority` equal to [`DEMO_OAUTH_AUTHORITY`] becomes `env.oauth_authority` (when set), at any
+/// nothing else changed: an `issuer` equal to [`demo_issuer`] becomes `env.issuer`, an
+/// `authority` equal to [`demo::OAUTH`](crate::demo::OAUTH) becomes `env.oauth_authority` (when set), at any
 /// depth. Cluster names stay as they are: give the test gateway clusters of those names (see
 /// [`clusters`]).
 pub fn localize(mut config: Value, env: &Environment) -> Value {
-    replace_strings(&mut config, "issuer", DEMO_ISSUER, env.issuer.as_deref());
+    replace_strings(&mut config, "issuer", &demo_issuer(), env.issuer.as_deref());
     replace_strings(
         &mut config,
         "authority",
-        DEMO_OAUTH_AUTHORITY,
+        crate::demo::OAUTH,
         env.oauth_authority.as_deref(),
     );
     config
