@@ -6,9 +6,10 @@
 //!
 //! Memory is bounded: a limit owns a fixed number of shared-data keys ("sets"), each holding
 //! [`WAYS`] buckets. A descriptor's SHA-256 picks the set and a fingerprint within it. When a new
-//! descriptor finds its set full, it takes the slot of the bucket that is fullest (smallest TAT):
-//! a full bucket holds no state, so under normal load nothing is lost, and under a flood of keys
-//! the evicted client loses the least. Updates are compare-and-swap with bounded retries.
+//! descriptor finds its set full, it takes the slot of the bucket that is fullest (smallest TAT)
+//! and starts with a full bucket of its own: a full bucket holds no state, so under normal load
+//! nothing is lost, and under a flood of keys the evicted client loses the least, while no new
+//! client ever inherits another's debt. Updates are compare-and-swap with bounded retries.
 
 use sha2::{Digest, Sha256};
 
@@ -122,8 +123,11 @@ impl Buckets {
                 Some((_, cas)) => (vec![0; SET], Some(cas)),
                 None => (vec![0; SET], None),
             };
-            let slot = slot_for(&set, &key.fingerprint);
-            let tat = read_tat(&set, slot);
+            let (slot, tat) = match slot_of(&set, &key.fingerprint) {
+                Some(slot) => (slot, read_tat(&set, slot)),
+                // A new descriptor starts with a full bucket, whatever the evicted one held.
+                None => (slot_to_evict(&set), 0),
+            };
             let (verdict, new_tat) = self.gcra(tat, cost, now_ms);
             if !verdict.allowed {
                 return Ok(verdict);
@@ -168,11 +172,14 @@ impl Buckets {
     }
 }
 
-/// The slot holding `fingerprint`, else the one whose bucket is fullest (empty slots first).
-fn slot_for(set: &[u8], fingerprint: &[u8; FINGERPRINT]) -> usize {
-    (0..WAYS)
-        .find(|&slot| set.get(slot * SLOT..slot * SLOT + FINGERPRINT) == Some(&fingerprint[..]))
-        .unwrap_or_else(|| (0..WAYS).min_by_key(|&slot| read_tat(set, slot)).unwrap_or(0))
+/// The slot holding `fingerprint`, if any.
+fn slot_of(set: &[u8], fingerprint: &[u8; FINGERPRINT]) -> Option<usize> {
+    (0..WAYS).find(|&slot| set.get(slot * SLOT..slot * SLOT + FINGERPRINT) == Some(&fingerprint[..]))
+}
+
+/// The slot whose bucket is fullest (empty slots first): evicting it loses the least state.
+fn slot_to_evict(set: &[u8]) -> usize {
+    (0..WAYS).min_by_key(|&slot| read_tat(set, slot)).unwrap_or(0)
 }
 
 fn read_tat(set: &[u8], slot: usize) -> u128 {
@@ -297,6 +304,27 @@ mod tests {
         // A fifth key evicts the fullest of a, b, c; the victim stays limited.
         assert!(b.take(&store, &b.key(&descriptor("d")), 1, NOW + 20).unwrap().allowed);
         assert!(!b.take(&store, &victim, 1, NOW + 30).unwrap().allowed);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_new_key_gets_a_full_bucket_never_the_evicted_ones_state() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Hour, 3, 1);
+        b.create_missing(&store);
+        // Four keys drain their buckets: every slot of the one set is empty of tokens.
+        for name in ["a", "b", "c", "d"] {
+            let key = b.key(&descriptor(name));
+            for _ in 0..3 {
+                assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
+            }
+            assert!(!b.take(&store, &key, 1, NOW).unwrap().allowed);
+        }
+        // A flood of new keys: each one evicts a drained bucket and starts full.
+        for i in 0..20 {
+            let verdict = b.take(&store, &b.key(&descriptor(&format!("new-{i}"))), 1, NOW).unwrap();
+            assert!(verdict.allowed, "new-{i} inherited another client's bucket");
+            assert_eq!(verdict.remaining, 2, "new-{i}");
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]
