@@ -8,15 +8,19 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+/// Why [`parse_object`] refused its input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ObjectError {
+pub enum ObjectError {
+    /// Not JSON at all.
     NotJson,
+    /// JSON, but not an object.
     NotObject,
+    /// A member name appears twice in one object, at any depth.
     Duplicate,
 }
 
 /// Parses `bytes` as one JSON object without duplicate member names.
-pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ObjectError> {
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ObjectError> {
     let duplicate = Cell::new(false);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = StrictValue { duplicate: &duplicate }

@@ -212,8 +212,9 @@ impl Introspector {
             Mode::Jwt => compact_jws(&body).map(|jwt| Reply::Token(jwt, freshness)),
             Mode::Signed => compact_jws(&body).map(|jwt| Reply::Signed(jwt, freshness)),
             Mode::Json { field } => {
-                let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|_| Failure::Malformed)?;
-                match read_introspection(&answer, field)? {
+                // Strict: `{"active": false, "active": true}` must not read as whichever came last.
+                let answer = jose::parse_object(&body).map_err(|_| Failure::Malformed)?;
+                match read_introspection(&serde_json::Value::Object(answer), field)? {
                     Some(jwt) => Ok(Reply::Token(jwt, freshness)),
                     None => Ok(Reply::Inactive(freshness)),
                 }

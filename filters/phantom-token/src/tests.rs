@@ -344,6 +344,23 @@ fn json_mode_reads_the_configured_field() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn an_answer_with_a_repeated_member_is_refused_whatever_came_last() {
+    let gw = Gateway::new(&config(json!({"type": "json", "field": "jwt"})));
+    let token = jwt(json!({}));
+    for (n, answer) in [
+        format!(r#"{{"active": false, "active": true, "jwt": "{token}"}}"#),
+        format!(r#"{{"active": true, "jwt": "{token}", "jwt": "{token}"}}"#),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let step = gw.exchange(&format!("token-{n}"), ok(answer));
+        assert_eq!(status(&step), Some(502), "{answer}");
+        assert_eq!(authorization(&step), None);
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn every_unusable_answer_fails_closed() {
     let good = jwt(json!({}));
     let cases: Vec<(CallOutcome, u16, &str)> = vec![
