@@ -42,6 +42,8 @@ help:
 	@echo "make lint      rustfmt check and clippy on host and wasm32"
 	@echo "make oci       one OCI wasm image per filter (Istio/Envoy Gateway compat variant) under target/oci"
 	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
+	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 15 min) -> target/bench/results.md"
+	@echo "make bench-quick    the same with fewer variants, about a minute"
 	@echo "make compose-up     the demo gateway as containers (envoy/docker-compose.yaml; needs a Docker engine)"
 	@echo "make e2e-compose    the gateway suite against the compose stack"
 	@echo "make compose-down   stop the compose stack"
@@ -130,6 +132,24 @@ oci-push: oci oci-tools
 	for f in $(FILTERS); do \
 	  skopeo copy --dest-tls-verify=false oci:$(OCI_DIR)/$$f:$(VERSION) docker://$(REGISTRY)/apisec/$$f:$(VERSION); \
 	done
+
+# --- benchmarks ---------------------------------------------------------------------------------
+# Never part of `make test`: timings depend on the machine. wrk (the load generator) comes from
+# Debian; taskset (util-linux) pins Envoy and the load to their own CPUs where there are two.
+
+.PHONY: bench-tools
+bench-tools:
+	@command -v wrk >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk; }
+
+.PHONY: bench
+bench: build $(ENVOY) bench-tools
+	cargo run --release -p e2e --bin bench -- --out target/bench/results.md
+
+.PHONY: bench-quick
+bench-quick: build $(ENVOY) bench-tools
+	cargo run --release -p e2e --bin bench -- --quick --out target/bench/results.md
 
 # --- demo -------------------------------------------------------------------------------------
 

@@ -246,6 +246,37 @@ impl Envoy {
         Duration::from_millis(ticks * 10)
     }
 
+    /// Pins every thread of the Envoy process to the CPUs in `cpus` (a `taskset` CPU list such as
+    /// `"0"` or `"0,2-3"`); threads Envoy starts later inherit it. For benchmarks: needs the
+    /// `taskset` tool (util-linux); the error says why it did not happen.
+    pub fn pin_to_cpus(&self, cpus: &str) -> Result<(), String> {
+        let output = Command::new("taskset")
+            .args(["--all-tasks", "--pid", "--cpu-list", cpus])
+            .arg(self.pid().to_string())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run taskset: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "taskset failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// Envoy's resident set size (`VmRSS` of `/proc/<pid>/status`) in bytes; 0 if unreadable.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
     /// The bound address of listener `gateway`.
     pub fn listener(&self) -> SocketAddr {
         self.listener

@@ -30,6 +30,11 @@ pub struct Config {
     /// Longest token accepted, in bytes.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Let the host check RS256/384/512, ES256 and ES384 signatures natively where it can (Envoy's
+    /// `verify_signature` foreign function). `false`: every signature is checked in wasm (pure
+    /// Rust), e.g. to measure that path or on a host whose native check is not trusted.
+    #[serde(default = "yes")]
+    pub host_crypto: bool,
 }
 
 fn yes() -> bool {

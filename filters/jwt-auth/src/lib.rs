@@ -17,7 +17,7 @@ use std::time::Duration;
 use shared::route::{RequestLine, RouteMatch};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
-    MetricRegistry, Realm, RootStep, Step,
+    MetricRegistry, NoHostCrypto, Realm, RootStep, Step,
 };
 
 use cache::TokenCache;
@@ -106,6 +106,8 @@ pub struct JwtAuth {
     default: Requirement,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
+    /// Whether signature checks may use the host's native crypto (config `host_crypto`).
+    host_crypto: bool,
     output_headers: Vec<HeaderName>,
     cache: RefCell<TokenCache>,
     counters: Counters,
@@ -182,6 +184,7 @@ impl JwtAuth {
             rules,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: config.max_token_bytes,
+            host_crypto: config.host_crypto,
             output_headers,
             cache: RefCell::new(TokenCache::new(config.cache_max_entries)),
             counters: Counters::register(metrics),
@@ -397,7 +400,13 @@ impl Auth {
         }
         step.counters.push(root.counters.cache_miss);
         let jwt = jose::Jwt::decode(token, root.max_token_bytes).map_err(Rejection::Invalid)?;
-        let verified = Rc::new(provider.verify(&jwt, &keys, ctx)?);
+        // With `host_crypto: false` the host is never asked: every check runs in wasm.
+        let wasm_only = Ctx {
+            crypto: &NoHostCrypto,
+            ..*ctx
+        };
+        let verify_ctx = if root.host_crypto { ctx } else { &wasm_only };
+        let verified = Rc::new(provider.verify(&jwt, &keys, verify_ctx)?);
         step.counters.push(if verified.by_host {
             root.counters.verified_by_host
         } else {

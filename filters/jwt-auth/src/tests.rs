@@ -1271,6 +1271,34 @@ fn rfc7515_rs256_example_verifies_against_a_fetched_rsa_jwks() {
     }
 }
 
+#[wasm_bindgen_test(unsupported = test)]
+fn host_crypto_false_never_asks_the_host() {
+    let host = FakeHost {
+        now_ms: 1_300_819_000_000,
+        ..FakeHost::default()
+    };
+    let provider = json!({"issuer": "joe", "jwks": {"type": "inline", "jwks": {"keys": [
+        {"kty": "RSA", "n": RFC7515_A2_N, "e": "AQAB"}]}}});
+    let config = configured(&json!({"providers": {"joe": provider}, "host_crypto": false}));
+    // A host that would refuse every signature: it is not asked, and wasm accepts the good one.
+    let crypto = HostAnswers(false, Cell::new(0));
+    let ctx = Ctx {
+        crypto: &crypto,
+        ..host.ctx()
+    };
+    let step = config.filter().on_request_headers(&get(RFC7515_A2_TOKEN), &ctx);
+    assert_allowed(&config, &step);
+    assert_eq!(names(&config, &step), vec!["cache_miss", "verified_in_wasm", "allowed"]);
+    assert_eq!(crypto.1.get(), 0, "the host was asked");
+    // The default asks it.
+    let default = configured(&json!({"providers": {"joe": provider}}));
+    let step = default.filter().on_request_headers(&get(RFC7515_A2_TOKEN), &ctx);
+    assert_eq!(names(&default, &step), vec!["cache_miss", "denied_bad_signature"]);
+    assert_eq!(crypto.1.get(), 1);
+    let error = config_error(&json!({"providers": {"joe": provider}, "host_crypto": "no"}));
+    assert!(error.to_string().contains("host_crypto"), "{error}");
+}
+
 /// A host whose native signature check always gives this answer, counting the checks.
 struct HostAnswers(bool, Cell<u32>);
 

@@ -1,0 +1,177 @@
+//! Envoy configurations of the variants: each [`Stage`] as a filter entry, on top of the
+//! harness's [`GatewayConfig`].
+
+use std::net::SocketAddr;
+
+use harness::config::static_cluster;
+use harness::{GatewayConfig, OAuthServer};
+use serde_json::{json, Value};
+
+use crate::tokens::{self, AUDIENCE, ISSUER, SCOPE};
+use crate::variants::{Stage, Variant};
+
+/// Headers the chains set for the upstream, which a client must not send (header-scrub's
+/// `reserved`).
+const RESERVED: [&str; 3] = ["x-user-id", "x-user-scope", "x-jwt-payload"];
+/// What the `api` security-header preset of header-scrub adds to responses.
+const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+    ("cache-control", "no-store"),
+];
+/// A limit no bench run reaches.
+const NEVER_REACHED: u32 = 1_000_000_000;
+
+/// The gateway of `variant` in front of `upstream`.
+pub fn gateway(variant: &Variant, upstream: SocketAddr, oauth: &OAuthServer) -> GatewayConfig {
+    let mut config = GatewayConfig::new(upstream);
+    for stage in &variant.stages {
+        config = match *stage {
+            Stage::NativeJwt { cache } => config.native_filter(native_jwt(cache)),
+            Stage::NativeHeaderMutation => config.native_filter(native_header_mutation()),
+            Stage::NativeLocalRateLimit => config.native_filter(native_local_ratelimit()),
+            Stage::JwtAuth {
+                cache_max_entries,
+                host_crypto,
+                claim_headers,
+            } => config.filter("jwt_auth", jwt_auth(cache_max_entries, host_crypto, claim_headers)),
+            Stage::ScopeGate => config.filter("scope_gate", scope_gate()),
+            Stage::HeaderScrub => config.filter("header_scrub", header_scrub()),
+            Stage::RateLimit { per_client } => config.filter("rate_limit", rate_limit(per_client)),
+            Stage::PhantomToken => config
+                .filter("phantom_token", phantom_token(oauth))
+                .extra_cluster(static_cluster("oauth", oauth.addr())),
+        };
+    }
+    config
+}
+
+fn jwt_auth(cache_max_entries: usize, host_crypto: bool, claim_headers: bool) -> Value {
+    let mut provider = json!({
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "jwks": {"type": "inline", "jwks": tokens::jwks()},
+    });
+    if claim_headers {
+        provider["claims_to_headers"] = json!([
+            {"claim": "sub", "header": "x-user-id"},
+            {"claim": "scope", "header": "x-user-scope"},
+        ]);
+    }
+    json!({
+        "providers": {"bench": provider},
+        "cache_max_entries": cache_max_entries,
+        "host_crypto": host_crypto,
+    })
+}
+
+fn native_jwt(cache: bool) -> Value {
+    let mut provider = json!({
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "local_jwks": {"inline_string": tokens::jwks().to_string()},
+        // As jwt-auth: the token goes on to the upstream, `exp` is required.
+        "forward": true,
+        "require_expiration": true,
+    });
+    if cache {
+        provider["jwt_cache_config"] = json!({"jwt_cache_size": 4096});
+    }
+    json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        }
+    })
+}
+
+fn scope_gate() -> Value {
+    json!({
+        "rules": [{"id": "bench", "match": {"prefix": "/"}, "requires": {"type": "any_of", "scopes": [SCOPE]}}],
+    })
+}
+
+/// As `envoy/examples/header-scrub.json`, without CORS (the load sends no `Origin`).
+fn header_scrub() -> Value {
+    json!({
+        "request": {"reserved": RESERVED, "remove_prefixes": ["x-internal-"]},
+        "response": {"strip_preset": "default", "security_headers": {"preset": "api"}},
+    })
+}
+
+/// What [`header_scrub`] does, as far as `header_mutation` can: it has no prefix or
+/// case/underscore-variant matching, so the prefixes become the names the load sends.
+fn native_header_mutation() -> Value {
+    let mut request: Vec<Value> = RESERVED.iter().map(|h| json!({"remove": h})).collect();
+    request.push(json!({"remove": "x-internal-trace"}));
+    let mut response: Vec<Value> = [
+        "server",
+        "x-powered-by",
+        "x-aspnet-version",
+        "x-aspnetmvc-version",
+        "x-envoy-upstream-service-time",
+    ]
+    .iter()
+    .map(|h| json!({"remove": h}))
+    .collect();
+    response.extend(SECURITY_HEADERS.iter().map(
+        |(k, v)| json!({"append": {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}),
+    ));
+    json!({
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": request, "response_mutations": response},
+        }
+    })
+}
+
+fn rate_limit(per_client: bool) -> Value {
+    let descriptor = if per_client {
+        json!([{"key": "client", "source": {"type": "claim", "claim": "sub"},
+                "fallback": {"type": "client_address"}}])
+    } else {
+        json!([{"key": "all", "source": {"type": "constant", "value": "all"}}])
+    };
+    json!({
+        "limits": [{
+            "name": "bench",
+            "descriptor": descriptor,
+            "enforce": {"type": "local", "requests": NEVER_REACHED, "per": "second"},
+        }],
+    })
+}
+
+fn native_local_ratelimit() -> Value {
+    let all = json!({"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "bench_rl"});
+    json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "bench",
+            "token_bucket": {"max_tokens": NEVER_REACHED, "tokens_per_fill": NEVER_REACHED, "fill_interval": "1s"},
+            "filter_enabled": all,
+            "filter_enforced": all,
+        }
+    })
+}
+
+/// phantom-token as in `envoy/examples/phantom-token.json`, with inline keys.
+fn phantom_token(oauth: &OAuthServer) -> Value {
+    json!({
+        "introspection": {
+            "cluster": "oauth", "path": "/introspect", "authority": "idp",
+            "client_id": PHANTOM_CLIENT.0, "client_secret": PHANTOM_CLIENT.1,
+            "response": {"type": "jwt"},
+        },
+        "jwt": {"issuer": oauth.issuer(), "audiences": [AUDIENCE], "jwks": {"type": "inline", "jwks": oauth.jwks_json()}},
+    })
+}
+
+/// The client phantom-token introspects as.
+pub const PHANTOM_CLIENT: (&str, &str) = ("gateway", "gateway-secret");

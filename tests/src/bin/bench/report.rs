@@ -1,0 +1,348 @@
+//! Medians over the rounds, ratios, the targets of the issue, and the markdown report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::variants::Variant;
+
+/// One measured window of one variant.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Envoy CPU time (all threads, user + system) per request, µs.
+    pub cpu_us: f64,
+    /// Envoy CPU time over wall time during the window (1.0: one core busy).
+    pub cpu_util: f64,
+    /// CPU time other processes took on Envoy's CPU during the window, over wall time (pinned
+    /// runs only).
+    pub others_util: Option<f64>,
+    pub rss_mib: f64,
+    /// From spawning Envoy to admin `/ready` answering 200.
+    pub ready_ms: f64,
+    pub bad_status: u64,
+    pub socket_errors: u64,
+    /// Which path the requests took (counters).
+    pub path: String,
+}
+
+/// The medians of a variant's samples.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub rounds: usize,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub cpu_us: f64,
+    pub cpu_util: f64,
+    pub others_util: Option<f64>,
+    pub rss_mib: f64,
+    pub ready_ms: f64,
+    pub bad_status: u64,
+    pub socket_errors: u64,
+    pub path: String,
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+pub fn summarise(samples: &[Sample]) -> Option<Summary> {
+    let last = samples.last()?;
+    let m = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    Some(Summary {
+        rounds: samples.len(),
+        rps: m(|s| s.rps),
+        p50_ms: m(|s| s.p50_ms),
+        p99_ms: m(|s| s.p99_ms),
+        cpu_us: m(|s| s.cpu_us),
+        cpu_util: m(|s| s.cpu_util),
+        others_util: samples
+            .iter()
+            .map(|s| s.others_util)
+            .collect::<Option<Vec<f64>>>()
+            .map(median),
+        rss_mib: m(|s| s.rss_mib),
+        ready_ms: m(|s| s.ready_ms),
+        bad_status: samples.iter().map(|s| s.bad_status).sum(),
+        socket_errors: samples.iter().map(|s| s.socket_errors).sum(),
+        path: last.path.clone(),
+    })
+}
+
+/// How the run was made, for the report's header.
+pub struct Meta {
+    pub date: String,
+    pub mode: String,
+    pub machine: String,
+    pub envoy: String,
+    pub wrk: String,
+    pub wrk_command: String,
+    pub pinning: String,
+    pub method: Vec<String>,
+    pub wasm_sizes: Vec<(String, Option<u64>)>,
+}
+
+/// Everything measured: per variant id, its summary or why it has none.
+pub type Results = BTreeMap<&'static str, Result<Summary, String>>;
+
+fn ok<'a>(results: &'a Results, id: &str) -> Option<&'a Summary> {
+    results.get(id).and_then(|r| r.as_ref().ok())
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}x", a / b)
+}
+
+/// The whole report, in markdown.
+pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# make bench: results\n");
+    let _ = writeln!(md, "- date: {}", meta.date);
+    let _ = writeln!(md, "- mode: {}", meta.mode);
+    let _ = writeln!(md, "- machine: {}", meta.machine);
+    let _ = writeln!(md, "- Envoy: {}", meta.envoy);
+    let _ = writeln!(md, "- load generator: {}: `{}`", meta.wrk, meta.wrk_command);
+    let _ = writeln!(md, "- pinning: {}", meta.pinning);
+    for line in &meta.method {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md, "\n## Variants (medians)\n");
+    md.push_str(&table(variants, results));
+    let _ = writeln!(
+        md,
+        "\n`x bare`, `x ref`: throughput (req/s) relative to bare Envoy and to the reference (the \
+         native equivalent, or the chain the variant extends). `+CPU µs`: Envoy CPU per request over \
+         bare Envoy's. `Envoy CPU`: Envoy's CPU time over wall time in the window (100% = its core \
+         saturated; lower means Envoy waited for the load side, or other processes took its CPU). \
+         `others on Envoy's CPU`: busy time of Envoy's CPU (/proc/stat) not spent by Envoy, over wall \
+         time: what other processes took from it during the window; a high value makes the row's \
+         throughput and latency unreliable (CPU per request much less so). `errors`: answers >= 400 / socket \
+         errors, summed over the rounds; a row with errors did not measure what it claims."
+    );
+    let _ = writeln!(md, "\n## Path taken (counters after the last round)\n");
+    for v in variants {
+        if let Some(s) = ok(results, v.id).filter(|s| !s.path.is_empty()) {
+            let _ = writeln!(md, "- {}: {}", v.label, s.path);
+        }
+    }
+    let _ = writeln!(md, "\n## Targets\n");
+    let _ = writeln!(md, "| target | measured | verdict |\n|---|---|---|");
+    for t in targets(results, &meta.wasm_sizes) {
+        let _ = writeln!(md, "| {} | {} | {} |", t.0, t.1, t.2);
+    }
+    let _ = writeln!(md, "\n## Module sizes\n");
+    let _ = writeln!(md, "| module | bytes | KB |\n|---|---:|---:|");
+    for (name, size) in &meta.wasm_sizes {
+        match size {
+            Some(b) => {
+                let _ = writeln!(md, "| {name}.wasm | {b} | {:.0} |", *b as f64 / 1000.0);
+            }
+            None => {
+                let _ = writeln!(md, "| {name}.wasm | not built | |");
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| single module hosting all filters in one VM | not built | |\n\nThe full chain as a single \
+         module (one VM for all filters) was not built, so it is not measured."
+    );
+    md
+}
+
+fn table(variants: &[Variant], results: &Results) -> String {
+    let mut md = String::from(
+        "| variant | rounds | req/s | x bare | x ref | p50 ms | p99 ms | Envoy CPU µs/req | +CPU µs | Envoy CPU | \
+         others on Envoy's CPU | RSS MiB | ready ms | errors |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let bare = ok(results, "bare");
+    for v in variants {
+        let Some(result) = results.get(v.id) else {
+            continue;
+        };
+        let s = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(md, "| {} | 0 | failed: {} ||||||||||||", v.label, one_line(e));
+                continue;
+            }
+        };
+        let vs_bare = bare.map_or("-".into(), |b| ratio(s.rps, b.rps));
+        let extra_cpu = bare.map_or("-".into(), |b| format!("{:+.1}", s.cpu_us - b.cpu_us));
+        let vs_ref = v
+            .reference
+            .and_then(|r| ok(results, r).map(|rs| format!("{} ({r})", ratio(s.rps, rs.rps))))
+            .unwrap_or_else(|| "-".into());
+        let others = s.others_util.map_or("-".into(), |o| format!("{:.0}%", 100.0 * o));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {vs_bare} | {vs_ref} | {:.2} | {:.2} | {:.1} | {extra_cpu} | {:.0}% | {others} | {:.1} | {:.0} | {} / {} |",
+            v.label,
+            s.rounds,
+            s.rps,
+            s.p50_ms,
+            s.p99_ms,
+            s.cpu_us,
+            100.0 * s.cpu_util,
+            s.rss_mib,
+            s.ready_ms,
+            s.bad_status,
+            s.socket_errors
+        );
+    }
+    md
+}
+
+fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(160).collect::<String>().replace('|', "/")
+}
+
+/// `(target, measured, verdict)` rows.
+pub fn targets(results: &Results, wasm: &[(String, Option<u64>)]) -> Vec<(String, String, &'static str)> {
+    let mut rows = Vec::new();
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    // Throughput is the targets' metric; Envoy CPU per request gives the ratio Envoy would reach
+    // with its core to itself, so it is shown too, and a disagreement is called out.
+    let mut throughput = |what: &str, ours: &str, theirs: &str, min: f64| {
+        let row = match (ok(results, ours), ok(results, theirs)) {
+            (Some(a), Some(b)) => {
+                let by_rps = a.rps / b.rps;
+                let by_cpu = b.cpu_us / a.cpu_us;
+                let verdict = match (by_rps >= min, by_cpu >= min) {
+                    (true, true) => "met",
+                    (true, false) => "met (missed by CPU/request)",
+                    (false, true) => "missed (met by CPU/request)",
+                    (false, false) => "missed",
+                };
+                (
+                    format!(
+                        "{by_rps:.2}x by req/s ({:.0} vs {:.0}); {by_cpu:.2}x by Envoy CPU/request ({:.1} vs {:.1} µs)",
+                        a.rps, b.rps, a.cpu_us, b.cpu_us
+                    ),
+                    verdict,
+                )
+            }
+            _ => ("-".into(), "not measured"),
+        };
+        rows.push((format!("{what} >= {min}x"), row.0, row.1));
+    };
+    throughput(
+        "jwt-auth unique tokens RS256 vs native jwt_authn",
+        "jwt-rs256-unique-host",
+        "native-jwt-rs256-unique",
+        1.0,
+    );
+    throughput(
+        "jwt-auth unique tokens ES256 vs native jwt_authn",
+        "jwt-es256-unique-host",
+        "native-jwt-es256-unique",
+        1.0,
+    );
+    throughput(
+        "jwt-auth repeated token vs native jwt_authn without cache",
+        "jwt-repeated",
+        "native-jwt-repeated",
+        1.2,
+    );
+    throughput(
+        "jwt-auth repeated token vs native jwt_authn with jwt_cache_config",
+        "jwt-repeated",
+        "native-jwt-repeated-cache",
+        1.0,
+    );
+    throughput("full chain (cached path) vs bare Envoy", "full-chain", "bare", 0.6);
+
+    let bare = ok(results, "bare");
+    let mut extra_cpu = |what: &str, id: &str, max_us: f64| {
+        let row = match (ok(results, id), bare) {
+            (Some(s), Some(b)) => {
+                let extra = s.cpu_us - b.cpu_us;
+                (
+                    format!("{extra:.1} µs ({:.1} - {:.1})", s.cpu_us, b.cpu_us),
+                    verdict(extra <= max_us),
+                )
+            }
+            _ => ("-".into(), "not measured"),
+        };
+        rows.push((format!("{what} <= {max_us} µs"), row.0, row.1));
+    };
+    extra_cpu(
+        "phantom-token cache hit: extra Envoy CPU per request over bare",
+        "phantom-hit",
+        25.0,
+    );
+    extra_cpu(
+        "pure Rust RS256 per verify (CPU/request over bare, an upper bound)",
+        "jwt-rs256-unique-wasm",
+        300.0,
+    );
+    extra_cpu(
+        "pure Rust EdDSA per verify (CPU/request over bare, an upper bound)",
+        "jwt-eddsa-unique",
+        150.0,
+    );
+
+    let largest = wasm
+        .iter()
+        .filter_map(|(n, s)| s.map(|s| (n, s)))
+        .max_by_key(|(_, s)| *s);
+    rows.push(match largest {
+        Some((name, size)) => (
+            "each .wasm <= 300 KB".into(),
+            format!("largest {name}.wasm {:.0} KB", size as f64 / 1000.0),
+            verdict(wasm.iter().all(|(_, s)| s.is_some_and(|s| s <= 300_000))),
+        ),
+        None => ("each .wasm <= 300 KB".into(), "-".into(), "not measured"),
+    });
+
+    let full = ok(results, "full-chain");
+    rows.push(match (full, bare) {
+        (Some(f), Some(b)) => {
+            let extra = f.rss_mib - b.rss_mib;
+            (
+                "Envoy RSS with the full chain <= bare + 60 MiB".into(),
+                format!("+{extra:.1} MiB ({:.1} vs {:.1})", f.rss_mib, b.rss_mib),
+                verdict(extra <= 60.0),
+            )
+        }
+        _ => (
+            "Envoy RSS with the full chain <= bare + 60 MiB".into(),
+            "-".into(),
+            "not measured",
+        ),
+    });
+    rows.push(match full {
+        Some(f) => (
+            "time to ready with the full chain <= 1.5 s".into(),
+            format!("{:.0} ms", f.ready_ms),
+            verdict(f.ready_ms <= 1500.0),
+        ),
+        None => (
+            "time to ready with the full chain <= 1.5 s".into(),
+            "-".into(),
+            "not measured",
+        ),
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
+}
