@@ -40,6 +40,9 @@ help:
 	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
 	@echo "make e2e       end-to-end tests through a real Envoy"
 	@echo "make lint      rustfmt check and clippy on host and wasm32"
+	@echo "make fuzz      every cargo-fuzz target (tests/fuzz) for FUZZ_SECONDS (default 60) each; new coverage joins the corpus"
+	@echo "make fuzz-smoke    every fuzz target for FUZZ_SMOKE_SECONDS (default 8) each, as make test does"
+	@echo "make fuzz-tools    cargo-fuzz $(CARGO_FUZZ_VERSION) into .tools"
 	@echo "make oci       one OCI wasm image per filter (Istio/Envoy Gateway compat variant) under target/oci"
 	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
 	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 15 min) -> target/bench/results.md"
@@ -94,7 +97,7 @@ build: toolchain
 
 .PHONY: test
 # e2e includes the config tier (tests/tests/configs.rs); `make validate` runs it alone.
-test: lint unit wasm-unit e2e
+test: lint unit wasm-unit fuzz-smoke e2e
 
 .PHONY: unit
 unit:
@@ -119,6 +122,54 @@ lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -- -D warnings
+
+# --- fuzzing --------------------------------------------------------------------------------------
+# cargo-fuzz (libFuzzer) targets in tests/fuzz (see its README), a crate outside the workspace.
+# Seeds and the inputs earlier runs kept are in tests/fuzz/corpus/<target>/: a run starts from them
+# and writes what it finds to a scratch corpus under target/fuzz; `make fuzz` then merges back the
+# inputs that reach new code (edges, not hit counts, so the corpus stays small): commit them.
+# A crash, panic, failed invariant or hang (over 10 s) stops the run and fails make, and the input
+# is left in tests/fuzz/artifacts/<target>/ (`cargo fuzz run --fuzz-dir tests/fuzz <target> <file>`
+# replays it). The filters are safe Rust, so the smoke run uses no sanitizer and no unstable compiler
+# flag; `make fuzz` adds AddressSanitizer for the dependencies' unsafe code, whose -Zsanitizer flag
+# the stable compiler accepts with RUSTC_BOOTSTRAP=1. FUZZ_SANITIZER=none|address overrides either.
+
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ      := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+FUZZ_DIR        := tests/fuzz
+FUZZ_BUILD      := target/fuzz
+FUZZ_TARGETS    := jwt_verify jwks_parse introspection config_header_scrub config_jwt_auth config_scope_gate config_phantom_token config_rate_limit
+FUZZ_SECONDS    ?= 60
+FUZZ_SMOKE_SECONDS ?= 8
+
+$(CARGO_FUZZ):
+	cargo install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+
+.PHONY: fuzz-tools
+fuzz-tools: $(CARGO_FUZZ)
+
+# $(call fuzz_all,seconds,sanitizer,merge): build every target, then run each for `seconds`.
+define fuzz_all
+	RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) build --fuzz-dir $(FUZZ_DIR) --sanitizer $(2) --target-dir $(FUZZ_BUILD)/$(2)
+	for t in $(FUZZ_TARGETS); do \
+	  scratch=$(FUZZ_BUILD)/corpus/$$t; rm -rf $$scratch; mkdir -p $$scratch; \
+	  echo "--- $$t: $(1) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run --fuzz-dir $(FUZZ_DIR) --sanitizer $(2) --target-dir $(FUZZ_BUILD)/$(2) \
+	    $$t $$scratch $(FUZZ_DIR)/corpus/$$t -- -max_total_time=$(1) -timeout=10 -print_final_stats=1; \
+	  if [ "$(3)" = merge ]; then \
+	    RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run --fuzz-dir $(FUZZ_DIR) --sanitizer $(2) --target-dir $(FUZZ_BUILD)/$(2) \
+	      $$t $(FUZZ_DIR)/corpus/$$t $$scratch -- -merge=1 -use_counters=0; \
+	  fi; \
+	done
+endef
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ)
+	$(call fuzz_all,$(FUZZ_SECONDS),$(or $(FUZZ_SANITIZER),address),merge)
+
+.PHONY: fuzz-smoke
+fuzz-smoke: $(CARGO_FUZZ)
+	$(call fuzz_all,$(FUZZ_SMOKE_SECONDS),$(or $(FUZZ_SANITIZER),none),)
 
 # --- shipping -----------------------------------------------------------------------------------
 

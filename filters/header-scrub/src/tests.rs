@@ -455,3 +455,173 @@ fn the_response_phase_leaves_the_outcome_alone() {
     let step = filter.on_response_headers(&response(&[("server", "nginx")]), &host.ctx());
     assert!(step.state_writes.is_empty(), "{:?}", step.state_writes);
 }
+
+/// Properties of the header rules, over random names, spellings and rule sets.
+#[cfg(not(target_family = "wasm"))]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::json;
+    use shared::testkit::{Configured, FakeHost};
+    use shared::{HeaderEdit, Headers, HttpFilter};
+
+    use crate::HeaderScrub;
+
+    /// The form the filter compares names in: lowercase, `_` for `-`.
+    fn normal(name: &str) -> String {
+        name.to_ascii_lowercase().replace('_', "-")
+    }
+
+    /// A lowercase header name of one to four dash-separated words.
+    fn name() -> impl Strategy<Value = String> {
+        "[a-z][a-z0-9]{0,5}(-[a-z0-9]{1,5}){0,3}"
+    }
+
+    /// `name` as a client might spell it: any letter case, any `-` written as `_`.
+    fn spelling(name: String) -> impl Strategy<Value = String> {
+        let len = name.len();
+        proptest::collection::vec((any::<bool>(), any::<bool>()), len).prop_map(move |flips| {
+            name.chars()
+                .zip(flips)
+                .map(|(c, (upper, underscore))| match c {
+                    '-' if underscore => '_',
+                    c if upper => c.to_ascii_uppercase(),
+                    c => c,
+                })
+                .collect()
+        })
+    }
+
+    fn configured(config: serde_json::Value) -> Configured<HeaderScrub> {
+        Configured::new(&config.to_string()).unwrap_or_else(|e| panic!("config rejected: {e}: {config}"))
+    }
+
+    /// The request or response as the next hop sees it after this filter's edits.
+    fn after(headers: &Headers, edits: &[HeaderEdit]) -> Headers {
+        let mut headers = headers.clone();
+        headers.apply(edits);
+        headers
+    }
+
+    const PRESET: [&str; 4] = ["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// A reserved header never reaches the upstream, however the config and the client
+        /// spell it (letter case, `_` for `-`), in however many copies; other headers do.
+        #[test]
+        fn a_reserved_header_is_removed_in_any_spelling(
+            (configured_as, sent_as) in name().prop_flat_map(|n| (spelling(n.clone()), proptest::collection::vec(spelling(n), 1..4))),
+            other in name(),
+        ) {
+            prop_assume!(normal(&other) != normal(&configured_as));
+            let config = configured(json!({"request": {"reserved": [configured_as]}}));
+            let mut request = Headers::from_pairs([(":method", "GET"), (":path", "/orders")]);
+            for spelling in &sent_as {
+                request.push(spelling, b"spoofed".to_vec());
+            }
+            request.push(&other, b"kept".to_vec());
+            let step = config.filter().on_request_headers(&request, &FakeHost::default().ctx());
+            let seen = after(&request, &step.header_edits);
+            prop_assert!(seen.iter().all(|(n, _)| normal(n) != normal(&configured_as)), "{:?}", seen);
+            prop_assert_eq!(seen.get(&other), Some(&b"kept"[..]));
+            prop_assert_eq!(seen.len(), 3);
+        }
+
+        /// Pseudo-headers are never removed or replaced, whatever the rules select, in either
+        /// direction.
+        #[test]
+        fn pseudo_headers_are_never_touched(
+            remove in proptest::collection::vec(name(), 0..3),
+            prefixes in proptest::collection::vec("[a-z]{0,3}-?", 0..3),
+            regexes in proptest::collection::vec(
+                prop::sample::select(vec![".*", ".+", ":.*", "[:a-z]+", ":?path", "(:status|server)", "[^x].*"]),
+                0..3,
+            ),
+            extra in proptest::collection::vec(name(), 0..4),
+        ) {
+            let prefixes: Vec<String> = prefixes.into_iter().filter(|p| !p.is_empty()).collect();
+            let rules = json!({"remove": remove, "remove_prefixes": prefixes, "remove_regex": regexes});
+            let mut response_rules = rules.clone();
+            response_rules["security_headers"] = json!({"overwrite": true});
+            let config = configured(json!({"request": rules, "response": response_rules}));
+            let pseudo = |h: &Headers| -> Vec<(String, Vec<u8>)> {
+                h.iter().filter(|(n, _)| n.starts_with(':')).map(|(n, v)| (n.to_owned(), v.to_vec())).collect()
+            };
+            let touches_pseudo = |edits: &[HeaderEdit]| edits.iter().any(|edit| match edit {
+                HeaderEdit::Remove(n) | HeaderEdit::Set(n, _) | HeaderEdit::Add(n, _) => n.as_str().starts_with(':'),
+            });
+
+            let mut request = Headers::from_pairs([
+                (":method", "GET"), (":path", "/orders?x=1"), (":authority", "api.example"), (":scheme", "https"),
+            ]);
+            let mut response = Headers::from_pairs([(":status", "200")]);
+            for name in &extra {
+                request.push(name, b"1".to_vec());
+                response.push(name, b"1".to_vec());
+            }
+            let host = FakeHost::default();
+            let mut filter = config.filter();
+            let step = filter.on_request_headers(&request, &host.ctx());
+            prop_assert!(!touches_pseudo(&step.header_edits), "{:?}", step.header_edits);
+            prop_assert_eq!(pseudo(&after(&request, &step.header_edits)), pseudo(&request));
+            let step = filter.on_response_headers(&response, &host.ctx());
+            prop_assert!(!touches_pseudo(&step.header_edits), "{:?}", step.header_edits);
+            prop_assert_eq!(pseudo(&after(&response, &step.header_edits)), pseudo(&response));
+        }
+
+        /// `keep` wins over the strip preset and over the operator's own rules: a kept name (in
+        /// any spelling) always reaches the client; every other name the preset or a rule
+        /// selects never does; anything else passes.
+        #[test]
+        fn keep_wins_over_the_preset_and_the_rules(
+            envoy_suffixes in proptest::collection::vec("[a-z]{1,8}(-[a-z]{1,5})?", 1..4),
+            plain in proptest::collection::vec(name(), 0..4),
+            removed in proptest::collection::vec(name(), 0..3),
+            kept_mask in proptest::collection::vec(any::<bool>(), 12),
+            keep_spelling in any::<u64>(),
+        ) {
+            let mut names: Vec<String> = PRESET.iter().map(|n| (*n).to_owned()).collect();
+            names.extend(envoy_suffixes.iter().map(|s| format!("x-envoy-{s}")));
+            names.extend(plain.iter().cloned());
+            names.extend(removed.iter().cloned());
+            // Kept names, spelled in the config with letter case and `_` varying by position.
+            let keep: Vec<String> = names
+                .iter()
+                .zip(kept_mask.iter().cycle())
+                .filter(|(_, kept)| **kept)
+                .enumerate()
+                .map(|(i, (n, _))| {
+                    n.chars()
+                        .enumerate()
+                        .map(|(j, c)| match (keep_spelling >> ((i * 7 + j) % 64)) & 1 {
+                            1 if c == '-' => '_',
+                            1 => c.to_ascii_uppercase(),
+                            _ => c,
+                        })
+                        .collect()
+                })
+                .collect();
+            let config = configured(json!({"response": {
+                "remove": removed, "keep": keep, "security_headers": {"preset": "none"},
+            }}));
+            let mut response = Headers::from_pairs([(":status", "200")]);
+            for name in &names {
+                response.push(name, b"v".to_vec());
+            }
+            let host = FakeHost::default();
+            let mut filter = config.filter();
+            let request = Headers::from_pairs([(":method", "GET"), (":path", "/")]);
+            let _ = filter.on_request_headers(&request, &host.ctx());
+            let step = filter.on_response_headers(&response, &host.ctx());
+            let seen = after(&response, &step.header_edits);
+            for name in &names {
+                let kept = keep.iter().any(|k| normal(k) == normal(name));
+                let selected = PRESET.contains(&name.as_str())
+                    || name.starts_with("x-envoy-")
+                    || removed.iter().any(|r| normal(r) == normal(name));
+                prop_assert_eq!(seen.contains(name), kept || !selected, "{} (kept {}, selected {})", name, kept, selected);
+            }
+        }
+    }
+}

@@ -254,8 +254,14 @@ fn bad_configs_name_the_field() {
 #[cfg(not(target_family = "wasm"))]
 mod properties {
     use proptest::prelude::*;
+    use serde_json::json;
+    use shared::testkit::Configured;
+    use shared::{Action, Headers, HttpFilter, Step};
 
     use crate::path::refuse;
+    use crate::ScopeGate;
+
+    use super::host;
 
     /// RFC 3986 section 5.2.4 dot-segment removal plus slash merging: what a normalising proxy
     /// would forward.
@@ -308,6 +314,166 @@ mod properties {
             if refuse(&path).is_none() {
                 prop_assert!(normalise(&path).starts_with("/public"));
             }
+        }
+    }
+
+    const SCOPES: [&str; 6] = ["a", "b", "c", "orders:read", "orders:write", "admin"];
+
+    fn gate(config: serde_json::Value) -> Configured<ScopeGate> {
+        Configured::new(&config.to_string()).unwrap_or_else(|e| panic!("config rejected: {e}: {config}"))
+    }
+
+    fn decide(gate: &Configured<ScopeGate>, claims: Option<&str>, method: &str, path: &str) -> Step {
+        let headers = Headers::from_pairs([(":method", method), (":path", path)]);
+        gate.filter().on_request_headers(&headers, &host(claims).ctx())
+    }
+
+    fn outcome(step: &Step) -> String {
+        step.state_writes
+            .iter()
+            .find(|w| w.key == crate::OUTCOME_STATE)
+            .map(|w| String::from_utf8_lossy(&w.value).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn status(step: &Step) -> Option<u16> {
+        step.local_reply().map(|r| r.status)
+    }
+
+    /// A path made of plain segments, tricky segments and escapes, with an optional query that
+    /// may itself look like a path.
+    fn request_path() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(prop_oneof![segment(), "[a-zA-Z]{1,3}", Just("orders".to_owned())], 0..5),
+            any::<bool>(),
+            prop::option::of(prop_oneof![Just("x=1".to_owned()), Just("next=/admin/x".to_owned())]),
+        )
+            .prop_map(|(segments, trailing, query)| {
+                let mut path = format!("/{}", segments.join("/"));
+                if trailing && !segments.is_empty() {
+                    path.push('/');
+                }
+                if let Some(query) = query {
+                    path = format!("{path}?{query}");
+                }
+                path
+            })
+    }
+
+    /// The escapes the filter refuses, in either letter case.
+    fn escape() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec!["%2f", "%5c", "%2e", "%00", "%25"]),
+            any::<bool>(),
+        )
+            .prop_map(|(e, upper)| if upper { e.to_ascii_uppercase() } else { e.to_owned() })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// `any_of` passes when the verified scopes share one scope with the rule, `all_of` when
+        /// they include every one; the scopes are the union of every scope claim, in either form
+        /// (a space-separated string, an array). A denial is 403 `insufficient_scope` naming the
+        /// rule's scopes; no verified claims at all is 401.
+        #[test]
+        fn any_of_and_all_of_match_the_model(
+            all in any::<bool>(),
+            required in proptest::collection::vec(prop::sample::select(SCOPES.to_vec()), 1..4),
+            in_scope in proptest::collection::vec(prop::sample::select(SCOPES.to_vec()), 0..4),
+            in_scp in proptest::collection::vec(prop::sample::select(SCOPES.to_vec()), 0..4),
+            separator in prop::sample::select(vec![" ", "  "]),
+        ) {
+            let kind = if all { "all_of" } else { "any_of" };
+            let gate = gate(json!({"realm": "api", "rules": [{"requires": {"type": kind, "scopes": required}}]}));
+            let claims = json!({"sub": "alice", "scope": in_scope.join(separator), "scp": in_scp}).to_string();
+            let granted = |s: &&str| in_scope.contains(s) || in_scp.contains(s);
+            let expected = if all { required.iter().all(granted) } else { required.iter().any(granted) };
+
+            let step = decide(&gate, Some(&claims), "GET", "/orders");
+            if expected {
+                prop_assert_eq!(&step.action, &Action::Continue);
+                prop_assert_eq!(outcome(&step), "allowed");
+            } else {
+                let reply = step.local_reply().expect("a denial");
+                prop_assert_eq!(reply.status, 403);
+                let challenge = format!(r#"Bearer realm="api", error="insufficient_scope", scope="{}""#, required.join(" "));
+                prop_assert_eq!(reply.header("www-authenticate"), Some(challenge.as_str()));
+            }
+            prop_assert_eq!(status(&decide(&gate, None, "GET", "/orders")), Some(401));
+        }
+
+        /// A prefix rule applies exactly to the accepted paths that start with the prefix (after
+        /// lowercasing both with `case_insensitive_paths`), never because of the query; refused
+        /// paths are 400 before any rule is read.
+        #[test]
+        fn a_prefix_rule_never_matches_a_path_outside_it(
+            prefix in "/[a-zA-Z]{1,4}(/[a-z]{1,3})?/?",
+            path in request_path(),
+            case_insensitive in any::<bool>(),
+        ) {
+            let gate = gate(json!({
+                "unmatched": "allow",
+                "case_insensitive_paths": case_insensitive,
+                "rules": [{"id": "guarded", "match": {"prefix": prefix}, "requires": {"type": "any_of", "scopes": ["x"]}}],
+            }));
+            let step = decide(&gate, None, "GET", &path);
+            let bare = path.split('?').next().unwrap_or_default();
+            let inside = if case_insensitive {
+                bare.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
+            } else {
+                bare.starts_with(&prefix)
+            };
+            match (refuse(bare).is_some(), inside) {
+                (true, _) => prop_assert_eq!(status(&step), Some(400)),
+                (false, true) => prop_assert_eq!(outcome(&step), "unauthenticated"),
+                (false, false) => prop_assert_eq!(outcome(&step), "public_allowed"),
+            }
+        }
+
+        /// A path the check refuses is refused whatever the rules say, even with a public rule
+        /// for every path and unmatched requests allowed.
+        #[test]
+        fn a_refused_path_is_refused_whatever_the_rules(path in request_path()) {
+            let bare = path.split('?').next().unwrap_or_default();
+            prop_assume!(refuse(bare).is_some());
+            let gate = gate(json!({"unmatched": "allow", "rules": [{"requires": {"type": "public"}}]}));
+            let step = decide(&gate, Some(r#"{"scope": "admin"}"#), "GET", &path);
+            prop_assert_eq!(status(&step), Some(400));
+            prop_assert_eq!(outcome(&step), "path_refused");
+        }
+
+        /// An encoded '/', '\', '.', '%' or NUL (in either letter case) anywhere in an accepted
+        /// path gets it refused; the letter case of escapes never changes a verdict.
+        #[test]
+        fn escapes_are_refused_in_any_letter_case(
+            path in request_path(),
+            escape in escape(),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let bare = path.split('?').next().unwrap_or_default();
+            let flipped: String = bare.chars().map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect();
+            // Flipping every letter's case keeps which escapes a path has.
+            prop_assert_eq!(refuse(bare).is_some(), refuse(&flipped).is_some());
+            if refuse(bare).is_none() {
+                let position = 1 + at.index(bare.len());
+                let mut escaped = bare.to_owned();
+                escaped.insert_str(position.min(escaped.len()), &escape);
+                prop_assert!(refuse(&escaped).is_some(), "{} accepted", escaped);
+            }
+        }
+
+        /// A '%' without two hex digits after it, or escapes that decode to bytes which are not
+        /// UTF-8 (overlong or truncated sequences), get an accepted path refused.
+        #[test]
+        fn malformed_and_non_utf8_escapes_are_refused(
+            path in request_path(),
+            tail in prop::sample::select(vec!["%", "%4", "%g1", "%c0%ae", "%e0%80%ae", "%ff", "%80", "%c3", "%C3%28"]),
+        ) {
+            let bare = path.split('?').next().unwrap_or_default();
+            prop_assume!(refuse(bare).is_none());
+            let spoiled = format!("{bare}{tail}");
+            prop_assert!(refuse(&spoiled).is_some(), "{} accepted", spoiled);
         }
     }
 }
