@@ -150,7 +150,8 @@ impl Buckets {
         let capacity = u128::from(self.rate.burst) * unit;
         let tat = tat.max(now);
         let new_tat = tat + u128::from(cost) * unit;
-        let to_secs = |scaled: u128| u64::try_from((scaled / requests).div_ceil(1000)).unwrap_or(u64::MAX);
+        // Rounded up twice: to the millisecond the host clock can reach, then to the second.
+        let to_secs = |scaled: u128| u64::try_from(scaled.div_ceil(requests).div_ceil(1000)).unwrap_or(u64::MAX);
         let tokens = |until_full: u128| u64::try_from(capacity.saturating_sub(until_full) / unit).unwrap_or(u64::MAX);
         if new_tat - now <= capacity {
             let verdict = Verdict {
@@ -255,6 +256,22 @@ mod tests {
     }
 
     #[wasm_bindgen_test(unsupported = test)]
+    fn retry_after_is_never_early_when_a_token_takes_a_fraction_of_a_millisecond() {
+        // 7 per second: a token every 142.857... ms. Ten drained, then eight asked for 142 ms
+        // later: they pass after 1000.857 ms, i.e. at 1001 ms on the host's millisecond clock,
+        // so Retry-After is 2 s (it said 1 s when the fraction was rounded down first).
+        let store = FakeStore::default();
+        let b = buckets(7, Unit::Second, 10, 16);
+        let key = b.key(&descriptor("dave"));
+        assert!(b.take(&store, &key, 10, NOW).unwrap().allowed);
+        let refused = b.take(&store, &key, 8, NOW + 142).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs, 2);
+        assert!(!b.take(&store, &key, 8, NOW + 142 + 1000).unwrap().allowed);
+        assert!(b.take(&store, &key, 8, NOW + 142 + 1001).unwrap().allowed);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
     fn costs_and_bursts() {
         let store = FakeStore::default();
         let b = buckets(10, Unit::Second, 20, 16);
@@ -321,7 +338,9 @@ mod tests {
         }
         // A flood of new keys: each one evicts a drained bucket and starts full.
         for i in 0..20 {
-            let verdict = b.take(&store, &b.key(&descriptor(&format!("new-{i}"))), 1, NOW).unwrap();
+            let verdict = b
+                .take(&store, &b.key(&descriptor(&format!("new-{i}"))), 1, NOW)
+                .unwrap();
             assert!(verdict.allowed, "new-{i} inherited another client's bucket");
             assert_eq!(verdict.remaining, 2, "new-{i}");
         }
@@ -347,5 +366,142 @@ mod tests {
             b.take(&store, &b.key(&descriptor("x")), 1, NOW),
             Err(StoreError::CasMismatch)
         );
+    }
+
+    /// Properties of the GCRA arithmetic, over random rates, bursts, costs and request times.
+    #[cfg(not(target_family = "wasm"))]
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const UNITS: [Unit; 4] = [Unit::Second, Unit::Minute, Unit::Hour, Unit::Day];
+
+        /// A rate, and request `(gap before it in ms, cost)` pairs, with gaps around the time one
+        /// token takes so that both refusals and refills happen.
+        fn scenario() -> impl Strategy<Value = (Rate, Vec<(u64, u32)>)> {
+            (1u32..=40, 0usize..UNITS.len(), 1u32..=12).prop_flat_map(|(requests, unit, extra)| {
+                let per = UNITS[unit];
+                let burst = extra.max(1);
+                let token_ms = per.seconds() * 1000 / u64::from(requests);
+                let step = (0..=token_ms.saturating_mul(3).max(1), 1..=burst);
+                (
+                    Just(Rate { requests, per, burst }),
+                    proptest::collection::vec(step, 1..40),
+                )
+            })
+        }
+
+        fn unit_ms(rate: &Rate) -> u128 {
+            u128::from(rate.per.seconds()) * 1000
+        }
+
+        /// A second store holding the same bucket state, to ask "what if" without changing it.
+        fn fork(store: &FakeStore, key: &BucketKey) -> FakeStore {
+            let copy = FakeStore::default();
+            if let Some((bytes, _)) = store.get(&key.set) {
+                copy.set(&key.set, &bytes, None).unwrap();
+            }
+            copy
+        }
+
+        fn allowed_at(b: &Buckets, store: &FakeStore, key: &BucketKey, cost: u32, at_ms: u64) -> bool {
+            b.take(&fork(store, key), key, cost, at_ms).unwrap().allowed
+        }
+
+        /// The first millisecond from `from_ms` on at which `cost` tokens can be taken.
+        fn available_at(b: &Buckets, store: &FakeStore, key: &BucketKey, cost: u32, from_ms: u64) -> u64 {
+            if allowed_at(b, store, key, cost, from_ms) {
+                return from_ms;
+            }
+            // Refused at `lo`, allowed at `hi` (by then the bucket is full whatever happened).
+            let (mut lo, mut hi) = (
+                from_ms,
+                from_ms + 2 * u64::from(b.rate.burst) * b.rate.per.seconds() * 1000,
+            );
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if allowed_at(b, store, key, cost, mid) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            hi
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Over any window [t_i, t_j] of a request sequence, what is allowed never exceeds
+            /// the burst plus the rate times the window: cost * unit <= burst * unit + requests * (t_j - t_i).
+            #[test]
+            fn never_more_than_burst_plus_rate_times_elapsed((rate, steps) in scenario()) {
+                let store = FakeStore::default();
+                let b = Buckets::new("prop", rate, 1);
+                let key = b.key(&descriptor("p"));
+                let mut now = NOW;
+                let mut allowed: Vec<(u64, u32)> = Vec::new();
+                for (gap, cost) in steps {
+                    now += gap;
+                    if b.take(&store, &key, cost, now).unwrap().allowed {
+                        allowed.push((now, cost));
+                    }
+                }
+                let unit = unit_ms(&rate);
+                for (i, (start, _)) in allowed.iter().enumerate() {
+                    let mut taken = 0u128;
+                    for (end, cost) in &allowed[i..] {
+                        taken += u128::from(*cost);
+                        let budget = u128::from(rate.burst) * unit + u128::from(rate.requests) * u128::from(end - start);
+                        prop_assert!(taken * unit <= budget, "{taken} tokens in {} ms at {rate:?}", end - start);
+                    }
+                }
+            }
+
+            /// A refused request leaves the bucket exactly as it was (bytes and CAS version).
+            #[test]
+            fn refusals_do_not_change_state((rate, steps) in scenario()) {
+                let store = FakeStore::default();
+                let b = Buckets::new("prop", rate, 1);
+                let key = b.key(&descriptor("p"));
+                let mut now = NOW;
+                for (gap, cost) in steps {
+                    now += gap;
+                    let before = store.get(&key.set);
+                    let verdict = b.take(&store, &key, cost, now).unwrap();
+                    if !verdict.allowed {
+                        prop_assert_eq!(store.get(&key.set), before);
+                    }
+                }
+            }
+
+            /// Retry-After is exact: the whole seconds until the refused request would pass
+            /// (rounded up; at least 1), never earlier. Likewise the reset time: the whole seconds
+            /// until the bucket is full again. Each request is also asked just over a second before
+            /// it could pass, where rounding a fraction of a millisecond the wrong way shows.
+            #[test]
+            fn retry_after_and_reset_are_exact((rate, steps) in scenario()) {
+                let store = FakeStore::default();
+                let b = Buckets::new("prop", rate, 1);
+                let key = b.key(&descriptor("p"));
+                let mut now = NOW;
+                for (gap, cost) in steps {
+                    now += gap;
+                    let passes_at = available_at(&b, &store, &key, cost, now);
+                    for at in [now, passes_at.saturating_sub(1001).max(now)] {
+                        let verdict = b.take(&fork(&store, &key), &key, cost, at).unwrap();
+                        if !verdict.allowed {
+                            let exact = (passes_at - at).div_ceil(1000).max(1);
+                            prop_assert_eq!(verdict.retry_after_secs, exact, "{:?} at {:?}, cost {}", verdict, rate, cost);
+                        }
+                    }
+                    // The reset time describes the bucket after this take (a refusal leaves it as it was).
+                    let verdict = b.take(&store, &key, cost, now).unwrap();
+                    let full_at = available_at(&b, &store, &key, rate.burst, now);
+                    prop_assert_eq!(verdict.reset_secs, (full_at - now).div_ceil(1000), "{:?} at {:?}", verdict, rate);
+                }
+            }
+        }
     }
 }

@@ -18,7 +18,8 @@ pub struct Config {
     /// Count and log what would be refused, refuse nothing (for rolling out a new limit).
     #[serde(default)]
     pub shadow: bool,
-    /// How many distinct keys each local limit tracks; more keys share slots (memory is bounded).
+    /// How many distinct keys each local limit tracks (1 to 1048576); more keys share slots (memory
+    /// is bounded).
     #[serde(default = "default_max_keys")]
     pub max_keys: u32,
 }

@@ -42,6 +42,8 @@ pub const OUTCOME_STATE: &str = "apisec.rate_limit.outcome";
 
 /// Largest service answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The most keys a local limit may track: 2^20 buckets, 32 MiB of shared data per limit.
+const MAX_KEYS: u32 = 1 << 20;
 
 struct Counters {
     ok: Counter,
@@ -90,8 +92,10 @@ impl shared::FilterRoot for RateLimit {
         let config: Config = shared::config::parse(raw)?;
         let root = FieldPath::root();
         let counters = Counters::register(metrics);
-        if config.max_keys == 0 {
-            return Err(root.field("max_keys").error("must be at least 1"));
+        if !(1..=MAX_KEYS).contains(&config.max_keys) {
+            return Err(root
+                .field("max_keys")
+                .error(format!("must be between 1 and {MAX_KEYS}")));
         }
         let sets = config.max_keys.div_ceil(bucket::WAYS as u32);
         let mut limits = Vec::with_capacity(config.limits.len());

@@ -463,7 +463,14 @@ fn bad_configs_are_refused_with_the_field_path() {
             with(base.clone(), json!({"headers": {"style": "draft-99"}})),
             "headers.style: unknown variant `draft-99`",
         ),
-        (with(base, json!({"max_keys": 0})), "max_keys: must be at least 1"),
+        (
+            with(base.clone(), json!({"max_keys": 0})),
+            "max_keys: must be between 1 and 1048576",
+        ),
+        (
+            with(base, json!({"max_keys": 1_048_577})),
+            "max_keys: must be between 1 and 1048576",
+        ),
     ];
     for (config, expected) in cases {
         let message = error(config);
