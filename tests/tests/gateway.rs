@@ -137,22 +137,31 @@ struct Caller<'a> {
 }
 
 impl Stack {
-    /// Polls admin `/ready` (the compose stack may still be starting).
+    /// Polls until Envoy is ready (admin `/ready`; the compose stack may still be starting) and
+    /// the filters that verify JWTs have fetched the OAuth server's keys: until then they answer
+    /// 503, as documented.
     fn wait_until_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let keys = [
+            "wasmcustom.apisec.phantom_token.jwks_fetch_ok",
+            "wasmcustom.apisec.jwt_auth.jwks_fetch_ok",
+        ];
         loop {
-            match http::send(self.endpoints.admin, &Request::get("/ready")) {
-                Ok(resp) if resp.status == 200 => return Ok(()),
-                other if Instant::now() >= deadline => {
-                    let seen = other
-                        .map(|r| format!("{} {}", r.status, r.text()))
-                        .map_err(|e| e.to_string());
+            let ready = match http::send(self.endpoints.admin, &Request::get("/ready")) {
+                Ok(resp) if resp.status == 200 => Ok(keys.iter().all(|k| self.counter(k) >= 1)),
+                Ok(resp) => Err(format!("/ready: {} {}", resp.status, resp.text())),
+                Err(e) => Err(format!("/ready: {e}")),
+            };
+            match ready {
+                Ok(true) => return Ok(()),
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                Ok(false) => return Err(format!("the filters have no keys after {READY_TIMEOUT:?}: {keys:?}")),
+                Err(e) => {
                     return Err(format!(
-                        "Envoy admin {} not ready after {READY_TIMEOUT:?}: {seen:?}",
+                        "Envoy admin {} not ready after {READY_TIMEOUT:?}: {e}",
                         self.endpoints.admin
-                    ));
+                    ))
                 }
-                _ => std::thread::sleep(Duration::from_millis(200)),
             }
         }
     }
