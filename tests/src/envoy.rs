@@ -250,21 +250,7 @@ impl Envoy {
     /// `"0"` or `"0,2-3"`); threads Envoy starts later inherit it. For benchmarks: needs the
     /// `taskset` tool (util-linux); the error says why it did not happen.
     pub fn pin_to_cpus(&self, cpus: &str) -> Result<(), String> {
-        let output = Command::new("taskset")
-            .args(["--all-tasks", "--pid", "--cpu-list", cpus])
-            .arg(self.pid().to_string())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run taskset: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "taskset failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        }
+        taskset(&["--all-tasks", "--pid", "--cpu-list", cpus], self.pid())
     }
 
     /// Envoy's resident set size (`VmRSS` of `/proc/<pid>/status`) in bytes; 0 if unreadable.
@@ -405,5 +391,25 @@ pub fn validate(config_path: &Path) -> Result<String, String> {
         Ok(text)
     } else {
         Err(format!("envoy --mode validate failed ({}):\n{text}", output.status))
+    }
+}
+
+/// Runs `taskset <args> <pid>` (util-linux): CPU affinity for benchmarks. The error says why it
+/// did not happen.
+pub fn taskset(args: &[&str], pid: u32) -> Result<(), String> {
+    let output = Command::new("taskset")
+        .args(args)
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run taskset: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "taskset failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }

@@ -13,15 +13,6 @@ use crate::variants::{Stage, Variant};
 /// Headers the chains set for the upstream, which a client must not send (header-scrub's
 /// `reserved`).
 const RESERVED: [&str; 3] = ["x-user-id", "x-user-scope", "x-jwt-payload"];
-/// What the `api` security-header preset of header-scrub adds to responses.
-const SECURITY_HEADERS: [(&str, &str); 6] = [
-    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
-    ("referrer-policy", "no-referrer"),
-    ("cache-control", "no-store"),
-];
 /// A limit no bench run reaches.
 const NEVER_REACHED: u32 = 1_000_000_000;
 
@@ -119,7 +110,7 @@ fn native_header_mutation() -> Value {
     .iter()
     .map(|h| json!({"remove": h}))
     .collect();
-    response.extend(SECURITY_HEADERS.iter().map(
+    response.extend(harness::API_SECURITY_HEADERS.iter().map(
         |(k, v)| json!({"append": {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}),
     ));
     json!({

@@ -5,36 +5,19 @@ use std::fs;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use harness::envoy::taskset;
 use harness::Envoy;
 
 /// Pins every thread of this process (and so the servers it runs and the processes it starts) to
 /// `cpus`, with `taskset`.
 pub fn pin_self(cpus: &str) -> Result<(), String> {
-    taskset(&["--all-tasks", "--pid", "--cpu-list", cpus])
+    taskset(&["--all-tasks", "--pid", "--cpu-list", cpus], std::process::id())
 }
 
 /// Pins only this process's main thread (whose children inherit it): to start Envoy on its own
 /// CPU, then come back.
 pub fn pin_main_thread(cpus: &str) -> Result<(), String> {
-    taskset(&["--pid", "--cpu-list", cpus])
-}
-
-fn taskset(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("taskset")
-        .args(args)
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("taskset is not available ({e})"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "taskset failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+    taskset(&["--pid", "--cpu-list", cpus], std::process::id())
 }
 
 /// Busy time of CPU `n` so far (all but idle and iowait), from `/proc/stat` (10 ms ticks).
