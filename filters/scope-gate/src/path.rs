@@ -28,6 +28,9 @@ pub fn refuse(path: &str) -> Option<&'static str> {
     if path.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Some("control, space or non-ASCII byte in the path");
     }
+    if !path.contains('%') {
+        return None;
+    }
     match percent_decode(path) {
         None => Some("malformed percent-encoding in the path"),
         // Overlong forms such as `%c0%ae` ('.') are invalid UTF-8: an upstream that decodes them

@@ -62,10 +62,6 @@ fn insufficient_scope(scope: &str) -> String {
     format!(r#"Bearer realm="api", error="insufficient_scope", scope="{scope}""#)
 }
 
-/// The gateway's client credentials at the IdP, as `envoy/gateway.yaml` has them.
-const GATEWAY_CLIENT_ID: &str = "gateway";
-const GATEWAY_CLIENT_SECRET: &str = "gateway-secret";
-
 // ---------------------------------------------------------------------------------------------
 // Cases and the runner
 
@@ -382,7 +378,8 @@ struct Backends {
 impl Backends {
     fn start() -> Backends {
         let oauth = OAuthServer::start();
-        oauth.add_client(Client::new(GATEWAY_CLIENT_ID, GATEWAY_CLIENT_SECRET, ""));
+        let (id, secret) = harness::demo::GATEWAY_CLIENT;
+        oauth.add_client(Client::new(id, secret, ""));
         Backends {
             oauth,
             rls: RateLimitService::start(),
