@@ -112,10 +112,7 @@ fn jwks_rotation_under_steady_load_fails_no_valid_request() {
             unexpected.len()
         );
     });
-    assert!(
-        counter(&gw, "jwt_auth", "kid_refetch") >= 1,
-        "rsa-2 was picked up by its kid"
-    );
+    // Whether the unknown kid or the 1 s refresh picked up rsa-2 first is a race; jwt_auth.rs pins the refetch.
     let old = oauth.mint(harness::oauth::TokenSpec::new("RS256", "rsa-1").claims(oauth.claims(json!({}))));
     assert_eq!(gw.send(bearer(&old)).status, 401, "the retired key no longer verifies");
 }
