@@ -47,6 +47,7 @@ help:
 	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
 	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 15 min) -> target/bench/results.md"
 	@echo "make bench-quick    the same with fewer variants, about a minute"
+	@echo "make soak DURATION=30m   the demo gateway under steady mixed traffic; fails on RSS growth or unexplained answers"
 	@echo "make compose-up     the demo gateway as containers (envoy/docker-compose.yaml; needs a Docker engine)"
 	@echo "make e2e-compose    the gateway suite against the compose stack"
 	@echo "make compose-down   stop the compose stack"
@@ -201,6 +202,16 @@ bench: build $(ENVOY) bench-tools
 .PHONY: bench-quick
 bench-quick: build $(ENVOY) bench-tools
 	cargo run --release -p e2e --bin bench -- --quick --out target/bench/results.md
+
+# --- soak -------------------------------------------------------------------------------------
+# Never part of `make test`: it runs for DURATION (s, m or h) on the demo's ports, 8080-8084 and 9901.
+# SOAK_RPS, SOAK_WARMUP and SOAK_RSS_GROWTH_MIB tune it (tests/src/bin/soak.rs).
+
+DURATION ?= 10m
+
+.PHONY: soak
+soak: build $(ENVOY)
+	SOAK_DURATION=$(DURATION) cargo run --release -p e2e --bin soak
 
 # --- demo -------------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-//! The echo upstream: an HTTP/1.1 server that records every request it gets
-//! and answers with a JSON description of it.
+//! The echo upstream: an HTTP/1.1 server that records the requests it gets (the latest
+//! [`HISTORY`] of them, so that a long-running demo or soak stays bounded) and answers with a JSON
+//! description of each.
 //!
 //! It is a [`BackgroundServer`]: it runs on its own thread with its own tokio
 //! runtime, so tests stay plain synchronous `#[test]` functions.
 //! Connections are kept alive between requests, as Envoy reuses upstream
 //! connections.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,9 +70,13 @@ impl RecordedRequest {
     }
 }
 
+/// How many of the latest requests the echo upstream keeps; it counts all of them.
+pub const HISTORY: usize = 16_384;
+
 #[derive(Default)]
 struct State {
-    requests: Vec<RecordedRequest>,
+    requests: VecDeque<RecordedRequest>,
+    received: usize,
     response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -140,9 +146,9 @@ impl EchoUpstream {
         lock(&self.state).response_headers = parsed;
     }
 
-    /// Every request received so far, in the order they arrived.
+    /// The requests received so far (the latest [`HISTORY`]), in the order they arrived.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state).requests.clone()
+        lock(&self.state).requests.iter().cloned().collect()
     }
 
     /// The most recent request.
@@ -152,14 +158,14 @@ impl EchoUpstream {
     pub fn last_request(&self) -> RecordedRequest {
         lock(&self.state)
             .requests
-            .last()
+            .back()
             .cloned()
             .expect("echo upstream: no request has reached the upstream")
     }
 
     /// How many requests have been received so far.
     pub fn request_count(&self) -> usize {
-        lock(&self.state).requests.len()
+        lock(&self.state).received
     }
 }
 
@@ -187,7 +193,11 @@ async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<HandlerR
     let payload = recorded.to_json().to_string();
     let extra = {
         let mut st = lock(&state);
-        st.requests.push(recorded);
+        if st.requests.len() == HISTORY {
+            st.requests.pop_front();
+        }
+        st.requests.push_back(recorded);
+        st.received += 1;
         st.response_headers.clone()
     };
     let mut resp = hyper::Response::new(Full::new(Bytes::from(payload)));

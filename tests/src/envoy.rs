@@ -18,6 +18,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Name of the listener whose address [`Envoy::listener`] reports.
 const LISTENER_NAME: &str = "gateway";
 
+/// Envoy's counter of wasm VMs created (a VM that fails and is replaced adds one).
+pub const VMS_CREATED: &str = "wasm.envoy.wasm.runtime.v8.created";
+
 /// A running Envoy. Killed (and reaped) on drop; if the thread is panicking
 /// at that point, Envoy's log is printed to stderr first.
 pub struct Envoy {
@@ -323,6 +326,55 @@ impl Envoy {
             .filter_map(|line| line.split_once(": "))
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.trim().parse().ok())
+    }
+
+    /// What went wrong with the wasm VMs, empty when nothing did: a per-plugin `vm_reload` counter
+    /// above zero, reload counters for other plugins than `plugins` (the plugin names of the
+    /// config), more VMs created than `vms_created_before` ([`VMS_CREATED`] read earlier: a VM that
+    /// crashed and was replaced adds one), or a VM failure in the log.
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn vm_failures(&self, plugins: &[String], vms_created_before: u64) -> Vec<String> {
+        let mut failures = Vec::new();
+        let mut reloads = Vec::new();
+        for (name, value) in self.stats().lines().filter_map(|line| line.split_once(": ")) {
+            let value = value.trim();
+            if !(name.starts_with("wasm.") && name.contains(".vm_reload")) {
+                continue;
+            }
+            if let Some(plugin) = name.strip_prefix("wasm.").and_then(|n| n.strip_suffix(".vm_reload")) {
+                reloads.push(plugin.to_owned());
+            }
+            if value != "0" {
+                failures.push(format!("wasm counter {name} = {value}"));
+            }
+        }
+        reloads.sort();
+        let mut expected = plugins.to_vec();
+        expected.sort();
+        if reloads != expected {
+            failures.push(format!(
+                "wasm reload counters for {reloads:?}, expected one per plugin {expected:?}"
+            ));
+        }
+        let created = self.counter(VMS_CREATED);
+        if created != vms_created_before {
+            failures.push(format!("{VMS_CREATED}: {vms_created_before} before, {created} now"));
+        }
+        for line in self.log().lines() {
+            // What Envoy logs when a VM traps (a Rust panic is an `unreachable` trap after the
+            // panic message): "Function: proxy_on_... failed: Uncaught RuntimeError: unreachable".
+            let vm_failure = line.contains("panicked at")
+                || line.contains("Uncaught")
+                || line.contains("RuntimeError")
+                || (line.contains("Function: proxy_") && line.contains("failed"))
+                || line.contains("[critical][wasm]");
+            if vm_failure {
+                failures.push(format!("Envoy log: {line}"));
+            }
+        }
+        failures
     }
 
     /// The admin `/stats/prometheus` page.

@@ -160,7 +160,7 @@ impl<'g> Family<'g> {
             cases: 0,
             failures: Vec::new(),
             expected_5xx: 0,
-            vms_created: gw.envoy.counter(VMS_CREATED),
+            vms_created: gw.envoy.counter(harness::envoy::VMS_CREATED),
             started: Instant::now(),
         }
     }
@@ -237,7 +237,8 @@ impl<'g> Family<'g> {
                 .failures
                 .push(format!("{}: after the cases a valid request failed: {e}", self.name)),
         }
-        self.failures.extend(vm_failures(self.gw, self.vms_created));
+        self.failures
+            .extend(self.gw.envoy.vm_failures(&gw_plugins(self.gw), self.vms_created));
         let counted_5xx = self.gw.envoy.counter("http.gateway.downstream_rq_5xx");
         if counted_5xx != self.expected_5xx {
             self.failures.push(format!(
@@ -281,60 +282,6 @@ fn echoed_secret(request: &Request, response: &Response) -> Option<String> {
         })
         .any(|token| token.len() >= 16 && body.contains(&token))
         .then(|| "the refusal body echoes the token".to_owned())
-}
-
-/// VMs created so far (a VM that fails and is replaced adds one).
-const VMS_CREATED: &str = "wasm.envoy.wasm.runtime.v8.created";
-
-/// The wasm VMs never crashed, failed or were reloaded: Envoy's per-plugin reload counters are
-/// zero, no VM was created since the family started, and the log has no VM failure.
-fn vm_failures(gw: &Gateway, vms_created: u64) -> Vec<String> {
-    let stats = gw.envoy.stats();
-    let mut failures = Vec::new();
-    let mut plugins = Vec::new();
-    for line in stats.lines() {
-        let Some((name, value)) = line.split_once(": ") else {
-            continue;
-        };
-        let Some(plugin) = name.strip_prefix("wasm.").and_then(|n| n.strip_suffix(".vm_reload")) else {
-            if name.starts_with("wasm.") && name.contains(".vm_reload") && value.trim() != "0" {
-                failures.push(format!("wasm counter {name} = {}", value.trim()));
-            }
-            continue;
-        };
-        plugins.push(plugin.to_owned());
-        if value.trim() != "0" {
-            failures.push(format!("wasm counter {name} = {}", value.trim()));
-        }
-    }
-    plugins.sort();
-    let mut expected: Vec<String> = gw_plugins(gw);
-    expected.sort();
-    if plugins != expected {
-        failures.push(format!(
-            "wasm reload counters for {plugins:?}, expected one per plugin {expected:?}"
-        ));
-    }
-    let created = gw.envoy.counter(VMS_CREATED);
-    if created != vms_created {
-        failures.push(format!(
-            "{VMS_CREATED}: {vms_created} before the cases, {created} after"
-        ));
-    }
-    let log = gw.envoy.log();
-    for line in log.lines() {
-        // What Envoy logs when a VM traps (a Rust panic is an `unreachable` trap after the
-        // panic message): "Function: proxy_on_... failed: Uncaught RuntimeError: unreachable".
-        let vm_failure = line.contains("panicked at")
-            || line.contains("Uncaught")
-            || line.contains("RuntimeError")
-            || (line.contains("Function: proxy_") && line.contains("failed"))
-            || line.contains("[critical][wasm]");
-        if vm_failure {
-            failures.push(format!("Envoy log: {line}"));
-        }
-    }
-    failures
 }
 
 /// The wasm plugins in the gateway's bootstrap.
