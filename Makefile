@@ -9,7 +9,9 @@ SHELL := /bin/bash
 FILTERS         := header_scrub jwt_auth scope_gate phantom_token rate_limit
 FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate phantom-token rate-limit
 WASM_DIR        := target/wasm32-wasip1/release
-WASM_FILES      := $(foreach f,$(FILTERS),$(WASM_DIR)/$(f).wasm)
+# apisec_bundle.wasm: every filter in one module (filters/bundle, envoy/gateway-bundle.yaml).
+MODULES         := $(FILTERS) apisec_bundle
+WASM_FILES      := $(foreach f,$(MODULES),$(WASM_DIR)/$(f).wasm)
 
 ENVOY_VERSION   := 1.40.0
 VENV            := .venv
@@ -34,7 +36,7 @@ export ENVOY_BIN := $(abspath $(ENVOY))
 help:
 	@echo "make run       build the filters and start the demo gateway on 127.0.0.1"
 	@echo "make test      install what is missing and run every test tier"
-	@echo "make build     release .wasm per filter, sizes printed"
+	@echo "make build     release .wasm per filter and the all-filters bundle, sizes printed"
 	@echo "make unit      core tests on the host"
 	@echo "make wasm-unit the same core tests compiled to wasm32-unknown-unknown, run under node"
 	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
@@ -91,7 +93,7 @@ oci-tools:
 
 .PHONY: build
 build: toolchain
-	cargo build --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p $(subst _,-,$(f)))
+	cargo build --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p $(subst _,-,$(f))) -p bundle
 	@for f in $(WASM_FILES); do printf '%-48s %8d bytes\n' "$$f" "$$(stat -c %s $$f)"; done
 
 # --- test tiers -------------------------------------------------------------------------------
@@ -122,7 +124,7 @@ e2e: build $(ENVOY) oci-tools compose-tools
 lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -- -D warnings
+	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -p bundle -- -D warnings
 
 # --- fuzzing --------------------------------------------------------------------------------------
 # cargo-fuzz (libFuzzer) targets in tests/fuzz (see its README), a crate outside the workspace.

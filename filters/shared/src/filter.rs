@@ -11,7 +11,8 @@ use crate::ports::Ctx;
 
 /// A configured filter: built once per plugin config, shared by every request on a worker.
 pub trait FilterRoot: Sized + 'static {
-    /// The filter's name: log prefix, metric namespace, and the `.wasm` file stem.
+    /// The filter's name: log prefix, metric namespace, the `.wasm` file stem, and the `root_id`
+    /// that picks this filter in a module hosting several (`apisec_bundle.wasm`).
     const NAME: &'static str;
     type Filter: HttpFilter + 'static;
 

@@ -37,13 +37,27 @@ pub use secret::Secret;
 
 /// Makes a filter crate a proxy-wasm module whose root context runs `$root`.
 ///
+/// The module's entry point (`_initialize`) lives in [`proxy`], once for the whole module; this
+/// macro only adds `$root` to the filters the module hosts, from a static constructor that
+/// `_initialize` runs before the host creates any context. So the filter crate is a complete
+/// module on its own (`<filter>.wasm`, which serves its one filter whatever the plugin's
+/// `root_id`), and linking several filter crates into one cdylib (`filters/bundle`) gives one
+/// module that hosts them all, each plugin picking its filter by `root_id` ([`FilterRoot::NAME`]),
+/// with no duplicate entry point.
+///
 /// Expands to nothing outside `wasm32-wasip1`, so the same crate builds for host tests.
 #[macro_export]
 macro_rules! export_filter {
     ($root:ty) => {
         #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
-        $crate::proxy::__proxy_main! {{
-            $crate::proxy::start::<$root>();
-        }}
+        const _: () = {
+            // A static constructor: on wasm, `__wasm_call_ctors` runs what `.init_array` holds,
+            // and `_initialize` calls it first. `#[used]` keeps it through LTO and the linker.
+            // (Not an `_initialize` per filter crate: a module linking several would define it
+            // once per filter.)
+            #[used]
+            #[link_section = ".init_array"]
+            static REGISTER: extern "C" fn() = $crate::proxy::register::<$root>;
+        };
     };
 }

@@ -8,17 +8,9 @@
 mod crypto;
 mod host;
 mod http;
+mod module;
 mod root;
 mod waiters;
 
-pub use proxy_wasm::main as __proxy_main;
-
-use proxy_wasm::types::LogLevel;
-
-use crate::filter::FilterRoot;
-
-/// Registers `R` as this module's root context. Called from [`export_filter!`](crate::export_filter).
-pub fn start<R: FilterRoot>() {
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|context_id| Box::new(root::RootAdapter::<R>::new(context_id)));
-}
+#[doc(hidden)]
+pub use module::register;

@@ -4,11 +4,17 @@
 use std::net::SocketAddr;
 
 use harness::config::static_cluster;
-use harness::{GatewayConfig, OAuthServer};
+use harness::paths::wasm_path;
+use harness::{GatewayConfig, OAuthServer, WasmFilter};
 use serde_json::{json, Value};
 
 use crate::tokens::{self, AUDIENCE, ISSUER, SCOPE};
-use crate::variants::{Stage, Variant};
+use crate::variants::{Modules, Stage, Variant};
+
+/// The module that hosts every filter (`filters/bundle`), and the VM its plugins share (as in
+/// `envoy/gateway-bundle.yaml`).
+pub const BUNDLE_MODULE: &str = "apisec_bundle";
+const BUNDLE_VM_ID: &str = "apisec";
 
 /// Headers the chains set for the upstream, which a client must not send (header-scrub's
 /// `reserved`).
@@ -37,7 +43,26 @@ pub fn gateway(variant: &Variant, upstream: SocketAddr, oauth: &OAuthServer) -> 
                 .extra_cluster(static_cluster("oauth", oauth.addr())),
         };
     }
+    if variant.modules == Modules::Bundle {
+        // The same plugins, in the same order, all loaded from the bundle into one VM. No variant
+        // mixes native and wasm filters, so the harness's verbatim entries keep the chain order.
+        for filter in std::mem::take(&mut config.filters) {
+            config = config.native_filter(bundled(&filter));
+        }
+    }
     config
+}
+
+/// `filter`'s entry (plugin name and `root_id`: the filter's name) with the `vm_config` every
+/// bundled plugin shares: same `vm_id`, same module, no VM configuration.
+fn bundled(filter: &WasmFilter) -> Value {
+    let mut entry = filter.to_http_filter();
+    entry["typed_config"]["config"]["vm_config"] = json!({
+        "vm_id": BUNDLE_VM_ID,
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": wasm_path(BUNDLE_MODULE).to_string_lossy()}},
+    });
+    entry
 }
 
 fn jwt_auth(cache_max_entries: usize, host_crypto: bool, claim_headers: bool) -> Value {

@@ -34,8 +34,15 @@ use tokens::Tokens;
 use variants::{Load, Variant};
 use window::Bench;
 
-/// The filter modules whose sizes are reported.
-const MODULES: [&str; 5] = ["header_scrub", "jwt_auth", "scope_gate", "phantom_token", "rate_limit"];
+/// The modules whose sizes are reported: one per filter, and the bundle of all five.
+const MODULES: [&str; 6] = [
+    "header_scrub",
+    "jwt_auth",
+    "scope_gate",
+    "phantom_token",
+    "rate_limit",
+    chain::BUNDLE_MODULE,
+];
 /// Where Envoy runs, and where the load (wrk, the upstream, this process) runs.
 pub const ENVOY_CPU: &str = "0";
 pub const LOAD_CPU: &str = "1";

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::chain::BUNDLE_MODULE;
 use crate::variants::Variant;
 
 /// One measured window of one variant.
@@ -152,8 +153,10 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
     }
     let _ = writeln!(
         md,
-        "| single module hosting all filters in one VM | not built | |\n\nThe full chain as a single \
-         module (one VM for all filters) was not built, so it is not measured."
+        "\n`{BUNDLE_MODULE}.wasm` holds all five filters: the full chain's \"one module\" row loads it \
+         for every plugin with one `vm_config` (one `vm_id`), so Envoy runs one VM per thread for the \
+         chain instead of one per filter (`envoy/gateway-bundle.yaml`). The per-module size target is \
+         about the single-filter modules."
     );
     md
 }
@@ -259,7 +262,9 @@ pub fn targets(results: &Results, wasm: &[(String, Option<u64>)]) -> Vec<(String
         "native-jwt-repeated-cache",
         1.0,
     );
-    throughput("full chain (cached path) vs bare Envoy", "full-chain", "bare", 0.6);
+    for (id, chain) in CHAINS {
+        throughput(&format!("{chain} (cached path) vs bare Envoy"), id, "bare", 0.6);
+    }
 
     let bare = ok(results, "bare");
     let mut extra_cpu = |what: &str, id: &str, max_us: f64| {
@@ -291,49 +296,49 @@ pub fn targets(results: &Results, wasm: &[(String, Option<u64>)]) -> Vec<(String
         150.0,
     );
 
-    let largest = wasm
+    // The size target is per filter module; the bundle holds all five.
+    let filter_modules: Vec<&(String, Option<u64>)> = wasm.iter().filter(|(n, _)| n != BUNDLE_MODULE).collect();
+    let largest = filter_modules
         .iter()
         .filter_map(|(n, s)| s.map(|s| (n, s)))
         .max_by_key(|(_, s)| *s);
     rows.push(match largest {
         Some((name, size)) => (
-            "each .wasm <= 300 KB".into(),
+            "each filter's .wasm <= 300 KB".into(),
             format!("largest {name}.wasm {:.0} KB", size as f64 / 1000.0),
-            verdict(wasm.iter().all(|(_, s)| s.is_some_and(|s| s <= 300_000))),
+            verdict(filter_modules.iter().all(|(_, s)| s.is_some_and(|s| s <= 300_000))),
         ),
-        None => ("each .wasm <= 300 KB".into(), "-".into(), "not measured"),
+        None => ("each filter's .wasm <= 300 KB".into(), "-".into(), "not measured"),
     });
 
-    let full = ok(results, "full-chain");
-    rows.push(match (full, bare) {
-        (Some(f), Some(b)) => {
-            let extra = f.rss_mib - b.rss_mib;
-            (
-                "Envoy RSS with the full chain <= bare + 60 MiB".into(),
-                format!("+{extra:.1} MiB ({:.1} vs {:.1})", f.rss_mib, b.rss_mib),
-                verdict(extra <= 60.0),
-            )
-        }
-        _ => (
-            "Envoy RSS with the full chain <= bare + 60 MiB".into(),
-            "-".into(),
-            "not measured",
-        ),
-    });
-    rows.push(match full {
-        Some(f) => (
-            "time to ready with the full chain <= 1.5 s".into(),
-            format!("{:.0} ms", f.ready_ms),
-            verdict(f.ready_ms <= 1500.0),
-        ),
-        None => (
-            "time to ready with the full chain <= 1.5 s".into(),
-            "-".into(),
-            "not measured",
-        ),
-    });
+    for (id, chain) in CHAINS {
+        let full = ok(results, id);
+        let what = format!("Envoy RSS with the {chain} <= bare + 60 MiB");
+        rows.push(match (full, bare) {
+            (Some(f), Some(b)) => {
+                let extra = f.rss_mib - b.rss_mib;
+                (
+                    what,
+                    format!("+{extra:.1} MiB ({:.1} vs {:.1})", f.rss_mib, b.rss_mib),
+                    verdict(extra <= 60.0),
+                )
+            }
+            _ => (what, "-".into(), "not measured"),
+        });
+        let what = format!("time to ready with the {chain} <= 1.5 s");
+        rows.push(match full {
+            Some(f) => (what, format!("{:.0} ms", f.ready_ms), verdict(f.ready_ms <= 1500.0)),
+            None => (what, "-".into(), "not measured"),
+        });
+    }
     rows
 }
+
+/// The full chain's variants, with how the targets name them.
+const CHAINS: [(&str, &str); 2] = [
+    ("full-chain", "full chain, separate modules"),
+    ("full-chain-bundle", "full chain, one module"),
+];
 
 #[cfg(test)]
 mod tests {

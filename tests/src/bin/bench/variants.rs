@@ -44,6 +44,16 @@ pub enum Load {
     Opaque,
 }
 
+/// How a variant's wasm filters are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modules {
+    /// One module per filter (`<filter>.wasm`), each in its own VM: as `envoy/gateway.yaml`.
+    PerFilter,
+    /// Every filter from the one module `apisec_bundle.wasm`, all plugins in one shared VM: as
+    /// `envoy/gateway-bundle.yaml`.
+    Bundle,
+}
+
 #[derive(Debug, Clone)]
 pub struct Variant {
     /// Short stable name (for `--only` and the targets).
@@ -56,6 +66,7 @@ pub struct Variant {
     /// Part of `--quick`.
     pub quick: bool,
     pub stages: Vec<Stage>,
+    pub modules: Modules,
     pub load: Load,
 }
 
@@ -92,6 +103,7 @@ fn v(
         reference,
         quick,
         stages: stages.to_vec(),
+        modules: Modules::PerFilter,
         load,
     }
 }
@@ -134,5 +146,9 @@ pub fn all() -> Vec<Variant> {
         v("rate-limit", "rate-limit, local", Some("native-local-ratelimit"), false, &[Stage::RateLimit { per_client: false }], Plain),
         v("native-local-ratelimit", "native local_ratelimit", None, false, &[Stage::NativeLocalRateLimit], Plain),
         v("full-chain", "full chain, separate modules (header-scrub, jwt-auth, scope-gate, rate-limit), repeated token", None, true, &full_chain, Repeated(Rs256)),
+        Variant {
+            modules: Modules::Bundle,
+            ..v("full-chain-bundle", "full chain, one module (bundle: the same four filters in one VM), repeated token", Some("full-chain"), true, &full_chain, Repeated(Rs256))
+        },
     ]
 }

@@ -1,0 +1,314 @@
+//! The bundle: every filter in one module (`apisec_bundle.wasm`, `filters/bundle`), loaded by
+//! `envoy/gateway-bundle.yaml` into one VM per thread, through a real Envoy.
+//!
+//! The shipped configs run as they ship, with only what ties them to the demo's fixed addresses
+//! changed (listener and admin on ephemeral ports, the clusters at this test's services, the
+//! issuer and authority in the filter configs at this test's OAuth server, module paths made
+//! absolute): `gateway-bundle.yaml` and, for comparison, `gateway.yaml` with one module and one VM
+//! per filter. Both gateways must behave alike as a client sees them, and the bundle must create
+//! a fifth of the VMs.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use harness::demo::GATEWAY_CLIENT;
+use harness::examples::{self, localize, Environment};
+use harness::oauth::{Client, TokenFormat};
+use harness::paths::{wasm_path, workspace_root};
+use harness::{EchoUpstream, Envoy, Gateway, OAuthServer, RateLimitService, Request, Response};
+use serde_json::{json, Value};
+
+const BUNDLE: &str = "gateway-bundle.yaml";
+const SEPARATE: &str = "gateway.yaml";
+/// The bundle's module.
+const MODULE: &str = "apisec_bundle";
+/// Envoy's gauge of the V8 VMs alive. Per VM key (`vm_id`, code, VM configuration): the base VM
+/// the plugins were configured in on the main thread, and one clone on each thread (the main
+/// thread and every worker). (`….v8.created` counts more: a VM per plugin is also created to
+/// check its config, and dropped.)
+const VMS_ACTIVE: &str = "wasm.envoy.wasm.runtime.v8.active";
+/// Workers, as `make run` has them: VMs are per thread, so more than one shows the sharing.
+const WORKERS: u32 = 2;
+
+/// `envoy/<file>`, as JSON.
+fn shipped(file: &str) -> Value {
+    let path = workspace_root().join("envoy").join(file);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `typed_config.config` of every wasm filter of `bootstrap`'s (one) listener, in chain order.
+fn plugins(bootstrap: &mut Value) -> Vec<&mut Value> {
+    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["http_filters"]
+        .as_array_mut()
+        .expect("http_filters")
+        .iter_mut()
+        .filter(|f| f["name"] == "envoy.filters.http.wasm")
+        .map(|f| &mut f["typed_config"]["config"])
+        .collect()
+}
+
+/// What the gateways call: the OAuth server (opaque tokens; the gateway's introspection client
+/// registered) and the rate-limit service, as `harness::demo` sets them up, on ephemeral ports.
+struct Services {
+    oauth: OAuthServer,
+    ratelimit: RateLimitService,
+}
+
+impl Services {
+    fn start() -> Services {
+        let oauth = OAuthServer::start();
+        oauth.set_token_format(TokenFormat::Opaque);
+        oauth.add_client(Client::new(GATEWAY_CLIENT.0, GATEWAY_CLIENT.1, ""));
+        Services {
+            oauth,
+            ratelimit: RateLimitService::start(),
+        }
+    }
+
+    /// `envoy/<file>` pointed at these services and at `upstream`, `edit` applied last.
+    fn bootstrap(&self, file: &str, upstream: &EchoUpstream, edit: impl FnOnce(&mut Value)) -> Value {
+        let mut bootstrap = shipped(file);
+        bootstrap["admin"]["address"]["socket_address"]["port_value"] = json!(0);
+        bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = json!(0);
+        for cluster in bootstrap["static_resources"]["clusters"]
+            .as_array_mut()
+            .expect("clusters")
+        {
+            let addr = match cluster["name"].as_str() {
+                Some("upstream") => upstream.addr(),
+                Some("oauth") => self.oauth.addr(),
+                Some("ratelimit") => self.ratelimit.grpc_addr(),
+                other => panic!("{file}: a cluster this test does not know: {other:?}"),
+            };
+            let endpoint = &mut cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+            endpoint["address"]["socket_address"] =
+                json!({"address": addr.ip().to_string(), "port_value": addr.port()});
+        }
+        let environment = Environment::oauth(&self.oauth);
+        for plugin in plugins(&mut bootstrap) {
+            // Envoy runs from a temporary directory: the module by its absolute path.
+            let local = &mut plugin["vm_config"]["code"]["local"]["filename"];
+            let stem = local
+                .as_str()
+                .and_then(|f| f.strip_prefix("target/wasm32-wasip1/release/"))
+                .and_then(|f| f.strip_suffix(".wasm"))
+                .unwrap_or_else(|| panic!("{file}: an unexpected module path {local}"))
+                .to_owned();
+            *local = json!(wasm_path(&stem).to_string_lossy());
+            let value = &mut plugin["configuration"]["value"];
+            let config: Value = serde_json::from_str(value.as_str().expect("a StringValue")).expect("JSON");
+            *value = json!(localize(config, &environment).to_string());
+        }
+        edit(&mut bootstrap);
+        bootstrap
+    }
+
+    /// `envoy/<file>` running on [`WORKERS`] workers, ready: Envoy's `/ready`, and the filters
+    /// that verify JWTs holding the OAuth server's keys (before that they answer 503, as
+    /// documented).
+    fn gateway(&self, file: &str) -> Gateway {
+        let echo = EchoUpstream::start();
+        let bootstrap = self.bootstrap(file, &echo, |_| {});
+        let envoy =
+            Envoy::start(&bootstrap, WORKERS).unwrap_or_else(|log| panic!("{file}: Envoy did not start: {log}"));
+        let gw = Gateway { envoy, echo };
+        gw.wait_until("the OAuth server's keys", || {
+            ["phantom_token", "jwt_auth"]
+                .iter()
+                .all(|f| gw.envoy.counter(&format!("wasmcustom.apisec.{f}.jwks_fetch_ok")) >= 1)
+        });
+        gw
+    }
+
+    /// An opaque token of client `client` holding `scope`.
+    fn token(&self, client: &str, scope: &str) -> String {
+        self.oauth
+            .opaque_token(json!({"sub": client, "client_id": client, "scope": scope}))
+    }
+}
+
+fn bearer(req: Request, token: &str) -> Request {
+    req.header("Authorization", &format!("Bearer {token}"))
+}
+
+/// The challenge of a 401/403, which must exist and name the realm.
+fn challenge(resp: &Response) -> String {
+    let challenge = resp
+        .header("www-authenticate")
+        .unwrap_or_else(|| panic!("{} without WWW-Authenticate", resp.status));
+    assert!(challenge.starts_with("Bearer realm=\"api\""), "challenge: {challenge}");
+    challenge
+}
+
+/// The gateway's behaviour as a client sees it, for `file`: what the shipped chain promises, in
+/// short (the gateway suite, `tests/tests/gateway.rs`, has the whole of it for `gateway.yaml`).
+fn check_the_chain(file: &str, gw: &Gateway, services: &Services) {
+    // An opaque token in, a verified JWT upstream, and the verified identity only.
+    let reader = services.token("reader", "orders:read");
+    let resp = gw.send(bearer(Request::get("/orders"), &reader).header("x-user-id", "admin"));
+    assert_eq!(resp.status, 200, "{file}: {}", resp.text());
+    let seen = gw.echo.last_request();
+    let jwt = seen
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("{file}: no bearer token upstream"));
+    assert_eq!(jwt.split('.').count(), 3, "{file}: upstream got no JWT: {jwt}");
+    assert!(!jwt.contains(&reader), "{file}: the opaque token leaked upstream");
+    assert_eq!(seen.header_all("x-user-id"), ["reader"], "{file}");
+    assert_eq!(seen.header_all("x-user-scope"), ["orders:read"], "{file}");
+    // Security headers on the way back, and no server details.
+    for (name, value) in harness::API_SECURITY_HEADERS {
+        assert_eq!(resp.header(name).as_deref(), Some(value), "{file}: {name}");
+    }
+    assert!(
+        !resp.has_header("server"),
+        "{file}: server: {:?}",
+        resp.header("server")
+    );
+
+    let missing = gw.get("/orders");
+    assert_eq!(missing.status, 401, "{file}");
+    assert!(!challenge(&missing).contains("error="), "{file}");
+    assert_eq!(
+        missing.header("x-content-type-options").as_deref(),
+        Some("nosniff"),
+        "{file}: refusals too"
+    );
+
+    // A missing scope.
+    let post =
+        |token: &str| gw.send(bearer(Request::post("/orders", "{}"), token).header("Content-Type", "application/json"));
+    let refused = post(&reader);
+    assert_eq!(refused.status, 403, "{file}: {}", refused.text());
+    assert!(challenge(&refused).contains("error=\"insufficient_scope\""), "{file}");
+    let writer = services.token("writer", "orders:write");
+    assert_eq!(post(&writer).status, 200, "{file}");
+
+    // Five requests a minute per client, on every worker together.
+    let limited = services.token("limited", "orders:read");
+    for n in 1..=5 {
+        let resp = gw.send(bearer(Request::get("/orders"), &limited));
+        assert_eq!(resp.status, 200, "{file}: request {n}: {}", resp.text());
+    }
+    let over = gw.send(bearer(Request::get("/orders"), &limited));
+    assert_eq!(over.status, 429, "{file}: {}", over.text());
+    assert!(over.header("retry-after").is_some(), "{file}: 429 without Retry-After");
+    assert!(
+        services.ratelimit.calls() > 0,
+        "{file}: the rate-limit service was never asked"
+    );
+
+    // Each filter counted under its own name.
+    let count = |name: &str| gw.envoy.counter(&format!("wasmcustom.apisec.{name}"));
+    assert_eq!(count("rate_limit.over_limit"), 1, "{file}");
+    assert_eq!(count("scope_gate.denied_orders_write"), 1, "{file}");
+    let stats = gw.envoy.stats();
+    for filter in examples::FILTERS {
+        let prefix = format!("wasmcustom.apisec.{}.", filter.root_id);
+        assert!(stats.contains(&prefix), "{file}: no counters under {prefix}");
+    }
+}
+
+#[test]
+fn the_bundle_in_one_vm_behaves_as_the_chain_of_separate_modules() {
+    let services = Services::start();
+    let separate = services.gateway(SEPARATE);
+    check_the_chain(SEPARATE, &separate, &services);
+    let separate_vms = separate.envoy.counter(VMS_ACTIVE);
+    drop(separate);
+
+    let services = Services::start();
+    let bundle = services.gateway(BUNDLE);
+    check_the_chain(BUNDLE, &bundle, &services);
+    let bundle_vms = bundle.envoy.counter(VMS_ACTIVE);
+
+    // One VM per thread for the whole chain (and the base VM), against one per filter.
+    assert_eq!(
+        bundle_vms,
+        u64::from(WORKERS) + 2,
+        "{VMS_ACTIVE} with the bundle on {WORKERS} workers"
+    );
+    assert_eq!(
+        separate_vms,
+        5 * bundle_vms,
+        "{VMS_ACTIVE}: separate modules {separate_vms}, bundle {bundle_vms}"
+    );
+    // Every plugin started in that VM; none failed or was reloaded.
+    let log = bundle.envoy.log();
+    for filter in examples::FILTERS {
+        assert!(
+            log.contains(&format!("{}: configured", filter.root_id)),
+            "{} did not start",
+            filter.root_id
+        );
+        assert_eq!(
+            bundle.envoy.stat(&format!("wasm.{}.vm_reload_failure", filter.root_id)),
+            Some(0)
+        );
+    }
+}
+
+#[test]
+fn an_unknown_root_id_is_refused_at_load_naming_the_filters_the_module_hosts() {
+    let services = Services::start();
+    let echo = EchoUpstream::start();
+    let bootstrap = services.bootstrap(BUNDLE, &echo, |bootstrap| {
+        let mut plugins = plugins(bootstrap);
+        let scope_gate = plugins
+            .iter_mut()
+            .find(|p| p["root_id"] == "scope_gate")
+            .expect("a scope_gate plugin");
+        scope_gate["root_id"] = json!("scope_gates");
+    });
+    let log = match Envoy::start(&bootstrap, 1) {
+        Ok(envoy) => panic!("Envoy accepted root_id scope_gates:\n{}", envoy.log()),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains(
+            "invalid configuration: root_id: \"scope_gates\" names no filter of this module, which hosts \
+             header_scrub, jwt_auth, phantom_token, rate_limit, scope_gate"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn gateway_bundle_yaml_is_gateway_yaml_with_one_vm_for_all_filters() {
+    let mut bundle = shipped(BUNDLE);
+    let mut separate = shipped(SEPARATE);
+    let vm_configs: Vec<Value> = plugins(&mut bundle).iter().map(|p| p["vm_config"].clone()).collect();
+    let root_ids: Vec<&str> = examples::FILTERS.iter().map(|f| f.root_id).collect();
+    let bundle_root_ids: Vec<String> = plugins(&mut bundle)
+        .iter()
+        .map(|p| p["root_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        bundle_root_ids, root_ids,
+        "{BUNDLE}: one plugin per filter, in chain order"
+    );
+    let distinct: BTreeSet<String> = vm_configs.iter().map(Value::to_string).collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "{BUNDLE}: every plugin must have the same vm_config: {distinct:?}"
+    );
+    let vm_config = &vm_configs[0];
+    assert_eq!(vm_config["vm_id"], "apisec");
+    assert_eq!(
+        vm_config["code"]["local"]["filename"],
+        format!("target/wasm32-wasip1/release/{MODULE}.wasm")
+    );
+    // Everything else is gateway.yaml's: listener, clusters, chain and filter configs.
+    for plugin in plugins(&mut separate) {
+        plugin["vm_config"] = vm_config.clone();
+    }
+    let differences = examples::json_differences(&separate, &bundle);
+    assert!(
+        differences.is_empty(),
+        "{BUNDLE} differs from {SEPARATE} beyond the vm_config:\n{}",
+        differences.join("\n")
+    );
+}
