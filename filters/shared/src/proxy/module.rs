@@ -109,9 +109,14 @@ impl RootContext for UnknownRootId {
                 "{:?} names no filter of this module, which hosts {hosts}",
                 String::from_utf8_lossy(id)
             ),
-            None => format!("the host did not give the plugin's root_id ({ROOT_ID_PROPERTY}); this module hosts {hosts}"),
+            None => {
+                format!("the host did not give the plugin's root_id ({ROOT_ID_PROPERTY}); this module hosts {hosts}")
+            }
         };
-        log::error!("module: invalid configuration: {}", ConfigError::new("root_id", message));
+        log::error!(
+            "module: invalid configuration: {}",
+            ConfigError::new("root_id", message)
+        );
         false
     }
 }
