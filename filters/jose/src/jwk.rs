@@ -3,9 +3,6 @@
 
 use p256::ecdsa::VerifyingKey as P256Key;
 use p384::ecdsa::VerifyingKey as P384Key;
-use rsa::pkcs8::EncodePublicKey;
-use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, RsaPublicKey};
 use serde_json::{Map, Value};
 use shared::Secret;
 
@@ -13,6 +10,7 @@ use crate::alg::Alg;
 use crate::b64::b64url_decode;
 use crate::error::JwksError;
 use crate::json;
+use crate::rsassa::RsaPublicKey;
 
 /// The largest JWKS document accepted, in bytes (256 KiB: a JWKS of 64 RSA-8192 keys is ~100 KiB).
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -109,7 +107,7 @@ impl Jwk {
     /// The RSA modulus size in bits.
     pub fn rsa_bits(&self) -> Option<usize> {
         match &self.material {
-            Material::Rsa { key, .. } => Some(key.n().bits()),
+            Material::Rsa { key, .. } => Some(key.bits()),
             _ => None,
         }
     }
@@ -175,24 +173,29 @@ fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static 
 }
 
 fn rsa_key(obj: &Map<String, Value>) -> Result<Material, &'static str> {
-    let n = BigUint::from_bytes_be(&b64_member(obj, "n")?);
-    let e = BigUint::from_bytes_be(&b64_member(obj, "e")?);
-    let bits = n.bits();
+    let n = b64_member(obj, "n")?;
+    let e = b64_member(obj, "e")?;
+    // Leading zero bytes do not count.
+    let n = n
+        .get(n.iter().position(|&b| b != 0).unwrap_or(n.len())..)
+        .unwrap_or_default();
+    let e = e
+        .get(e.iter().position(|&b| b != 0).unwrap_or(e.len())..)
+        .unwrap_or_default();
+    let bits = n.first().map_or(0, |&top| 8 * n.len() - top.leading_zeros() as usize);
     if bits < MIN_RSA_BITS {
         return Err("RSA modulus smaller than 2048 bits");
     }
     if bits > MAX_RSA_BITS {
         return Err("RSA modulus larger than 8192 bits");
     }
-    let odd = |x: &BigUint| x.to_bytes_le().first().is_some_and(|low| low & 1 == 1);
-    if !odd(&n) || !odd(&e) || e < BigUint::from(3u8) {
+    let odd = |x: &[u8]| x.last().is_some_and(|low| low & 1 == 1);
+    if !odd(n) || !odd(e) || (e.len() < 2 && e.first().is_none_or(|&e| e < 3)) {
         return Err("RSA modulus or exponent is not valid");
     }
-    let key = RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).map_err(|_| "RSA key is not valid")?;
-    let spki = key
-        .to_public_key_der()
-        .map_err(|_| "RSA key cannot be encoded")?
-        .into_vec();
+    // Also refuses an exponent above 2^33 - 1.
+    let key = RsaPublicKey::new(n, e).ok_or("RSA key is not valid")?;
+    let spki = key.to_spki_der();
     Ok(Material::Rsa { key, spki })
 }
 
@@ -342,6 +345,7 @@ impl Jwks {
 mod tests {
     use super::*;
     use crate::testdata::*;
+    use rsa::pkcs8::EncodePublicKey;
     use serde_json::json;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -457,6 +461,45 @@ mod tests {
         assert_eq!(set.skip_reasons()[3], "RSA modulus larger than 8192 bits");
         assert_eq!(set.skip_reasons()[9], "use is not sig");
         assert_eq!(set.skip_reasons()[10], "key_ops lacks verify");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn rsa_modulus_and_exponent_limits() {
+        let parse = |n: &[u8], e: &[u8]| Jwk::from_json(&json!({"kty": "RSA", "n": b64(n), "e": b64(e)}));
+        let n = unb64(RSA_N);
+        let invalid = Err("RSA modulus or exponent is not valid");
+        for e in [&[][..], &[0], &[1], &[2], &[0, 1], &[1, 0, 0], &[0, 0, 2]] {
+            assert_eq!(parse(&n, e).map(|k| k.kind()), invalid, "{e:?}");
+        }
+        // Up to 2^33 - 1, as the `rsa` crate allowed.
+        for e in [&[3][..], &[0, 0, 3], &[1, 0, 1], &[1, 0xff, 0xff, 0xff, 0xff]] {
+            assert_eq!(parse(&n, e).unwrap().rsa_bits(), Some(2048), "{e:?}");
+        }
+        for e in [&[2, 0, 0, 0, 1][..], &[1, 0, 0, 0, 0, 0, 0, 0, 1]] {
+            assert_eq!(parse(&n, e).map(|k| k.kind()), Err("RSA key is not valid"), "{e:?}");
+        }
+        let mut even = n.clone();
+        even[255] &= 0xfe;
+        assert_eq!(parse(&even, &[1, 0, 1]).map(|k| k.kind()), invalid);
+        // Leading zero bytes of n do not count, and are not in the SPKI.
+        let padded = parse(&[&[0, 0][..], &n].concat(), &[0, 1, 0, 1]).unwrap();
+        assert_eq!(padded.rsa_bits(), Some(2048));
+        assert_eq!(padded.spki_der(), parse(&n, &[1, 0, 1]).unwrap().spki_der());
+        // 8192 bits is the most; 2048 the least.
+        let mut n8192 = vec![0xff; 1024];
+        assert_eq!(parse(&n8192, &[1, 0, 1]).unwrap().rsa_bits(), Some(8192));
+        n8192.insert(0, 1);
+        assert_eq!(
+            parse(&n8192, &[1, 0, 1]).map(|k| k.kind()),
+            Err("RSA modulus larger than 8192 bits")
+        );
+        let mut n2048 = vec![0xff; 256];
+        n2048[0] = 0x80;
+        assert!(parse(&n2048, &[3]).is_ok());
+        assert_eq!(
+            parse(&n2048[1..], &[3]).map(|k| k.kind()),
+            Err("RSA modulus smaller than 2048 bits")
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

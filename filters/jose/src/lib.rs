@@ -19,12 +19,14 @@
 mod alg;
 mod b64;
 mod claims;
+mod der;
 mod error;
 mod issuer;
 mod json;
 mod jwk;
 mod jwt;
 pub mod keys;
+mod rsassa;
 mod verify;
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ pub fn key_for(alg: Alg) -> Jwk {
 }
 
 /// A deterministic "random" source for PSS salts: tests must be reproducible.
-struct TestRng(u64);
+pub struct TestRng(pub u64);
 
 impl RngCore for TestRng {
     fn next_u32(&mut self) -> u32 {

@@ -2,14 +2,14 @@
 
 use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::Verifier;
-use rsa::traits::PublicKeyParts;
-use rsa::{Pkcs1v15Sign, Pss, RsaPublicKey};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use sha2::{Sha256, Sha384, Sha512};
 use shared::{HashAlg, HostCrypto};
 
 use crate::alg::Alg;
+use crate::der::{der_length, der_unsigned_integer};
 use crate::error::JwtError;
 use crate::jwk::{Jwk, Material};
+use crate::rsassa::RsaPublicKey;
 
 /// The group orders n of P-256 and P-384 (FIPS 186-4 D.1.2), big-endian.
 const P256_ORDER: [u8; 32] = [
@@ -39,12 +39,12 @@ pub(crate) fn verify_signature(
             let hash = host_hash(alg)?;
             match crypto.verify(hash, spki, signature, message) {
                 Some(valid) => valid,
-                None => rsa_pkcs1v15(key, hash, message, signature),
+                None => key.verify_pkcs1v15(hash, message, signature),
             }
         }
         (Alg::PS256 | Alg::PS384 | Alg::PS512, Material::Rsa { key, .. }) => {
             check_rsa_length(key, signature)?;
-            rsa_pss(key, host_hash(alg)?, message, signature)
+            key.verify_pss(host_hash(alg)?, message, signature)
         }
         (Alg::ES256, Material::P256 { key, spki }) => {
             let der = ecdsa_der(signature, &P256_ORDER)?;
@@ -99,25 +99,6 @@ fn check_rsa_length(key: &RsaPublicKey, signature: &[u8]) -> Result<(), JwtError
     }
 }
 
-fn rsa_pkcs1v15(key: &RsaPublicKey, hash: HashAlg, message: &[u8], signature: &[u8]) -> bool {
-    let result = match hash {
-        HashAlg::Sha256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), signature),
-        HashAlg::Sha384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(message), signature),
-        HashAlg::Sha512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(message), signature),
-    };
-    result.is_ok()
-}
-
-/// RFC 7518 section 3.5: MGF1 with the same hash, salt as long as the hash output.
-fn rsa_pss(key: &RsaPublicKey, hash: HashAlg, message: &[u8], signature: &[u8]) -> bool {
-    let result = match hash {
-        HashAlg::Sha256 => key.verify(Pss::new::<Sha256>(), &Sha256::digest(message), signature),
-        HashAlg::Sha384 => key.verify(Pss::new::<Sha384>(), &Sha384::digest(message), signature),
-        HashAlg::Sha512 => key.verify(Pss::new::<Sha512>(), &Sha512::digest(message), signature),
-    };
-    result.is_ok()
-}
-
 fn hmac<M: Mac + hmac::digest::KeyInit>(secret: &[u8], message: &[u8], signature: &[u8]) -> bool {
     match <M as Mac>::new_from_slice(secret) {
         Ok(mut mac) => {
@@ -152,32 +133,6 @@ fn ecdsa_der(signature: &[u8], order: &[u8]) -> Result<Vec<u8>, JwtError> {
     der_length(&mut der, body.len());
     der.extend_from_slice(&body);
     Ok(der)
-}
-
-/// A DER INTEGER holding the non-negative big-endian `value`: minimal, with a leading zero byte
-/// when the top bit is set.
-fn der_unsigned_integer(out: &mut Vec<u8>, value: &[u8]) {
-    let start = value.iter().position(|&b| b != 0).unwrap_or(value.len());
-    let digits = value.get(start..).unwrap_or_default();
-    let pad = digits.first().is_none_or(|&b| b & 0x80 != 0);
-    out.push(0x02);
-    der_length(out, digits.len() + usize::from(pad));
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(digits);
-}
-
-fn der_length(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
-        let significant = bytes.get(start..).unwrap_or_default();
-        out.push(0x80 | significant.len() as u8);
-        out.extend_from_slice(significant);
-    }
 }
 
 #[cfg(test)]
