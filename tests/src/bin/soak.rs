@@ -252,6 +252,9 @@ impl Traffic<'_> {
 
     fn one(&self, n: u64) {
         let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // Which round of the mix: each kind's slots sit at fixed places in a round, so `n` modulo
+        // a small number would pick only some of its clients.
+        let round = n / MIX.iter().map(|(_, weight)| weight).sum::<u64>();
         match kind_of(n) {
             Kind::Valid => {
                 let visit = self.quiet_visits.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +271,7 @@ impl Traffic<'_> {
                 self.send(Kind::FirstCall, local, bearer(Request::get("/orders"), &token));
             }
             Kind::OverLimit => {
-                let token = self.tokens.of(&format!("hot-{}", n % HOT_CLIENTS), "orders:read");
+                let token = self.tokens.of(&format!("hot-{}", round % HOT_CLIENTS), "orders:read");
                 self.send(Kind::OverLimit, local, bearer(Request::get("/orders"), &token));
             }
             Kind::UnknownToken => {
@@ -284,7 +287,7 @@ impl Traffic<'_> {
             Kind::MissingScope => {
                 let token = self
                     .tokens
-                    .of(&format!("reader-{}", n % READ_ONLY_CLIENTS), "orders:read");
+                    .of(&format!("reader-{}", round % READ_ONLY_CLIENTS), "orders:read");
                 let req = Request::post("/orders", r#"{"item":"book"}"#).header("Content-Type", "application/json");
                 self.send(Kind::MissingScope, local, bearer(req, &token));
             }
@@ -296,7 +299,7 @@ impl Traffic<'_> {
             }
             Kind::Public => {
                 // Its own address each time: the per-address limit of 5 a minute is not the point.
-                let [_, a, b, c] = ((n / 20) as u32 % (1 << 22) + (1 << 16)).to_be_bytes();
+                let [_, a, b, c] = (round as u32 % (1 << 22) + (1 << 16)).to_be_bytes();
                 let source = IpAddr::V4(Ipv4Addr::new(127, a.max(1), b, c.max(1)));
                 self.send(Kind::Public, source, Request::get("/public/health"));
             }
