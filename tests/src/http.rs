@@ -124,6 +124,21 @@ impl Response {
         header_values(&self.headers, name).next()
     }
 
+    /// The `WWW-Authenticate` of a 401 or 403, which must be a Bearer challenge for `realm`.
+    ///
+    /// # Panics
+    /// If there is none, or it is not.
+    pub fn bearer_challenge(&self, realm: &str) -> String {
+        let challenge = self
+            .header("www-authenticate")
+            .unwrap_or_else(|| panic!("{} without WWW-Authenticate", self.status));
+        assert!(
+            challenge.starts_with(&format!("Bearer realm=\"{realm}\"")),
+            "challenge: {challenge}"
+        );
+        challenge
+    }
+
     /// Every value of a header, in arrival order, as lossy UTF-8.
     pub fn header_all(&self, name: &str) -> Vec<String> {
         header_values(&self.headers, name).collect()

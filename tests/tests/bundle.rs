@@ -15,7 +15,7 @@ use harness::demo::GATEWAY_CLIENT;
 use harness::examples::{self, localize, Environment};
 use harness::oauth::{Client, TokenFormat};
 use harness::paths::{wasm_path, workspace_root};
-use harness::{EchoUpstream, Envoy, Gateway, OAuthServer, RateLimitService, Request, Response};
+use harness::{EchoUpstream, Envoy, Gateway, OAuthServer, RateLimitService, Request};
 use serde_json::{json, Value};
 
 const BUNDLE: &str = "gateway-bundle.yaml";
@@ -133,15 +133,6 @@ fn bearer(req: Request, token: &str) -> Request {
     req.header("Authorization", &format!("Bearer {token}"))
 }
 
-/// The challenge of a 401/403, which must exist and name the realm.
-fn challenge(resp: &Response) -> String {
-    let challenge = resp
-        .header("www-authenticate")
-        .unwrap_or_else(|| panic!("{} without WWW-Authenticate", resp.status));
-    assert!(challenge.starts_with("Bearer realm=\"api\""), "challenge: {challenge}");
-    challenge
-}
-
 /// The gateway's behaviour as a client sees it, for `file`: what the shipped chain promises, in
 /// short (the gateway suite, `tests/tests/gateway.rs`, has the whole of it for `gateway.yaml`).
 fn check_the_chain(file: &str, gw: &Gateway, services: &Services) {
@@ -170,7 +161,7 @@ fn check_the_chain(file: &str, gw: &Gateway, services: &Services) {
 
     let missing = gw.get("/orders");
     assert_eq!(missing.status, 401, "{file}");
-    assert!(!challenge(&missing).contains("error="), "{file}");
+    assert!(!missing.bearer_challenge("api").contains("error="), "{file}");
     assert_eq!(
         missing.header("x-content-type-options").as_deref(),
         Some("nosniff"),
@@ -182,7 +173,10 @@ fn check_the_chain(file: &str, gw: &Gateway, services: &Services) {
         |token: &str| gw.send(bearer(Request::post("/orders", "{}"), token).header("Content-Type", "application/json"));
     let refused = post(&reader);
     assert_eq!(refused.status, 403, "{file}: {}", refused.text());
-    assert!(challenge(&refused).contains("error=\"insufficient_scope\""), "{file}");
+    assert!(
+        refused.bearer_challenge("api").contains("error=\"insufficient_scope\""),
+        "{file}"
+    );
     let writer = services.token("writer", "orders:write");
     assert_eq!(post(&writer).status, 200, "{file}");
 

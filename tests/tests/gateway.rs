@@ -290,15 +290,6 @@ fn assert_refused_before_the_upstream(resp: &Response) {
     );
 }
 
-/// The challenge of a 401/403, which must exist and name the realm.
-fn challenge(resp: &Response) -> String {
-    let challenge = resp
-        .header("www-authenticate")
-        .unwrap_or_else(|| panic!("{} without WWW-Authenticate", resp.status));
-    assert!(challenge.starts_with("Bearer realm=\"api\""), "challenge: {challenge}");
-    challenge
-}
-
 // --- cases -------------------------------------------------------------------------------------
 
 fn opaque_tokens_reach_the_upstream_as_verified_jwts(stack: &Stack) {
@@ -335,14 +326,14 @@ fn missing_and_unknown_tokens_are_challenged(stack: &Stack) {
     let missing = caller.get("/orders", None);
     assert_eq!(missing.status, 401);
     assert!(
-        !challenge(&missing).contains("error="),
+        !missing.bearer_challenge("api").contains("error="),
         "no token: no error code (RFC 6750 3.1)"
     );
     assert_refused_before_the_upstream(&missing);
 
     let unknown = caller.get("/orders", Some("made-up-token"));
     assert_eq!(unknown.status, 401);
-    assert!(challenge(&unknown).contains("error=\"invalid_token\""));
+    assert!(unknown.bearer_challenge("api").contains("error=\"invalid_token\""));
     assert_refused_before_the_upstream(&unknown);
 
     let (token, _) = stack.token("orders:read");
@@ -369,7 +360,7 @@ fn scopes_decide_what_each_method_may_do(stack: &Stack) {
     upstream_saw(&caller.get("/orders", Some(&reader)));
     let refused = json_post(&reader, "application/json");
     assert_eq!(refused.status, 403);
-    assert!(challenge(&refused).contains("error=\"insufficient_scope\""));
+    assert!(refused.bearer_challenge("api").contains("error=\"insufficient_scope\""));
     assert_refused_before_the_upstream(&refused);
 
     let seen = upstream_saw(&json_post(&writer, "application/json"));
