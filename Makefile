@@ -45,7 +45,7 @@ help:
 	@echo "make fuzz      every cargo-fuzz target (tests/fuzz) for FUZZ_SECONDS (default 60) each; new coverage joins the corpus"
 	@echo "make fuzz-smoke    every fuzz target for FUZZ_SMOKE_SECONDS (default 8) each, as make test does"
 	@echo "make fuzz-tools    cargo-fuzz $(CARGO_FUZZ_VERSION) into .tools"
-	@echo "make oci       one OCI wasm image per filter (Istio/Envoy Gateway compat variant) under target/oci"
+	@echo "make oci       one OCI wasm image per filter and one of the bundle (Istio/Envoy Gateway compat variant) under target/oci"
 	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
 	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 15 min) -> target/bench/results.md"
 	@echo "make bench-quick    the same with fewer variants, about a minute"
@@ -178,12 +178,12 @@ fuzz-smoke: $(CARGO_FUZZ)
 
 .PHONY: oci
 oci: build
-	cargo run --quiet -p xtask -- oci --out $(OCI_DIR) $(FILTERS)
+	cargo run --quiet -p xtask -- oci --out $(OCI_DIR) $(MODULES)
 
 .PHONY: oci-push
 oci-push: oci oci-tools
 	@test -n "$(REGISTRY)" || { echo "usage: make oci-push REGISTRY=host:port"; exit 1; }
-	for f in $(FILTERS); do \
+	for f in $(MODULES); do \
 	  skopeo copy --dest-tls-verify=false oci:$(OCI_DIR)/$$f:$(VERSION) docker://$(REGISTRY)/apisec/$$f:$(VERSION); \
 	done
 

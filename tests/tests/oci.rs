@@ -25,7 +25,14 @@ use harness::{Gateway, WasmFilter};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-const FILTERS: [&str; 5] = ["header_scrub", "jwt_auth", "phantom_token", "rate_limit", "scope_gate"];
+const MODULES: [&str; 6] = [
+    "header_scrub",
+    "jwt_auth",
+    "phantom_token",
+    "rate_limit",
+    "scope_gate",
+    "apisec_bundle",
+];
 /// The workspace version, which the xtask puts in the images (this crate shares it).
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const DEFAULT_SOURCE: &str = "https://github.com/apisec-filters/apisec";
@@ -303,7 +310,7 @@ fn check_image(layout: &Layout, filter: &str) -> Value {
 
 #[test]
 fn images_are_reproducible_and_hold_the_built_modules() {
-    for filter in FILTERS {
+    for filter in MODULES {
         wasm_path(filter); // Fails with "make build" if a module is missing.
     }
     let (first, second) = (temp_dir("e2e-oci-a-"), temp_dir("e2e-oci-b-"));
@@ -311,7 +318,7 @@ fn images_are_reproducible_and_hold_the_built_modules() {
     let printed = pack(first.path(), &[], &[]);
     pack(second.path(), &[], &[]);
 
-    for filter in FILTERS {
+    for filter in MODULES {
         let a = Layout(first.path().join(filter));
         let b = Layout(second.path().join(filter));
         let manifest = check_image(&a, filter);
@@ -415,7 +422,7 @@ fn images_round_trip_through_a_registry() {
     let (packed, pulled) = (temp_dir("e2e-oci-push-"), temp_dir("e2e-oci-pull-"));
     pack(packed.path(), &[], &[]);
 
-    for filter in FILTERS {
+    for filter in MODULES {
         let layout = Layout(packed.path().join(filter));
         let digest = layout.manifest_digest(VERSION);
         let remote = format!("docker://{}/apisec/{filter}:{VERSION}", registry.addr());
