@@ -41,12 +41,18 @@ impl Deny {
     /// The table: status, RFC 6750 challenge, and JSON body for each refusal.
     pub fn reply(&self, realm: &Realm) -> LocalReply {
         let challenge = |error: Option<&str>, scope: Option<&str>| {
-            let mut value = format!("Bearer realm=\"{}\"", realm.0);
+            let mut value = String::from("Bearer realm=\"");
+            value.push_str(&realm.0);
+            value.push('"');
             if let Some(error) = error {
-                value.push_str(&format!(", error=\"{error}\""));
+                value.push_str(", error=\"");
+                value.push_str(error);
+                value.push('"');
             }
             if let Some(scope) = scope {
-                value.push_str(&format!(", scope=\"{scope}\""));
+                value.push_str(", scope=\"");
+                value.push_str(scope);
+                value.push('"');
             }
             value
         };
@@ -104,13 +110,43 @@ impl Deny {
         if let Some(secs) = retry_after {
             headers.push((HeaderName::trusted("retry-after"), secs.to_string()));
         }
-        let body = serde_json::json!({ "error": error, "error_description": description });
+        // `{"error":…,"error_description":…}`, byte for byte what serde_json writes for it, without
+        // linking serde_json's `Value` and its serializer into every module for two strings.
+        let mut body = String::from("{\"error\":");
+        json_string(&mut body, error);
+        body.push_str(",\"error_description\":");
+        json_string(&mut body, description);
+        body.push('}');
         LocalReply {
             status,
             headers,
-            body: body.to_string().into_bytes(),
+            body: body.into_bytes(),
         }
     }
+}
+
+/// Appends `text` as a JSON string, escaped as serde_json escapes it.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let hex = |digit: u32| char::from_digit(digit, 16).unwrap_or('0');
+                out.push_str("\\u00");
+                out.push(hex(u32::from(c) >> 4));
+                out.push(hex(u32::from(c) & 0xf));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The `realm` of RFC 6750 challenges: printable ASCII without quotes or backslashes, so it can be
@@ -270,6 +306,23 @@ mod tests {
         ];
         for (deny, expected) in cases {
             assert_eq!(row(deny.clone()), expected, "{deny:?}");
+        }
+    }
+
+    /// The body is what serde_json would write, escapes included.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn bodies_are_serde_json_byte_for_byte() {
+        let texts = [
+            "plain",
+            "quote \" back \\ slash",
+            "\n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "caf\u{e9} \u{1f600}",
+            "",
+        ];
+        for text in texts {
+            let reply = Deny::Forbidden(text).reply(&Realm::default());
+            let expected = serde_json::json!({ "error": "forbidden", "error_description": text }).to_string();
+            assert_eq!(String::from_utf8(reply.body).unwrap(), expected);
         }
     }
 

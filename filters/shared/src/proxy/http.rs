@@ -10,7 +10,8 @@ use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
 use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
 use crate::effects::{Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
-use crate::filter::{FilterRoot, HttpFilter};
+use crate::filter::HttpFilter;
+use crate::headers::Headers;
 use crate::ports::Ctx;
 use crate::Deny;
 
@@ -23,30 +24,69 @@ enum Phase {
     Response,
 }
 
-/// The context the SDK owns; the state lives behind an `Rc` so waiters can be woken.
-pub struct HttpAdapter<R: FilterRoot> {
-    shell: Rc<Shell<R>>,
+/// A callback of the core, with what it gets. (Data rather than a closure: one copy of the code
+/// that runs callbacks, not one per callback.)
+enum Event<'a> {
+    RequestHeaders(&'a Headers),
+    ResponseHeaders(&'a Headers),
+    CallResponse(CallOutcome),
+    GrpcResponse(GrpcOutcome),
+    Wake(&'a str),
 }
 
-struct Shell<R: FilterRoot> {
+impl Event<'_> {
+    /// Which header map the step's edits go to.
+    fn phase(&self) -> Phase {
+        match self {
+            Event::ResponseHeaders(_) => Phase::Response,
+            _ => Phase::Request,
+        }
+    }
+
+    fn deliver(self, filter: &mut dyn HttpFilter, ctx: &Ctx) -> Step {
+        match self {
+            Event::RequestHeaders(headers) => filter.on_request_headers(headers, ctx),
+            Event::ResponseHeaders(headers) => filter.on_response_headers(headers, ctx),
+            Event::CallResponse(outcome) => filter.on_call_response(outcome, ctx),
+            Event::GrpcResponse(outcome) => filter.on_grpc_response(outcome, ctx),
+            Event::Wake(signal) => filter.on_wake(signal, ctx),
+        }
+    }
+}
+
+/// The context the SDK owns; the state lives behind an `Rc` so waiters can be woken. The same
+/// type for every filter (the filter is a trait object), like [`super::root::Root`].
+pub struct HttpAdapter {
+    shell: Rc<Shell>,
+}
+
+struct Shell {
     context_id: u32,
-    this: Weak<Shell<R>>,
-    state: RefCell<State<R>>,
+    /// [`FilterRoot::NAME`](crate::FilterRoot::NAME), for logs.
+    name: &'static str,
+    this: Weak<Shell>,
+    state: RefCell<State>,
 }
 
-struct State<R: FilterRoot> {
+struct State {
     /// `None` only if the host created a stream on an unconfigured root: such requests get 503.
-    filter: Option<R::Filter>,
+    filter: Option<Box<dyn HttpFilter>>,
     metric_ids: Rc<Vec<Option<u32>>>,
     /// Tokens of outbound calls still awaited.
     pending_calls: Vec<u32>,
     notify_if_abandoned: Vec<String>,
 }
 
-impl<R: FilterRoot> HttpAdapter<R> {
-    pub fn new(context_id: u32, filter: Option<R::Filter>, metric_ids: Rc<Vec<Option<u32>>>) -> Self {
+impl HttpAdapter {
+    pub fn new(
+        context_id: u32,
+        name: &'static str,
+        filter: Option<Box<dyn HttpFilter>>,
+        metric_ids: Rc<Vec<Option<u32>>>,
+    ) -> Self {
         let shell = Rc::new_cyclic(|this| Shell {
             context_id,
+            name,
             this: this.clone(),
             state: RefCell::new(State {
                 filter,
@@ -59,15 +99,15 @@ impl<R: FilterRoot> HttpAdapter<R> {
     }
 }
 
-impl<R: FilterRoot> Shell<R> {
+impl Shell {
     /// Runs a callback of the core and carries out its step. Returns what the host should do now.
-    fn run(&self, phase: Phase, callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step) -> HostAction {
+    fn run(&self, event: Event<'_>) -> HostAction {
         let (action, notify) = {
             let Ok(mut state) = self.state.try_borrow_mut() else {
-                log::error!("{}: re-entrant callback ignored", R::NAME);
+                log::error!("{}: re-entrant callback ignored", self.name);
                 return HostAction::Continue;
             };
-            state.run(phase, callback, self)
+            state.run(event, self)
         };
         if !notify.is_empty() {
             for signal in &notify {
@@ -79,8 +119,8 @@ impl<R: FilterRoot> Shell<R> {
     }
 
     /// Runs a callback that happens while the request is paused, and resumes it if the core says so.
-    fn run_paused(&self, callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step) {
-        let action = self.run(Phase::Request, callback);
+    fn run_paused(&self, event: Event<'_>) {
+        let action = self.run(event);
         let idle = self.state.try_borrow().is_ok_and(|s| s.pending_calls.is_empty());
         if matches!(action, HostAction::Continue) && idle {
             let _ = hostcalls::resume_http_request();
@@ -88,29 +128,25 @@ impl<R: FilterRoot> Shell<R> {
     }
 }
 
-impl<R: FilterRoot> State<R> {
-    fn run(
-        &mut self,
-        phase: Phase,
-        callback: impl FnOnce(&mut R::Filter, &Ctx) -> Step,
-        shell: &Shell<R>,
-    ) -> (HostAction, Vec<String>) {
+impl State {
+    fn run(&mut self, event: Event<'_>, shell: &Shell) -> (HostAction, Vec<String>) {
         let ctx = ctx();
+        let phase = event.phase();
         let step = match self.filter.as_mut() {
-            Some(filter) => callback(filter, &ctx),
+            Some(filter) => event.deliver(&mut **filter, &ctx),
             None => {
-                log::error!("{}: request on an unconfigured plugin", R::NAME);
+                log::error!("{}: request on an unconfigured plugin", shell.name);
                 Step::reply(Deny::Unavailable { retry_after_secs: None }.reply(&Default::default()))
             }
         };
         self.carry_out(step, phase, shell, &ctx)
     }
 
-    fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell<R>, ctx: &Ctx) -> (HostAction, Vec<String>) {
+    fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
             if hostcalls::set_property(vec![write.key.as_str()], Some(&write.value)).is_err() {
-                log::warn!("{}: could not publish filter state {}", R::NAME, write.key);
+                log::warn!("{}: could not publish filter state {}", shell.name, write.key);
             }
         }
         let map = match phase {
@@ -141,7 +177,7 @@ impl<R: FilterRoot> State<R> {
         let action = match step.action {
             Action::Continue => HostAction::Continue,
             Action::Pause if undispatched + grpc_undispatched > 0 => {
-                log::warn!("{}: outbound call could not be dispatched", R::NAME);
+                log::warn!("{}: outbound call could not be dispatched", shell.name);
                 let (action, more) = match self.filter.as_mut() {
                     Some(filter) => {
                         let step = if undispatched > 0 {
@@ -165,7 +201,7 @@ impl<R: FilterRoot> State<R> {
             Action::Reply(reply) => {
                 let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
                 if hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)).is_err() {
-                    log::error!("{}: could not send local reply {}", R::NAME, reply.status);
+                    log::error!("{}: could not send local reply {}", shell.name, reply.status);
                 }
                 HostAction::Pause
             }
@@ -174,16 +210,16 @@ impl<R: FilterRoot> State<R> {
     }
 }
 
-impl<R: FilterRoot> Wakeable for Shell<R> {
+impl Wakeable for Shell {
     fn wake(&self, signal: &str) {
         if hostcalls::set_effective_context(self.context_id).is_err() {
             return;
         }
-        self.run_paused(|filter, ctx| filter.on_wake(signal, ctx));
+        self.run_paused(Event::Wake(signal));
     }
 }
 
-impl<R: FilterRoot> Drop for HttpAdapter<R> {
+impl Drop for HttpAdapter {
     fn drop(&mut self) {
         let Ok(mut state) = self.shell.state.try_borrow_mut() else {
             return;
@@ -233,14 +269,13 @@ pub fn read_call_outcome(num_headers: usize, body_size: usize) -> CallOutcome {
     }
 }
 
-impl<R: FilterRoot> Context for HttpAdapter<R> {
+impl Context for HttpAdapter {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         if let Ok(mut state) = self.shell.state.try_borrow_mut() {
             state.pending_calls.retain(|t| *t != token_id);
         }
         let outcome = read_call_outcome(num_headers, body_size);
-        self.shell
-            .run_paused(|filter, ctx| filter.on_call_response(outcome, ctx));
+        self.shell.run_paused(Event::CallResponse(outcome));
     }
 
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
@@ -248,21 +283,18 @@ impl<R: FilterRoot> Context for HttpAdapter<R> {
             state.pending_calls.retain(|t| *t != token_id);
         }
         let outcome = read_grpc_outcome(status_code, response_size);
-        self.shell
-            .run_paused(|filter, ctx| filter.on_grpc_response(outcome, ctx));
+        self.shell.run_paused(Event::GrpcResponse(outcome));
     }
 }
 
-impl<R: FilterRoot> HttpContext for HttpAdapter<R> {
+impl HttpContext for HttpAdapter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpRequestHeaders);
-        self.shell
-            .run(Phase::Request, |filter, ctx| filter.on_request_headers(&headers, ctx))
+        self.shell.run(Event::RequestHeaders(&headers))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpResponseHeaders);
-        self.shell
-            .run(Phase::Response, |filter, ctx| filter.on_response_headers(&headers, ctx))
+        self.shell.run(Event::ResponseHeaders(&headers))
     }
 }

@@ -1,7 +1,8 @@
 //! The root context: config, counters and background work, once per plugin per worker.
 
-use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -10,48 +11,102 @@ use proxy_wasm::types::{BufferType, ContextType, MetricType};
 use super::host::{bump, ctx, dispatch};
 use super::http::{read_call_outcome, HttpAdapter};
 use super::waiters;
+use crate::config::ConfigError;
 use crate::effects::{CallOutcome, RootStep};
-use crate::filter::FilterRoot;
+use crate::filter::{FilterRoot, HttpFilter};
 use crate::metrics::MetricRegistry;
 use crate::ports::Ctx;
 
-pub struct RootAdapter<R> {
-    context_id: u32,
-    root: Option<Rc<R>>,
-    /// Host metric id per registered counter, indexed like [`Counter`](crate::Counter) handles.
-    metric_ids: Rc<Vec<Option<u32>>>,
-    /// Tag of each outbound call in flight, by host token.
-    calls: HashMap<u32, u32>,
-}
+/// The root context of filter `R`, as [`super::module`] names it. Only [`RootAdapter::new`]
+/// depends on `R`: it gives a [`Root`], which is the same type for every filter, so a module
+/// hosting several filters has one root context type, one HTTP context type and one copy of the
+/// SDK's trait methods for each, not one per filter.
+pub struct RootAdapter<R>(PhantomData<R>);
 
 impl<R: FilterRoot> RootAdapter<R> {
-    pub fn new(context_id: u32) -> Self {
-        Self {
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "the one generic step: the context is the same type for every filter"
+    )]
+    pub fn new(context_id: u32) -> Root {
+        Root {
             context_id,
+            name: R::NAME,
+            configure: configure::<R>,
             root: None,
             metric_ids: Rc::new(Vec::new()),
-            calls: HashMap::new(),
+            calls: Vec::new(),
         }
     }
+}
 
-    fn background(&mut self, work: impl FnOnce(&R, &Ctx) -> RootStep) {
-        let Some(root) = self.root.clone() else { return };
-        let ctx = ctx();
-        let step = work(&root, &ctx);
-        self.carry_out(&root, step, &ctx);
+/// Parses and validates a config into a configured filter, as [`FilterRoot::configure`] does.
+type Configure = fn(&[u8], &mut MetricRegistry) -> Result<Rc<dyn Configured>, ConfigError>;
+
+fn configure<R: FilterRoot>(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn Configured>, ConfigError> {
+    Ok(Rc::new(R::configure(raw, metrics)?))
+}
+
+/// A configured filter ([`FilterRoot`]) behind a trait object: the same adapter for every filter.
+pub trait Configured {
+    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter>;
+    fn tick_period(&self) -> Option<Duration>;
+    fn on_start(&self, ctx: &Ctx) -> RootStep;
+    fn on_tick(&self, ctx: &Ctx) -> RootStep;
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep;
+}
+
+impl<R: FilterRoot> Configured for R {
+    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter> {
+        Box::new(R::new_filter(&self))
     }
 
-    fn carry_out(&mut self, root: &R, step: RootStep, ctx: &Ctx) {
+    fn tick_period(&self) -> Option<Duration> {
+        FilterRoot::tick_period(self)
+    }
+
+    fn on_start(&self, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_start(self, ctx)
+    }
+
+    fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_tick(self, ctx)
+    }
+
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_call_response(self, tag, outcome, ctx)
+    }
+}
+
+pub struct Root {
+    context_id: u32,
+    /// [`FilterRoot::NAME`]: log prefix and metric namespace.
+    name: &'static str,
+    configure: Configure,
+    root: Option<Rc<dyn Configured>>,
+    /// Host metric id per registered counter, indexed like [`Counter`](crate::Counter) handles.
+    metric_ids: Rc<Vec<Option<u32>>>,
+    /// Tag of each outbound call in flight, by host token (a handful at most: background work).
+    calls: Vec<(u32, u32)>,
+}
+
+impl Root {
+    fn background(&mut self, work: impl FnOnce(&dyn Configured, &Ctx) -> RootStep) {
+        let Some(root) = self.root.clone() else { return };
+        let ctx = ctx();
+        let step = work(&*root, &ctx);
+        self.carry_out(&*root, step, &ctx);
+    }
+
+    fn carry_out(&mut self, root: &dyn Configured, step: RootStep, ctx: &Ctx) {
         bump(&self.metric_ids, &step.counters);
         for (tag, call) in &step.calls {
             match dispatch(call) {
-                Some(token) => {
-                    self.calls.insert(token, *tag);
-                }
+                Some(token) => self.calls.push((token, *tag)),
                 None => {
                     log::warn!(
                         "{}: background call to cluster {} could not be dispatched",
-                        R::NAME,
+                        self.name,
                         call.cluster
                     );
                     let failed = root.on_call_response(*tag, CallOutcome::Failed, ctx);
@@ -68,24 +123,25 @@ impl<R: FilterRoot> RootAdapter<R> {
     }
 }
 
-impl<R: FilterRoot> Context for RootAdapter<R> {
+impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
-        let Some(tag) = self.calls.remove(&token_id) else {
+        let Some(i) = self.calls.iter().position(|(token, _)| *token == token_id) else {
             return;
         };
+        let (_, tag) = self.calls.swap_remove(i);
         let outcome = read_call_outcome(num_headers, body_size);
         self.background(|root, ctx| root.on_call_response(tag, outcome, ctx));
     }
 }
 
-impl<R: FilterRoot> RootContext for RootAdapter<R> {
+impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
             .flatten()
             .unwrap_or_default();
-        let mut registry = MetricRegistry::new(R::NAME);
-        match R::configure(&raw, &mut registry) {
+        let mut registry = MetricRegistry::new(self.name);
+        match (self.configure)(&raw, &mut registry) {
             Ok(root) => {
                 self.metric_ids = Rc::new(
                     registry
@@ -97,13 +153,13 @@ impl<R: FilterRoot> RootContext for RootAdapter<R> {
                 if let Some(period) = root.tick_period() {
                     let _ = hostcalls::set_tick_period(period);
                 }
-                self.root = Some(Rc::new(root));
+                self.root = Some(root);
                 self.background(|root, ctx| root.on_start(ctx));
-                log::info!("{}: configured", R::NAME);
+                log::info!("{}: configured", self.name);
                 true
             }
             Err(error) => {
-                log::error!("{}: invalid configuration: {error}", R::NAME);
+                log::error!("{}: invalid configuration: {error}", self.name);
                 false
             }
         }
@@ -118,9 +174,10 @@ impl<R: FilterRoot> RootContext for RootAdapter<R> {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let filter = self.root.as_ref().map(R::new_filter);
-        Some(Box::new(HttpAdapter::<R>::new(
+        let filter = self.root.clone().map(Configured::new_filter);
+        Some(Box::new(HttpAdapter::new(
             context_id,
+            self.name,
             filter,
             Rc::clone(&self.metric_ids),
         )))
