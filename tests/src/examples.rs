@@ -189,7 +189,7 @@ pub fn embedded_configs<E: Display>(path: &Path, parse: impl Fn(&str) -> Result<
     wasm_filters(&yaml, &mut filters);
     filters
         .into_iter()
-        .map(|typed_config| {
+        .flat_map(|typed_config| {
             let config = &typed_config["config"];
             let root_id = config["root_id"]
                 .as_str()
@@ -205,11 +205,35 @@ pub fn embedded_configs<E: Display>(path: &Path, parse: impl Fn(&str) -> Result<
                 .unwrap_or_else(|| panic!("{file}: {root_id} has no configuration value"));
             let config: Value =
                 serde_json::from_str(value).unwrap_or_else(|e| panic!("{file}: the {root_id} config is not JSON: {e}"));
-            EmbeddedConfig {
+            if root_id == CHAIN_ROOT_ID {
+                return chain_members(&file, &config);
+            }
+            vec![EmbeddedConfig {
                 file: file.clone(),
                 root_id: root_id.to_owned(),
                 config,
-            }
+            }]
+        })
+        .collect()
+}
+
+/// The `root_id` of the bundle's chain plugin, whose config lists its member filters' configs.
+pub const CHAIN_ROOT_ID: &str = "chain";
+
+/// A chain plugin's members, each as the config of its own filter.
+fn chain_members(file: &str, chain: &Value) -> Vec<EmbeddedConfig> {
+    let members = chain["filters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{file}: the chain config has no filters array"));
+    members
+        .iter()
+        .map(|member| EmbeddedConfig {
+            file: file.to_owned(),
+            root_id: member["filter"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: a chain member without filter"))
+                .to_owned(),
+            config: member["config"].clone(),
         })
         .collect()
 }

@@ -4,9 +4,9 @@
 //! The shipped configs run as they ship, with only what ties them to the demo's fixed addresses
 //! changed (listener and admin on ephemeral ports, the clusters at this test's services, the
 //! issuer and authority in the filter configs at this test's OAuth server, module paths made
-//! absolute): `gateway-bundle.yaml` and, for comparison, `gateway.yaml` with one module and one VM
-//! per filter. Both gateways must behave alike as a client sees them, and the bundle must create
-//! a fifth of the VMs.
+//! absolute): `gateway-bundle.yaml`, `gateway-chain.yaml` (the bundle's `chain` root: every filter
+//! in one plugin) and, for comparison, `gateway.yaml` with one module and one VM per filter. All
+//! gateways must behave alike as a client sees them, and the bundle must create a fifth of the VMs.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,6 +19,7 @@ use harness::{EchoUpstream, Envoy, Gateway, OAuthServer, RateLimitService, Reque
 use serde_json::{json, Value};
 
 const BUNDLE: &str = "gateway-bundle.yaml";
+const CHAIN: &str = "gateway-chain.yaml";
 const SEPARATE: &str = "gateway.yaml";
 /// The bundle's module.
 const MODULE: &str = "apisec_bundle";
@@ -263,7 +264,7 @@ fn an_unknown_root_id_is_refused_at_load_naming_the_filters_the_module_hosts() {
     assert!(
         log.contains(
             "invalid configuration: root_id: \"scope_gates\" names no filter of this module, which hosts \
-             header_scrub, jwt_auth, phantom_token, rate_limit, scope_gate"
+             chain, header_scrub, jwt_auth, phantom_token, rate_limit, scope_gate"
         ),
         "{log}"
     );
@@ -303,6 +304,115 @@ fn gateway_bundle_yaml_is_gateway_yaml_with_one_vm_for_all_filters() {
     assert!(
         differences.is_empty(),
         "{BUNDLE} differs from {SEPARATE} beyond the vm_config:\n{}",
+        differences.join("\n")
+    );
+}
+
+#[test]
+fn the_chain_in_one_plugin_behaves_as_the_chain_of_separate_plugins() {
+    let services = Services::start();
+    let chain = services.gateway(CHAIN);
+    check_the_chain(CHAIN, &chain, &services);
+    assert_eq!(
+        chain.envoy.counter(VMS_ACTIVE),
+        u64::from(WORKERS) + 2,
+        "{VMS_ACTIVE} with the chain on {WORKERS} workers"
+    );
+    let log = chain.envoy.log();
+    assert!(log.contains("chain: configured"), "{log}");
+    assert_eq!(chain.envoy.stat("wasm.apisec_chain.vm_reload_failure"), Some(0));
+    // Every member's counters under its own name, from the moment the chain is configured.
+    let stats = chain.envoy.stats();
+    assert!(
+        !stats.contains("wasmcustom.apisec.chain."),
+        "counters under the chain's name:\n{stats}"
+    );
+    // A preflight is answered by header-scrub, the first member: the members behind it never
+    // see it, as they would not behind its own plugin.
+    let jwt_auth_outcomes =
+        || ["allowed", "denied_missing_token"].map(|c| chain.envoy.counter(&format!("wasmcustom.apisec.jwt_auth.{c}")));
+    let before = jwt_auth_outcomes();
+    let preflight = chain.send(
+        Request::options("/orders")
+            .header("Origin", "http://localhost:3000")
+            .header("Access-Control-Request-Method", "POST"),
+    );
+    assert_eq!(preflight.status, 204, "{}", preflight.text());
+    assert_eq!(
+        preflight.header("access-control-allow-origin").as_deref(),
+        Some("http://localhost:3000")
+    );
+    assert_eq!(
+        chain
+            .envoy
+            .counter("wasmcustom.apisec.header_scrub.cors_preflight_allowed"),
+        1
+    );
+    assert_eq!(jwt_auth_outcomes(), before, "jwt-auth saw the preflight");
+}
+
+#[test]
+fn a_chain_member_with_a_bad_config_is_refused_at_load_with_its_place_in_the_chain() {
+    let services = Services::start();
+    let echo = EchoUpstream::start();
+    let bootstrap = services.bootstrap(CHAIN, &echo, |bootstrap| {
+        let mut plugins = plugins(bootstrap);
+        let value = &mut plugins[0]["configuration"]["value"];
+        let mut chain: Value = serde_json::from_str(value.as_str().expect("a StringValue")).expect("JSON");
+        chain["filters"][4]["config"]["limits"][0]["enforce"]["requests"] = json!(0);
+        *value = json!(chain.to_string());
+    });
+    let log = match Envoy::start(&bootstrap, 1) {
+        Ok(envoy) => panic!("Envoy accepted a rate limit of 0 requests:\n{}", envoy.log()),
+        Err(log) => log,
+    };
+    assert!(
+        log.contains("chain: invalid configuration: filters[4].config.limits[0].enforce.requests: must be at least 1"),
+        "{log}"
+    );
+}
+
+#[test]
+fn gateway_chain_yaml_is_gateway_yaml_with_the_filters_in_one_plugin() {
+    let mut chain = shipped(CHAIN);
+    let mut separate = shipped(SEPARATE);
+    let members: Vec<Value> = plugins(&mut separate)
+        .iter()
+        .map(|p| {
+            let config: Value =
+                serde_json::from_str(p["configuration"]["value"].as_str().expect("a StringValue")).expect("JSON");
+            json!({"filter": p["root_id"], "config": config})
+        })
+        .collect();
+    let mut chain_plugins = plugins(&mut chain);
+    assert_eq!(chain_plugins.len(), 1, "{CHAIN}: one wasm plugin");
+    let plugin = &mut chain_plugins[0];
+    assert_eq!(plugin["root_id"], examples::CHAIN_ROOT_ID);
+    assert_eq!(
+        plugin["vm_config"]["code"]["local"]["filename"],
+        format!("target/wasm32-wasip1/release/{MODULE}.wasm")
+    );
+    let value: Value =
+        serde_json::from_str(plugin["configuration"]["value"].as_str().expect("a StringValue")).expect("JSON");
+    assert_eq!(
+        value,
+        json!({"filters": members}),
+        "{CHAIN}: the members and their configs must be gateway.yaml's, in its order"
+    );
+    // Everything else is gateway.yaml's: listener, clusters, the rest of the HCM.
+    let without_wasm = |bootstrap: &mut Value| {
+        let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        hcm["http_filters"]
+            .as_array_mut()
+            .expect("http_filters")
+            .retain(|f| f["name"] != "envoy.filters.http.wasm");
+    };
+    without_wasm(&mut chain);
+    without_wasm(&mut separate);
+    let differences = examples::json_differences(&separate, &chain);
+    assert!(
+        differences.is_empty(),
+        "{CHAIN} differs from {SEPARATE} beyond the wasm plugins:\n{}",
         differences.join("\n")
     );
 }

@@ -260,6 +260,10 @@ pub struct Auth {
 }
 
 impl HttpFilter for Auth {
+    fn reads_response_headers(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         self.evaluate(headers, ctx, true)
     }

@@ -364,6 +364,10 @@ pub struct Exchange {
 }
 
 impl HttpFilter for Exchange {
+    fn reads_response_headers(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
         let mut step = Step::proceed();

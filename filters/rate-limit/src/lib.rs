@@ -188,6 +188,10 @@ enum Failure {
 }
 
 impl HttpFilter for RateLimitFilter {
+    fn reads_response_headers(&self) -> bool {
+        !self.response_headers.is_empty()
+    }
+
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let Some(line) = RequestLine::of(headers) else {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));

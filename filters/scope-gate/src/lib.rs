@@ -174,6 +174,10 @@ pub struct Gate {
 }
 
 impl HttpFilter for Gate {
+    fn reads_response_headers(&self) -> bool {
+        false
+    }
+
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let step = self.decide(headers, ctx);
         let outcome = step.counters.first().and_then(|c| self.root.outcomes.name(*c));

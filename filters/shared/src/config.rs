@@ -104,6 +104,10 @@ impl FieldPath {
         Self(format!("{}.{key}", self.0))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.0.clone(), message)
     }

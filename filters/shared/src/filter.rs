@@ -55,6 +55,12 @@ pub trait HttpFilter {
         Step::proceed()
     }
 
+    /// Whether [`HttpFilter::on_response_headers`] has anything to do for this request, asked when
+    /// the response arrives. Saying no spares the response a copy of its headers.
+    fn reads_response_headers(&self) -> bool {
+        true
+    }
+
     /// The answer to an [`HttpCall`](crate::HttpCall) this filter asked for while the request paused.
     fn on_call_response(&mut self, _outcome: CallOutcome, _ctx: &Ctx) -> Step {
         Step::proceed()
@@ -68,5 +74,45 @@ pub trait HttpFilter {
     /// A signal this request waits on ([`Action::Wait`](crate::Action::Wait)) was notified.
     fn on_wake(&mut self, _signal: &str, _ctx: &Ctx) -> Step {
         Step::proceed()
+    }
+}
+
+/// Parses and validates a config into a configured filter, as [`FilterRoot::configure`] does.
+pub type Configure = fn(&[u8], &mut MetricRegistry) -> Result<Rc<dyn DynRoot>, ConfigError>;
+
+/// [`FilterRoot::configure`] for `R`, as a [`Configure`].
+pub fn configure<R: FilterRoot>(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn DynRoot>, ConfigError> {
+    Ok(Rc::new(R::configure(raw, metrics)?))
+}
+
+/// A configured filter ([`FilterRoot`]) behind a trait object: one adapter for every filter, and
+/// what a [`chain`](crate::chain) holds.
+pub trait DynRoot {
+    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter>;
+    fn tick_period(&self) -> Option<Duration>;
+    fn on_start(&self, ctx: &Ctx) -> RootStep;
+    fn on_tick(&self, ctx: &Ctx) -> RootStep;
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep;
+}
+
+impl<R: FilterRoot> DynRoot for R {
+    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter> {
+        Box::new(R::new_filter(&self))
+    }
+
+    fn tick_period(&self) -> Option<Duration> {
+        FilterRoot::tick_period(self)
+    }
+
+    fn on_start(&self, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_start(self, ctx)
+    }
+
+    fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_tick(self, ctx)
+    }
+
+    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
+        FilterRoot::on_call_response(self, tag, outcome, ctx)
     }
 }

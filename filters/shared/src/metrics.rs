@@ -18,11 +18,14 @@ impl Counter {
     }
 }
 
-/// The counters of one filter instance, in registration order.
+/// The counters of one plugin, in registration order: one filter's, or those of every filter of
+/// a chain, each under its own filter's name.
 #[derive(Clone, Debug, Default)]
 pub struct MetricRegistry {
+    /// The filter whose counters register now.
     filter: String,
-    names: Vec<String>,
+    /// (filter, name) per handle.
+    names: Vec<(String, String)>,
 }
 
 impl MetricRegistry {
@@ -33,12 +36,22 @@ impl MetricRegistry {
         }
     }
 
+    /// Counters registered from now on belong to `filter` (a chain configuring its members).
+    pub fn switch_to(&mut self, filter: &str) {
+        filter.clone_into(&mut self.filter);
+    }
+
     /// Registers `name` (lowercase, `_` separated) or returns the handle it already has.
     pub fn counter(&mut self, name: &str) -> Counter {
-        let position = self.names.iter().position(|n| n == name).unwrap_or_else(|| {
-            self.names.push(name.to_owned());
-            self.names.len() - 1
-        });
+        let filter = &self.filter;
+        let position = self
+            .names
+            .iter()
+            .position(|(f, n)| f == filter && n == name)
+            .unwrap_or_else(|| {
+                self.names.push((filter.clone(), name.to_owned()));
+                self.names.len() - 1
+            });
         // More than 65 535 counters in one filter would be a config bug; saturating keeps it total.
         Counter(u16::try_from(position).unwrap_or(u16::MAX))
     }
@@ -47,13 +60,13 @@ impl MetricRegistry {
     pub fn full_names(&self) -> Vec<String> {
         self.names
             .iter()
-            .map(|n| format!("{PREFIX}.{}.{n}", self.filter))
+            .map(|(filter, name)| format!("{PREFIX}.{filter}.{name}"))
             .collect()
     }
 
     /// The short name behind a handle.
     pub fn name(&self, counter: Counter) -> Option<&str> {
-        self.names.get(counter.index()).map(String::as_str)
+        self.names.get(counter.index()).map(|(_, name)| name.as_str())
     }
 }
 
@@ -73,6 +86,20 @@ mod tests {
         assert_eq!(
             registry.full_names(),
             vec!["apisec.header_scrub.allowed", "apisec.header_scrub.denied"]
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_chain_registers_each_members_counters_under_its_name() {
+        let mut registry = MetricRegistry::new("chain");
+        registry.switch_to("jwt_auth");
+        let jwt = registry.counter("allowed");
+        registry.switch_to("scope_gate");
+        let scope = registry.counter("allowed");
+        assert_ne!(jwt, scope);
+        assert_eq!(
+            registry.full_names(),
+            vec!["apisec.jwt_auth.allowed", "apisec.scope_gate.allowed"]
         );
     }
 }

@@ -21,10 +21,16 @@ pub fn ctx() -> Ctx<'static> {
 }
 
 /// Bumps counters: `metric_ids` holds the host's id for each registered [`Counter`] index.
+/// One host call per distinct counter, however often the step counts it.
 pub fn bump(metric_ids: &[Option<u32>], counters: &[Counter]) {
-    for counter in counters {
+    for (position, counter) in counters.iter().enumerate() {
+        let earlier = counters.get(..position).unwrap_or_default();
+        if earlier.contains(counter) {
+            continue;
+        }
         if let Some(Some(id)) = metric_ids.get(counter.index()) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            let times = counters.iter().filter(|c| *c == counter).count();
+            let _ = hostcalls::increment_metric(*id, i64::try_from(times).unwrap_or(i64::MAX));
         }
     }
 }

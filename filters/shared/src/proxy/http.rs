@@ -243,8 +243,8 @@ impl Drop for HttpAdapter {
 fn apply_edit(map: MapType, edit: &HeaderEdit) {
     let result = match edit {
         HeaderEdit::Remove(name) => hostcalls::remove_map_value(map, name.as_str()),
-        HeaderEdit::Set(name, value) => hostcalls::remove_map_value(map, name.as_str())
-            .and_then(|()| hostcalls::add_map_value_bytes(map, name.as_str(), value)),
+        // One host call: Envoy's replace drops every entry of the name and adds this one.
+        HeaderEdit::Set(name, value) => hostcalls::set_map_value_bytes(map, name.as_str(), Some(value)),
         HeaderEdit::Add(name, value) => hostcalls::add_map_value_bytes(map, name.as_str(), value),
     };
     if result.is_err() {
@@ -294,6 +294,15 @@ impl HttpContext for HttpAdapter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
+        let wanted = self.shell.state.try_borrow().is_ok_and(|state| {
+            state
+                .filter
+                .as_ref()
+                .is_some_and(|filter| filter.reads_response_headers())
+        });
+        if !wanted {
+            return HostAction::Continue;
+        }
         let headers = read_headers(MapType::HttpResponseHeaders);
         self.shell.run(Event::ResponseHeaders(&headers))
     }

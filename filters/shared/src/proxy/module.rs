@@ -7,17 +7,21 @@
 //! module linking several (`apisec_bundle.wasm`) picks each plugin's filter by its `root_id`,
 //! which the host gives every root context as property `plugin_root_id`: several plugins of one
 //! `vm_id` then share one VM per worker, each with its own root context, config and counters.
+//! Such a module also hosts root_id `chain`: its members, in one plugin (see [`crate::chain`]).
 //! A `root_id` that names none of them is refused at configure time, like a bad config.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, RootContext};
 use proxy_wasm::types::LogLevel;
 
-use super::root::RootAdapter;
+use super::root::{Root, RootAdapter};
+use crate::chain;
 use crate::config::ConfigError;
-use crate::filter::FilterRoot;
+use crate::filter::{configure, Configure, DynRoot, FilterRoot};
+use crate::metrics::MetricRegistry;
 
 proxy_wasm::main! {{
     start();
@@ -33,6 +37,7 @@ struct Hosted {
     /// [`FilterRoot::NAME`]: the `root_id` that selects it.
     name: &'static str,
     new_root: fn(u32) -> Box<dyn RootContext>,
+    configure: Configure,
 }
 
 thread_local! {
@@ -49,6 +54,7 @@ pub extern "C" fn register<R: FilterRoot>() {
                 hosted.push(Hosted {
                     name: R::NAME,
                     new_root: new_root::<R>,
+                    configure: configure::<R>,
                 });
             }
         }
@@ -73,13 +79,24 @@ fn start() {
     }
 }
 
-/// The root context of the filter the plugin's `root_id` names, or an [`UnknownRootId`].
+/// The root context of the filter the plugin's `root_id` names, of a [`chain`] of them, or an
+/// [`UnknownRootId`].
 fn by_root_id(context_id: u32) -> Box<dyn RootContext> {
     let root_id = plugin_root_id();
+    if root_id.as_deref() == Some(chain::NAME.as_bytes()) {
+        return Box::new(Root::new(context_id, chain::NAME, configure_chain));
+    }
     match hosted().iter().find(|h| Some(h.name.as_bytes()) == root_id.as_deref()) {
         Some(filter) => (filter.new_root)(context_id),
         None => Box::new(UnknownRootId { root_id }),
     }
+}
+
+fn configure_chain(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn DynRoot>, ConfigError> {
+    let hosted = hosted();
+    let names: Vec<&str> = hosted.iter().map(|h| h.name).collect();
+    let lookup = |name: &str| hosted.iter().find(|h| h.name == name).map(|h| h.configure);
+    Ok(Rc::new(chain::configure(raw, metrics, &lookup, &names)?))
 }
 
 fn plugin_root_id() -> Option<Vec<u8>> {
@@ -97,7 +114,11 @@ impl Context for UnknownRootId {}
 
 impl RootContext for UnknownRootId {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let mut known: Vec<&str> = hosted().iter().map(|h| h.name).collect();
+        let hosted = hosted();
+        let mut known: Vec<&str> = hosted.iter().map(|h| h.name).collect();
+        if known.len() > 1 {
+            known.push(chain::NAME);
+        }
         known.sort_unstable();
         let hosts = if known.is_empty() {
             "no filter".to_owned()

@@ -2,7 +2,6 @@
 
 use std::marker::PhantomData;
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -11,9 +10,8 @@ use proxy_wasm::types::{BufferType, ContextType, MetricType};
 use super::host::{bump, ctx, dispatch};
 use super::http::{read_call_outcome, HttpAdapter};
 use super::waiters;
-use crate::config::ConfigError;
 use crate::effects::{CallOutcome, RootStep};
-use crate::filter::{FilterRoot, HttpFilter};
+use crate::filter::{configure, Configure, DynRoot, FilterRoot};
 use crate::metrics::MetricRegistry;
 use crate::ports::Ctx;
 
@@ -29,52 +27,7 @@ impl<R: FilterRoot> RootAdapter<R> {
         reason = "the one generic step: the context is the same type for every filter"
     )]
     pub fn new(context_id: u32) -> Root {
-        Root {
-            context_id,
-            name: R::NAME,
-            configure: configure::<R>,
-            root: None,
-            metric_ids: Rc::new(Vec::new()),
-            calls: Vec::new(),
-        }
-    }
-}
-
-/// Parses and validates a config into a configured filter, as [`FilterRoot::configure`] does.
-type Configure = fn(&[u8], &mut MetricRegistry) -> Result<Rc<dyn Configured>, ConfigError>;
-
-fn configure<R: FilterRoot>(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn Configured>, ConfigError> {
-    Ok(Rc::new(R::configure(raw, metrics)?))
-}
-
-/// A configured filter ([`FilterRoot`]) behind a trait object: the same adapter for every filter.
-pub trait Configured {
-    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter>;
-    fn tick_period(&self) -> Option<Duration>;
-    fn on_start(&self, ctx: &Ctx) -> RootStep;
-    fn on_tick(&self, ctx: &Ctx) -> RootStep;
-    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep;
-}
-
-impl<R: FilterRoot> Configured for R {
-    fn new_filter(self: Rc<Self>) -> Box<dyn HttpFilter> {
-        Box::new(R::new_filter(&self))
-    }
-
-    fn tick_period(&self) -> Option<Duration> {
-        FilterRoot::tick_period(self)
-    }
-
-    fn on_start(&self, ctx: &Ctx) -> RootStep {
-        FilterRoot::on_start(self, ctx)
-    }
-
-    fn on_tick(&self, ctx: &Ctx) -> RootStep {
-        FilterRoot::on_tick(self, ctx)
-    }
-
-    fn on_call_response(&self, tag: u32, outcome: CallOutcome, ctx: &Ctx) -> RootStep {
-        FilterRoot::on_call_response(self, tag, outcome, ctx)
+        Root::new(context_id, R::NAME, configure::<R>)
     }
 }
 
@@ -83,7 +36,7 @@ pub struct Root {
     /// [`FilterRoot::NAME`]: log prefix and metric namespace.
     name: &'static str,
     configure: Configure,
-    root: Option<Rc<dyn Configured>>,
+    root: Option<Rc<dyn DynRoot>>,
     /// Host metric id per registered counter, indexed like [`Counter`](crate::Counter) handles.
     metric_ids: Rc<Vec<Option<u32>>>,
     /// Tag of each outbound call in flight, by host token (a handful at most: background work).
@@ -91,14 +44,26 @@ pub struct Root {
 }
 
 impl Root {
-    fn background(&mut self, work: impl FnOnce(&dyn Configured, &Ctx) -> RootStep) {
+    /// The root context of whatever `configure` configures: one filter, or a chain of them.
+    pub fn new(context_id: u32, name: &'static str, configure: Configure) -> Root {
+        Root {
+            context_id,
+            name,
+            configure,
+            root: None,
+            metric_ids: Rc::new(Vec::new()),
+            calls: Vec::new(),
+        }
+    }
+
+    fn background(&mut self, work: impl FnOnce(&dyn DynRoot, &Ctx) -> RootStep) {
         let Some(root) = self.root.clone() else { return };
         let ctx = ctx();
         let step = work(&*root, &ctx);
         self.carry_out(&*root, step, &ctx);
     }
 
-    fn carry_out(&mut self, root: &dyn Configured, step: RootStep, ctx: &Ctx) {
+    fn carry_out(&mut self, root: &dyn DynRoot, step: RootStep, ctx: &Ctx) {
         bump(&self.metric_ids, &step.counters);
         for (tag, call) in &step.calls {
             match dispatch(call) {
@@ -174,7 +139,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let filter = self.root.clone().map(Configured::new_filter);
+        let filter = self.root.clone().map(DynRoot::new_filter);
         Some(Box::new(HttpAdapter::new(
             context_id,
             self.name,

@@ -43,11 +43,26 @@ pub fn gateway(variant: &Variant, upstream: SocketAddr, oauth: &OAuthServer) -> 
                 .extra_cluster(static_cluster("oauth", oauth.addr())),
         };
     }
-    if variant.modules == Modules::Bundle {
-        // The same plugins, in the same order, all loaded from the bundle into one VM. No variant
-        // mixes native and wasm filters, so the harness's verbatim entries keep the chain order.
-        for filter in std::mem::take(&mut config.filters) {
-            config = config.native_filter(bundled(&filter));
+    // No variant mixes native and wasm filters, so the harness's verbatim entries keep the chain
+    // order.
+    match variant.modules {
+        Modules::PerFilter => {}
+        // The same plugins, in the same order, all loaded from the bundle into one VM.
+        Modules::Bundle => {
+            for filter in std::mem::take(&mut config.filters) {
+                config = config.native_filter(bundled(&filter));
+            }
+        }
+        // The same filters, in the same order, as members of one plugin.
+        Modules::Chain => {
+            let members: Vec<Value> = std::mem::take(&mut config.filters)
+                .into_iter()
+                .map(|f| json!({"filter": f.name, "config": f.config}))
+                .collect();
+            let mut entry = bundled(&WasmFilter::new(BUNDLE_MODULE, json!({"filters": members})));
+            entry["typed_config"]["config"]["name"] = json!("apisec_chain");
+            entry["typed_config"]["config"]["root_id"] = json!("chain");
+            config = config.native_filter(entry);
         }
     }
     config

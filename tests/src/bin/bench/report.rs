@@ -155,7 +155,8 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
         md,
         "\n`{BUNDLE_MODULE}.wasm` holds all five filters: the full chain's \"one module\" row loads it \
          for every plugin with one `vm_config` (one `vm_id`), so Envoy runs one VM per thread for the \
-         chain instead of one per filter (`envoy/gateway-bundle.yaml`). The per-module size target is \
+         chain instead of one per filter (`envoy/gateway-bundle.yaml`); the \"one plugin\" row runs them \
+         all in one plugin, its `chain` root (`envoy/gateway-chain.yaml`). The per-module size target is \
          about the single-filter modules."
     );
     md
@@ -335,9 +336,10 @@ pub fn targets(results: &Results, wasm: &[(String, Option<u64>)]) -> Vec<(String
 }
 
 /// The full chain's variants, with how the targets name them.
-const CHAINS: [(&str, &str); 2] = [
+const CHAINS: [(&str, &str); 3] = [
     ("full-chain", "full chain, separate modules"),
     ("full-chain-bundle", "full chain, one module"),
+    ("full-chain-plugin", "full chain, one plugin"),
 ];
 
 #[cfg(test)]

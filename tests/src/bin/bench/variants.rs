@@ -52,6 +52,9 @@ pub enum Modules {
     /// Every filter from the one module `apisec_bundle.wasm`, all plugins in one shared VM: as
     /// `envoy/gateway-bundle.yaml`.
     Bundle,
+    /// Every filter as a member of one plugin, the bundle's `chain` root: as
+    /// `envoy/gateway-chain.yaml`.
+    Chain,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +152,10 @@ pub fn all() -> Vec<Variant> {
         Variant {
             modules: Modules::Bundle,
             ..v("full-chain-bundle", "full chain, one module (bundle: the same four filters in one VM), repeated token", Some("full-chain"), true, &full_chain, Repeated(Rs256))
+        },
+        Variant {
+            modules: Modules::Chain,
+            ..v("full-chain-plugin", "full chain, one plugin (the bundle's chain root running the same four filters), repeated token", Some("full-chain-bundle"), true, &full_chain, Repeated(Rs256))
         },
     ]
 }

@@ -1,0 +1,316 @@
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+use super::*;
+use crate::effects::{HeaderEdit, HttpCall, LocalReply};
+use crate::filter::{configure as configure_one, FilterRoot};
+use crate::headers::HeaderName;
+use crate::metrics::Counter;
+use crate::testkit::FakeHost;
+
+// Three members, each showing in the headers what it saw.
+
+/// Sets `x-first` and publishes `first.state`.
+struct First {
+    seen: Counter,
+}
+/// Says whether it saw First's header and state, then waits for a call; resumed, sets `x-resumed`.
+struct Second {
+    seen: Counter,
+    answered: Counter,
+}
+/// Copies `x-resumed` into `x-third`; refuses a request carrying `x-deny`.
+struct Third {
+    seen: Counter,
+    /// Its config: whether it reads responses.
+    responses: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ThirdConfig {
+    #[serde(default)]
+    responses: bool,
+    #[serde(default)]
+    limit: u32,
+}
+
+fn set(name: &str, value: &str) -> HeaderEdit {
+    HeaderEdit::Set(HeaderName::trusted(name), value.as_bytes().to_vec())
+}
+
+/// Appends `name` to the `x-order` response header it saw.
+fn mark_response(headers: &Headers, name: &str) -> Step {
+    let order = format!("{}{name};", headers.get_str("x-order").unwrap_or_default());
+    Step::proceed().edit(set("x-order", &order))
+}
+
+struct Member<R>(Rc<R>);
+
+impl FilterRoot for First {
+    const NAME: &'static str = "first";
+    type Filter = Member<First>;
+    fn configure(_raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        Ok(First {
+            seen: metrics.counter("seen"),
+        })
+    }
+    fn new_filter(root: &Rc<Self>) -> Member<First> {
+        Member(Rc::clone(root))
+    }
+}
+
+impl HttpFilter for Member<First> {
+    fn on_request_headers(&mut self, _headers: &Headers, _ctx: &Ctx) -> Step {
+        Step::proceed()
+            .edit(set("x-first", "1"))
+            .publish("first.state", "published")
+            .count(self.0.seen)
+    }
+    fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(headers, "first")
+    }
+}
+
+impl FilterRoot for Second {
+    const NAME: &'static str = "second";
+    type Filter = Member<Second>;
+    fn configure(_raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        Ok(Second {
+            seen: metrics.counter("seen"),
+            answered: metrics.counter("answered"),
+        })
+    }
+    fn new_filter(root: &Rc<Self>) -> Member<Second> {
+        Member(Rc::clone(root))
+    }
+    fn tick_period(&self) -> Option<Duration> {
+        Some(Duration::from_secs(2))
+    }
+    fn on_start(&self, _ctx: &Ctx) -> RootStep {
+        RootStep {
+            calls: vec![(7, call())],
+            ..RootStep::default()
+        }
+    }
+    fn on_call_response(&self, tag: u32, _outcome: CallOutcome, _ctx: &Ctx) -> RootStep {
+        RootStep {
+            counters: if tag == 7 { vec![self.answered] } else { Vec::new() },
+            ..RootStep::default()
+        }
+    }
+}
+
+fn call() -> HttpCall {
+    HttpCall {
+        cluster: "keys".to_owned(),
+        headers: Vec::new(),
+        body: None,
+        timeout: Duration::from_secs(1),
+    }
+}
+
+impl HttpFilter for Member<Second> {
+    fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
+        let state = ctx.properties.filter_state("first.state");
+        let saw = headers.contains("x-first") && state.as_deref() == Some(b"published".as_slice());
+        Step::pause()
+            .call(call())
+            .edit(set("x-second", if saw { "saw-first" } else { "blind" }))
+            .count(self.0.seen)
+    }
+    fn on_call_response(&mut self, _outcome: CallOutcome, _ctx: &Ctx) -> Step {
+        Step::proceed().edit(set("x-resumed", "1"))
+    }
+    fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(headers, "second")
+    }
+}
+
+impl FilterRoot for Third {
+    const NAME: &'static str = "third";
+    type Filter = Member<Third>;
+    fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+        let config: ThirdConfig = crate::config::parse(raw)?;
+        if config.limit > 10 {
+            return Err(FieldPath::root().field("limit").error("at most 10"));
+        }
+        Ok(Third {
+            seen: metrics.counter("seen"),
+            responses: config.responses,
+        })
+    }
+    fn new_filter(root: &Rc<Self>) -> Member<Third> {
+        Member(Rc::clone(root))
+    }
+    fn tick_period(&self) -> Option<Duration> {
+        Some(Duration::from_millis(500))
+    }
+}
+
+impl HttpFilter for Member<Third> {
+    fn on_request_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        if headers.contains("x-deny") {
+            return Step::reply(LocalReply {
+                status: 403,
+                headers: Vec::new(),
+                body: Vec::new(),
+            });
+        }
+        let resumed = headers.get_str("x-resumed").unwrap_or("no").to_owned();
+        Step::proceed().edit(set("x-third", &resumed)).count(self.0.seen)
+    }
+    fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(headers, "third")
+    }
+    fn reads_response_headers(&self) -> bool {
+        self.0.responses
+    }
+}
+
+fn lookup(name: &str) -> Option<Configure> {
+    match name {
+        "first" => Some(configure_one::<First>),
+        "second" => Some(configure_one::<Second>),
+        "third" => Some(configure_one::<Third>),
+        _ => None,
+    }
+}
+
+const HOSTED: [&str; 3] = ["first", "second", "third"];
+
+fn chain(config: serde_json::Value) -> Result<(Rc<Chain>, MetricRegistry), ConfigError> {
+    let mut metrics = MetricRegistry::new(NAME);
+    let chain = configure(config.to_string().as_bytes(), &mut metrics, &lookup, &HOSTED)?;
+    Ok((Rc::new(chain), metrics))
+}
+
+fn all_three(third: serde_json::Value) -> (Rc<Chain>, MetricRegistry) {
+    chain(serde_json::json!({"filters": [
+        {"filter": "first"},
+        {"filter": "second", "config": {}},
+        {"filter": "third", "config": third},
+    ]}))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn error(config: serde_json::Value) -> String {
+    match chain(config) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn value_of(step: &Step, name: &str) -> Option<String> {
+    let mut headers = Headers::new();
+    headers.apply(&step.header_edits);
+    headers.get_str(name).map(str::to_owned)
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn each_member_sees_the_earlier_members_headers_and_state_and_a_pause_holds_the_rest() {
+    let host = FakeHost::default();
+    let (chain, metrics) = all_three(serde_json::json!({}));
+    let mut filter = Rc::clone(&chain).new_filter();
+
+    let paused = filter.on_request_headers(&Headers::new(), &host.ctx());
+    assert_eq!(paused.action, Action::Pause);
+    assert_eq!(paused.calls.len(), 1);
+    assert_eq!(value_of(&paused, "x-second").as_deref(), Some("saw-first"));
+    assert_eq!(value_of(&paused, "x-third"), None, "third ran before second resumed");
+    assert_eq!(paused.state_writes.len(), 1);
+
+    let resumed = filter.on_call_response(CallOutcome::Failed, &host.ctx());
+    assert_eq!(resumed.action, Action::Continue);
+    assert_eq!(value_of(&resumed, "x-resumed").as_deref(), Some("1"));
+    assert_eq!(
+        value_of(&resumed, "x-third").as_deref(),
+        Some("1"),
+        "third saw second's edit"
+    );
+
+    let counted: Vec<String> = metrics
+        .full_names()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| paused.counters.iter().chain(&resumed.counters).any(|c| c.index() == *i))
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(
+        counted,
+        ["apisec.first.seen", "apisec.second.seen", "apisec.third.seen"]
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_local_reply_ends_the_request_path() {
+    let host = FakeHost::default();
+    let (chain, _) = all_three(serde_json::json!({}));
+    let mut filter = Rc::clone(&chain).new_filter();
+    let headers = Headers::from_pairs([("x-deny", "1")]);
+    filter.on_request_headers(&headers, &host.ctx());
+    let replied = filter.on_call_response(CallOutcome::Failed, &host.ctx());
+    assert!(matches!(&replied.action, Action::Reply(reply) if reply.status == 403));
+    assert_eq!(value_of(&replied, "x-third"), None);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn responses_go_through_the_members_in_reverse_skipping_those_that_do_not_read_them() {
+    let host = FakeHost::default();
+    let response = Headers::from_pairs([(":status", "200")]);
+    let (reading, _) = all_three(serde_json::json!({"responses": true}));
+    let mut filter = Rc::clone(&reading).new_filter();
+    assert!(filter.reads_response_headers());
+    let step = filter.on_response_headers(&response, &host.ctx());
+    assert_eq!(value_of(&step, "x-order").as_deref(), Some("third;second;first;"));
+
+    let (not_reading, _) = all_three(serde_json::json!({"responses": false}));
+    let mut filter = Rc::clone(&not_reading).new_filter();
+    let step = filter.on_response_headers(&response, &host.ctx());
+    assert_eq!(value_of(&step, "x-order").as_deref(), Some("second;first;"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn background_work_is_routed_back_to_the_member_that_asked() {
+    let host = FakeHost::default();
+    let (chain, metrics) = all_three(serde_json::json!({}));
+    assert_eq!(chain.tick_period(), Some(Duration::from_millis(500)));
+    let started = chain.on_start(&host.ctx());
+    let [(tag, _)] = started.calls.as_slice() else {
+        panic!("{:?}", started.calls)
+    };
+    assert_eq!(*tag, (1 << TAG_BITS) | 7);
+    let answered = chain.on_call_response(*tag, CallOutcome::Failed, &host.ctx());
+    let names: Vec<&str> = answered.counters.iter().filter_map(|c| metrics.name(*c)).collect();
+    assert_eq!(names, ["answered"]);
+    let nobody = chain.on_call_response((9 << TAG_BITS) | 7, CallOutcome::Failed, &host.ctx());
+    assert!(nobody.counters.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_bad_chain_config_is_refused_with_the_field_path() {
+    use serde_json::json;
+    assert_eq!(
+        error(json!({"filters": [{"filter": "first"}, {"filter": "third", "config": {"limit": 11}}]})),
+        "filters[1].config.limit: at most 10"
+    );
+    assert!(error(json!({"filters": [{"filter": "third", "config": {"nope": 1}}]}))
+        .starts_with("filters[0].config.nope: unknown field `nope`"));
+    assert_eq!(
+        error(json!({"filters": [{"filter": "fourth"}]})),
+        "filters[0].filter: \"fourth\" is not a filter of this module, which hosts first, second, third"
+    );
+    assert_eq!(
+        error(json!({"filters": [{"filter": "chain"}]})),
+        "filters[0].filter: \"chain\" is not a filter of this module, which hosts first, second, third"
+    );
+    assert_eq!(
+        error(json!({"filters": [{"filter": "first"}, {"filter": "first"}]})),
+        "filters[1].filter: first is already in the chain"
+    );
+    assert_eq!(error(json!({"filters": []})), "filters: name at least one filter");
+    assert!(error(json!({"members": []})).starts_with("members: unknown field"));
+}
