@@ -14,6 +14,7 @@
 //! | `jwt_auth` | [`JwtAuth`] |
 //! | `scope_gate` | [`ScopeGate`] |
 //! | `rate_limit` | [`RateLimit`] |
+//! | `chain` | the filters it lists, as members of one plugin ([`shared::chain`]) |
 //!
 //! A `root_id` that names none of them is refused at configure time, with the list, so Envoy does
 //! not start the plugin (see `envoy/gateway-bundle.yaml`).
@@ -31,6 +32,9 @@ pub use rate_limit::RateLimit;
 pub use scope_gate::ScopeGate;
 
 use shared::FilterRoot;
+
+// root_id `chain`: the filters below as members of one plugin (`envoy/gateway-chain.yaml`).
+shared::export_chain!();
 
 /// The `root_id` of every filter this module hosts, in chain order.
 pub const ROOT_IDS: [&str; 5] = [

@@ -62,3 +62,18 @@ macro_rules! export_filter {
         };
     };
 }
+
+/// Adds root_id `chain` ([`chain`]) to a module that links several filters: its filters as
+/// members of one plugin. Only such a module pays for the chain's code.
+#[macro_export]
+macro_rules! export_chain {
+    () => {
+        #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+        const _: () = {
+            // A static constructor, as in `export_filter!`.
+            #[used]
+            #[link_section = ".init_array"]
+            static REGISTER: extern "C" fn() = $crate::proxy::register_chain;
+        };
+    };
+}

@@ -13,4 +13,4 @@ mod root;
 mod waiters;
 
 #[doc(hidden)]
-pub use module::register;
+pub use module::{register, register_chain};

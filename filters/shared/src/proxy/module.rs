@@ -7,7 +7,8 @@
 //! module linking several (`apisec_bundle.wasm`) picks each plugin's filter by its `root_id`,
 //! which the host gives every root context as property `plugin_root_id`: several plugins of one
 //! `vm_id` then share one VM per worker, each with its own root context, config and counters.
-//! Such a module also hosts root_id `chain`: its members, in one plugin (see [`crate::chain`]).
+//! With [`export_chain!`](crate::export_chain) it also hosts root_id `chain`: its filters as
+//! members of one plugin (see [`crate::chain`]).
 //! A `root_id` that names none of them is refused at configure time, like a bad config.
 
 use std::cell::RefCell;
@@ -48,14 +49,28 @@ thread_local! {
 /// [`export_filter!`](crate::export_filter) emits, before the host creates any context.
 #[doc(hidden)]
 pub extern "C" fn register<R: FilterRoot>() {
+    host(Hosted {
+        name: R::NAME,
+        new_root: new_root::<R>,
+        configure: configure::<R>,
+    });
+}
+
+/// Adds root_id `chain`: run by the static constructor of [`export_chain!`](crate::export_chain).
+#[doc(hidden)]
+pub extern "C" fn register_chain() {
+    host(Hosted {
+        name: chain::NAME,
+        new_root: new_chain_root,
+        configure: configure_chain,
+    });
+}
+
+fn host(filter: Hosted) {
     HOSTED.with(|hosted| {
         if let Ok(mut hosted) = hosted.try_borrow_mut() {
-            if hosted.iter().all(|h| h.name != R::NAME) {
-                hosted.push(Hosted {
-                    name: R::NAME,
-                    new_root: new_root::<R>,
-                    configure: configure::<R>,
-                });
+            if hosted.iter().all(|h| h.name != filter.name) {
+                hosted.push(filter);
             }
         }
     });
@@ -63,6 +78,10 @@ pub extern "C" fn register<R: FilterRoot>() {
 
 fn new_root<R: FilterRoot>(context_id: u32) -> Box<dyn RootContext> {
     Box::new(RootAdapter::<R>::new(context_id))
+}
+
+fn new_chain_root(context_id: u32) -> Box<dyn RootContext> {
+    Box::new(Root::new(context_id, chain::NAME, configure_chain))
 }
 
 fn hosted() -> Vec<Hosted> {
@@ -79,13 +98,10 @@ fn start() {
     }
 }
 
-/// The root context of the filter the plugin's `root_id` names, of a [`chain`] of them, or an
+/// The root context of the filter (or [`chain`]) the plugin's `root_id` names, or an
 /// [`UnknownRootId`].
 fn by_root_id(context_id: u32) -> Box<dyn RootContext> {
     let root_id = plugin_root_id();
-    if root_id.as_deref() == Some(chain::NAME.as_bytes()) {
-        return Box::new(Root::new(context_id, chain::NAME, configure_chain));
-    }
     match hosted().iter().find(|h| Some(h.name.as_bytes()) == root_id.as_deref()) {
         Some(filter) => (filter.new_root)(context_id),
         None => Box::new(UnknownRootId { root_id }),
@@ -94,7 +110,7 @@ fn by_root_id(context_id: u32) -> Box<dyn RootContext> {
 
 fn configure_chain(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn DynRoot>, ConfigError> {
     let hosted = hosted();
-    let names: Vec<&str> = hosted.iter().map(|h| h.name).collect();
+    let names: Vec<&str> = hosted.iter().map(|h| h.name).filter(|&n| n != chain::NAME).collect();
     let lookup = |name: &str| hosted.iter().find(|h| h.name == name).map(|h| h.configure);
     Ok(Rc::new(chain::configure(raw, metrics, &lookup, &names)?))
 }
@@ -116,9 +132,6 @@ impl RootContext for UnknownRootId {
     fn on_configure(&mut self, _size: usize) -> bool {
         let hosted = hosted();
         let mut known: Vec<&str> = hosted.iter().map(|h| h.name).collect();
-        if known.len() > 1 {
-            known.push(chain::NAME);
-        }
         known.sort_unstable();
         let hosts = if known.is_empty() {
             "no filter".to_owned()
