@@ -1,13 +1,12 @@
 //! JSON Web Keys (RFC 7517, RFC 7518 section 6, RFC 8037): parsed once, with everything a
 //! signature check needs computed up front.
 
-use p256::ecdsa::VerifyingKey as P256Key;
-use p384::ecdsa::VerifyingKey as P384Key;
 use serde_json::{Map, Value};
 use shared::Secret;
 
 use crate::alg::Alg;
 use crate::b64::b64url_decode;
+use crate::ecdsa::PublicKey as EcKey;
 use crate::error::JwksError;
 use crate::json;
 use crate::rsassa::RsaPublicKey;
@@ -44,8 +43,8 @@ pub struct Jwk {
 #[derive(Clone, Debug)]
 pub(crate) enum Material {
     Rsa { key: RsaPublicKey, spki: Vec<u8> },
-    P256 { key: P256Key, spki: Vec<u8> },
-    P384 { key: P384Key, spki: Vec<u8> },
+    P256 { key: EcKey, spki: Vec<u8> },
+    P384 { key: EcKey, spki: Vec<u8> },
     Ed25519(ed25519_dalek::VerifyingKey),
     Hmac(Secret),
 }
@@ -230,15 +229,16 @@ fn ec_key(obj: &Map<String, Value>) -> Result<Material, &'static str> {
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
     let with_prefix = |prefix: &[u8]| [prefix, &point].concat();
-    // `from_sec1_bytes` checks that the point is on the curve (and not the identity).
+    // Both check that the coordinates are below p and the point is on the curve (the identity
+    // has no affine coordinates).
     if size == 32 {
-        let key = P256Key::from_sec1_bytes(&point).map_err(|_| "EC point not on the curve")?;
+        let key = EcKey::p256(&point).ok_or("EC point not on the curve")?;
         Ok(Material::P256 {
             key,
             spki: with_prefix(&P256_SPKI_PREFIX),
         })
     } else {
-        let key = P384Key::from_sec1_bytes(&point).map_err(|_| "EC point not on the curve")?;
+        let key = EcKey::p384(&point).ok_or("EC point not on the curve")?;
         Ok(Material::P384 {
             key,
             spki: with_prefix(&P384_SPKI_PREFIX),

@@ -18,8 +18,10 @@
 
 mod alg;
 mod b64;
+mod bignum;
 mod claims;
 mod der;
+mod ecdsa;
 mod error;
 mod issuer;
 mod json;

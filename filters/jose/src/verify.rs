@@ -1,26 +1,15 @@
 //! Signature checks: the host's native check where it has one (RS*, ES*), pure Rust otherwise.
 
 use hmac::{Hmac, Mac};
-use p256::ecdsa::signature::Verifier;
 use sha2::{Sha256, Sha384, Sha512};
 use shared::{HashAlg, HostCrypto};
 
 use crate::alg::Alg;
 use crate::der::{der_length, der_unsigned_integer};
+use crate::ecdsa::{P256_ORDER, P384_ORDER};
 use crate::error::JwtError;
 use crate::jwk::{Jwk, Material};
 use crate::rsassa::RsaPublicKey;
-
-/// The group orders n of P-256 and P-384 (FIPS 186-4 D.1.2), big-endian.
-const P256_ORDER: [u8; 32] = [
-    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa,
-    0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
-];
-const P384_ORDER: [u8; 48] = [
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-    0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf, 0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0,
-    0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
-];
 
 /// Checks `signature` over `message` for `alg` with `key`.
 pub(crate) fn verify_signature(
@@ -50,18 +39,14 @@ pub(crate) fn verify_signature(
             let der = ecdsa_der(signature, &P256_ORDER)?;
             match crypto.verify(HashAlg::Sha256, spki, &der, message) {
                 Some(valid) => valid,
-                None => {
-                    p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
-                }
+                None => key.verify(message, signature),
             }
         }
         (Alg::ES384, Material::P384 { key, spki }) => {
             let der = ecdsa_der(signature, &P384_ORDER)?;
             match crypto.verify(HashAlg::Sha384, spki, &der, message) {
                 Some(valid) => valid,
-                None => {
-                    p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
-                }
+                None => key.verify(message, signature),
             }
         }
         (Alg::EdDSA, Material::Ed25519(key)) => {

@@ -213,7 +213,7 @@ fn mgf1_xor(hash: HashAlg, seed: &[u8], out: &mut [u8]) {
 }
 
 /// The hash of the concatenated `parts`.
-fn digest(hash: HashAlg, parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn digest(hash: HashAlg, parts: &[&[u8]]) -> Vec<u8> {
     fn run<D: Digest>(parts: &[&[u8]]) -> Vec<u8> {
         let mut hasher = D::new();
         for part in parts {

@@ -1,23 +1,8 @@
-//! Modular exponentiation by a small public exponent, in Montgomery form (CIOS: the product and
-//! the reduction interleaved, one pass per limb of the first factor).
-//!
-//! Only public values pass through here (signatures, moduli, exponents), so nothing tries to be
-//! constant time. Limbs are little-endian. On wasm32 they are 32 bits wide, so each limb product
-//! is one native `i64.mul`; elsewhere 64 bits, with `u128` products (what the hardware has). A
-//! wasm32 `u64 x u64 -> u128` is a call to `__multi3`: 64-bit limbs made a 2048-bit RS256 check
-//! take 160 us under V8 instead of 80 us.
+//! Modular exponentiation by a small public exponent, in Montgomery form over
+//! [`crate::bignum`]'s limbs. Only public values pass through here (signatures, moduli,
+//! exponents), so nothing tries to be constant time.
 
-#[cfg(target_arch = "wasm32")]
-type Limb = u32;
-#[cfg(target_arch = "wasm32")]
-type Wide = u64;
-#[cfg(not(target_arch = "wasm32"))]
-type Limb = u64;
-#[cfg(not(target_arch = "wasm32"))]
-type Wide = u128;
-
-const LIMB_BITS: u32 = Limb::BITS;
-const LIMB_BYTES: usize = (Limb::BITS / 8) as usize;
+use crate::bignum::{bit_length, limbs_from_be, limbs_to_be, mont_mul, neg_inverse, r_squared, Limb, LIMB_BYTES};
 
 /// An odd modulus n > 1 with the constants of Montgomery arithmetic modulo it, for
 /// R = 2^(LIMB_BITS * limbs).
@@ -41,16 +26,11 @@ impl Modulus {
         if be.last().is_none_or(|&low| low & 1 == 0) || be == [1] {
             return None;
         }
-        let n = limbs_from_be(&be, be.len().div_ceil(LIMB_BYTES));
+        let mut n = vec![0; be.len().div_ceil(LIMB_BYTES)];
+        limbs_from_be(&be, &mut n);
         let n0_inv = neg_inverse(*n.first()?);
-        let mut modulus = Modulus {
-            r2: Vec::new(),
-            n,
-            n0_inv,
-            be,
-        };
-        modulus.r2 = modulus.compute_r2();
-        Some(modulus)
+        let r2 = r_squared(&n, n0_inv);
+        Some(Modulus { n, n0_inv, r2, be })
     }
 
     /// The size in bytes (k in RFC 8017).
@@ -60,8 +40,7 @@ impl Modulus {
 
     /// The size in bits.
     pub(crate) fn bits(&self) -> usize {
-        let top = self.n.last().map_or(0, |&top| LIMB_BITS - top.leading_zeros());
-        (self.n.len() - 1) * LIMB_BITS as usize + top as usize
+        bit_length(&self.n)
     }
 
     /// The modulus as minimal big-endian bytes.
@@ -77,7 +56,8 @@ impl Modulus {
             return None;
         }
         let limbs = self.n.len();
-        let a = limbs_from_be(base, limbs);
+        let mut a = vec![0; limbs];
+        limbs_from_be(base, &mut a);
         let result = if e == 1 {
             a
         } else {
@@ -106,136 +86,15 @@ impl Modulus {
         Some(out)
     }
 
-    /// `out = a * b / R mod n`, for `a, b < n` (each as many limbs as n); `out < n`.
+    /// `out = a * b / R mod n`, for `a, b < n`.
     fn mont_mul(&self, a: &[Limb], b: &[Limb], out: &mut [Limb]) {
-        out.fill(0);
-        let (Some((&b0, b_rest)), Some((&n0, n_rest))) = (b.split_first(), self.n.split_first()) else {
-            return;
-        };
-        // `out` with `top` above it holds the running sum, always below 2n.
-        let mut top: Limb = 0;
-        for &ai in a {
-            let Some((t0, t_rest)) = out.split_first_mut() else {
-                return;
-            };
-            // Limb 0: add ai * b0, then pick m so that adding m * n clears the limb.
-            let s = Wide::from(*t0) + Wide::from(ai) * Wide::from(b0);
-            let m = (s as Limb).wrapping_mul(self.n0_inv);
-            let mut carry_ab = s >> LIMB_BITS;
-            let mut carry_mn = (Wide::from(s as Limb) + Wide::from(m) * Wide::from(n0)) >> LIMB_BITS;
-            // The other limbs, each stored one place lower: the division by 2^LIMB_BITS.
-            let mut below = t0;
-            for ((tj, &bj), &nj) in t_rest.iter_mut().zip(b_rest).zip(n_rest) {
-                let s = Wide::from(*tj) + Wide::from(ai) * Wide::from(bj) + carry_ab;
-                carry_ab = s >> LIMB_BITS;
-                let u = Wide::from(s as Limb) + Wide::from(m) * Wide::from(nj) + carry_mn;
-                carry_mn = u >> LIMB_BITS;
-                *below = u as Limb;
-                below = tj;
-            }
-            let s = Wide::from(top) + carry_ab + carry_mn;
-            *below = s as Limb;
-            top = (s >> LIMB_BITS) as Limb;
-        }
-        if top != 0 || !less_than(out, &self.n) {
-            sub_in_place(out, &self.n);
-        }
-    }
-
-    /// R^2 mod n. From 2^(bits - 1), below n, doublings modulo n reach R mod n, then
-    /// 2^d * R mod n; each Montgomery squaring then doubles the power of two: (2^j R)^2 / R =
-    /// 2^2j R. With log2(R) = d * 2^s, s squarings end at 2^log2(R) * R = R^2.
-    fn compute_r2(&self) -> Vec<Limb> {
-        let limbs = self.n.len();
-        let r_bits = limbs * LIMB_BITS as usize;
-        let bits = self.bits();
-        let mut x = vec![0; limbs];
-        if let Some(limb) = x.get_mut((bits - 1) / LIMB_BITS as usize) {
-            *limb = 1 << ((bits - 1) % LIMB_BITS as usize);
-        }
-        // A doubling costs about 2 * limbs, a squaring 2 * limbs^2, and log2(R) = 32 or 64 limbs:
-        // 4 squarings (16 or 32 fewer doublings per limb) come close to the cheapest mix.
-        let squarings = r_bits.trailing_zeros().min(4);
-        let d = r_bits >> squarings;
-        for _ in 0..(r_bits - bits + 1) + d {
-            self.double(&mut x);
-        }
-        let mut t = vec![0; limbs];
-        for _ in 0..squarings {
-            self.mont_mul(&x, &x, &mut t);
-            std::mem::swap(&mut x, &mut t);
-        }
-        x
-    }
-
-    /// `x = 2x mod n`, for `x < n`.
-    fn double(&self, x: &mut [Limb]) {
-        let mut carry = 0;
-        for limb in x.iter_mut() {
-            let next = *limb >> (LIMB_BITS - 1);
-            *limb = (*limb << 1) | carry;
-            carry = next;
-        }
-        if carry != 0 || !less_than(x, &self.n) {
-            sub_in_place(x, &self.n);
-        }
+        mont_mul(&self.n, self.n0_inv, a, b, out);
     }
 }
 
 impl std::fmt::Debug for Modulus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Modulus({} bits)", self.bits())
-    }
-}
-
-/// -x^-1 mod 2^LIMB_BITS for odd x, by Newton's iteration: y = x is x^-1 modulo 2^3, and each
-/// step y * (2 - x * y) doubles the bits that are right.
-fn neg_inverse(x: Limb) -> Limb {
-    let mut y = x;
-    for _ in 0..6 {
-        y = y.wrapping_mul((2 as Limb).wrapping_sub(x.wrapping_mul(y)));
-    }
-    y.wrapping_neg()
-}
-
-/// Big-endian bytes to `limbs` little-endian limbs (the value must fit).
-fn limbs_from_be(bytes: &[u8], limbs: usize) -> Vec<Limb> {
-    let mut out: Vec<Limb> = bytes
-        .rchunks(LIMB_BYTES)
-        .map(|chunk| chunk.iter().fold(0, |acc, &b| (acc << 8) | Limb::from(b)))
-        .collect();
-    out.resize(limbs, 0);
-    out
-}
-
-/// Little-endian limbs to exactly `out.len()` big-endian bytes (the value must fit).
-fn limbs_to_be(limbs: &[Limb], out: &mut [u8]) {
-    for (chunk, limb) in out.rchunks_mut(LIMB_BYTES).zip(limbs) {
-        let bytes = limb.to_be_bytes();
-        let skip = bytes.len() - chunk.len();
-        for (dst, src) in chunk.iter_mut().zip(bytes.iter().skip(skip)) {
-            *dst = *src;
-        }
-    }
-}
-
-/// `a < b`, both as many limbs.
-fn less_than(a: &[Limb], b: &[Limb]) -> bool {
-    a.iter()
-        .rev()
-        .zip(b.iter().rev())
-        .find(|(x, y)| x != y)
-        .is_some_and(|(x, y)| x < y)
-}
-
-/// `a -= b` modulo 2^(LIMB_BITS * limbs), both as many limbs.
-fn sub_in_place(a: &mut [Limb], b: &[Limb]) {
-    let mut borrow = false;
-    for (x, &y) in a.iter_mut().zip(b) {
-        let (d, b1) = x.overflowing_sub(y);
-        let (d, b2) = d.overflowing_sub(Limb::from(borrow));
-        *x = d;
-        borrow = b1 || b2;
     }
 }
 
@@ -271,9 +130,6 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn constants() {
-        for x in [1 as Limb, 3, 5, 0x8000_0001, Limb::MAX, 0x1234_5679] {
-            assert_eq!(x.wrapping_mul(neg_inverse(x)), Limb::MAX, "{x}");
-        }
         let n = Modulus::new(&[0, 0, 0x01, 0x00, 0x01]).unwrap();
         assert_eq!((n.len(), n.bits(), n.to_be_bytes()), (3, 17, &[1u8, 0, 1][..]));
         assert!(Modulus::new(&[]).is_none());
