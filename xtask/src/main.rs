@@ -1,7 +1,7 @@
 //! Project tasks that are more than a Makefile line, run as `cargo run -p xtask -- <task>`.
 //!
 //! `oci [--out DIR] [FILTER...]` packs each built filter
-//! (`target/wasm32-wasip1/release/<filter>.wasm`, from `make build`) as an OCI image in the
+//! (`target/wasm/<filter>.wasm`, from `make build`) as an OCI image in the
 //! "compat" wasm variant that Istio and Envoy Gateway fetch, written as an OCI image layout
 //! under `DIR/<filter>/` (`target/oci` by default). See [`oci`] for the image's contents.
 //!
@@ -22,7 +22,7 @@ usage: cargo run -p xtask -- <task>
 tasks:
   oci [--out DIR] [FILTER...]   pack built filters as OCI wasm images (compat variant) under
                                 DIR/<filter>/ (default: target/oci); FILTER defaults to every
-                                .wasm in target/wasm32-wasip1/release
+                                .wasm in target/wasm
 ";
 
 /// Where the image's sources are, unless `OCI_SOURCE` says otherwise.
@@ -70,7 +70,7 @@ fn oci_task(mut args: impl Iterator<Item = String>) -> Result<(), Error> {
 
     let wasm_dir = match std::env::var_os("WASM_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => root.join("target").join("wasm32-wasip1").join("release"),
+        _ => root.join("target").join("wasm"),
     };
     let filters = if names.is_empty() {
         built_filters(&wasm_dir)?

@@ -74,9 +74,7 @@ pub fn envoy_version() -> String {
 
 /// The size of each filter module, in bytes (`None`: not built).
 pub fn wasm_sizes(filters: &[&str]) -> Vec<(String, Option<u64>)> {
-    let dir = std::env::var_os("WASM_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| harness::paths::workspace_root().join("target/wasm32-wasip1/release"));
+    let dir = harness::paths::wasm_dir();
     filters
         .iter()
         .map(|f| {
