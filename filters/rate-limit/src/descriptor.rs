@@ -119,6 +119,17 @@ impl Limit {
             .all(|entry| matches!(entry.source, Source::Constant(_)))
     }
 
+    /// The claims its entries read, fallbacks included.
+    pub fn claims_read(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .flat_map(|entry| std::iter::once(&entry.source).chain(&entry.fallback))
+            .filter_map(|source| match source {
+                Source::Claim(name) => Some(name.as_str()),
+                _ => None,
+            })
+    }
+
     /// The descriptor for this request; `None` if an entry has no value (the limit does not apply,
     /// as with Envoy's rate-limit actions).
     pub fn descriptor(&self, request: &RequestFacts<'_>) -> Option<Descriptor> {
@@ -177,15 +188,18 @@ pub struct RequestFacts<'a> {
     headers: &'a Headers,
     line: RequestLine<'a>,
     ctx: &'a Ctx<'a>,
+    /// Every claim a limit reads: the verified claims are parsed for these only.
+    claims_read: &'a [String],
     claims: OnceCell<Option<serde_json::Map<String, Value>>>,
 }
 
 impl<'a> RequestFacts<'a> {
-    pub fn new(headers: &'a Headers, line: RequestLine<'a>, ctx: &'a Ctx<'a>) -> Self {
+    pub fn new(headers: &'a Headers, line: RequestLine<'a>, ctx: &'a Ctx<'a>, claims_read: &'a [String]) -> Self {
         Self {
             headers,
             line,
             ctx,
+            claims_read,
             claims: OnceCell::new(),
         }
     }
@@ -222,10 +236,7 @@ impl<'a> RequestFacts<'a> {
         self.claims
             .get_or_init(|| {
                 let raw = self.ctx.properties.filter_state(shared::handoff::CLAIMS)?;
-                match serde_json::from_slice(&raw) {
-                    Ok(Value::Object(claims)) => Some(claims),
-                    _ => None,
-                }
+                shared::handoff::read_claims(&raw, self.claims_read)
             })
             .as_ref()
     }

@@ -78,6 +78,8 @@ struct CompiledLimit {
 /// The configured filter, one per worker.
 pub struct RateLimit {
     limits: Vec<CompiledLimit>,
+    /// The claims any limit reads, once each.
+    claims_read: Vec<String>,
     service: Option<Service>,
     headers: HeadersConfig,
     shadow: bool,
@@ -128,8 +130,15 @@ impl shared::FilterRoot for RateLimit {
             .as_ref()
             .map(|s| Service::compile(s, &root.field("service")))
             .transpose()?;
+        let mut claims_read: Vec<String> = Vec::new();
+        for name in limits.iter().flat_map(|l| l.limit.claims_read()) {
+            if !claims_read.iter().any(|known| known == name) {
+                claims_read.push(name.to_owned());
+            }
+        }
         Ok(Self {
             limits,
+            claims_read,
             service,
             headers: config.headers,
             shadow: config.shadow,
@@ -197,7 +206,7 @@ impl HttpFilter for RateLimitFilter {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
         };
         let root = Rc::clone(&self.root);
-        let facts = RequestFacts::new(headers, line, ctx);
+        let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
         let mut tally = Tally::default();
         let mut asks = Vec::new();
         for (index, compiled) in root.limits.iter().enumerate() {

@@ -538,3 +538,26 @@ fn every_source_reaches_the_descriptor() {
     assert!(step.grpc_calls.is_empty());
     assert_eq!(filter.counter_names(&step.counters), ["descriptor_incomplete", "ok"]);
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn every_claim_any_limit_reads_is_found_fallbacks_included() {
+    let filter = configured(json!({
+        "limits": [
+            {"name": "per_org", "descriptor": [
+                {"key": "org", "source": {"type": "claim", "claim": "org"},
+                 "fallback": {"type": "claim", "claim": "sub"}}],
+             "enforce": {"type": "service"}},
+            {"name": "per_tier", "descriptor": [
+                {"key": "tier", "source": {"type": "claim", "claim": "tier"}}],
+             "enforce": {"type": "service"}}],
+        "service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d"},
+    }));
+    let host = host_with_claims(json!({"aud": ["x"], "sub": "alice", "nested": {"tier": "no"}, "tier": ["gold"]}));
+    let step = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let ask = |key: &str, value: &str| Ask {
+        descriptor: vec![(key.to_owned(), value.to_owned())],
+        hits: 1,
+    };
+    let expected = rls::encode_grpc("d", &[ask("org", "alice"), ask("tier", r#"["gold"]"#)]);
+    assert_eq!(step.grpc_calls.first().map(|c| &c.message), Some(&expected));
+}

@@ -245,14 +245,9 @@ impl Gate {
     /// The scopes of the verified claims in filter state; `None` when no filter verified a token.
     fn verified_scopes(&self, ctx: &Ctx) -> Option<Vec<String>> {
         let raw = ctx.properties.filter_state(shared::handoff::CLAIMS)?;
-        // Read as any JSON value, then checked to be an object: reading straight into a map would
-        // make serde_json spell the wrong type it found, and link core's float formatting for it.
-        let claims = match serde_json::from_slice(&raw) {
-            Ok(serde_json::Value::Object(claims)) => claims,
-            _ => {
-                log::warn!("scope_gate: the verified claims in filter state are not a JSON object");
-                return None;
-            }
+        let Some(claims) = shared::handoff::read_claims(&raw, &self.root.scope_claims) else {
+            log::warn!("scope_gate: the verified claims in filter state are not a JSON object");
+            return None;
         };
         let mut scopes = Vec::new();
         for name in &self.root.scope_claims {
