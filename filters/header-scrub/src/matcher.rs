@@ -60,9 +60,12 @@ impl NameMatcher {
         if name.starts_with(':') {
             return false;
         }
-        let normalised = normalise(name);
-        self.exact.contains(&normalised)
-            || self.prefixes.iter().any(|p| normalised.starts_with(p.as_str()))
+        let name_bytes = name.as_bytes();
+        self.exact.iter().any(|e| same_normalised(name_bytes, e))
+            || self
+                .prefixes
+                .iter()
+                .any(|p| name_bytes.get(..p.len()).is_some_and(|head| same_normalised(head, p)))
             || self.regexes.iter().any(|r| r.is_match(name))
     }
 }
@@ -78,4 +81,76 @@ fn refuse_pseudo<'a>(name: &'a str, at: &FieldPath) -> Result<&'a str, ConfigErr
 /// Lowercase with `_` folded to `-`: the forms a spoofing client might try are one name here.
 pub fn normalise(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// Whether `name` normalises to `normalised` (already normalised), without building the string:
+/// this runs for every header of every request.
+fn same_normalised(name: &[u8], normalised: &str) -> bool {
+    name.len() == normalised.len() && name.iter().zip(normalised.bytes()).all(|(&b, n)| fold(b) == n)
+}
+
+fn fold(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn matcher() -> NameMatcher {
+        NameMatcher::default()
+            .with_exact(["x-user-id".to_owned()])
+            .with_prefixes(["x-internal-".to_owned()])
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn exact_names_and_prefixes_match_in_any_case_with_underscores_for_dashes() {
+        let m = matcher();
+        for name in [
+            "x-user-id",
+            "X-User-Id",
+            "x_user_id",
+            "X_USER-ID",
+            "x-internal-",
+            "x-internal-trace",
+            "X_Internal_Trace",
+        ] {
+            assert!(m.matches(name), "{name}");
+        }
+        for name in [
+            "x-user-i",
+            "x-user-idx",
+            "x-user",
+            "x-internal",
+            "y-internal-trace",
+            ":path",
+            "",
+            "x-usér-id",
+        ] {
+            assert!(!m.matches(name), "{name}");
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn agrees_with_comparing_normalised_names() {
+        let m = matcher();
+        let exact = normalise("x-user-id");
+        for name in [
+            "x-User_ID",
+            "x-user-id\u{e9}",
+            "X-INTERNAL-\u{e9}",
+            "x\u{130}user-id",
+            "x-internal",
+            "X-Internal_",
+        ] {
+            let normalised = normalise(name);
+            let expected = normalised == exact || normalised.starts_with("x-internal-");
+            assert_eq!(m.matches(name), expected, "{name}");
+        }
+    }
 }
