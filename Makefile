@@ -88,7 +88,9 @@ $(WASM_TEST_RUNNER):
 	cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --root $(TOOLS)
 
 $(WASM_OPT):
-	@command -v npm >/dev/null || { echo "npm is required for wasm-opt (apt-get install nodejs npm)"; exit 1; }
+	@command -v npm >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
 	npm install --silent --no-audit --no-fund --prefix .tools/binaryen-$(BINARYEN_VERSION) binaryen@$(BINARYEN_VERSION)
 	@$(WASM_OPT) --version
 
