@@ -136,7 +136,7 @@ impl Provider {
 
 /// The cache key of a token: its SHA-256, never the token itself.
 pub fn token_key(token: &[u8]) -> [u8; 32] {
-    shared::Secret::new(token).sha256()
+    shared::Secret::sha256_of(token)
 }
 
 /// A claim as a header value: strings, numbers and booleans as text, arrays of those joined.

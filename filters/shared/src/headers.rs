@@ -94,6 +94,14 @@ impl Headers {
         }
     }
 
+    /// Takes the host's pairs as they are, lowercasing names in place: no copy of each name.
+    pub fn from_owned(mut entries: Vec<(String, Vec<u8>)>) -> Self {
+        for (name, _) in &mut entries {
+            name.make_ascii_lowercase();
+        }
+        Self { entries }
+    }
+
     pub fn push(&mut self, name: &str, value: impl Into<Vec<u8>>) {
         self.entries.push((name.to_ascii_lowercase(), value.into()));
     }
@@ -245,6 +253,15 @@ mod tests {
             HeaderEdit::Add(HeaderName::trusted("c"), b"5".to_vec()),
         ]);
         assert_eq!(h, Headers::from_pairs([("b", "4"), ("c", "5")]));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_host_pairs_are_taken_as_they_are_with_names_lowercased() {
+        let pairs = vec![("X-A".to_owned(), b"1".to_vec()), ("x-a".to_owned(), b"\xff".to_vec())];
+        assert_eq!(
+            Headers::from_owned(pairs),
+            Headers::from_pairs([("x-a", &b"1"[..]), ("x-a", b"\xff")])
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -20,7 +20,12 @@ impl Secret {
 
     /// The full SHA-256 of the secret: the key under which caches may remember it.
     pub fn sha256(&self) -> [u8; 32] {
-        Sha256::digest(&self.0).into()
+        Self::sha256_of(&self.0)
+    }
+
+    /// The same key for a secret the caller only borrows: no copy of it is made.
+    pub fn sha256_of(secret: &[u8]) -> [u8; 32] {
+        Sha256::digest(secret).into()
     }
 
     /// The first 8 bytes of the SHA-256, in hex: enough to correlate log lines, useless to an attacker.

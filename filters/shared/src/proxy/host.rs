@@ -72,7 +72,7 @@ pub fn now_ms() -> u64 {
 
 /// A header map as bytes; an unreadable map reads as empty.
 pub fn read_headers(map: MapType) -> Headers {
-    Headers::from_pairs(hostcalls::get_map_bytes(map).unwrap_or_default())
+    Headers::from_owned(hostcalls::get_map_bytes(map).unwrap_or_default())
 }
 
 impl crate::ports::HostCrypto for Host {
