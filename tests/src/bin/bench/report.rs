@@ -36,6 +36,9 @@ pub struct Summary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub cpu_us: f64,
+    /// The lowest and highest Envoy CPU per request over the rounds: how far the median can be
+    /// trusted, so two rows closer than this are not told apart.
+    pub cpu_us_range: (f64, f64),
     pub cpu_util: f64,
     pub others_util: Option<f64>,
     pub rss_mib: f64,
@@ -64,6 +67,9 @@ pub fn summarise(samples: &[Sample]) -> Option<Summary> {
         p50_ms: m(|s| s.p50_ms),
         p99_ms: m(|s| s.p99_ms),
         cpu_us: m(|s| s.cpu_us),
+        cpu_us_range: samples
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), s| (low.min(s.cpu_us), high.max(s.cpu_us))),
         cpu_util: m(|s| s.cpu_util),
         others_util: samples
             .iter()
@@ -121,7 +127,8 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
         md,
         "\n`x bare`, `x ref`: throughput (req/s) relative to bare Envoy and to the reference (the \
          native equivalent, or the chain the variant extends). `+CPU µs`: Envoy CPU per request over \
-         bare Envoy's. `Envoy CPU`: Envoy's CPU time over wall time in the window (100% = its core \
+         bare Envoy's. `its range`: the lowest and highest Envoy CPU per request over the rounds; rows \
+         closer than their ranges are not told apart by this run. `Envoy CPU`: Envoy's CPU time over wall time in the window (100% = its core \
          saturated; lower means Envoy waited for the load side, or other processes took its CPU). \
          `others on Envoy's CPU`: busy time of Envoy's CPU (/proc/stat) not spent by Envoy, over wall \
          time: what other processes took from it during the window; a high value makes the row's \
@@ -164,8 +171,8 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
 
 fn table(variants: &[Variant], results: &Results) -> String {
     let mut md = String::from(
-        "| variant | rounds | req/s | x bare | x ref | p50 ms | p99 ms | Envoy CPU µs/req | +CPU µs | Envoy CPU | \
-         others on Envoy's CPU | RSS MiB | ready ms | errors |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| variant | rounds | req/s | x bare | x ref | p50 ms | p99 ms | Envoy CPU µs/req | its range | +CPU µs | Envoy CPU | \
+         others on Envoy's CPU | RSS MiB | ready ms | errors |\n|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let bare = ok(results, "bare");
     for v in variants {
@@ -175,7 +182,7 @@ fn table(variants: &[Variant], results: &Results) -> String {
         let s = match result {
             Ok(s) => s,
             Err(e) => {
-                let _ = writeln!(md, "| {} | 0 | failed: {} ||||||||||||", v.label, one_line(e));
+                let _ = writeln!(md, "| {} | 0 | failed: {} |||||||||||||", v.label, one_line(e));
                 continue;
             }
         };
@@ -188,13 +195,15 @@ fn table(variants: &[Variant], results: &Results) -> String {
         let others = s.others_util.map_or("-".into(), |o| format!("{:.0}%", 100.0 * o));
         let _ = writeln!(
             md,
-            "| {} | {} | {:.0} | {vs_bare} | {vs_ref} | {:.2} | {:.2} | {:.1} | {extra_cpu} | {:.0}% | {others} | {:.1} | {:.0} | {} / {} |",
+            "| {} | {} | {:.0} | {vs_bare} | {vs_ref} | {:.2} | {:.2} | {:.1} | {:.1}–{:.1} | {extra_cpu} | {:.0}% | {others} | {:.1} | {:.0} | {} / {} |",
             v.label,
             s.rounds,
             s.rps,
             s.p50_ms,
             s.p99_ms,
             s.cpu_us,
+            s.cpu_us_range.0,
+            s.cpu_us_range.1,
             100.0 * s.cpu_util,
             s.rss_mib,
             s.ready_ms,
@@ -345,6 +354,30 @@ const CHAINS: [(&str, &str); 3] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(cpu_us: f64) -> Sample {
+        Sample {
+            rps: 1000.0,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            cpu_us,
+            cpu_util: 1.0,
+            others_util: None,
+            rss_mib: 60.0,
+            ready_ms: 100.0,
+            bad_status: 0,
+            socket_errors: 1,
+            path: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_summary_gives_the_median_and_the_range_of_the_cpu_per_request() {
+        let s = summarise(&[sample(63.5), sample(61.7), sample(65.7)]).unwrap();
+        assert_eq!((s.cpu_us, s.cpu_us_range), (63.5, (61.7, 65.7)));
+        assert_eq!((s.rounds, s.socket_errors), (3, 3));
+        assert!(summarise(&[]).is_none());
+    }
 
     #[test]
     fn medians() {
