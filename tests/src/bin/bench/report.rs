@@ -69,7 +69,9 @@ pub fn summarise(samples: &[Sample]) -> Option<Summary> {
         cpu_us: m(|s| s.cpu_us),
         cpu_us_range: samples
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), s| (low.min(s.cpu_us), high.max(s.cpu_us))),
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), s| {
+                (low.min(s.cpu_us), high.max(s.cpu_us))
+            }),
         cpu_util: m(|s| s.cpu_util),
         others_util: samples
             .iter()
