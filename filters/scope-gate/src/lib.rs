@@ -168,6 +168,20 @@ fn media_type(value: &str) -> Option<String> {
     (token(kind) && token(sub)).then_some(media)
 }
 
+/// The scope claims of a verified token, as read: each a space-separated string (RFC 8693
+/// `scope`) or an array of strings (`scp`); any other value grants nothing.
+struct Scopes(serde_json::Map<String, serde_json::Value>);
+
+impl Scopes {
+    fn contains(&self, scope: &str) -> bool {
+        self.0.values().any(|claim| match claim {
+            serde_json::Value::String(list) => list.split(' ').any(|s| s == scope),
+            serde_json::Value::Array(items) => items.iter().any(|item| item.as_str() == Some(scope)),
+            _ => false,
+        })
+    }
+}
+
 /// One request's authorization.
 pub struct Gate {
     root: Rc<ScopeGate>,
@@ -243,25 +257,13 @@ impl Gate {
     }
 
     /// The scopes of the verified claims in filter state; `None` when no filter verified a token.
-    fn verified_scopes(&self, ctx: &Ctx) -> Option<Vec<String>> {
+    fn verified_scopes(&self, ctx: &Ctx) -> Option<Scopes> {
         let raw = ctx.properties.filter_state(shared::handoff::CLAIMS)?;
         let Some(claims) = shared::handoff::read_claims(&raw, &self.root.scope_claims) else {
             log::warn!("scope_gate: the verified claims in filter state are not a JSON object");
             return None;
         };
-        let mut scopes = Vec::new();
-        for name in &self.root.scope_claims {
-            match claims.get(name) {
-                Some(serde_json::Value::String(list)) => {
-                    scopes.extend(list.split(' ').filter(|s| !s.is_empty()).map(str::to_owned))
-                }
-                Some(serde_json::Value::Array(items)) => {
-                    scopes.extend(items.iter().filter_map(|s| s.as_str()).map(str::to_owned))
-                }
-                _ => {}
-            }
-        }
-        Some(scopes)
+        Some(Scopes(claims))
     }
 
     fn check_content_type(&self, rule: &Rule, headers: &Headers, allowed: Counter) -> Step {

@@ -214,6 +214,7 @@ fn absorb(into: &mut Step, step: Step) -> Action {
 impl ChainFilter {
     /// Runs the members from `first` on the request, after the effects already in `step`.
     fn run_request(&mut self, first: usize, mut headers: Headers, mut step: Step, ctx: &Ctx) -> Step {
+        let last = self.members.len().saturating_sub(1);
         for (i, member) in self.members.iter_mut().enumerate().skip(first) {
             let published = Published {
                 writes: &step.state_writes,
@@ -226,7 +227,9 @@ impl ChainFilter {
                     ..*ctx
                 },
             );
-            headers.apply(&own.header_edits);
+            if i < last {
+                headers.apply(&own.header_edits);
+            }
             match absorb(&mut step, own) {
                 Action::Continue => {}
                 action @ (Action::Pause | Action::Wait(_)) => {
@@ -267,18 +270,28 @@ impl ChainFilter {
 
 impl HttpFilter for ChainFilter {
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
-        self.run_request(0, headers.clone(), Step::proceed(), ctx)
+        self.take_request_headers(headers.clone(), ctx)
+    }
+
+    fn take_request_headers(&mut self, headers: Headers, ctx: &Ctx) -> Step {
+        self.run_request(0, headers, Step::proceed(), ctx)
     }
 
     fn on_response_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
-        let mut headers = headers.clone();
+        self.take_response_headers(headers.clone(), ctx)
+    }
+
+    fn take_response_headers(&mut self, mut headers: Headers, ctx: &Ctx) -> Step {
         let mut step = Step::proceed();
-        for member in self.members.iter_mut().rev() {
+        for (i, member) in self.members.iter_mut().enumerate().rev() {
             if !member.reads_response_headers() {
                 continue;
             }
             let own = member.on_response_headers(&headers, ctx);
-            headers.apply(&own.header_edits);
+            // Members run in reverse: the first member is the last to see the headers.
+            if i > 0 {
+                headers.apply(&own.header_edits);
+            }
             let action = absorb(&mut step, own);
             if action != Action::Continue {
                 step.action = action;

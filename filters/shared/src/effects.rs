@@ -110,7 +110,8 @@ pub enum Action {
 /// A key written to request-scoped filter state, readable by the filters behind this one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateWrite {
-    pub key: String,
+    /// One of the filters' fixed keys.
+    pub key: &'static str,
     pub value: Vec<u8>,
 }
 
@@ -191,9 +192,9 @@ impl Step {
         self
     }
 
-    pub fn publish(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn publish(mut self, key: &'static str, value: impl Into<Vec<u8>>) -> Self {
         self.state_writes.push(StateWrite {
-            key: key.into(),
+            key,
             value: value.into(),
         });
         self

@@ -55,6 +55,17 @@ pub trait HttpFilter {
         Step::proceed()
     }
 
+    /// [`HttpFilter::on_request_headers`], given the adapter's copy of the headers to keep: a
+    /// filter that edits a copy of its own as it goes (a [`chain`](crate::chain)) spares one.
+    fn take_request_headers(&mut self, headers: Headers, ctx: &Ctx) -> Step {
+        self.on_request_headers(&headers, ctx)
+    }
+
+    /// [`HttpFilter::on_response_headers`], given the adapter's copy of the headers to keep.
+    fn take_response_headers(&mut self, headers: Headers, ctx: &Ctx) -> Step {
+        self.on_response_headers(&headers, ctx)
+    }
+
     /// Whether [`HttpFilter::on_response_headers`] has anything to do for this request, asked when
     /// the response arrives. Saying no spares the response a copy of its headers.
     fn reads_response_headers(&self) -> bool {

@@ -27,8 +27,8 @@ enum Phase {
 /// A callback of the core, with what it gets. (Data rather than a closure: one copy of the code
 /// that runs callbacks, not one per callback.)
 enum Event<'a> {
-    RequestHeaders(&'a Headers),
-    ResponseHeaders(&'a Headers),
+    RequestHeaders(Headers),
+    ResponseHeaders(Headers),
     CallResponse(CallOutcome),
     GrpcResponse(GrpcOutcome),
     Wake(&'a str),
@@ -45,8 +45,8 @@ impl Event<'_> {
 
     fn deliver(self, filter: &mut dyn HttpFilter, ctx: &Ctx) -> Step {
         match self {
-            Event::RequestHeaders(headers) => filter.on_request_headers(headers, ctx),
-            Event::ResponseHeaders(headers) => filter.on_response_headers(headers, ctx),
+            Event::RequestHeaders(headers) => filter.take_request_headers(headers, ctx),
+            Event::ResponseHeaders(headers) => filter.take_response_headers(headers, ctx),
             Event::CallResponse(outcome) => filter.on_call_response(outcome, ctx),
             Event::GrpcResponse(outcome) => filter.on_grpc_response(outcome, ctx),
             Event::Wake(signal) => filter.on_wake(signal, ctx),
@@ -145,7 +145,7 @@ impl State {
     fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
-            if hostcalls::set_property(vec![write.key.as_str()], Some(&write.value)).is_err() {
+            if hostcalls::set_property(vec![write.key], Some(&write.value)).is_err() {
                 log::warn!("{}: could not publish filter state {}", shell.name, write.key);
             }
         }
@@ -290,7 +290,7 @@ impl Context for HttpAdapter {
 impl HttpContext for HttpAdapter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpRequestHeaders);
-        self.shell.run(Event::RequestHeaders(&headers))
+        self.shell.run(Event::RequestHeaders(headers))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
@@ -304,6 +304,6 @@ impl HttpContext for HttpAdapter {
             return HostAction::Continue;
         }
         let headers = read_headers(MapType::HttpResponseHeaders);
-        self.shell.run(Event::ResponseHeaders(&headers))
+        self.shell.run(Event::ResponseHeaders(headers))
     }
 }
