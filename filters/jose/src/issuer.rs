@@ -101,21 +101,27 @@ impl IssuerKeys {
         let keys_at = at.field("jwks");
         let issuer_authority = authority_of(spec.issuer);
         let hmac_algs = algorithms.iter().filter(|a| a.is_symmetric()).count();
-        let remote = |cluster: &str, authority: &Option<String>, jwks_path, discovery_path, refresh, timeout| {
-            Ok::<_, ConfigError>(KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
-                cluster: nonempty(cluster, &keys_at.field("cluster"))?,
-                authority: authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
+        let remote =
+            |cluster: &str, authority: &Option<String>, jwks_path: Option<String>, discovery_path, refresh, timeout| {
+                let cluster = nonempty(cluster, &keys_at.field("cluster"))?;
+                let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
                     keys_at
                         .field("authority")
                         .error("the issuer is not a URL: give the authority to fetch keys from")
-                })?,
-                jwks_path,
-                discovery_path,
-                refresh_secs: refresh,
-                timeout_ms: timeout,
-                store_prefix: spec.store_prefix.clone(),
-            }))))
-        };
+                })?;
+                // Plugins in one VM share fetched keys only if they fetch them from the same place:
+                // the same issuer name with another JWKS must not bring its keys along.
+                let origin = shared::Secret::new(format!("{cluster}\n{authority}\n{jwks_path:?}\n{discovery_path:?}"));
+                Ok::<_, ConfigError>(KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
+                    store_prefix: format!("{}.{}", spec.store_prefix, origin.fingerprint()),
+                    cluster,
+                    authority,
+                    jwks_path,
+                    discovery_path,
+                    refresh_secs: refresh,
+                    timeout_ms: timeout,
+                }))))
+            };
         let source = match spec.jwks {
             JwksConfig::Hmac { secret_base64url } => {
                 if hmac_algs != algorithms.len() {

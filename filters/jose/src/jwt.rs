@@ -191,10 +191,16 @@ impl Jwt {
     }
 
     fn numeric(&self, name: &str) -> Option<u64> {
-        let value = self.claims.get(name)?.as_f64()?;
-        // `as` saturates; the range check keeps NaN and negatives out.
-        (value.is_finite() && value >= 0.0).then(|| value.floor() as u64)
+        numeric_date_secs(self.claims.get(name)?)
     }
+}
+
+/// A NumericDate (RFC 7519: seconds, fractions allowed) in whole seconds, rounded down; `None`
+/// unless it is a finite non-negative number.
+pub fn numeric_date_secs(value: &Value) -> Option<u64> {
+    let value = value.as_f64()?;
+    // `as` saturates; the range check keeps NaN and negatives out.
+    (value.is_finite() && value >= 0.0).then(|| value.floor() as u64)
 }
 
 /// Never shows the token: only the header fields and the claim names.

@@ -41,4 +41,4 @@ pub use error::{JwksError, JwtError};
 pub use issuer::{store_prefix, IssuerKeys, IssuerKeysSpec, JwksConfig, Rejection};
 pub use json::{parse_object, ObjectError};
 pub use jwk::{Jwk, Jwks, KeyKind, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
-pub use jwt::Jwt;
+pub use jwt::{numeric_date_secs, Jwt};

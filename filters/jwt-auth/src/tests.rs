@@ -1362,6 +1362,34 @@ fn a_second_worker_waits_for_the_lease_and_adopts_the_shared_keys() {
     );
 }
 
+/// Plugins in one VM share fetched keys only when they fetch them from the same place: the same
+/// provider name and issuer with another JWKS source has its own keys, lease and fetch.
+#[wasm_bindgen_test(unsupported = test)]
+fn keys_are_shared_only_with_plugins_that_fetch_them_from_the_same_place() {
+    let fetched = configured(&remote_config());
+    let mut elsewhere = remote_config();
+    elsewhere["providers"]["idp"]["jwks"]["cluster"] = json!("staging_idp");
+    let elsewhere = configured(&elsewhere);
+    let host = FakeHost::default();
+    load_keys(&fetched, &host, &[ed_jwk(None, "k1")]);
+    let token = remote_token("k1", None);
+    assert_allowed(&fetched, &run(&fetched, &host, &get(&token)));
+
+    let (_, call) = only_call(&tick(&elsewhere, &host));
+    assert_eq!(
+        header_of(&call, ":path"),
+        Some("/keys/jwks.json"),
+        "its own fetch, no lease to wait for"
+    );
+    let step = run(&elsewhere, &host, &get(&token));
+    assert_eq!(
+        step.local_reply().map(|r| r.status),
+        Some(503),
+        "no keys of its own yet"
+    );
+    assert_eq!(names(&elsewhere, &step), vec!["denied_keys_unavailable"]);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn a_worker_takes_over_when_the_lease_holder_never_answers() {
     let worker1 = configured(&remote_config());

@@ -155,7 +155,8 @@ pub struct PhantomToken {
 }
 
 impl PhantomToken {
-    fn compile(config: &Config, metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+    /// `raw`: the config as the host gave it, which names this plugin's cache.
+    fn compile(config: &Config, raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
         let root = FieldPath::root();
         let at = root.field("introspection");
         let introspector = Introspector::compile(&config.introspection, &at)?;
@@ -222,14 +223,10 @@ impl PhantomToken {
             inactive_ttl_secs,
             exp_margin_secs,
         } = config.cache;
-        let identity = Secret::new(format!(
-            "{}\n{}\n{:?}\n{}",
-            config.introspection.cluster,
-            config.introspection.path,
-            introspector.mode,
-            introspector.client_id()
-        ))
-        .fingerprint();
+        // Plugins in one VM share its shared data and wait signals. Only plugins with the same
+        // config may share answers: any other setting (audiences, keys, what goes upstream) could
+        // make one forward what the other never verified.
+        let identity = Secret::new(raw).fingerprint();
         let prefix = format!("apisec.phantom_token.{identity}");
         Ok(Self {
             realm: config.realm.clone(),
@@ -306,7 +303,7 @@ impl shared::FilterRoot for PhantomToken {
 
     fn configure(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
         let config: Config = shared::config::parse(raw)?;
-        Self::compile(&config, metrics)
+        Self::compile(&config, raw, metrics)
     }
 
     fn new_filter(root: &Rc<Self>) -> Exchange {
@@ -541,7 +538,9 @@ impl Exchange {
                         }
                         Refetch::InFlight => {
                             self.unverified = Some(reply);
-                            return Step::wait(root.keys_signal());
+                            // Leading still: if this request goes away, its followers must ask again.
+                            let flight = self.key.map(|key| root.flight_signal(&key));
+                            return Step::wait(root.keys_signal()).notify_if_abandoned(flight.into_iter().collect());
                         }
                         Refetch::RateLimited => {}
                     }

@@ -723,3 +723,138 @@ fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
     let unknown = signed(3, json!({"alg": "EdDSA", "kid": "k3"}), &access_claims());
     assert_eq!(status(&gw.exchange("t4", ok(&unknown))), Some(502));
 }
+
+/// Plugins in one VM (the bundle's, or two listeners with one `vm_id`) share shared data: a
+/// plugin never serves what another config verified, even with the same OAuth server and client.
+#[wasm_bindgen_test(unsupported = test)]
+fn the_cache_is_never_shared_with_a_config_that_verifies_differently() {
+    let gw = Gateway::new(&jwt_mode()); // audiences ["api"]
+    let token = jwt(json!({})); // aud "api"
+    assert_eq!(gw.exchange(OPAQUE, ok(&token)).action, Action::Continue);
+
+    let mut admin = jwt_mode();
+    admin["jwt"]["audiences"] = json!(["admin"]);
+    let alone = Gateway::new(&admin);
+    assert_eq!(
+        status(&alone.exchange(OPAQUE, ok(&token))),
+        Some(502),
+        "the wrong audience"
+    );
+    let admin_plugin = gw.worker(&admin);
+    let step = admin_plugin
+        .filter()
+        .on_request_headers(&bearer(OPAQUE), &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause, "asks its own question");
+    assert_eq!(authorization(&step), None);
+
+    // The same config on another worker does share: one question for both.
+    let same = gw.worker(&jwt_mode());
+    let step = same.filter().on_request_headers(&bearer(OPAQUE), &gw.host.ctx());
+    assert_eq!(authorization(&step), Some(format!("Bearer {token}")));
+}
+
+/// RFC 9701 section 8.1 across plugins: a `response_header` plugin's cached signed response never
+/// becomes a `jwt_field` plugin's bearer token.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_response_never_becomes_another_plugins_bearer_token() {
+    let header_mode = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let field_mode = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
+    let gw = Gateway::new(&header_mode);
+    let token = jwt(json!({}));
+    let response = signed_response(
+        1,
+        "token-introspection+jwt",
+        json!({"token_introspection": introspection(&token)}),
+    );
+    assert_eq!(gw.exchange(OPAQUE, ok(&response)).action, Action::Continue);
+    let other = gw.worker(&field_mode);
+    let step = other.filter().on_request_headers(&bearer(OPAQUE), &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(authorization(&step), None);
+}
+
+/// A leader that waits for keys another request is fetching has no call of its own: if its
+/// client goes away, the requests waiting on its flight must still be woken to ask again.
+#[wasm_bindgen_test(unsupported = test)]
+fn followers_are_woken_when_a_leader_waiting_for_keys_goes_away() {
+    let gw = Gateway::new(&remote_config());
+    let tick = gw.config.root.on_tick(&gw.host.ctx());
+    let (tag, _) = tick.calls[0].clone();
+    gw.config
+        .root
+        .on_call_response(tag, ok(&jwks(&[jwk(1, "k1")])), &gw.host.ctx());
+    let rotated = signed(2, json!({"alg": "EdDSA", "kid": "k2"}), &access_claims());
+    // Another request's answer names the new key first: it refetches the keys.
+    let (mut refetching, _) = gw.start(&bearer("another-token"));
+    assert_eq!(
+        refetching.on_call_response(ok(&rotated), &gw.host.ctx()).action,
+        Action::Pause
+    );
+    let (mut leader, _) = gw.start(&bearer(OPAQUE));
+    let (_follower, waiting) = gw.start(&bearer(OPAQUE));
+    let Action::Wait(flight_signal) = waiting.action else {
+        panic!("the follower does not wait: {:?}", waiting.action)
+    };
+    let step = leader.on_call_response(ok(&rotated), &gw.host.ctx());
+    assert!(
+        matches!(step.action, Action::Wait(ref s) if *s != flight_signal),
+        "waits for the keys"
+    );
+    assert_eq!(step.notify_if_abandoned, vec![flight_signal.clone()]);
+    drop(leader);
+    // Woken by the adapter, the follower finds no flight and asks itself.
+    let mut follower = _follower;
+    let step = follower.on_wake(&flight_signal, &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(step.calls.len(), 1, "a new introspection");
+}
+
+/// A fractional NumericDate `exp` in the signed response's `token_introspection` (RFC 7519
+/// allows fractions) still bounds how long the answer is served, and so does the response's own
+/// `exp` when it is earlier.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_answer_is_cached_until_the_earlier_exp() {
+    let config = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    for (token_exp, response_exp) in [(json!(NOW as f64 + 10.5), None), (json!(NOW + 600), Some(NOW + 10))] {
+        let mut gw = Gateway::new(&config);
+        let mut claims = introspection("unused");
+        claims["exp"] = token_exp.clone();
+        let mut payload = json!({"token_introspection": claims});
+        if let Some(exp) = response_exp {
+            payload["exp"] = json!(exp);
+        }
+        let response = signed_response(1, "token-introspection+jwt", payload);
+        assert_eq!(gw.exchange(OPAQUE, ok(&response)).action, Action::Continue);
+        let hit = gw.start(&bearer(OPAQUE)).1;
+        assert!(
+            gw.names(&hit).contains(&"cache_hit".to_owned()),
+            "{token_exp}: {:?}",
+            gw.names(&hit)
+        );
+        gw.host.now_ms += 60_000;
+        let step = gw.start(&bearer(OPAQUE)).1;
+        assert_eq!(
+            step.action,
+            Action::Pause,
+            "{token_exp}: served after exp: {:?}",
+            gw.names(&step)
+        );
+    }
+}
+
+/// An `exp` in `token_introspection` that is not a NumericDate makes the answer malformed.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_answer_with_a_bad_exp_is_refused() {
+    let config = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let gw = Gateway::new(&config);
+    let mut claims = introspection("unused");
+    claims["exp"] = json!("tomorrow");
+    let response = signed_response(1, "token-introspection+jwt", json!({"token_introspection": claims}));
+    assert_eq!(status(&gw.exchange(OPAQUE, ok(&response))), Some(502));
+}

@@ -67,14 +67,25 @@ impl Verifier {
                     }
                     SignedUpstream::ResponseHeader => match introspection.get("active") {
                         Some(serde_json::Value::Bool(false)) => Ok(Resolved::Inactive),
-                        Some(serde_json::Value::Bool(true)) => Ok(Resolved::Active {
-                            upstream: response.as_bytes().to_vec(),
-                            claims: serde_json::to_vec(introspection).unwrap_or_default(),
-                            exp: introspection
-                                .get("exp")
-                                .and_then(serde_json::Value::as_u64)
-                                .or(jwt.exp()),
-                        }),
+                        Some(serde_json::Value::Bool(true)) => {
+                            // The answer goes upstream until the earlier of the token's and the
+                            // response's own expiry.
+                            let token_exp = match introspection.get("exp") {
+                                None => None,
+                                Some(exp) => {
+                                    Some(jose::numeric_date_secs(exp).ok_or(Unresolved::Failed(Failure::Malformed))?)
+                                }
+                            };
+                            let exp = match (token_exp, jwt.exp()) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                            Ok(Resolved::Active {
+                                upstream: response.as_bytes().to_vec(),
+                                claims: serde_json::to_vec(introspection).unwrap_or_default(),
+                                exp,
+                            })
+                        }
                         _ => Err(Unresolved::Failed(Failure::Malformed)),
                     },
                 }

@@ -126,8 +126,9 @@ pub struct Step {
     pub counters: Vec<Counter>,
     /// Signals to notify after this step is carried out: requests waiting on them wake up.
     pub notify: Vec<String>,
-    /// If this request goes away while its calls are unanswered, notify these signals so that the
-    /// requests waiting on its answers do not wait in vain. Replaces what earlier steps set.
+    /// If this request goes away while it waits (for its calls, or for a signal), notify these
+    /// signals so that the requests waiting on its answers do not wait in vain. Replaces what
+    /// earlier steps set; a step that lets the request go on or answers it ends the wait.
     pub notify_if_abandoned: Vec<String>,
 }
 
@@ -176,7 +177,7 @@ impl Step {
         self
     }
 
-    /// Signals to notify if this request goes away before its calls are answered.
+    /// Signals to notify if this request goes away while it waits.
     pub fn notify_if_abandoned(mut self, signals: Vec<String>) -> Self {
         self.notify_if_abandoned = signals;
         self

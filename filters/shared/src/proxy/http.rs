@@ -74,6 +74,7 @@ struct State {
     metric_ids: Rc<Vec<Option<u32>>>,
     /// Tokens of outbound calls still awaited.
     pending_calls: Vec<u32>,
+    /// Signals to notify if the stream goes away while the filter waits.
     notify_if_abandoned: Vec<String>,
 }
 
@@ -156,7 +157,11 @@ impl State {
         for edit in &step.header_edits {
             apply_edit(map, edit);
         }
-        if !step.notify_if_abandoned.is_empty() {
+        // Kept while the filter waits; once it lets the request go on or answers it, nobody
+        // waits on it any more.
+        if matches!(step.action, Action::Continue | Action::Reply(_)) {
+            self.notify_if_abandoned.clear();
+        } else if !step.notify_if_abandoned.is_empty() {
             self.notify_if_abandoned.clone_from(&step.notify_if_abandoned);
         }
         let mut undispatched = 0;
@@ -224,11 +229,8 @@ impl Drop for HttpAdapter {
         let Ok(mut state) = self.shell.state.try_borrow_mut() else {
             return;
         };
-        let abandoned = if state.pending_calls.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut state.notify_if_abandoned)
-        };
+        // Still waiting (on a call, or on a signal) when the stream went away.
+        let abandoned = std::mem::take(&mut state.notify_if_abandoned);
         // The filter goes first: its own drop gives up what it led (an in-flight fetch), so the
         // requests woken next see it given up rather than still in flight.
         let filter = state.filter.take();
