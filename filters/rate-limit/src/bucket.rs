@@ -61,10 +61,14 @@ pub struct Verdict {
 }
 
 impl Buckets {
-    /// `name` and the rate go into the key prefix, so a changed limit starts from full buckets
-    /// rather than reinterpreting old state.
-    pub fn new(name: &str, rate: Rate, sets: u32) -> Self {
-        let id = Sha256::digest(format!("{name}|{}|{:?}|{}|{sets}", rate.requests, rate.per, rate.burst));
+    /// `plugin` (what tells this plugin's config from others in the VM), `name` and the rate go
+    /// into the key prefix: plugins count against the same buckets only with the same config,
+    /// and a changed limit starts from full buckets rather than reinterpreting old state.
+    pub fn new(plugin: &str, name: &str, rate: Rate, sets: u32) -> Self {
+        let id = Sha256::digest(format!(
+            "{plugin}|{name}|{}|{:?}|{}|{sets}",
+            rate.requests, rate.per, rate.burst
+        ));
         let id: String = id.iter().take(6).map(|b| format!("{b:02x}")).collect();
         Self {
             prefix: format!("apisec.rate_limit.{name}.{id}."),
@@ -215,7 +219,7 @@ mod tests {
     }
 
     fn buckets(requests: u32, per: Unit, burst: u32, sets: u32) -> Buckets {
-        Buckets::new("per_client", Rate { requests, per, burst }, sets)
+        Buckets::new("plugin", "per_client", Rate { requests, per, burst }, sets)
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -438,7 +442,7 @@ mod tests {
             #[test]
             fn never_more_than_burst_plus_rate_times_elapsed((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("prop", rate, 1);
+                let b = Buckets::new("plugin", "prop", rate, 1);
                 let key = b.key(&descriptor("p"));
                 let mut now = NOW;
                 let mut allowed: Vec<(u64, u32)> = Vec::new();
@@ -463,7 +467,7 @@ mod tests {
             #[test]
             fn refusals_do_not_change_state((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("prop", rate, 1);
+                let b = Buckets::new("plugin", "prop", rate, 1);
                 let key = b.key(&descriptor("p"));
                 let mut now = NOW;
                 for (gap, cost) in steps {
@@ -483,7 +487,7 @@ mod tests {
             #[test]
             fn retry_after_and_reset_are_exact((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("prop", rate, 1);
+                let b = Buckets::new("plugin", "prop", rate, 1);
                 let key = b.key(&descriptor("p"));
                 let mut now = NOW;
                 for (gap, cost) in steps {

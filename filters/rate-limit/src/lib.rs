@@ -100,6 +100,7 @@ impl shared::FilterRoot for RateLimit {
                 .error(format!("must be between 1 and {MAX_KEYS}")));
         }
         let sets = config.max_keys.div_ceil(bucket::WAYS as u32);
+        let plugin = shared::Secret::new(raw).fingerprint();
         let mut limits = Vec::with_capacity(config.limits.len());
         for (i, limit_config) in config.limits.iter().enumerate() {
             let at = root.field("limits").index(i);
@@ -111,6 +112,7 @@ impl shared::FilterRoot for RateLimit {
             }
             let buckets = match &limit.enforce {
                 Enforce::Local(rate) => Some(Buckets::new(
+                    &plugin,
                     &limit.name,
                     *rate,
                     if limit.is_global() { 1 } else { sets },

@@ -79,6 +79,38 @@ fn a_local_limit_allows_its_burst_then_refuses_with_retry_after() {
     );
 }
 
+/// Buckets live in the VM's shared data: workers with the same config count together, another
+/// plugin in the VM (the bundle's, or one `vm_id` on two listeners) with a limit of the same name
+/// and rate but another descriptor has buckets of its own.
+#[wasm_bindgen_test(unsupported = test)]
+fn plugins_count_against_the_same_buckets_only_with_the_same_config() {
+    let config = json!({"limits": [per_client(1)]});
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let worker1 = configured(config.clone());
+    let worker2 = configured(config);
+    assert_eq!(
+        status(&worker1.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    assert_eq!(
+        status(&worker2.filter().on_request_headers(&request("/"), &host.ctx())),
+        429
+    );
+
+    // Keyed by a header instead: "app-1" in it is another client, not the claim's.
+    let by_header = configured(json!({"limits": [local_limit(
+        "per_client",
+        1,
+        json!([{"key": "client_id", "source": {"type": "header", "header": "x-client-id"}}]),
+    )]}));
+    let mut claiming = request("/");
+    claiming.push("x-client-id", "app-1");
+    assert_eq!(
+        status(&by_header.filter().on_request_headers(&claiming, &host.ctx())),
+        0
+    );
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn claims_key_the_limit_and_a_header_cannot_change_the_key() {
     let filter = configured(json!({"limits": [per_client(1)]}));
