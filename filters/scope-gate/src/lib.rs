@@ -218,7 +218,8 @@ impl Gate {
         }
         let lowered;
         let line = if gate.case_insensitive {
-            lowered = line.path.to_ascii_lowercase();
+            // Escapes first: `%4F` is `O`, and so `o`.
+            lowered = shared::route::normal_escapes(line.path).to_ascii_lowercase();
             RequestLine { path: &lowered, ..line }
         } else {
             line

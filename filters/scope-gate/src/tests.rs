@@ -344,7 +344,18 @@ mod properties {
     /// may itself look like a path.
     fn request_path() -> impl Strategy<Value = String> {
         (
-            proptest::collection::vec(prop_oneof![segment(), "[a-zA-Z]{1,3}", Just("orders".to_owned())], 0..5),
+            proptest::collection::vec(
+                prop_oneof![
+                    segment(),
+                    "[a-zA-Z]{1,3}",
+                    Just("orders".to_owned()),
+                    // Escaped letters, which the rules read decoded.
+                    Just("%4Frders".to_owned()),
+                    Just("%61".to_owned()),
+                    Just("%41b".to_owned()),
+                ],
+                0..5,
+            ),
             any::<bool>(),
             prop::option::of(prop_oneof![Just("x=1".to_owned()), Just("next=/admin/x".to_owned())]),
         )
@@ -419,10 +430,11 @@ mod properties {
             }));
             let step = decide(&gate, None, "GET", &path);
             let bare = path.split('?').next().unwrap_or_default();
+            let decoded = shared::route::normal_escapes(bare);
             let inside = if case_insensitive {
-                bare.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
+                decoded.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
             } else {
-                bare.starts_with(&prefix)
+                decoded.starts_with(&prefix)
             };
             match (refuse(bare).is_some(), inside) {
                 (true, _) => prop_assert_eq!(status(&step), Some(400)),
@@ -506,4 +518,40 @@ fn the_outcome_is_published_for_access_logs() {
         outcome(None, request("GET", "/health", &[])).as_deref(),
         Some("public_allowed")
     );
+}
+
+/// Escapes of unreserved characters mean the characters (RFC 3986 section 6.2.2.2): `/%61dmin`
+/// is `/admin` to Envoy's `normalize_path` and to any upstream that decodes, so to the rules too.
+#[wasm_bindgen_test(unsupported = test)]
+fn escaped_letters_do_not_get_past_a_protected_prefix() {
+    let config = gate(
+        r#"{"rules": [
+            {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "match": {}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}
+        ]}"#,
+    );
+    let reader = Some(r#"{"scope": "orders:read"}"#);
+    for path in [
+        "/admin/users",
+        "/%61dmin/users",
+        "/ad%6Din/users",
+        "/ad%6din/users",
+        "/%61%64%6d%69%6e",
+    ] {
+        let (status, counters) = decide(&config, reader, request("GET", path, &[]));
+        assert_eq!(status, 403, "{path}: {counters:?}");
+    }
+    assert_eq!(decide(&config, reader, request("GET", "/orders", &[])).0, 0);
+
+    // With `case_insensitive_paths`, escapes are read before letter case: `%41` is `A`, so `a`.
+    let config = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+            {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "match": {}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}
+        ]}"#,
+    );
+    for path in ["/%41dmin/users", "/%61DMIN", "/ADM%49N"] {
+        let (status, counters) = decide(&config, reader, request("GET", path, &[]));
+        assert_eq!(status, 403, "{path}: {counters:?}");
+    }
 }

@@ -1,7 +1,10 @@
 //! Which requests a rule applies to: path (exact, prefix or regex) and methods.
 //!
 //! Paths are matched without query or fragment, on the path as the proxy forwards it (run Envoy
-//! with `normalize_path` and `merge_slashes`, as the shipped configs do).
+//! with `normalize_path` and `merge_slashes`, as the shipped configs do), with its percent-encoding
+//! in normal form (see [`normal_escapes`]) whatever the proxy did.
+
+use std::borrow::Cow;
 
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -75,13 +78,16 @@ impl RouteMatch {
 
     pub fn matches(&self, request: &RequestLine<'_>) -> bool {
         let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == request.method);
-        method_ok
-            && match &self.path {
-                PathMatch::Any => true,
-                PathMatch::Exact(exact) => request.path == exact,
-                PathMatch::Prefix(prefix) => request.path.starts_with(prefix.as_str()),
-                PathMatch::Regex(regex) => regex.is_match(request.path),
-            }
+        if !method_ok {
+            return false;
+        }
+        let path = || normal_escapes(request.path);
+        match &self.path {
+            PathMatch::Any => true,
+            PathMatch::Exact(exact) => path() == exact.as_str(),
+            PathMatch::Prefix(prefix) => path().starts_with(prefix.as_str()),
+            PathMatch::Regex(regex) => regex.is_match(&path()),
+        }
     }
 }
 
@@ -92,7 +98,54 @@ fn checked_path(path: &str, at: &FieldPath) -> Result<String, ConfigError> {
     if path.contains(['?', '#']) {
         return Err(at.error("a path match never sees the query or fragment: remove '?'/'#'"));
     }
-    Ok(path.to_owned())
+    Ok(normal_escapes(path).into_owned())
+}
+
+/// `path` with its percent-encoding in normal form (RFC 3986 section 6.2.2): escapes of letters,
+/// digits, `-`, `_` and `~` decoded (`/%61dmin` is `/admin` to any upstream that decodes, and
+/// most do), every other escape in uppercase (`%c3%a9` is `%C3%A9`). `%2E` stays encoded: a
+/// decoded one could make a dot segment the client never wrote. A `%` without two hex digits
+/// after it stays as it is.
+pub fn normal_escapes(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let bytes = path.as_bytes();
+    let mut normal = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escape = (b == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escape {
+            Some((high, low)) => {
+                let byte = high << 4 | low;
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+                    normal.push(char::from(byte));
+                } else {
+                    normal.push('%');
+                    normal.push(char::from(
+                        b"0123456789ABCDEF".get(usize::from(high)).copied().unwrap_or(b'0'),
+                    ));
+                    normal.push(char::from(
+                        b"0123456789ABCDEF".get(usize::from(low)).copied().unwrap_or(b'0'),
+                    ));
+                }
+                i += 3;
+            }
+            None => {
+                let rest = path.get(i..).unwrap_or_default();
+                let char_len = rest.chars().next().map_or(1, char::len_utf8);
+                normal.push_str(rest.get(..char_len).unwrap_or_default());
+                i += char_len;
+            }
+        }
+    }
+    Cow::Owned(normal)
+}
+
+fn hex(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 /// Method and path (query and fragment cut off) of a request.
@@ -149,6 +202,26 @@ mod tests {
         assert!(regex.matches(&line("GET", "/orders/42")));
         assert!(!regex.matches(&line("GET", "/orders/42/items")));
         assert!(compile("{}").unwrap().matches(&line("DELETE", "/anything")));
+    }
+
+    /// RFC 3986 section 6.2.2: escapes of unreserved characters mean the characters, and the
+    /// letter case of an escape's hex digits means nothing; rules see one form for all of them.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn escapes_are_matched_in_normal_form() {
+        let admin = compile(r#"{"prefix": "/admin"}"#).unwrap();
+        for path in ["/admin/users", "/%61dmin/users", "/%61%64%6D%69%6E", "/adm%69n"] {
+            assert!(admin.matches(&line("GET", path)), "{path}");
+        }
+        let cafe = compile(r#"{"exact": "/caf%c3%a9/menu"}"#).unwrap();
+        for path in ["/caf%C3%A9/menu", "/caf%c3%a9/menu", "/c%61f%C3%a9/menu"] {
+            assert!(cafe.matches(&line("GET", path)), "{path}");
+        }
+        let regex = compile(r#"{"regex": "/users/[a-z]+"}"#).unwrap();
+        assert!(regex.matches(&line("GET", "/users/%62ob")));
+        assert_eq!(normal_escapes("/a%2e%2E/%2f%7e%5F%2D%41%"), "/a%2E%2E/%2F~_-A%");
+        assert_eq!(normal_escapes("/%zz%4"), "/%zz%4");
+        assert_eq!(normal_escapes("/caf\u{e9}%41"), "/caf\u{e9}A");
+        assert!(matches!(normal_escapes("/plain"), Cow::Borrowed(_)));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
