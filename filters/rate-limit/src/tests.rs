@@ -525,6 +525,29 @@ fn start_creates_every_bucket_set_before_traffic() {
         .all(|key| shared::SharedStore::get(&host.store, &key).is_some()));
 }
 
+/// A path key reads escapes as route matches do: `/%6Cogin` is `/login`, and counts with it.
+#[wasm_bindgen_test(unsupported = test)]
+fn escaped_letters_do_not_give_a_path_a_bucket_of_its_own() {
+    let filter =
+        configured(json!({"limits": [local_limit("per_path", 1, json!([{"key": "p", "source": {"type": "path"}}]))]}));
+    let host = host_with_claims(json!({}));
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/login"), &host.ctx())),
+        0
+    );
+    for path in ["/%6Cogin", "/l%6fgin?x=1"] {
+        assert_eq!(
+            status(&filter.filter().on_request_headers(&request(path), &host.ctx())),
+            429,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/logout"), &host.ctx())),
+        0
+    );
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn every_source_reaches_the_descriptor() {
     let filter = configured(json!({
