@@ -144,6 +144,11 @@ impl Cors {
     }
 
     /// Headers for the response to an allowed actual (non-preflight) request.
+    /// Whether the allowed origin is named in the answer (rather than `*`).
+    pub fn reflects_origin(&self) -> bool {
+        !self.any_origin
+    }
+
     pub fn response_headers(&self, origin: &str) -> Vec<(HeaderName, String)> {
         let mut headers = self.origin_headers(origin);
         if !self.expose_headers_value.is_empty() {
@@ -183,7 +188,8 @@ fn parse_origin(origin: &str) -> Result<String, String> {
     let (scheme, rest) = origin.split_once("://").ok_or_else(not_origin)?;
     let scheme_ok = !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => (host, Some(port)),
+        // In `[::1]:8080` the port follows the bracket; in `[::1]` there is none.
+        Some((host, port)) if !rest.starts_with('[') || host.ends_with(']') => (host, Some(port)),
         _ => (rest, None),
     };
     let host_ok = !host.is_empty()

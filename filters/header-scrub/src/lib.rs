@@ -130,22 +130,41 @@ impl HttpFilter for Scrub {
                     .count(config.counters.response_headers_removed);
             }
         }
-        for (name, value) in &config.security.headers {
-            if config.security.overwrite || !headers.contains(name.as_str()) {
+        let removed = |name: &str| {
+            step.header_edits
+                .iter()
+                .any(|edit| matches!(edit, HeaderEdit::Remove(removed) if removed.as_str() == name))
+        };
+        let upstream_set: Vec<bool> = config
+            .security
+            .headers
+            .iter()
+            .map(|(name, _)| headers.contains(name.as_str()) && !removed(name.as_str()))
+            .collect();
+        for ((name, value), upstream_set) in config.security.headers.iter().zip(upstream_set) {
+            if config.security.overwrite || !upstream_set {
                 step = step
                     .edit(HeaderEdit::Set(name.clone(), value.clone().into_bytes()))
                     .count(config.counters.security_headers_added);
             }
         }
-        match (&config.cors, &self.cors) {
-            (Some(cors), Verdict::Allowed { origin }) => {
+        let Some(cors) = &config.cors else {
+            return step;
+        };
+        match &self.cors {
+            Verdict::Allowed { origin } => {
                 for (name, value) in cors.response_headers(origin) {
                     step = step.edit(HeaderEdit::Set(name, value.into_bytes()));
                 }
-                step = step.edit(HeaderEdit::Add(HeaderName::trusted("vary"), b"Origin".to_vec()));
             }
-            (Some(_), Verdict::Refused) => step = step.count(config.counters.cors_origin_refused),
-            _ => {}
+            Verdict::Refused => step = step.count(config.counters.cors_origin_refused),
+            Verdict::NotCors => {}
+        }
+        // A response that names the origin it allows depends on `Origin`, and so do the answers
+        // to every other origin and to none: without `Vary`, a cache could hand one of those to
+        // an allowed origin (Fetch standard, "CORS protocol and HTTP caches").
+        if cors.reflects_origin() || matches!(self.cors, Verdict::Allowed { .. }) {
+            step = step.edit(HeaderEdit::Add(HeaderName::trusted("vary"), b"Origin".to_vec()));
         }
         step
     }

@@ -625,3 +625,48 @@ mod properties {
         }
     }
 }
+
+/// A response that reflects allowed origins varies by `Origin` whatever the request's origin:
+/// one to no origin or to a refused one must not be served from a cache to an allowed origin.
+#[wasm_bindgen_test(unsupported = test)]
+fn vary_origin_is_on_every_response_when_origins_are_reflected() {
+    let config = configured(CORS);
+    let plain = client_view(&config, request(&[]), response(&[("cache-control", "max-age=60")]));
+    assert!(
+        plain.get_all("vary").any(|v| v.eq_ignore_ascii_case(b"origin")),
+        "{plain:?}"
+    );
+    let refused = client_view(&config, request(&[("origin", b"https://evil.example")]), response(&[]));
+    assert!(
+        refused.get_all("vary").any(|v| v.eq_ignore_ascii_case(b"origin")),
+        "{refused:?}"
+    );
+    assert!(!refused.contains("access-control-allow-origin"));
+
+    let any = configured(r#"{"cors": {"allow_any_origin": true}}"#);
+    let plain = client_view(&any, request(&[]), response(&[]));
+    assert!(!plain.contains("vary"), "`*` does not depend on the origin: {plain:?}");
+}
+
+/// A security header the upstream sent but a response rule removed is absent: the preset's
+/// value goes in its place.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_removed_upstream_security_header_is_replaced_by_the_presets() {
+    let config = configured(r#"{"response": {"remove_prefixes": ["x-"]}}"#);
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[("x-content-type-options", "nosniff"), ("x-frame-options", "SAMEORIGIN")]),
+    );
+    assert_eq!(seen.get("x-frame-options"), Some(&b"DENY"[..]), "{seen:?}");
+    assert_eq!(seen.get("x-content-type-options"), Some(&b"nosniff"[..]), "{seen:?}");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn ipv6_origins_are_accepted_with_and_without_a_port() {
+    for origin in ["http://[::1]", "http://[::1]:8080", "https://[2001:db8::1]"] {
+        let config = Configured::<HeaderScrub>::new(&format!(r#"{{"cors": {{"allowed_origins": ["{origin}"]}}}}"#));
+        assert!(config.is_ok(), "{origin}: {:?}", config.err());
+    }
+    assert!(Configured::<HeaderScrub>::new(r#"{"cors": {"allowed_origins": ["http://[::1]:x"]}}"#).is_err());
+}
