@@ -81,15 +81,19 @@ impl Provider {
             .chain(self.payload_header.iter())
     }
 
-    /// The token this provider would check, from its first source that has one.
+    /// The token this provider would check. Tokens in more than one of its sources are
+    /// ambiguous (RFC 6750 section 2: one method per request): checking one would let the other
+    /// reach the upstream unchecked.
     pub fn find_token<'a>(&self, headers: &'a Headers, line: &RequestLine<'a>) -> Found<'a> {
+        let mut found = Found::None;
         for source in &self.sources {
-            match source.find(headers, line) {
-                Found::None => continue,
-                found => return found,
+            match (source.find(headers, line), &found) {
+                (Found::None, _) => {}
+                (Found::Ambiguous, _) | (Found::Token(_), Found::Token(_)) => return Found::Ambiguous,
+                (token, _) => found = token,
             }
         }
-        Found::None
+        found
     }
 
     /// Edits that remove the token, if the provider does not forward it.

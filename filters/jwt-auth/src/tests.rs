@@ -1797,3 +1797,56 @@ fn the_answer_to_a_call_nobody_made_changes_nothing() {
     assert_eq!(answer(&config, &host, 40, CallOutcome::Failed), RootStep::default());
     assert_eq!(config.filter().on_wake("jwt_auth.keys.0", &host.ctx()), Step::proceed());
 }
+
+/// RFC 6750 section 2: one method per request. A provider with several sources refuses a request
+/// carrying tokens in two of them: checking one would let the other reach the upstream unchecked.
+#[wasm_bindgen_test(unsupported = test)]
+fn tokens_in_two_of_a_providers_sources_are_ambiguous() {
+    let mut config = hmac_config();
+    config["providers"]["local"]["from"] = json!([
+        {"type": "header", "name": "authorization", "prefix": "Bearer "},
+        {"type": "query", "name": "access_token"}
+    ]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let valid = hs256(&claims());
+    let forged = hs256_with(OTHER_SECRET, &with(claims(), json!({"sub": "admin"})));
+    for query in [format!("access_token={forged}"), format!("access_token={valid}")] {
+        let headers = request(
+            "GET",
+            &format!("/orders?{query}"),
+            &[("authorization", &bearer(&valid))],
+        );
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.local_reply().map(|r| r.status), Some(400), "{query}");
+    }
+    // One place at a time passes.
+    let headers = request("GET", &format!("/orders?access_token={valid}"), &[]);
+    assert_allowed(&config, &run(&config, &host, &headers));
+}
+
+/// Query parameter names are read as servers decode them (`access%5Ftoken` is `access_token`),
+/// and `;` separates pairs too: a second token hidden either way is still a second token, and
+/// `forward: false` strips every copy.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_hidden_in_an_encoded_or_semicolon_separated_name_is_still_seen() {
+    let mut config = hmac_config();
+    config["providers"]["local"]["from"] = json!([{"type": "query", "name": "access_token"}]);
+    config["providers"]["local"]["forward"] = json!(false);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let valid = hs256(&claims());
+    let forged = hs256_with(OTHER_SECRET, &with(claims(), json!({"sub": "admin"})));
+    for query in [
+        format!("access_token={valid}&access%5Ftoken={forged}"),
+        format!("access_token={valid}&access%5ftoken={forged}"),
+        format!("x=1;access_token={forged}&access_token={valid}"),
+    ] {
+        let step = run(&config, &host, &request("GET", &format!("/orders?{query}"), &[]));
+        assert_eq!(step.local_reply().map(|r| r.status), Some(400), "{query}");
+    }
+    let headers = request("GET", &format!("/orders?access%5Ftoken={valid}&page=2"), &[]);
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    assert_eq!(upstream(headers, &step).get_str(":path"), Some("/orders?page=2"));
+}

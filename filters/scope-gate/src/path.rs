@@ -31,29 +31,13 @@ pub fn refuse(path: &str) -> Option<&'static str> {
     if !path.contains('%') {
         return None;
     }
-    match percent_decode(path) {
+    match shared::route::percent_decode(path) {
         None => Some("malformed percent-encoding in the path"),
         // Overlong forms such as `%c0%ae` ('.') are invalid UTF-8: an upstream that decodes them
         // leniently would see a dot segment the rules never saw.
         Some(decoded) if std::str::from_utf8(&decoded).is_err() => Some("percent-encoding that is not UTF-8"),
         Some(_) => None,
     }
-}
-
-/// The bytes `path` percent-decodes to; `None` when a `%` is not followed by two hex digits.
-fn percent_decode(path: &str) -> Option<Vec<u8>> {
-    let mut decoded = Vec::with_capacity(path.len());
-    let mut bytes = path.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let high = char::from(bytes.next()?).to_digit(16)?;
-            let low = char::from(bytes.next()?).to_digit(16)?;
-            decoded.push(u8::try_from(high * 16 + low).ok()?);
-        } else {
-            decoded.push(b);
-        }
-    }
-    Some(decoded)
 }
 
 #[cfg(test)]

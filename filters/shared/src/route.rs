@@ -144,6 +144,22 @@ pub fn normal_escapes(path: &str) -> Cow<'_, str> {
     Cow::Owned(normal)
 }
 
+/// The bytes `text` percent-decodes to; `None` when a `%` is not followed by two hex digits.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let mut decoded = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let high = hex(bytes.next()?)?;
+            let low = hex(bytes.next()?)?;
+            decoded.push(high << 4 | low);
+        } else {
+            decoded.push(b);
+        }
+    }
+    Some(decoded)
+}
+
 fn hex(digit: u8) -> Option<u8> {
     char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }

@@ -97,11 +97,17 @@ impl Source {
                 }
             }
             Source::Query { name } => {
-                let mut values = line.query.into_iter().flat_map(|q| q.split('&')).filter_map(|pair| {
-                    pair.split_once('=')
-                        .filter(|(key, _)| key == name)
-                        .map(|(_, value)| value.as_bytes())
-                });
+                // Some servers also split pairs at `;`, and decode names (`access%5Ftoken`): a
+                // second token hidden either way still makes the request ambiguous.
+                let mut values = line
+                    .query
+                    .into_iter()
+                    .flat_map(|q| q.split(['&', ';']))
+                    .filter_map(|pair| {
+                        pair.split_once('=')
+                            .filter(|(key, _)| query_name_is(key, name))
+                            .map(|(_, value)| value.as_bytes())
+                    });
                 match (values.next(), values.next()) {
                     (Some(_), Some(_)) => Found::Ambiguous,
                     (Some(token), None) if !token.is_empty() => Found::Token(token),
@@ -131,7 +137,7 @@ impl Source {
                     .query
                     .into_iter()
                     .flat_map(|q| q.split('&'))
-                    .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+                    .filter(|pair| !query_name_is(pair.split_once('=').map_or(*pair, |(k, _)| k), name))
                     .collect();
                 let path = if kept.is_empty() {
                     line.path.to_owned()
@@ -155,6 +161,17 @@ impl Source {
             }
         }
     }
+}
+
+/// Whether a query parameter's name, as form-decoded (`+` is a space, `%XX` a byte), is `name`.
+fn query_name_is(raw: &str, name: &str) -> bool {
+    if raw == name {
+        return true;
+    }
+    if !raw.contains(['%', '+']) {
+        return false;
+    }
+    crate::route::percent_decode(&raw.replace('+', " ")).is_some_and(|decoded| decoded == name.as_bytes())
 }
 
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
