@@ -474,47 +474,4 @@ mod tests {
             JwtError::KeyNotFound
         );
     }
-
-    /// Pure-Rust cost per check, natively: `cargo test -p jose --release -- --ignored --nocapture`.
-    #[cfg(not(target_arch = "wasm32"))]
-    #[wasm_bindgen_test(unsupported = test)]
-    #[ignore = "timing report, not a test"]
-    fn pure_rust_verify_cost() {
-        for alg in Alg::ALL {
-            let jwt = decode(&token(alg, &claims()));
-            let key = key_for(alg);
-            jwt.verify(&key, &NoHostCrypto).unwrap();
-            let rounds = if alg.key_kind() == crate::KeyKind::Hmac {
-                20_000
-            } else {
-                500
-            };
-            let start = std::time::Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(jwt.verify(std::hint::black_box(&key), &NoHostCrypto)).unwrap();
-            }
-            println!("{alg}: {:?} per verify", start.elapsed() / rounds);
-        }
-        let jwks = format!(
-            "{{\"keys\": [{}, {}, {}, {}]}}",
-            rsa_jwk(),
-            p256_jwk(),
-            p384_jwk(),
-            ed25519_jwk()
-        );
-        let start = std::time::Instant::now();
-        for _ in 0..200 {
-            std::hint::black_box(Jwks::parse(jwks.as_bytes()).unwrap());
-        }
-        println!(
-            "JWKS parse (RSA-2048, P-256, P-384, Ed25519): {:?}",
-            start.elapsed() / 200
-        );
-        let token = token(Alg::ES256, &claims());
-        let start = std::time::Instant::now();
-        for _ in 0..20_000 {
-            std::hint::black_box(Jwt::decode(token.as_bytes(), 16 * 1024).unwrap());
-        }
-        println!("decode ({} bytes): {:?}", token.len(), start.elapsed() / 20_000);
-    }
 }
