@@ -120,28 +120,21 @@ impl HttpFilter for Scrub {
         }
         let config = &self.root.0;
         let mut step = Step::proceed();
+        let mut removed = Vec::new();
         for name in headers.names() {
             let leaky = config.response_rules.matches(name) && !config.keep.contains(&matcher::normalise(name));
             // With CORS configured this filter is the one authority on CORS headers.
             let stale_cors = config.cors.is_some() && name.starts_with("access-control-");
             if leaky || stale_cors {
+                removed.push(name);
                 step = step
                     .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
                     .count(config.counters.response_headers_removed);
             }
         }
-        let removed = |name: &str| {
-            step.header_edits
-                .iter()
-                .any(|edit| matches!(edit, HeaderEdit::Remove(removed) if removed.as_str() == name))
-        };
-        let upstream_set: Vec<bool> = config
-            .security
-            .headers
-            .iter()
-            .map(|(name, _)| headers.contains(name.as_str()) && !removed(name.as_str()))
-            .collect();
-        for ((name, value), upstream_set) in config.security.headers.iter().zip(upstream_set) {
+        for (name, value) in &config.security.headers {
+            // A value the upstream set counts only if it is still there.
+            let upstream_set = headers.contains(name.as_str()) && !removed.contains(&name.as_str());
             if config.security.overwrite || !upstream_set {
                 step = step
                     .edit(HeaderEdit::Set(name.clone(), value.clone().into_bytes()))

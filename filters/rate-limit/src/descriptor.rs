@@ -220,7 +220,7 @@ impl<'a> RequestFacts<'a> {
                 String::from_utf8_lossy(&values.join(&b","[..])).into_owned()
             }
             Source::ClientAddress => without_port(&self.property(&["source", "address"])?).to_owned(),
-            Source::Path => shared::route::normal_escapes(self.line.path).into_owned(),
+            Source::Path => self.line.rule_path.clone().into_owned(),
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,
             Source::Constant(value) => value.clone(),

@@ -216,11 +216,14 @@ impl Gate {
                 gate.counters.path_refused,
             );
         }
-        let lowered;
         let line = if gate.case_insensitive {
-            // Escapes first: `%4F` is `O`, and so `o`.
-            lowered = shared::route::normal_escapes(line.path).to_ascii_lowercase();
-            RequestLine { path: &lowered, ..line }
+            // After the escapes are read (`%4F` is `O`, and so `o`); the escapes left stay in
+            // uppercase, as in the rules.
+            let lowered = line.rule_path.to_ascii_lowercase();
+            RequestLine {
+                rule_path: shared::route::normal_escapes(&lowered).into_owned().into(),
+                ..line
+            }
         } else {
             line
         };

@@ -546,12 +546,26 @@ fn escaped_letters_do_not_get_past_a_protected_prefix() {
     // With `case_insensitive_paths`, escapes are read before letter case: `%41` is `A`, so `a`.
     let config = gate(
         r#"{"case_insensitive_paths": true, "rules": [
+            {"id": "cafe", "match": {"exact": "/admin/caf%C3%A9"}, "requires": {"type": "any_of", "scopes": ["cafe"]}},
             {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
             {"id": "rest", "match": {}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}
         ]}"#,
     );
-    for path in ["/%41dmin/users", "/%61DMIN", "/ADM%49N"] {
+    for path in [
+        "/%41dmin/users",
+        "/%61DMIN",
+        "/ADM%49N",
+        "/Admin/Caf%C3%A9",
+        "/admin/caf%c3%a9",
+    ] {
         let (status, counters) = decide(&config, reader, request("GET", path, &[]));
         assert_eq!(status, 403, "{path}: {counters:?}");
     }
+    // The escapes left after lowercasing are compared in one letter case with the rule's.
+    let (status, counters) = decide(&config, reader, request("GET", "/ADMIN/CAF%c3%A9", &[]));
+    assert_eq!(
+        (status, counters.contains(&"denied_cafe".to_owned())),
+        (403, true),
+        "{counters:?}"
+    );
 }

@@ -5,6 +5,7 @@
 //! in normal form (see [`normal_escapes`]) whatever the proxy did.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -81,12 +82,12 @@ impl RouteMatch {
         if !method_ok {
             return false;
         }
-        let path = || normal_escapes(request.path);
+        let path = &*request.rule_path;
         match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(exact) => path() == exact.as_str(),
-            PathMatch::Prefix(prefix) => path().starts_with(prefix.as_str()),
-            PathMatch::Regex(regex) => regex.is_match(&path()),
+            PathMatch::Exact(exact) => path == exact,
+            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatch::Regex(regex) => regex.is_match(path),
         }
     }
 }
@@ -123,13 +124,7 @@ pub fn normal_escapes(path: &str) -> Cow<'_, str> {
                 if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
                     normal.push(char::from(byte));
                 } else {
-                    normal.push('%');
-                    normal.push(char::from(
-                        b"0123456789ABCDEF".get(usize::from(high)).copied().unwrap_or(b'0'),
-                    ));
-                    normal.push(char::from(
-                        b"0123456789ABCDEF".get(usize::from(low)).copied().unwrap_or(b'0'),
-                    ));
+                    let _ = write!(normal, "%{byte:02X}");
                 }
                 i += 3;
             }
@@ -165,10 +160,13 @@ fn hex(digit: u8) -> Option<u8> {
 }
 
 /// Method and path (query and fragment cut off) of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestLine<'a> {
     pub method: &'a str,
+    /// The path as the request has it.
     pub path: &'a str,
+    /// The path as rules read it: its escapes in normal form ([`normal_escapes`]).
+    pub rule_path: Cow<'a, str>,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
 }
@@ -183,7 +181,12 @@ impl<'a> RequestLine<'a> {
             Some((path, query)) => (path, Some(query)),
             None => (without_fragment, None),
         };
-        Some(Self { method, path, query })
+        Some(Self {
+            method,
+            path,
+            rule_path: normal_escapes(path),
+            query,
+        })
     }
 }
 
@@ -201,6 +204,7 @@ mod tests {
         RequestLine {
             method,
             path,
+            rule_path: normal_escapes(path),
             query: None,
         }
     }
@@ -248,11 +252,15 @@ mod tests {
             Some(RequestLine {
                 method: "GET",
                 path: "/a/b",
+                rule_path: Cow::Borrowed("/a/b"),
                 query: Some("x=1")
             })
         );
         let h = Headers::from_pairs([(":method", "GET"), (":path", "/a#f?x")]);
         assert_eq!(RequestLine::of(&h).map(|l| l.path), Some("/a"));
+        let h = Headers::from_pairs([(":method", "GET"), (":path", "/%61b?%61")]);
+        let line = RequestLine::of(&h).unwrap();
+        assert_eq!((line.path, &*line.rule_path, line.query), ("/%61b", "/ab", Some("%61")));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
