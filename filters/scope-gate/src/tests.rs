@@ -569,3 +569,29 @@ fn escaped_letters_do_not_get_past_a_protected_prefix() {
         "{counters:?}"
     );
 }
+
+/// Most servers run their GET handler for HEAD: under a public catch-all, `HEAD /admin` must not
+/// get past a rule written for `GET /admin`.
+#[wasm_bindgen_test(unsupported = test)]
+fn head_is_held_to_the_get_rule() {
+    let config = gate(
+        r#"{"rules": [
+            {"id": "admin", "match": {"prefix": "/admin", "methods": ["GET"]},
+             "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "requires": {"type": "public"}}
+        ]}"#,
+    );
+    assert_eq!(
+        decide(&config, None, request("HEAD", "/admin/users", &[])),
+        (401, vec!["unauthenticated".into()])
+    );
+    assert_eq!(
+        decide(
+            &config,
+            Some(r#"{"scope": "profile"}"#),
+            request("HEAD", "/admin/users", &[])
+        ),
+        (403, vec!["denied_admin".into()])
+    );
+    assert_eq!(decide(&config, None, request("POST", "/admin/users", &[])).0, 0);
+}

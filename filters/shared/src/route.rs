@@ -23,7 +23,7 @@ pub struct RouteMatchConfig {
     pub prefix: Option<String>,
     /// Matched against the whole path (anchored).
     pub regex: Option<String>,
-    /// Methods, exact and case-sensitive; empty or absent: every method.
+    /// Methods, exact and case-sensitive; `GET` covers `HEAD` too. Empty or absent: every method.
     #[serde(default)]
     pub methods: Vec<String>,
 }
@@ -78,7 +78,7 @@ impl RouteMatch {
     }
 
     pub fn matches(&self, request: &RequestLine<'_>) -> bool {
-        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| m == request.method);
+        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| method_covers(m, request.method));
         if !method_ok {
             return false;
         }
@@ -90,6 +90,12 @@ impl RouteMatch {
             PathMatch::Regex(regex) => regex.is_match(path),
         }
     }
+}
+
+/// A HEAD request is a GET without the content (RFC 9110 section 9.3.2), and most servers answer it
+/// by running their GET handler: a rule for GET that missed HEAD would let `HEAD /admin` past it.
+fn method_covers(rule: &str, request: &str) -> bool {
+    rule == request || (rule == "GET" && request == "HEAD")
 }
 
 fn checked_path(path: &str, at: &FieldPath) -> Result<String, ConfigError> {
@@ -222,6 +228,18 @@ mod tests {
         assert!(regex.matches(&line("GET", "/orders/42")));
         assert!(!regex.matches(&line("GET", "/orders/42/items")));
         assert!(compile("{}").unwrap().matches(&line("DELETE", "/anything")));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_get_rule_covers_head_and_nothing_else_does() {
+        let get = compile(r#"{"prefix": "/admin", "methods": ["GET"]}"#).unwrap();
+        assert!(get.matches(&line("HEAD", "/admin/users")));
+        assert!(!get.matches(&line("OPTIONS", "/admin/users")));
+        let head = compile(r#"{"methods": ["HEAD"]}"#).unwrap();
+        assert!(head.matches(&line("HEAD", "/")));
+        assert!(!head.matches(&line("GET", "/")));
+        let post = compile(r#"{"methods": ["POST", "PUT"]}"#).unwrap();
+        assert!(!post.matches(&line("HEAD", "/")));
     }
 
     /// RFC 3986 section 6.2.2: escapes of unreserved characters mean the characters, and the
