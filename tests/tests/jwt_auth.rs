@@ -276,6 +276,48 @@ fn rules_choose_per_route_and_method() {
     assert_eq!(gw.send(bearer(&token)).status, 200);
 }
 
+/// Without Envoy's path normalisation `/public/../orders` matches the public prefix as written
+/// and is `/orders` to the upstream: the filter refuses such paths itself.
+#[test]
+fn without_envoy_normalisation_a_public_prefix_opens_no_other_path() {
+    let oauth = OAuthServer::start();
+    let config = json!({
+        "providers": {"idp": remote_provider(&oauth)},
+        "rules": [
+            {"match": {"prefix": "/public/"}, "requires": {"type": "none"}},
+            {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
+        ],
+    });
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .hcm("normalize_path", json!(false))
+            .hcm("merge_slashes", json!(false))
+            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+    });
+    wait_for_keys(&gw, 1);
+    let tricks = [
+        "/public/../orders",
+        "/public/%2e%2e/orders",
+        "/public/..%2forders",
+        "/public/./../orders",
+        "/public/..;/orders",
+        "/public//../orders",
+    ];
+    for path in tricks {
+        let before = gw.echo.requests().len();
+        let response = gw.get(path);
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert_eq!(gw.echo.requests().len(), before, "{path} reached the upstream");
+    }
+    assert_eq!(
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_path_refused"),
+        tricks.len() as u64
+    );
+    assert_eq!(gw.get("/public/health").status, 200);
+}
+
 #[test]
 fn tokens_from_query_and_cookie_can_be_stripped() {
     let oauth = OAuthServer::start();

@@ -42,7 +42,7 @@ const RETRY_AFTER_SECS: u64 = 2;
 
 /// Denial reasons of this filter itself; the token's own come from [`jose::JwtError::REASONS`].
 /// Each has a counter `denied_<reason>`.
-const REQUEST_DENIAL_REASONS: &[&str] = &["missing_token", "ambiguous_token", "keys_unavailable"];
+const REQUEST_DENIAL_REASONS: &[&str] = &["path_refused", "missing_token", "ambiguous_token", "keys_unavailable"];
 
 #[derive(Clone, Debug)]
 enum Requirement {
@@ -319,6 +319,13 @@ impl Auth {
         };
         if root.bypass_cors_preflight && headers.is_cors_preflight() {
             return step.count(root.counters.unauthenticated_allowed);
+        }
+        if let Some(reason) = shared::route::path_refusal_for(root.rules.iter().map(|(route, _)| route), line.path) {
+            log::debug!("jwt_auth: path refused: {reason}");
+            return self.deny(
+                Deny::MalformedRequest("the request path is not in normal form"),
+                "path_refused",
+            );
         }
         let requirement = root
             .rules

@@ -569,6 +569,42 @@ fn client_copies_of_output_headers_are_removed_on_public_routes_and_preflights_t
     assert_eq!(step.local_reply().map(|r| r.status), Some(401));
 }
 
+/// Without Envoy's `normalize_path`, `/public/../orders` matches a public prefix here and is
+/// `/orders` to the upstream: a path the rules could read differently is refused.
+#[wasm_bindgen_test(unsupported = test)]
+fn paths_not_in_normal_form_are_refused_when_rules_read_paths() {
+    let mut config = hmac_config();
+    config["rules"] = json!([{"match": {"prefix": "/public/"}, "requires": {"type": "none"}}]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    for path in [
+        "/public/../orders",
+        "/public/%2e%2e/orders",
+        "/public/..%2forders",
+        "/public;x/../orders",
+    ] {
+        let step = run(&config, &host, &request("GET", path, &[]));
+        let reply = step.local_reply().unwrap_or_else(|| panic!("{path} passed: {step:?}"));
+        assert_eq!(reply.status, 400, "{path}");
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(names(&config, &step), vec!["denied_path_refused"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some("path_refused"));
+    }
+    let step = run(&config, &host, &request("GET", "/public/docs", &[]));
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+
+    // Rules that never read the path have no reason to refuse one.
+    let config = configured_hmac();
+    let token = hs256(&claims());
+    let step = run(
+        &config,
+        &host,
+        &request("GET", "/orders;v=1", &[("authorization", &bearer(&token))]),
+    );
+    assert_allowed(&config, &step);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn a_missing_token_gets_a_bare_challenge() {
     let config = configured_hmac();

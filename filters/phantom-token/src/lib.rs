@@ -50,6 +50,7 @@ const KEY_SOURCE: usize = 0;
 
 /// Denial reasons; each has a counter `denied_<reason>`.
 const DENIAL_REASONS: &[&str] = &[
+    "path_refused",
     "missing_token",
     "ambiguous_token",
     "malformed_token",
@@ -383,6 +384,12 @@ impl HttpFilter for Exchange {
         }
         let token = match root.source.find(headers, &line) {
             Found::Token(token) => token,
+            // Without a token, the path decides: it must be one the routes can be trusted with.
+            Found::None if let Some(reason) = shared::route::path_refusal_for(&root.token_optional, line.path) => {
+                log::debug!("phantom_token: path refused: {reason}");
+                let deny = Deny::MalformedRequest("the request path is not in normal form");
+                return self.deny(step, deny, "path_refused");
+            }
             Found::None if root.token_optional.iter().any(|route| route.matches(&line)) => {
                 return step.count(root.counters.unauthenticated_allowed)
             }

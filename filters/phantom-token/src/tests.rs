@@ -279,6 +279,24 @@ fn token_optional_routes_pass_without_a_token_but_still_exchange_one() {
     assert!(config_error(&bad).starts_with("token_optional[0].prefix:"));
 }
 
+/// Without a token the path decides, so it must be one the routes read as the upstream will:
+/// `/public/../admin` is `/admin` upstream.
+#[wasm_bindgen_test(unsupported = test)]
+fn without_a_token_a_path_not_in_normal_form_is_refused() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]})));
+    for path in ["/public/../admin", "/public/%2E%2E/admin", "/public//admin"] {
+        let (_, step) = gw.start(&Headers::from_pairs([(":method", "GET"), (":path", path)]));
+        assert_eq!(status(&step), Some(400), "{path}");
+        assert_eq!(body(&step)["error"], "invalid_request");
+        assert_eq!(gw.names(&step), vec!["denied_path_refused"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some(&b"path_refused"[..]));
+    }
+    // With a token, the path decides nothing here: the token is exchanged.
+    let mut with_token = Headers::from_pairs([(":method", "GET"), (":path", "/public/../admin")]);
+    with_token.push("authorization", &b"Bearer abc"[..]);
+    assert_eq!(gw.start(&with_token).1.action, Action::Pause);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn cors_preflights_pass_without_a_token() {
     let gw = Gateway::new(&jwt_mode());

@@ -16,7 +16,7 @@ pub type Descriptor = Vec<(String, String)>;
 #[derive(Debug)]
 pub struct Limit {
     pub name: String,
-    routes: Vec<RouteMatch>,
+    pub routes: Vec<RouteMatch>,
     entries: Vec<Entry>,
     pub cost: u32,
     pub enforce: Enforce,
@@ -108,8 +108,14 @@ impl Limit {
         })
     }
 
-    pub fn applies_to(&self, line: &RequestLine<'_>) -> bool {
-        self.routes.is_empty() || self.routes.iter().any(|route| route.matches(line))
+    /// A path the routes cannot be trusted with ([`shared::route::path_refusal`]) could be any
+    /// route to the upstream: it counts against every route whose methods it has.
+    pub fn applies_to(&self, line: &RequestLine<'_>, untrusted_path: bool) -> bool {
+        self.routes.is_empty()
+            || self
+                .routes
+                .iter()
+                .any(|route| route.matches(line) || (untrusted_path && route.fits_method(line.method)))
     }
 
     /// Every value is fixed: the limit has one key whatever the request.

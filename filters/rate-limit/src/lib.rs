@@ -208,12 +208,16 @@ impl HttpFilter for RateLimitFilter {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
         };
         let root = Rc::clone(&self.root);
+        let routes = root.limits.iter().flat_map(|compiled| &compiled.limit.routes);
+        let untrusted_path = shared::route::path_refusal_for(routes, line.path).inspect(|reason| {
+            log::debug!("rate_limit: path counted against every route's limits: {reason}");
+        });
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
         let mut tally = Tally::default();
         let mut asks = Vec::new();
         for (index, compiled) in root.limits.iter().enumerate() {
             let limit = &compiled.limit;
-            if !limit.applies_to(facts.line()) {
+            if !limit.applies_to(facts.line(), untrusted_path.is_some()) {
                 continue;
             }
             let Some(descriptor) = limit.descriptor(&facts) else {

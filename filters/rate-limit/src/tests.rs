@@ -184,6 +184,39 @@ fn routes_select_limits_and_costs_count() {
     );
 }
 
+/// Without Envoy's `normalize_path`, `/public/../login` is `/login` to the upstream: a path the
+/// routes could read differently counts against every route-scoped limit its method fits.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_path_not_in_normal_form_counts_against_every_routes_limit() {
+    let login = with(
+        local_limit(
+            "login",
+            1,
+            json!([{"key": "k", "source": {"type": "constant", "value": "login"}}]),
+        ),
+        json!({"routes": [{"exact": "/login", "methods": ["POST"]}]}),
+    );
+    let filter = configured(json!({"limits": [login]}));
+    let host = FakeHost::default();
+    let send = |method: &str, path: &str| {
+        let headers = Headers::from_pairs([(":method", method), (":path", path)]);
+        status(&filter.filter().on_request_headers(&headers, &host.ctx()))
+    };
+    assert_eq!(send("POST", "/public/../login"), 0);
+    for dodge in [
+        "/login",
+        "/public/../login",
+        "/%2flogin",
+        "//login",
+        "/login;x",
+        "/login/.",
+    ] {
+        assert_eq!(send("POST", dodge), 429, "{dodge}");
+    }
+    assert_eq!(send("GET", "/public/../login"), 0, "not the route's method");
+    assert_eq!(send("POST", "/public/login"), 0, "a normal path elsewhere");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn headers_in_both_styles_on_refusals_and_on_allowed_responses() {
     let config = |style: &str| json!({"limits": [per_client(2)], "headers": {"style": style, "on_allowed": true}});

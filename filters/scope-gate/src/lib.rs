@@ -3,7 +3,6 @@
 //! phantom-token) published in filter state, never from anything the client sent.
 
 mod config;
-mod path;
 
 use std::rc::Rc;
 
@@ -209,7 +208,7 @@ impl Gate {
                 gate.counters.path_refused,
             );
         };
-        if let Some(reason) = path::refuse(line.path) {
+        if let Some(reason) = shared::route::path_refusal(line.path) {
             log::debug!("scope_gate: path refused: {reason}");
             return self.deny(
                 Deny::MalformedRequest("the request path is not in normal form"),

@@ -258,8 +258,8 @@ mod properties {
     use shared::testkit::Configured;
     use shared::{Action, Headers, HttpFilter, Step};
 
-    use crate::path::refuse;
     use crate::ScopeGate;
+    use shared::route::path_refusal as refuse;
 
     use super::host;
 

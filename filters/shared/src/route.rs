@@ -77,9 +77,18 @@ impl RouteMatch {
         }
     }
 
+    /// Whether a request with this method could match, whatever its path.
+    pub fn fits_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| method_covers(m, method))
+    }
+
+    /// Whether the match reads the path, and so cares about [`path_refusal`].
+    pub fn reads_path(&self) -> bool {
+        !matches!(self.path, PathMatch::Any)
+    }
+
     pub fn matches(&self, request: &RequestLine<'_>) -> bool {
-        let method_ok = self.methods.is_empty() || self.methods.iter().any(|m| method_covers(m, request.method));
-        if !method_ok {
+        if !self.fits_method(request.method) {
             return false;
         }
         let path = &*request.rule_path;
@@ -143,6 +152,58 @@ pub fn normal_escapes(path: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(normal)
+}
+
+/// Why `path` (without its query) could mean something else to the upstream than to the rules, or
+/// `None` for a path they can be trusted with. Envoy with `normalize_path`, `merge_slashes` and an
+/// escaped-slash action never forwards such a path; this is the filters' own line of defence
+/// when it runs without them: such a path is refused, never guessed at.
+pub fn path_refusal(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("path must start with '/'");
+    }
+    for byte in path.bytes() {
+        match byte {
+            b'\\' => return Some("backslash in the path"),
+            b';' => return Some("';' path parameters are not accepted"),
+            0x21..0x7f => {}
+            _ => return Some("control, space or non-ASCII byte in the path"),
+        }
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        match segment {
+            "." | ".." => return Some("dot segment in the path"),
+            "" if segments.peek().is_some() => return Some("empty path segment"),
+            _ => {}
+        }
+    }
+    if !path.contains('%') {
+        return None;
+    }
+    let mut escaped = path.split('%').skip(1).map(|after| {
+        let mut digits = after.bytes();
+        Some(hex(digits.next()?)? << 4 | hex(digits.next()?)?)
+    });
+    if escaped.any(|byte| byte.is_none_or(|b| matches!(b, b'/' | b'\\' | b'.' | b'%' | 0))) {
+        return Some("percent-encoded '/', '\\', '.', '%' or NUL, or a malformed escape, in the path");
+    }
+    let decoded = percent_decode(path).unwrap_or_default();
+    // Overlong forms such as `%c0%ae` ('.') are invalid UTF-8: an upstream that decodes them
+    // leniently would see a dot segment the rules never saw.
+    std::str::from_utf8(&decoded)
+        .err()
+        .map(|_| "percent-encoding that is not UTF-8")
+}
+
+/// [`path_refusal`] of `path`, when any of `routes` reads it: a filter whose rules never read the
+/// path has no reason to refuse one.
+pub fn path_refusal_for<'r>(routes: impl IntoIterator<Item = &'r RouteMatch>, path: &str) -> Option<&'static str> {
+    if routes.into_iter().any(RouteMatch::reads_path) {
+        path_refusal(path)
+    } else {
+        None
+    }
 }
 
 /// The bytes `text` percent-decodes to; `None` when a `%` is not followed by two hex digits.
@@ -289,5 +350,48 @@ mod tests {
         assert!(err(r#"{"exact": "/a?b=1"}"#).starts_with("match.exact: "));
         assert!(err(r#"{"regex": "("}"#).starts_with("match.regex: invalid regex"));
         assert!(err(r#"{"methods": ["GET", "get"]}"#).starts_with("match.methods[1]: "));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn tricks_are_refused_and_normal_paths_pass() {
+        for ok in [
+            "/",
+            "/orders",
+            "/orders/42/items",
+            "/a-b_c~d.e",
+            "/v1/orders.json",
+            "/%41",
+            "/caf%C3%A9",
+            "/%E2%82%AC/price",
+        ] {
+            assert_eq!(path_refusal(ok), None, "{ok}");
+        }
+        for bad in [
+            "/public/%2e%2e/admin",
+            "/public/..%2fadmin",
+            "/public%2Fadmin",
+            "/public%5cadmin",
+            "/public\\..\\admin",
+            "/public/../admin",
+            "/public/./admin",
+            "/admin/.",
+            "//admin",
+            "/public//admin",
+            "/admin;jsessionid=1",
+            "/admin%00.json",
+            "/%252e%252e/admin",
+            "relative",
+            "/a b",
+            "/caf\u{e9}",
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%C0%AE./admin",
+            "/%e0%80%ae",
+            "/caf%e9",
+            "/%zz",
+            "/trailing%4",
+            "/trailing%",
+        ] {
+            assert!(path_refusal(bad).is_some(), "{bad}");
+        }
     }
 }
