@@ -388,6 +388,30 @@ fn a_removed_key_is_refused_after_the_next_refresh() {
     assert_invalid_token(&gw.send(bearer(&old)), &old);
 }
 
+/// Verified tokens are kept per key version: a refresh that finds the same keys keeps them.
+#[test]
+fn a_refresh_that_finds_the_same_keys_keeps_verified_tokens() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["refresh_secs"] = json!(1);
+    let gw = gateway_for(&oauth, provider);
+    let token = oauth.token(json!({}));
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+    let hits = || gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_hit");
+    let misses = gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_miss");
+
+    let fetches = gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok");
+    wait_for_keys(&gw, fetches + 2);
+    let before = hits();
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+    assert_eq!(
+        hits(),
+        before + 1,
+        "the token was verified again after an unchanged refresh"
+    );
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_miss"), misses);
+}
+
 #[test]
 fn keys_unavailable_at_start_is_503_then_recovers() {
     let oauth = OAuthServer::start();

@@ -8,6 +8,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use shared::{CallOutcome, Counter, Ctx, HeaderName, HttpCall, RootStep, SharedStore};
 
 use crate::Jwks;
@@ -49,6 +51,8 @@ struct KeyState {
     jwks: Option<Rc<Jwks>>,
     /// Fetch time (ms) of the adopted document; 0: none yet.
     stamp: u64,
+    /// The adopted document's [`content_version`].
+    version: u64,
     jwks_path: Option<String>,
     in_flight: bool,
     next_attempt_ms: u64,
@@ -128,17 +132,20 @@ impl RemoteKeys {
         }
     }
 
-    /// The adopted keys and their version. Newer versions other workers stored are taken on each
-    /// tick; a request reads shared data itself only while this worker has no keys at all.
+    /// The adopted keys and their version: the same for the same document, so that a refresh
+    /// that finds the keys unchanged keeps what was verified with them. Newer documents other
+    /// workers stored are taken on each tick; a request reads shared data itself only while this
+    /// worker has no keys at all.
     pub fn current(&self, store: &dyn SharedStore) -> Option<(Rc<Jwks>, u64)> {
         if self.state.borrow().jwks.is_none() {
             self.sync(store);
         }
         let state = self.state.borrow();
-        state.jwks.clone().map(|jwks| (jwks, state.stamp))
+        state.jwks.clone().map(|jwks| (jwks, state.version))
     }
 
-    /// Takes the version another worker stored, if it is newer. Returns whether it did.
+    /// Takes the fetch another worker stored, if it is newer. Returns whether that changed the
+    /// keys.
     pub fn sync(&self, store: &dyn SharedStore) -> bool {
         let Some(stamp) = store.get(&self.stamp_key).and_then(|(v, _)| read_u64(&v)) else {
             return false;
@@ -146,12 +153,18 @@ impl RemoteKeys {
         if stamp == self.state.borrow().stamp {
             return false;
         }
-        let parsed = store.get(&self.body_key).and_then(|(body, _)| Jwks::parse(&body).ok());
+        let body = store.get(&self.body_key).map(|(body, _)| body).unwrap_or_default();
+        let version = content_version(&body);
         let mut state = self.state.borrow_mut();
         state.stamp = stamp;
-        if let Some(jwks) = parsed {
-            state.jwks = Some(Rc::new(jwks));
+        if state.jwks.is_some() && version == state.version {
+            return false;
         }
+        let Ok(jwks) = Jwks::parse(&body) else {
+            return false;
+        };
+        state.jwks = Some(Rc::new(jwks));
+        state.version = version;
         true
     }
 
@@ -326,7 +339,7 @@ impl RemoteKeys {
         if jwks.is_empty() {
             return Err(FetchError::NoUsableKeys);
         }
-        // A stamp strictly newer than the adopted one, so every worker sees a new version.
+        // A stamp strictly newer than the adopted one, so every worker sees a new fetch.
         let stamp = now_ms.max(self.state.borrow().stamp.saturating_add(1));
         let stored = store.set(&self.body_key, &body, None).is_ok()
             && store.set(&self.stamp_key, &stamp.to_le_bytes(), None).is_ok();
@@ -334,7 +347,11 @@ impl RemoteKeys {
             log::warn!("{}: could not share fetched keys with the other workers", self.body_key);
         }
         let mut state = self.state.borrow_mut();
-        state.jwks = Some(Rc::new(jwks));
+        let version = content_version(&body);
+        if state.jwks.is_none() || version != state.version {
+            state.jwks = Some(Rc::new(jwks));
+            state.version = version;
+        }
         state.stamp = stamp;
         Ok(())
     }
@@ -360,6 +377,13 @@ fn ok_body(outcome: CallOutcome) -> Result<Vec<u8>, FetchError> {
         CallOutcome::Response { status, .. } => Err(FetchError::Status(status)),
         CallOutcome::Failed => Err(FetchError::Unreachable),
     }
+}
+
+/// A key document's version: its SHA-256, shortened. Refreshes that fetch the same document
+/// keep the version; any change to it, a removed key included, gives a new one.
+fn content_version(body: &[u8]) -> u64 {
+    let digest = Sha256::digest(body);
+    digest.first_chunk::<8>().map_or(0, |bytes| u64::from_le_bytes(*bytes))
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
@@ -503,6 +527,42 @@ mod tests {
         assert!(worker1.tick(T0 + 60, &store).is_none());
         let after = worker1.current(&store).unwrap().1;
         assert_ne!(before, after);
+        assert_eq!(kids(&worker1, &store), vec!["k2"]);
+    }
+
+    /// jwt-auth keeps verified tokens per key version: a refresh that finds the same document
+    /// must not throw them away on every worker; a changed document (a key removed) must.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_refresh_that_finds_the_same_document_keeps_the_version() {
+        let store = FakeStore::default();
+        let worker1 = RemoteKeys::new(spec(false));
+        let worker2 = RemoteKeys::new(spec(false));
+        assert!(worker1.tick(T0, &store).is_some());
+        assert_eq!(
+            worker1.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0, &store),
+            Ok(None)
+        );
+        let version = worker2.current(&store).unwrap().1;
+        let due = T0 + REFRESH_MS;
+        assert!(worker1.tick(due, &store).is_some());
+        assert_eq!(
+            worker1.on_response(Fetch::Jwks, ok(jwks_body("k1")), due, &store),
+            Ok(None)
+        );
+        assert!(!worker2.sync(&store), "nothing new to adopt");
+        assert_eq!(worker1.current(&store).unwrap().1, version);
+        assert_eq!(worker2.current(&store).unwrap().1, version);
+        // The refresh still counts: nobody fetches again until the next one is due.
+        assert!(worker2.tick(due + 1, &store).is_none());
+
+        let due = due + REFRESH_MS;
+        assert!(worker2.tick(due, &store).is_some());
+        assert_eq!(
+            worker2.on_response(Fetch::Jwks, ok(jwks_body("k2")), due, &store),
+            Ok(None)
+        );
+        assert!(worker1.sync(&store));
+        assert_ne!(worker1.current(&store).unwrap().1, version);
         assert_eq!(kids(&worker1, &store), vec!["k2"]);
     }
 
