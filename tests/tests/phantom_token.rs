@@ -190,6 +190,36 @@ fn requests_without_a_usable_token_get_rfc_6750_answers() {
     assert_eq!(gw.echo.request_count(), 0);
 }
 
+/// Without Envoy's path normalisation, `/public/../orders` matches a token-optional prefix as
+/// written and is `/orders` to the upstream: without a token, such a path is refused.
+#[test]
+fn without_envoy_normalisation_a_token_optional_prefix_opens_no_other_path() {
+    let oauth = oauth();
+    let config = config(&oauth, jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]}));
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .hcm("normalize_path", json!(false))
+            .hcm("merge_slashes", json!(false))
+            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+    });
+    let tricks = [
+        "/public/../orders",
+        "/public/%2e%2e/orders",
+        "/public/..%2forders",
+        "/public//../orders",
+    ];
+    for path in tricks {
+        let response = gw.get(path);
+        assert_eq!(response.status, 400, "{path}: {}", response.text());
+        assert_eq!(response.json()["error"], "invalid_request");
+    }
+    assert_eq!(counter(&gw, "denied_path_refused"), tricks.len() as u64);
+    assert_eq!(gw.echo.request_count(), 0);
+    assert_eq!(gw.get("/public/status").status, 200);
+}
+
 #[test]
 fn one_token_is_introspected_once_then_served_from_the_cache() {
     let oauth = oauth();

@@ -308,6 +308,30 @@ fn headers_in_both_styles_on_allowed_and_refused_responses() {
     assert!(quiet.get("/").has_header("ratelimit"));
 }
 
+/// Without Envoy's path normalisation, `/public/../login` is `/login` to the upstream: a path the
+/// routes could read differently counts against a route-scoped limit instead of dodging it.
+#[test]
+fn without_envoy_normalisation_a_route_limit_is_not_dodged() {
+    let mut login = local("login", 1, "hour", constant("login"));
+    login["routes"] = json!([{"exact": "/login", "methods": ["POST"]}]);
+    let gw = Gateway::start_with(|c| {
+        c.filter("rate_limit", json!({"limits": [login]}))
+            .hcm("normalize_path", json!(false))
+            .hcm("merge_slashes", json!(false))
+            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+    });
+    assert_eq!(gw.send(Request::post("/login", "{}")).status, 200);
+    for dodge in ["/public/../login", "/%2flogin", "//login", "/login/."] {
+        assert_eq!(gw.send(Request::post(dodge, "{}")).status, 429, "{dodge}");
+    }
+    assert_eq!(stat(&gw, "over_limit_login"), 4);
+    assert_eq!(
+        gw.send(Request::post("/public/login", "{}")).status,
+        200,
+        "another route"
+    );
+}
+
 #[test]
 fn shadow_mode_counts_what_it_would_refuse_and_refuses_nothing() {
     let rls = RateLimitService::start();
