@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use shared::route::{RequestLine, RouteMatch};
+use shared::route::{path_refusal, RequestLine, RouteMatch};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
     MetricRegistry, NoHostCrypto, Realm, RootStep, Step,
@@ -103,6 +103,8 @@ pub struct JwtAuth {
     realm: Realm,
     providers: Vec<Provider>,
     rules: Vec<(RouteMatch, Requirement)>,
+    /// Whether a rule reads the path: then a path not in normal form is refused.
+    rules_read_paths: bool,
     default: Requirement,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
@@ -181,6 +183,7 @@ impl JwtAuth {
                 allow_missing: false,
             },
             providers,
+            rules_read_paths: shared::route::any_reads_path(rules.iter().map(|(route, _)| route)),
             rules,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: config.max_token_bytes,
@@ -320,7 +323,7 @@ impl Auth {
         if root.bypass_cors_preflight && headers.is_cors_preflight() {
             return step.count(root.counters.unauthenticated_allowed);
         }
-        if let Some(reason) = shared::route::path_refusal_for(root.rules.iter().map(|(route, _)| route), line.path) {
+        if let Some(reason) = root.rules_read_paths.then(|| path_refusal(line.path)).flatten() {
             log::debug!("jwt_auth: path refused: {reason}");
             return self.deny(
                 Deny::MalformedRequest("the request path is not in normal form"),

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use jose::keys::{Fetch, FetchCounters, Refetch, RemoteKeys};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
-use shared::route::{RequestLine, RouteMatch};
+use shared::route::{path_refusal, RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
@@ -147,6 +147,9 @@ pub struct PhantomToken {
     policy: CachePolicy,
     pass_through_jwts: bool,
     token_optional: Vec<RouteMatch>,
+    /// Whether a `token_optional` route reads the path: then, without a token, a path not in
+    /// normal form is refused.
+    token_optional_reads_paths: bool,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
     /// Prefix of the wait signals: unique to this plugin's config.
@@ -229,6 +232,12 @@ impl PhantomToken {
         // make one forward what the other never verified.
         let identity = Secret::new(raw).fingerprint();
         let prefix = format!("apisec.phantom_token.{identity}");
+        let token_optional: Vec<RouteMatch> = config
+            .token_optional
+            .iter()
+            .enumerate()
+            .map(|(i, route)| RouteMatch::compile(route, &root.field("token_optional").index(i)))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             realm: config.realm.clone(),
             source: Source::compile(&SourceConfig::bearer(), &root)?,
@@ -247,12 +256,8 @@ impl PhantomToken {
                 exp_margin_ms: exp_margin_secs.saturating_mul(1000),
             },
             pass_through_jwts: config.pass_through_jwts,
-            token_optional: config
-                .token_optional
-                .iter()
-                .enumerate()
-                .map(|(i, route)| RouteMatch::compile(route, &root.field("token_optional").index(i)))
-                .collect::<Result<_, _>>()?,
+            token_optional_reads_paths: shared::route::any_reads_path(&token_optional),
+            token_optional,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: config.max_token_bytes,
             signal_prefix: prefix,
@@ -385,7 +390,12 @@ impl HttpFilter for Exchange {
         let token = match root.source.find(headers, &line) {
             Found::Token(token) => token,
             // Without a token, the path decides: it must be one the routes can be trusted with.
-            Found::None if let Some(reason) = shared::route::path_refusal_for(&root.token_optional, line.path) => {
+            Found::None
+                if let Some(reason) = root
+                    .token_optional_reads_paths
+                    .then(|| path_refusal(line.path))
+                    .flatten() =>
+            {
                 log::debug!("phantom_token: path refused: {reason}");
                 let deny = Deny::MalformedRequest("the request path is not in normal form");
                 return self.deny(step, deny, "path_refused");

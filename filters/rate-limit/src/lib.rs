@@ -80,6 +80,9 @@ pub struct RateLimit {
     limits: Vec<CompiledLimit>,
     /// The claims any limit reads, once each.
     claims_read: Vec<String>,
+    /// Whether a limit's route reads the path: then a path not in normal form counts against
+    /// every route-scoped limit.
+    routes_read_paths: bool,
     service: Option<Service>,
     headers: HeadersConfig,
     shadow: bool,
@@ -139,6 +142,7 @@ impl shared::FilterRoot for RateLimit {
             }
         }
         Ok(Self {
+            routes_read_paths: shared::route::any_reads_path(limits.iter().flat_map(|l| &l.limit.routes)),
             limits,
             claims_read,
             service,
@@ -208,10 +212,11 @@ impl HttpFilter for RateLimitFilter {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
         };
         let root = Rc::clone(&self.root);
-        let routes = root.limits.iter().flat_map(|compiled| &compiled.limit.routes);
-        let untrusted_path = shared::route::path_refusal_for(routes, line.path).inspect(|reason| {
-            log::debug!("rate_limit: path counted against every route's limits: {reason}");
-        });
+        let untrusted_path = root
+            .routes_read_paths
+            .then(|| shared::route::path_refusal(line.path))
+            .flatten()
+            .inspect(|reason| log::debug!("rate_limit: path counted against every route's limits: {reason}"));
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
         let mut tally = Tally::default();
         let mut asks = Vec::new();

@@ -196,14 +196,10 @@ pub fn path_refusal(path: &str) -> Option<&'static str> {
         .map(|_| "percent-encoding that is not UTF-8")
 }
 
-/// [`path_refusal`] of `path`, when any of `routes` reads it: a filter whose rules never read the
-/// path has no reason to refuse one.
-pub fn path_refusal_for<'r>(routes: impl IntoIterator<Item = &'r RouteMatch>, path: &str) -> Option<&'static str> {
-    if routes.into_iter().any(RouteMatch::reads_path) {
-        path_refusal(path)
-    } else {
-        None
-    }
+/// Whether any of `routes` reads the path, and so needs [`path_refusal`]: a filter whose matches
+/// never read the path has no reason to refuse one. Known once per config.
+pub fn any_reads_path<'r>(routes: impl IntoIterator<Item = &'r RouteMatch>) -> bool {
+    routes.into_iter().any(RouteMatch::reads_path)
 }
 
 /// The bytes `text` percent-decodes to; `None` when a `%` is not followed by two hex digits.
