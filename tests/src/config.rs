@@ -169,6 +169,14 @@ impl GatewayConfig {
         self
     }
 
+    /// Turns off Envoy's path normalisation (dot segments, slashes, escaped slashes), which every
+    /// shipped config has on: the filters must hold without it.
+    pub fn without_path_normalisation(self) -> Self {
+        self.hcm("normalize_path", json!(false))
+            .hcm("merge_slashes", json!(false))
+            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+    }
+
     /// Appends a wasm filter to the chain.
     pub fn filter(mut self, name: &str, config: Value) -> Self {
         self.filters.push(WasmFilter::new(name, config));

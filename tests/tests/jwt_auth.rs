@@ -292,9 +292,7 @@ fn without_envoy_normalisation_a_public_prefix_opens_no_other_path() {
     let gw = Gateway::start_with(|c| {
         c.filter("jwt_auth", config)
             .extra_cluster(static_cluster("oauth", addr))
-            .hcm("normalize_path", json!(false))
-            .hcm("merge_slashes", json!(false))
-            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+            .without_path_normalisation()
     });
     wait_for_keys(&gw, 1);
     let tricks = [

@@ -200,9 +200,7 @@ fn without_envoy_normalisation_a_token_optional_prefix_opens_no_other_path() {
     let gw = Gateway::start_with(|c| {
         c.filter("phantom_token", config)
             .extra_cluster(static_cluster("oauth", addr))
-            .hcm("normalize_path", json!(false))
-            .hcm("merge_slashes", json!(false))
-            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+            .without_path_normalisation()
     });
     let tricks = [
         "/public/../orders",

@@ -316,9 +316,7 @@ fn without_envoy_normalisation_a_route_limit_is_not_dodged() {
     login["routes"] = json!([{"exact": "/login", "methods": ["POST"]}]);
     let gw = Gateway::start_with(|c| {
         c.filter("rate_limit", json!({"limits": [login]}))
-            .hcm("normalize_path", json!(false))
-            .hcm("merge_slashes", json!(false))
-            .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
+            .without_path_normalisation()
     });
     assert_eq!(gw.send(Request::post("/login", "{}")).status, 200);
     for dodge in ["/public/../login", "/%2flogin", "//login", "/login/."] {

@@ -195,12 +195,6 @@ fn path_tricks_do_not_reach_a_protected_prefix_with_envoy_normalisation() {
     assert_no_bypass(&gw, &oauth.token(json!({"scope": "orders:read"})));
 }
 
-fn without_normalisation(c: GatewayConfig) -> GatewayConfig {
-    c.hcm("normalize_path", json!(false))
-        .hcm("merge_slashes", json!(false))
-        .hcm("path_with_escaped_slashes_action", json!("KEEP_UNCHANGED"))
-}
-
 #[test]
 fn path_tricks_do_not_reach_a_protected_prefix_without_envoy_normalisation() {
     let oauth = OAuthServer::start();
@@ -208,12 +202,12 @@ fn path_tricks_do_not_reach_a_protected_prefix_without_envoy_normalisation() {
     // jwt-auth's rules read no path: scope-gate itself refuses what Envoy passed on unnormalised.
     let mut every_path = jwt_auth(&oauth);
     every_path["rules"] = json!([]);
-    let gw = chain_with(&oauth, every_path, without_normalisation);
+    let gw = chain_with(&oauth, every_path, GatewayConfig::without_path_normalisation);
     assert_no_bypass(&gw, &token);
     assert!(gw.envoy.counter("wasmcustom.apisec.scope_gate.path_refused") >= 5);
     assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_path_refused"), 0);
     // With its public prefix, jwt-auth reads paths too, and refuses them first.
-    let gw = chain(&oauth, without_normalisation);
+    let gw = chain(&oauth, GatewayConfig::without_path_normalisation);
     assert_no_bypass(&gw, &token);
     assert!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_path_refused") >= 5);
 }
