@@ -47,7 +47,7 @@ fn integer_bounds(schema: &mut schemars::Schema) {
 }
 
 fn parses<T: serde::de::DeserializeOwned>(config: &Value) -> Result<(), String> {
-    serde_json::from_value::<T>(config.clone())
+    shared::config::parse::<T>(config.to_string().as_bytes())
         .map(drop)
         .map_err(|e| e.to_string())
 }

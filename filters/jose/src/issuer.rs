@@ -14,7 +14,8 @@ use crate::{Alg, ClaimRules, Jwk, Jwks, Jwt, JwtError};
 /// The `jwks` member of an issuer's config.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:JwksConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "JwksConfig", tag = "type"))]
 pub enum JwksConfig {
     /// Keys in the config itself.
     Inline { jwks: serde_json::Value },

@@ -114,7 +114,8 @@ pub struct RuleConfig {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:RequirementConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "RequirementConfig", tag = "type"))]
 pub enum RequirementConfig {
     /// A valid token from this provider.
     Provider { name: String },

@@ -364,12 +364,12 @@ fn config_errors_name_the_field() {
         (provider(json!({"audience": "api"})), "providers.x.audience"),
         (
             provider(json!({"jwks": {"type": "hmac", "secret_base64url": b64(SECRET), "kid": "a"}})),
-            "providers.x.jwks",
+            "providers.x.jwks.kid",
         ),
         (provider(json!({"jwks": {"type": "jwks_uri"}})), "providers.x.jwks.type"),
         (
             provider(json!({"from": [{"type": "header", "name": "x-token", "scheme": "Bearer"}]})),
-            "providers.x.from[0]",
+            "providers.x.from[0].scheme",
         ),
         (
             ruled(json!([{"match": {"path": "/a"}, "requires": {"type": "none"}}])),
@@ -382,7 +382,7 @@ fn config_errors_name_the_field() {
         // A unit variant would swallow this: "no authentication" with a stray provider list.
         (
             ruled(json!([{"requires": {"type": "none", "providers": ["x"]}}])),
-            "rules[0].requires",
+            "rules[0].requires.providers",
         ),
         (ruled(json!([{"match": {"prefix": "/a"}}])), "rules[0]"),
         (json!({"realm": "a\"b", "providers": {"x": hmac_provider()}}), "realm"),

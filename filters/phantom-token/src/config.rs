@@ -88,7 +88,8 @@ pub enum ClientAuth {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:ResponseConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "ResponseConfig", tag = "type"))]
 pub enum ResponseConfig {
     /// `Accept: application/jwt`: a 200 body is the JWT, 204 means inactive.
     Jwt {},
@@ -108,7 +109,12 @@ pub enum ResponseConfig {
 /// What goes upstream from a signed introspection response.
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    rename = "tagged:SignedUpstreamConfig",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+#[cfg_attr(feature = "schema", schemars(rename = "SignedUpstreamConfig", tag = "type"))]
 pub enum SignedUpstreamConfig {
     /// The JWT in this member of `token_introspection`, as `Authorization: Bearer`.
     JwtField { field: String },

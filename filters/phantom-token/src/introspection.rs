@@ -303,11 +303,15 @@ mod tests {
     const JWT: &str = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhIn0.c2ln";
 
     fn introspector(response: serde_json::Value, auth: &str) -> Introspector {
-        let config: IntrospectionConfig = serde_json::from_value(json!({
-            "cluster": "idp", "path": "/introspect", "authority": "idp.example",
-            "client_id": "gate way", "client_secret": "s3cr:t&=", "client_auth": auth,
-            "token_type_hint": "access_token", "response": response,
-        }))
+        let config: IntrospectionConfig = shared::config::parse(
+            json!({
+                "cluster": "idp", "path": "/introspect", "authority": "idp.example",
+                "client_id": "gate way", "client_secret": "s3cr:t&=", "client_auth": auth,
+                "token_type_hint": "access_token", "response": response,
+            })
+            .to_string()
+            .as_bytes(),
+        )
         .unwrap();
         Introspector::compile(&config, &FieldPath::root()).unwrap()
     }
@@ -442,7 +446,7 @@ mod tests {
             for (k, v) in patch.as_object().unwrap() {
                 config[k] = v.clone();
             }
-            let config: IntrospectionConfig = serde_json::from_value(config).unwrap();
+            let config: IntrospectionConfig = shared::config::parse(config.to_string().as_bytes()).unwrap();
             Introspector::compile(&config, &FieldPath::root().field("introspection"))
                 .err()
                 .map(|e| e.to_string())

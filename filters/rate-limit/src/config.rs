@@ -62,7 +62,8 @@ pub struct EntryConfig {
 
 #[derive(Clone, Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:SourceConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "SourceConfig", tag = "type"))]
 pub enum SourceConfig {
     /// A claim of the token verified by jwt-auth or phantom-token (filter state, never a header).
     Claim {
@@ -88,7 +89,8 @@ pub enum SourceConfig {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:EnforceConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "EnforceConfig", tag = "type"))]
 pub enum EnforceConfig {
     /// A token bucket in shared data: `requests` per `per`, bursts up to `burst` (default
     /// `requests`), shared by every worker of this Envoy.
@@ -149,7 +151,8 @@ fn default_timeout_ms() -> u64 {
 
 #[derive(Clone, Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:TransportConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "TransportConfig", tag = "type"))]
 pub enum TransportConfig {
     /// `envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`.
     Grpc {},

@@ -502,6 +502,19 @@ fn bad_configs_are_refused_with_the_field_path() {
             json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": 0, "per": "minute"}}))]}),
             "limits[0].enforce.requests: must be at least 1",
         ),
+        // Errors inside a tagged object name the member, not the object.
+        (
+            json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": "5", "per": "minute"}}))]}),
+            "limits[0].enforce.requests: invalid type: string \"5\", expected u32",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": [{"key": "k", "source": {"type": "claim", "name": "sub"}}]}))]}),
+            "limits[0].descriptor[0].source.name: unknown field `name`, expected `claim`",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": 5, "per": {"minute": null}}}))]}),
+            "limits[0].enforce.per: invalid type: map, expected enum Unit",
+        ),
         (
             json!({"limits": [with(per_client(5), json!({"cost": 9, "enforce": {"type": "local", "requests": 5, "per": "minute"}}))]}),
             "limits[0].enforce.burst: 5 is less than the cost 9",

@@ -53,7 +53,8 @@ pub struct RuleConfig {
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename = "tagged:RequiresConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "RequiresConfig", tag = "type"))]
 pub enum RequiresConfig {
     /// One of these scopes.
     AnyOf { scopes: Vec<String> },

@@ -238,7 +238,7 @@ fn bad_configs_name_the_field() {
         (r#"{"rules": [], "unmatched": "maybe"}"#, "unmatched"),
         (
             r#"{"rules": [{"requires": {"type": "public", "scopes": ["admin"]}}]}"#,
-            "rules[0].requires",
+            "rules[0].requires.scopes",
         ),
         (r#"{"rules": [], "scope_claims": []}"#, "scope_claims"),
         (r#"{}"#, ""),

@@ -7,8 +7,9 @@ use crate::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
 
 /// A token source as configured.
 #[derive(Debug, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename = "tagged:SourceConfig", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "schema", schemars(rename = "SourceConfig", tag = "type"))]
 pub enum SourceConfig {
     /// A header; `prefix` (scheme, compared case-insensitively) is stripped.
     Header {
@@ -30,6 +31,32 @@ impl SourceConfig {
             name: HeaderName::trusted("authorization"),
             prefix: Some("Bearer ".to_owned()),
         }
+    }
+}
+
+/// For the schema's defaults, tagged as the config writes it (a derive would not be: see
+/// `config::tree`).
+#[cfg(feature = "schema")]
+impl serde::Serialize for SourceConfig {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            SourceConfig::Header { name, prefix } => {
+                map.serialize_entry("type", "header")?;
+                map.serialize_entry("name", name)?;
+                map.serialize_entry("prefix", prefix)?;
+            }
+            SourceConfig::Query { name } => {
+                map.serialize_entry("type", "query")?;
+                map.serialize_entry("name", name)?;
+            }
+            SourceConfig::Cookie { name } => {
+                map.serialize_entry("type", "cookie")?;
+                map.serialize_entry("name", name)?;
+            }
+        }
+        map.end()
     }
 }
 
