@@ -10,6 +10,14 @@
 //! and starts with a full bucket of its own: a full bucket holds no state, so under normal load
 //! nothing is lost, and under a flood of keys the evicted client loses the least, while no new
 //! client ever inherits another's debt. Updates are compare-and-swap with bounded retries.
+//!
+//! TATs are wall-clock times, and the host's wall clock can step back (NTP, a resumed VM). So each
+//! set also keeps the latest clock reading it stored. A reading up to [`CLOCK_STEP_MS`] behind it
+//! is two workers' readings crossing, and the set's reading stands in for it (time never goes back
+//! for a bucket). A reading further behind is the clock stepping back: every TAT of the set moves
+//! back by the step, so each bucket keeps the tokens it had at its last update and refills at the
+//! rate from there, instead of counting the step as debt. The time between that update and the
+//! step is not credited: a step back never makes a bucket fuller than it could be.
 
 use sha2::{Digest, Sha256};
 
@@ -22,15 +30,30 @@ use crate::descriptor::Descriptor;
 pub const WAYS: usize = 4;
 const FINGERPRINT: usize = 12;
 const SLOT: usize = FINGERPRINT + 4 + 16;
-const SET: usize = SLOT * WAYS;
+/// Before the slots: the latest clock reading (ms) the set stored.
+const HEADER: usize = 8;
+const SET: usize = HEADER + SLOT * WAYS;
+/// Goes into the key prefix: another layout is other keys, never a set misread.
+const LAYOUT: u32 = 2;
 /// CAS attempts before giving up on a contended set.
 const MAX_ATTEMPTS: usize = 16;
+/// How far a clock reading may lag the set's own before it counts as the host clock stepping back
+/// rather than two workers' readings crossing.
+const CLOCK_STEP_MS: u64 = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rate {
     pub requests: u32,
     pub per: Unit,
     pub burst: u32,
+}
+
+impl Rate {
+    /// Seconds an empty bucket takes to fill (rounded up): with `burst`, the quota policy a client
+    /// is shown, whose rate is the limit's.
+    pub fn refill_secs(&self) -> u64 {
+        (u64::from(self.burst) * self.per.seconds()).div_ceil(u64::from(self.requests.max(1)))
+    }
 }
 
 /// Where one descriptor's bucket lives.
@@ -66,7 +89,7 @@ impl Buckets {
     /// and a changed limit starts from full buckets rather than reinterpreting old state.
     pub fn new(plugin: &str, name: &str, rate: Rate, sets: u32) -> Self {
         let id = Sha256::digest(format!(
-            "{plugin}|{name}|{}|{:?}|{}|{sets}",
+            "{plugin}|{name}|{}|{:?}|{}|{sets}|{LAYOUT}",
             rate.requests, rate.per, rate.burst
         ));
         let id: String = id.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -112,7 +135,8 @@ impl Buckets {
         }
     }
 
-    /// Takes `cost` tokens from the bucket if it has them.
+    /// Takes `cost` tokens from the bucket if it has them. A refusal leaves the set as it was,
+    /// unless the clock stepped back: then the set's moving back is stored all the same.
     pub fn take(
         &self,
         store: &dyn SharedStore,
@@ -127,16 +151,18 @@ impl Buckets {
                 Some((_, cas)) => (vec![0; SET], Some(cas)),
                 None => (vec![0; SET], None),
             };
+            let (now, stepped_back) = self.follow_clock(&mut set, now_ms);
             let (slot, tat) = match slot_of(&set, &key.fingerprint) {
                 Some(slot) => (slot, read_tat(&set, slot)),
                 // A new descriptor starts with a full bucket, whatever the evicted one held.
                 None => (slot_to_evict(&set), 0),
             };
-            let (verdict, new_tat) = self.gcra(tat, cost, now_ms);
-            if !verdict.allowed {
+            let (verdict, new_tat) = self.gcra(tat, cost, now);
+            if verdict.allowed {
+                write_slot(&mut set, slot, &key.fingerprint, new_tat);
+            } else if !stepped_back {
                 return Ok(verdict);
             }
-            write_slot(&mut set, slot, &key.fingerprint, new_tat);
             match store.set(&key.set, &set, cas) {
                 Ok(()) => return Ok(verdict),
                 Err(StoreError::CasMismatch) => continue,
@@ -144,6 +170,28 @@ impl Buckets {
             }
         }
         Err(StoreError::CasMismatch)
+    }
+
+    /// The time the set's buckets are at for a reading of `now_ms`, recorded in `set`, and
+    /// whether the clock stepped back (then `set`'s TATs were moved back with it).
+    fn follow_clock(&self, set: &mut [u8], now_ms: u64) -> (u64, bool) {
+        let clock = read_clock(set);
+        if now_ms >= clock {
+            write_clock(set, now_ms);
+            return (now_ms, false);
+        }
+        let behind = clock - now_ms;
+        if behind <= CLOCK_STEP_MS {
+            return (clock, false);
+        }
+        // Only a full bucket's TAT can be below the step: it stays full at 0.
+        let step = u128::from(behind) * u128::from(self.rate.requests);
+        for slot in 0..WAYS {
+            write_tat(set, slot, read_tat(set, slot).saturating_sub(step));
+        }
+        write_clock(set, now_ms);
+        log::debug!("rate_limit: the clock stepped back {behind} ms; buckets moved back with it");
+        (now_ms, true)
     }
 
     /// The GCRA step, in time scaled by `requests` so one token is exactly `unit_ms`.
@@ -179,7 +227,10 @@ impl Buckets {
 
 /// The slot holding `fingerprint`, if any.
 fn slot_of(set: &[u8], fingerprint: &[u8; FINGERPRINT]) -> Option<usize> {
-    (0..WAYS).find(|&slot| set.get(slot * SLOT..slot * SLOT + FINGERPRINT) == Some(&fingerprint[..]))
+    (0..WAYS).find(|&slot| {
+        let start = HEADER + slot * SLOT;
+        set.get(start..start + FINGERPRINT) == Some(&fingerprint[..])
+    })
 }
 
 /// The slot whose bucket is fullest (empty slots first): evicting it loses the least state.
@@ -187,23 +238,45 @@ fn slot_to_evict(set: &[u8]) -> usize {
     (0..WAYS).min_by_key(|&slot| read_tat(set, slot)).unwrap_or(0)
 }
 
+fn read_clock(set: &[u8]) -> u64 {
+    let mut clock = [0u8; HEADER];
+    if let Some(bytes) = set.get(..HEADER) {
+        clock.copy_from_slice(bytes);
+    }
+    u64::from_le_bytes(clock)
+}
+
+fn write_clock(set: &mut [u8], now_ms: u64) {
+    if let Some(bytes) = set.get_mut(..HEADER) {
+        bytes.copy_from_slice(&now_ms.to_le_bytes());
+    }
+}
+
+fn tat_range(slot: usize) -> std::ops::Range<usize> {
+    let start = HEADER + slot * SLOT + FINGERPRINT + 4;
+    start..start + 16
+}
+
 fn read_tat(set: &[u8], slot: usize) -> u128 {
-    let start = slot * SLOT + FINGERPRINT + 4;
     let mut tat = [0u8; 16];
-    if let Some(bytes) = set.get(start..start + 16) {
+    if let Some(bytes) = set.get(tat_range(slot)) {
         tat.copy_from_slice(bytes);
     }
     u128::from_le_bytes(tat)
 }
 
+fn write_tat(set: &mut [u8], slot: usize, tat: u128) {
+    if let Some(bytes) = set.get_mut(tat_range(slot)) {
+        bytes.copy_from_slice(&tat.to_le_bytes());
+    }
+}
+
 fn write_slot(set: &mut [u8], slot: usize, fingerprint: &[u8; FINGERPRINT], tat: u128) {
-    let start = slot * SLOT;
+    let start = HEADER + slot * SLOT;
     if let Some(bytes) = set.get_mut(start..start + FINGERPRINT) {
         bytes.copy_from_slice(fingerprint);
     }
-    if let Some(bytes) = set.get_mut(start + FINGERPRINT + 4..start + SLOT) {
-        bytes.copy_from_slice(&tat.to_le_bytes());
-    }
+    write_tat(set, slot, tat);
 }
 
 #[cfg(test)]
@@ -350,6 +423,48 @@ mod tests {
         }
     }
 
+    /// The host's wall clock stepping back (NTP, a resumed VM) leaves every bucket with the tokens
+    /// it had, and refilling from there at the rate, never in debt for the length of the step.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_clock_step_back_leaves_every_bucket_as_it_was() {
+        let store = FakeStore::default();
+        let b = buckets(100, Unit::Second, 100, 16);
+        let key = b.key(&descriptor("alice"));
+        assert_eq!(b.take(&store, &key, 1, NOW).unwrap().remaining, 99);
+        let after_step = b.take(&store, &key, 1, NOW - 60_000).unwrap();
+        assert!(after_step.allowed, "{after_step:?}");
+        assert_eq!(after_step.remaining, 98);
+
+        // A drained bucket: a token every minute, a step back of an hour.
+        let b = buckets(1, Unit::Minute, 2, 16);
+        let key = b.key(&descriptor("bob"));
+        assert!(b.take(&store, &key, 2, NOW).unwrap().allowed);
+        let stepped = NOW - 3_600_000;
+        let refused = b.take(&store, &key, 1, stepped).unwrap();
+        assert!(!refused.allowed);
+        assert_eq!((refused.retry_after_secs, refused.reset_secs), (60, 120));
+        assert!(!b.take(&store, &key, 1, stepped + 59_999).unwrap().allowed);
+        let refilled = b.take(&store, &key, 1, stepped + 60_000).unwrap();
+        assert!(refilled.allowed, "{refilled:?}");
+        assert_eq!(refilled.remaining, 0);
+    }
+
+    /// Two workers' readings of the clock cross (one read it first, stored last): time does not
+    /// go back for the bucket, and no token is handed out early.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn readings_a_moment_behind_the_bucket_get_no_token_early() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Second, 1, 16);
+        let key = b.key(&descriptor("carol"));
+        assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
+        assert!(b.take(&store, &key, 1, NOW + 1000).unwrap().allowed);
+        let behind = b.take(&store, &key, 1, NOW + 600).unwrap();
+        assert!(!behind.allowed);
+        assert_eq!(behind.retry_after_secs, 1);
+        assert!(!b.take(&store, &key, 1, NOW + 1999).unwrap().allowed);
+        assert!(b.take(&store, &key, 1, NOW + 2000).unwrap().allowed);
+    }
+
     #[wasm_bindgen_test(unsupported = test)]
     fn contention_is_retried_and_bounded() {
         // A store whose CAS always fails: the take gives up instead of spinning.
@@ -477,6 +592,40 @@ mod tests {
                     if !verdict.allowed {
                         prop_assert_eq!(store.get(&key.set), before);
                     }
+                }
+            }
+
+            /// A step back of the clock moves the bucket's future back with it: from the step on,
+            /// every request gets the verdict it would have got that long after the bucket's last
+            /// update without the step.
+            #[test]
+            fn a_clock_step_back_moves_the_buckets_future_back_with_it(
+                (rate, steps) in scenario(),
+                back in (CLOCK_STEP_MS + 1)..=86_400_000u64,
+                after in proptest::collection::vec((0u64..=5_000, 1u32..=12), 1..20),
+            ) {
+                let store = FakeStore::default();
+                let b = Buckets::new("plugin", "prop", rate, 1);
+                let key = b.key(&descriptor("p"));
+                let mut now = NOW;
+                let mut updated = NOW;
+                for (gap, cost) in steps {
+                    now += gap;
+                    if b.take(&store, &key, cost, now).unwrap().allowed {
+                        updated = now;
+                    }
+                }
+                let (unstepped, stepped) = (fork(&store, &key), fork(&store, &key));
+                let mut elapsed = 0;
+                for (i, (gap, cost)) in after.into_iter().enumerate() {
+                    // The first request comes at the step itself.
+                    if i > 0 {
+                        elapsed += gap;
+                    }
+                    let cost = cost.min(rate.burst);
+                    let expected = b.take(&unstepped, &key, cost, updated + elapsed).unwrap();
+                    let got = b.take(&stepped, &key, cost, updated - back + elapsed).unwrap();
+                    prop_assert_eq!(got, expected, "{} ms after a step back of {} ms", elapsed, back);
                 }
             }
 

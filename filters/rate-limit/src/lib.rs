@@ -42,7 +42,7 @@ pub const OUTCOME_STATE: &str = "apisec.rate_limit.outcome";
 
 /// Largest service answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// The most keys a local limit may track: 2^20 buckets, 32 MiB of shared data per limit.
+/// The most keys a local limit may track: 2^20 buckets, 34 MiB of shared data per limit.
 const MAX_KEYS: u32 = 1 << 20;
 
 struct Counters {
@@ -244,11 +244,13 @@ impl HttpFilter for RateLimitFilter {
                     return self.conclude(tally, Some(Failure::LocalStore));
                 }
             };
+            // The bucket is the quota: `burst` requests, refilled in `refill_secs` (the limit's
+            // rate), so the limit shown is never below the remaining count.
             tally.quotas.push(Quota {
                 name: limit.name.clone(),
                 unnamed: false,
-                limit: u64::from(rate.requests),
-                window_secs: Some(rate.per.seconds()),
+                limit: u64::from(rate.burst),
+                window_secs: Some(rate.refill_secs()),
                 remaining: verdict.remaining,
                 reset_secs: verdict.reset_secs,
             });
@@ -318,6 +320,9 @@ impl RateLimitFilter {
         if let Some(service) = &root.service {
             tally.extra_headers = service.allowed_headers(&answer);
         }
+        // Descriptors over their limit refuse only when the answer as a whole does: a service in its
+        // own shadow mode says OK overall and OVER_LIMIT for them (it counts those itself).
+        let over_limit = answer.overall == Code::OverLimit;
         for (position, status) in answer.statuses.iter().enumerate() {
             let limit_name = self
                 .asked
@@ -340,15 +345,19 @@ impl RateLimitFilter {
                 });
             }
             if status.code == Code::OverLimit {
-                tally.refused_by.push(limit_name);
-                let wait = status
-                    .reset_secs
-                    .or_else(|| status.current_limit.as_ref().and_then(|l| l.window_secs))
-                    .unwrap_or(1);
-                tally.retry_after_secs = tally.retry_after_secs.max(wait);
+                if over_limit {
+                    tally.refused_by.push(limit_name);
+                    let wait = status
+                        .reset_secs
+                        .or_else(|| status.current_limit.as_ref().and_then(|l| l.window_secs))
+                        .unwrap_or(1);
+                    tally.retry_after_secs = tally.retry_after_secs.max(wait);
+                } else {
+                    log::debug!("rate_limit: the service let {limit_name:?} through over its limit");
+                }
             }
         }
-        tally.refused |= answer.overall == Code::OverLimit;
+        tally.refused |= over_limit;
         self.conclude(tally, None)
     }
 

@@ -11,7 +11,11 @@ pub struct Quota {
     pub name: String,
     /// The service gave no name: draft-03 headers then print none, as Envoy does.
     pub unnamed: bool,
+    /// The quota: a service limit's `requests_per_unit`; a local limit's bucket size (`burst`),
+    /// never less than `remaining`.
     pub limit: u64,
+    /// The quota's window: a service limit's unit; for a local limit, the seconds an empty bucket
+    /// takes to fill, so that `limit` per window is the limit's rate.
     pub window_secs: Option<u64>,
     pub remaining: u64,
     pub reset_secs: u64,

@@ -250,6 +250,46 @@ fn headers_in_both_styles_on_refusals_and_on_allowed_responses() {
     assert_eq!(reply.header("x-ratelimit-limit"), None);
 }
 
+/// A local limit's quota is its bucket: `burst` requests, refilled in `burst * per / requests`
+/// seconds, so the limit shown is never below the remaining count and the policy's rate is the
+/// limit's rate.
+#[wasm_bindgen_test(unsupported = test)]
+fn local_limits_show_their_bucket_size_and_the_time_to_refill_it() {
+    let per_ip = json!({"name": "per_ip", "descriptor": [{"key": "ip", "source": {"type": "client_address"}}],
+                        "enforce": {"type": "local", "requests": 1, "per": "minute", "burst": 10}});
+    let config = |style: &str| json!({"limits": [per_ip.clone()], "headers": {"style": style, "on_allowed": true}});
+    let host = host_with_claims(json!({}));
+    let answer = |filter: &Configured<RateLimit>| {
+        let mut f = filter.filter();
+        assert_eq!(status(&f.on_request_headers(&request("/"), &host.ctx())), 0);
+        let response = f.on_response_headers(&Headers::from_pairs([(":status", "200")]), &host.ctx());
+        let mut edited = Headers::new();
+        edited.apply(&response.header_edits);
+        edited
+    };
+
+    let draft = answer(&configured(config("draft03")));
+    assert_eq!(draft.get_str("x-ratelimit-limit"), Some("10, 10;w=600;name=\"per_ip\""));
+    assert_eq!(draft.get_str("x-ratelimit-remaining"), Some("9"));
+    assert_eq!(draft.get_str("x-ratelimit-reset"), Some("60"));
+
+    let ietf = answer(&configured(config("ietf")));
+    assert_eq!(ietf.get_str("ratelimit-policy"), Some("\"per_ip\";q=10;w=600"));
+    assert_eq!(ietf.get_str("ratelimit"), Some("\"per_ip\";r=9;t=60"));
+
+    // A window that is not a whole number of seconds is rounded up: a bucket of 1 at 7 an hour
+    // fills in 514.3 s.
+    let odd = with(
+        per_ip,
+        json!({"enforce": {"type": "local", "requests": 7, "per": "hour", "burst": 1}}),
+    );
+    let filter = configured(json!({"limits": [odd], "headers": {"style": "ietf", "on_allowed": true}}));
+    assert_eq!(
+        answer(&filter).get_str("ratelimit-policy"),
+        Some("\"per_ip\";q=1;w=515")
+    );
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn shadow_mode_counts_and_logs_but_never_refuses() {
     let filter = configured(json!({"limits": [per_client(1)], "shadow": true, "headers": {"style": "draft03"}}));
@@ -359,6 +399,41 @@ fn service_limits_go_out_in_one_grpc_call_and_its_answer_decides() {
         filter.counter_names(&refused.counters),
         ["over_limit_fleet", "over_limit"]
     );
+}
+
+/// A service in its own shadow mode answers OK overall with descriptors OVER_LIMIT: the request
+/// passes and counts as allowed, not as refused by the limit.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_over_limit_descriptor_does_not_count_when_the_service_says_ok() {
+    let filter = configured(service_config(json!({"type": "grpc"}), "deny"));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    let step = f.on_grpc_response(grpc_answer(1, &[(2, 10, 0, 42)]), &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(outcome(&step), "allowed");
+    assert_eq!(filter.counter_names(&step.counters), ["ok"]);
+    let response = f.on_response_headers(&Headers::new(), &host.ctx());
+    let mut edited = Headers::new();
+    edited.apply(&response.header_edits);
+    assert_eq!(edited.get_str("retry-after"), None);
+    assert_eq!(edited.get_str("x-quota-note"), Some("fleet"));
+
+    // Over HTTP likewise.
+    let filter = configured(service_config(json!({"type": "http"}), "deny"));
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    let body = json!({"overallCode": "OK", "statuses": [{"code": "OVER_LIMIT", "durationUntilReset": "7s"}]});
+    let step = f.on_call_response(
+        CallOutcome::Response {
+            status: 200,
+            headers: Headers::new(),
+            body: body.to_string().into_bytes(),
+        },
+        &host.ctx(),
+    );
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(filter.counter_names(&step.counters), ["ok"]);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
