@@ -1,12 +1,13 @@
 //! What a filter core asks for, as data. The adapter in `proxy/` carries it out; tests inspect it.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::headers::HeaderName;
 use crate::metrics::Counter;
 
 /// One change to a header map.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum HeaderEdit {
     /// Remove every entry with this name, whatever its case or count.
     Remove(HeaderName),
@@ -14,6 +15,17 @@ pub enum HeaderEdit {
     Set(HeaderName, Vec<u8>),
     /// Append a value, keeping existing entries.
     Add(HeaderName, Vec<u8>),
+}
+
+/// Names only: the values this filter sets are tokens and claims, which never go to a log.
+impl fmt::Debug for HeaderEdit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderEdit::Remove(name) => write!(f, "Remove({:?})", name.as_str()),
+            HeaderEdit::Set(name, value) => write!(f, "Set({:?}, {} bytes)", name.as_str(), value.len()),
+            HeaderEdit::Add(name, value) => write!(f, "Add({:?}, {} bytes)", name.as_str(), value.len()),
+        }
+    }
 }
 
 /// A response the proxy sends itself, without reaching the upstream.
@@ -228,4 +240,19 @@ pub struct RootStep {
     pub calls: Vec<(u32, HttpCall)>,
     pub counters: Vec<Counter>,
     pub notify: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    /// A failed edit is logged with its `Debug`: the name, never the token or claims it carries.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn debug_shows_names_never_values() {
+        let edit = HeaderEdit::Set(HeaderName::trusted("authorization"), b"Bearer eyJhbGciOi".to_vec());
+        assert_eq!(format!("{edit:?}"), r#"Set("authorization", 17 bytes)"#);
+        let edit = HeaderEdit::Add(HeaderName::trusted("x-user"), b"alice".to_vec());
+        assert_eq!(format!("{edit:?}"), r#"Add("x-user", 5 bytes)"#);
+    }
 }
