@@ -43,6 +43,31 @@ impl Default for ClaimRules {
     }
 }
 
+/// An `aud` claim (a string or an array of strings; anything else is a bad claim type) that names
+/// one of `wanted`, when `wanted` is not empty.
+pub fn check_audience(aud: Option<&Value>, wanted: &[String]) -> Result<(), JwtError> {
+    let audiences = match aud {
+        None => None,
+        Some(Value::String(aud)) => Some(vec![aud.as_str()]),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| item.as_str().ok_or(JwtError::BadClaimType("aud")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(JwtError::BadClaimType("aud")),
+    };
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let audiences = audiences.ok_or_else(|| JwtError::MissingClaim("aud".to_owned()))?;
+    if audiences.iter().any(|aud| wanted.iter().any(|w| w == aud)) {
+        Ok(())
+    } else {
+        Err(JwtError::WrongAudience)
+    }
+}
+
 impl Jwt {
     /// Checks the claims against `rules` at `now_secs` (seconds since the Unix epoch). Call it
     /// after the signature check: it trusts the claims to be the issuer's.
@@ -91,16 +116,7 @@ impl Jwt {
             }
         }
 
-        let audiences = self.audiences()?;
-        if !rules.audiences.is_empty() {
-            let audiences = audiences.ok_or_else(|| JwtError::MissingClaim("aud".to_owned()))?;
-            if !audiences
-                .iter()
-                .any(|aud| rules.audiences.iter().any(|wanted| wanted == aud))
-            {
-                return Err(JwtError::WrongAudience);
-            }
-        }
+        check_audience(self.claim("aud"), &rules.audiences)?;
 
         for name in &rules.required_claims {
             if self.claim(name).is_none_or(Value::is_null) {
@@ -108,20 +124,6 @@ impl Jwt {
             }
         }
         Ok(())
-    }
-
-    /// `aud` as a list: a string or an array of strings; anything else is a bad claim type.
-    fn audiences(&self) -> Result<Option<Vec<&str>>, JwtError> {
-        match self.claim("aud") {
-            None => Ok(None),
-            Some(Value::String(aud)) => Ok(Some(vec![aud.as_str()])),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| item.as_str().ok_or(JwtError::BadClaimType("aud")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(JwtError::BadClaimType("aud")),
-        }
     }
 
     /// A NumericDate claim: absent, or a finite non-negative number (fractions allowed).

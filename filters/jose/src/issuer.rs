@@ -113,7 +113,7 @@ impl IssuerKeys {
                 // Plugins in one VM share fetched keys only if they fetch them from the same place:
                 // the same issuer name with another JWKS must not bring its keys along.
                 let origin = shared::Secret::new(format!("{cluster}\n{authority}\n{jwks_path:?}\n{discovery_path:?}"));
-                Ok::<_, ConfigError>(KeySource::Remote(Box::new(RemoteKeys::new(RemoteSpec {
+                let mut keys = RemoteKeys::new(RemoteSpec {
                     store_prefix: format!("{}.{}", spec.store_prefix, origin.fingerprint()),
                     cluster,
                     authority,
@@ -121,7 +121,11 @@ impl IssuerKeys {
                     discovery_path,
                     refresh_secs: refresh,
                     timeout_ms: timeout,
-                }))))
+                });
+                // OIDC discovery: a document naming another issuer is not used (Discovery 1.0
+                // section 4.3).
+                keys.require_issuer(spec.issuer);
+                Ok::<_, ConfigError>(KeySource::Remote(Box::new(keys)))
             };
         let source = match spec.jwks {
             JwksConfig::Hmac { secret_base64url } => {

@@ -18,6 +18,12 @@ use crate::Jwks;
 const MAX_BACKOFF_MS: u64 = 30_000;
 /// A provider refetches for an unknown `kid` at most this often.
 const UNKNOWN_KID_REFETCH_MS: u64 = 10_000;
+/// Unknown-kid refetches whose request went away before the answer that give their rate-limit
+/// window back, per window of [`UNKNOWN_KID_REFETCH_MS`]. Beyond these, an abandoned refetch uses
+/// the window up as a completed one does, and the periodic fetch catches up on the next tick.
+const ABANDONED_REFETCH_BUDGET: u32 = 2;
+/// Longest discovered `issuer` quoted in a log line.
+const MAX_LOGGED_ISSUER: usize = 200;
 
 pub enum KeySource {
     Static(Rc<Jwks>),
@@ -35,6 +41,8 @@ pub struct RemoteKeys {
     cluster: String,
     authority: String,
     discovery_path: Option<String>,
+    /// The `issuer` an OIDC discovery document must name ([`RemoteKeys::require_issuer`]).
+    issuer: Option<String>,
     refresh_ms: u64,
     timeout: Duration,
     /// Shared-data keys: the document, its fetch time (written last), and the fetch lease.
@@ -57,7 +65,20 @@ struct KeyState {
     in_flight: bool,
     next_attempt_ms: u64,
     failures: u32,
+    /// When the last unknown-kid refetch that counts against the rate limit started.
     last_forced_ms: Option<u64>,
+    /// An unknown-kid refetch is in flight (rather than a periodic fetch).
+    forced_in_flight: bool,
+    /// `last_forced_ms` before the refetch in flight started: restored if it is abandoned.
+    forced_before: Option<u64>,
+    /// Start of the current window of abandoned refetches, and how many of them gave their
+    /// rate-limit window back in it.
+    abandoned_since_ms: Option<u64>,
+    abandoned: u32,
+    /// An abandoned refetch kept its rate-limit window: the periodic fetch is due now.
+    catch_up: bool,
+    /// Fetches of this worker that ended (with keys or not); abandoned ones do not count.
+    ended: u64,
 }
 
 impl Fetch {
@@ -99,6 +120,9 @@ pub enum FetchError {
     Status(u16),
     Malformed,
     NoUsableKeys,
+    /// The OIDC discovery document names another `issuer` (or none): it must not be used
+    /// (OpenID Connect Discovery 1.0 section 4.3).
+    WrongIssuer,
 }
 
 pub struct RemoteSpec {
@@ -119,6 +143,7 @@ impl RemoteKeys {
             cluster: spec.cluster,
             authority: spec.authority,
             discovery_path: spec.discovery_path,
+            issuer: None,
             refresh_ms: spec.refresh_secs.saturating_mul(1000),
             timeout: Duration::from_millis(spec.timeout_ms),
             body_key: format!("{}.jwks", spec.store_prefix),
@@ -130,6 +155,13 @@ impl RemoteKeys {
                 ..KeyState::default()
             }),
         }
+    }
+
+    /// With OIDC discovery: the `issuer` the discovery document must name, exactly (OpenID Connect
+    /// Discovery 1.0 section 4.3: the issuer whose URL the document was fetched from). A document
+    /// naming another issuer, or none, is a failed fetch.
+    pub fn require_issuer(&mut self, issuer: &str) {
+        self.issuer = Some(issuer.to_owned());
     }
 
     /// The adopted keys and their version: the same for the same document, so that a refresh
@@ -173,7 +205,7 @@ impl RemoteKeys {
         self.sync(store);
         let due = {
             let state = self.state.borrow();
-            let stale = state.jwks.is_none() || now_ms >= state.stamp.saturating_add(self.refresh_ms);
+            let stale = state.jwks.is_none() || state.catch_up || now_ms >= state.stamp.saturating_add(self.refresh_ms);
             stale && !state.in_flight && now_ms >= state.next_attempt_ms
         };
         if !due || !self.take_lease(now_ms, store) {
@@ -195,21 +227,53 @@ impl RemoteKeys {
             {
                 return Refetch::RateLimited;
             }
-        }
-        self.state.borrow_mut().last_forced_ms = Some(now_ms);
-        match self.start_fetch() {
-            (Fetch::Jwks, call) => Refetch::Started(call),
             // Keys never came (no discovery yet): the periodic fetch is on it.
-            (Fetch::Discovery, _) => {
-                self.state.borrow_mut().in_flight = false;
-                Refetch::RateLimited
+            if state.jwks_path.is_none() && self.discovery_path.is_some() {
+                return Refetch::RateLimited;
             }
         }
+        let (_, call) = self.start_fetch();
+        let mut state = self.state.borrow_mut();
+        state.forced_before = state.last_forced_ms.replace(now_ms);
+        state.forced_in_flight = true;
+        Refetch::Started(call)
     }
 
-    /// The request that started a fetch went away before the answer (which then never comes).
+    /// The request that started an unknown-kid refetch went away before the answer (the host
+    /// cancels its call, so the answer never comes). The refetch did not complete, so it gives
+    /// its rate-limit window back: otherwise a client that sends a made-up `kid` and hangs up
+    /// would keep a genuinely rotated key out for the whole window. Only
+    /// [`ABANDONED_REFETCH_BUDGET`] abandoned refetches per window do (each may have reached the
+    /// IdP), so that clients hanging up in a loop cannot make this worker fetch without bound;
+    /// beyond that the window stays used up, and the periodic fetch, which no client can cancel,
+    /// is due at once instead. Nothing happens unless an unknown-kid refetch is in flight.
     pub fn abandon(&self) {
-        self.state.borrow_mut().in_flight = false;
+        let mut state = self.state.borrow_mut();
+        if !state.forced_in_flight {
+            return;
+        }
+        state.forced_in_flight = false;
+        state.in_flight = false;
+        let Some(started) = state.last_forced_ms else {
+            return;
+        };
+        let window_over = state
+            .abandoned_since_ms
+            .is_none_or(|since| started >= since.saturating_add(UNKNOWN_KID_REFETCH_MS));
+        if window_over {
+            state.abandoned_since_ms = Some(started);
+            state.abandoned = 0;
+        }
+        if state.abandoned < ABANDONED_REFETCH_BUDGET {
+            state.abandoned = state.abandoned.saturating_add(1);
+            state.last_forced_ms = state.forced_before;
+        } else {
+            log::warn!(
+                "{}: unknown-kid refetches keep being abandoned; the periodic fetch takes over",
+                self.label
+            );
+            state.catch_up = true;
+        }
     }
 
     fn start_fetch(&self) -> (Fetch, HttpCall) {
@@ -240,6 +304,13 @@ impl RemoteKeys {
             body: None,
             timeout: self.timeout,
         }
+    }
+
+    /// How many of this worker's fetches have ended, with keys or without; an abandoned refetch
+    /// never ends. A request that waited on a refetch and finds the count unchanged when woken was
+    /// woken by the refetch's abandonment, not its answer.
+    pub fn fetches_ended(&self) -> u64 {
+        self.state.borrow().ended
     }
 
     /// The last fetch failed: the IdP cannot be asked right now, so an unknown `kid` may be a
@@ -312,6 +383,11 @@ impl RemoteKeys {
         }
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
+        if !state.in_flight {
+            state.forced_in_flight = false;
+            state.catch_up = false;
+            state.ended = state.ended.wrapping_add(1);
+        }
         match &result {
             Ok(_) => state.failures = 0,
             Err(_) => {
@@ -330,7 +406,22 @@ impl RemoteKeys {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or(FetchError::Malformed)?;
-        path_of(uri).ok_or(FetchError::Malformed)
+        let path = path_of(uri).ok_or(FetchError::Malformed)?;
+        if let Some(expected) = &self.issuer {
+            let issuer = document.get("issuer").and_then(|v| v.as_str());
+            if issuer != Some(expected.as_str()) {
+                // The document's value is the IdP's, not a secret; quoted with escapes, and cut short.
+                let shown: String = issuer.unwrap_or_default().chars().take(MAX_LOGGED_ISSUER).collect();
+                log::warn!(
+                    "{}: the discovery document's issuer {:?} is not the configured {:?}; not using it",
+                    self.label,
+                    issuer.map(|_| shown),
+                    expected
+                );
+                return Err(FetchError::WrongIssuer);
+            }
+        }
+        Ok(path)
     }
 
     fn fetched(&self, outcome: CallOutcome, now_ms: u64, store: &dyn SharedStore) -> Result<(), FetchError> {
@@ -688,6 +779,47 @@ mod tests {
         }
     }
 
+    /// OpenID Connect Discovery 1.0 section 4.3: the document's `issuer` must be the configured
+    /// issuer, exactly; otherwise the document is not used.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_discovery_document_for_another_issuer_is_a_failed_fetch() {
+        let issuer = "https://idp.example/realms/a";
+        let jwks_uri = "https://idp.example/realms/a/keys";
+        let bad = [
+            json!({"issuer": "https://evil.example/realms/a", "jwks_uri": jwks_uri}),
+            json!({"issuer": "https://idp.example/realms/a/", "jwks_uri": jwks_uri}),
+            json!({"issuer": "https://IDP.example/realms/a", "jwks_uri": jwks_uri}),
+            json!({"issuer": ["https://idp.example/realms/a"], "jwks_uri": jwks_uri}),
+            json!({"jwks_uri": jwks_uri}),
+        ];
+        for document in bad {
+            let store = FakeStore::default();
+            let mut keys = RemoteKeys::new(spec(true));
+            keys.require_issuer(issuer);
+            keys.tick(T0, &store).unwrap();
+            assert_eq!(
+                keys.on_response(Fetch::Discovery, ok(document.to_string()), T0, &store),
+                Err(FetchError::WrongIssuer),
+                "{document}"
+            );
+            assert!(keys.current(&store).is_none());
+            assert!(keys.failing());
+            assert!(keys.tick(T0 + 1_999, &store).is_none());
+            let (fetch, _) = keys.tick(T0 + 2_000, &store).unwrap();
+            assert_eq!(fetch, Fetch::Discovery, "{document}: discovery again");
+        }
+        let store = FakeStore::default();
+        let mut keys = RemoteKeys::new(spec(true));
+        keys.require_issuer(issuer);
+        keys.tick(T0, &store).unwrap();
+        let document = json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string();
+        let next = keys.on_response(Fetch::Discovery, ok(document), T0, &store);
+        assert_eq!(
+            next.map(|call| call.map(|c| path(&c).to_owned())),
+            Ok(Some("/realms/a/keys".to_owned()))
+        );
+    }
+
     #[wasm_bindgen_test(unsupported = test)]
     fn unknown_kid_refetches_are_single_flight_and_rate_limited() {
         let store = FakeStore::default();
@@ -709,10 +841,89 @@ mod tests {
         assert_eq!(kids(&keys, &store), vec!["k2"]);
         assert!(matches!(keys.refetch_for_unknown_kid(t + 9_999), Refetch::RateLimited));
         assert!(matches!(keys.refetch_for_unknown_kid(t + 10_000), Refetch::Started(_)));
-        // The request that started it went away: the fetch is no longer in flight.
+        // The request that started it went away: the fetch is no longer in flight, and as it
+        // never completed, it does not use the rate limit up.
         keys.abandon();
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::RateLimited));
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::Started(_)));
+        keys.abandon();
         assert!(keys.tick(t + 50 + REFRESH_MS, &store).is_some());
+    }
+
+    /// A client that sends a made-up `kid` and hangs up must not keep a genuinely rotated key out
+    /// for the rate limit's 10 s.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_abandoned_refetch_gives_its_rate_limit_window_back() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let t = T0 + 1000;
+        assert!(matches!(keys.refetch_for_unknown_kid(t), Refetch::Started(_)));
+        keys.abandon();
+        let Refetch::Started(call) = keys.refetch_for_unknown_kid(t + 1) else {
+            panic!("the abandoned refetch still counts against the rate limit")
+        };
+        assert_eq!(path(&call), "/jwks");
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), t + 50, &store),
+            Ok(None)
+        );
+        assert_eq!(kids(&keys, &store), vec!["k2"]);
+        assert_eq!(
+            keys.fetches_ended(),
+            2,
+            "the load and the second refetch; not the abandoned one"
+        );
+        // A completed refetch does use the window up.
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 9_999), Refetch::RateLimited));
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::Started(_)));
+    }
+
+    /// Clients that hang up in a loop: two abandoned refetches per 10 s give their window back;
+    /// the third uses it up, and the periodic fetch, which no client can cancel, runs at once.
+    /// At most four fetches per 10 s on a worker, however often clients hang up.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn refetches_abandoned_in_a_loop_are_bounded_and_the_periodic_fetch_catches_up() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let t = T0 + 1000;
+        let mut fetches = 0;
+        for at in t..t + 10_000 {
+            if let Refetch::Started(_) = keys.refetch_for_unknown_kid(at) {
+                fetches += 1;
+                keys.abandon();
+            }
+            if keys.tick(at, &store).is_some() {
+                fetches += 1;
+                // While the periodic fetch is in flight, unknown kids wait for it.
+                assert!(matches!(keys.refetch_for_unknown_kid(at), Refetch::InFlight));
+                assert_eq!(
+                    keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), at + 10, &store),
+                    Ok(None)
+                );
+            }
+        }
+        assert_eq!(fetches, 4, "three refetches and one catch-up fetch");
+        assert_eq!(kids(&keys, &store), vec!["k2"]);
+        // The catch-up done, the keys are fresh again: no periodic fetch until it is due.
+        assert!(keys.tick(t + 10_001, &store).is_none());
+        // The window over, the budget is back.
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_002), Refetch::Started(_)));
+        keys.abandon();
+        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_003), Refetch::Started(_)));
+    }
+
+    /// Only an unknown-kid refetch can be abandoned: a periodic fetch stays in flight.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn abandon_without_an_unknown_kid_refetch_changes_nothing() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        keys.abandon();
+        assert!(keys.tick(T0 + REFRESH_MS, &store).is_some());
+        keys.abandon();
+        assert!(matches!(
+            keys.refetch_for_unknown_kid(T0 + REFRESH_MS + 1),
+            Refetch::InFlight
+        ));
+        assert!(keys.tick(T0 + REFRESH_MS + 5_000, &store).is_none());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

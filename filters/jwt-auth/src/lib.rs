@@ -218,6 +218,7 @@ impl shared::FilterRoot for JwtAuth {
             root: Rc::clone(root),
             saved: None,
             leading: None,
+            waiting: None,
         }
     }
 
@@ -260,6 +261,8 @@ pub struct Auth {
     saved: Option<Headers>,
     /// The provider whose keys this request is refetching.
     leading: Option<usize>,
+    /// The provider whose refetch this request waits on, and how many of its fetches had ended.
+    waiting: Option<(usize, u64)>,
 }
 
 impl HttpFilter for Auth {
@@ -280,13 +283,21 @@ impl HttpFilter for Auth {
         let counter = root
             .remote(provider)
             .map(|remote| remote.answer_refetch(outcome, ctx, root.counters.fetches));
-        let mut step = self.resume(ctx);
+        let mut step = self.resume(ctx, false);
         step.counters.extend(counter);
         step.notify(keys_signal(provider))
     }
 
+    /// The fetch this request waited on ended, or its leader went away. In the second case the
+    /// request may lead a refetch itself (an abandoned refetch does not use up the rate limit);
+    /// after an answer, a kid still unknown is refused.
     fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {
-        self.resume(ctx)
+        let abandoned = self.waiting.take().is_some_and(|(p, ended)| {
+            self.root
+                .remote(p)
+                .is_some_and(|remote| remote.fetches_ended() == ended)
+        });
+        self.resume(ctx, abandoned)
     }
 }
 
@@ -303,9 +314,9 @@ impl Drop for Auth {
 }
 
 impl Auth {
-    fn resume(&mut self, ctx: &Ctx) -> Step {
+    fn resume(&mut self, ctx: &Ctx, may_refetch: bool) -> Step {
         match self.saved.take() {
-            Some(headers) => self.evaluate(&headers, ctx, false),
+            Some(headers) => self.evaluate(&headers, ctx, may_refetch),
             None => Step::proceed(),
         }
     }
@@ -320,7 +331,14 @@ impl Auth {
         let Some(line) = RequestLine::of(headers) else {
             return self.deny(Deny::MalformedRequest("malformed request line"), "malformed");
         };
-        if root.bypass_cors_preflight && headers.is_cors_preflight() {
+        // A browser's preflight carries no credentials (Fetch): one that does is checked as any
+        // request is, so no token reaches the upstream unverified.
+        let credentials = || {
+            root.providers
+                .iter()
+                .any(|p| p.find_token(headers, &line) != Found::None)
+        };
+        if root.bypass_cors_preflight && headers.is_cors_preflight() && !credentials() {
             return step.count(root.counters.unauthenticated_allowed);
         }
         if let Some(reason) = root.rules_read_paths.then(|| path_refusal(line.path)).flatten() {
@@ -356,6 +374,7 @@ impl Auth {
                         "ambiguous_token",
                     )
                 }
+                Found::Malformed => return self.deny(Deny::InvalidToken("the access token is malformed"), "malformed"),
                 Found::Token(token) => found.push((p, token)),
                 Found::None => {}
             }
@@ -406,7 +425,10 @@ impl Auth {
         if token.len() > root.max_token_bytes {
             return Err(Rejection::Invalid(jose::JwtError::TooLong));
         }
-        let (keys, version) = provider.current_keys(ctx).ok_or(Rejection::KeysUnavailable)?;
+        let Some((keys, version)) = provider.current_keys(ctx) else {
+            let jwt = jose::Jwt::decode(token, root.max_token_bytes).map_err(Rejection::Invalid)?;
+            return Err(outage_only_if_theirs(Rejection::KeysUnavailable, &jwt, provider));
+        };
         let key = token_key(token);
         if let Some(hit) = root.cache.borrow_mut().get(&key, p, version, ctx.now_secs()) {
             step.counters.push(root.counters.cache_hit);
@@ -420,7 +442,11 @@ impl Auth {
             ..*ctx
         };
         let verify_ctx = if root.host_crypto { ctx } else { &wasm_only };
-        let verified = Rc::new(provider.verify(&jwt, &keys, verify_ctx)?);
+        let verified = Rc::new(
+            provider
+                .verify(&jwt, &keys, verify_ctx)
+                .map_err(|rejection| outage_only_if_theirs(rejection, &jwt, provider))?,
+        );
         step.counters.push(if verified.by_host {
             root.counters.verified_by_host
         } else {
@@ -436,14 +462,17 @@ impl Auth {
 
     fn allow(&self, mut step: Step, verified: &[(usize, Rc<Verified>)], headers: &Headers, line: &RequestLine) -> Step {
         let root = &self.root;
-        for (p, v) in verified {
+        for (_, v) in verified {
             for (name, value) in &v.headers {
                 step = step.edit(HeaderEdit::Set(name.clone(), value.clone()));
             }
-            if let Some(provider) = root.providers.get(*p) {
-                step.header_edits.extend(provider.strip_token(headers, line));
-            }
         }
+        let stripped = verified
+            .iter()
+            .filter_map(|(p, _)| root.providers.get(*p))
+            .flat_map(Provider::stripped_sources);
+        step.header_edits
+            .extend(shared::source::strip_all(stripped, headers, line));
         if let Some((p, v)) = verified.first() {
             let name = root.providers.get(*p).map_or("", |pr| pr.name.as_str());
             step = step
@@ -483,20 +512,28 @@ impl Auth {
                     }
                     Refetch::InFlight => {
                         self.saved = Some(headers.clone());
+                        self.waiting = Some((p, remote.fetches_ended()));
                         return Step::wait(keys_signal(p));
                     }
                     Refetch::RateLimited => {}
                 }
             }
         }
-        // An unknown kid while the IdP cannot be asked is an outage, not a bad token (fail closed: 503).
-        let invalid = rejections.iter().find_map(|(p, r)| match r {
+        // An outage of a provider the token may be from (its keys never came, or they lack the
+        // token's kid while the IdP cannot be asked) is not a bad token, whatever other providers
+        // said: fail closed with 503, never a 401 that makes the client discard a good token.
+        // A provider the token does not name refused it for its issuer instead (`check`).
+        let outage = rejections.iter().any(|(p, r)| match r {
+            Rejection::KeysUnavailable => true,
+            Rejection::UnknownKid => root.remote(*p).is_some_and(|remote| remote.failing()),
+            Rejection::Invalid(_) => false,
+        });
+        let invalid = rejections.iter().find_map(|(_, r)| match r {
             Rejection::Invalid(error) => Some(error.reason()),
-            Rejection::UnknownKid if root.remote(*p).is_some_and(|remote| remote.failing()) => None,
             Rejection::UnknownKid => Some("key_not_found"),
             Rejection::KeysUnavailable => None,
         });
-        match invalid {
+        match invalid.filter(|_| !outage) {
             Some(reason) => self.deny_after(step.counters, Deny::InvalidToken("the access token is invalid"), reason),
             None => {
                 let unavailable = Deny::Unavailable {
@@ -517,6 +554,23 @@ impl Auth {
         step.counters = counters;
         step.count(self.root.counters.denied(reason))
             .publish(OUTCOME_STATE, reason)
+    }
+}
+
+/// A provider's missing keys, or a `kid` its keys lack, stand for an outage (503) or call for a
+/// refetch only with a token that may be that provider's: one whose (unverified) `iss` names its
+/// issuer. Any other token it refuses as it would with every key at hand, for the `iss` claim.
+fn outage_only_if_theirs(rejection: Rejection, jwt: &jose::Jwt, provider: &Provider) -> Rejection {
+    use jose::JwtError;
+    use serde_json::Value;
+    if !matches!(rejection, Rejection::KeysUnavailable | Rejection::UnknownKid) {
+        return rejection;
+    }
+    match jwt.claims().get("iss") {
+        Some(Value::String(iss)) if *iss == provider.issuer => rejection,
+        Some(Value::String(_)) => Rejection::Invalid(JwtError::WrongIssuer),
+        None => Rejection::Invalid(JwtError::MissingClaim("iss".to_owned())),
+        Some(_) => Rejection::Invalid(JwtError::BadClaimType("iss")),
     }
 }
 

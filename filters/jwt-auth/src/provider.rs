@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec, Jwks, Jwt, Rejection};
 use shared::route::RequestLine;
-use shared::{ConfigError, Ctx, FieldPath, HeaderEdit, HeaderName, Headers};
+use shared::{ConfigError, Ctx, FieldPath, HeaderName, Headers};
 
 use crate::config::ProviderConfig;
 use shared::source::{Found, Source};
@@ -89,6 +89,7 @@ impl Provider {
         for source in &self.sources {
             match (source.find(headers, line), &found) {
                 (Found::None, _) => {}
+                (Found::Malformed, _) => return Found::Malformed,
                 (Found::Ambiguous, _) | (Found::Token(_), Found::Token(_)) => return Found::Ambiguous,
                 (token, _) => found = token,
             }
@@ -96,12 +97,13 @@ impl Provider {
         found
     }
 
-    /// Edits that remove the token, if the provider does not forward it.
-    pub fn strip_token(&self, headers: &Headers, line: &RequestLine<'_>) -> Vec<HeaderEdit> {
+    /// The sources to take the token out of, if the provider does not forward it.
+    pub fn stripped_sources(&self) -> &[Source] {
         if self.forward {
-            return Vec::new();
+            &[]
+        } else {
+            &self.sources
         }
-        self.sources.iter().flat_map(|s| s.strip(headers, line)).collect()
     }
 
     /// The keys and their version, if there are any.
@@ -144,7 +146,10 @@ pub fn token_key(token: &[u8]) -> [u8; 32] {
 }
 
 /// A claim as a header value: strings, numbers and booleans as text, arrays of those joined.
-/// Objects, nulls and anything with control characters are not turned into headers.
+/// Objects, nulls, arrays with an element that contains the separator (the upstream could not
+/// tell `["user admin"]` from `["user", "admin"]`), and anything with a control character
+/// (C0, DEL, C1, tab included) or a Unicode line or paragraph separator are not turned into
+/// headers.
 fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
     use serde_json::Value;
     let scalar = |v: &Value| match v {
@@ -154,10 +159,19 @@ fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
         _ => None,
     };
     let text = match value {
-        Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<_>>>()?.join(separator),
+        Value::Array(items) => {
+            let items = items.iter().map(scalar).collect::<Option<Vec<_>>>()?;
+            if items.iter().any(|item| item.contains(separator)) {
+                return None;
+            }
+            items.join(separator)
+        }
         other => scalar(other)?,
     };
-    if text.bytes().any(|b| b < b' ' && b != b'\t' || b == 0x7f) {
+    if text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return None;
     }
     Some(text.into_bytes())
@@ -179,5 +193,47 @@ mod tests {
         assert_eq!(v("null"), None);
         assert_eq!(v(r#"["a", {"b": 1}]"#), None);
         assert_eq!(v(r#""evil\r\nx-admin: 1""#), None);
+    }
+
+    /// An element holding the separator would read as two elements upstream.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn array_elements_holding_the_separator_set_no_header() {
+        let v = |json: &str, separator: &str| header_value(&serde_json::from_str(json).unwrap(), separator);
+        assert_eq!(v(r#"["user admin", "x"]"#, " "), None);
+        assert_eq!(v(r#"["user", "admin", "x"]"#, " "), Some(b"user admin x".to_vec()));
+        assert_eq!(v(r#"["a,b"]"#, ","), None);
+        assert_eq!(v(r#"["a,b", "c"]"#, ", "), Some(b"a,b, c".to_vec()));
+        assert_eq!(v(r#"["1.5", 2]"#, "."), None);
+        assert_eq!(v(r#"[1.5, 2]"#, "."), None, "a number's text counts too");
+        assert_eq!(v("[]", ","), Some(Vec::new()));
+        // An empty separator joins nothing unambiguously.
+        assert_eq!(v(r#"["ab"]"#, ""), None);
+        // A string is not an array: its commas are the issuer's.
+        assert_eq!(v(r#""a,b""#, ","), Some(b"a,b".to_vec()));
+    }
+
+    /// Control characters beyond ASCII (C1, NEL) and U+2028/U+2029 never reach a header; other
+    /// non-ASCII text does.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn control_characters_beyond_ascii_set_no_header() {
+        let v = |value: serde_json::Value| header_value(&value, ",");
+        for bad in [
+            "a\u{85}b",
+            "a\u{80}",
+            "\u{9f}",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\tb",
+            "a\u{7f}",
+            "a\0",
+        ] {
+            assert_eq!(v(serde_json::json!(bad)), None, "{bad:?}");
+            assert_eq!(v(serde_json::json!(["ok", bad])), None, "{bad:?} in an array");
+        }
+        assert_eq!(v(serde_json::json!("José")), Some("José".as_bytes().to_vec()));
+        assert_eq!(
+            v(serde_json::json!(["Zoë", "東京"])),
+            Some("Zoë,東京".as_bytes().to_vec())
+        );
     }
 }

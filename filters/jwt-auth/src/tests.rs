@@ -530,6 +530,41 @@ fn claims_that_are_not_scalar_or_carry_control_characters_set_no_header() {
     assert_eq!(seen.get_str("x-admin"), Some("false"));
 }
 
+/// With `array_separator: " "`, `["user admin", "x"]` would read as three roles upstream; C1
+/// controls and U+2028/U+2029 are control characters too. None of them becomes a header (and
+/// the client's copy is still removed); ordinary non-ASCII text does.
+#[wasm_bindgen_test(unsupported = test)]
+fn ambiguous_array_claims_and_unicode_controls_set_no_header() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let claims = with(
+        claims(),
+        json!({"roles": ["user admin", "x"], "sub": "alice\u{85}x-admin: true", "level": "3\u{2028}", "tenant": "José"}),
+    );
+    let headers = request(
+        "GET",
+        "/orders",
+        &[
+            ("authorization", &bearer(&hs256(&claims))),
+            ("x-roles", "forged"),
+            ("x-user", "mallory"),
+        ],
+    );
+    let step = run(&config, &host, &headers);
+    assert_allowed(&config, &step);
+    let seen = upstream(headers, &step);
+    assert!(!seen.contains("x-roles"));
+    assert!(!seen.contains("x-user"));
+    assert!(!seen.contains("x-level"));
+    assert_eq!(seen.get_str("x-tenant"), Some("José"));
+    let published: Value = serde_json::from_str(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+    assert_eq!(
+        published["roles"],
+        json!(["user admin", "x"]),
+        "filter state keeps the claims as they are"
+    );
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn client_copies_of_output_headers_are_removed_on_public_routes_and_preflights_too() {
     let mut config = hmac_config();
@@ -1239,6 +1274,81 @@ fn requests_before_any_keys_get_503_not_401() {
     assert_allowed(&config, &run(&config, &host, &headers));
 }
 
+fn assert_keys_unavailable(config: &Configured<JwtAuth>, step: &Step) {
+    let reply = step.local_reply().unwrap_or_else(|| panic!("not a reply: {step:?}"));
+    assert_eq!(reply.status, 503, "{:?}", names(config, step));
+    assert_eq!(reply.header("retry-after"), Some("2"));
+    assert_eq!(reply.header("www-authenticate"), None);
+    let denied: Vec<String> = names(config, step)
+        .into_iter()
+        .filter(|n| n.starts_with("denied_"))
+        .collect();
+    assert_eq!(denied, vec!["denied_keys_unavailable"]);
+    assert_eq!(state(step, OUTCOME_STATE), Some("keys_unavailable"));
+}
+
+/// An IdP outage stays a 503 when another provider also refuses the token: the provider the
+/// token names (its unverified `iss`) cannot say yes or no. A provider the token does not name is
+/// never the reason for a 503.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_outage_of_the_provider_a_token_names_is_503_whatever_the_other_providers_say() {
+    let mut config = remote_config();
+    config["providers"]["local"] = hmac_provider();
+    let config = configured(&config);
+    let mut host = FakeHost::default();
+    // `idp`'s keys never came; `local` refuses an EdDSA token.
+    let step = run(&config, &host, &get(&remote_token("k1", None)));
+    assert_keys_unavailable(&config, &step);
+    assert_eq!(names(&config, &step), vec!["cache_miss", "denied_keys_unavailable"]);
+    // Tokens that name `local` are `local`'s to judge.
+    assert_allowed(&config, &run(&config, &host, &get(&hs256(&claims()))));
+    let forged = hs256_with(OTHER_SECRET, &claims());
+    assert_invalid_token(&config, &run(&config, &host, &get(&forged)), "bad_signature");
+    // A token naming neither cannot be `idp`'s either.
+    let stranger = ed_token(
+        None,
+        "k1",
+        &with(remote_claims(), json!({"iss": "https://stranger.example"})),
+    );
+    assert_invalid_token(&config, &run(&config, &host, &get(&stranger)), "wrong_issuer");
+
+    // An unknown kid while the IdP cannot be asked: the same.
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    assert_allowed(&config, &run(&config, &host, &get(&remote_token("k1", None))));
+    let rotated = get(&remote_token("k2", Some(2)));
+    let mut leader = config.filter();
+    assert_eq!(leader.on_request_headers(&rotated, &host.ctx()).action, Action::Pause);
+    host.now_ms += TIMEOUT_MS;
+    assert_keys_unavailable(&config, &leader.on_call_response(CallOutcome::Failed, &host.ctx()));
+    assert_keys_unavailable(&config, &run(&config, &host, &rotated));
+    assert_invalid_token(&config, &run(&config, &host, &get(&forged)), "bad_signature");
+}
+
+/// With one provider whose keys never came: a token that cannot be its own (another issuer, no
+/// `iss`, not a JWT) is refused as it would be with the keys; only its own tokens get 503.
+#[wasm_bindgen_test(unsupported = test)]
+fn before_any_keys_a_token_that_cannot_be_the_providers_is_refused_not_503() {
+    let config = configured(&remote_config());
+    let host = FakeHost::default();
+    let token = |claims: Value| get(&ed_token(None, "k1", &claims));
+    assert_keys_unavailable(&config, &run(&config, &host, &token(remote_claims())));
+    let cases = [
+        (
+            token(with(remote_claims(), json!({"iss": "https://idp.example/"}))),
+            "wrong_issuer",
+        ),
+        (token(with(remote_claims(), json!({"iss": null}))), "missing_claim"),
+        (
+            token(with(remote_claims(), json!({"iss": ["https://idp.example"]}))),
+            "bad_claim_type",
+        ),
+        (get("not.a-jwt"), "malformed"),
+    ];
+    for (headers, reason) in cases {
+        assert_invalid_token(&config, &run(&config, &host, &headers), reason);
+    }
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn fetched_keys_verify_tokens() {
     let config = configured(&remote_config());
@@ -1607,6 +1717,19 @@ fn a_bad_discovery_document_is_a_failed_fetch() {
             "jwks_uri not http(s)",
             ok(r#"{"jwks_uri": "ftp://login.example/certs"}"#),
         ),
+        // OpenID Connect Discovery 1.0 section 4.3: the document's issuer must be ours, exactly.
+        (
+            "another issuer",
+            ok(r#"{"issuer": "https://evil.example/realms/shop", "jwks_uri": "https://login.example/certs"}"#),
+        ),
+        (
+            "the issuer with a trailing slash",
+            ok(r#"{"issuer": "https://login.example/realms/shop/", "jwks_uri": "https://login.example/certs"}"#),
+        ),
+        (
+            "no issuer",
+            ok(r#"{"jwks_uri": "https://login.example/realms/shop/certs"}"#),
+        ),
     ];
     for (what, outcome) in bad {
         let config = configured(&oidc_config());
@@ -1782,15 +1905,16 @@ fn a_leader_that_goes_away_does_not_wedge_the_provider() {
     // The client hangs up: the host cancels the call, and the answer never comes.
     drop(leader);
 
-    // Later requests with the unknown kid are not parked on a signal nobody will notify...
+    // Later requests with the unknown kid are not parked on a signal nobody will notify; the
+    // abandoned refetch never completed, so it did not use the rate limit up: the next request
+    // refetches at once...
     host.now_ms += 1000;
-    let step = run(&config, &host, &headers);
-    assert_invalid_token(&config, &step, "key_not_found");
-    // ...the next refetch may start once the rate limit allows it...
-    host.now_ms += 10_000;
-    let step = run(&config, &host, &headers);
+    let mut next = config.filter();
+    let step = next.on_request_headers(&headers, &host.ctx());
     assert_eq!(step.action, Action::Pause);
     assert_eq!(step.calls.len(), 1);
+    let step = next.on_call_response(ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])), &host.ctx());
+    assert_allowed(&config, &step);
     // ...and the periodic refresh still runs.
     let config = configured(&remote_config());
     let mut host = FakeHost::default();
@@ -1800,6 +1924,99 @@ fn a_leader_that_goes_away_does_not_wedge_the_provider() {
     drop(leader);
     host.now_ms += REFRESH_MS;
     only_call(&tick(&config, &host));
+}
+
+/// A client sends a made-up `kid` and hangs up: the refetch it started is cancelled. That must
+/// not keep a key the IdP just rotated in out for the rate limit's 10 s.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_client_that_hangs_up_on_a_made_up_kid_does_not_keep_a_rotated_key_out() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let mut attacker = config.filter();
+    let step = attacker.on_request_headers(&get(&remote_token("made-up", Some(9))), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    drop(attacker);
+
+    host.now_ms += 1;
+    let mut genuine = config.filter();
+    let step = genuine.on_request_headers(&get(&remote_token("k2", Some(2))), &host.ctx());
+    assert_eq!(step.action, Action::Pause, "{:?}", step.local_reply());
+    assert_eq!(names(&config, &step), vec!["kid_refetch"]);
+    let step = genuine.on_call_response(ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])), &host.ctx());
+    assert_allowed(&config, &step);
+}
+
+/// The same when the genuine request was already waiting on the made-up kid's refetch: woken by
+/// the hang-up, it leads a refetch of its own.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_waiting_on_a_refetch_whose_client_hung_up_refetches_itself() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let mut attacker = config.filter();
+    let step = attacker.on_request_headers(&get(&remote_token("made-up", Some(9))), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    let signal = step.notify_if_abandoned[0].clone();
+    let mut genuine = config.filter();
+    let step = genuine.on_request_headers(&get(&remote_token("k2", Some(2))), &host.ctx());
+    assert_eq!(step.action, Action::Wait(signal.clone()));
+    // The adapter drops the filter, then wakes the waiters.
+    drop(attacker);
+    host.now_ms += 1;
+    let step = genuine.on_wake(&signal, &host.ctx());
+    assert_eq!(step.action, Action::Pause, "{:?}", step.local_reply());
+    assert_eq!(step.calls.len(), 1);
+    let step = genuine.on_call_response(ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])), &host.ctx());
+    assert_allowed(&config, &step);
+    assert_eq!(step.notify, vec![signal]);
+}
+
+/// Clients that hang up in a loop cannot make a worker fetch keys without bound: two abandoned
+/// refetches per 10 s give the rate limit back, the third does not; the periodic fetch, which no
+/// client can cancel, then runs at once, and requests with unknown kids wait for it.
+#[wasm_bindgen_test(unsupported = test)]
+fn clients_hanging_up_in_a_loop_get_a_bounded_number_of_refetches_then_the_tick_catches_up() {
+    let config = configured(&remote_config());
+    let mut host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let made_up = get(&remote_token("made-up", Some(9)));
+    for _ in 0..3 {
+        host.now_ms += 1;
+        let mut attacker = config.filter();
+        let step = attacker.on_request_headers(&made_up, &host.ctx());
+        assert_eq!(step.calls.len(), 1);
+        drop(attacker);
+    }
+    host.now_ms += 1;
+    let step = run(&config, &host, &made_up);
+    assert_invalid_token(&config, &step, "key_not_found");
+    // The keys are fresh, but the periodic fetch catches up on the abandoned refetches.
+    let (tag, call) = only_call(&tick(&config, &host));
+    assert_eq!(header_of(&call, ":path"), Some("/keys/jwks.json"));
+    let mut genuine = config.filter();
+    let signal = match genuine
+        .on_request_headers(&get(&remote_token("k2", Some(2))), &host.ctx())
+        .action
+    {
+        Action::Wait(signal) => signal,
+        other => panic!("{other:?}"),
+    };
+    let step = answer(
+        &config,
+        &host,
+        tag,
+        ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])),
+    );
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert_allowed(&config, &genuine.on_wake(&signal, &host.ctx()));
+    // Nothing more until the rate limit allows it.
+    host.now_ms += 1;
+    assert!(run(&config, &host, &made_up).calls.is_empty());
+    assert!(tick(&config, &host).calls.is_empty());
+    host.now_ms += 10_000;
+    let mut attacker = config.filter();
+    assert_eq!(attacker.on_request_headers(&made_up, &host.ctx()).calls.len(), 1);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -1885,4 +2102,78 @@ fn a_token_hidden_in_an_encoded_or_semicolon_separated_name_is_still_seen() {
     let step = run(&config, &host, &headers);
     assert_allowed(&config, &step);
     assert_eq!(upstream(headers, &step).get_str(":path"), Some("/orders?page=2"));
+}
+
+/// `forward: false` with several query or cookie sources: every token goes, whichever source
+/// held it (one source's edit must not put back what another's took out), `;` pairs included.
+#[wasm_bindgen_test(unsupported = test)]
+fn forward_false_strips_the_token_from_every_source() {
+    let mut config = hmac_config();
+    let provider = &mut config["providers"]["local"];
+    provider["forward"] = json!(false);
+    provider["from"] = json!([
+        {"type": "query", "name": "access_token"},
+        {"type": "query", "name": "token"},
+        {"type": "cookie", "name": "at"},
+        {"type": "cookie", "name": "id"}
+    ]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+    for (path, cookie) in [
+        (format!("/orders?access_token={token}&page=2"), "a=1".to_owned()),
+        (format!("/orders?page=2;access_token={token}"), "a=1".to_owned()),
+        ("/orders?page=2".to_owned(), format!("a=1; at={token}")),
+    ] {
+        let headers = request("GET", &path, &[("cookie", &cookie)]);
+        let step = run(&config, &host, &headers);
+        assert_allowed(&config, &step);
+        let seen = upstream(headers, &step);
+        assert_eq!(seen.get_str(":path"), Some("/orders?page=2"), "{path}");
+        assert_eq!(seen.get_str("cookie"), Some("a=1"), "{cookie}");
+    }
+}
+
+/// A browser's preflight carries no credentials: one that does is checked as any request is,
+/// so its token never reaches the upstream unverified.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_preflight_with_a_token_is_checked_like_any_request() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let forged = format!("{}x", hs256(&claims()));
+    let preflight = request(
+        "OPTIONS",
+        "/orders",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("authorization", &bearer(&forged)),
+        ],
+    );
+    assert_eq!(
+        run(&config, &host, &preflight).local_reply().map(|r| r.status),
+        Some(401)
+    );
+}
+
+/// `Bearer<TAB>token`: a bearer credential this filter cannot read is refused, not taken for no
+/// credential (a lenient upstream could read a token out of it).
+#[wasm_bindgen_test(unsupported = test)]
+fn an_unreadable_bearer_credential_is_refused_even_where_none_is_needed() {
+    let mut open = hmac_config();
+    open["rules"] = json!([{"requires": {"type": "allow_missing", "providers": ["local"]}}]);
+    let host = FakeHost::default();
+    let token = hs256(&claims());
+    let config = configured(&open);
+    for value in [format!("Bearer\t{token}"), format!("bearer\t \t{token}")] {
+        let step = run(&config, &host, &request("GET", "/orders", &[("authorization", &value)]));
+        assert_eq!(step.local_reply().map(|r| r.status), Some(401), "{value:?}");
+        assert_eq!(state(&step, OUTCOME_STATE), Some("malformed"), "{value:?}");
+    }
+    let step = run(
+        &config,
+        &host,
+        &request("GET", "/orders", &[("authorization", "Basic dXNlcjpwdw==")]),
+    );
+    assert_eq!(step.action, Action::Continue, "another scheme is not ours");
 }

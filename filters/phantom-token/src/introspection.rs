@@ -46,12 +46,40 @@ pub struct Freshness {
     pub max_age_secs: Option<u64>,
 }
 
+/// The opaque token's own validity, from its RFC 7662 object (`exp`, `nbf`, seconds since the
+/// epoch); in `jwt` mode the OAuth server sends none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lifetime {
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+}
+
+impl Lifetime {
+    fn of(object: &serde_json::Value) -> Result<Self, Failure> {
+        let date = |name| match object.get(name) {
+            None => Ok(None),
+            Some(value) => jose::numeric_date_secs(value).map(Some).ok_or(Failure::Malformed),
+        };
+        Ok(Self {
+            exp: date("exp")?,
+            nbf: date("nbf")?,
+        })
+    }
+
+    /// Whether the token has expired, or is not valid yet, at `now_secs`, allowing `skew_secs`
+    /// (as a JWT's `exp` and `nbf` are read).
+    pub fn is_over(&self, now_secs: u64, skew_secs: u64) -> bool {
+        self.exp.is_some_and(|exp| now_secs >= exp.saturating_add(skew_secs))
+            || self.nbf.is_some_and(|nbf| now_secs.saturating_add(skew_secs) < nbf)
+    }
+}
+
 /// What a usable answer says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
     Inactive(Freshness),
-    /// A JWT to verify and forward (modes `jwt` and `json`).
-    Token(String, Freshness),
+    /// A JWT to verify and forward (modes `jwt` and `json`), and the opaque token's lifetime.
+    Token(String, Lifetime, Freshness),
     /// An RFC 9701 response, to verify before reading (mode `signed`).
     Signed(String, Freshness),
 }
@@ -209,13 +237,13 @@ impl Introspector {
             (status, _) => return Err(Failure::Status(status)),
         }
         match &self.mode {
-            Mode::Jwt => compact_jws(&body).map(|jwt| Reply::Token(jwt, freshness)),
+            Mode::Jwt => compact_jws(&body).map(|jwt| Reply::Token(jwt, Lifetime::default(), freshness)),
             Mode::Signed => compact_jws(&body).map(|jwt| Reply::Signed(jwt, freshness)),
             Mode::Json { field } => {
                 // Strict: `{"active": false, "active": true}` must not read as whichever came last.
                 let answer = jose::parse_object(&body).map_err(|_| Failure::Malformed)?;
                 match read_introspection(&serde_json::Value::Object(answer), field)? {
-                    Some(jwt) => Ok(Reply::Token(jwt, freshness)),
+                    Some((jwt, lifetime)) => Ok(Reply::Token(jwt, lifetime, freshness)),
                     None => Ok(Reply::Inactive(freshness)),
                 }
             }
@@ -223,16 +251,24 @@ impl Introspector {
     }
 }
 
-/// An RFC 7662 object: `None` when inactive, else the JWT in `field`.
-pub fn read_introspection(answer: &serde_json::Value, field: &str) -> Result<Option<String>, Failure> {
-    match answer.get("active") {
-        Some(serde_json::Value::Bool(false)) => Ok(None),
-        Some(serde_json::Value::Bool(true)) => answer
+/// An RFC 7662 object: `None` when inactive, else the JWT in `field` and the token's lifetime.
+pub fn read_introspection(answer: &serde_json::Value, field: &str) -> Result<Option<(String, Lifetime)>, Failure> {
+    match read_active(answer)? {
+        None => Ok(None),
+        Some(lifetime) => answer
             .get(field)
             .and_then(|v| v.as_str())
             .ok_or(Failure::Malformed)
             .and_then(|jwt| compact_jws(jwt.as_bytes()))
-            .map(Some),
+            .map(|jwt| Some((jwt, lifetime))),
+    }
+}
+
+/// An RFC 7662 object's `active`: `None` when inactive, else the token's lifetime.
+pub fn read_active(answer: &serde_json::Value) -> Result<Option<Lifetime>, Failure> {
+    match answer.get("active") {
+        Some(serde_json::Value::Bool(false)) => Ok(None),
+        Some(serde_json::Value::Bool(true)) => Lifetime::of(answer).map(Some),
         _ => Err(Failure::Malformed),
     }
 }
@@ -361,7 +397,7 @@ mod tests {
         };
         assert_eq!(
             i.read(answer(200, &[("cache-control", "public, max-age=60")], JWT)),
-            Ok(Reply::Token(JWT.into(), fresh(Some(60))))
+            Ok(Reply::Token(JWT.into(), Lifetime::default(), fresh(Some(60))))
         );
         assert_eq!(i.read(answer(204, &[], "")), Ok(Reply::Inactive(fresh(None))));
         assert_eq!(i.read(answer(200, &[], "<html>")), Err(Failure::Malformed));
@@ -401,7 +437,7 @@ mod tests {
         let read = |body: serde_json::Value| i.read(answer(200, &[], &body.to_string()));
         assert_eq!(
             read(json!({"active": true, "jwt": JWT})),
-            Ok(Reply::Token(JWT.into(), Freshness::default()))
+            Ok(Reply::Token(JWT.into(), Lifetime::default(), Freshness::default()))
         );
         assert_eq!(
             read(json!({"active": false})),

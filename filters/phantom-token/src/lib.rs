@@ -50,6 +50,7 @@ const KEY_SOURCE: usize = 0;
 
 /// Denial reasons; each has a counter `denied_<reason>`.
 const DENIAL_REASONS: &[&str] = &[
+    "malformed_request",
     "path_refused",
     "missing_token",
     "ambiguous_token",
@@ -282,7 +283,7 @@ impl PhantomToken {
     /// When a verified answer stops being served from the cache; `None`: it is not cached.
     fn expiry(&self, resolved: &Resolved, reply: &Reply, now_ms: u64) -> Option<u64> {
         let freshness = match reply {
-            Reply::Inactive(f) | Reply::Token(_, f) | Reply::Signed(_, f) => *f,
+            Reply::Inactive(f) | Reply::Token(_, _, f) | Reply::Signed(_, f) => *f,
         };
         if freshness.forbidden {
             return None;
@@ -381,14 +382,21 @@ impl HttpFilter for Exchange {
             return self.deny(
                 step,
                 Deny::MalformedRequest("malformed request line"),
-                "malformed_token",
+                "malformed_request",
             );
         };
-        if root.bypass_cors_preflight && headers.is_cors_preflight() {
+        let found = root.source.find(headers, &line);
+        // A browser's preflight carries no credentials (Fetch): one that does is checked as any
+        // request is, so the opaque token never reaches the upstream.
+        if root.bypass_cors_preflight && headers.is_cors_preflight() && found == Found::None {
             return step.count(root.counters.unauthenticated_allowed);
         }
-        let token = match root.source.find(headers, &line) {
+        let token = match found {
             Found::Token(token) => token,
+            Found::Malformed => {
+                let deny = Deny::InvalidToken("the access token is malformed");
+                return self.deny(step, deny, "malformed_token");
+            }
             // Without a token, the path decides: it must be one the routes can be trusted with.
             Found::None
                 if let Some(reason) = root

@@ -598,7 +598,7 @@ fn signed_response(seed: u8, typ: &str, claims: Value) -> String {
 }
 
 fn introspection(token: &str) -> Value {
-    json!({"active": true, "sub": "alice", "scope": "orders:read", "exp": NOW + 600, "jwt": token})
+    json!({"active": true, "sub": "alice", "aud": "api", "scope": "orders:read", "exp": NOW + 600, "jwt": token})
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -875,4 +875,119 @@ fn a_signed_answer_with_a_bad_exp_is_refused() {
     claims["exp"] = json!("tomorrow");
     let response = signed_response(1, "token-introspection+jwt", json!({"token_introspection": claims}));
     assert_eq!(status(&gw.exchange(OPAQUE, ok(&response))), Some(502));
+}
+
+/// RFC 7662 section 2.2: the opaque token's own `exp` and `nbf` hold whatever `active` says, and
+/// the JWT is served from the cache only while the token is still valid.
+#[wasm_bindgen_test(unsupported = test)]
+fn the_opaque_tokens_own_lifetime_bounds_its_jwt() {
+    let json_mode = config(json!({"type": "json", "field": "jwt"}));
+    let answer = |life: Value| ok(&with(json!({"active": true, "jwt": jwt(json!({}))}), life).to_string());
+    let mut gw = Gateway::new(&json_mode);
+    for (token, life, why) in [
+        ("t1", json!({"exp": NOW - 3600}), "expired an hour ago"),
+        ("t2", json!({"nbf": NOW + 7200}), "valid only in two hours"),
+    ] {
+        let step = gw.exchange(token, answer(life));
+        assert_eq!(status(&step), Some(401), "{why}");
+        assert_eq!(body(&step)["error"], "invalid_token", "{why}");
+    }
+    assert_eq!(
+        status(&gw.exchange("bad", answer(json!({"exp": "soon"})))),
+        Some(502),
+        "an exp that is not a NumericDate"
+    );
+    // The token expires in 30 s, its JWT in 600 s: after the token, the cache has nothing.
+    let step = gw.exchange(OPAQUE, answer(json!({"exp": NOW + 30})));
+    assert_eq!(step.action, Action::Continue);
+    let start = gw.host.now_ms;
+    gw.host.now_ms = start + 20_000;
+    assert!(gw.start(&bearer(OPAQUE)).1.calls.is_empty(), "still cached at 20 s");
+    gw.host.now_ms = start + 200_000;
+    assert_eq!(
+        gw.start(&bearer(OPAQUE)).1.calls.len(),
+        1,
+        "asked again after the token's exp"
+    );
+}
+
+/// A signed answer that goes upstream in its own header is the token's introspection: its `exp`,
+/// `nbf` and `aud` (`jwt.audiences`) are checked as a forwarded JWT's would be.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_answer_in_its_own_header_holds_the_token_to_its_lifetime_and_audience() {
+    let gw = Gateway::new(&config(json!({
+        "type": "signed", "audience": "gw-audience",
+        "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    })));
+    let answer = |token_introspection: Value| {
+        let token_introspection = with(
+            json!({"active": true, "sub": "alice", "aud": "api"}),
+            token_introspection,
+        );
+        let claims = json!({"aud": "gw-audience", "token_introspection": token_introspection});
+        ok(&signed_response(1, "token-introspection+jwt", claims))
+    };
+    let cases = [
+        (json!({"exp": NOW - 3600}), Some(401)),
+        (json!({"nbf": NOW + 7200}), Some(401)),
+        (json!({"aud": "some-other-api"}), Some(502)),
+        (json!({"aud": ["x", "api"], "exp": NOW + 60}), None),
+    ];
+    for (i, (token_introspection, expected)) in cases.into_iter().enumerate() {
+        let step = gw.exchange(&format!("token{i}"), answer(token_introspection.clone()));
+        assert_eq!(status(&step), expected, "{token_introspection}");
+    }
+}
+
+/// A browser's preflight carries no credentials: one that does is no preflight, and its token
+/// is exchanged, never passed on.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_preflight_with_a_token_is_checked_like_any_request() {
+    let gw = Gateway::new(&jwt_mode());
+    let preflight = Headers::from_pairs([
+        (":method", "OPTIONS".to_owned()),
+        (":path", "/orders".to_owned()),
+        ("origin", "https://app.example".to_owned()),
+        ("access-control-request-method", "POST".to_owned()),
+        ("authorization", format!("Bearer {OPAQUE}")),
+    ]);
+    let (_, step) = gw.start(&preflight);
+    assert_eq!(step.action, Action::Pause, "introspects");
+    assert_eq!(step.calls.len(), 1);
+}
+
+/// `Bearer<TAB>token` is a bearer credential this filter cannot read: refused, not taken for no
+/// credential (a lenient upstream could read a token out of it).
+#[wasm_bindgen_test(unsupported = test)]
+fn an_unreadable_bearer_credential_is_refused_even_where_none_is_needed() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]})));
+    for value in [format!("Bearer\t{OPAQUE}"), format!("Basic x, Bearer {OPAQUE}")] {
+        let public = Headers::from_pairs([
+            (":method", "GET"),
+            (":path", "/public/status"),
+            ("authorization", &value),
+        ]);
+        let (_, step) = gw.start(&public);
+        assert!(matches!(status(&step), Some(400 | 401)), "{value:?}");
+        assert!(step.calls.is_empty(), "{value:?}");
+    }
+    let basic = Headers::from_pairs([
+        (":method", "GET"),
+        (":path", "/public/status"),
+        ("authorization", "Basic dXNlcjpwdw=="),
+    ]);
+    assert_eq!(
+        gw.start(&basic).1.action,
+        Action::Continue,
+        "another scheme is not ours"
+    );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_without_a_path_is_a_malformed_request_not_a_bad_token() {
+    let gw = Gateway::new(&jwt_mode());
+    let (_, step) = gw.start(&Headers::from_pairs([(":method", "GET")]));
+    assert_eq!(status(&step), Some(400));
+    assert_eq!(gw.names(&step), vec!["denied_malformed_request"]);
+    assert_eq!(state(&step, OUTCOME_STATE), Some(&b"malformed_request"[..]));
 }

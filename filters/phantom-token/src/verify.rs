@@ -5,7 +5,7 @@
 use jose::{ClaimRules, IssuerKeys, Jwt, Rejection};
 use shared::Ctx;
 
-use crate::introspection::{read_introspection, Failure, Reply, SIGNED_MEDIA};
+use crate::introspection::{read_active, read_introspection, Failure, Lifetime, Reply, SIGNED_MEDIA};
 
 /// What goes upstream from a signed introspection response.
 pub enum SignedUpstream {
@@ -51,7 +51,7 @@ impl Verifier {
     pub fn resolve(&self, reply: &Reply, ctx: &Ctx) -> Result<Resolved, Unresolved> {
         match (reply, &self.signed) {
             (Reply::Inactive(_), _) => Ok(Resolved::Inactive),
-            (Reply::Token(token, _), _) => self.forwardable(token, ctx),
+            (Reply::Token(token, lifetime, _), _) => self.forwardable(token, *lifetime, None, ctx),
             (Reply::Signed(response, _), Some(signed)) => {
                 let jwt = self.verified(response, &signed.rules, ctx)?;
                 let introspection = jwt
@@ -61,41 +61,52 @@ impl Verifier {
                 match &signed.upstream {
                     SignedUpstream::JwtField(field) => {
                         match read_introspection(introspection, field).map_err(Unresolved::Failed)? {
-                            Some(token) => self.forwardable(&token, ctx),
+                            Some((token, lifetime)) => self.forwardable(&token, lifetime, jwt.exp(), ctx),
                             None => Ok(Resolved::Inactive),
                         }
                     }
-                    SignedUpstream::ResponseHeader => match introspection.get("active") {
-                        Some(serde_json::Value::Bool(false)) => Ok(Resolved::Inactive),
-                        Some(serde_json::Value::Bool(true)) => {
-                            // The answer goes upstream until the earlier of the token's and the
-                            // response's own expiry.
-                            let token_exp = match introspection.get("exp") {
-                                None => None,
-                                Some(exp) => {
-                                    Some(jose::numeric_date_secs(exp).ok_or(Unresolved::Failed(Failure::Malformed))?)
-                                }
-                            };
-                            let exp = match (token_exp, jwt.exp()) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            };
-                            Ok(Resolved::Active {
-                                upstream: response.as_bytes().to_vec(),
-                                claims: serde_json::to_vec(introspection).unwrap_or_default(),
-                                exp,
-                            })
+                    SignedUpstream::ResponseHeader => {
+                        let Some(lifetime) = read_active(introspection).map_err(Unresolved::Failed)? else {
+                            return Ok(Resolved::Inactive);
+                        };
+                        if lifetime.is_over(ctx.now_secs(), self.token_rules.clock_skew_secs) {
+                            return Ok(Resolved::Inactive);
                         }
-                        _ => Err(Unresolved::Failed(Failure::Malformed)),
-                    },
+                        // What goes upstream is the token's introspection: it must be for this API.
+                        if let Err(error) = jose::check_audience(introspection.get("aud"), &self.token_rules.audiences)
+                        {
+                            log::info!(
+                                "phantom_token: the introspected token is not acceptable: {}",
+                                error.reason()
+                            );
+                            return Err(Unresolved::Failed(Failure::InvalidJwt));
+                        }
+                        Ok(Resolved::Active {
+                            upstream: response.as_bytes().to_vec(),
+                            claims: serde_json::to_vec(introspection).unwrap_or_default(),
+                            // Until the earlier of the token's and the response's own expiry.
+                            exp: earliest(lifetime.exp, jwt.exp()),
+                        })
+                    }
                 }
             }
             (Reply::Signed(..), None) => Err(Unresolved::Failed(Failure::Malformed)),
         }
     }
 
-    /// A JWT that may go upstream as the access token.
-    fn forwardable(&self, token: &str, ctx: &Ctx) -> Result<Resolved, Unresolved> {
+    /// A JWT that may go upstream as the access token, for an opaque token with `lifetime`, from
+    /// an answer that itself expires at `answer_exp`.
+    fn forwardable(
+        &self,
+        token: &str,
+        lifetime: Lifetime,
+        answer_exp: Option<u64>,
+        ctx: &Ctx,
+    ) -> Result<Resolved, Unresolved> {
+        // RFC 7662 section 2.2: a token past its `exp` is not active, whatever `active` said.
+        if lifetime.is_over(ctx.now_secs(), self.token_rules.clock_skew_secs) {
+            return Ok(Resolved::Inactive);
+        }
         let jwt = self.verified(token, &self.token_rules, ctx)?;
         // RFC 9701 section 8.1: a token-introspection response is never an access token.
         if jwt.typ_is(SIGNED_MEDIA) {
@@ -104,7 +115,8 @@ impl Verifier {
         Ok(Resolved::Active {
             upstream: token.as_bytes().to_vec(),
             claims: serde_json::to_vec(jwt.claims()).unwrap_or_default(),
-            exp: jwt.exp(),
+            // The JWT goes upstream only while the opaque token, and the answer, still hold.
+            exp: earliest(earliest(jwt.exp(), lifetime.exp), answer_exp),
         })
     }
 
@@ -127,5 +139,13 @@ impl Verifier {
             Err(Rejection::KeysUnavailable) => Err(Unresolved::Failed(Failure::KeysUnavailable)),
             Err(Rejection::Invalid(error)) => Err(invalid(error)),
         }
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

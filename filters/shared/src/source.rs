@@ -74,6 +74,9 @@ pub enum Found<'a> {
     Token(&'a [u8]),
     /// The header appears more than once: which one counts would be the attacker's choice.
     Ambiguous,
+    /// The header holds a credential of this source's scheme, but not in its syntax
+    /// (`Bearer<TAB>token`): a lenient upstream could still read a token out of it.
+    Malformed,
 }
 
 impl Source {
@@ -110,17 +113,21 @@ impl Source {
                 };
                 let token = match prefix {
                     None => Some(value),
-                    Some(prefix) => value
-                        .get(..prefix.len())
-                        .filter(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-                        .and_then(|_| value.get(prefix.len()..)),
+                    Some(prefix) => strip_prefix_ignore_case(value, prefix.as_bytes()),
                 };
                 match token.map(<[u8]>::trim_ascii) {
                     // Envoy folds repeated inline headers (Authorization is one) into one value
                     // joined by commas; a bearer token (RFC 6750 b64token) never has a comma.
                     Some(token) if token.contains(&b',') => Found::Ambiguous,
                     Some(token) if !token.is_empty() => Found::Token(token),
-                    _ => Found::None,
+                    _ => match prefix.as_deref().and_then(|prefix| prefix.strip_suffix(' ')) {
+                        // `Basic x, Bearer t`: folded, with one of ours after another scheme.
+                        Some(scheme) if value.split(|b| *b == b',').skip(1).any(|v| names(v, scheme)) => {
+                            Found::Ambiguous
+                        }
+                        Some(scheme) if names(value, scheme) => Found::Malformed,
+                        _ => Found::None,
+                    },
                 }
             }
             Source::Query { name } => {
@@ -154,40 +161,83 @@ impl Source {
             }
         }
     }
+}
 
-    /// Edits that take the token out of the request, for providers that do not forward it.
-    pub fn strip(&self, headers: &Headers, line: &RequestLine<'_>) -> Vec<HeaderEdit> {
-        match self {
-            Source::Header { name, .. } => vec![HeaderEdit::Remove(name.clone())],
-            Source::Query { name } => {
-                let kept: Vec<&str> = line
-                    .query
-                    .into_iter()
-                    .flat_map(|q| q.split('&'))
-                    .filter(|pair| !query_name_is(pair.split_once('=').map_or(*pair, |(k, _)| k), name))
-                    .collect();
-                let path = if kept.is_empty() {
-                    line.path.to_owned()
-                } else {
-                    format!("{}?{}", line.path, kept.join("&"))
-                };
-                vec![HeaderEdit::Set(HeaderName::trusted(":path"), path.into_bytes())]
-            }
-            Source::Cookie { name } => {
-                let kept: Vec<Vec<u8>> = headers
-                    .get_all("cookie")
-                    .flat_map(cookie_pairs)
-                    .filter(|(key, _)| *key != name.as_bytes())
-                    .map(|(key, value)| [key, b"=", value].concat())
-                    .collect();
-                if kept.is_empty() {
-                    vec![HeaderEdit::Remove(HeaderName::trusted("cookie"))]
-                } else {
-                    vec![HeaderEdit::Set(HeaderName::trusted("cookie"), kept.join(&b"; "[..]))]
-                }
-            }
+/// Edits that take out of the request every token these sources would find (for providers that
+/// do not forward it): one edit per header, so that no source's edit puts back what another's
+/// took out.
+pub fn strip_all<'s>(
+    sources: impl IntoIterator<Item = &'s Source>,
+    headers: &Headers,
+    line: &RequestLine<'_>,
+) -> Vec<HeaderEdit> {
+    let mut edits = Vec::new();
+    let (mut query_names, mut cookie_names) = (Vec::new(), Vec::new());
+    for source in sources {
+        match source {
+            Source::Header { name, .. } => edits.push(HeaderEdit::Remove(name.clone())),
+            Source::Query { name } => query_names.push(name.as_str()),
+            Source::Cookie { name } => cookie_names.push(name.as_bytes()),
         }
     }
+    if let Some(query) = line.query.filter(|_| !query_names.is_empty()) {
+        // Pairs are split where `find` splits them (`&` and `;`); kept pairs keep the separator
+        // before them.
+        let (mut kept, mut removed) = (String::new(), false);
+        let (mut rest, mut separator) = (query, "");
+        loop {
+            let (pair, after) = rest.split_at(rest.find(['&', ';']).unwrap_or(rest.len()));
+            let name = pair.split_once('=').map_or(pair, |(key, _)| key);
+            if query_names.iter().any(|wanted| query_name_is(name, wanted)) {
+                removed = true;
+            } else {
+                if !kept.is_empty() {
+                    kept.push_str(separator);
+                }
+                kept.push_str(pair);
+            }
+            let Some((next_separator, next)) = after.split_at_checked(1) else {
+                break;
+            };
+            (rest, separator) = (next, next_separator);
+        }
+        if removed {
+            let path = if kept.is_empty() {
+                line.path.to_owned()
+            } else {
+                format!("{}?{kept}", line.path)
+            };
+            edits.push(HeaderEdit::Set(HeaderName::trusted(":path"), path.into_bytes()));
+        }
+    }
+    if !cookie_names.is_empty() && headers.contains("cookie") {
+        let kept: Vec<Vec<u8>> = headers
+            .get_all("cookie")
+            .flat_map(cookie_pairs)
+            .filter(|(key, _)| !cookie_names.contains(key))
+            .map(|(key, value)| [key, b"=", value].concat())
+            .collect();
+        edits.push(if kept.is_empty() {
+            HeaderEdit::Remove(HeaderName::trusted("cookie"))
+        } else {
+            HeaderEdit::Set(HeaderName::trusted("cookie"), kept.join(&b"; "[..]))
+        });
+    }
+    edits
+}
+
+fn strip_prefix_ignore_case<'v>(value: &'v [u8], prefix: &[u8]) -> Option<&'v [u8]> {
+    value
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .and_then(|_| value.get(prefix.len()..))
+}
+
+/// Whether a header value (or one comma-folded part of it) holds a credential of `scheme`: the
+/// scheme, case-insensitively, then whitespace and something more.
+fn names(value: &[u8], scheme: &str) -> bool {
+    strip_prefix_ignore_case(value.trim_ascii_start(), scheme.as_bytes())
+        .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace) && !rest.trim_ascii().is_empty())
 }
 
 /// Whether a query parameter's name, as form-decoded (`+` is a space, `%XX` a byte), is `name`.
@@ -233,8 +283,21 @@ mod tests {
         assert_eq!(bearer().find(&h, &line), Found::Token(b"abc.def.ghi"));
         let h = headers(&[("authorization", "Basic dXNlcjpwdw==")]);
         assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::None);
-        let h = headers(&[("authorization", "Bearer ")]);
-        assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::None);
+        let find = |value: &str| {
+            let h = headers(&[("authorization", value)]);
+            format!("{:?}", bearer().find(&h, &RequestLine::of(&h).unwrap()))
+        };
+        // Our scheme with something after it that is not a token in its syntax.
+        for malformed in ["bearer\tabc", "Bearer\tabc", " Bearer\t abc", "Bearer\nabc"] {
+            assert_eq!(find(malformed), "Malformed", "{malformed:?}");
+        }
+        for nothing in ["Bearer ", "Bearer", " Bearer \t"] {
+            assert_eq!(find(nothing), "None", "{nothing:?}");
+        }
+        assert_eq!(find("Bearerabc"), "None", "another scheme");
+        assert_eq!(find("Basic dXNlcjpwdw==, Bearer abc"), "Ambiguous");
+        assert_eq!(find("Basic dXNlcjpwdw==, Bearer\tabc"), "Ambiguous");
+        assert_eq!(find("Basic dXNlcjpwdw==, Bearerish"), "None");
         let h = headers(&[("authorization", "Bearer a"), ("Authorization", "Bearer b")]);
         assert_eq!(bearer().find(&h, &RequestLine::of(&h).unwrap()), Found::Ambiguous);
         let folded = headers(&[("authorization", "Bearer a,Bearer b")]);
@@ -255,14 +318,42 @@ mod tests {
         assert_eq!(query.find(&h, &line), Found::Token(b"QUERY"));
         assert_eq!(cookie.find(&h, &line), Found::Token(b"COOKIE"));
         assert_eq!(
-            query.strip(&h, &line),
+            strip_all([&query], &h, &line),
             vec![HeaderEdit::Set(HeaderName::trusted(":path"), b"/x?a=1&b=2".to_vec())]
         );
         assert_eq!(
-            cookie.strip(&h, &line),
+            strip_all([&cookie], &h, &line),
             vec![HeaderEdit::Set(HeaderName::trusted("cookie"), b"a=1; b=2".to_vec())]
         );
         let h = headers(&[("cookie", "at=1"), ("cookie", "at=2")]);
         assert_eq!(cookie.find(&h, &RequestLine::of(&h).unwrap()), Found::Ambiguous);
+    }
+
+    /// Every source's token goes, whichever source held it: one edit per header, so no source's
+    /// edit puts back what another's took out; pairs split at `;` as `find` splits them.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn stripping_several_sources_takes_every_token_out() {
+        let mut h = Headers::from_pairs([(":method", "GET"), (":path", "/o?access_token=A&page=2;token=B;x=1")]);
+        h.push("cookie", b"a=1; at=C");
+        h.push("cookie", b"id=D; b=2");
+        h.push("authorization", b"Bearer E");
+        let line = RequestLine::of(&h).unwrap();
+        let sources = [
+            Source::Query {
+                name: "access_token".into(),
+            },
+            Source::Query { name: "token".into() },
+            Source::Cookie { name: "at".into() },
+            Source::Cookie { name: "id".into() },
+            bearer(),
+        ];
+        let edits = strip_all(&sources, &h, &line);
+        h.apply(&edits);
+        assert_eq!(h.path(), Some(&b"/o?page=2;x=1"[..]));
+        assert_eq!(h.get_all("cookie").collect::<Vec<_>>(), vec![&b"a=1; b=2"[..]]);
+        assert_eq!(h.get("authorization"), None);
+        // Nothing to take out: no edit.
+        let h = Headers::from_pairs([(":method", "GET"), (":path", "/o?page=2&&x")]);
+        assert_eq!(strip_all(&sources[..2], &h, &RequestLine::of(&h).unwrap()), vec![]);
     }
 }
