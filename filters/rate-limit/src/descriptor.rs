@@ -13,6 +13,10 @@ use crate::config::{EnforceConfig, EntryConfig, LimitConfig, SourceConfig};
 /// A descriptor: `(key, value)` entries, in config order.
 pub type Descriptor = Vec<(String, String)>;
 
+/// The `path` value of every path not in normal form ([`shared::route::path_refusal`]); no path
+/// in normal form reads so (those start with `/`).
+pub const UNTRUSTED_PATH: &str = "(not in normal form)";
+
 #[derive(Debug)]
 pub struct Limit {
     pub name: String,
@@ -226,6 +230,9 @@ impl<'a> RequestFacts<'a> {
                 String::from_utf8_lossy(&values.join(&b","[..])).into_owned()
             }
             Source::ClientAddress => without_port(&self.property(&["source", "address"])?).to_owned(),
+            // Every spelling of a path not in normal form may be the same resource upstream
+            // (`//login`, `/x/../login`): they share one value, so none is a bucket of its own.
+            Source::Path if shared::route::path_refusal(self.line.path).is_some() => UNTRUSTED_PATH.to_owned(),
             Source::Path => self.line.rule_path.clone().into_owned(),
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,

@@ -217,6 +217,26 @@ fn a_path_not_in_normal_form_counts_against_every_routes_limit() {
     assert_eq!(send("POST", "/public/login"), 0, "a normal path elsewhere");
 }
 
+/// Keyed on the path, each spelling of `/login` that the upstream may read as `/login` would be a
+/// bucket of its own: they share one instead.
+#[wasm_bindgen_test(unsupported = test)]
+fn paths_not_in_normal_form_share_one_path_bucket() {
+    let per_path = local_limit("per_path", 1, json!([{"key": "path", "source": {"type": "path"}}]));
+    let filter = configured(json!({"limits": [per_path]}));
+    let host = FakeHost::default();
+    let send = |path: &str| {
+        let headers = Headers::from_pairs([(":method", "POST"), (":path", path)]);
+        status(&filter.filter().on_request_headers(&headers, &host.ctx()))
+    };
+    assert_eq!(send("/login"), 0);
+    assert_eq!(send("/login"), 429);
+    assert_eq!(send("//login"), 0, "the first path not in normal form");
+    for dodge in ["/./login", "/x/../login", "/login;a", "/%2flogin", "//login"] {
+        assert_eq!(send(dodge), 429, "{dodge}");
+    }
+    assert_eq!(send("/orders"), 0, "another path in normal form");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn headers_in_both_styles_on_refusals_and_on_allowed_responses() {
     let config = |style: &str| json!({"limits": [per_client(2)], "headers": {"style": style, "on_allowed": true}});
