@@ -333,11 +333,14 @@ impl Jwks {
 
     /// The keys that may check a token with this `alg` and `kid`: their kind fits the alg, their
     /// own `alg` (if set) is this one, and, when the token names a `kid`, their `kid` equals it (a
-    /// key without `kid` then does not match). A token without `kid` gets every fitting key.
+    /// published key without `kid` then does not match). A token without `kid` gets every fitting
+    /// key. An HMAC secret (only ever from config, one per provider) has no `kid` and checks a
+    /// token whatever `kid` it names: many HS* issuers set one.
     pub fn candidates<'s, 'k>(&'s self, kid: Option<&'k str>, alg: Alg) -> impl Iterator<Item = &'s Jwk> + use<'s, 'k> {
-        self.keys
-            .iter()
-            .filter(move |key| key.usable_for(alg) && kid.is_none_or(|kid| key.kid() == Some(kid)))
+        self.keys.iter().filter(move |key| {
+            let any_kid = key.kid().is_none() && matches!(key.material, Material::Hmac(_));
+            key.usable_for(alg) && (any_kid || kid.is_none_or(|kid| key.kid() == Some(kid)))
+        })
     }
 }
 

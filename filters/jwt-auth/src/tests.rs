@@ -2177,3 +2177,21 @@ fn an_unreadable_bearer_credential_is_refused_even_where_none_is_needed() {
     );
     assert_eq!(step.action, Action::Continue, "another scheme is not ours");
 }
+
+/// Many HS* issuers put a `kid` in the header: the configured secret checks the token whatever
+/// `kid` it names (it is the provider's only secret), and a forged signature still fails.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_hmac_token_with_a_kid_is_checked_with_the_secret() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let with_kid = |key: &'static [u8]| {
+        jws(
+            &json!({"alg": "HS256", "typ": "JWT", "kid": "2024-07"}),
+            &claims(),
+            |input| hmac_sha256(key, input),
+        )
+    };
+    assert_allowed(&config, &run(&config, &host, &get(&with_kid(SECRET))));
+    let forged = with_kid(b"another secret, thirty-two bytes at least!");
+    assert_invalid_token(&config, &run(&config, &host, &get(&forged)), "bad_signature");
+}
