@@ -2,9 +2,10 @@
 //!
 //! Keys are the SHA-256 of the opaque token, never the token. The cache is a fixed number of
 //! slots (a token's slot comes from its hash), so it never grows past its size: a new entry
-//! replaces whatever held its slot, except that an inactive answer never replaces a live active
-//! one (a flood of made-up tokens cannot evict real sessions). Entries are never served past
-//! their expiry.
+//! replaces whatever held its slot, except that an inactive answer never replaces another
+//! token's live active one (a flood of made-up tokens cannot evict real sessions); the same
+//! token's, it does (a revocation another worker saw wins over an answer from before it).
+//! Entries are never served past their expiry.
 
 use shared::SharedStore;
 
@@ -112,7 +113,7 @@ impl SharedCache {
         }
         let held = store.get(&slot);
         if let (Entry::Inactive { .. }, Some((bytes, _))) = (entry, &held) {
-            if holds_live_active(bytes, now_ms) {
+            if holds_anothers_live_active(bytes, key, now_ms) {
                 return;
             }
         }
@@ -122,9 +123,10 @@ impl SharedCache {
     }
 }
 
-fn holds_live_active(bytes: &[u8], now_ms: u64) -> bool {
-    let key: Option<[u8; 32]> = bytes.get(1..33).and_then(|k| k.try_into().ok());
-    key.and_then(|key| Entry::decode(bytes, &key))
+fn holds_anothers_live_active(bytes: &[u8], key: &[u8; 32], now_ms: u64) -> bool {
+    let held: Option<[u8; 32]> = bytes.get(1..33).and_then(|k| k.try_into().ok());
+    held.filter(|held| held != key)
+        .and_then(|held| Entry::decode(bytes, &held))
         .is_some_and(|entry| matches!(entry, Entry::Active { .. }) && now_ms < entry.expires_at_ms())
 }
 
@@ -194,6 +196,20 @@ mod tests {
         // An active answer always may.
         cache.put(&store, &key(3), &active(3000), 1001);
         assert_eq!(cache.get(&store, &key(3), 1002), Some(active(3000)));
+    }
+
+    /// Two workers asked about one token across its revocation: the inactive answer replaces the
+    /// active one already there (the revocation is the newer news).
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_same_tokens_inactive_answer_replaces_its_active_one() {
+        let store = FakeStore::default();
+        let cache = SharedCache::new("t".into(), 1);
+        cache.put(&store, &key(1), &active(1000), 0);
+        cache.put(&store, &key(1), &Entry::Inactive { expires_at_ms: 900 }, 1);
+        assert_eq!(
+            cache.get(&store, &key(1), 2),
+            Some(Entry::Inactive { expires_at_ms: 900 })
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
