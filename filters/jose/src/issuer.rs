@@ -105,6 +105,7 @@ impl IssuerKeys {
         let remote =
             |cluster: &str, authority: &Option<String>, jwks_path: Option<String>, discovery_path, refresh, timeout| {
                 let cluster = nonempty(cluster, &keys_at.field("cluster"))?;
+                shared::config::call_timeout(timeout, &keys_at.field("timeout_ms"))?;
                 let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
                     keys_at
                         .field("authority")

@@ -256,6 +256,15 @@ fn config_errors_name_the_field() {
             remote(json!({"type": "remote", "cluster": "", "path": "/jwks.json"})),
             "providers.x.jwks.cluster",
         ),
+        // 0 would be no timeout at all; the host takes 32-bit milliseconds.
+        (
+            remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks.json", "timeout_ms": 0})),
+            "providers.x.jwks.timeout_ms",
+        ),
+        (
+            remote(json!({"type": "oidc", "cluster": "idp", "timeout_ms": 4_294_967_296_u64})),
+            "providers.x.jwks.timeout_ms",
+        ),
         (
             json!({"providers": {"x": {"issuer": "not-a-url", "jwks": {"type": "remote", "cluster": "idp", "path": "/j"}}}}),
             "providers.x.jwks.authority",

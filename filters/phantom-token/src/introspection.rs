@@ -140,9 +140,7 @@ impl Introspector {
         if !config.path.starts_with('/') {
             return Err(at.field("path").error("must start with '/'"));
         }
-        if config.timeout_ms == 0 {
-            return Err(at.field("timeout_ms").error("must be at least 1"));
-        }
+        let timeout = shared::config::call_timeout(config.timeout_ms, &at.field("timeout_ms"))?;
         if config.max_response_bytes == 0 || config.max_response_bytes > MAX_RESPONSE_BYTES {
             return Err(at
                 .field("max_response_bytes")
@@ -164,7 +162,7 @@ impl Introspector {
             client_secret: Secret::new(config.client_secret.as_bytes()),
             client_auth: config.client_auth,
             token_type_hint: config.token_type_hint.clone(),
-            timeout: Duration::from_millis(config.timeout_ms),
+            timeout,
             max_response_bytes: config.max_response_bytes,
             mode,
         })
@@ -497,6 +495,10 @@ mod tests {
         assert!(compile(json!({"timeout_ms": 0}))
             .unwrap()
             .starts_with("introspection.timeout_ms:"));
+        assert_eq!(
+            compile(json!({"timeout_ms": 60_001})),
+            Some("introspection.timeout_ms: must be between 1 and 60000".to_owned())
+        );
         assert!(compile(json!({"max_response_bytes": 1 << 20}))
             .unwrap()
             .starts_with("introspection.max_response_bytes:"));

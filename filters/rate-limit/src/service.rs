@@ -34,9 +34,7 @@ impl Service {
         if config.domain.is_empty() {
             return Err(at.field("domain").error("must not be empty"));
         }
-        if config.timeout_ms == 0 {
-            return Err(at.field("timeout_ms").error("must be at least 1"));
-        }
+        let timeout = shared::config::call_timeout(config.timeout_ms, &at.field("timeout_ms"))?;
         if let TransportConfig::Http { path } = &config.transport {
             if !path.starts_with('/') {
                 return Err(at.field("transport").field("path").error("must start with '/'"));
@@ -47,7 +45,7 @@ impl Service {
             cluster: config.cluster.clone(),
             authority: config.authority.clone().unwrap_or_else(|| config.cluster.clone()),
             domain: config.domain.clone(),
-            timeout: Duration::from_millis(config.timeout_ms),
+            timeout,
             failure_mode: config.failure_mode,
             allowed_response_headers: config.allowed_response_headers.clone(),
         })

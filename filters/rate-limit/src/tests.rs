@@ -641,6 +641,13 @@ fn bad_configs_are_refused_with_the_field_path() {
             "max_keys: must be between 1 and 1048576",
         ),
         (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d", "timeout_ms": 4_294_967_296_u64}}),
+            ),
+            "service.timeout_ms: must be between 1 and 60000",
+        ),
+        (
             with(base, json!({"max_keys": 1_048_577})),
             "max_keys: must be between 1 and 1048576",
         ),

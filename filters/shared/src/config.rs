@@ -6,6 +6,7 @@
 //! refuses the plugin, so the host will not serve traffic with a config it did not understand.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
@@ -38,6 +39,19 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The longest call timeout a config may set.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// A call timeout from config (`…timeout_ms`), 1 ms to a minute: the host takes it in 32-bit
+/// milliseconds (larger values wrap), and 0 would mean no timeout at all.
+pub fn call_timeout(ms: u64, at: &FieldPath) -> Result<Duration, ConfigError> {
+    if (1..=MAX_TIMEOUT_MS).contains(&ms) {
+        Ok(Duration::from_millis(ms))
+    } else {
+        Err(at.error(format!("must be between 1 and {MAX_TIMEOUT_MS}")))
+    }
+}
 
 /// Parses a filter config. An empty or whitespace-only config means `{}` (all defaults).
 pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
@@ -512,6 +526,19 @@ mod tests {
             format!("{:?}", parsed.map(|e| e.sources)),
             r#"Ok([Claim { claim: "sub", fallback: None }])"#
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn call_timeouts_are_1_ms_to_a_minute() {
+        let at = FieldPath::root().field("timeout_ms");
+        assert_eq!(call_timeout(1, &at), Ok(Duration::from_millis(1)));
+        assert_eq!(call_timeout(60_000, &at), Ok(Duration::from_secs(60)));
+        for ms in [0, 60_001, 1 << 32] {
+            assert_eq!(
+                call_timeout(ms, &at).unwrap_err().to_string(),
+                "timeout_ms: must be between 1 and 60000"
+            );
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]
