@@ -201,6 +201,9 @@ pub struct RequestFacts<'a> {
     /// Every claim a limit reads: the verified claims are parsed for these only.
     claims_read: &'a [String],
     claims: OnceCell<Option<serde_json::Map<String, Value>>>,
+    /// Why the path is not in normal form, if it is not: read once, by route matches and `path`
+    /// sources alike.
+    path_refusal: OnceCell<Option<&'static str>>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -211,11 +214,23 @@ impl<'a> RequestFacts<'a> {
             ctx,
             claims_read,
             claims: OnceCell::new(),
+            path_refusal: OnceCell::new(),
         }
     }
 
     pub fn line(&self) -> &RequestLine<'a> {
         &self.line
+    }
+
+    /// Whether the path is not in normal form ([`shared::route::path_refusal`]): another route to
+    /// the upstream than it reads as.
+    pub fn untrusted_path(&self) -> bool {
+        self.path_refusal
+            .get_or_init(|| {
+                shared::route::path_refusal(self.line.path)
+                    .inspect(|reason| log::debug!("rate_limit: path not in normal form: {reason}"))
+            })
+            .is_some()
     }
 
     /// An empty value counts as none.
@@ -232,7 +247,7 @@ impl<'a> RequestFacts<'a> {
             Source::ClientAddress => without_port(&self.property(&["source", "address"])?).to_owned(),
             // Every spelling of a path not in normal form may be the same resource upstream
             // (`//login`, `/x/../login`): they share one value, so none is a bucket of its own.
-            Source::Path if shared::route::path_refusal(self.line.path).is_some() => UNTRUSTED_PATH.to_owned(),
+            Source::Path if self.untrusted_path() => UNTRUSTED_PATH.to_owned(),
             Source::Path => self.line.rule_path.clone().into_owned(),
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,

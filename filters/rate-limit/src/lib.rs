@@ -212,17 +212,13 @@ impl HttpFilter for RateLimitFilter {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
         };
         let root = Rc::clone(&self.root);
-        let untrusted_path = root
-            .routes_read_paths
-            .then(|| shared::route::path_refusal(line.path))
-            .flatten()
-            .inspect(|reason| log::debug!("rate_limit: path counted against every route's limits: {reason}"));
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
+        let untrusted_path = root.routes_read_paths && facts.untrusted_path();
         let mut tally = Tally::default();
         let mut asks = Vec::new();
         for (index, compiled) in root.limits.iter().enumerate() {
             let limit = &compiled.limit;
-            if !limit.applies_to(facts.line(), untrusted_path.is_some()) {
+            if !limit.applies_to(facts.line(), untrusted_path) {
                 continue;
             }
             let Some(descriptor) = limit.descriptor(&facts) else {
