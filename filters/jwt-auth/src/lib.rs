@@ -325,7 +325,11 @@ impl Auth {
         let root = Rc::clone(&self.root);
         // Whatever happens next, a client's copies of the headers this filter sets are gone.
         let mut step = Step::proceed();
-        for name in &root.output_headers {
+        for name in root
+            .output_headers
+            .iter()
+            .filter(|name| headers.contains(name.as_str()))
+        {
             step = step.edit(HeaderEdit::Remove(name.clone()));
         }
         let Some(line) = RequestLine::of(headers) else {

@@ -28,6 +28,41 @@ impl fmt::Debug for HeaderEdit {
     }
 }
 
+impl HeaderEdit {
+    pub fn name(&self) -> &HeaderName {
+        match self {
+            HeaderEdit::Remove(name) | HeaderEdit::Set(name, _) | HeaderEdit::Add(name, _) => name,
+        }
+    }
+}
+
+/// Drops the edits that change nothing the host would not change anyway: an edit of a name that
+/// a later `Set` of that name replaces (a `Set` drops every entry of its name), and a `Remove` of
+/// a name nothing was added to since it was last removed. What the map ends up holding is the
+/// same; each edit dropped is a host call saved, and on request headers a route-cache clear.
+pub fn compact(edits: &mut Vec<HeaderEdit>) {
+    if edits.len() < 2 {
+        return;
+    }
+    let redundant: Vec<bool> = edits
+        .iter()
+        .enumerate()
+        .map(|(i, edit)| {
+            let name = edit.name();
+            let replaced_later = edits
+                .iter()
+                .skip(i + 1)
+                .any(|later| matches!(later, HeaderEdit::Set(n, _) if n == name));
+            let last_before = edits.iter().take(i).rev().find(|earlier| earlier.name() == name);
+            let removed_already =
+                matches!(edit, HeaderEdit::Remove(_)) && matches!(last_before, Some(HeaderEdit::Remove(_)));
+            replaced_later || removed_already
+        })
+        .collect();
+    let mut redundant = redundant.into_iter();
+    edits.retain(|_| !redundant.next().unwrap_or(false));
+}
+
 /// A response the proxy sends itself, without reaching the upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalReply {
@@ -254,5 +289,86 @@ mod tests {
         assert_eq!(format!("{edit:?}"), r#"Set("authorization", 17 bytes)"#);
         let edit = HeaderEdit::Add(HeaderName::trusted("x-user"), b"alice".to_vec());
         assert_eq!(format!("{edit:?}"), r#"Add("x-user", 5 bytes)"#);
+    }
+
+    fn remove(name: &str) -> HeaderEdit {
+        HeaderEdit::Remove(HeaderName::trusted(name))
+    }
+
+    fn set(name: &str, value: &str) -> HeaderEdit {
+        HeaderEdit::Set(HeaderName::trusted(name), value.as_bytes().to_vec())
+    }
+
+    fn add(name: &str, value: &str) -> HeaderEdit {
+        HeaderEdit::Add(HeaderName::trusted(name), value.as_bytes().to_vec())
+    }
+
+    fn compacted(mut edits: Vec<HeaderEdit>) -> Vec<HeaderEdit> {
+        compact(&mut edits);
+        edits
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn compacting_drops_what_a_later_set_replaces_and_repeated_removes() {
+        assert_eq!(
+            compacted(vec![
+                remove("x-user"),
+                remove("x-trace"),
+                set("x-user", "a"),
+                set("x-scope", "s")
+            ]),
+            [remove("x-trace"), set("x-user", "a"), set("x-scope", "s")]
+        );
+        assert_eq!(
+            compacted(vec![set("a", "1"), add("a", "2"), set("a", "3")]),
+            [set("a", "3")]
+        );
+        assert_eq!(
+            compacted(vec![remove("a"), remove("b"), remove("a")]),
+            [remove("a"), remove("b")]
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn compacting_keeps_every_edit_that_changes_the_map() {
+        let kept = [
+            vec![add("vary", "Origin"), add("vary", "Accept")],
+            vec![set("a", "1"), remove("a")],
+            vec![remove("a"), add("a", "1"), remove("a")],
+            vec![set("a", "1"), add("a", "2")],
+        ];
+        for edits in kept {
+            assert_eq!(compacted(edits.clone()), edits);
+        }
+    }
+
+    /// Whatever the edits, the compacted ones leave a map as the full list would.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn compacted_edits_give_the_same_headers() {
+        let names = ["a", "b"];
+        let mut seed = 0x9e37_79b9_u32;
+        for _ in 0..2000 {
+            let mut edits = Vec::new();
+            for _ in 0..(seed % 6) {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let name = names.get((seed >> 8) as usize % 2).copied().unwrap_or("a");
+                let value = ((seed >> 12) % 3).to_string();
+                edits.push(match (seed >> 16) % 3 {
+                    0 => remove(name),
+                    1 => set(name, &value),
+                    _ => add(name, &value),
+                });
+            }
+            let start = crate::headers::Headers::from_pairs([("a", "x"), ("b", "y"), ("a", "z")]);
+            let mut full = start.clone();
+            full.apply(&edits);
+            let mut short = start;
+            short.apply(&compacted(edits.clone()));
+            assert_eq!(
+                short.iter().collect::<Vec<_>>(),
+                full.iter().collect::<Vec<_>>(),
+                "{edits:?}"
+            );
+        }
     }
 }

@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
 
 use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
-use crate::effects::{Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
+use crate::effects::{self, Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
 use crate::filter::HttpFilter;
 use crate::headers::Headers;
 use crate::ports::Ctx;
@@ -143,7 +143,7 @@ impl State {
         self.carry_out(step, phase, shell, &ctx)
     }
 
-    fn carry_out(&mut self, step: Step, phase: Phase, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
+    fn carry_out(&mut self, mut step: Step, phase: Phase, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
             if hostcalls::set_property(vec![write.key], Some(&write.value)).is_err() {
@@ -154,6 +154,7 @@ impl State {
             Phase::Request => MapType::HttpRequestHeaders,
             Phase::Response => MapType::HttpResponseHeaders,
         };
+        effects::compact(&mut step.header_edits);
         for edit in &step.header_edits {
             apply_edit(map, edit);
         }
