@@ -340,8 +340,12 @@ fn schemas_refuse_unknown_fields_everywhere() {
     assert_refused("rate_limit", "unknown field in a local enforce", |c| {
         set(c, "/limits/0/enforce", "window", json!("minute"))
     });
-    assert_refused("rate_limit", "a field on the empty variant client_address", |c| {
-        set(c, "/limits/0/descriptor/0/fallback", "header", json!("x-api-key"))
+    assert_refused("rate_limit", "a field on the empty variant path", |c| {
+        set(c, "/limits/0/descriptor/0/fallback", "type", json!("path"));
+        set(c, "/limits/0/descriptor/0/fallback", "header", json!("x-api-key"));
+    });
+    assert_refused("rate_limit", "unknown field in a client_address source", |c| {
+        set(c, "/limits/0/descriptor/0/fallback", "prefix", json!(64))
     });
     assert_refused("jwt_auth", "unknown field in a jwks variant", |c| {
         set(c, "/providers/demo/jwks", "kid", json!("k1"))

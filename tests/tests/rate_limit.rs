@@ -132,6 +132,34 @@ fn a_limit_keyed_by_a_verified_claim_cannot_be_dodged_with_headers() {
     assert_eq!(stat(&gw, "over_limit_per_user"), dodges.len() as u64);
 }
 
+/// Behind a trusted load balancer (one XFF hop) the client address comes from
+/// `X-Forwarded-For`. An IPv6 client is its /64: the addresses of one network share a bucket.
+#[test]
+fn an_ipv6_client_cannot_dodge_an_address_limit_with_new_addresses_from_its_network() {
+    let per_client = local(
+        "per_client",
+        2,
+        "hour",
+        json!([{"key": "client", "source": {"type": "client_address"}}]),
+    );
+    let gw = Gateway::start_with(|c| {
+        c.hcm("xff_num_trusted_hops", json!(1))
+            .filter("rate_limit", json!({"limits": [per_client]}))
+    });
+    let from = |address: &str| gw.send(Request::get("/data").header("X-Forwarded-For", address)).status;
+    assert_eq!(from("2001:db8:1:2::5"), 200);
+    assert_eq!(from("2001:db8:1:2::6"), 200);
+    for address in ["2001:db8:1:2::7", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::5"] {
+        assert_eq!(from(address), 429, "{address} is in the same /64");
+    }
+    assert_eq!(from("2001:db8:1:3::5"), 200, "another /64 is another client");
+    assert_eq!(from("192.0.2.7"), 200);
+    assert_eq!(from("192.0.2.7"), 200);
+    assert_eq!(from("192.0.2.7"), 429);
+    assert_eq!(from("192.0.2.8"), 200, "an IPv4 client is its address");
+    assert_eq!(stat(&gw, "over_limit_per_client"), 4);
+}
+
 fn service_config(rls_cluster: &str, transport: Value, failure_mode: &str, timeout_ms: u64) -> Value {
     json!({
         "limits": [{"name": "per_client", "descriptor": [

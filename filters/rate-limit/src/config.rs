@@ -75,8 +75,16 @@ pub enum SourceConfig {
         header: HeaderName,
     },
     /// The downstream address as Envoy determined it (`use_remote_address`, trusted XFF hops),
-    /// without the port.
-    ClientAddress {},
+    /// without the port. An IPv6 client is its /64 by default: one host usually holds a whole
+    /// /64 and could take a new address from it for every request.
+    ClientAddress {
+        /// Leading bits of an IPv4 address that make one client, 1 to 32 (default 32: the
+        /// address). Below 32 the value is the network, `192.0.2.0/24`.
+        ipv4_prefix: Option<u32>,
+        /// Leading bits of an IPv6 address that make one client, 1 to 128 (default 64: the
+        /// value is the network, `2001:db8:1:2::/64`; 128: the address).
+        ipv6_prefix: Option<u32>,
+    },
     /// The request path, without query.
     Path {},
     Method {},

@@ -7,6 +7,7 @@ use serde_json::Value;
 use shared::route::{RequestLine, RouteMatch};
 use shared::{ConfigError, Counter, Ctx, FieldPath, HeaderName, Headers, MetricRegistry};
 
+use crate::address::Grouping;
 use crate::bucket::Rate;
 use crate::config::{EnforceConfig, EntryConfig, LimitConfig, SourceConfig};
 
@@ -44,7 +45,7 @@ struct Entry {
 enum Source {
     Claim(String),
     Header(HeaderName),
-    ClientAddress,
+    ClientAddress(Grouping),
     Path,
     Method,
     Route,
@@ -180,7 +181,10 @@ impl Source {
             }
             SourceConfig::Claim { claim } => Source::Claim(claim.clone()),
             SourceConfig::Header { header } => Source::Header(header.clone()),
-            SourceConfig::ClientAddress {} => Source::ClientAddress,
+            SourceConfig::ClientAddress {
+                ipv4_prefix,
+                ipv6_prefix,
+            } => Source::ClientAddress(Grouping::compile(*ipv4_prefix, *ipv6_prefix, at)?),
             SourceConfig::Path {} => Source::Path,
             SourceConfig::Method {} => Source::Method,
             SourceConfig::Route {} => Source::Route,
@@ -244,7 +248,7 @@ impl<'a> RequestFacts<'a> {
                 }
                 String::from_utf8_lossy(&values.join(&b","[..])).into_owned()
             }
-            Source::ClientAddress => without_port(&self.property(&["source", "address"])?).to_owned(),
+            Source::ClientAddress(grouping) => grouping.client(&self.property(&["source", "address"])?),
             // Every spelling of a path not in normal form may be the same resource upstream
             // (`//login`, `/x/../login`): they share one value, so none is a bucket of its own.
             Source::Path if self.untrusted_path() => UNTRUSTED_PATH.to_owned(),
@@ -279,29 +283,10 @@ fn claim_value(claim: &Value) -> String {
     }
 }
 
-/// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`; anything else unchanged.
-fn without_port(address: &str) -> &str {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').map_or(address, |(ip, _)| ip);
-    }
-    match address.split_once(':') {
-        Some((ip, port)) if !port.contains(':') => ip,
-        _ => address,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use wasm_bindgen_test::wasm_bindgen_test;
-
-    #[wasm_bindgen_test(unsupported = test)]
-    fn addresses_lose_their_port() {
-        assert_eq!(without_port("10.1.2.3:5678"), "10.1.2.3");
-        assert_eq!(without_port("[2001:db8::1]:443"), "2001:db8::1");
-        assert_eq!(without_port("2001:db8::1"), "2001:db8::1");
-        assert_eq!(without_port("10.1.2.3"), "10.1.2.3");
-    }
 
     #[wasm_bindgen_test(unsupported = test)]
     fn claims_become_strings() {

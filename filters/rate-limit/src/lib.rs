@@ -8,6 +8,7 @@
 //! that cannot answer gets the configured failure mode, 503 by default. Shadow mode counts and
 //! logs what it would refuse, and refuses nothing.
 
+mod address;
 mod bucket;
 mod config;
 mod descriptor;

@@ -1,0 +1,146 @@
+//! The client a downstream address stands for: an IPv4 address, or an IPv6 network.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use shared::{ConfigError, FieldPath};
+
+/// An IPv6 client is its /64 unless configured otherwise: a host usually holds a whole /64 (RFC
+/// 7421) and can take a new address from it for every request.
+pub const DEFAULT_IPV6_PREFIX: u32 = 64;
+pub const DEFAULT_IPV4_PREFIX: u32 = 32;
+
+/// How many leading bits of an address name a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grouping {
+    ipv4_prefix: u32,
+    ipv6_prefix: u32,
+}
+
+impl Grouping {
+    pub fn compile(ipv4_prefix: Option<u32>, ipv6_prefix: Option<u32>, at: &FieldPath) -> Result<Self, ConfigError> {
+        let ipv4_prefix = ipv4_prefix.unwrap_or(DEFAULT_IPV4_PREFIX);
+        let ipv6_prefix = ipv6_prefix.unwrap_or(DEFAULT_IPV6_PREFIX);
+        if !(1..=32).contains(&ipv4_prefix) {
+            return Err(at.field("ipv4_prefix").error("must be 1 to 32"));
+        }
+        if !(1..=128).contains(&ipv6_prefix) {
+            return Err(at.field("ipv6_prefix").error("must be 1 to 128"));
+        }
+        Ok(Self {
+            ipv4_prefix,
+            ipv6_prefix,
+        })
+    }
+
+    /// The client `address` (as Envoy gives `source.address`, port and all) stands for: the IP
+    /// address when its prefix is the whole address, else its network (`2001:db8:1:2::/64`). An
+    /// IPv4-mapped IPv6 address is its IPv4 address. Anything else (a pipe) is as it is, without
+    /// the port.
+    pub fn client(&self, address: &str) -> String {
+        let address = without_port(address);
+        match address.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => self.ipv4(v4),
+            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.ipv4(v4),
+                None => self.ipv6(v6),
+            },
+            Err(_) => address.to_owned(),
+        }
+    }
+
+    fn ipv4(&self, address: Ipv4Addr) -> String {
+        if self.ipv4_prefix >= 32 {
+            return address.to_string();
+        }
+        let mask = u32::MAX << (32 - self.ipv4_prefix);
+        format!("{}/{}", Ipv4Addr::from(address.to_bits() & mask), self.ipv4_prefix)
+    }
+
+    fn ipv6(&self, address: Ipv6Addr) -> String {
+        if self.ipv6_prefix >= 128 {
+            return address.to_string();
+        }
+        let mask = u128::MAX << (128 - self.ipv6_prefix);
+        format!("{}/{}", Ipv6Addr::from(address.to_bits() & mask), self.ipv6_prefix)
+    }
+}
+
+/// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`; anything else unchanged.
+fn without_port(address: &str) -> &str {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split_once(']').map_or(address, |(ip, _)| ip);
+    }
+    match address.split_once(':') {
+        Some((ip, port)) if !port.contains(':') => ip,
+        _ => address,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn grouping(ipv4: Option<u32>, ipv6: Option<u32>) -> Grouping {
+        Grouping::compile(ipv4, ipv6, &FieldPath::root()).unwrap()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn addresses_lose_their_port() {
+        assert_eq!(without_port("10.1.2.3:5678"), "10.1.2.3");
+        assert_eq!(without_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(without_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(without_port("10.1.2.3"), "10.1.2.3");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn by_default_an_ipv4_client_is_its_address_and_an_ipv6_client_its_64() {
+        let default = grouping(None, None);
+        assert_eq!(default.client("192.0.2.7:50000"), "192.0.2.7");
+        for address in [
+            "[2001:db8:1:2::5]:443",
+            "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1",
+            "2001:DB8:1:2::9",
+        ] {
+            assert_eq!(default.client(address), "2001:db8:1:2::/64", "{address}");
+        }
+        assert_eq!(default.client("[2001:db8:1:3::5]:443"), "2001:db8:1:3::/64");
+        assert_eq!(default.client("[::ffff:192.0.2.7]:443"), "192.0.2.7");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn prefixes_set_the_size_of_a_client() {
+        let wide = grouping(Some(24), Some(48));
+        assert_eq!(wide.client("192.0.2.7:1"), "192.0.2.0/24");
+        assert_eq!(wide.client("[2001:db8:1:2::5]:1"), "2001:db8:1::/48");
+        let exact = grouping(Some(32), Some(128));
+        assert_eq!(exact.client("[2001:db8:1:2::5]:1"), "2001:db8:1:2::5");
+        let one = grouping(Some(1), Some(1));
+        assert_eq!(one.client("192.0.2.7:1"), "128.0.0.0/1");
+        assert_eq!(one.client("[2001:db8::1]:1"), "::/1");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn what_is_not_an_ip_address_stays_as_it_is() {
+        assert_eq!(
+            grouping(None, None).client("/var/run/envoy.sock"),
+            "/var/run/envoy.sock"
+        );
+        assert_eq!(grouping(None, None).client("envoy-internal"), "envoy-internal");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn prefixes_out_of_range_are_refused_with_their_field() {
+        let at = FieldPath::root().field("source");
+        for (v4, v6, field) in [
+            (Some(0), None, "ipv4_prefix"),
+            (Some(33), None, "ipv4_prefix"),
+            (Some(300), None, "ipv4_prefix"),
+            (None, Some(0), "ipv6_prefix"),
+            (None, Some(129), "ipv6_prefix"),
+        ] {
+            let error = Grouping::compile(v4, v6, &at).unwrap_err();
+            assert_eq!(error.path, format!("source.{field}"));
+        }
+    }
+}
