@@ -185,8 +185,12 @@ pub fn path_refusal(path: &str) -> Option<&'static str> {
         let mut digits = after.bytes();
         Some(hex(digits.next()?)? << 4 | hex(digits.next()?)?)
     });
-    if escaped.any(|byte| byte.is_none_or(|b| matches!(b, b'/' | b'\\' | b'.' | b'%' | 0))) {
-        return Some("percent-encoded '/', '\\', '.', '%' or NUL, or a malformed escape, in the path");
+    // An escaped ';' is a path parameter to an upstream that decodes before it strips them
+    // (`/admin%3Bx` is `/admin` to Spring's path matching), as an escaped control byte is a line
+    // break or a NUL to one that decodes into a log line or a C string.
+    let refused = |b: u8| matches!(b, b'/' | b'\\' | b'.' | b'%' | b';') || b.is_ascii_control();
+    if escaped.any(|byte| byte.is_none_or(refused)) {
+        return Some("percent-encoded '/', '\\', '.', '%', ';' or control byte, or a malformed escape, in the path");
     }
     let decoded = percent_decode(path).unwrap_or_default();
     // Overlong forms such as `%c0%ae` ('.') are invalid UTF-8: an upstream that decodes them
@@ -359,6 +363,7 @@ mod tests {
             "/%41",
             "/caf%C3%A9",
             "/%E2%82%AC/price",
+            "/files/my%20report.pdf",
         ] {
             assert_eq!(path_refusal(ok), None, "{ok}");
         }
@@ -375,6 +380,12 @@ mod tests {
             "/public//admin",
             "/admin;jsessionid=1",
             "/admin%00.json",
+            "/admin%3Bjsessionid=1",
+            "/public/..%3B/admin",
+            "/admin%3b",
+            "/admin%0d%0aSet-Cookie:x",
+            "/admin%09",
+            "/admin%7F",
             "/%252e%252e/admin",
             "relative",
             "/a b",

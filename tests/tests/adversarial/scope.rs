@@ -78,6 +78,10 @@ const ADMIN_TRICKS: &[(&str, u16)] = &[
     // Envoy's normalisation reads `..;` as `..`: this is /admin by the time the filters run.
     ("/public/..;/admin", 403),
     ("/admin%00/public", 400),
+    // `..;` is `..` to Tomcat, and an upstream that decodes first sees it in `..%3B`.
+    ("/public/..%3B/admin", 400),
+    ("/public/..%3b/admin", 400),
+    ("/admin%0d%0a/public", 400),
     ("/admin%252f", 400),
     ("/admin#/public/", 400),
     // Overlong UTF-8 for '.': dot segments to a decoder that accepts it (CWE-176).
