@@ -1206,6 +1206,14 @@ fn load_keys(config: &Configured<JwtAuth>, host: &FakeHost, keys: &[Value]) {
     assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
 }
 
+/// A provider with remote keys, its first fetch answered with key `k1`.
+fn remote_with_k1() -> (Configured<JwtAuth>, FakeHost) {
+    let config = configured(&remote_config());
+    let host = FakeHost::default();
+    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    (config, host)
+}
+
 fn remote_token(kid: &str, seed: Option<u8>) -> String {
     ed_token(seed, kid, &remote_claims())
 }
@@ -1559,9 +1567,7 @@ fn a_worker_takes_over_when_the_lease_holder_never_answers() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn refreshed_keys_replace_the_old_ones() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let old = remote_token("k1", None);
     assert_allowed(&config, &run(&config, &host, &get(&old)));
     host.now_ms += REFRESH_MS;
@@ -1774,9 +1780,7 @@ fn a_bad_discovery_document_is_a_failed_fetch() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn an_unknown_kid_refetches_once_and_concurrent_requests_wait_for_it() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     host.now_ms += 1000;
     let rotated = remote_token("k2", Some(2));
     let headers = request(
@@ -1853,9 +1857,7 @@ fn an_unknown_kid_refetches_once_and_concurrent_requests_wait_for_it() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn unknown_kid_refetches_are_rate_limited() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let mut leader = config.filter();
     let step = leader.on_request_headers(&get(&remote_token("k2", Some(2))), &host.ctx());
     assert_eq!(step.action, Action::Pause);
@@ -1876,9 +1878,7 @@ fn unknown_kid_refetches_are_rate_limited() {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_failed_refetch_is_an_outage_for_the_leader_and_the_waiters_and_keeps_the_keys() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let headers = get(&remote_token("k2", Some(2)));
     let mut leader = config.filter();
     assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
@@ -1905,9 +1905,7 @@ fn a_failed_refetch_is_an_outage_for_the_leader_and_the_waiters_and_keeps_the_ke
 
 #[wasm_bindgen_test(unsupported = test)]
 fn a_leader_that_goes_away_does_not_wedge_the_provider() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let headers = get(&remote_token("k2", Some(2)));
     let mut leader = config.filter();
     assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
@@ -1925,9 +1923,7 @@ fn a_leader_that_goes_away_does_not_wedge_the_provider() {
     let step = next.on_call_response(ok(jwks(&[ed_jwk(None, "k1"), ed_jwk(Some(2), "k2")])), &host.ctx());
     assert_allowed(&config, &step);
     // ...and the periodic refresh still runs.
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let mut leader = config.filter();
     assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
     drop(leader);
@@ -1939,9 +1935,7 @@ fn a_leader_that_goes_away_does_not_wedge_the_provider() {
 /// not keep a key the IdP just rotated in out for the rate limit's 10 s.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_client_that_hangs_up_on_a_made_up_kid_does_not_keep_a_rotated_key_out() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let mut attacker = config.filter();
     let step = attacker.on_request_headers(&get(&remote_token("made-up", Some(9))), &host.ctx());
     assert_eq!(step.action, Action::Pause);
@@ -1960,9 +1954,7 @@ fn a_client_that_hangs_up_on_a_made_up_kid_does_not_keep_a_rotated_key_out() {
 /// the hang-up, it leads a refetch of its own.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_request_waiting_on_a_refetch_whose_client_hung_up_refetches_itself() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let mut attacker = config.filter();
     let step = attacker.on_request_headers(&get(&remote_token("made-up", Some(9))), &host.ctx());
     assert_eq!(step.action, Action::Pause);
@@ -1986,9 +1978,7 @@ fn a_request_waiting_on_a_refetch_whose_client_hung_up_refetches_itself() {
 /// client can cancel, then runs at once, and requests with unknown kids wait for it.
 #[wasm_bindgen_test(unsupported = test)]
 fn clients_hanging_up_in_a_loop_get_a_bounded_number_of_refetches_then_the_tick_catches_up() {
-    let config = configured(&remote_config());
-    let mut host = FakeHost::default();
-    load_keys(&config, &host, &[ed_jwk(None, "k1")]);
+    let (config, mut host) = remote_with_k1();
     let made_up = get(&remote_token("made-up", Some(9)));
     for _ in 0..3 {
         host.now_ms += 1;
