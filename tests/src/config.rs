@@ -81,6 +81,8 @@ pub struct GatewayConfig {
     /// Fields merged over the HTTP connection manager's typed config (e.g.
     /// `server_header_transformation`), for tests of how settings interact.
     pub hcm_overrides: serde_json::Map<String, Value>,
+    /// HTTP/1.1 trailers passed on both ways (Envoy drops them by default; HTTP/2 always has them).
+    pub http1_trailers: bool,
 }
 
 /// A STATIC cluster with a single endpoint.
@@ -119,6 +121,17 @@ pub fn grpc_cluster(name: &str, addr: SocketAddr) -> Value {
         }
     });
     cluster
+}
+
+/// A cluster's `typed_extension_protocol_options` that has it speak HTTP/1.1 to its endpoint with
+/// trailers passed on both ways (Envoy drops them by default).
+pub fn upstream_http1_trailers() -> Value {
+    json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": { "http_protocol_options": { "enable_trailers": true } },
+        }
+    })
 }
 
 /// The access-log format shipped in `envoy/<file>`: its first `inline_string: "…"` line that holds
@@ -160,7 +173,14 @@ impl GatewayConfig {
             upstream,
             extra_clusters: Vec::new(),
             hcm_overrides: serde_json::Map::new(),
+            http1_trailers: false,
         }
+    }
+
+    /// Passes HTTP/1.1 trailers on, from the client to the upstream and back.
+    pub fn with_http1_trailers(mut self) -> Self {
+        self.http1_trailers = true;
+        self.hcm("http_protocol_options", json!({"enable_trailers": true}))
     }
 
     /// Sets one field of the HTTP connection manager's typed config.
@@ -271,7 +291,11 @@ impl GatewayConfig {
         }
 
         let dead: SocketAddr = ([127, 0, 0, 1], 1).into();
-        let mut clusters = vec![static_cluster("upstream", self.upstream), static_cluster("dead", dead)];
+        let mut upstream = static_cluster("upstream", self.upstream);
+        if self.http1_trailers {
+            upstream["typed_extension_protocol_options"] = upstream_http1_trailers();
+        }
+        let mut clusters = vec![upstream, static_cluster("dead", dead)];
         clusters.extend(self.extra_clusters.iter().cloned());
 
         json!({

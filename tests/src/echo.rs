@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, TRAILER, TRANSFER_ENCODING};
 use serde_json::json;
 
 use crate::http::{has_header, header_values};
-use crate::server::{BackgroundServer, HandlerResponse};
+use crate::server::{BackgroundServer, HandlerResponse, Trailers};
 
 /// One request as the echo upstream received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The request body.
     pub body: Vec<u8>,
+    /// The request's trailers, lowercase names and raw values.
+    pub trailers: Vec<(String, Vec<u8>)>,
 }
 
 impl RecordedRequest {
@@ -52,6 +54,11 @@ impl RecordedRequest {
     /// Whether the request carried the header at all.
     pub fn has_header(&self, name: &str) -> bool {
         has_header(&self.headers, name)
+    }
+
+    /// Every value of a trailer (name matched case-insensitively), as lossy UTF-8.
+    pub fn trailer_all(&self, name: &str) -> Vec<String> {
+        header_values(&self.trailers, name).collect()
     }
 
     /// The JSON document the echo upstream answers this request with.
@@ -78,6 +85,7 @@ struct State {
     requests: VecDeque<RecordedRequest>,
     received: usize,
     response_headers: Vec<(HeaderName, HeaderValue)>,
+    response_trailers: Vec<(HeaderName, HeaderValue)>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -133,17 +141,16 @@ impl EchoUpstream {
     /// # Panics
     /// If a name or value is not a valid HTTP header name or value.
     pub fn set_response_headers(&self, headers: Vec<(String, String)>) {
-        let parsed = headers
-            .into_iter()
-            .map(|(n, v)| {
-                let name = HeaderName::from_bytes(n.as_bytes())
-                    .unwrap_or_else(|e| panic!("echo upstream: bad header name {n:?}: {e}"));
-                let value =
-                    HeaderValue::from_str(&v).unwrap_or_else(|e| panic!("echo upstream: bad header value {v:?}: {e}"));
-                (name, value)
-            })
-            .collect();
-        lock(&self.state).response_headers = parsed;
+        lock(&self.state).response_headers = parse_fields(headers);
+    }
+
+    /// Trailers sent after every response body from now on, to requests that accept them
+    /// (`TE: trailers`).
+    ///
+    /// # Panics
+    /// If a name or value is not a valid HTTP field name or value.
+    pub fn set_response_trailers(&self, trailers: Vec<(String, String)>) {
+        lock(&self.state).response_trailers = parse_fields(trailers);
     }
 
     /// The requests received so far (the latest [`HISTORY`]), in the order they arrived.
@@ -169,11 +176,30 @@ impl EchoUpstream {
     }
 }
 
+fn parse_fields(fields: Vec<(String, String)>) -> Vec<(HeaderName, HeaderValue)> {
+    fields
+        .into_iter()
+        .map(|(n, v)| {
+            let name = HeaderName::from_bytes(n.as_bytes())
+                .unwrap_or_else(|e| panic!("echo upstream: bad field name {n:?}: {e}"));
+            let value =
+                HeaderValue::from_str(&v).unwrap_or_else(|e| panic!("echo upstream: bad field value {v:?}: {e}"));
+            (name, value)
+        })
+        .collect()
+}
+
 async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<HandlerResponse, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) => format!("<echo upstream: error reading body: {e}>").into_bytes(),
+    let (body, trailers) = match body.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().map(fields).unwrap_or_default();
+            (collected.to_bytes().to_vec(), trailers)
+        }
+        Err(e) => (
+            format!("<echo upstream: error reading body: {e}>").into_bytes(),
+            Vec::new(),
+        ),
     };
     let path = parts
         .uri
@@ -183,22 +209,19 @@ async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<HandlerR
     let recorded = RecordedRequest {
         method: parts.method.as_str().to_owned(),
         path,
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-            .collect(),
+        headers: fields(&parts.headers),
         body,
+        trailers,
     };
     let payload = recorded.to_json().to_string();
-    let extra = {
+    let (extra, trailers) = {
         let mut st = lock(&state);
         if st.requests.len() == HISTORY {
             st.requests.pop_front();
         }
         st.requests.push_back(recorded);
         st.received += 1;
-        st.response_headers.clone()
+        (st.response_headers.clone(), st.response_trailers.clone())
     };
     let mut resp = hyper::Response::new(Full::new(Bytes::from(payload)));
     let headers = resp.headers_mut();
@@ -206,5 +229,21 @@ async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Result<HandlerR
     for (name, value) in extra {
         headers.append(name, value);
     }
+    if !trailers.is_empty() {
+        // Trailers need the chunked coding, which a body of known length would not get, and
+        // hyper sends only those the `Trailer` header announces.
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        let names: Vec<&str> = trailers.iter().map(|(name, _)| name.as_str()).collect();
+        if let Ok(announced) = HeaderValue::from_str(&names.join(", ")) {
+            headers.insert(TRAILER, announced);
+        }
+        resp.extensions_mut().insert(Trailers(trailers.into_iter().collect()));
+    }
     Ok(resp)
+}
+
+fn fields(map: &hyper::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    map.iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect()
 }

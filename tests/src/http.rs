@@ -26,6 +26,8 @@ pub struct Request {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// The request body.
     pub body: Vec<u8>,
+    /// Trailer lines; a request with any is sent with the chunked transfer coding.
+    pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Request {
@@ -36,6 +38,7 @@ impl Request {
             path: path.to_owned(),
             headers: Vec::new(),
             body: Vec::new(),
+            trailers: Vec::new(),
         }
     }
 
@@ -68,6 +71,13 @@ impl Request {
         self
     }
 
+    /// Appends a trailer line, sent after the body (the request goes chunked).
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
+            .push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        self
+    }
+
     /// Whether the request already carries a header of this name (any case).
     fn has_header(&self, name: &str) -> bool {
         self.headers
@@ -94,14 +104,33 @@ impl Request {
             out.extend_from_slice(b"\r\n");
         }
         let body_method = matches!(self.method.to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH");
-        if !self.has_header("content-length") && (!self.body.is_empty() || body_method) {
+        let chunked = !self.trailers.is_empty();
+        if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if !self.has_header("content-length") && (!self.body.is_empty() || body_method) {
             out.extend_from_slice(format!("Content-Length: {}\r\n", self.body.len()).as_bytes());
         }
         if !self.has_header("connection") {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+        if !chunked {
+            out.extend_from_slice(&self.body);
+            return out;
+        }
+        if !self.body.is_empty() {
+            out.extend_from_slice(format!("{:x}\r\n", self.body.len()).as_bytes());
+            out.extend_from_slice(&self.body);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n");
+        for (name, value) in &self.trailers {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
         out
     }
 }
@@ -115,6 +144,8 @@ pub struct Response {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The decoded body (chunked transfer coding removed).
     pub body: Vec<u8>,
+    /// The trailer lines of a chunked body; names lowercased, values raw bytes.
+    pub trailers: Vec<(String, Vec<u8>)>,
 }
 
 impl Response {
@@ -254,6 +285,7 @@ fn is_complete(raw: &[u8], head_only: bool) -> bool {
         status,
         headers,
         body: Vec::new(),
+        trailers: Vec::new(),
     };
     if head_only || status == 204 || status == 304 {
         return true;
@@ -338,17 +370,21 @@ fn parse_head(head: &[u8]) -> io::Result<(u16, HeaderList)> {
         if line.is_empty() {
             continue;
         }
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
-            invalid(format!(
-                "header line without colon: {:?}",
-                String::from_utf8_lossy(line)
-            ))
-        })?;
-        let name = String::from_utf8_lossy(trim(&line[..colon])).to_ascii_lowercase();
-        let value = trim(&line[colon + 1..]).to_vec();
-        headers.push((name, value));
+        headers.push(parse_field_line(line)?);
     }
     Ok((status, headers))
+}
+
+/// A `name: value` line: the name lowercased, the value trimmed.
+fn parse_field_line(line: &[u8]) -> io::Result<(String, Vec<u8>)> {
+    let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+        invalid(format!(
+            "header line without colon: {:?}",
+            String::from_utf8_lossy(line)
+        ))
+    })?;
+    let name = String::from_utf8_lossy(trim(&line[..colon])).to_ascii_lowercase();
+    Ok((name, trim(&line[colon + 1..]).to_vec()))
 }
 
 /// Parses a complete response (everything read from the connection).
@@ -368,6 +404,7 @@ pub fn parse_response(raw: &[u8], head_only: bool) -> io::Result<Response> {
         status,
         headers,
         body: Vec::new(),
+        trailers: Vec::new(),
     };
     if head_only || status == 204 || status == 304 {
         return Ok(resp);
@@ -377,7 +414,9 @@ pub fn parse_response(raw: &[u8], head_only: bool) -> io::Result<Response> {
         .iter()
         .any(|v| v.to_ascii_lowercase().contains("chunked"));
     resp.body = if chunked {
-        decode_chunked(rest)?
+        let (body, trailers) = decode_chunked_with_trailers(rest)?;
+        resp.trailers = trailers;
+        body
     } else if let Some(len) = resp.header("content-length") {
         let len: usize = len
             .trim()
@@ -399,7 +438,7 @@ pub fn parse_response(raw: &[u8], head_only: bool) -> io::Result<Response> {
 /// Walks a chunked body. Returns the decoded bytes and the encoded length
 /// (through the end of the trailer section), or `None` if it is incomplete;
 /// `Err` if it is malformed.
-fn walk_chunked(data: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
+fn walk_chunked(data: &[u8]) -> io::Result<Option<(Vec<u8>, HeaderList, usize)>> {
     let mut body = Vec::new();
     let mut pos = 0;
     loop {
@@ -413,14 +452,17 @@ fn walk_chunked(data: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
         pos += line_len + 2;
         if size == 0 {
             // Trailer lines, then an empty line.
+            let mut trailers = Vec::new();
             loop {
                 let Some(line_len) = find(&data[pos..], b"\r\n") else {
                     return Ok(None);
                 };
+                let line = &data[pos..pos + line_len];
                 pos += line_len + 2;
                 if line_len == 0 {
-                    return Ok(Some((body, pos)));
+                    return Ok(Some((body, trailers, pos)));
                 }
+                trailers.push(parse_field_line(line)?);
             }
         }
         if data.len() < pos + size + 2 {
@@ -435,14 +477,19 @@ fn walk_chunked(data: &[u8]) -> io::Result<Option<(Vec<u8>, usize)>> {
 }
 
 fn chunked_len(data: &[u8]) -> Option<usize> {
-    walk_chunked(data).ok().flatten().map(|(_, len)| len)
+    walk_chunked(data).ok().flatten().map(|(_, _, len)| len)
 }
 
 /// Removes the chunked transfer coding; trailers are dropped. Errors if the
 /// body is malformed or truncated.
 pub fn decode_chunked(data: &[u8]) -> io::Result<Vec<u8>> {
+    decode_chunked_with_trailers(data).map(|(body, _)| body)
+}
+
+/// Removes the chunked transfer coding, keeping the trailers.
+fn decode_chunked_with_trailers(data: &[u8]) -> io::Result<(Vec<u8>, HeaderList)> {
     match walk_chunked(data)? {
-        Some((body, _)) => Ok(body),
+        Some((body, trailers, _)) => Ok((body, trailers)),
         None => Err(invalid(format!("chunked body truncated after {} bytes", data.len()))),
     }
 }
@@ -462,6 +509,20 @@ mod tests {
         let req = Request::get("/").header("HOST", "h");
         let text = String::from_utf8(req.to_bytes()).expect("ascii");
         assert_eq!(text, "GET / HTTP/1.1\r\nHOST: h\r\nConnection: close\r\n\r\n");
+    }
+
+    #[test]
+    fn trailers_go_chunked_both_ways() {
+        let req = Request::post("/p", "abc").trailer("X-T", "1");
+        let text = String::from_utf8(req.to_bytes()).expect("ascii");
+        assert_eq!(
+            text,
+            "POST /p HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n"
+        );
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nGrpc-Status: 0\r\n\r\n";
+        let resp = parse_response(raw, false).expect("parses");
+        assert_eq!(resp.body, b"ok");
+        assert_eq!(resp.trailers, vec![("grpc-status".to_owned(), b"0".to_vec())]);
     }
 
     #[test]

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,6 +35,21 @@ use tokio::sync::oneshot;
 
 /// What a handler answers with.
 pub type HandlerResponse = hyper::Response<Full<Bytes>>;
+
+/// Put in a [`HandlerResponse`]'s extensions, trailers sent after its body (HTTP/1.1 sends them
+/// only to a client that asked with `TE: trailers`).
+#[derive(Clone, Debug)]
+pub struct Trailers(pub hyper::HeaderMap);
+
+fn with_trailers(response: HandlerResponse) -> hyper::Response<UnsyncBoxBody<Bytes, std::convert::Infallible>> {
+    let trailers = response.extensions().get::<Trailers>().cloned();
+    response.map(|body| match trailers {
+        Some(Trailers(trailers)) => body
+            .with_trailers(std::future::ready(Some(Ok(trailers))))
+            .boxed_unsync(),
+        None => body.boxed_unsync(),
+    })
+}
 
 /// A bound listening socket, not yet served: lets the caller learn the
 /// address (e.g. to put it into the handler's state) before the handler
@@ -187,7 +203,10 @@ where
                 let _ = stream.set_nodelay(true);
                 let handler = Arc::clone(&handler);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handler(req));
+                    let service = service_fn(move |req| {
+                        let answer = handler(req);
+                        async move { answer.await.map(with_trailers) }
+                    });
                     // Errors here are client disconnects or handler errors
                     // (deliberately dropped connections); nothing to do.
                     let _ = http1::Builder::new()

@@ -111,7 +111,7 @@ impl Services {
     /// documented).
     fn gateway(&self, file: &str) -> Gateway {
         let echo = EchoUpstream::start();
-        let bootstrap = self.bootstrap(file, &echo, |_| {});
+        let bootstrap = self.bootstrap(file, &echo, with_http1_trailers);
         let envoy =
             Envoy::start(&bootstrap, WORKERS).unwrap_or_else(|log| panic!("{file}: Envoy did not start: {log}"));
         let gw = Gateway { envoy, echo };
@@ -127,6 +127,21 @@ impl Services {
     fn token(&self, client: &str, scope: &str) -> String {
         self.oauth
             .opaque_token(json!({"sub": client, "client_id": client, "scope": scope}))
+    }
+}
+
+/// The test client speaks HTTP/1.1, where Envoy drops trailers unless told to pass them on (an
+/// HTTP/2 client always can send them).
+fn with_http1_trailers(bootstrap: &mut Value) {
+    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    hcm["http_protocol_options"] = json!({"enable_trailers": true});
+    for cluster in bootstrap["static_resources"]["clusters"]
+        .as_array_mut()
+        .expect("clusters")
+        .iter_mut()
+        .filter(|c| c["name"] == "upstream")
+    {
+        cluster["typed_extension_protocol_options"] = harness::config::upstream_http1_trailers();
     }
 }
 
@@ -159,6 +174,26 @@ fn check_the_chain(file: &str, gw: &Gateway, services: &Services) {
         "{file}: server: {:?}",
         resp.header("server")
     );
+
+    // Trailers pass the same rules: no identity from the client, no server details back.
+    gw.echo.set_response_trailers(vec![
+        ("x-powered-by".to_owned(), "PHP/8.3".to_owned()),
+        ("x-checksum".to_owned(), "c2".to_owned()),
+    ]);
+    let resp = gw.send(
+        bearer(Request::get("/orders"), &reader)
+            .header("te", "trailers")
+            .trailer("x-user-id", "admin")
+            .trailer("x-checksum", "c1"),
+    );
+    gw.echo.set_response_trailers(Vec::new());
+    assert_eq!(resp.status, 200, "{file}: {}", resp.text());
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.header_all("x-user-id"), ["reader"], "{file}");
+    assert!(seen.trailer_all("x-user-id").is_empty(), "{file}: {:?}", seen.trailers);
+    assert_eq!(seen.trailer_all("x-checksum"), ["c1"], "{file}");
+    let trailers: Vec<&str> = resp.trailers.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(trailers, ["x-checksum"], "{file}");
 
     let missing = gw.get("/orders");
     assert_eq!(missing.status, 401, "{file}");

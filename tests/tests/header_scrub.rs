@@ -460,3 +460,43 @@ fn the_shipped_access_log_shows_the_outcome() {
         );
     }
 }
+
+/// Trailers arrive after the headers went on (HTTP/2 always carries them; HTTP/1.1 here, with
+/// Envoy told to pass them on): scrubbed by the same rules, or a client could send a reserved
+/// field, and an upstream leak one, where the headers' rules never look.
+#[test]
+fn trailers_are_scrubbed_by_the_header_rules_both_ways() {
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({"request": {"reserved": ["x-user-id"]}}))
+            .with_http1_trailers()
+    });
+    gw.echo.set_response_trailers(vec![
+        ("x-powered-by".to_owned(), "PHP/8.3".to_owned()),
+        ("x-envoy-debug".to_owned(), "1".to_owned()),
+        ("grpc-status".to_owned(), "0".to_owned()),
+    ]);
+    let response = gw.send(
+        Request::post("/orders", "{}")
+            .header("te", "trailers")
+            .trailer("X-User-Id", "admin")
+            .trailer("x-checksum", "c1"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.body, b"{}");
+    assert_eq!(
+        seen.trailer_all("x-checksum"),
+        vec!["c1"],
+        "other trailers pass: {:?}",
+        seen.trailers
+    );
+    assert!(seen.trailer_all("x-user-id").is_empty(), "{:?}", seen.trailers);
+
+    let names: Vec<&str> = response.trailers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, vec!["grpc-status"], "{:?}", response.trailers);
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.request_headers_removed"),
+        Some(1)
+    );
+}

@@ -4,7 +4,7 @@
 //! Request phase: every header selected by `request.remove*` or `request.reserved` is removed
 //! (all duplicates, any case); a CORS preflight is answered here. Response phase: leaky headers
 //! are removed, security headers added without clobbering the upstream's values (unless told),
-//! and CORS headers set for allowed origins.
+//! and CORS headers set for allowed origins. Trailers, both ways, lose what the same rules select.
 //!
 //! The request-phase decision is published in filter state under [`OUTCOME_STATE`] (see
 //! [`Outcome`]), so an access log can show it with
@@ -119,19 +119,13 @@ impl HttpFilter for Scrub {
             return Step::proceed();
         }
         let config = &self.root.0;
-        let mut step = Step::proceed();
-        let mut removed = Vec::new();
-        for name in headers.names() {
-            let leaky = config.response_rules.matches(name) && !config.keep.contains(&matcher::normalise(name));
+        let mut removed = headers.names();
+        removed.retain(|name| {
             // With CORS configured this filter is the one authority on CORS headers.
             let stale_cors = config.cors.is_some() && name.starts_with("access-control-");
-            if leaky || stale_cors {
-                removed.push(name);
-                step = step
-                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
-                    .count(config.counters.response_headers_removed);
-            }
-        }
+            config.leaks(name) || stale_cors
+        });
+        let mut step = remove(&removed, config.counters.response_headers_removed);
         for (name, value) in &config.security.headers {
             // A value the upstream set counts only if it is still there.
             let upstream_set = headers.contains(name.as_str()) && !removed.contains(&name.as_str());
@@ -161,6 +155,45 @@ impl HttpFilter for Scrub {
         }
         step
     }
+
+    /// Trailers are scrubbed by the same rules as headers: an upstream or a client that merges
+    /// them into the headers (RFC 9110 6.5.1 forbids it, some do) would otherwise take a spoofed
+    /// or leaky field from them.
+    fn on_request_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        let step = self.root.0.scrub_request(trailers);
+        if step.header_edits.is_empty() {
+            return step;
+        }
+        step.publish(OUTCOME_STATE, Outcome::Scrubbed.as_str())
+    }
+
+    fn on_response_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        let config = &self.root.0;
+        let mut leaky = trailers.names();
+        leaky.retain(|name| config.leaks(name));
+        remove(&leaky, config.counters.response_headers_removed)
+    }
+}
+
+impl Compiled {
+    /// Removes every field the request rules select.
+    fn scrub_request(&self, section: &Headers) -> Step {
+        let mut reserved = section.names();
+        reserved.retain(|name| self.request_rules.matches(name));
+        remove(&reserved, self.counters.request_headers_removed)
+    }
+
+    /// Selected by the response rules and not kept.
+    fn leaks(&self, name: &str) -> bool {
+        self.response_rules.matches(name) && !self.keep.contains(&matcher::normalise(name))
+    }
+}
+
+/// Removes every field of these names, counting each.
+fn remove(names: &[&str], counter: Counter) -> Step {
+    names.iter().fold(Step::proceed(), |step, name| {
+        step.edit(HeaderEdit::Remove(HeaderName::trusted(name))).count(counter)
+    })
 }
 
 impl Scrub {
@@ -173,16 +206,11 @@ impl Scrub {
                 return self.preflight(cors, headers);
             }
         }
-        let mut step = Step::proceed();
-        let mut outcome = Outcome::Passed;
-        for name in headers.names() {
-            if config.request_rules.matches(name) {
-                outcome = Outcome::Scrubbed;
-                step = step
-                    .edit(HeaderEdit::Remove(HeaderName::trusted(name)))
-                    .count(config.counters.request_headers_removed);
-            }
-        }
+        let step = config.scrub_request(headers);
+        let outcome = match step.header_edits.is_empty() {
+            true => Outcome::Passed,
+            false => Outcome::Scrubbed,
+        };
         (step, outcome)
     }
 

@@ -456,6 +456,65 @@ fn the_response_phase_leaves_the_outcome_alone() {
     assert!(step.state_writes.is_empty(), "{:?}", step.state_writes);
 }
 
+fn trailers(pairs: &[(&str, &str)]) -> Headers {
+    Headers::from_pairs(pairs.iter().map(|(n, v)| (*n, v.as_bytes())))
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn request_trailers_lose_what_the_request_headers_would() {
+    let config = configured(r#"{"request": {"reserved": ["x-user-id"], "remove_prefixes": ["x-internal-"]}}"#);
+    let host = FakeHost::default();
+    let mut filter = config.filter();
+    let step = filter.on_request_headers(&request(&[]), &host.ctx());
+    assert_eq!(outcome_of(&step), Some("passed".to_owned()));
+
+    let mut sent = trailers(&[
+        ("X-User-Id", "admin"),
+        ("x-user-id", "root"),
+        ("x-internal-route", "a"),
+        ("grpc-timeout", "1S"),
+    ]);
+    let step = filter.on_request_trailers(&sent, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    sent.apply(&step.header_edits);
+    assert_eq!(sent.names(), vec!["grpc-timeout"]);
+    assert_eq!(config.counter_names(&step.counters), vec!["request_headers_removed"; 2]);
+    assert_eq!(outcome_of(&step), Some("scrubbed".to_owned()), "the outcome follows");
+
+    let step = filter.on_request_trailers(&trailers(&[("grpc-timeout", "1S")]), &host.ctx());
+    assert_eq!(step, Step::proceed(), "clean trailers: nothing to do");
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn response_trailers_lose_what_leaks_and_gain_nothing() {
+    let config =
+        configured(r#"{"response": {"remove_prefixes": ["x-backend", "server-"], "keep": ["server-timing"]}}"#);
+    let host = FakeHost::default();
+    let mut filter = config.filter();
+    let mut sent = trailers(&[
+        ("x-backend", "db-3"),
+        ("x-powered-by", "PHP"),
+        ("server-timing", "db;dur=53"),
+        ("grpc-status", "0"),
+    ]);
+    let step = filter.on_response_trailers(&sent, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    sent.apply(&step.header_edits);
+    assert_eq!(sent.names(), vec!["server-timing", "grpc-status"]);
+    assert_eq!(
+        config.counter_names(&step.counters),
+        vec!["response_headers_removed"; 2]
+    );
+    assert!(step.state_writes.is_empty(), "{:?}", step.state_writes);
+}
+
+fn outcome_of(step: &Step) -> Option<String> {
+    step.state_writes
+        .iter()
+        .find(|w| w.key == OUTCOME_STATE)
+        .map(|w| String::from_utf8_lossy(&w.value).into_owned())
+}
+
 /// Properties of the header rules, over random names, spellings and rule sets.
 #[cfg(not(target_family = "wasm"))]
 mod properties {

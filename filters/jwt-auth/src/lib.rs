@@ -274,6 +274,11 @@ impl HttpFilter for Auth {
         self.evaluate(headers, ctx, true)
     }
 
+    /// An upstream that merged trailers into the headers would take a client's copies from them.
+    fn on_request_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        Step::proceed().remove_present(trailers, &self.root.output_headers)
+    }
+
     fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
         let Some(provider) = self.leading.take() else {
             return Step::proceed();
@@ -324,14 +329,7 @@ impl Auth {
     fn evaluate(&mut self, headers: &Headers, ctx: &Ctx, may_refetch: bool) -> Step {
         let root = Rc::clone(&self.root);
         // Whatever happens next, a client's copies of the headers this filter sets are gone.
-        let mut step = Step::proceed();
-        for name in root
-            .output_headers
-            .iter()
-            .filter(|name| headers.contains(name.as_str()))
-        {
-            step = step.edit(HeaderEdit::Remove(name.clone()));
-        }
+        let mut step = Step::proceed().remove_present(headers, &root.output_headers);
         let Some(line) = RequestLine::of(headers) else {
             return self.deny(Deny::MalformedRequest("malformed request line"), "malformed");
         };

@@ -613,6 +613,21 @@ fn client_copies_of_output_headers_are_removed_on_public_routes_and_preflights_t
     assert_eq!(step.local_reply().map(|r| r.status), Some(401));
 }
 
+#[wasm_bindgen_test(unsupported = test)]
+fn client_copies_of_output_headers_are_removed_from_request_trailers() {
+    let config = configured(&hmac_config());
+    let host = FakeHost::default();
+    let trailers = Headers::from_pairs([("X-User", "admin"), ("x-jwt-payload", "e30"), ("grpc-timeout", "1S")]);
+    let step = config.filter().on_request_trailers(&trailers, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(step.removed_headers(), ["x-jwt-payload", "x-user"]);
+    let clean = Headers::from_pairs([("grpc-timeout", "1S")]);
+    assert_eq!(
+        config.filter().on_request_trailers(&clean, &host.ctx()),
+        Step::proceed()
+    );
+}
+
 /// Without Envoy's `normalize_path`, `/public/../orders` matches a public prefix here and is
 /// `/orders` to the upstream: a path the rules could read differently is refused.
 #[wasm_bindgen_test(unsupported = test)]

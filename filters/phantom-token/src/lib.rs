@@ -372,6 +372,17 @@ impl HttpFilter for Exchange {
         false
     }
 
+    /// An upstream that merged trailers into the headers would take a client's copies of the
+    /// headers this filter sets from them.
+    fn on_request_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        let authorization = HeaderName::trusted("authorization");
+        let response = match &self.root.upstream_header {
+            UpstreamHeader::Response(name) => Some(name),
+            UpstreamHeader::Bearer => None,
+        };
+        Step::proceed().remove_present(trailers, std::iter::once(&authorization).chain(response))
+    }
+
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
         let mut step = Step::proceed();

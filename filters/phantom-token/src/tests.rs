@@ -667,6 +667,27 @@ fn signed_responses_are_verified_before_their_jwt_is_forwarded() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn request_trailers_lose_the_headers_this_filter_sets() {
+    let host = FakeHost::default();
+    let trailers = Headers::from_pairs([
+        ("Authorization", "Bearer forged"),
+        ("x-token-introspection", "forged"),
+        ("grpc-timeout", "1S"),
+    ]);
+    let bearer = configured(&jwt_mode());
+    let step = bearer.filter().on_request_trailers(&trailers, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(step.removed_headers(), ["authorization"]);
+
+    let own_header = configured(&config(json!({
+        "type": "signed", "audience": "gw-audience",
+        "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    })));
+    let step = own_header.filter().on_request_trailers(&trailers, &host.ctx());
+    assert_eq!(step.removed_headers(), ["authorization", "x-token-introspection"]);
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn a_signed_response_can_go_upstream_in_its_own_header_never_as_the_access_token() {
     let config = config(json!({
         "type": "signed", "audience": "gw-audience",

@@ -9,6 +9,7 @@
 //! - filter state the earlier members published on this request;
 //! - on the response, the members in reverse order (Envoy's encoder order), each after the
 //!   edits of the ones it follows;
+//! - trailers, in the order of their message's headers, each member after the earlier ones' edits;
 //! - a member that pauses (an outbound call, a wait) holds the request; when it goes on, the
 //!   members after it run; a member that answers locally ends the request path there.
 //!
@@ -211,6 +212,29 @@ fn absorb(into: &mut Step, step: Step) -> Action {
     step.action
 }
 
+/// Runs `deliver` on `members` in turn, each seeing `section` (response headers, or trailers) with
+/// the edits of those before it; stops at the first that does not go on.
+fn run_section<'a>(
+    members: impl Iterator<Item = &'a mut Box<dyn HttpFilter>>,
+    mut section: Headers,
+    mut deliver: impl FnMut(&mut dyn HttpFilter, &Headers) -> Step,
+) -> Step {
+    let mut step = Step::proceed();
+    let mut members = members.peekable();
+    while let Some(member) = members.next() {
+        let own = deliver(&mut **member, &section);
+        if members.peek().is_some() {
+            section.apply(&own.header_edits);
+        }
+        let action = absorb(&mut step, own);
+        if action != Action::Continue {
+            step.action = action;
+            return step;
+        }
+    }
+    step
+}
+
 impl ChainFilter {
     /// Runs the members from `first` on the request, after the effects already in `step`.
     fn run_request(&mut self, first: usize, mut headers: Headers, mut step: Step, ctx: &Ctx) -> Step {
@@ -281,24 +305,26 @@ impl HttpFilter for ChainFilter {
         self.take_response_headers(headers.clone(), ctx)
     }
 
-    fn take_response_headers(&mut self, mut headers: Headers, ctx: &Ctx) -> Step {
-        let mut step = Step::proceed();
-        for (i, member) in self.members.iter_mut().enumerate().rev() {
-            if !member.reads_response_headers() {
-                continue;
-            }
-            let own = member.on_response_headers(&headers, ctx);
-            // Members run in reverse: the first member is the last to see the headers.
-            if i > 0 {
-                headers.apply(&own.header_edits);
-            }
-            let action = absorb(&mut step, own);
-            if action != Action::Continue {
-                step.action = action;
-                return step;
-            }
-        }
-        step
+    fn take_response_headers(&mut self, headers: Headers, ctx: &Ctx) -> Step {
+        // Members run in reverse: the first member is the last to see the headers.
+        let members = self.members.iter_mut().rev().filter(|m| m.reads_response_headers());
+        run_section(members, headers, |member, headers| {
+            member.on_response_headers(headers, ctx)
+        })
+    }
+
+    fn on_request_trailers(&mut self, trailers: &Headers, ctx: &Ctx) -> Step {
+        let members = self.members.iter_mut();
+        run_section(members, trailers.clone(), |member, trailers| {
+            member.on_request_trailers(trailers, ctx)
+        })
+    }
+
+    fn on_response_trailers(&mut self, trailers: &Headers, ctx: &Ctx) -> Step {
+        let members = self.members.iter_mut().rev();
+        run_section(members, trailers.clone(), |member, trailers| {
+            member.on_response_trailers(trailers, ctx)
+        })
     }
 
     fn reads_response_headers(&self) -> bool {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::headers::HeaderName;
+use crate::headers::{HeaderName, Headers};
 use crate::metrics::Counter;
 
 /// One change to a header map.
@@ -216,6 +216,15 @@ impl Step {
 
     pub fn edit(mut self, edit: HeaderEdit) -> Self {
         self.header_edits.push(edit);
+        self
+    }
+
+    /// Removes each of `names` that `section` (request headers or trailers) carries: what a
+    /// filter does with a client's copies of the headers it sets for the upstream.
+    pub fn remove_present<'a>(mut self, section: &Headers, names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
+        for name in names.into_iter().filter(|name| section.contains(name.as_str())) {
+            self.header_edits.push(HeaderEdit::Remove(name.clone()));
+        }
         self
     }
 

@@ -72,6 +72,17 @@ pub trait HttpFilter {
         true
     }
 
+    /// The request's trailers, when it has any: they arrive after the headers went on (and after
+    /// any pause in them ended).
+    fn on_request_trailers(&mut self, _trailers: &Headers, _ctx: &Ctx) -> Step {
+        Step::proceed()
+    }
+
+    /// The response's trailers, when it has any.
+    fn on_response_trailers(&mut self, _trailers: &Headers, _ctx: &Ctx) -> Step {
+        Step::proceed()
+    }
+
     /// The answer to an [`HttpCall`](crate::HttpCall) this filter asked for while the request paused.
     fn on_call_response(&mut self, _outcome: CallOutcome, _ctx: &Ctx) -> Step {
         Step::proceed()

@@ -73,6 +73,12 @@ impl HttpFilter for Member<First> {
     fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
         mark_response(headers, "first")
     }
+    fn on_request_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(trailers, "first")
+    }
+    fn on_response_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(trailers, "first")
+    }
 }
 
 impl FilterRoot for Second {
@@ -165,6 +171,12 @@ impl HttpFilter for Member<Third> {
     }
     fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
         mark_response(headers, "third")
+    }
+    fn on_request_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(trailers, "third")
+    }
+    fn on_response_trailers(&mut self, trailers: &Headers, _ctx: &Ctx) -> Step {
+        mark_response(trailers, "third")
     }
     fn reads_response_headers(&self) -> bool {
         self.0.responses
@@ -271,6 +283,20 @@ fn responses_go_through_the_members_in_reverse_skipping_those_that_do_not_read_t
     let mut filter = Rc::clone(&not_reading).new_filter();
     let step = filter.on_response_headers(&response, &host.ctx());
     assert_eq!(value_of(&step, "x-order").as_deref(), Some("second;first;"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn trailers_go_through_every_member_in_the_order_of_their_message() {
+    let host = FakeHost::default();
+    let trailers = Headers::from_pairs([("grpc-status", "0")]);
+    // Third does not read response headers, but trailers reach every member.
+    let (chain, _) = all_three(serde_json::json!({"responses": false}));
+    let mut filter = Rc::clone(&chain).new_filter();
+    let step = filter.on_request_trailers(&trailers, &host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(value_of(&step, "x-order").as_deref(), Some("first;third;"));
+    let step = filter.on_response_trailers(&trailers, &host.ctx());
+    assert_eq!(value_of(&step, "x-order").as_deref(), Some("third;first;"));
 }
 
 #[wasm_bindgen_test(unsupported = test)]

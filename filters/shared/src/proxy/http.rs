@@ -18,10 +18,24 @@ use crate::Deny;
 /// Largest outbound-call response body read into the VM; a core decides what is too big.
 pub const MAX_CALL_BODY: usize = 1 << 20;
 
+/// The header map a step's edits go to.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Request,
-    Response,
+enum Section {
+    RequestHeaders,
+    ResponseHeaders,
+    RequestTrailers,
+    ResponseTrailers,
+}
+
+impl Section {
+    fn map(self) -> MapType {
+        match self {
+            Section::RequestHeaders => MapType::HttpRequestHeaders,
+            Section::ResponseHeaders => MapType::HttpResponseHeaders,
+            Section::RequestTrailers => MapType::HttpRequestTrailers,
+            Section::ResponseTrailers => MapType::HttpResponseTrailers,
+        }
+    }
 }
 
 /// A callback of the core, with what it gets. (Data rather than a closure: one copy of the code
@@ -29,6 +43,8 @@ enum Phase {
 enum Event<'a> {
     RequestHeaders(Headers),
     ResponseHeaders(Headers),
+    RequestTrailers(Headers),
+    ResponseTrailers(Headers),
     CallResponse(CallOutcome),
     GrpcResponse(GrpcOutcome),
     Wake(&'a str),
@@ -36,10 +52,12 @@ enum Event<'a> {
 
 impl Event<'_> {
     /// Which header map the step's edits go to.
-    fn phase(&self) -> Phase {
+    fn section(&self) -> Section {
         match self {
-            Event::ResponseHeaders(_) => Phase::Response,
-            _ => Phase::Request,
+            Event::ResponseHeaders(_) => Section::ResponseHeaders,
+            Event::RequestTrailers(_) => Section::RequestTrailers,
+            Event::ResponseTrailers(_) => Section::ResponseTrailers,
+            _ => Section::RequestHeaders,
         }
     }
 
@@ -47,6 +65,8 @@ impl Event<'_> {
         match self {
             Event::RequestHeaders(headers) => filter.take_request_headers(headers, ctx),
             Event::ResponseHeaders(headers) => filter.take_response_headers(headers, ctx),
+            Event::RequestTrailers(trailers) => filter.on_request_trailers(&trailers, ctx),
+            Event::ResponseTrailers(trailers) => filter.on_response_trailers(&trailers, ctx),
             Event::CallResponse(outcome) => filter.on_call_response(outcome, ctx),
             Event::GrpcResponse(outcome) => filter.on_grpc_response(outcome, ctx),
             Event::Wake(signal) => filter.on_wake(signal, ctx),
@@ -132,7 +152,7 @@ impl Shell {
 impl State {
     fn run(&mut self, event: Event<'_>, shell: &Shell) -> (HostAction, Vec<String>) {
         let ctx = ctx();
-        let phase = event.phase();
+        let section = event.section();
         let step = match self.filter.as_mut() {
             Some(filter) => event.deliver(&mut **filter, &ctx),
             None => {
@@ -140,23 +160,19 @@ impl State {
                 Step::reply(Deny::Unavailable { retry_after_secs: None }.reply(&Default::default()))
             }
         };
-        self.carry_out(step, phase, shell, &ctx)
+        self.carry_out(step, section, shell, &ctx)
     }
 
-    fn carry_out(&mut self, mut step: Step, phase: Phase, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
+    fn carry_out(&mut self, mut step: Step, section: Section, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
             if hostcalls::set_property(vec![write.key], Some(&write.value)).is_err() {
                 log::warn!("{}: could not publish filter state {}", shell.name, write.key);
             }
         }
-        let map = match phase {
-            Phase::Request => MapType::HttpRequestHeaders,
-            Phase::Response => MapType::HttpResponseHeaders,
-        };
         effects::compact(&mut step.header_edits);
         for edit in &step.header_edits {
-            apply_edit(map, edit);
+            apply_edit(section.map(), edit);
         }
         // Kept while the filter waits; once it lets the request go on or answers it, nobody
         // waits on it any more.
@@ -191,7 +207,7 @@ impl State {
                         } else {
                             filter.on_grpc_response(GrpcOutcome::unavailable(), ctx)
                         };
-                        self.carry_out(step, phase, shell, ctx)
+                        self.carry_out(step, section, shell, ctx)
                     }
                     None => (HostAction::Continue, Vec::new()),
                 };
@@ -308,5 +324,16 @@ impl HttpContext for HttpAdapter {
         }
         let headers = read_headers(MapType::HttpResponseHeaders);
         self.shell.run(Event::ResponseHeaders(headers))
+    }
+
+    // Called only for a message that has trailers.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> HostAction {
+        let trailers = read_headers(MapType::HttpRequestTrailers);
+        self.shell.run(Event::RequestTrailers(trailers))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> HostAction {
+        let trailers = read_headers(MapType::HttpResponseTrailers);
+        self.shell.run(Event::ResponseTrailers(trailers))
     }
 }
