@@ -149,6 +149,8 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub failure_mode: FailureMode,
     /// Headers of the service's `response_headers_to_add` passed to the client; others dropped.
+    /// Not `retry-after`, `content-type` or the rate-limit headers of `headers.style`: this
+    /// filter sets those itself.
     #[serde(default)]
     pub allowed_response_headers: Vec<HeaderName>,
 }

@@ -134,7 +134,7 @@ impl shared::FilterRoot for RateLimit {
         let service = config
             .service
             .as_ref()
-            .map(|s| Service::compile(s, &root.field("service")))
+            .map(|s| Service::compile(s, &root.field("service"), config.headers.style))
             .transpose()?;
         let mut claims_read: Vec<String> = Vec::new();
         for name in limits.iter().flat_map(|l| l.limit.claims_read()) {

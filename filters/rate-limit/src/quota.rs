@@ -21,6 +21,15 @@ pub struct Quota {
     pub reset_secs: u64,
 }
 
+/// The names of the header fields [`render`] writes in `style`.
+pub fn header_names(style: HeaderStyle) -> &'static [&'static str] {
+    match style {
+        HeaderStyle::None => &[],
+        HeaderStyle::Draft03 => &["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+        HeaderStyle::Ietf => &["ratelimit-policy", "ratelimit"],
+    }
+}
+
 /// The header fields for `quotas`, in `style`.
 pub fn render(style: HeaderStyle, quotas: &[Quota]) -> Vec<(HeaderName, String)> {
     match style {
@@ -121,6 +130,15 @@ mod tests {
 
     fn as_strings(headers: Vec<(HeaderName, String)>) -> Vec<(String, String)> {
         headers.into_iter().map(|(n, v)| (n.to_string(), v)).collect()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn header_names_are_those_render_writes() {
+        let quotas = [quota("per_client", 10, Some(60), 7, 18)];
+        for style in [HeaderStyle::None, HeaderStyle::Draft03, HeaderStyle::Ietf] {
+            let written: Vec<String> = render(style, &quotas).into_iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(written, header_names(style), "{style:?}");
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]

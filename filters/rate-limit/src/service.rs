@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use shared::{ConfigError, FieldPath, GrpcCall, HeaderName, HttpCall, Step};
 
-use crate::config::{FailureMode, ServiceConfig, TransportConfig};
+use crate::config::{FailureMode, HeaderStyle, ServiceConfig, TransportConfig};
+use crate::quota;
 use crate::rls::{self, Answer, Ask};
 
 pub struct Service {
@@ -18,7 +19,9 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn compile(config: &ServiceConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+    /// `style`: the rate-limit headers this filter writes itself, which the service's may not
+    /// duplicate.
+    pub fn compile(config: &ServiceConfig, at: &FieldPath, style: HeaderStyle) -> Result<Self, ConfigError> {
         // The cluster travels in a serialized GrpcService; short ASCII keeps it valid UTF-8.
         let short_ascii = |s: &str| !s.is_empty() && s.len() < 128 && s.bytes().all(|b| b.is_ascii_graphic());
         if !short_ascii(&config.cluster) {
@@ -38,6 +41,17 @@ impl Service {
         if let TransportConfig::Http { path } = &config.transport {
             if !path.starts_with('/') {
                 return Err(at.field("transport").field("path").error("must start with '/'"));
+            }
+        }
+        let own = quota::header_names(style)
+            .iter()
+            .chain(&["retry-after", "content-type"]);
+        for (i, name) in config.allowed_response_headers.iter().enumerate() {
+            if let Some(own) = own.clone().find(|own| name.as_str() == **own) {
+                return Err(at
+                    .field("allowed_response_headers")
+                    .index(i)
+                    .error(format!("{own:?} is set by this filter: a client would get it twice")));
             }
         }
         Ok(Self {

@@ -648,8 +648,24 @@ fn bad_configs_are_refused_with_the_field_path() {
             "service.timeout_ms: must be between 1 and 60000",
         ),
         (
-            with(base, json!({"max_keys": 1_048_577})),
+            with(base.clone(), json!({"max_keys": 1_048_577})),
             "max_keys: must be between 1 and 1048576",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"headers": {"style": "draft03"}, "service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": ["x-quota-note", "X-RateLimit-Remaining"]}}),
+            ),
+            "service.allowed_response_headers[1]: \"x-ratelimit-remaining\" is set by this filter: a client would get it twice",
+        ),
+        (
+            with(
+                base,
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": ["retry-after"]}}),
+            ),
+            "service.allowed_response_headers[0]: \"retry-after\" is set by this filter",
         ),
     ];
     for (config, expected) in cases {
