@@ -338,14 +338,14 @@ impl RateLimitFilter {
                     limit: u64::from(current.requests_per_unit),
                     window_secs: current.window_secs,
                     remaining: u64::from(status.limit_remaining),
-                    reset_secs: status.reset_secs.unwrap_or(0),
+                    reset_secs: status.bounded_reset_secs().unwrap_or(0),
                 });
             }
             if status.code == Code::OverLimit {
                 if over_limit {
                     tally.refused_by.push(limit_name);
                     let wait = status
-                        .reset_secs
+                        .bounded_reset_secs()
                         .or_else(|| status.current_limit.as_ref().and_then(|l| l.window_secs))
                         .unwrap_or(1);
                     tally.retry_after_secs = tally.retry_after_secs.max(wait);

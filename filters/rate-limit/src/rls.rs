@@ -132,6 +132,19 @@ pub struct DescriptorStatus {
     pub reset_secs: Option<u64>,
 }
 
+/// The longest window a limit has (a year): no reset is further off.
+const LONGEST_WINDOW_SECS: u64 = 365 * 86_400;
+
+impl DescriptorStatus {
+    /// `reset_secs`, at most the limit's window (a year if the service gave none it knows): a
+    /// later reset is the service's error, and a client told to wait that long would never retry.
+    pub fn bounded_reset_secs(&self) -> Option<u64> {
+        let window = self.current_limit.as_ref().and_then(|limit| limit.window_secs);
+        self.reset_secs
+            .map(|secs| secs.min(window.unwrap_or(LONGEST_WINDOW_SECS)))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     pub overall: Code,
@@ -380,6 +393,28 @@ mod tests {
             });
         }
         w.into_bytes()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_reset_is_at_most_the_window_or_a_year() {
+        let status = |unit: Option<u64>, reset: u64| DescriptorStatus {
+            code: Code::OverLimit,
+            current_limit: unit.map(|unit| CurrentLimit {
+                name: String::new(),
+                requests_per_unit: 1,
+                window_secs: window_secs(unit),
+            }),
+            limit_remaining: 0,
+            reset_secs: Some(reset),
+        };
+        assert_eq!(status(Some(3), 1_000_000).bounded_reset_secs(), Some(3600));
+        assert_eq!(status(Some(3), 42).bounded_reset_secs(), Some(42));
+        assert_eq!(status(None, u64::MAX).bounded_reset_secs(), Some(365 * 86_400));
+        assert_eq!(
+            status(Some(99), u64::MAX).bounded_reset_secs(),
+            Some(365 * 86_400),
+            "an unknown unit"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -421,6 +421,21 @@ fn service_limits_go_out_in_one_grpc_call_and_its_answer_decides() {
     );
 }
 
+/// A reset beyond the limit's window is the service's error: the client is told the window.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_service_reset_beyond_the_window_is_cut_to_the_window() {
+    let filter = configured(service_config(json!({"type": "grpc"}), "deny"));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    let a_century = 100 * 365 * 86_400;
+    let refused = f.on_grpc_response(grpc_answer(2, &[(2, 10, 0, a_century)]), &host.ctx());
+    let reply = refused.local_reply().unwrap();
+    // The limit is per minute.
+    assert_eq!((reply.status, reply.header("retry-after")), (429, Some("60")));
+    assert_eq!(reply.header("x-ratelimit-reset"), Some("60"));
+}
+
 /// A service in its own shadow mode answers OK overall with descriptors OVER_LIMIT: the request
 /// passes and counts as allowed, not as refused by the limit.
 #[wasm_bindgen_test(unsupported = test)]
