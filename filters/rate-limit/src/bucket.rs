@@ -105,9 +105,16 @@ impl Buckets {
         (0..self.sets).map(|i| format!("{}{i}", self.prefix))
     }
 
-    pub fn key(&self, descriptor: &Descriptor) -> BucketKey {
+    /// The bucket of a descriptor; `from_fallback[i]` says entry `i`'s value came from its
+    /// fallback source: such a value has its own bucket, apart from the same value read from the
+    /// source (a `sub` that reads like an IP address is not that address).
+    pub fn key(&self, descriptor: &Descriptor, from_fallback: &[bool]) -> BucketKey {
         let mut hash = Sha256::new();
-        for (key, value) in descriptor {
+        for (i, (key, value)) in descriptor.iter().enumerate() {
+            if from_fallback.get(i) == Some(&true) {
+                // No key is this long: the marker cannot be read as a length.
+                hash.update(u64::MAX.to_le_bytes());
+            }
             // Lengths first: ("ab","c") and ("a","bc") must not collide.
             hash.update((key.len() as u64).to_le_bytes());
             hash.update(key.as_bytes());
@@ -299,7 +306,7 @@ mod tests {
     fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
         let store = FakeStore::default();
         let b = buckets(3, Unit::Minute, 3, 16);
-        let key = b.key(&descriptor("alice"));
+        let key = b.key(&descriptor("alice"), &[]);
         let remaining: Vec<u64> = (0..3)
             .map(|_| b.take(&store, &key, 1, NOW).unwrap().remaining)
             .collect();
@@ -323,7 +330,7 @@ mod tests {
         // 7 per hour: one token every 514.28... s. Frequent refused calls must not lose the fraction.
         let store = FakeStore::default();
         let b = buckets(7, Unit::Hour, 1, 16);
-        let key = b.key(&descriptor("bob"));
+        let key = b.key(&descriptor("bob"), &[]);
         assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
         let mut t = NOW;
         while !b.take(&store, &key, 1, t).unwrap().allowed {
@@ -339,7 +346,7 @@ mod tests {
         // so Retry-After is 2 s (it said 1 s when the fraction was rounded down first).
         let store = FakeStore::default();
         let b = buckets(7, Unit::Second, 10, 16);
-        let key = b.key(&descriptor("dave"));
+        let key = b.key(&descriptor("dave"), &[]);
         assert!(b.take(&store, &key, 10, NOW).unwrap().allowed);
         let refused = b.take(&store, &key, 8, NOW + 142).unwrap();
         assert!(!refused.allowed);
@@ -352,7 +359,7 @@ mod tests {
     fn costs_and_bursts() {
         let store = FakeStore::default();
         let b = buckets(10, Unit::Second, 20, 16);
-        let key = b.key(&descriptor("carol"));
+        let key = b.key(&descriptor("carol"), &[]);
         assert_eq!(b.take(&store, &key, 15, NOW).unwrap().remaining, 5);
         let refused = b.take(&store, &key, 6, NOW).unwrap();
         assert!(!refused.allowed);
@@ -364,7 +371,7 @@ mod tests {
     fn keys_are_separate_and_state_is_shared_through_the_store() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 1, 16);
-        let (alice, bob) = (b.key(&descriptor("alice")), b.key(&descriptor("bob")));
+        let (alice, bob) = (b.key(&descriptor("alice"), &[]), b.key(&descriptor("bob"), &[]));
         assert!(b.take(&store, &alice, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &bob, 1, NOW).unwrap().allowed);
         // A second worker: same layout, same store.
@@ -372,7 +379,7 @@ mod tests {
         assert!(!other_worker.take(&store, &alice, 1, NOW).unwrap().allowed);
         // A changed limit is a new layout.
         let changed = buckets(2, Unit::Hour, 2, 16);
-        assert_ne!(changed.key(&descriptor("alice")).set, alice.set);
+        assert_ne!(changed.key(&descriptor("alice"), &[]).set, alice.set);
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -380,14 +387,14 @@ mod tests {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 2, 1);
         b.create_missing(&store);
-        let victim = b.key(&descriptor("victim"));
+        let victim = b.key(&descriptor("victim"), &[]);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
         // Three other keys take one token each, at later times: the victim's bucket is the
         // emptiest, so it survives while the set (4 ways) is shared by all four.
         for (i, name) in ["a", "b", "c"].iter().enumerate() {
             assert!(
-                b.take(&store, &b.key(&descriptor(name)), 1, NOW + 1 + i as u64)
+                b.take(&store, &b.key(&descriptor(name), &[]), 1, NOW + 1 + i as u64)
                     .unwrap()
                     .allowed
             );
@@ -396,7 +403,11 @@ mod tests {
         assert_eq!(b.set_keys().count(), 1);
         assert_eq!(store.get(&victim.set).unwrap().0.len(), SET);
         // A fifth key evicts the fullest of a, b, c; the victim stays limited.
-        assert!(b.take(&store, &b.key(&descriptor("d")), 1, NOW + 20).unwrap().allowed);
+        assert!(
+            b.take(&store, &b.key(&descriptor("d"), &[]), 1, NOW + 20)
+                .unwrap()
+                .allowed
+        );
         assert!(!b.take(&store, &victim, 1, NOW + 30).unwrap().allowed);
     }
 
@@ -407,7 +418,7 @@ mod tests {
         b.create_missing(&store);
         // Four keys drain their buckets: every slot of the one set is empty of tokens.
         for name in ["a", "b", "c", "d"] {
-            let key = b.key(&descriptor(name));
+            let key = b.key(&descriptor(name), &[]);
             for _ in 0..3 {
                 assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
             }
@@ -416,7 +427,7 @@ mod tests {
         // A flood of new keys: each one evicts a drained bucket and starts full.
         for i in 0..20 {
             let verdict = b
-                .take(&store, &b.key(&descriptor(&format!("new-{i}"))), 1, NOW)
+                .take(&store, &b.key(&descriptor(&format!("new-{i}")), &[]), 1, NOW)
                 .unwrap();
             assert!(verdict.allowed, "new-{i} inherited another client's bucket");
             assert_eq!(verdict.remaining, 2, "new-{i}");
@@ -429,7 +440,7 @@ mod tests {
     fn a_clock_step_back_leaves_every_bucket_as_it_was() {
         let store = FakeStore::default();
         let b = buckets(100, Unit::Second, 100, 16);
-        let key = b.key(&descriptor("alice"));
+        let key = b.key(&descriptor("alice"), &[]);
         assert_eq!(b.take(&store, &key, 1, NOW).unwrap().remaining, 99);
         let after_step = b.take(&store, &key, 1, NOW - 60_000).unwrap();
         assert!(after_step.allowed, "{after_step:?}");
@@ -437,7 +448,7 @@ mod tests {
 
         // A drained bucket: a token every minute, a step back of an hour.
         let b = buckets(1, Unit::Minute, 2, 16);
-        let key = b.key(&descriptor("bob"));
+        let key = b.key(&descriptor("bob"), &[]);
         assert!(b.take(&store, &key, 2, NOW).unwrap().allowed);
         let stepped = NOW - 3_600_000;
         let refused = b.take(&store, &key, 1, stepped).unwrap();
@@ -455,7 +466,7 @@ mod tests {
     fn readings_a_moment_behind_the_bucket_get_no_token_early() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Second, 1, 16);
-        let key = b.key(&descriptor("carol"));
+        let key = b.key(&descriptor("carol"), &[]);
         assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &key, 1, NOW + 1000).unwrap().allowed);
         let behind = b.take(&store, &key, 1, NOW + 600).unwrap();
@@ -482,7 +493,7 @@ mod tests {
         let b = buckets(1, Unit::Second, 1, 1);
         b.create_missing(&store.0);
         assert_eq!(
-            b.take(&store, &b.key(&descriptor("x")), 1, NOW),
+            b.take(&store, &b.key(&descriptor("x"), &[]), 1, NOW),
             Err(StoreError::CasMismatch)
         );
     }
@@ -558,7 +569,7 @@ mod tests {
             fn never_more_than_burst_plus_rate_times_elapsed((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = Buckets::new("plugin", "prop", rate, 1);
-                let key = b.key(&descriptor("p"));
+                let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut allowed: Vec<(u64, u32)> = Vec::new();
                 for (gap, cost) in steps {
@@ -583,7 +594,7 @@ mod tests {
             fn refusals_do_not_change_state((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = Buckets::new("plugin", "prop", rate, 1);
-                let key = b.key(&descriptor("p"));
+                let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 for (gap, cost) in steps {
                     now += gap;
@@ -606,7 +617,7 @@ mod tests {
             ) {
                 let store = FakeStore::default();
                 let b = Buckets::new("plugin", "prop", rate, 1);
-                let key = b.key(&descriptor("p"));
+                let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut updated = NOW;
                 for (gap, cost) in steps {
@@ -637,7 +648,7 @@ mod tests {
             fn retry_after_and_reset_are_exact((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = Buckets::new("plugin", "prop", rate, 1);
-                let key = b.key(&descriptor("p"));
+                let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 for (gap, cost) in steps {
                     now += gap;

@@ -141,18 +141,21 @@ impl Limit {
             })
     }
 
-    /// The descriptor for this request; `None` if an entry has no value (the limit does not apply,
-    /// as with Envoy's rate-limit actions).
-    pub fn descriptor(&self, request: &RequestFacts<'_>) -> Option<Descriptor> {
-        self.entries
-            .iter()
-            .map(|entry| {
-                let value = request
-                    .value(&entry.source)
-                    .or_else(|| entry.fallback.as_ref().and_then(|f| request.value(f)))?;
-                Some((entry.key.clone(), value))
-            })
-            .collect()
+    /// The descriptor for this request, and for each entry whether its value came from its
+    /// fallback; `None` if an entry has no value (the limit does not apply, as with Envoy's
+    /// rate-limit actions).
+    pub fn descriptor(&self, request: &RequestFacts<'_>) -> Option<(Descriptor, Vec<bool>)> {
+        let mut descriptor = Vec::with_capacity(self.entries.len());
+        let mut from_fallback = Vec::with_capacity(self.entries.len());
+        for entry in &self.entries {
+            let (value, fallback) = match request.value(&entry.source) {
+                Some(value) => (value, false),
+                None => (entry.fallback.as_ref().and_then(|f| request.value(f))?, true),
+            };
+            descriptor.push((entry.key.clone(), value));
+            from_fallback.push(fallback);
+        }
+        Some((descriptor, from_fallback))
     }
 }
 

@@ -222,7 +222,7 @@ impl HttpFilter for RateLimitFilter {
             if !limit.applies_to(facts.line(), untrusted_path) {
                 continue;
             }
-            let Some(descriptor) = limit.descriptor(&facts) else {
+            let Some((descriptor, from_fallback)) = limit.descriptor(&facts) else {
                 tally.counters.push(root.counters.descriptor_incomplete);
                 continue;
             };
@@ -234,7 +234,8 @@ impl HttpFilter for RateLimitFilter {
                 self.asked.push(index);
                 continue;
             };
-            let verdict = match buckets.take(ctx.store, &buckets.key(&descriptor), limit.cost, ctx.now_ms) {
+            let key = buckets.key(&descriptor, &from_fallback);
+            let verdict = match buckets.take(ctx.store, &key, limit.cost, ctx.now_ms) {
                 Ok(verdict) => verdict,
                 Err(error) => {
                     log::error!("rate_limit: limit {}: shared data update failed: {error:?}", limit.name);

@@ -150,6 +150,23 @@ fn without_the_claim_the_fallback_keys_by_address_and_without_any_value_the_limi
     assert_eq!(filter.counter_names(&step.counters), ["descriptor_incomplete", "ok"]);
 }
 
+/// A value from the fallback has its own bucket: a client whose `client_id` reads like an
+/// address neither spends nor is refused by that address's anonymous bucket.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_fallback_value_and_the_same_value_from_the_source_have_their_own_buckets() {
+    let filter = configured(json!({"limits": [per_client(1)]}));
+    let mut host = host_with_claims(json!({"sub": "anonymous"}));
+    let send = |host: &FakeHost| status(&filter.filter().on_request_headers(&request("/"), &host.ctx()));
+    assert_eq!(send(&host), 0);
+    assert_eq!(send(&host), 429, "the address's bucket is empty");
+    host.properties.filter_state.insert(
+        shared::handoff::CLAIMS.into(),
+        json!({"client_id": "192.0.2.7"}).to_string().into_bytes(),
+    );
+    assert_eq!(send(&host), 0, "the client 192.0.2.7 is not the address");
+    assert_eq!(send(&host), 429);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn routes_select_limits_and_costs_count() {
     let expensive = with(
