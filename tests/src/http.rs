@@ -97,12 +97,7 @@ impl Request {
             out.extend_from_slice(DEFAULT_HOST.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        for (name, value) in &self.headers {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
+        write_fields(&mut out, &self.headers);
         let body_method = matches!(self.method.to_ascii_uppercase().as_str(), "POST" | "PUT" | "PATCH");
         let chunked = !self.trailers.is_empty();
         if chunked {
@@ -124,14 +119,19 @@ impl Request {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"0\r\n");
-        for (name, value) in &self.trailers {
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
-        }
+        write_fields(&mut out, &self.trailers);
         out.extend_from_slice(b"\r\n");
         out
+    }
+}
+
+/// `name: value` lines, as given.
+fn write_fields(out: &mut Vec<u8>, fields: &[(Vec<u8>, Vec<u8>)]) {
+    for (name, value) in fields {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
