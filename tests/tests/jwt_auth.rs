@@ -516,6 +516,28 @@ fn several_providers_any_of_and_all_of() {
         .header("x-partner-token", &partner_token)
         .header("Authorization", &format!("Bearer {idp_token}"));
     assert_eq!(gw.send(both).status, 200);
+
+    // Under any_of, a forged second token fails the request: it would reach the upstream unchecked.
+    let forged = oauth.mint({
+        let mut s = spec(
+            "HS256",
+            "rsa-1",
+            claims(&oauth, json!({"iss": "https://partner.example"})),
+        );
+        s.kid = None;
+        s.signing_key = SigningKey::Hmac(b"not the partner's secret, 32 bytes".to_vec());
+        s
+    });
+    let before = gw.echo.request_count();
+    let with_forged = Request::get("/x")
+        .header("x-partner-token", &forged)
+        .header("Authorization", &format!("Bearer {idp_token}"));
+    assert_invalid_token(&gw.send(with_forged), &forged);
+    assert_eq!(gw.echo.request_count(), before, "the forged token reached the upstream");
+    let two_valid = Request::get("/x")
+        .header("x-partner-token", &partner_token)
+        .header("Authorization", &format!("Bearer {idp_token}"));
+    assert_eq!(gw.send(two_valid).status, 200);
 }
 
 #[test]

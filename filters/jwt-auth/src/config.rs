@@ -119,11 +119,12 @@ pub struct RuleConfig {
 pub enum RequirementConfig {
     /// A valid token from this provider.
     Provider { name: String },
-    /// A valid token from any of these.
+    /// A valid token from any of these; every token the request carries in their sources must be
+    /// valid for one of the providers that read it.
     AnyOf { providers: Vec<String> },
     /// A valid token from each of these.
     AllOf { providers: Vec<String> },
-    /// No token is fine; a token that is present must be valid for one of these.
+    /// No token is fine; every token that is present must be valid for one of these.
     AllowMissing { providers: Vec<String> },
     /// No authentication. A struct variant, not a unit one: serde's `deny_unknown_fields` does not
     /// reach unit variants of internally tagged enums (serde-rs/serde#2123), so

@@ -387,38 +387,53 @@ impl Auth {
             }
             return self.deny(Deny::MissingToken, "missing_token");
         }
-        if !*all && found.len() > 1 {
-            // Try the provider whose issuer the token names first.
-            found.sort_by_key(|(p, token)| !issued_by(token, root.providers.get(*p), root.max_token_bytes));
-        }
-
         let mut verified: Vec<(usize, Rc<Verified>)> = Vec::new();
-        let mut rejections = Vec::new();
-        for (p, token) in &found {
-            match self.check(*p, token, ctx, &mut step) {
-                Ok(v) => {
-                    verified.push((*p, v));
-                    if !*all {
-                        break;
-                    }
-                }
-                Err(rejection) => {
-                    rejections.push((*p, rejection));
-                    if *all {
-                        break;
-                    }
+        if *all {
+            for (p, token) in &found {
+                match self.check(*p, token, ctx, &mut step) {
+                    Ok(v) => verified.push((*p, v)),
+                    Err(rejection) => return self.reject(step, headers, vec![(*p, rejection)], ctx, may_refetch),
                 }
             }
-        }
-        let accepted = if *all {
-            rejections.is_empty()
-        } else {
-            !verified.is_empty()
-        };
-        if accepted {
             return self.allow(step, &verified, headers, &line);
         }
-        self.reject(step, headers, rejections, ctx, may_refetch)
+        // Every token the request carries must be valid for one of the providers that found it: a
+        // second token let through unchecked could reach an upstream that trusts its header.
+        for (i, (_, token)) in found.iter().enumerate() {
+            if found.iter().take(i).any(|(_, earlier)| earlier == token) {
+                continue;
+            }
+            let candidates: Vec<usize> = found.iter().filter(|(_, t)| t == token).map(|(p, _)| *p).collect();
+            match self.check_any(&candidates, token, ctx, &mut step) {
+                Ok(v) => verified.push(v),
+                Err(rejections) => return self.reject(step, headers, rejections, ctx, may_refetch),
+            }
+        }
+        self.allow(step, &verified, headers, &line)
+    }
+
+    /// The first of `candidates` (providers whose sources hold this one token) to accept it, trying
+    /// the one whose issuer the token names first; else what each said.
+    fn check_any(
+        &self,
+        candidates: &[usize],
+        token: &[u8],
+        ctx: &Ctx,
+        step: &mut Step,
+    ) -> Result<(usize, Rc<Verified>), Rejections> {
+        let root = &self.root;
+        let mut order = candidates.to_vec();
+        if order.len() > 1 {
+            order.sort_by_key(|p| !issued_by(token, root.providers.get(*p), root.max_token_bytes));
+        }
+        let mut rejections = Vec::new();
+        for p in order {
+            match self.check(p, token, ctx, step) {
+                Ok(v) => return Ok((p, v)),
+                Err(rejection) => rejections.push((p, rejection)),
+            }
+        }
+        Err(rejections)
     }
 
     fn check(&self, p: usize, token: &[u8], ctx: &Ctx, step: &mut Step) -> Result<Rc<Verified>, Rejection> {
@@ -558,6 +573,9 @@ impl Auth {
             .publish(OUTCOME_STATE, reason)
     }
 }
+
+/// What each provider that was asked said of a token.
+type Rejections = Vec<(usize, Rejection)>;
 
 /// A provider's missing keys, or a `kid` its keys lack, stand for an outage (503) or call for a
 /// refetch only with a token that may be that provider's: one whose (unverified) `iss` names its

@@ -990,6 +990,52 @@ fn rules_choose_what_a_request_needs_and_the_first_match_wins() {
     assert_missing_token(&config, &run(&config, &host, &request("GET", "/elsewhere", &[])));
 }
 
+/// With a token in each of two providers' sources, one valid token is not enough: the other would
+/// reach the upstream unchecked.
+#[wasm_bindgen_test(unsupported = test)]
+fn every_token_a_request_carries_must_be_valid_for_its_provider() {
+    let config = two_providers(json!([
+        {"match": {"prefix": "/any/"}, "requires": {"type": "any_of", "providers": ["a", "b"]}},
+        {"match": {"prefix": "/open/"}, "requires": {"type": "allow_missing", "providers": ["a", "b"]}}
+    ]));
+    let host = FakeHost::default();
+    let forged_b = hs256_with(
+        SECRET,
+        &json!({"iss": "https://b.example", "sub": "admin", "exp": NOW + 600}),
+    );
+    for path in ["/any/x", "/open/x", "/elsewhere"] {
+        let forged = request(
+            "GET",
+            path,
+            &[("authorization", &bearer(&token_a())), ("x-b-token", &forged_b)],
+        );
+        assert_invalid_token(&config, &run(&config, &host, &forged), "bad_signature");
+        let reversed = request(
+            "GET",
+            path,
+            &[("authorization", &bearer(&forged_b)), ("x-b-token", &token_b())],
+        );
+        assert_invalid_token(&config, &run(&config, &host, &reversed), "wrong_issuer");
+
+        let both = request(
+            "GET",
+            path,
+            &[("authorization", &bearer(&token_a())), ("x-b-token", &token_b())],
+        );
+        let step = run(&config, &host, &both);
+        assert_allowed(&config, &step);
+        assert_eq!(state(&step, PROVIDER_STATE), Some("a"), "{path}");
+        assert_eq!(
+            set(&step),
+            vec![
+                ("x-a-sub".to_owned(), "from-a".to_owned()),
+                ("x-b-sub".to_owned(), "from-b".to_owned())
+            ],
+            "{path}"
+        );
+    }
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn with_one_source_for_many_providers_the_named_issuer_is_tried_first() {
     let config = configured(&json!({
