@@ -47,6 +47,22 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
+/// Two plugins with different configs in one VM share its shared data: each config's buckets are
+/// its own (a limit of the same name in the other config never resets or spends them).
+#[test]
+fn plugins_with_different_configs_keep_their_buckets_apart() {
+    let gw = Gateway::start_with(|c| {
+        c.concurrency(2)
+            .filter("rate_limit", json!({"limits": [local("global", 25, "hour", constant("api"))]}))
+            .filter("rate_limit", json!({"limits": [local("global", 10, "hour", constant("api"))]}))
+    });
+    let statuses = burst(&gw, 40, |_| Request::get("/orders"));
+    assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 30, "{statuses:?}");
+    // The first plugin let 25 through to the second: its own bucket is empty now.
+    assert_eq!(gw.get("/orders").status, 429);
+}
+
 #[test]
 fn a_local_limit_holds_exactly_across_two_workers() {
     let gw = Gateway::start_with(|c| {

@@ -5,12 +5,14 @@
 //! replaces whatever held its slot, except that an inactive answer never replaces another
 //! token's live active one (a flood of made-up tokens cannot evict real sessions); the same
 //! token's, it does (a revocation another worker saw wins over an answer from before it).
-//! Entries are never served past their expiry.
+//! Entries are never served past their expiry, nor to another config than the one that wrote them:
+//! the slots are keys of the config's shared-data [`Namespace`], which a later config takes over
+//! with whatever the slots still hold, so each entry carries its namespace's tag.
 
-use shared::SharedStore;
+use shared::{Namespace, SharedStore};
 
-const FORMAT: u8 = 1;
-const HEADER_LEN: usize = 1 + 32 + 8 + 1 + 4;
+const FORMAT: u8 = 2;
+const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 1 + 4;
 
 /// A cached answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +36,7 @@ impl Entry {
         }
     }
 
-    fn encode(&self, key: &[u8; 32]) -> Vec<u8> {
+    fn encode(&self, tag: &[u8; 8], key: &[u8; 32]) -> Vec<u8> {
         let (kind, upstream, claims): (u8, &[u8], &[u8]) = match self {
             Entry::Active { upstream, claims, .. } => (1, upstream, claims),
             Entry::Inactive { .. } => (0, &[], &[]),
@@ -42,6 +44,7 @@ impl Entry {
         let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(HEADER_LEN + claims.len() + upstream.len());
         out.push(FORMAT);
+        out.extend_from_slice(tag);
         out.extend_from_slice(key);
         out.extend_from_slice(&self.expires_at_ms().to_le_bytes());
         out.push(kind);
@@ -51,14 +54,15 @@ impl Entry {
         out
     }
 
-    /// The entry in `bytes`, if it is for `key`.
-    fn decode(bytes: &[u8], key: &[u8; 32]) -> Option<Self> {
+    /// The entry in `bytes`, if it is for `key` and under `tag`.
+    fn decode(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32]) -> Option<Self> {
         let (header, rest) = bytes.split_at_checked(HEADER_LEN)?;
         let (format, header) = header.split_first()?;
+        let (stored_tag, header) = header.split_at_checked(8)?;
         let (stored_key, header) = header.split_at_checked(32)?;
         let (expires, header) = header.split_at_checked(8)?;
         let (kind, claims_len) = header.split_first()?;
-        if *format != FORMAT || stored_key != key {
+        if *format != FORMAT || stored_tag != tag || stored_key != key {
             return None;
         }
         let expires_at_ms = u64::from_le_bytes(expires.try_into().ok()?);
@@ -79,33 +83,45 @@ impl Entry {
 }
 
 pub struct SharedCache {
-    prefix: String,
-    slots: u64,
+    namespace: Namespace,
+    slots: u32,
 }
 
 impl SharedCache {
-    /// `slots` 0: nothing is cached.
-    pub fn new(prefix: String, slots: usize) -> Self {
+    /// The cache of a config told apart from others by `identity`; `slots` 0: nothing is cached.
+    pub fn new(identity: &[u8], slots: u32) -> Self {
         Self {
-            prefix,
-            slots: u64::try_from(slots).unwrap_or(u64::MAX),
+            namespace: Namespace::new("phantom_token", identity, slots),
+            slots,
         }
     }
 
-    fn slot_key(&self, key: &[u8; 32]) -> Option<String> {
+    /// Whether the cache holds shared data that its config must keep claiming ([`Self::claim`]).
+    pub fn is_enabled(&self) -> bool {
+        self.slots > 0
+    }
+
+    /// Takes or renews the cache's namespace: before traffic, then on every tick.
+    pub fn claim(&self, store: &dyn SharedStore, now_ms: u64) {
+        if self.is_enabled() {
+            let _ = self.namespace.claim(store, now_ms);
+        }
+    }
+
+    fn slot_key(&self, store: &dyn SharedStore, key: &[u8; 32], now_ms: u64) -> Option<String> {
         let head: [u8; 8] = key.first_chunk::<8>().copied()?;
-        let slot = u64::from_le_bytes(head).checked_rem(self.slots)?;
-        Some(format!("{}.{slot}", self.prefix))
+        let slot = u64::from_le_bytes(head).checked_rem(u64::from(self.slots))?;
+        self.namespace.key(store, now_ms, u32::try_from(slot).ok()?)
     }
 
     /// The unexpired entry for `key`.
     pub fn get(&self, store: &dyn SharedStore, key: &[u8; 32], now_ms: u64) -> Option<Entry> {
-        let (bytes, _) = store.get(&self.slot_key(key)?)?;
-        Entry::decode(&bytes, key).filter(|entry| now_ms < entry.expires_at_ms())
+        let (bytes, _) = store.get(&self.slot_key(store, key, now_ms)?)?;
+        Entry::decode(&bytes, &self.namespace.tag(), key).filter(|entry| now_ms < entry.expires_at_ms())
     }
 
     pub fn put(&self, store: &dyn SharedStore, key: &[u8; 32], entry: &Entry, now_ms: u64) {
-        let Some(slot) = self.slot_key(key) else {
+        let Some(slot) = self.slot_key(store, key, now_ms) else {
             return;
         };
         if now_ms >= entry.expires_at_ms() {
@@ -113,20 +129,23 @@ impl SharedCache {
         }
         let held = store.get(&slot);
         if let (Entry::Inactive { .. }, Some((bytes, _))) = (entry, &held) {
-            if holds_anothers_live_active(bytes, key, now_ms) {
+            if holds_anothers_live_active(bytes, &self.namespace.tag(), key, now_ms) {
                 return;
             }
         }
-        if store.set(&slot, &entry.encode(key), None).is_err() {
+        if store
+            .set(&slot, &entry.encode(&self.namespace.tag(), key), None)
+            .is_err()
+        {
             log::warn!("phantom_token: could not write the shared cache");
         }
     }
 }
 
-fn holds_anothers_live_active(bytes: &[u8], key: &[u8; 32], now_ms: u64) -> bool {
-    let held: Option<[u8; 32]> = bytes.get(1..33).and_then(|k| k.try_into().ok());
+fn holds_anothers_live_active(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_ms: u64) -> bool {
+    let held: Option<[u8; 32]> = bytes.get(9..41).and_then(|k| k.try_into().ok());
     held.filter(|held| held != key)
-        .and_then(|held| Entry::decode(bytes, &held))
+        .and_then(|held| Entry::decode(bytes, tag, &held))
         .is_some_and(|entry| matches!(entry, Entry::Active { .. }) && now_ms < entry.expires_at_ms())
 }
 
@@ -153,7 +172,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn entries_round_trip_and_expire() {
         let store = FakeStore::default();
-        let cache = SharedCache::new("t".into(), 16);
+        let cache = SharedCache::new(b"t", 16);
         cache.put(&store, &key(1), &active(1000), 10);
         assert_eq!(cache.get(&store, &key(1), 999), Some(active(1000)));
         assert_eq!(cache.get(&store, &key(1), 1000), None, "never past expiry");
@@ -169,7 +188,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn the_cache_is_bounded_by_its_slots() {
         let store = FakeStore::default();
-        let cache = SharedCache::new("t".into(), 4);
+        let cache = SharedCache::new(b"t", 4);
         for n in 0..=255u8 {
             cache.put(&store, &key(n), &active(1000), 0);
         }
@@ -185,7 +204,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn an_inactive_answer_never_evicts_a_live_session() {
         let store = FakeStore::default();
-        let cache = SharedCache::new("t".into(), 1);
+        let cache = SharedCache::new(b"t", 1);
         cache.put(&store, &key(1), &active(1000), 0);
         cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 900 }, 0);
         assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)));
@@ -203,7 +222,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn the_same_tokens_inactive_answer_replaces_its_active_one() {
         let store = FakeStore::default();
-        let cache = SharedCache::new("t".into(), 1);
+        let cache = SharedCache::new(b"t", 1);
         cache.put(&store, &key(1), &active(1000), 0);
         cache.put(&store, &key(1), &Entry::Inactive { expires_at_ms: 900 }, 1);
         assert_eq!(
@@ -215,11 +234,45 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn zero_slots_cache_nothing_and_garbage_is_ignored() {
         let store = FakeStore::default();
-        let off = SharedCache::new("t".into(), 0);
+        let off = SharedCache::new(b"t", 0);
         off.put(&store, &key(1), &active(1000), 0);
         assert_eq!(off.get(&store, &key(1), 1), None);
-        let cache = SharedCache::new("t".into(), 1);
-        store.set("t.0", b"\x01short", None).unwrap();
+        let cache = SharedCache::new(b"t", 1);
+        let slot = cache.slot_key(&store, &key(1), 1).unwrap();
+        store.set(&slot, b"\x02short", None).unwrap();
         assert_eq!(cache.get(&store, &key(1), 1), None);
+    }
+
+    /// A config change hands the old config's slots to the new one, entries and all: none of them
+    /// is served, as the new config never verified them (other audiences, keys, upstream form).
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_config_that_takes_over_the_slots_is_never_served_the_old_ones_entries() {
+        let store = FakeStore::default();
+        let old = SharedCache::new(b"old config", 4);
+        old.claim(&store, 0);
+        old.put(&store, &key(1), &active(u64::MAX), 0);
+        let later = shared::namespace::LEASE_MS + 1;
+        let new = SharedCache::new(b"new config", 4);
+        new.claim(&store, later);
+        assert_eq!(new.slot_key(&store, &key(1), later), old.slot_key(&store, &key(1), 0));
+        assert_eq!(new.get(&store, &key(1), later), None);
+        // Nor does the old entry, though live, keep the new config from caching an inactive answer.
+        new.put(
+            &store,
+            &key(2),
+            &Entry::Inactive {
+                expires_at_ms: u64::MAX,
+            },
+            later,
+        );
+        new.put(
+            &store,
+            &key(1),
+            &Entry::Inactive {
+                expires_at_ms: u64::MAX,
+            },
+            later,
+        );
+        assert!(new.get(&store, &key(1), later).is_some());
     }
 }

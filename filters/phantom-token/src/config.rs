@@ -148,7 +148,7 @@ fn default_skew() -> u64 {
 pub struct CacheConfig {
     /// Slots of the cache shared by all workers; 0 turns caching off.
     #[serde(default = "default_entries")]
-    pub max_entries: usize,
+    pub max_entries: u32,
     /// No answer is kept longer than this.
     #[serde(default = "default_max_ttl")]
     pub max_ttl_secs: u64,
@@ -172,7 +172,7 @@ impl Default for CacheConfig {
     }
 }
 
-fn default_entries() -> usize {
+fn default_entries() -> u32 {
     4096
 }
 

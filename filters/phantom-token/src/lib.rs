@@ -250,7 +250,7 @@ impl PhantomToken {
             },
             introspector,
             upstream_header,
-            cache: SharedCache::new(format!("{prefix}.cache"), max_entries),
+            cache: SharedCache::new(raw, max_entries),
             policy: CachePolicy {
                 max_ttl_ms: max_ttl_secs.saturating_mul(1000),
                 inactive_ttl_ms: inactive_ttl_secs.saturating_mul(1000),
@@ -325,10 +325,20 @@ impl shared::FilterRoot for PhantomToken {
     }
 
     fn tick_period(&self) -> Option<Duration> {
-        self.remote().map(|_| TICK)
+        match (self.remote(), self.cache.is_enabled()) {
+            (Some(_), _) => Some(TICK),
+            (None, true) => Some(shared::namespace::RENEW_EVERY),
+            (None, false) => None,
+        }
+    }
+
+    fn on_start(&self, ctx: &Ctx) -> RootStep {
+        self.cache.claim(ctx.store, ctx.now_ms);
+        RootStep::default()
     }
 
     fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        self.cache.claim(ctx.store, ctx.now_ms);
         let mut step = RootStep::default();
         if let Some((fetch, call)) = self.remote().and_then(|remote| remote.tick(ctx.now_ms, ctx.store)) {
             step.calls.push((fetch.tag(KEY_SOURCE), call));

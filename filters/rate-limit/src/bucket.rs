@@ -4,8 +4,9 @@
 //! again. That is the token bucket in one number, updated with exact integer arithmetic (time is
 //! scaled by the rate, so no fraction of a token is ever rounded away).
 //!
-//! Memory is bounded: a limit owns a fixed number of shared-data keys ("sets"), each holding
-//! [`WAYS`] buckets. A descriptor's SHA-256 picks the set and a fingerprint within it. When a new
+//! Memory is bounded: a limit owns a fixed number of keys ("sets") of its config's shared-data
+//! [`Namespace`], each holding [`WAYS`] buckets. A set carries the namespace's tag: one under
+//! another tag (a config that held the namespace before) is read as empty. A descriptor's SHA-256 picks the set and a fingerprint within it. When a new
 //! descriptor finds its set full, it takes the slot of the bucket that is fullest (smallest TAT)
 //! and starts with a full bucket of its own: a full bucket holds no state, so under normal load
 //! nothing is lost, and under a flood of keys the evicted client loses the least, while no new
@@ -19,9 +20,11 @@
 //! rate from there, instead of counting the step as debt. The time between that update and the
 //! step is not credited: a step back never makes a bucket fuller than it could be.
 
+use std::rc::Rc;
+
 use sha2::{Digest, Sha256};
 
-use shared::{SharedStore, StoreError};
+use shared::{Namespace, SharedStore, StoreError};
 
 use crate::config::Unit;
 use crate::descriptor::Descriptor;
@@ -30,11 +33,13 @@ use crate::descriptor::Descriptor;
 pub const WAYS: usize = 4;
 const FINGERPRINT: usize = 12;
 const SLOT: usize = FINGERPRINT + 4 + 16;
-/// Before the slots: the latest clock reading (ms) the set stored.
-const HEADER: usize = 8;
+/// Before the slots: the namespace's tag, then the latest clock reading (ms) the set stored.
+const TAG: std::ops::Range<usize> = 0..8;
+const CLOCK: std::ops::Range<usize> = 8..16;
+const HEADER: usize = 16;
 const SET: usize = HEADER + SLOT * WAYS;
-/// Goes into the key prefix: another layout is other keys, never a set misread.
-const LAYOUT: u32 = 2;
+/// Goes into the namespace's identity: another layout is another tag, never a set misread.
+pub const LAYOUT: u32 = 3;
 /// CAS attempts before giving up on a contended set.
 const MAX_ATTEMPTS: usize = 16;
 /// How far a clock reading may lag the set's own before it counts as the host clock stepping back
@@ -59,14 +64,16 @@ impl Rate {
 /// Where one descriptor's bucket lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketKey {
-    pub set: String,
+    /// Which of the limit's sets.
+    pub set: u32,
     fingerprint: [u8; FINGERPRINT],
 }
 
-/// The shared-data layout of one local limit.
+/// The shared-data layout of one local limit: keys `first..first + sets` of its namespace.
 #[derive(Debug)]
 pub struct Buckets {
-    prefix: String,
+    namespace: Rc<Namespace>,
+    first: u32,
     sets: u32,
     rate: Rate,
 }
@@ -84,25 +91,37 @@ pub struct Verdict {
 }
 
 impl Buckets {
-    /// `plugin` (what tells this plugin's config from others in the VM), `name` and the rate go
-    /// into the key prefix: plugins count against the same buckets only with the same config,
-    /// and a changed limit starts from full buckets rather than reinterpreting old state.
-    pub fn new(plugin: &str, name: &str, rate: Rate, sets: u32) -> Self {
-        let id = Sha256::digest(format!(
-            "{plugin}|{name}|{}|{:?}|{}|{sets}|{LAYOUT}",
-            rate.requests, rate.per, rate.burst
-        ));
-        let id: String = id.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    /// The buckets of a limit with `sets` sets, from key `first` of `namespace` on. The namespace
+    /// is its config's: a changed config starts from full buckets rather than reinterpreting old
+    /// state.
+    pub fn new(namespace: Rc<Namespace>, first: u32, rate: Rate, sets: u32) -> Self {
         Self {
-            prefix: format!("apisec.rate_limit.{name}.{id}."),
+            namespace,
+            first,
             sets: sets.max(1),
             rate,
         }
     }
 
-    /// Every shared-data key this limit uses.
-    pub fn set_keys(&self) -> impl Iterator<Item = String> + '_ {
-        (0..self.sets).map(|i| format!("{}{i}", self.prefix))
+    /// How many keys of the namespace the limit uses.
+    pub fn sets(&self) -> u32 {
+        self.sets
+    }
+
+    /// The shared-data key of one of the limit's sets.
+    fn set_name(&self, store: &dyn SharedStore, now_ms: u64, set: u32) -> Result<String, StoreError> {
+        self.namespace
+            .key(store, now_ms, self.first.saturating_add(set))
+            .ok_or(StoreError::Failed)
+    }
+
+    /// An empty set of this namespace.
+    fn fresh_set(&self) -> Vec<u8> {
+        let mut set = vec![0; SET];
+        if let Some(tag) = set.get_mut(TAG) {
+            tag.copy_from_slice(&self.namespace.tag());
+        }
+        set
     }
 
     /// The bucket of a descriptor; `from_fallback[i]` says entry `i`'s value came from its
@@ -127,16 +146,19 @@ impl Buckets {
         let mut fingerprint = [0u8; FINGERPRINT];
         fingerprint.copy_from_slice(digest.get(4..4 + FINGERPRINT).unwrap_or(&[0; FINGERPRINT]));
         BucketKey {
-            set: format!("{}{}", self.prefix, u32::from_le_bytes(index) % self.sets),
+            set: u32::from_le_bytes(index) % self.sets,
             fingerprint,
         }
     }
 
     /// Creates the sets that do not exist yet (before traffic: the host has no create-if-absent,
     /// so two workers creating one key at once could lose an update).
-    pub fn create_missing(&self, store: &dyn SharedStore) {
-        for key in self.set_keys() {
-            if store.get(&key).is_none() && store.set(&key, &[0; SET], None).is_err() {
+    pub fn create_missing(&self, store: &dyn SharedStore, now_ms: u64) {
+        for set in 0..self.sets {
+            let Ok(key) = self.set_name(store, now_ms, set) else {
+                return;
+            };
+            if store.get(&key).is_none() && store.set(&key, &self.fresh_set(), None).is_err() {
                 log::warn!("rate_limit: could not create shared data {key}");
             }
         }
@@ -151,12 +173,14 @@ impl Buckets {
         cost: u32,
         now_ms: u64,
     ) -> Result<Verdict, StoreError> {
+        let name = self.set_name(store, now_ms, key.set)?;
+        let tag = self.namespace.tag();
         for _ in 0..MAX_ATTEMPTS {
-            let (mut set, cas) = match store.get(&key.set) {
-                Some((bytes, cas)) if bytes.len() == SET => (bytes, Some(cas)),
-                // Missing (a host that skipped the start hook) or foreign: start the set afresh.
-                Some((_, cas)) => (vec![0; SET], Some(cas)),
-                None => (vec![0; SET], None),
+            let (mut set, cas) = match store.get(&name) {
+                Some((bytes, cas)) if bytes.len() == SET && bytes.get(TAG) == Some(&tag[..]) => (bytes, Some(cas)),
+                // Missing (a host that skipped the start hook), or another config's: start afresh.
+                Some((_, cas)) => (self.fresh_set(), Some(cas)),
+                None => (self.fresh_set(), None),
             };
             let (now, stepped_back) = self.follow_clock(&mut set, now_ms);
             let (slot, tat) = match slot_of(&set, &key.fingerprint) {
@@ -170,7 +194,7 @@ impl Buckets {
             } else if !stepped_back {
                 return Ok(verdict);
             }
-            match store.set(&key.set, &set, cas) {
+            match store.set(&name, &set, cas) {
                 Ok(()) => return Ok(verdict),
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Failed) => return Err(StoreError::Failed),
@@ -246,15 +270,15 @@ fn slot_to_evict(set: &[u8]) -> usize {
 }
 
 fn read_clock(set: &[u8]) -> u64 {
-    let mut clock = [0u8; HEADER];
-    if let Some(bytes) = set.get(..HEADER) {
+    let mut clock = [0u8; 8];
+    if let Some(bytes) = set.get(CLOCK) {
         clock.copy_from_slice(bytes);
     }
     u64::from_le_bytes(clock)
 }
 
 fn write_clock(set: &mut [u8], now_ms: u64) {
-    if let Some(bytes) = set.get_mut(..HEADER) {
+    if let Some(bytes) = set.get_mut(CLOCK) {
         bytes.copy_from_slice(&now_ms.to_le_bytes());
     }
 }
@@ -299,7 +323,17 @@ mod tests {
     }
 
     fn buckets(requests: u32, per: Unit, burst: u32, sets: u32) -> Buckets {
-        Buckets::new("plugin", "per_client", Rate { requests, per, burst }, sets)
+        buckets_of(b"plugin", Rate { requests, per, burst }, sets)
+    }
+
+    /// The buckets of a config with this identity, alone in its namespace.
+    fn buckets_of(identity: &[u8], rate: Rate, sets: u32) -> Buckets {
+        Buckets::new(Rc::new(Namespace::new("rate_limit", identity, sets)), 0, rate, sets)
+    }
+
+    /// The shared-data key a bucket's set is stored under.
+    fn stored_at(b: &Buckets, store: &FakeStore, key: &BucketKey) -> String {
+        b.set_name(store, NOW, key.set).unwrap()
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -374,19 +408,56 @@ mod tests {
         let (alice, bob) = (b.key(&descriptor("alice"), &[]), b.key(&descriptor("bob"), &[]));
         assert!(b.take(&store, &alice, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &bob, 1, NOW).unwrap().allowed);
-        // A second worker: same layout, same store.
+        // A second worker: same config, same store.
         let other_worker = buckets(1, Unit::Hour, 1, 16);
         assert!(!other_worker.take(&store, &alice, 1, NOW).unwrap().allowed);
-        // A changed limit is a new layout.
-        let changed = buckets(2, Unit::Hour, 2, 16);
-        assert_ne!(changed.key(&descriptor("alice"), &[]).set, alice.set);
+        // Another config running at the same time has buckets of its own.
+        let other_config = buckets_of(
+            b"other",
+            Rate {
+                requests: 1,
+                per: Unit::Hour,
+                burst: 1,
+            },
+            16,
+        );
+        assert_ne!(stored_at(&other_config, &store, &alice), stored_at(&b, &store, &alice));
+        assert!(other_config.take(&store, &alice, 1, NOW).unwrap().allowed);
+    }
+
+    /// A config change hands the old config's shared data on to the new one: its buckets start
+    /// full, whatever the old config's held.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_config_that_takes_over_a_namespace_starts_from_full_buckets() {
+        let store = FakeStore::default();
+        let rate = Rate {
+            requests: 1,
+            per: Unit::Hour,
+            burst: 1,
+        };
+        let old = buckets_of(b"old", rate, 1);
+        old.create_missing(&store, NOW);
+        let alice = old.key(&descriptor("alice"), &[]);
+        assert!(old.take(&store, &alice, 1, NOW).unwrap().allowed);
+        assert!(!old.take(&store, &alice, 1, NOW).unwrap().allowed);
+
+        let later = NOW + shared::namespace::LEASE_MS + 1;
+        let new = buckets_of(b"new", rate, 1);
+        new.create_missing(&store, later);
+        assert_eq!(
+            new.set_name(&store, later, 0),
+            old.set_name(&store, NOW, 0),
+            "the same key"
+        );
+        assert!(new.take(&store, &alice, 1, later).unwrap().allowed);
+        assert!(!new.take(&store, &alice, 1, later).unwrap().allowed);
     }
 
     #[wasm_bindgen_test(unsupported = test)]
     fn memory_is_bounded_and_a_flood_evicts_the_fullest_bucket() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 2, 1);
-        b.create_missing(&store);
+        b.create_missing(&store, NOW);
         let victim = b.key(&descriptor("victim"), &[]);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
@@ -400,8 +471,7 @@ mod tests {
             );
         }
         assert!(!b.take(&store, &victim, 1, NOW + 10).unwrap().allowed, "state kept");
-        assert_eq!(b.set_keys().count(), 1);
-        assert_eq!(store.get(&victim.set).unwrap().0.len(), SET);
+        assert_eq!(store.get(&stored_at(&b, &store, &victim)).unwrap().0.len(), SET);
         // A fifth key evicts the fullest of a, b, c; the victim stays limited.
         assert!(
             b.take(&store, &b.key(&descriptor("d"), &[]), 1, NOW + 20)
@@ -415,7 +485,7 @@ mod tests {
     fn a_new_key_gets_a_full_bucket_never_the_evicted_ones_state() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 3, 1);
-        b.create_missing(&store);
+        b.create_missing(&store, NOW);
         // Four keys drain their buckets: every slot of the one set is empty of tokens.
         for name in ["a", "b", "c", "d"] {
             let key = b.key(&descriptor(name), &[]);
@@ -491,7 +561,7 @@ mod tests {
         }
         let store = Contended(FakeStore::default());
         let b = buckets(1, Unit::Second, 1, 1);
-        b.create_missing(&store.0);
+        b.create_missing(&store.0, NOW);
         assert_eq!(
             b.take(&store, &b.key(&descriptor("x"), &[]), 1, NOW),
             Err(StoreError::CasMismatch)
@@ -527,16 +597,16 @@ mod tests {
         }
 
         /// A second store holding the same bucket state, to ask "what if" without changing it.
-        fn fork(store: &FakeStore, key: &BucketKey) -> FakeStore {
+        fn fork(store: &FakeStore) -> FakeStore {
             let copy = FakeStore::default();
-            if let Some((bytes, _)) = store.get(&key.set) {
-                copy.set(&key.set, &bytes, None).unwrap();
+            for (key, value) in store.entries() {
+                copy.set(&key, &value, None).unwrap();
             }
             copy
         }
 
         fn allowed_at(b: &Buckets, store: &FakeStore, key: &BucketKey, cost: u32, at_ms: u64) -> bool {
-            b.take(&fork(store, key), key, cost, at_ms).unwrap().allowed
+            b.take(&fork(store), key, cost, at_ms).unwrap().allowed
         }
 
         /// The first millisecond from `from_ms` on at which `cost` tokens can be taken.
@@ -568,7 +638,7 @@ mod tests {
             #[test]
             fn never_more_than_burst_plus_rate_times_elapsed((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("plugin", "prop", rate, 1);
+                let b = buckets_of(b"prop", rate, 1);
                 let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut allowed: Vec<(u64, u32)> = Vec::new();
@@ -593,15 +663,16 @@ mod tests {
             #[test]
             fn refusals_do_not_change_state((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("plugin", "prop", rate, 1);
+                let b = buckets_of(b"prop", rate, 1);
                 let key = b.key(&descriptor("p"), &[]);
+                let set = stored_at(&b, &store, &key);
                 let mut now = NOW;
                 for (gap, cost) in steps {
                     now += gap;
-                    let before = store.get(&key.set);
+                    let before = store.get(&set);
                     let verdict = b.take(&store, &key, cost, now).unwrap();
                     if !verdict.allowed {
-                        prop_assert_eq!(store.get(&key.set), before);
+                        prop_assert_eq!(store.get(&set), before);
                     }
                 }
             }
@@ -616,7 +687,7 @@ mod tests {
                 after in proptest::collection::vec((0u64..=5_000, 1u32..=12), 1..20),
             ) {
                 let store = FakeStore::default();
-                let b = Buckets::new("plugin", "prop", rate, 1);
+                let b = buckets_of(b"prop", rate, 1);
                 let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut updated = NOW;
@@ -626,7 +697,7 @@ mod tests {
                         updated = now;
                     }
                 }
-                let (unstepped, stepped) = (fork(&store, &key), fork(&store, &key));
+                let (unstepped, stepped) = (fork(&store), fork(&store));
                 let mut elapsed = 0;
                 for (i, (gap, cost)) in after.into_iter().enumerate() {
                     // The first request comes at the step itself.
@@ -647,14 +718,14 @@ mod tests {
             #[test]
             fn retry_after_and_reset_are_exact((rate, steps) in scenario()) {
                 let store = FakeStore::default();
-                let b = Buckets::new("plugin", "prop", rate, 1);
+                let b = buckets_of(b"prop", rate, 1);
                 let key = b.key(&descriptor("p"), &[]);
                 let mut now = NOW;
                 for (gap, cost) in steps {
                     now += gap;
                     let passes_at = available_at(&b, &store, &key, cost, now);
                     for at in [now, passes_at.saturating_sub(1001).max(now)] {
-                        let verdict = b.take(&fork(&store, &key), &key, cost, at).unwrap();
+                        let verdict = b.take(&fork(&store), &key, cost, at).unwrap();
                         if !verdict.allowed {
                             let exact = (passes_at - at).div_ceil(1000).max(1);
                             prop_assert_eq!(verdict.retry_after_secs, exact, "{:?} at {:?}, cost {}", verdict, rate, cost);

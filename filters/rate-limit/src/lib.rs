@@ -20,11 +20,12 @@ mod service;
 mod tests;
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use shared::route::RequestLine;
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, GrpcOutcome, HeaderEdit, HeaderName, Headers, HttpFilter,
-    MetricRegistry, Realm, RootStep, Step,
+    MetricRegistry, Namespace, Realm, RootStep, Step,
 };
 
 use bucket::Buckets;
@@ -88,6 +89,8 @@ pub struct RateLimit {
     headers: HeadersConfig,
     shadow: bool,
     counters: Counters,
+    /// Where the local limits' buckets live, if there are any.
+    namespace: Option<Rc<Namespace>>,
 }
 
 impl shared::FilterRoot for RateLimit {
@@ -104,25 +107,38 @@ impl shared::FilterRoot for RateLimit {
                 .error(format!("must be between 1 and {MAX_KEYS}")));
         }
         let sets = config.max_keys.div_ceil(bucket::WAYS as u32);
-        let plugin = shared::Secret::new(raw).fingerprint();
-        let mut limits = Vec::with_capacity(config.limits.len());
+        let mut compiled = Vec::with_capacity(config.limits.len());
         for (i, limit_config) in config.limits.iter().enumerate() {
             let at = root.field("limits").index(i);
             let limit = Limit::compile(limit_config, &at, metrics)?;
-            if limits.iter().any(|l: &CompiledLimit| l.limit.name == limit.name) {
+            if compiled.iter().any(|l: &Limit| l.name == limit.name) {
                 return Err(at
                     .field("name")
                     .error(format!("{:?} is used by another limit", limit.name)));
             }
+            if matches!(limit.enforce, Enforce::Service) && config.service.is_none() {
+                return Err(at.field("enforce").error("a service limit needs the `service` section"));
+            }
+            compiled.push(limit);
+        }
+        let sets_of = |limit: &Limit| if limit.is_global() { 1 } else { sets };
+        let keys: u64 = compiled
+            .iter()
+            .filter(|l| matches!(l.enforce, Enforce::Local(_)))
+            .map(|l| u64::from(sets_of(l)))
+            .sum();
+        let keys = u32::try_from(keys).map_err(|_| root.field("limits").error("too many local limits"))?;
+        // Configs with the same text share buckets; a changed config, or another layout, starts full.
+        let identity = [&bucket::LAYOUT.to_le_bytes()[..], raw].concat();
+        let namespace = Rc::new(Namespace::new(Self::NAME, &identity, keys));
+        let mut first = 0;
+        let mut limits = Vec::with_capacity(compiled.len());
+        for limit in compiled {
             let buckets = match &limit.enforce {
-                Enforce::Local(rate) => Some(Buckets::new(
-                    &plugin,
-                    &limit.name,
-                    *rate,
-                    if limit.is_global() { 1 } else { sets },
-                )),
-                Enforce::Service if config.service.is_none() => {
-                    return Err(at.field("enforce").error("a service limit needs the `service` section"));
+                Enforce::Local(rate) => {
+                    let buckets = Buckets::new(Rc::clone(&namespace), first, *rate, sets_of(&limit));
+                    first += buckets.sets();
+                    Some(buckets)
                 }
                 Enforce::Service => None,
             };
@@ -150,6 +166,7 @@ impl shared::FilterRoot for RateLimit {
             headers: config.headers,
             shadow: config.shadow,
             counters,
+            namespace: (keys > 0).then_some(namespace),
         })
     }
 
@@ -162,13 +179,33 @@ impl shared::FilterRoot for RateLimit {
         }
     }
 
+    fn tick_period(&self) -> Option<Duration> {
+        self.namespace.as_ref().map(|_| shared::namespace::RENEW_EVERY)
+    }
+
     fn on_start(&self, ctx: &Ctx) -> RootStep {
+        self.claim_namespace(ctx);
         for limit in &self.limits {
             if let Some(buckets) = &limit.buckets {
-                buckets.create_missing(ctx.store);
+                buckets.create_missing(ctx.store, ctx.now_ms);
             }
         }
         RootStep::default()
+    }
+
+    fn on_tick(&self, ctx: &Ctx) -> RootStep {
+        self.claim_namespace(ctx);
+        RootStep::default()
+    }
+}
+
+impl RateLimit {
+    /// Takes or renews the shared data the buckets live in (a failure is retried on the next tick;
+    /// meanwhile local limits answer as with any shared-data failure).
+    fn claim_namespace(&self, ctx: &Ctx) {
+        if let Some(namespace) = &self.namespace {
+            let _ = namespace.claim(ctx.store, ctx.now_ms);
+        }
     }
 }
 

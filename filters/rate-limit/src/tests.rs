@@ -709,16 +709,58 @@ fn bad_configs_are_refused_with_the_field_path() {
     }
 }
 
+/// The shared-data keys of the local limits' buckets.
+fn bucket_keys(host: &FakeHost) -> Vec<String> {
+    host.store
+        .entries()
+        .into_iter()
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("apisec.rate_limit.ns"))
+        .collect()
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn start_creates_every_bucket_set_before_traffic() {
     let filter = configured(json!({"limits": [per_client(5)], "max_keys": 64}));
     let host = FakeHost::default();
     shared::FilterRoot::on_start(&*filter.root, &host.ctx());
-    let sets = filter.root.limits.first().unwrap().buckets.as_ref().unwrap();
-    assert_eq!(sets.set_keys().count(), 16);
-    assert!(sets
-        .set_keys()
-        .all(|key| shared::SharedStore::get(&host.store, &key).is_some()));
+    assert_eq!(bucket_keys(&host).len(), 16);
+}
+
+/// Shared data outlives a config, and the host cannot delete a key: a config change must hand
+/// the old config's keys on, or every change would leave megabytes behind.
+#[wasm_bindgen_test(unsupported = test)]
+fn config_changes_leave_no_shared_data_behind() {
+    let mut host = host_with_claims(json!({"client_id": "c1"}));
+    let running = configured(json!({"limits": [per_client(1)], "max_keys": 64}));
+    shared::FilterRoot::on_start(&*running.root, &host.ctx());
+    for requests in 2..12 {
+        // The config before is gone: it stops renewing, and its lease runs out.
+        host.now_ms += shared::namespace::LEASE_MS + 1;
+        shared::FilterRoot::on_tick(&*running.root, &host.ctx());
+        let filter = configured(json!({"limits": [per_client(requests)], "max_keys": 64}));
+        shared::FilterRoot::on_start(&*filter.root, &host.ctx());
+        for _ in 0..requests {
+            assert_eq!(
+                status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+                0
+            );
+        }
+        assert_eq!(
+            status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+            429,
+            "a new config's bucket starts full, with its own size"
+        );
+    }
+    assert_eq!(
+        bucket_keys(&host).len(),
+        32,
+        "the config kept running and the latest one"
+    );
+    assert_eq!(
+        status(&running.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
 }
 
 /// A path key reads escapes as route matches do: `/%6Cogin` is `/login`, and counts with it.

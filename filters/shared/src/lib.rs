@@ -13,6 +13,7 @@ pub mod foreign;
 pub mod handoff;
 pub mod headers;
 pub mod metrics;
+pub mod namespace;
 pub mod ports;
 pub mod protobuf;
 pub mod route;
@@ -33,6 +34,7 @@ pub use effects::{
 pub use filter::{FilterRoot, HttpFilter};
 pub use headers::{HeaderName, Headers};
 pub use metrics::{Counter, MetricRegistry};
+pub use namespace::Namespace;
 pub use ports::{Ctx, HashAlg, HostCrypto, NoHostCrypto, Properties, SharedStore, StoreError};
 pub use secret::Secret;
 

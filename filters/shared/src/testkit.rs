@@ -1,6 +1,6 @@
 //! Fakes of the ports and a small driver, so filter cores are tested the way the adapter runs them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -13,6 +13,26 @@ use crate::ports::{Ctx, NoHostCrypto, Properties, SharedStore, StoreError};
 #[derive(Default)]
 pub struct FakeStore {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    refuse_writes: Cell<bool>,
+}
+
+impl FakeStore {
+    /// Every key and value, by key.
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<(String, Vec<u8>)> = self
+            .entries
+            .borrow()
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// From now on, every write fails as a host that refuses it would.
+    pub fn fail_writes(&self, refuse: bool) {
+        self.refuse_writes.set(refuse);
+    }
 }
 
 impl SharedStore for FakeStore {
@@ -21,6 +41,9 @@ impl SharedStore for FakeStore {
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        if self.refuse_writes.get() {
+            return Err(StoreError::Failed);
+        }
         let mut entries = self.entries.borrow_mut();
         let current = entries.get(key).map(|(_, version)| *version);
         if cas.is_some() && cas != current {

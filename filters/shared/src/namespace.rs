@@ -1,0 +1,293 @@
+//! Shared-data namespaces that configs hand on to each other, so a config change leaks no keys.
+//!
+//! Shared data lives as long as the Envoy process, and proxy-wasm cannot delete a key (Envoy
+//! frees a value set to empty, never its key). Keys named after a config would stay behind on
+//! every config change. So a filter's configs take numbered namespaces from one registry key
+//! instead: a config renews its namespace while it runs (on start and on its ticks), and a new
+//! config takes over one that nobody renewed for [`LEASE_MS`]. The keys in use stay bounded by
+//! the configs alive at once, each at the largest size a config of that namespace used.
+//!
+//! A namespace changes hands with its data: what a filter stores in one must carry the owner's
+//! [`Namespace::tag`], and data under another tag must be read as absent.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use crate::ports::{SharedStore, StoreError};
+use crate::secret::Secret;
+
+/// How long a namespace nobody renews stays its config's. Configs renew every quarter of it, so
+/// only a config that is gone (or a host clock that jumped ahead) loses its namespace; a config
+/// that finds its namespace taken claims another.
+pub const LEASE_MS: u64 = 60_000;
+const RENEW_MS: u64 = LEASE_MS / 4;
+/// How often a filter with a namespace should tick to renew it: well within [`RENEW_MS`].
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// A registry entry: the owner's tag, when it last renewed (ms), how many keys it uses.
+const ENTRY: usize = 8 + 8 + 4;
+/// CAS attempts before giving up on a contended registry.
+const MAX_ATTEMPTS: usize = 16;
+
+/// One config's namespace among its filter's.
+#[derive(Debug)]
+pub struct Namespace {
+    filter: &'static str,
+    tag: [u8; 8],
+    keys: u32,
+    held: Cell<Option<u32>>,
+}
+
+impl Namespace {
+    /// The namespace of a config of `filter` that uses keys `0..keys`. `identity` tells configs
+    /// apart: those with the same identity (the same raw config) share one namespace and its data.
+    pub fn new(filter: &'static str, identity: &[u8], keys: u32) -> Self {
+        let digest = Secret::sha256_of(identity);
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        Self {
+            filter,
+            tag,
+            keys,
+            held: Cell::new(None),
+        }
+    }
+
+    /// What marks this config's data inside the namespace.
+    pub fn tag(&self) -> [u8; 8] {
+        self.tag
+    }
+
+    /// The shared-data name of key `n`, claiming a namespace first if none is held yet. `None`:
+    /// no namespace could be claimed (the host refused the registry write).
+    pub fn key(&self, store: &dyn SharedStore, now_ms: u64, n: u32) -> Option<String> {
+        let slot = match self.held.get() {
+            Some(slot) => slot,
+            None => self.claim(store, now_ms).ok()?,
+        };
+        Some(self.key_in(slot, n))
+    }
+
+    /// Takes or renews this config's namespace: the one it holds, else one nobody renewed for
+    /// [`LEASE_MS`], else a new one. Taking one over empties the keys its last owner used beyond
+    /// ours, so they hold no memory. Run it before traffic and then at least every
+    /// [`LEASE_MS`]` / 4`; between renewals it only reads the registry.
+    ///
+    /// The host has no create-if-absent: two configs creating the registry at the same moment
+    /// could both take namespace 0. Envoy configures plugins one at a time on its main thread,
+    /// before any worker, so that is never the case there.
+    pub fn claim(&self, store: &dyn SharedStore, now_ms: u64) -> Result<u32, StoreError> {
+        let registry = self.registry_key();
+        let mut last_error = StoreError::CasMismatch;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut table, cas) = match store.get(&registry) {
+                Some((bytes, cas)) => (bytes, Some(cas)),
+                None => (Vec::new(), None),
+            };
+            table.truncate(table.len() - table.len() % ENTRY);
+            let entries: Vec<Entry> = table.chunks_exact(ENTRY).filter_map(Entry::read).collect();
+            let (slot, freed) = match entries.iter().position(|e| e.owner == self.tag) {
+                Some(slot)
+                    if entries
+                        .get(slot)
+                        .is_some_and(|e| e.renewed_ms.abs_diff(now_ms) < RENEW_MS) =>
+                {
+                    self.held.set(Some(to_u32(slot)));
+                    return Ok(to_u32(slot));
+                }
+                Some(slot) => (slot, None),
+                None => {
+                    let stale = entries
+                        .iter()
+                        .position(|e| e.renewed_ms.saturating_add(LEASE_MS) < now_ms);
+                    let slot = stale.unwrap_or(entries.len());
+                    let freed = stale.and_then(|s| entries.get(s)).map(|e| self.keys..e.keys);
+                    (slot, freed)
+                }
+            };
+            let entry = Entry {
+                owner: self.tag,
+                renewed_ms: now_ms,
+                keys: self.keys,
+            };
+            entry.write(&mut table, slot);
+            match store.set(&registry, &table, cas) {
+                Ok(()) => {
+                    let slot = to_u32(slot);
+                    if self.held.replace(Some(slot)).is_some_and(|before| before != slot) {
+                        log::warn!("{}: shared-data namespace taken over; now {slot}", self.filter);
+                    }
+                    for n in freed.into_iter().flatten() {
+                        let _ = store.set(&self.key_in(slot, n), &[], None);
+                    }
+                    return Ok(slot);
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        log::warn!("{}: could not claim a shared-data namespace", self.filter);
+        Err(last_error)
+    }
+
+    fn registry_key(&self) -> String {
+        format!("apisec.{}.namespaces", self.filter)
+    }
+
+    fn key_in(&self, slot: u32, n: u32) -> String {
+        format!("apisec.{}.ns{slot}.{n}", self.filter)
+    }
+}
+
+struct Entry {
+    owner: [u8; 8],
+    renewed_ms: u64,
+    keys: u32,
+}
+
+impl Entry {
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let (owner, rest) = bytes.split_first_chunk::<8>()?;
+        let (renewed, rest) = rest.split_first_chunk::<8>()?;
+        let keys = rest.first_chunk::<4>()?;
+        Some(Self {
+            owner: *owner,
+            renewed_ms: u64::from_le_bytes(*renewed),
+            keys: u32::from_le_bytes(*keys),
+        })
+    }
+
+    fn write(&self, table: &mut Vec<u8>, slot: usize) {
+        let at = slot * ENTRY;
+        if table.len() < at + ENTRY {
+            table.resize(at + ENTRY, 0);
+        }
+        if let Some(place) = table.get_mut(at..at + ENTRY) {
+            let (owner, rest) = place.split_at_mut(8);
+            let (renewed, keys) = rest.split_at_mut(8);
+            owner.copy_from_slice(&self.owner);
+            renewed.copy_from_slice(&self.renewed_ms.to_le_bytes());
+            keys.copy_from_slice(&self.keys.to_le_bytes());
+        }
+    }
+}
+
+fn to_u32(slot: usize) -> u32 {
+    u32::try_from(slot).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::FakeStore;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn config(n: u32, keys: u32) -> Namespace {
+        Namespace::new("test", format!("config {n}").as_bytes(), keys)
+    }
+
+    /// Every key of every namespace the store holds.
+    fn keys(store: &FakeStore) -> Vec<String> {
+        store
+            .entries()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.contains(".ns"))
+            .collect()
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn configs_alive_at_once_get_namespaces_of_their_own_and_the_same_config_shares_one() {
+        let store = FakeStore::default();
+        let (a, b, a_again) = (config(1, 4), config(2, 4), config(1, 4));
+        assert_eq!(a.claim(&store, T0), Ok(0));
+        assert_eq!(b.claim(&store, T0), Ok(1));
+        assert_eq!(a_again.key(&store, T0, 3).as_deref(), Some("apisec.test.ns0.3"));
+        assert_ne!(a.tag(), b.tag());
+        assert_eq!(a.tag(), a_again.tag());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn config_changes_reuse_the_namespaces_of_configs_that_are_gone() {
+        let store = FakeStore::default();
+        let mut now = T0;
+        let live = config(0, 8);
+        live.claim(&store, now).unwrap();
+        for generation in 1..=50 {
+            let current = config(generation, 8);
+            current.claim(&store, now).unwrap();
+            for n in 0..8 {
+                let key = current.key(&store, now, n).unwrap();
+                store.set(&key, &[1; 16], None).unwrap();
+            }
+            // The old config goes; the live one renews on its ticks.
+            now += LEASE_MS + 1;
+            live.claim(&store, now).unwrap();
+        }
+        assert_eq!(
+            keys(&store),
+            (0..8).map(|n| format!("apisec.test.ns1.{n}")).collect::<Vec<_>>()
+        );
+        assert_eq!(live.held.get(), Some(0), "a renewed namespace is never taken over");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_namespace_is_taken_over_only_after_its_lease_and_its_surplus_keys_are_emptied() {
+        let store = FakeStore::default();
+        let old = config(1, 6);
+        old.claim(&store, T0).unwrap();
+        for n in 0..6 {
+            store.set(&old.key(&store, T0, n).unwrap(), &[7; 32], None).unwrap();
+        }
+        let new = config(2, 2);
+        assert_eq!(
+            new.claim(&store, T0 + LEASE_MS),
+            Ok(1),
+            "within the lease: a namespace of its own"
+        );
+        let newer = config(3, 2);
+        assert_eq!(newer.claim(&store, T0 + LEASE_MS + 1), Ok(0), "after it: the old one's");
+        let lengths: Vec<usize> = (0..6)
+            .map(|n| store.get(&format!("apisec.test.ns0.{n}")).unwrap().0.len())
+            .collect();
+        assert_eq!(
+            lengths,
+            vec![32, 32, 0, 0, 0, 0],
+            "data under the old tag stays; surplus keys are emptied"
+        );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_config_that_lost_its_namespace_claims_another() {
+        let store = FakeStore::default();
+        let slow = config(1, 1);
+        slow.claim(&store, T0).unwrap();
+        // A host clock that jumps ahead makes a live namespace look abandoned.
+        let other = config(2, 1);
+        assert_eq!(other.claim(&store, T0 + 2 * LEASE_MS), Ok(0));
+        assert_eq!(slow.claim(&store, T0 + 2 * LEASE_MS), Ok(1));
+        assert_eq!(slow.key(&store, T0, 0).as_deref(), Some("apisec.test.ns1.0"));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn renewals_write_only_every_quarter_lease() {
+        let store = FakeStore::default();
+        let a = config(1, 1);
+        a.claim(&store, T0).unwrap();
+        let version = |s: &FakeStore| s.get("apisec.test.namespaces").map(|(_, cas)| cas);
+        let before = version(&store);
+        a.claim(&store, T0 + RENEW_MS - 1).unwrap();
+        assert_eq!(version(&store), before);
+        a.claim(&store, T0 + RENEW_MS).unwrap();
+        assert_ne!(version(&store), before);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_refused_registry_write_leaves_no_namespace() {
+        let store = FakeStore::default();
+        store.fail_writes(true);
+        let a = config(1, 1);
+        assert_eq!(a.claim(&store, T0), Err(StoreError::Failed));
+        assert_eq!(a.key(&store, T0, 0), None);
+    }
+}
