@@ -53,8 +53,14 @@ fn count(statuses: &[u16], status: u16) -> usize {
 fn plugins_with_different_configs_keep_their_buckets_apart() {
     let gw = Gateway::start_with(|c| {
         c.concurrency(2)
-            .filter("rate_limit", json!({"limits": [local("global", 25, "hour", constant("api"))]}))
-            .filter("rate_limit", json!({"limits": [local("global", 10, "hour", constant("api"))]}))
+            .filter(
+                "rate_limit",
+                json!({"limits": [local("global", 25, "hour", constant("api"))]}),
+            )
+            .filter(
+                "rate_limit",
+                json!({"limits": [local("global", 10, "hour", constant("api"))]}),
+            )
     });
     let statuses = burst(&gw, 40, |_| Request::get("/orders"));
     assert_eq!(count(&statuses, 200), 10, "{statuses:?}");
