@@ -499,14 +499,7 @@ impl Auth {
         step.publish(OUTCOME_STATE, "allowed").count(root.counters.allowed)
     }
 
-    fn reject(
-        &mut self,
-        step: Step,
-        headers: &Headers,
-        rejections: Vec<(usize, Rejection)>,
-        ctx: &Ctx,
-        may_refetch: bool,
-    ) -> Step {
+    fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx, may_refetch: bool) -> Step {
         let root = Rc::clone(&self.root);
         let unknown_kid = rejections
             .iter()

@@ -23,6 +23,9 @@ fn per_client(requests: u32) -> Value {
     )
 }
 
+/// Where the local limits' buckets live in shared data.
+const BUCKETS: &str = "apisec.rate_limit.ns";
+
 fn configured(config: Value) -> Configured<RateLimit> {
     Configured::new(&config.to_string()).unwrap()
 }
@@ -709,22 +712,12 @@ fn bad_configs_are_refused_with_the_field_path() {
     }
 }
 
-/// The shared-data keys of the local limits' buckets.
-fn bucket_keys(host: &FakeHost) -> Vec<String> {
-    host.store
-        .entries()
-        .into_iter()
-        .map(|(key, _)| key)
-        .filter(|key| key.starts_with("apisec.rate_limit.ns"))
-        .collect()
-}
-
 #[wasm_bindgen_test(unsupported = test)]
 fn start_creates_every_bucket_set_before_traffic() {
     let filter = configured(json!({"limits": [per_client(5)], "max_keys": 64}));
     let host = FakeHost::default();
     shared::FilterRoot::on_start(&*filter.root, &host.ctx());
-    assert_eq!(bucket_keys(&host).len(), 16);
+    assert_eq!(host.store.keys_starting_with(BUCKETS).len(), 16);
 }
 
 /// Shared data outlives a config, and the host cannot delete a key: a config change must hand
@@ -753,7 +746,7 @@ fn config_changes_leave_no_shared_data_behind() {
         );
     }
     assert_eq!(
-        bucket_keys(&host).len(),
+        host.store.keys_starting_with(BUCKETS).len(),
         32,
         "the config kept running and the latest one"
     );

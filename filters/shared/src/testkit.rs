@@ -29,6 +29,19 @@ impl FakeStore {
         all
     }
 
+    /// The keys that start with `prefix`, sorted.
+    pub fn keys_starting_with(&self, prefix: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .entries
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// From now on, every write fails as a host that refuses it would.
     pub fn fail_writes(&self, refuse: bool) {
         self.refuse_writes.set(refuse);
