@@ -223,7 +223,7 @@ impl GatewayConfig {
         self
     }
 
-    /// The Envoy v3 bootstrap.
+    /// The Envoy v3 bootstrap, with the `gateway` listener among its static resources.
     ///
     /// Admin and the `gateway` listener bind `127.0.0.1:0`; routes, in
     /// order: `/direct/` answers 418 `direct` from Envoy itself, `/dead/`
@@ -233,14 +233,100 @@ impl GatewayConfig {
     /// # Panics
     /// If a filter's `.wasm` file does not exist.
     pub fn to_bootstrap(&self) -> Value {
+        let mut listener = json!({
+            "name": LISTENER_NAME,
+            "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        });
+        listener["filter_chains"] = json!([{ "filters": [self.http_connection_manager()] }]);
+        json!({
+            "admin": admin_address(),
+            "static_resources": {
+                "listeners": [listener],
+                "clusters": self.clusters(),
+            }
+        })
+    }
+
+    /// The Envoy v3 bootstrap with the `gateway` listener read from `lds_file`, which Envoy watches
+    /// (LDS from the file system): a control plane's listener updates, for tests of config changes.
+    /// The file holds [`GatewayConfig::lds_listeners`]; see there for the listener.
+    pub fn to_lds_bootstrap(&self, lds_file: &std::path::Path) -> Value {
+        let directory = lds_file.parent().unwrap_or(lds_file);
+        json!({
+            "admin": admin_address(),
+            // xDS needs a node identity, even from a file.
+            "node": { "id": "e2e-gateway", "cluster": "e2e" },
+            "dynamic_resources": {
+                "lds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {
+                        "path": lds_file.to_string_lossy(),
+                        "watched_directory": { "path": directory.to_string_lossy() },
+                    },
+                }
+            },
+            "static_resources": { "clusters": self.clusters() },
+        })
+    }
+
+    /// The LDS file's content at `generation`: the `gateway` listener as a discovery response.
+    ///
+    /// Besides the gateway's filter chain, the listener has one for [`GENERATION_PROBE_SOURCE`]
+    /// alone, without the wasm filters: Envoy answers its `GET /` with 200 and the generation. A
+    /// listener update reaches the workers after Envoy reports it accepted, so a test that must not
+    /// race it asks a worker which generation it runs before it sends anything else.
+    ///
+    /// # Panics
+    /// If a filter's `.wasm` file does not exist.
+    pub fn lds_listeners(&self, generation: u64) -> Value {
+        let probe_routes = json!({
+            "name": "generation_probe",
+            "virtual_hosts": [{
+                "name": "probe",
+                "domains": ["*"],
+                "routes": [{
+                    "match": { "prefix": "/" },
+                    "direct_response": { "status": 200, "body": { "inline_string": generation.to_string() } },
+                }],
+            }],
+        });
+        let probe = json!({
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "generation_probe",
+                "route_config": probe_routes,
+                "http_filters": [router()],
+            }
+        });
+        let mut gateway = self.http_connection_manager();
+        // The gateway's own chain changes with every generation too, as it would when a control
+        // plane pushes any change to it: Envoy rebuilds it, and its filters, from the new config.
+        gateway["typed_config"]["server_name"] = json!(format!("gateway-{generation}"));
+        json!({
+            "version_info": generation.to_string(),
+            "resources": [{
+                "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+                "name": LISTENER_NAME,
+                "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+                "filter_chains": [
+                    { "filters": [gateway] },
+                    {
+                        "filter_chain_match": {
+                            "source_prefix_ranges": [{ "address_prefix": GENERATION_PROBE_SOURCE.to_string(), "prefix_len": 32 }]
+                        },
+                        "filters": [probe],
+                    },
+                ],
+            }],
+        })
+    }
+
+    /// The HTTP connection manager of the `gateway` listener, with the filters.
+    fn http_connection_manager(&self) -> Value {
         let mut http_filters: Vec<Value> = self.native_filters.clone();
         http_filters.extend(self.filters.iter().map(WasmFilter::to_http_filter));
-        http_filters.push(json!({
-            "name": "envoy.filters.http.router",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-            }
-        }));
+        http_filters.push(router());
 
         let route_config = json!({
             "name": "gateway_routes",
@@ -289,7 +375,11 @@ impl GatewayConfig {
         if let Some(typed) = hcm["typed_config"].as_object_mut() {
             typed.extend(self.hcm_overrides.clone());
         }
+        hcm
+    }
 
+    /// `upstream`, `dead` and the extra clusters.
+    fn clusters(&self) -> Vec<Value> {
         let dead: SocketAddr = ([127, 0, 0, 1], 1).into();
         let mut upstream = static_cluster("upstream", self.upstream);
         if self.http1_trailers {
@@ -297,25 +387,28 @@ impl GatewayConfig {
         }
         let mut clusters = vec![upstream, static_cluster("dead", dead)];
         clusters.extend(self.extra_clusters.iter().cloned());
-
-        json!({
-            "admin": {
-                "address": {
-                    "socket_address": { "address": "127.0.0.1", "port_value": 0 }
-                }
-            },
-            "static_resources": {
-                "listeners": [{
-                    "name": "gateway",
-                    "address": {
-                        "socket_address": { "address": "127.0.0.1", "port_value": 0 }
-                    },
-                    "filter_chains": [{ "filters": [hcm] }]
-                }],
-                "clusters": clusters,
-            }
-        })
+        clusters
     }
+}
+
+/// The name of the listener the tests send to.
+pub const LISTENER_NAME: &str = "gateway";
+
+/// The client address whose connections reach the generation probe of an LDS listener
+/// ([`GatewayConfig::lds_listeners`]), not the gateway.
+pub const GENERATION_PROBE_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 255, 255, 254);
+
+fn admin_address() -> Value {
+    json!({ "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } })
+}
+
+fn router() -> Value {
+    json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! A real Envoy process running a given bootstrap.
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::config::{GatewayConfig, GENERATION_PROBE_SOURCE, LISTENER_NAME};
 use crate::http::{self, Request};
 use crate::paths::envoy_bin;
 
@@ -15,8 +17,10 @@ use crate::paths::envoy_bin;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long [`Envoy::start`] waits for Envoy to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Name of the listener whose address [`Envoy::listener`] reports.
-const LISTENER_NAME: &str = "gateway";
+/// How long [`Envoy::push_listener`] waits for Envoy to take or refuse an update.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(15);
+/// The listener file of an Envoy started by [`Envoy::start_lds`], in its directory.
+const LDS_FILE: &str = "lds.json";
 
 /// Envoy's counter of wasm VMs created (a VM that fails and is replaced adds one).
 pub const VMS_CREATED: &str = "wasm.envoy.wasm.runtime.v8.created";
@@ -28,6 +32,8 @@ pub struct Envoy {
     dir: TempDir,
     admin: SocketAddr,
     listener: SocketAddr,
+    /// The generation of the listener file of an Envoy started by [`Envoy::start_lds`]; else 0.
+    lds_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Envoy {
@@ -37,6 +43,7 @@ impl std::fmt::Debug for Envoy {
             .field("dir", &self.dir.path())
             .field("admin", &self.admin)
             .field("listener", &self.listener)
+            .field("lds_generation", &self.lds_generation)
             .finish()
     }
 }
@@ -119,7 +126,127 @@ impl Envoy {
         let text = serde_json::to_string_pretty(bootstrap).expect("serialise the bootstrap");
         fs::write(&config_path, text).expect("write envoy.json");
         let cwd = dir.path().to_path_buf();
-        Self::start_in(dir, &config_path, &cwd, concurrency)
+        Self::start_in(dir, &config_path, &cwd, &[], concurrency)
+    }
+
+    /// Like [`Envoy::start`] with `config`'s bootstrap, but the `gateway` listener comes from a
+    /// file Envoy watches, as from a control plane: [`Envoy::push_listener`] changes it while
+    /// Envoy runs. Envoy drains a replaced filter chain for `drain_secs` before it removes it.
+    ///
+    /// # Panics
+    /// As [`Envoy::start`].
+    pub fn start_lds(config: &GatewayConfig, drain_secs: u32) -> Result<Envoy, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-envoy-")
+            .tempdir()
+            .expect("create a temporary directory for Envoy");
+        let lds = dir.path().join("lds");
+        fs::create_dir(&lds).expect("create the listener directory");
+        write_atomically(&lds.join(LDS_FILE), &config.lds_listeners(1));
+        let config_path = dir.path().join("envoy.json");
+        let text = serde_json::to_string_pretty(&config.to_lds_bootstrap(&lds.join(LDS_FILE)))
+            .expect("serialise the bootstrap");
+        fs::write(&config_path, text).expect("write envoy.json");
+        let cwd = dir.path().to_path_buf();
+        let drain = drain_secs.to_string();
+        let envoy = Self::start_in(dir, &config_path, &cwd, &["--drain-time-s", &drain], config.concurrency)?;
+        envoy.lds_generation.store(1, Ordering::Relaxed);
+        Ok(envoy)
+    }
+
+    /// Replaces the `gateway` listener with `config`'s, as a control plane's update would, and
+    /// returns once every worker runs the new one. `Err`: Envoy refused the update (its log says
+    /// why, e.g. a filter that refused its config), and goes on with the listener it had.
+    ///
+    /// # Panics
+    /// If Envoy was not started by [`Envoy::start_lds`], or neither takes nor refuses the update
+    /// within 15 s.
+    pub fn push_listener(&self, config: &GatewayConfig) -> Result<(), String> {
+        let generation = match self.lds_generation.load(Ordering::Relaxed) {
+            0 => panic!("push_listener needs an Envoy started by Envoy::start_lds"),
+            current => current + 1,
+        };
+        let accepted_before = self.counter("listener_manager.lds.update_success");
+        let refused_before = self.counter("listener_manager.lds.update_rejected");
+        let log_before = self.log().len();
+        write_atomically(
+            &self.dir.path().join("lds").join(LDS_FILE),
+            &config.lds_listeners(generation),
+        );
+        let deadline = Instant::now() + PUSH_TIMEOUT;
+        loop {
+            if self.counter("listener_manager.lds.update_rejected") > refused_before {
+                let log = self.log();
+                return Err(log.get(log_before..).unwrap_or(&log).to_owned());
+            }
+            if self.counter("listener_manager.lds.update_success") > accepted_before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy neither took nor refused listener generation {generation} in {PUSH_TIMEOUT:?}. Envoy log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        self.lds_generation.store(generation, Ordering::Relaxed);
+        // Only the filter chains change, so Envoy updates the listener in place, on its socket.
+        let listeners = self.admin_get("/listeners?format=json");
+        let address = listener_address(&listeners, LISTENER_NAME).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(address, self.listener, "the pushed listener moved to another address");
+        // Envoy counts the update when its main thread has it; each worker takes it a moment later.
+        // A connection a worker accepts after it took the update gets the new filter chains.
+        self.wait_for_workers(config.concurrency, generation, deadline);
+        Ok(())
+    }
+
+    /// Asks the generation probe until each of the `workers` answered with `generation`. The
+    /// kernel spreads connections over the workers; which one answered shows in its connection
+    /// counter (nothing else connects while a listener is pushed).
+    fn wait_for_workers(&self, workers: u32, generation: u64, deadline: Instant) {
+        let source = IpAddr::V4(GENERATION_PROBE_SOURCE);
+        let want = generation.to_string();
+        let mut current = vec![false; workers as usize];
+        while current.contains(&false) {
+            let before = self.worker_connections(workers);
+            let answer = http::send_from(source, self.listener, &Request::get("/"));
+            let after = self.worker_connections(workers);
+            let answered = answer.as_ref().is_ok_and(|a| a.status == 200 && a.text() == want);
+            if answered {
+                for (worker, (b, a)) in before.iter().zip(&after).enumerate() {
+                    if a > b {
+                        current[worker] = true;
+                    }
+                }
+            }
+            if !current.contains(&false) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the workers did not all run listener generation {generation} within {PUSH_TIMEOUT:?} \
+                 (running it: {current:?}; last probe: {answer:?}). Envoy log:\n{}",
+                self.log()
+            );
+            if !answered {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
+    }
+
+    /// Connections each worker accepted on the `gateway` listener so far.
+    fn worker_connections(&self, workers: u32) -> Vec<u64> {
+        let stats = self.stats();
+        (0..workers)
+            .map(|worker| {
+                let name = format!("listener.127.0.0.1_0.worker_{worker}.downstream_cx_total: ");
+                stats
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&name))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
     }
 
     /// Runs Envoy on a config file of the project (e.g. `envoy/gateway.yaml`), from `cwd` so that
@@ -132,10 +259,16 @@ impl Envoy {
             .prefix("e2e-envoy-")
             .tempdir()
             .expect("create a temporary directory for Envoy");
-        Self::start_in(dir, config_path, cwd, concurrency)
+        Self::start_in(dir, config_path, cwd, &[], concurrency)
     }
 
-    fn start_in(dir: tempfile::TempDir, config_path: &Path, cwd: &Path, concurrency: u32) -> Result<Envoy, String> {
+    fn start_in(
+        dir: tempfile::TempDir,
+        config_path: &Path,
+        cwd: &Path,
+        extra_args: &[&str],
+        concurrency: u32,
+    ) -> Result<Envoy, String> {
         let bin = envoy_bin();
         let admin_path = dir.path().join("admin.txt");
         let stdout = fs::File::create(dir.path().join("stdout.txt")).expect("create stdout.txt");
@@ -162,6 +295,7 @@ impl Envoy {
             .arg("--file-flush-interval-msec")
             .arg("50")
             .arg("--disable-hot-restart")
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(log)
@@ -220,6 +354,7 @@ impl Envoy {
                 dir,
                 admin,
                 listener,
+                lds_generation: AtomicU64::new(0),
             }),
             Err(e) => {
                 let _ = child.kill();
@@ -398,6 +533,14 @@ impl Drop for Envoy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes `value` to `path` as JSON by a rename, so that a watcher never reads half of it.
+fn write_atomically(path: &Path, value: &serde_json::Value) {
+    let staged = path.with_extension("staged");
+    let text = serde_json::to_string_pretty(value).expect("serialise the listeners");
+    fs::write(&staged, text).unwrap_or_else(|e| panic!("write {}: {e}", staged.display()));
+    fs::rename(&staged, path).unwrap_or_else(|e| panic!("rename {} to {}: {e}", staged.display(), path.display()));
 }
 
 /// Writes `bootstrap` to a temporary `envoy.json` and [`validate`]s it.

@@ -96,6 +96,33 @@ impl Gateway {
         }
     }
 
+    /// Like [`Gateway::start_with`], but Envoy reads the `gateway` listener from a file it watches,
+    /// as from a control plane, so that [`Gateway::push`] can change the filters while it runs.
+    /// Envoy drains a replaced filter chain for `drain_secs` (its `--drain-time-s`), then removes
+    /// it, and with it the old filters' plugin contexts.
+    ///
+    /// # Panics
+    /// If Envoy does not start; the message includes Envoy's log.
+    pub fn start_lds(drain_secs: u32, cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> Gateway {
+        let echo = EchoUpstream::start();
+        let config = cfg(GatewayConfig::new(echo.addr()));
+        match Envoy::start_lds(&config, drain_secs) {
+            Ok(envoy) => Gateway { envoy, echo },
+            Err(log) => panic!("Envoy failed to start: {log}"),
+        }
+    }
+
+    /// Pushes a new `gateway` listener, configured by `cfg` from the defaults as in
+    /// [`Gateway::start_lds`], and returns once every worker runs it. `Err` holds what Envoy logged
+    /// when it refused the update; it then goes on with the listener it had.
+    ///
+    /// # Panics
+    /// If the gateway was not started by [`Gateway::start_lds`], or Envoy neither takes nor refuses
+    /// the update within 15 s.
+    pub fn push(&self, cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> Result<(), String> {
+        self.envoy.push_listener(&cfg(GatewayConfig::new(self.echo.addr())))
+    }
+
     /// Starts an echo upstream, then an Envoy configured by `cfg` in front of it.
     fn launch(cfg: impl FnOnce(GatewayConfig) -> GatewayConfig) -> (EchoUpstream, Result<Envoy, String>) {
         let echo = EchoUpstream::start();

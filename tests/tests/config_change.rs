@@ -1,0 +1,203 @@
+//! Config changes while Envoy runs, as a control plane pushes them: the `gateway` listener comes
+//! from a file Envoy watches (LDS), and each push replaces its filter chain. Envoy keeps a filter
+//! whose config the push leaves as it was (its plugin context lives on), starts a new plugin
+//! context for a changed config next to the old one, and ends the old one once its chain has
+//! drained. What a filter keeps in shared data, which outlives every plugin context, must follow
+//! the config: found again by the same config, never served to one it was not made for. A config
+//! a filter refuses is refused with the push, and the gateway goes on with the one it had.
+
+use harness::config::static_cluster;
+use harness::envoy::VMS_CREATED;
+use harness::oauth::{Client, INTROSPECT_PATH};
+use harness::{Gateway, GatewayConfig, OAuthServer, Request};
+use serde_json::{json, Value};
+
+/// How long Envoy drains a replaced filter chain before it removes it (and the old filters' plugin
+/// contexts with it).
+const DRAIN_SECS: u32 = 1;
+
+fn counter(gw: &Gateway, filter: &str, name: &str) -> u64 {
+    gw.envoy.counter(&format!("wasmcustom.apisec.{filter}.{name}"))
+}
+
+/// Waits until Envoy has removed every replaced filter chain: the old filters are gone.
+fn wait_for_drain(gw: &Gateway) {
+    gw.wait_until("the replaced filter chains to drain", || {
+        gw.envoy.counter("listener_manager.total_filter_chains_draining") == 0
+    });
+}
+
+/// Fails on any wasm VM failure. (Whether Envoy builds a new VM for the pushed plugin is up to
+/// Envoy: shared data belongs to the `vm_id`, so it outlives a VM.)
+fn assert_healthy_vms(gw: &Gateway, plugins: &[&str]) {
+    let plugins: Vec<String> = plugins.iter().map(|p| (*p).to_owned()).collect();
+    let failures = gw.envoy.vm_failures(&plugins, gw.envoy.counter(VMS_CREATED));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+fn statuses(gw: &Gateway, n: usize, request: impl Fn() -> Request) -> Vec<u16> {
+    (0..n).map(|_| gw.send(request()).status).collect()
+}
+
+fn rate_limit(requests: u32) -> Value {
+    json!({"limits": [{
+        "name": "per_client",
+        "descriptor": [{"key": "client", "source": {"type": "header", "header": "x-client"}}],
+        "enforce": {"type": "local", "requests": requests, "per": "hour"},
+    }]})
+}
+
+fn from(client: &str) -> Request {
+    Request::get("/orders").header("X-Client", client)
+}
+
+#[test]
+fn rate_limit_buckets_follow_the_config_across_pushes() {
+    let gw = Gateway::start_lds(DRAIN_SECS, |c| c.concurrency(2).filter("rate_limit", rate_limit(3)));
+    assert_eq!(statuses(&gw, 4, || from("alice")), [200, 200, 200, 429]);
+
+    // A push that changes the listener but not rate-limit's config: the filter goes on as it was.
+    gw.push(|c| c.filter("rate_limit", rate_limit(3))).expect("push");
+    wait_for_drain(&gw);
+    assert_eq!(gw.send(from("alice")).status, 429, "alice's spent bucket was kept");
+    assert_eq!(statuses(&gw, 4, || from("bob")), [200, 200, 200, 429]);
+
+    // A new limit: every client starts with a full bucket of its size, none inherits the old
+    // config's count, while the old config drains and after it is gone.
+    gw.push(|c| c.filter("rate_limit", rate_limit(5))).expect("push");
+    assert_eq!(statuses(&gw, 6, || from("alice")), [200, 200, 200, 200, 200, 429]);
+    wait_for_drain(&gw);
+    assert_eq!(statuses(&gw, 6, || from("bob")), [200, 200, 200, 200, 200, 429]);
+    assert_eq!(gw.send(from("alice")).status, 429);
+
+    // Back to the first config, in a new plugin context: its buckets are within their lease (a
+    // minute since a context of that config last renewed them), so alice's is found spent again.
+    gw.push(|c| c.filter("rate_limit", rate_limit(3))).expect("push");
+    assert_eq!(gw.send(from("alice")).status, 429);
+    assert_eq!(statuses(&gw, 4, || from("carol")), [200, 200, 200, 429]);
+    assert_healthy_vms(&gw, &["rate_limit"]);
+}
+
+#[test]
+fn a_refused_config_is_refused_with_the_push_and_the_gateway_keeps_the_one_it_had() {
+    let gw = Gateway::start_lds(DRAIN_SECS, |c| c.filter("rate_limit", rate_limit(2)));
+    assert_eq!(statuses(&gw, 3, || from("alice")), [200, 200, 429]);
+
+    let log = gw
+        .push(|c| c.filter("rate_limit", rate_limit(0)))
+        .expect_err("Envoy must refuse a listener whose rate-limit config is refused");
+    assert!(
+        log.contains("rate_limit: invalid configuration: limits[0].enforce.requests: must be at least 1"),
+        "{log}"
+    );
+    assert_eq!(gw.envoy.counter("listener_manager.lds.update_rejected"), 1);
+    assert_eq!(gw.send(from("alice")).status, 429, "the old config still limits");
+    assert_eq!(statuses(&gw, 3, || from("bob")), [200, 200, 429]);
+
+    gw.push(|c| c.filter("rate_limit", rate_limit(3)))
+        .expect("a good config after a bad one");
+    assert_eq!(statuses(&gw, 4, || from("alice")), [200, 200, 200, 429]);
+}
+
+const CLIENT_ID: &str = "gateway";
+const CLIENT_SECRET: &str = "gateway secret";
+
+fn phantom_token(oauth: &OAuthServer, audience: &str) -> Value {
+    json!({
+        "realm": "api",
+        "introspection": {
+            "cluster": "oauth", "path": INTROSPECT_PATH, "authority": "idp.test",
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "timeout_ms": 1000,
+            "response": {"type": "jwt"},
+        },
+        "jwt": {
+            "issuer": oauth.issuer(), "audiences": [audience],
+            "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks", "timeout_ms": 1000},
+        },
+    })
+}
+
+fn with_phantom_token(oauth: &OAuthServer, audience: &str) -> impl FnOnce(GatewayConfig) -> GatewayConfig {
+    let config = phantom_token(oauth, audience);
+    let oauth = oauth.addr();
+    move |c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", oauth))
+    }
+}
+
+fn bearer(token: &str) -> Request {
+    Request::get("/orders").header("Authorization", &format!("Bearer {token}"))
+}
+
+#[test]
+fn phantom_token_serves_its_cache_to_the_config_that_filled_it_only() {
+    let oauth = OAuthServer::start();
+    oauth.add_client(Client::new(CLIENT_ID, CLIENT_SECRET, ""));
+    let gw = Gateway::start_lds(DRAIN_SECS, with_phantom_token(&oauth, "api"));
+    gw.wait_until("the IdP's keys", || counter(&gw, "phantom_token", "jwks_fetch_ok") == 1);
+    let opaque = oauth.opaque_token(json!({"aud": "api"}));
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1);
+
+    // Another audience: the cached answer was verified for "api", so it must not be served here.
+    // The token is introspected again, and the IdP's JWT for it refused for its audience (an
+    // answer this gateway cannot use: 502).
+    gw.push(with_phantom_token(&oauth, "billing")).expect("push");
+    let refused = gw.send(bearer(&opaque));
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "bad_gateway");
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 2);
+    let billing = oauth.opaque_token(json!({"aud": "billing"}));
+    assert_eq!(gw.send(bearer(&billing)).status, 200);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 3);
+
+    // Back to the first config once the second is gone: a new plugin context of the config that
+    // verified the cached answer serves it, and does not serve the one cached for "billing".
+    wait_for_drain(&gw);
+    gw.push(with_phantom_token(&oauth, "api")).expect("push");
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 3, "served from the cache");
+    assert_eq!(gw.send(bearer(&billing)).status, 502);
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 4);
+    wait_for_drain(&gw);
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_healthy_vms(&gw, &["phantom_token"]);
+}
+
+fn jwt_auth(oauth: &OAuthServer, kid: &str) -> Value {
+    json!({
+        "providers": {"idp": {"issuer": oauth.issuer(), "audiences": ["api"],
+                              "jwks": {"type": "inline", "jwks": oauth.jwks_for(&[kid])}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}}],
+    })
+}
+
+#[test]
+fn jwt_auth_forgets_the_tokens_it_verified_when_its_keys_change() {
+    let oauth = OAuthServer::start();
+    let old_kid = oauth.default_kid();
+    let gw = Gateway::start_lds(DRAIN_SECS, |c| c.filter("jwt_auth", jwt_auth(&oauth, &old_kid)));
+    let token = oauth.token(json!({}));
+    let request = || Request::get("/orders").header("Authorization", &format!("Bearer {token}"));
+    assert_eq!(statuses(&gw, 2, request), [200, 200]);
+    assert_eq!(counter(&gw, "jwt_auth", "cache_hit"), 1);
+
+    // The old key is withdrawn: a token it signed is refused at once, not served from the cache.
+    gw.push(|c| c.filter("jwt_auth", jwt_auth(&oauth, "rsa-2")))
+        .expect("push");
+    let refused = gw.send(request());
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert_eq!(
+        refused.header("www-authenticate").map(|h| h.contains("invalid_token")),
+        Some(true)
+    );
+    oauth.set_default_kid("rsa-2");
+    let new_token = oauth.token(json!({}));
+    let accepted = gw.send(Request::get("/orders").header("Authorization", &format!("Bearer {new_token}")));
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    wait_for_drain(&gw);
+    assert_eq!(gw.send(request()).status, 401);
+    assert_healthy_vms(&gw, &["jwt_auth"]);
+}
