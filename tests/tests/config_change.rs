@@ -9,6 +9,7 @@
 use harness::config::static_cluster;
 use harness::envoy::VMS_CREATED;
 use harness::oauth::{Client, INTROSPECT_PATH};
+use harness::paths::wasm_path;
 use harness::{Gateway, GatewayConfig, OAuthServer, Request};
 use serde_json::{json, Value};
 
@@ -200,4 +201,64 @@ fn jwt_auth_forgets_the_tokens_it_verified_when_its_keys_change() {
     wait_for_drain(&gw);
     assert_eq!(gw.send(request()).status, 401);
     assert_healthy_vms(&gw, &["jwt_auth"]);
+}
+
+/// The bundle's `chain` plugin running `members` (`{"filter": ..., "config": ...}`), as a filter
+/// entry for the HTTP connection manager.
+fn chain(members: Value) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "chain",
+                "root_id": "chain",
+                "failure_policy": "FAIL_CLOSED",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json!({"filters": members}).to_string(),
+                },
+                "vm_config": {
+                    "vm_id": "apisec",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm_path("apisec_bundle").to_string_lossy()}},
+                },
+            },
+        },
+    })
+}
+
+fn scrub_and_limit(removed: &str, requests: u32) -> Value {
+    chain(json!([
+        {"filter": "header_scrub", "config": {"request": {"remove": [removed]}}},
+        {"filter": "rate_limit", "config": rate_limit(requests)},
+    ]))
+}
+
+#[test]
+fn a_chain_member_keeps_its_state_when_another_members_config_changes() {
+    let gw = Gateway::start_lds(DRAIN_SECS, |c| c.native_filter(scrub_and_limit("x-debug", 3)));
+    assert_eq!(statuses(&gw, 4, || from("alice")), [200, 200, 200, 429]);
+
+    // header-scrub's config changes, so Envoy starts a new chain plugin; its rate-limit member has
+    // the config it had, and finds alice's bucket spent, while the old plugin drains and after.
+    gw.push(|c| c.native_filter(scrub_and_limit("x-trace", 3)))
+        .expect("push");
+    assert_eq!(gw.send(from("alice")).status, 429);
+    let scrubbed = gw.send(from("bob").header("X-Debug", "1").header("X-Trace", "1"));
+    assert_eq!(scrubbed.status, 200);
+    let seen = gw.echo.last_request();
+    assert_eq!(
+        seen.header("x-debug").as_deref(),
+        Some("1"),
+        "the new header-scrub config runs"
+    );
+    assert_eq!(seen.header("x-trace"), None);
+    wait_for_drain(&gw);
+    assert_eq!(gw.send(from("alice")).status, 429);
+
+    gw.push(|c| c.native_filter(scrub_and_limit("x-trace", 5)))
+        .expect("push");
+    assert_eq!(statuses(&gw, 6, || from("alice")), [200, 200, 200, 200, 200, 429]);
+    assert_healthy_vms(&gw, &["chain"]);
 }
