@@ -6,9 +6,11 @@
 //! the config: found again by the same config, never served to one it was not made for. A config
 //! a filter refuses is refused with the push, and the gateway goes on with the one it had.
 
+use std::time::Duration;
+
 use harness::config::static_cluster;
 use harness::envoy::VMS_CREATED;
-use harness::oauth::{Client, INTROSPECT_PATH};
+use harness::oauth::{Client, Fault, INTROSPECT_PATH};
 use harness::paths::wasm_path;
 use harness::{Gateway, GatewayConfig, OAuthServer, Request};
 use serde_json::{json, Value};
@@ -201,6 +203,33 @@ fn jwt_auth_forgets_the_tokens_it_verified_when_its_keys_change() {
     wait_for_drain(&gw);
     assert_eq!(gw.send(request()).status, 401);
     assert_healthy_vms(&gw, &["jwt_auth"]);
+}
+
+/// A pushed config that fetches its keys from somewhere new has none at first: its first
+/// requests wait for them instead of failing while the keys are on their way.
+#[test]
+fn a_config_that_moves_the_keys_elsewhere_serves_its_first_requests() {
+    let oauth = OAuthServer::start();
+    let addr = oauth.addr();
+    let remote = |cluster: &str| {
+        json!({"providers": {"idp": {"issuer": oauth.issuer(), "audiences": ["api"],
+            "jwks": {"type": "remote", "cluster": cluster, "path": "/jwks", "timeout_ms": 5000}}}})
+    };
+    let gw = Gateway::start_lds(DRAIN_SECS, |c| {
+        c.filter("jwt_auth", remote("oauth"))
+            .extra_cluster(static_cluster("oauth", addr))
+            .extra_cluster(static_cluster("oauth_v2", addr))
+    });
+    gw.wait_until("the keys", || counter(&gw, "jwt_auth", "jwks_fetch_ok") == 1);
+    let token = oauth.token(json!({}));
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+
+    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    gw.push(|c| c.filter("jwt_auth", remote("oauth_v2"))).expect("push");
+    assert_eq!(counter(&gw, "jwt_auth", "jwks_fetch_ok"), 1, "the new keys take 2 s");
+    let response = gw.send(bearer(&token));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(counter(&gw, "jwt_auth", "jwks_fetch_ok"), 2);
 }
 
 /// The bundle's `chain` plugin running `members` (`{"filter": ..., "config": ...}`), as a filter

@@ -1,5 +1,7 @@
 //! jwt-auth through a real Envoy, with keys served by the test OAuth server.
 
+use std::time::Duration;
+
 use harness::config::static_cluster;
 use harness::oauth::{
     b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
@@ -431,6 +433,59 @@ fn keys_unavailable_at_start_is_503_then_recovers() {
     oauth.set_fault(Fault::None);
     wait_for_keys(&gw, 1);
     assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+/// Envoy takes traffic as soon as its listener is up, which is before the first key fetch has
+/// answered (and at every config push that names a new key source): a request that finds no
+/// keys yet waits for that fetch rather than failing.
+#[test]
+fn a_request_before_the_first_keys_waits_for_them() {
+    let oauth = OAuthServer::start();
+    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["timeout_ms"] = json!(5000);
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    assert_eq!(
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok"),
+        0,
+        "the first fetch takes 2 s"
+    );
+    let token = oauth.token(json!({}));
+    let response = gw.send(bearer(&token));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(gw.echo.request_count(), 1);
+}
+
+/// After failed fetches the periodic retry backs off for seconds; a request does not wait that
+/// out: it fetches the keys itself, and gets them as soon as the IdP answers again.
+#[test]
+fn the_first_request_after_an_idp_outage_fetches_the_keys_itself() {
+    let oauth = OAuthServer::start();
+    oauth.set_fault(Fault::Down);
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": remote_provider(&oauth)}}), 1);
+    gw.wait_until("a failed fetch", || {
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed") >= 1
+    });
+    oauth.set_fault(Fault::None);
+    let token = oauth.token(json!({}));
+    let response = gw.send(bearer(&token));
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok"), 1);
+}
+
+#[test]
+fn oidc_discovery_keys_are_fetched_by_the_first_request_too() {
+    let oauth = OAuthServer::start();
+    oauth.set_fault_at(
+        "/.well-known/openid-configuration",
+        Fault::Slow(Duration::from_millis(2000)),
+    );
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"] = json!({"type": "oidc", "cluster": "oauth", "timeout_ms": 5000});
+    let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok"), 0);
+    let response = gw.send(bearer(&oauth.token(json!({}))));
+    assert_eq!(response.status, 200, "{}", response.text());
 }
 
 #[test]

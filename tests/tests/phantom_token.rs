@@ -233,6 +233,27 @@ fn one_token_is_introspected_once_then_served_from_the_cache() {
     assert_upstream_got_jwt(&gw, &oauth, &opaque, &jwt);
 }
 
+/// Envoy takes traffic before the first key fetch answers: the first answers wait for the keys
+/// that verify them rather than failing.
+#[test]
+fn a_request_before_the_first_keys_waits_for_them() {
+    let oauth = oauth();
+    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    let mut config = config(&oauth, jwt_mode(), json!({}));
+    config["jwt"]["jwks"]["timeout_ms"] = json!(5000);
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    assert_eq!(counter(&gw, "jwks_fetch_ok"), 0, "the first fetch takes 2 s");
+    let opaque = oauth.opaque_token(json!({}));
+    let response = gw.send(bearer(&opaque));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let jwt = oauth.phantom_jwt(&opaque).expect("phantom JWT");
+    assert_upstream_got_jwt(&gw, &oauth, &opaque, &jwt);
+}
+
 #[test]
 fn concurrent_first_requests_wait_on_one_call_per_worker() {
     let oauth = oauth();

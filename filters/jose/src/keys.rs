@@ -2,7 +2,10 @@
 //!
 //! Remote keys are fetched by one worker at a time (a lease in shared data), stored in shared
 //! data for every worker, and parsed once per version by each. A failed fetch keeps the last
-//! good keys and retries with backoff; until keys were ever obtained, requests get 503.
+//! good keys and retries with backoff. A request that finds no key for its token (none yet, or
+//! none with its `kid`) fetches the keys itself, or waits on the fetch in flight on its worker;
+//! these request fetches are rate-limited, and when they find nothing the request gets 503 (no
+//! keys) or 401 (an unknown `kid` while the IdP answers).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,10 +19,10 @@ use crate::Jwks;
 
 /// Longest pause between retries of a failing fetch.
 const MAX_BACKOFF_MS: u64 = 30_000;
-/// A provider refetches for an unknown `kid` at most this often.
-const UNKNOWN_KID_REFETCH_MS: u64 = 10_000;
-/// Unknown-kid refetches whose request went away before the answer that give their rate-limit
-/// window back, per window of [`UNKNOWN_KID_REFETCH_MS`]. Beyond these, an abandoned refetch uses
+/// A provider refetches for a request at most this often.
+const REQUEST_REFETCH_MS: u64 = 10_000;
+/// Request refetches whose request went away before the answer that give their rate-limit
+/// window back, per window of [`REQUEST_REFETCH_MS`]. Beyond these, an abandoned refetch uses
 /// the window up as a completed one does, and the periodic fetch catches up on the next tick.
 const ABANDONED_REFETCH_BUDGET: u32 = 2;
 /// Longest discovered `issuer` quoted in a log line.
@@ -65,9 +68,9 @@ struct KeyState {
     in_flight: bool,
     next_attempt_ms: u64,
     failures: u32,
-    /// When the last unknown-kid refetch that counts against the rate limit started.
+    /// When the last request refetch that counts against the rate limit started.
     last_forced_ms: Option<u64>,
-    /// An unknown-kid refetch is in flight (rather than a periodic fetch).
+    /// A request refetch is in flight (rather than a periodic fetch).
     forced_in_flight: bool,
     /// `last_forced_ms` before the refetch in flight started: restored if it is abandoned.
     forced_before: Option<u64>,
@@ -106,11 +109,31 @@ pub struct FetchCounters {
     pub failed: Counter,
 }
 
-/// What a request with an unknown `kid` can do.
+/// What a request that found no key for its token can do.
 pub enum Refetch {
-    Started(HttpCall),
-    InFlight,
+    /// It leads a refetch: it sends this call, and hands the answer to
+    /// [`RemoteKeys::answer_refetch`].
+    Started(Fetch, HttpCall),
+    /// A fetch is in flight on this worker: the request waits for it to end. Once woken,
+    /// [`RemoteKeys::abandoned`] tells whether it ended or its leader went away.
+    InFlight(Ticket),
+    /// A refetch was made too recently: the request is decided with the keys at hand.
     RateLimited,
+}
+
+/// What a request waiting on a fetch knew when it started waiting.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    ended: u64,
+}
+
+/// What became of a request's refetch once its call was answered.
+pub enum Refetched {
+    /// The discovery document named the JWKS: this call fetches it, for the same request.
+    Next(Fetch, HttpCall),
+    /// The fetch is over, with keys or without: the counter to bump. The request wakes the
+    /// requests waiting on it.
+    Ended(Counter),
 }
 
 /// Why a fetch did not produce keys.
@@ -214,39 +237,43 @@ impl RemoteKeys {
         Some(self.start_fetch())
     }
 
-    /// A request met a `kid` it has no key for: refetch now, unless that happened recently.
-    pub fn refetch_for_unknown_kid(&self, now_ms: u64) -> Refetch {
+    /// A request found no key for its token: no keys yet (Envoy serves a listener before its
+    /// first fetch answers, and after a failed one the periodic retry backs off), or none with its
+    /// `kid` (a rotation). Refetch now, unless a fetch is in flight or a refetch happened recently.
+    pub fn refetch(&self, now_ms: u64) -> Refetch {
         {
             let state = self.state.borrow();
             if state.in_flight {
-                return Refetch::InFlight;
+                return Refetch::InFlight(Ticket { ended: state.ended });
             }
             if state
                 .last_forced_ms
-                .is_some_and(|at| now_ms < at.saturating_add(UNKNOWN_KID_REFETCH_MS))
+                .is_some_and(|at| now_ms < at.saturating_add(REQUEST_REFETCH_MS))
             {
                 return Refetch::RateLimited;
             }
-            // Keys never came (no discovery yet): the periodic fetch is on it.
-            if state.jwks_path.is_none() && self.discovery_path.is_some() {
-                return Refetch::RateLimited;
-            }
         }
-        let (_, call) = self.start_fetch();
+        let (fetch, call) = self.start_fetch();
         let mut state = self.state.borrow_mut();
         state.forced_before = state.last_forced_ms.replace(now_ms);
         state.forced_in_flight = true;
-        Refetch::Started(call)
+        Refetch::Started(fetch, call)
     }
 
-    /// The request that started an unknown-kid refetch went away before the answer (the host
+    /// Whether the fetch a request waited on ([`Refetch::InFlight`]) went away unanswered rather
+    /// than ended: the request may then refetch itself.
+    pub fn abandoned(&self, ticket: Ticket) -> bool {
+        self.state.borrow().ended == ticket.ended
+    }
+
+    /// The request that started a refetch went away before the answer (the host
     /// cancels its call, so the answer never comes). The refetch did not complete, so it gives
     /// its rate-limit window back: otherwise a client that sends a made-up `kid` and hangs up
     /// would keep a genuinely rotated key out for the whole window. Only
     /// [`ABANDONED_REFETCH_BUDGET`] abandoned refetches per window do (each may have reached the
     /// IdP), so that clients hanging up in a loop cannot make this worker fetch without bound;
     /// beyond that the window stays used up, and the periodic fetch, which no client can cancel,
-    /// is due at once instead. Nothing happens unless an unknown-kid refetch is in flight.
+    /// is due at once instead. Nothing happens unless a request refetch is in flight.
     pub fn abandon(&self) {
         let mut state = self.state.borrow_mut();
         if !state.forced_in_flight {
@@ -259,7 +286,7 @@ impl RemoteKeys {
         };
         let window_over = state
             .abandoned_since_ms
-            .is_none_or(|since| started >= since.saturating_add(UNKNOWN_KID_REFETCH_MS));
+            .is_none_or(|since| started >= since.saturating_add(REQUEST_REFETCH_MS));
         if window_over {
             state.abandoned_since_ms = Some(started);
             state.abandoned = 0;
@@ -269,7 +296,7 @@ impl RemoteKeys {
             state.last_forced_ms = state.forced_before;
         } else {
             log::warn!(
-                "{}: unknown-kid refetches keep being abandoned; the periodic fetch takes over",
+                "{}: key refetches keep being abandoned; the periodic fetch takes over",
                 self.label
             );
             state.catch_up = true;
@@ -306,13 +333,6 @@ impl RemoteKeys {
         }
     }
 
-    /// How many of this worker's fetches have ended, with keys or without; an abandoned refetch
-    /// never ends. A request that waited on a refetch and finds the count unchanged when woken was
-    /// woken by the refetch's abandonment, not its answer.
-    pub fn fetches_ended(&self) -> u64 {
-        self.state.borrow().ended
-    }
-
     /// The last fetch failed: the IdP cannot be asked right now, so an unknown `kid` may be a
     /// rotation this gateway cannot see yet rather than a bad token.
     pub fn failing(&self) -> bool {
@@ -342,11 +362,12 @@ impl RemoteKeys {
         step
     }
 
-    /// Takes the answer to a refetch a request made for an unknown `kid`; returns the counter to
-    /// bump (the request wakes its waiters itself).
-    pub fn answer_refetch(&self, outcome: CallOutcome, ctx: &Ctx, counters: FetchCounters) -> Counter {
-        let result = self.on_response(Fetch::Jwks, outcome, ctx.now_ms, ctx.store);
-        self.counted(result.map(|_| ()), Fetch::Jwks, counters)
+    /// Takes the answer to fetch `fetch` of a request's refetch ([`Refetch::Started`]).
+    pub fn answer_refetch(&self, fetch: Fetch, outcome: CallOutcome, ctx: &Ctx, counters: FetchCounters) -> Refetched {
+        match self.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
+            Ok(Some(next)) => Refetched::Next(Fetch::Jwks, next),
+            result => Refetched::Ended(self.counted(result.map(|_| ()), fetch, counters)),
+        }
     }
 
     fn counted(&self, result: Result<(), FetchError>, fetch: Fetch, counters: FetchCounters) -> Counter {
@@ -499,8 +520,8 @@ pub fn authority_of(url: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::testkit::FakeStore;
-    use shared::Headers;
+    use shared::testkit::{FakeHost, FakeStore};
+    use shared::{Headers, MetricRegistry};
     use wasm_bindgen_test::wasm_bindgen_test;
 
     const T0: u64 = 1_767_225_600_000;
@@ -546,6 +567,14 @@ mod tests {
     fn kids(keys: &RemoteKeys, store: &FakeStore) -> Vec<String> {
         let (jwks, _) = keys.current(store).expect("keys");
         jwks.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect()
+    }
+
+    fn counters() -> FetchCounters {
+        let mut metrics = MetricRegistry::new("test");
+        FetchCounters {
+            ok: metrics.counter("ok"),
+            failed: metrics.counter("failed"),
+        }
     }
 
     /// A provider with keys `kid`, fetched at `T0`.
@@ -825,11 +854,11 @@ mod tests {
         let store = FakeStore::default();
         let keys = loaded(&store, "k1");
         let t = T0 + 1000;
-        let Refetch::Started(call) = keys.refetch_for_unknown_kid(t) else {
+        let Refetch::Started(Fetch::Jwks, call) = keys.refetch(t) else {
             panic!("no refetch")
         };
         assert_eq!(path(&call), "/jwks");
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 1), Refetch::InFlight));
+        assert!(matches!(keys.refetch(t + 1), Refetch::InFlight(_)));
         assert!(
             keys.tick(T0 + REFRESH_MS, &store).is_none(),
             "no periodic fetch meanwhile"
@@ -839,12 +868,12 @@ mod tests {
             Ok(None)
         );
         assert_eq!(kids(&keys, &store), vec!["k2"]);
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 9_999), Refetch::RateLimited));
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_000), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t + 9_999), Refetch::RateLimited));
+        assert!(matches!(keys.refetch(t + 10_000), Refetch::Started(..)));
         // The request that started it went away: the fetch is no longer in flight, and as it
         // never completed, it does not use the rate limit up.
         keys.abandon();
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t + 10_001), Refetch::Started(..)));
         keys.abandon();
         assert!(keys.tick(t + 50 + REFRESH_MS, &store).is_some());
     }
@@ -856,9 +885,9 @@ mod tests {
         let store = FakeStore::default();
         let keys = loaded(&store, "k1");
         let t = T0 + 1000;
-        assert!(matches!(keys.refetch_for_unknown_kid(t), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t), Refetch::Started(..)));
         keys.abandon();
-        let Refetch::Started(call) = keys.refetch_for_unknown_kid(t + 1) else {
+        let Refetch::Started(Fetch::Jwks, call) = keys.refetch(t + 1) else {
             panic!("the abandoned refetch still counts against the rate limit")
         };
         assert_eq!(path(&call), "/jwks");
@@ -867,14 +896,9 @@ mod tests {
             Ok(None)
         );
         assert_eq!(kids(&keys, &store), vec!["k2"]);
-        assert_eq!(
-            keys.fetches_ended(),
-            2,
-            "the load and the second refetch; not the abandoned one"
-        );
         // A completed refetch does use the window up.
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 9_999), Refetch::RateLimited));
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_001), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t + 9_999), Refetch::RateLimited));
+        assert!(matches!(keys.refetch(t + 10_001), Refetch::Started(..)));
     }
 
     /// Clients that hang up in a loop: two abandoned refetches per 10 s give their window back;
@@ -887,14 +911,14 @@ mod tests {
         let t = T0 + 1000;
         let mut fetches = 0;
         for at in t..t + 10_000 {
-            if let Refetch::Started(_) = keys.refetch_for_unknown_kid(at) {
+            if let Refetch::Started(..) = keys.refetch(at) {
                 fetches += 1;
                 keys.abandon();
             }
             if keys.tick(at, &store).is_some() {
                 fetches += 1;
                 // While the periodic fetch is in flight, unknown kids wait for it.
-                assert!(matches!(keys.refetch_for_unknown_kid(at), Refetch::InFlight));
+                assert!(matches!(keys.refetch(at), Refetch::InFlight(_)));
                 assert_eq!(
                     keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), at + 10, &store),
                     Ok(None)
@@ -906,9 +930,9 @@ mod tests {
         // The catch-up done, the keys are fresh again: no periodic fetch until it is due.
         assert!(keys.tick(t + 10_001, &store).is_none());
         // The window over, the budget is back.
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_002), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t + 10_002), Refetch::Started(..)));
         keys.abandon();
-        assert!(matches!(keys.refetch_for_unknown_kid(t + 10_003), Refetch::Started(_)));
+        assert!(matches!(keys.refetch(t + 10_003), Refetch::Started(..)));
     }
 
     /// Only an unknown-kid refetch can be abandoned: a periodic fetch stays in flight.
@@ -919,20 +943,58 @@ mod tests {
         keys.abandon();
         assert!(keys.tick(T0 + REFRESH_MS, &store).is_some());
         keys.abandon();
-        assert!(matches!(
-            keys.refetch_for_unknown_kid(T0 + REFRESH_MS + 1),
-            Refetch::InFlight
-        ));
+        assert!(matches!(keys.refetch(T0 + REFRESH_MS + 1), Refetch::InFlight(_)));
         assert!(keys.tick(T0 + REFRESH_MS + 5_000, &store).is_none());
     }
 
+    /// A request that finds no keys yet fetches them: with OIDC, the discovery document first,
+    /// then the JWKS it names, for the same request.
     #[wasm_bindgen_test(unsupported = test)]
-    fn before_discovery_an_unknown_kid_leaves_it_to_the_periodic_fetch() {
-        let store = FakeStore::default();
+    fn a_request_without_keys_fetches_them_through_discovery() {
+        let host = FakeHost::default();
+        let (store, ctx) = (&host.store, host.ctx());
         let keys = RemoteKeys::new(spec(true));
-        assert!(matches!(keys.refetch_for_unknown_kid(T0), Refetch::RateLimited));
-        let (fetch, _) = keys.tick(T0, &store).unwrap();
-        assert_eq!(fetch, Fetch::Discovery);
+        let Refetch::Started(Fetch::Discovery, call) = keys.refetch(T0) else {
+            panic!("no discovery")
+        };
+        assert_eq!(path(&call), "/.well-known/openid-configuration");
+        assert!(keys.tick(T0, store).is_none(), "the periodic fetch waits for it");
+        let document = json!({"jwks_uri": "https://idp.example/keys"}).to_string();
+        let Refetched::Next(Fetch::Jwks, call) = keys.answer_refetch(Fetch::Discovery, ok(document), &ctx, counters())
+        else {
+            panic!("no JWKS fetch")
+        };
+        assert_eq!(path(&call), "/keys");
+        assert!(matches!(keys.refetch(T0 + 1), Refetch::InFlight(_)));
+        let Refetched::Ended(counter) = keys.answer_refetch(Fetch::Jwks, ok(jwks_body("k1")), &ctx, counters()) else {
+            panic!("not over")
+        };
+        assert_eq!(counter, counters().ok);
+        assert_eq!(kids(&keys, store), vec!["k1"]);
+    }
+
+    /// Requests waiting on a fetch learn whether it ended, or its leader went away unanswered.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_waiter_tells_an_ended_fetch_from_an_abandoned_one() {
+        let host = FakeHost::default();
+        let keys = RemoteKeys::new(spec(false));
+        assert!(matches!(keys.refetch(T0), Refetch::Started(..)));
+        let Refetch::InFlight(ticket) = keys.refetch(T0) else {
+            panic!("not in flight")
+        };
+        keys.abandon();
+        assert!(keys.abandoned(ticket));
+        assert!(
+            matches!(keys.refetch(T0 + 1), Refetch::Started(..)),
+            "the window is given back"
+        );
+        let Refetch::InFlight(ticket) = keys.refetch(T0 + 1) else {
+            panic!("not in flight")
+        };
+        let _ = keys.answer_refetch(Fetch::Jwks, CallOutcome::Failed, &host.ctx(), counters());
+        assert!(!keys.abandoned(ticket));
+        assert!(keys.failing());
+        assert!(matches!(keys.refetch(T0 + 2), Refetch::RateLimited));
     }
 
     #[wasm_bindgen_test(unsupported = test)]

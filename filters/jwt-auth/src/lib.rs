@@ -3,7 +3,8 @@
 //! as configured, to the upstream (headers).
 //!
 //! Remote keys are fetched in the background and shared across workers; a token whose `kid` is
-//! unknown triggers one rate-limited refetch that concurrent requests wait on. Verified tokens
+//! unknown, or that arrives before any keys, triggers one rate-limited refetch that concurrent
+//! requests wait on. Verified tokens
 //! are cached per worker by SHA-256 until `exp` or a key change.
 
 mod cache;
@@ -23,7 +24,7 @@ use shared::{
 use cache::TokenCache;
 pub use config::Config;
 use config::RequirementConfig;
-use jose::keys::{Fetch, FetchCounters, Refetch, RemoteKeys};
+use jose::keys::{Fetch, FetchCounters, Refetch, Refetched, RemoteKeys, Ticket};
 use jose::Rejection;
 use provider::{token_key, Provider, Verified};
 use shared::source::Found;
@@ -61,6 +62,7 @@ pub struct Counters {
     cache_miss: Counter,
     fetches: FetchCounters,
     kid_refetch: Counter,
+    missing_keys_refetch: Counter,
     verified_by_host: Counter,
     verified_in_wasm: Counter,
     denied: Vec<(&'static str, Counter)>,
@@ -79,6 +81,7 @@ impl Counters {
                 failed: metrics.counter("jwks_fetch_failed"),
             },
             kid_refetch: metrics.counter("kid_refetch"),
+            missing_keys_refetch: metrics.counter("missing_keys_refetch"),
             verified_by_host: metrics.counter("verified_by_host"),
             verified_in_wasm: metrics.counter("verified_in_wasm"),
             denied: REQUEST_DENIAL_REASONS
@@ -259,10 +262,10 @@ pub struct Auth {
     root: Rc<JwtAuth>,
     /// The request headers, kept while the request waits for keys.
     saved: Option<Headers>,
-    /// The provider whose keys this request is refetching.
-    leading: Option<usize>,
-    /// The provider whose refetch this request waits on, and how many of its fetches had ended.
-    waiting: Option<(usize, u64)>,
+    /// The provider whose keys this request is refetching, and the fetch in flight.
+    leading: Option<(usize, Fetch)>,
+    /// The provider whose fetch this request waits on.
+    waiting: Option<(usize, Ticket)>,
 }
 
 impl HttpFilter for Auth {
@@ -280,14 +283,24 @@ impl HttpFilter for Auth {
     }
 
     fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
-        let Some(provider) = self.leading.take() else {
+        let Some((provider, fetch)) = self.leading.take() else {
             return Step::proceed();
         };
         let root = Rc::clone(&self.root);
         // The keys first: the request then resumes with them.
-        let counter = root
+        let answer = root
             .remote(provider)
-            .map(|remote| remote.answer_refetch(outcome, ctx, root.counters.fetches));
+            .map(|remote| remote.answer_refetch(fetch, outcome, ctx, root.counters.fetches));
+        let counter = match answer {
+            Some(Refetched::Next(next, call)) => {
+                self.leading = Some((provider, next));
+                return Step::pause()
+                    .call(call)
+                    .notify_if_abandoned(vec![keys_signal(provider)]);
+            }
+            Some(Refetched::Ended(counter)) => Some(counter),
+            None => None,
+        };
         let mut step = self.resume(ctx, false);
         step.counters.extend(counter);
         step.notify(keys_signal(provider))
@@ -297,11 +310,10 @@ impl HttpFilter for Auth {
     /// request may lead a refetch itself (an abandoned refetch does not use up the rate limit);
     /// after an answer, a kid still unknown is refused.
     fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {
-        let abandoned = self.waiting.take().is_some_and(|(p, ended)| {
-            self.root
-                .remote(p)
-                .is_some_and(|remote| remote.fetches_ended() == ended)
-        });
+        let abandoned = self
+            .waiting
+            .take()
+            .is_some_and(|(p, ticket)| self.root.remote(p).is_some_and(|remote| remote.abandoned(ticket)));
         self.resume(ctx, abandoned)
     }
 }
@@ -312,7 +324,7 @@ impl Drop for Auth {
     /// good: no periodic refresh again on this worker, and every later unknown `kid` would wait on
     /// a signal nobody notifies.
     fn drop(&mut self) {
-        if let Some(remote) = self.leading.take().and_then(|p| self.root.remote(p)) {
+        if let Some(remote) = self.leading.take().and_then(|(p, _)| self.root.remote(p)) {
             remote.abandon();
         }
     }
@@ -501,28 +513,30 @@ impl Auth {
 
     fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx, may_refetch: bool) -> Step {
         let root = Rc::clone(&self.root);
-        let unknown_kid = rejections
-            .iter()
-            .find(|(_, r)| *r == Rejection::UnknownKid)
-            .map(|(p, _)| *p);
-        if let (Some(p), true) = (unknown_kid, may_refetch) {
+        // A provider the token may be from lacks its key: no keys yet, or none with its `kid`.
+        let lacking = rejections.iter().find_map(|(p, r)| match r {
+            Rejection::UnknownKid => Some((*p, root.counters.kid_refetch)),
+            Rejection::KeysUnavailable => Some((*p, root.counters.missing_keys_refetch)),
+            Rejection::Invalid(_) => None,
+        });
+        if let (Some((p, refetch_counter)), true) = (lacking, may_refetch) {
             if let Some(remote) = root.remote(p) {
                 // Another worker may have fetched the key already: take its version and try again.
                 if remote.sync(ctx.store) {
                     return self.evaluate(headers, ctx, may_refetch);
                 }
-                match remote.refetch_for_unknown_kid(ctx.now_ms) {
-                    Refetch::Started(call) => {
+                match remote.refetch(ctx.now_ms) {
+                    Refetch::Started(fetch, call) => {
                         self.saved = Some(headers.clone());
-                        self.leading = Some(p);
-                        let mut waiting = Step::pause().call(call).count(root.counters.kid_refetch);
+                        self.leading = Some((p, fetch));
+                        let mut waiting = Step::pause().call(call).count(refetch_counter);
                         waiting.header_edits = step.header_edits;
                         waiting.notify_if_abandoned = vec![keys_signal(p)];
                         return waiting;
                     }
-                    Refetch::InFlight => {
+                    Refetch::InFlight(ticket) => {
                         self.saved = Some(headers.clone());
-                        self.waiting = Some((p, remote.fetches_ended()));
+                        self.waiting = Some((p, ticket));
                         return Step::wait(keys_signal(p));
                     }
                     Refetch::RateLimited => {}

@@ -441,6 +441,7 @@ fn every_kind_of_provider_and_rule_configures() {
         "apisec.jwt_auth.jwks_fetch_ok",
         "apisec.jwt_auth.jwks_fetch_failed",
         "apisec.jwt_auth.kid_refetch",
+        "apisec.jwt_auth.missing_keys_refetch",
         "apisec.jwt_auth.denied_missing_token",
         "apisec.jwt_auth.denied_ambiguous_token",
         "apisec.jwt_auth.denied_keys_unavailable",
@@ -1323,33 +1324,80 @@ fn the_authority_is_configurable() {
     assert_eq!(header_of(&call, ":authority"), Some("keys.internal:8443"));
 }
 
+/// Envoy serves a listener before the first key fetch answers: a request that finds no keys
+/// fetches them itself (others wait on it), and is answered 503, never 401, if none come.
 #[wasm_bindgen_test(unsupported = test)]
-fn requests_before_any_keys_get_503_not_401() {
+fn a_request_before_any_keys_fetches_them_and_gets_503_if_none_come() {
     let config = configured(&remote_config());
     let mut host = FakeHost::default();
     let headers = get(&remote_token("k1", None));
-    let check = |host: &FakeHost| {
-        let step = run(&config, host, &headers);
-        let reply = step.local_reply().unwrap();
-        assert_eq!(reply.status, 503);
-        assert_eq!(reply.header("retry-after"), Some("2"));
-        assert_eq!(reply.header("www-authenticate"), None);
-        assert_eq!(names(&config, &step), vec!["denied_keys_unavailable"]);
-        assert_eq!(state(&step, OUTCOME_STATE), Some("keys_unavailable"));
-        assert!(step.calls.is_empty(), "requests never fetch keys that never came");
+    let mut leader = config.filter();
+    let step = leader.on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(names(&config, &step), vec!["missing_keys_refetch"]);
+    assert_eq!(header_of(&step.calls[0], ":path"), Some("/keys/jwks.json"));
+    let mut follower = config.filter();
+    let signal = match follower.on_request_headers(&headers, &host.ctx()).action {
+        Action::Wait(signal) => signal,
+        other => panic!("{other:?}"),
     };
-    check(&host);
-    // A failed first fetch changes nothing.
-    let (tag, _) = only_call(&tick(&config, &host));
-    let step = answer(&config, &host, tag, status(502));
-    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_failed"]);
-    check(&host);
+    assert!(tick(&config, &host).calls.is_empty(), "one fetch at a time");
+
+    host.now_ms += TIMEOUT_MS;
+    let step = leader.on_call_response(status(502), &host.ctx());
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert_eq!(
+        names(&config, &step),
+        vec!["denied_keys_unavailable", "jwks_fetch_failed"]
+    );
+    for step in [step, follower.on_wake(&signal, &host.ctx())] {
+        assert_keys_unavailable(&config, &step);
+        assert!(step.calls.is_empty());
+    }
+    // Within the rate limit, no request fetches again: 503 at once.
+    let step = run(&config, &host, &headers);
+    assert_keys_unavailable(&config, &step);
+    assert!(step.calls.is_empty(), "requests refetch at most every 10 s");
     // Still 401 for a request without a token: that needs no keys.
     assert_missing_token(&config, &run(&config, &host, &request("GET", "/orders", &[])));
     // Once the keys are there, the same request passes.
     host.now_ms += 2000;
     load_keys(&config, &host, &[ed_jwk(None, "k1")]);
     assert_allowed(&config, &run(&config, &host, &headers));
+}
+
+/// With OIDC, the request's fetch is the discovery document, then the JWKS it names.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_before_any_keys_discovers_them() {
+    let mut with_oidc = remote_config();
+    with_oidc["providers"]["idp"]["jwks"] = json!({"type": "oidc", "cluster": "idp_cluster"});
+    let config = configured(&with_oidc);
+    let host = FakeHost::default();
+    let headers = get(&remote_token("k1", None));
+    let mut leader = config.filter();
+    let step = leader.on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(
+        header_of(&step.calls[0], ":path"),
+        Some("/.well-known/openid-configuration")
+    );
+    let document = json!({"issuer": REMOTE_ISS, "jwks_uri": "https://idp.example/certs"});
+    let step = leader.on_call_response(ok(document.to_string().into_bytes()), &host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(header_of(&step.calls[0], ":path"), Some("/certs"));
+    assert!(step.local_reply().is_none() && step.notify.is_empty());
+    let step = leader.on_call_response(ok(jwks(&[ed_jwk(None, "k1")])), &host.ctx());
+    assert_allowed(&config, &step);
+    assert_eq!(step.notify.len(), 1);
+}
+
+/// A request's fetch of the keys it lacks fails: its last step. For the next 10 s, requests
+/// are decided without another.
+fn failed_refetch(config: &Configured<JwtAuth>, host: &FakeHost, headers: &Headers) -> Step {
+    let mut leader = config.filter();
+    let step = leader.on_request_headers(headers, &host.ctx());
+    assert_eq!(step.action, Action::Pause, "{step:?}");
+    leader.on_call_response(CallOutcome::Failed, &host.ctx())
 }
 
 fn assert_keys_unavailable(config: &Configured<JwtAuth>, step: &Step) {
@@ -1374,8 +1422,10 @@ fn an_outage_of_the_provider_a_token_names_is_503_whatever_the_other_providers_s
     config["providers"]["local"] = hmac_provider();
     let config = configured(&config);
     let mut host = FakeHost::default();
-    // `idp`'s keys never came; `local` refuses an EdDSA token.
-    let step = run(&config, &host, &get(&remote_token("k1", None)));
+    // `idp`'s keys never came, and a request's fetch of them failed; `local` refuses an EdDSA token.
+    let headers = get(&remote_token("k1", None));
+    assert_keys_unavailable(&config, &failed_refetch(&config, &host, &headers));
+    let step = run(&config, &host, &headers);
     assert_keys_unavailable(&config, &step);
     assert_eq!(names(&config, &step), vec!["cache_miss", "denied_keys_unavailable"]);
     // Tokens that name `local` are `local`'s to judge.
@@ -1391,6 +1441,7 @@ fn an_outage_of_the_provider_a_token_names_is_503_whatever_the_other_providers_s
     assert_invalid_token(&config, &run(&config, &host, &get(&stranger)), "wrong_issuer");
 
     // An unknown kid while the IdP cannot be asked: the same.
+    host.now_ms += 10_000;
     load_keys(&config, &host, &[ed_jwk(None, "k1")]);
     assert_allowed(&config, &run(&config, &host, &get(&remote_token("k1", None))));
     let rotated = get(&remote_token("k2", Some(2)));
@@ -1409,7 +1460,8 @@ fn before_any_keys_a_token_that_cannot_be_the_providers_is_refused_not_503() {
     let config = configured(&remote_config());
     let host = FakeHost::default();
     let token = |claims: Value| get(&ed_token(None, "k1", &claims));
-    assert_keys_unavailable(&config, &run(&config, &host, &token(remote_claims())));
+    let step = run(&config, &host, &token(remote_claims()));
+    assert_eq!(step.action, Action::Pause, "its own token fetches the keys");
     let cases = [
         (
             token(with(remote_claims(), json!({"iss": "https://idp.example/"}))),
@@ -1423,7 +1475,9 @@ fn before_any_keys_a_token_that_cannot_be_the_providers_is_refused_not_503() {
         (get("not.a-jwt"), "malformed"),
     ];
     for (headers, reason) in cases {
-        assert_invalid_token(&config, &run(&config, &host, &headers), reason);
+        let step = run(&config, &host, &headers);
+        assert_invalid_token(&config, &step, reason);
+        assert!(step.calls.is_empty(), "{reason}: a stranger's token fetches nothing");
     }
 }
 
@@ -1606,12 +1660,10 @@ fn keys_are_shared_only_with_plugins_that_fetch_them_from_the_same_place() {
         "its own fetch, no lease to wait for"
     );
     let step = run(&elsewhere, &host, &get(&token));
-    assert_eq!(
-        step.local_reply().map(|r| r.status),
-        Some(503),
-        "no keys of its own yet"
+    assert!(
+        matches!(step.action, Action::Wait(_)),
+        "no keys of its own yet: it waits for its fetch"
     );
-    assert_eq!(names(&elsewhere, &step), vec!["denied_keys_unavailable"]);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -1761,15 +1813,15 @@ fn oidc_discovers_the_jwks_uri_then_fetches_it() {
     );
     assert_eq!(header_of(&call, ":authority"), Some("login.example"));
     assert!(tick(&config, &host).calls.is_empty(), "JWKS fetch in flight");
-    assert_eq!(
-        run(&config, &host, &get(&oidc_token("k1")))
-            .local_reply()
-            .map(|r| r.status),
-        Some(503)
-    );
+    let mut waiting = config.filter();
+    let Action::Wait(signal) = waiting.on_request_headers(&get(&oidc_token("k1")), &host.ctx()).action else {
+        panic!("a request without keys does not wait for the fetch in flight")
+    };
 
     let step = answer(&config, &host, jwks_tag, ok(jwks(&[ed_jwk(None, "k1")])));
     assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+    assert_eq!(step.notify, vec![signal.clone()]);
+    assert_allowed(&config, &waiting.on_wake(&signal, &host.ctx()));
     assert_allowed(&config, &run(&config, &host, &get(&oidc_token("k1"))));
 
     // A refresh goes straight to the discovered JWKS.
@@ -1818,12 +1870,11 @@ fn a_bad_discovery_document_is_a_failed_fetch() {
             "{what}"
         );
         assert!(step.calls.is_empty(), "{what}");
+        let request = run(&config, &host, &get(&oidc_token("k1")));
         assert_eq!(
-            run(&config, &host, &get(&oidc_token("k1")))
-                .local_reply()
-                .map(|r| r.status),
-            Some(503),
-            "{what}"
+            request.calls.first().and_then(|call| header_of(call, ":path")),
+            Some("/realms/shop/.well-known/openid-configuration"),
+            "{what}: a request asks again"
         );
         host.now_ms += 1999;
         assert!(tick(&config, &host).calls.is_empty(), "{what}");

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use jose::keys::{Fetch, FetchCounters, Refetch, RemoteKeys};
+use jose::keys::{Fetch, FetchCounters, Refetch, Refetched, RemoteKeys, Ticket};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
 use shared::route::{path_refusal, RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
@@ -73,6 +73,7 @@ struct Counters {
     introspection_errors: Vec<(&'static str, Counter)>,
     fetches: FetchCounters,
     kid_refetch: Counter,
+    missing_keys_refetch: Counter,
     denied: Vec<(&'static str, Counter)>,
 }
 
@@ -100,6 +101,7 @@ impl Counters {
                 failed: metrics.counter("jwks_fetch_failed"),
             },
             kid_refetch: metrics.counter("kid_refetch"),
+            missing_keys_refetch: metrics.counter("missing_keys_refetch"),
             denied: named(metrics, "denied_", DENIAL_REASONS),
         }
     }
@@ -319,7 +321,8 @@ impl shared::FilterRoot for PhantomToken {
             token: None,
             key: None,
             leading: false,
-            refetching_keys: false,
+            refetching_keys: None,
+            waiting_for_keys: None,
             unverified: None,
         }
     }
@@ -371,8 +374,10 @@ pub struct Exchange {
     key: Option<[u8; 32]>,
     /// This request makes the introspection call others wait on.
     leading: bool,
-    /// Its outstanding call is a key refetch.
-    refetching_keys: bool,
+    /// Its outstanding call is this fetch of a key refetch.
+    refetching_keys: Option<Fetch>,
+    /// It waits on a key fetch another request or the root makes.
+    waiting_for_keys: Option<Ticket>,
     /// An answer waiting for the keys that verify it.
     unverified: Option<Reply>,
 }
@@ -456,11 +461,18 @@ impl HttpFilter for Exchange {
 
     fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
-        if self.refetching_keys {
-            self.refetching_keys = false;
-            let counter = root
+        if let Some(fetch) = self.refetching_keys.take() {
+            let answer = root
                 .remote()
-                .map(|remote| remote.answer_refetch(outcome, ctx, root.counters.fetches));
+                .map(|remote| remote.answer_refetch(fetch, outcome, ctx, root.counters.fetches));
+            let counter = match answer {
+                Some(Refetched::Next(next, call)) => {
+                    self.refetching_keys = Some(next);
+                    return Step::pause().call(call).notify_if_abandoned(self.abandon_signals(true));
+                }
+                Some(Refetched::Ended(counter)) => Some(counter),
+                None => None,
+            };
             let mut step = self.verify(ctx, false);
             step.counters.extend(counter);
             return step.notify(root.keys_signal());
@@ -476,7 +488,13 @@ impl HttpFilter for Exchange {
 
     fn on_wake(&mut self, signal: &str, ctx: &Ctx) -> Step {
         if signal == self.root.keys_signal() {
-            return self.verify(ctx, false);
+            // A leader that went away fetched nothing: this request may fetch the keys itself.
+            let abandoned = self
+                .waiting_for_keys
+                .take()
+                .zip(self.root.remote())
+                .is_some_and(|(ticket, remote)| remote.abandoned(ticket));
+            return self.verify(ctx, abandoned);
         }
         let Some(key) = self.key else {
             return Step::proceed();
@@ -507,7 +525,7 @@ impl Drop for Exchange {
                 }
             }
         }
-        if self.refetching_keys {
+        if self.refetching_keys.is_some() {
             if let Some(remote) = self.root.remote() {
                 remote.abandon();
             }
@@ -516,6 +534,14 @@ impl Drop for Exchange {
 }
 
 impl Exchange {
+    /// What to wake if this request goes away while it waits: the requests waiting on its
+    /// introspection (it still leads it: they must ask again), and on its key fetch if it makes one.
+    fn abandon_signals(&self, fetching_keys: bool) -> Vec<String> {
+        let flight = self.key.map(|key| self.root.flight_signal(&key));
+        let keys = fetching_keys.then(|| self.root.keys_signal());
+        flight.into_iter().chain(keys).collect()
+    }
+
     /// From the cache, from a flight in progress on this worker, or a new introspection.
     fn lookup(&mut self, step: Step, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
@@ -563,7 +589,8 @@ impl Exchange {
         let resolved = match root.verifier.resolve(&reply, ctx) {
             Ok(resolved) => resolved,
             Err(Unresolved::Failed(failure)) => return self.fail(failure),
-            Err(Unresolved::UnknownKid) => {
+            Err(lacking @ (Unresolved::UnknownKid | Unresolved::NoKeys)) => {
+                let no_keys = lacking == Unresolved::NoKeys;
                 let Some(remote) = root.remote() else {
                     return self.fail(Failure::InvalidJwt);
                 };
@@ -572,27 +599,31 @@ impl Exchange {
                     return self.verify(ctx, false);
                 }
                 if may_refetch {
-                    match remote.refetch_for_unknown_kid(ctx.now_ms) {
-                        Refetch::Started(call) => {
+                    match remote.refetch(ctx.now_ms) {
+                        Refetch::Started(fetch, call) => {
                             self.unverified = Some(reply);
-                            self.refetching_keys = true;
-                            let flight = self.key.map(|key| root.flight_signal(&key));
+                            self.refetching_keys = Some(fetch);
+                            let counter = if no_keys {
+                                root.counters.missing_keys_refetch
+                            } else {
+                                root.counters.kid_refetch
+                            };
                             return Step::pause()
                                 .call(call)
-                                .count(root.counters.kid_refetch)
-                                .notify_if_abandoned(flight.into_iter().chain([root.keys_signal()]).collect());
+                                .count(counter)
+                                .notify_if_abandoned(self.abandon_signals(true));
                         }
-                        Refetch::InFlight => {
+                        Refetch::InFlight(ticket) => {
                             self.unverified = Some(reply);
-                            // Leading still: if this request goes away, its followers must ask again.
-                            let flight = self.key.map(|key| root.flight_signal(&key));
-                            return Step::wait(root.keys_signal()).notify_if_abandoned(flight.into_iter().collect());
+                            self.waiting_for_keys = Some(ticket);
+                            return Step::wait(root.keys_signal()).notify_if_abandoned(self.abandon_signals(false));
                         }
                         Refetch::RateLimited => {}
                     }
                 }
-                // An unknown key while the IdP's keys cannot be fetched is an outage, not a bad answer.
-                let failure = if remote.failing() {
+                // No keys, or an unknown key while the IdP's keys cannot be fetched, is an outage,
+                // not a bad answer.
+                let failure = if no_keys || remote.failing() {
                     Failure::KeysUnavailable
                 } else {
                     Failure::InvalidJwt

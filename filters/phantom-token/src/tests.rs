@@ -734,11 +734,18 @@ fn jwks(keys: &[Value]) -> String {
 
 #[wasm_bindgen_test(unsupported = test)]
 fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
-    let gw = Gateway::new(&remote_config());
+    let mut gw = Gateway::new(&remote_config());
     assert!(gw.config.root.tick_period().is_some());
-    // No keys yet: an outage, not a bad answer.
-    let step = gw.exchange(OPAQUE, ok(&jwt(json!({}))));
+    // No keys yet: the request fetches them; without them, an outage, not a bad answer.
+    let (mut exchange, _) = gw.start(&bearer(OPAQUE));
+    let step = exchange.on_call_response(ok(&jwt(json!({}))), &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause);
+    assert_eq!(gw.names(&step), vec!["missing_keys_refetch"]);
+    let step = exchange.on_call_response(CallOutcome::Failed, &gw.host.ctx());
     assert_eq!(status(&step), Some(503));
+    // Requests fetch at most every 10 s: until then, 503 at once.
+    assert_eq!(status(&gw.exchange("t1", ok(&jwt(json!({}))))), Some(503));
+    gw.host.now_ms += 10_000;
     let tick = gw.config.root.on_tick(&gw.host.ctx());
     let (tag, call) = tick.calls[0].clone();
     assert_eq!(call.cluster, "idp");
@@ -748,6 +755,21 @@ fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
         .on_call_response(tag, ok(&jwks(&[jwk(1, "k1")])), &gw.host.ctx());
     assert_eq!(gw.config.counter_names(&loaded.counters), vec!["jwks_fetch_ok"]);
     assert_eq!(gw.exchange("t2", ok(&jwt(json!({})))).action, Action::Continue);
+
+    // A request that finds no keys while the root fetches them waits for that fetch.
+    let fresh = Gateway::new(&remote_config());
+    let (tag, _) = fresh.config.root.on_tick(&fresh.host.ctx()).calls[0].clone();
+    let (mut waiting, _) = fresh.start(&bearer(OPAQUE));
+    let step = waiting.on_call_response(ok(&jwt(json!({}))), &fresh.host.ctx());
+    let Action::Wait(signal) = step.action else {
+        panic!("{step:?}")
+    };
+    let loaded = fresh
+        .config
+        .root
+        .on_call_response(tag, ok(&jwks(&[jwk(1, "k1")])), &fresh.host.ctx());
+    assert_eq!(loaded.notify, vec![signal.clone()]);
+    assert_eq!(waiting.on_wake(&signal, &fresh.host.ctx()).action, Action::Continue);
 
     // The IdP rotated to k2: the request refetches and goes on.
     let rotated = signed(2, json!({"alg": "EdDSA", "kid": "k2"}), &access_claims());
@@ -761,6 +783,27 @@ fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
     // A kid nobody has: no second refetch within 10 s, a bad answer.
     let unknown = signed(3, json!({"alg": "EdDSA", "kid": "k3"}), &access_claims());
     assert_eq!(status(&gw.exchange("t4", ok(&unknown))), Some(502));
+}
+
+/// A request waiting on another's key fetch, whose client then hangs up, fetches the keys itself
+/// rather than failing: the fetch it waited on never ended.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_waiting_on_a_key_fetch_whose_client_hung_up_fetches_itself() {
+    let gw = Gateway::new(&remote_config());
+    let (mut leader, _) = gw.start(&bearer("t1"));
+    let step = leader.on_call_response(ok(&jwt(json!({}))), &gw.host.ctx());
+    assert_eq!(gw.names(&step), vec!["missing_keys_refetch"]);
+    let (mut follower, _) = gw.start(&bearer("t2"));
+    let Action::Wait(signal) = follower.on_call_response(ok(&jwt(json!({}))), &gw.host.ctx()).action else {
+        panic!("not waiting on the fetch in flight")
+    };
+    drop(leader);
+    let step = follower.on_wake(&signal, &gw.host.ctx());
+    assert_eq!(step.action, Action::Pause, "{step:?}");
+    assert_eq!(gw.names(&step), vec!["missing_keys_refetch"]);
+    let step = follower.on_call_response(ok(&jwks(&[jwk(1, "k1")])), &gw.host.ctx());
+    assert_eq!(step.action, Action::Continue);
+    assert!(step.notify.contains(&signal), "the keys' waiters wake");
 }
 
 /// Plugins in one VM (the bundle's, or two listeners with one `vm_id`) share shared data: a

@@ -44,6 +44,8 @@ pub enum Resolved {
 pub enum Unresolved {
     /// Signed with a key this worker does not have: refetching the keys may find it.
     UnknownKid,
+    /// This worker has no keys at all yet: fetching them may find the key.
+    NoKeys,
     Failed(Failure),
 }
 
@@ -129,10 +131,7 @@ impl Verifier {
             Unresolved::Failed(Failure::InvalidJwt)
         };
         let jwt = Jwt::decode(token.as_bytes(), self.max_jwt_bytes).map_err(invalid)?;
-        let (keys, _) = self
-            .keys
-            .current(ctx)
-            .ok_or(Unresolved::Failed(Failure::KeysUnavailable))?;
+        let (keys, _) = self.keys.current(ctx).ok_or(Unresolved::NoKeys)?;
         match self.keys.verify(&jwt, &keys, rules, ctx) {
             Ok(_) => Ok(jwt),
             Err(Rejection::UnknownKid) => Err(Unresolved::UnknownKid),
