@@ -147,8 +147,14 @@ validate: build $(ENVOY)
 	cargo test -p e2e --test configs
 
 .PHONY: e2e
-e2e: build $(ENVOY) oci-tools compose-tools
+e2e: build crash-test-wasm $(ENVOY) oci-tools compose-tools
 	cargo test -p e2e --tests
+
+# rate_limit with the `crash-test` feature, for the test of a filter that crashes (faults.rs); in a
+# target directory of its own, so that it never takes the place of the shipped module.
+.PHONY: crash-test-wasm
+crash-test-wasm: toolchain
+	cargo build --release --target wasm32-wasip1 -p rate-limit --features crash-test --target-dir target/crash-test
 
 .PHONY: lint
 lint: toolchain

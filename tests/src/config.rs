@@ -17,6 +17,8 @@ pub struct WasmFilter {
     pub name: String,
     /// The plugin configuration, handed to the filter as a JSON string.
     pub config: Value,
+    /// The module, if not `<name>.wasm` in [`wasm_dir`](crate::paths::wasm_dir).
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl WasmFilter {
@@ -25,6 +27,7 @@ impl WasmFilter {
         Self {
             name: name.to_owned(),
             config,
+            file: None,
         }
     }
 
@@ -34,7 +37,8 @@ impl WasmFilter {
     /// If the `.wasm` file does not exist (see [`wasm_path`]).
     pub fn to_http_filter(&self) -> Value {
         let name = &self.name;
-        let filename = wasm_path(name).to_string_lossy().into_owned();
+        let file = self.file.clone().unwrap_or_else(|| wasm_path(name));
+        let filename = file.to_string_lossy().into_owned();
         json!({
             "name": "envoy.filters.http.wasm",
             "typed_config": {
@@ -42,9 +46,10 @@ impl WasmFilter {
                 "config": {
                     "name": name,
                     "root_id": name,
-                    // A filter that fails to load or crashes must reject
-                    // traffic, never let it through unfiltered.
-                    "failure_policy": "FAIL_CLOSED",
+                    // A filter that fails to load must reject traffic, never
+                    // let it through unfiltered; one that crashes fails the
+                    // request closed and is reloaded for the next.
+                    "failure_policy": "FAIL_RELOAD",
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
                         "value": self.config.to_string(),
@@ -200,6 +205,15 @@ impl GatewayConfig {
     /// Appends a wasm filter to the chain.
     pub fn filter(mut self, name: &str, config: Value) -> Self {
         self.filters.push(WasmFilter::new(name, config));
+        self
+    }
+
+    /// Appends filter `name` loaded from `file` instead of the shipped module (a test build).
+    pub fn filter_from(mut self, name: &str, file: std::path::PathBuf, config: Value) -> Self {
+        self.filters.push(WasmFilter {
+            file: Some(file),
+            ..WasmFilter::new(name, config)
+        });
         self
     }
 

@@ -41,6 +41,24 @@ pub fn wasm_dir() -> PathBuf {
     }
 }
 
+/// rate_limit built with the `crash-test` feature (`make crash-test-wasm`): it traps its VM on a
+/// request carrying [`CRASH_TEST_HEADER`].
+///
+/// # Panics
+/// If the file does not exist.
+pub fn crash_test_wasm() -> PathBuf {
+    let path = workspace_root().join("target/crash-test/wasm32-wasip1/release/rate_limit.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make crash-test-wasm`",
+        path.display()
+    );
+    path
+}
+
+/// The request header on which a [`crash_test_wasm`] module crashes.
+pub const CRASH_TEST_HEADER: &str = "x-apisec-crash-test";
+
 /// The compiled filter `<filter>.wasm` in [`wasm_dir`].
 ///
 /// # Panics

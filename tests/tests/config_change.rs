@@ -242,7 +242,7 @@ fn chain(members: Value) -> Value {
             "config": {
                 "name": "chain",
                 "root_id": "chain",
-                "failure_policy": "FAIL_CLOSED",
+                "failure_policy": "FAIL_RELOAD",
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": json!({"filters": members}).to_string(),

@@ -331,3 +331,39 @@ fn a_bad_filter_config_pushed_at_runtime_is_rejected_and_the_old_one_keeps_servi
         has(&seen, "x-secret") && !has(&seen, "x-other")
     });
 }
+
+/// A filter whose VM crashes (a trap: a bug, or memory exhausted) under the shipped
+/// `failure_policy: FAIL_RELOAD`: the request that crashed it is refused (503), never passed on
+/// unfiltered, requests during Envoy's reload backoff (1 s) are refused too, and then a fresh VM
+/// serves again instead of the worker refusing everything until Envoy restarts. The reloaded
+/// filter finds what it keeps in shared data: a client that can crash it does not reset its rate
+/// limit that way.
+#[test]
+fn a_crashed_filter_fails_its_request_closed_and_is_reloaded_with_its_limits() {
+    use harness::paths::{crash_test_wasm, CRASH_TEST_HEADER};
+    let limits = json!({"limits": [{
+        "name": "per_client",
+        "descriptor": [{"key": "client", "source": {"type": "header", "header": "x-client"}}],
+        "enforce": {"type": "local", "requests": 3, "per": "hour"},
+    }]});
+    let gw = Gateway::start_with(|c| c.filter_from("rate_limit", crash_test_wasm(), limits));
+    let from = |client: &str| Request::get("/orders").header("x-client", client);
+    assert_eq!(gw.send(from("alice")).status, 200);
+    assert_eq!(gw.send(from("alice")).status, 200);
+
+    let crashed = gw.send(from("alice").header(CRASH_TEST_HEADER, "1"));
+    assert_eq!(crashed.status, 503, "{}", crashed.text());
+    assert_eq!(gw.echo.request_count(), 2, "nothing passed unfiltered");
+    gw.wait_until("a reloaded filter", || {
+        let status = gw.send(from("bob")).status;
+        assert!(matches!(status, 200 | 503), "{status} while the filter reloads");
+        status == 200
+    });
+    assert_eq!(gw.envoy.counter("wasm.rate_limit.vm_reload_success"), 1);
+    assert_eq!(gw.send(from("alice")).status, 200, "alice's third request of three");
+    assert_eq!(
+        gw.send(from("alice")).status,
+        429,
+        "the crash did not refill alice's bucket"
+    );
+}

@@ -62,8 +62,8 @@ impl Properties for Host {
 }
 
 /// Milliseconds since the Unix epoch by the host's clock. A host that will not say fails the VM
-/// (the SDK traps on the call's error), which `fail_open: false` turns into 503s: never a request
-/// checked against time 0, where no token would be expired.
+/// (the SDK traps on the call's error), which a failure policy that fails closed turns into 503s:
+/// never a request checked against time 0, where no token would be expired.
 pub fn now_ms() -> u64 {
     hostcalls::get_current_time()
         .ok()

@@ -309,6 +309,10 @@ impl Context for HttpAdapter {
 impl HttpContext for HttpAdapter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
         let headers = read_headers(MapType::HttpRequestHeaders);
+        #[cfg(feature = "crash-test")]
+        if headers.get("x-apisec-crash-test").is_some() {
+            std::process::abort();
+        }
         self.shell.run(Event::RequestHeaders(headers))
     }
 
