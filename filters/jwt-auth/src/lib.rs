@@ -222,6 +222,7 @@ impl shared::FilterRoot for JwtAuth {
             saved: None,
             leading: None,
             waiting: None,
+            refetched: Vec::new(),
         }
     }
 
@@ -266,6 +267,8 @@ pub struct Auth {
     leading: Option<(usize, Fetch)>,
     /// The provider whose fetch this request waits on.
     waiting: Option<(usize, Ticket)>,
+    /// Providers whose keys this request has fetched, or waited for: it asks once per provider.
+    refetched: Vec<usize>,
 }
 
 impl HttpFilter for Auth {
@@ -274,7 +277,7 @@ impl HttpFilter for Auth {
     }
 
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
-        self.evaluate(headers, ctx, true)
+        self.evaluate(headers, ctx)
     }
 
     /// An upstream that merged trailers into the headers would take a client's copies from them.
@@ -301,7 +304,8 @@ impl HttpFilter for Auth {
             Some(Refetched::Ended(counter)) => Some(counter),
             None => None,
         };
-        let mut step = self.resume(ctx, false);
+        self.refetched.push(provider);
+        let mut step = self.resume(ctx);
         step.counters.extend(counter);
         step.notify(keys_signal(provider))
     }
@@ -310,11 +314,12 @@ impl HttpFilter for Auth {
     /// request may lead a refetch itself (an abandoned refetch does not use up the rate limit);
     /// after an answer, a kid still unknown is refused.
     fn on_wake(&mut self, _signal: &str, ctx: &Ctx) -> Step {
-        let abandoned = self
-            .waiting
-            .take()
-            .is_some_and(|(p, ticket)| self.root.remote(p).is_some_and(|remote| remote.abandoned(ticket)));
-        self.resume(ctx, abandoned)
+        if let Some((p, ticket)) = self.waiting.take() {
+            if !self.root.remote(p).is_some_and(|remote| remote.abandoned(ticket)) {
+                self.refetched.push(p);
+            }
+        }
+        self.resume(ctx)
     }
 }
 
@@ -331,14 +336,14 @@ impl Drop for Auth {
 }
 
 impl Auth {
-    fn resume(&mut self, ctx: &Ctx, may_refetch: bool) -> Step {
+    fn resume(&mut self, ctx: &Ctx) -> Step {
         match self.saved.take() {
-            Some(headers) => self.evaluate(&headers, ctx, may_refetch),
+            Some(headers) => self.evaluate(&headers, ctx),
             None => Step::proceed(),
         }
     }
 
-    fn evaluate(&mut self, headers: &Headers, ctx: &Ctx, may_refetch: bool) -> Step {
+    fn evaluate(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
         // Whatever happens next, a client's copies of the headers this filter sets are gone.
         let mut step = Step::proceed().remove_present(headers, &root.output_headers);
@@ -404,7 +409,7 @@ impl Auth {
             for (p, token) in &found {
                 match self.check(*p, token, ctx, &mut step) {
                     Ok(v) => verified.push((*p, v)),
-                    Err(rejection) => return self.reject(step, headers, vec![(*p, rejection)], ctx, may_refetch),
+                    Err(rejection) => return self.reject(step, headers, vec![(*p, rejection)], ctx),
                 }
             }
             return self.allow(step, &verified, headers, &line);
@@ -418,7 +423,7 @@ impl Auth {
             let candidates: Vec<usize> = found.iter().filter(|(_, t)| t == token).map(|(p, _)| *p).collect();
             match self.check_any(&candidates, token, ctx, &mut step) {
                 Ok(v) => verified.push(v),
-                Err(rejections) => return self.reject(step, headers, rejections, ctx, may_refetch),
+                Err(rejections) => return self.reject(step, headers, rejections, ctx),
             }
         }
         self.allow(step, &verified, headers, &line)
@@ -511,19 +516,23 @@ impl Auth {
         step.publish(OUTCOME_STATE, "allowed").count(root.counters.allowed)
     }
 
-    fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx, may_refetch: bool) -> Step {
+    fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
-        // A provider the token may be from lacks its key: no keys yet, or none with its `kid`.
-        let lacking = rejections.iter().find_map(|(p, r)| match r {
-            Rejection::UnknownKid => Some((*p, root.counters.kid_refetch)),
-            Rejection::KeysUnavailable => Some((*p, root.counters.missing_keys_refetch)),
-            Rejection::Invalid(_) => None,
-        });
-        if let (Some((p, refetch_counter)), true) = (lacking, may_refetch) {
+        // A provider the token may be from lacks its key (no keys yet, or none with its `kid`),
+        // and this request has not asked it for its keys yet.
+        let lacking = rejections
+            .iter()
+            .filter(|(p, _)| !self.refetched.contains(p))
+            .find_map(|(p, r)| match r {
+                Rejection::UnknownKid => Some((*p, root.counters.kid_refetch)),
+                Rejection::KeysUnavailable => Some((*p, root.counters.missing_keys_refetch)),
+                Rejection::Invalid(_) => None,
+            });
+        if let Some((p, refetch_counter)) = lacking {
             if let Some(remote) = root.remote(p) {
                 // Another worker may have fetched the key already: take its version and try again.
                 if remote.sync(ctx.store) {
-                    return self.evaluate(headers, ctx, may_refetch);
+                    return self.evaluate(headers, ctx);
                 }
                 match remote.refetch(ctx.now_ms) {
                     Refetch::Started(fetch, call) => {

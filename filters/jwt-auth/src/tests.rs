@@ -1391,6 +1391,39 @@ fn a_request_before_any_keys_discovers_them() {
     assert_eq!(step.notify.len(), 1);
 }
 
+/// A request that needs the keys of two providers that have none yet fetches each in turn.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_fetches_the_keys_of_each_provider_it_needs() {
+    const PARTNER_ISS: &str = "https://partner.example";
+    let mut two = remote_config();
+    let mut partner = two["providers"]["idp"].clone();
+    partner["issuer"] = json!(PARTNER_ISS);
+    partner["jwks"]["cluster"] = json!("partner_cluster");
+    partner["from"] = json!([{"type": "header", "name": "x-partner-token"}]);
+    partner["claims_to_headers"] = json!([]);
+    two["providers"]["partner"] = partner;
+    two["rules"] = json!([{"match": {"prefix": "/"}, "requires": {"type": "all_of", "providers": ["idp", "partner"]}}]);
+    let config = configured(&two);
+    let host = FakeHost::default();
+    let partner_token = ed_token(Some(3), "p1", &with(claims(), json!({"iss": PARTNER_ISS})));
+    let headers = request(
+        "GET",
+        "/orders",
+        &[
+            ("authorization", &bearer(&remote_token("k1", None))),
+            ("x-partner-token", &partner_token),
+        ],
+    );
+    let mut request = config.filter();
+    let step = request.on_request_headers(&headers, &host.ctx());
+    assert_eq!(step.calls[0].cluster, "idp_cluster");
+    let step = request.on_call_response(ok(jwks(&[ed_jwk(None, "k1")])), &host.ctx());
+    assert_eq!(step.action, Action::Pause, "{:?}", step.local_reply());
+    assert_eq!(step.calls[0].cluster, "partner_cluster");
+    let step = request.on_call_response(ok(jwks(&[ed_jwk(Some(3), "p1")])), &host.ctx());
+    assert_allowed(&config, &step);
+}
+
 /// A request's fetch of the keys it lacks fails: its last step. For the next 10 s, requests
 /// are decided without another.
 fn failed_refetch(config: &Configured<JwtAuth>, host: &FakeHost, headers: &Headers) -> Step {
