@@ -935,9 +935,9 @@ mod tests {
         assert!(matches!(keys.refetch(t + 10_003), Refetch::Started(..)));
     }
 
-    /// Only an unknown-kid refetch can be abandoned: a periodic fetch stays in flight.
+    /// Only a request refetch can be abandoned: a periodic fetch stays in flight.
     #[wasm_bindgen_test(unsupported = test)]
-    fn abandon_without_an_unknown_kid_refetch_changes_nothing() {
+    fn abandon_without_a_request_refetch_changes_nothing() {
         let store = FakeStore::default();
         let keys = loaded(&store, "k1");
         keys.abandon();
