@@ -4,8 +4,7 @@
 //!
 //! Remote keys are fetched in the background and shared across workers; a token whose `kid` is
 //! unknown, or that arrives before any keys, triggers one rate-limited refetch that concurrent
-//! requests wait on. Verified tokens
-//! are cached per worker by SHA-256 until `exp` or a key change.
+//! requests wait on. Verified tokens are cached per worker by SHA-256 until `exp` or a key change.
 
 mod cache;
 mod config;
