@@ -57,6 +57,7 @@ help:
 	@echo "make wasm-unit the same core tests compiled to wasm32-unknown-unknown, run under node"
 	@echo "make validate  envoy --mode validate on every Envoy config under envoy/"
 	@echo "make e2e       end-to-end tests through a real Envoy"
+	@echo "make crash-test-wasm   rate_limit built to abort on a test header, into target/crash-test (make e2e needs it)"
 	@echo "make lint      rustfmt check and clippy on host and wasm32"
 	@echo "make fuzz      every cargo-fuzz target (tests/fuzz) for FUZZ_SECONDS (default 60) each; new coverage joins the corpus"
 	@echo "make fuzz-smoke    every fuzz target for FUZZ_SMOKE_SECONDS (default 8) each, as make test does"
