@@ -229,6 +229,11 @@ impl shared::FilterRoot for JwtAuth {
         self.providers.iter().any(|p| p.keys.remote().is_some()).then_some(TICK)
     }
 
+    /// The first fetch of remote keys goes out at configure, not at the first tick.
+    fn on_start(&self, ctx: &Ctx) -> RootStep {
+        self.on_tick(ctx)
+    }
+
     fn on_tick(&self, ctx: &Ctx) -> RootStep {
         let mut step = RootStep::default();
         for (i, provider) in self.providers.iter().enumerate() {

@@ -1281,6 +1281,20 @@ fn remote_token(kid: &str, seed: Option<u8>) -> String {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn the_first_jwks_fetch_goes_out_at_start_not_at_the_first_tick() {
+    let config = configured(&remote_config());
+    let host = FakeHost::default();
+    let (tag, call) = only_call(&config.root.on_start(&host.ctx()));
+    assert_eq!(header_of(&call, ":path"), Some("/keys/jwks.json"));
+    assert!(tick(&config, &host).calls.is_empty(), "in flight");
+    let step = answer(&config, &host, tag, ok(jwks(&[ed_jwk(None, "k1")])));
+    assert_eq!(config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+    assert!(tick(&config, &host).calls.is_empty(), "fresh");
+
+    assert!(configured(&hmac_config()).root.on_start(&host.ctx()).calls.is_empty());
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn a_tick_issues_one_jwks_fetch_and_none_while_it_is_in_flight() {
     let config = configured(&remote_config());
     assert_eq!(config.root.tick_period(), Some(Duration::from_millis(500)));

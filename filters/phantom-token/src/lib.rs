@@ -335,9 +335,9 @@ impl shared::FilterRoot for PhantomToken {
         }
     }
 
+    /// The first fetch of remote keys goes out at configure, not at the first tick.
     fn on_start(&self, ctx: &Ctx) -> RootStep {
-        self.cache.claim(ctx.store, ctx.now_ms);
-        RootStep::default()
+        self.on_tick(ctx)
     }
 
     fn on_tick(&self, ctx: &Ctx) -> RootStep {

@@ -756,9 +756,13 @@ fn keys_load_in_the_background_and_an_unknown_kid_refetches_them() {
     assert_eq!(gw.config.counter_names(&loaded.counters), vec!["jwks_fetch_ok"]);
     assert_eq!(gw.exchange("t2", ok(&jwt(json!({})))).action, Action::Continue);
 
-    // A request that finds no keys while the root fetches them waits for that fetch.
+    // The root fetches the keys from its start; a request that finds none meanwhile waits.
     let fresh = Gateway::new(&remote_config());
-    let (tag, _) = fresh.config.root.on_tick(&fresh.host.ctx()).calls[0].clone();
+    let (tag, _) = fresh.config.root.on_start(&fresh.host.ctx()).calls[0].clone();
+    assert!(
+        fresh.config.root.on_tick(&fresh.host.ctx()).calls.is_empty(),
+        "in flight"
+    );
     let (mut waiting, _) = fresh.start(&bearer(OPAQUE));
     let step = waiting.on_call_response(ok(&jwt(json!({}))), &fresh.host.ctx());
     let Action::Wait(signal) = step.action else {
