@@ -164,6 +164,22 @@ impl Buckets {
         }
     }
 
+    /// What [`Buckets::take`] would say now, without taking anything: a request checks every
+    /// bucket before it takes from any, so one that a limit refuses costs the others nothing.
+    pub fn check(
+        &self,
+        store: &dyn SharedStore,
+        key: &BucketKey,
+        cost: u32,
+        now_ms: u64,
+    ) -> Result<Verdict, StoreError> {
+        let name = self.set_name(store, now_ms, key.set)?;
+        let (mut set, _) = self.read_set(store, &name);
+        let (now, _) = self.follow_clock(&mut set, now_ms);
+        let tat = slot_of(&set, &key.fingerprint).map_or(0, |slot| read_tat(&set, slot));
+        Ok(self.gcra(tat, cost, now).0)
+    }
+
     /// Takes `cost` tokens from the bucket if it has them. A refusal leaves the set as it was,
     /// unless the clock stepped back: then the set's moving back is stored all the same.
     pub fn take(
@@ -174,14 +190,8 @@ impl Buckets {
         now_ms: u64,
     ) -> Result<Verdict, StoreError> {
         let name = self.set_name(store, now_ms, key.set)?;
-        let tag = self.namespace.tag();
         for _ in 0..MAX_ATTEMPTS {
-            let (mut set, cas) = match store.get(&name) {
-                Some((bytes, cas)) if bytes.len() == SET && bytes.get(TAG) == Some(&tag[..]) => (bytes, Some(cas)),
-                // Missing (a host that skipped the start hook), or another config's: start afresh.
-                Some((_, cas)) => (self.fresh_set(), Some(cas)),
-                None => (self.fresh_set(), None),
-            };
+            let (mut set, cas) = self.read_set(store, &name);
             let (now, stepped_back) = self.follow_clock(&mut set, now_ms);
             let (slot, tat) = match slot_of(&set, &key.fingerprint) {
                 Some(slot) => (slot, read_tat(&set, slot)),
@@ -201,6 +211,50 @@ impl Buckets {
             }
         }
         Err(StoreError::CasMismatch)
+    }
+
+    /// Undoes a [`Buckets::take`] of `cost` tokens that allowed a request after all refused
+    /// elsewhere. GCRA is linear, so this leaves the bucket as if the request had never come; a
+    /// bucket evicted since has nothing to give back to.
+    pub fn give_back(
+        &self,
+        store: &dyn SharedStore,
+        key: &BucketKey,
+        cost: u32,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let name = self.set_name(store, now_ms, key.set)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut set, cas) = self.read_set(store, &name);
+            self.follow_clock(&mut set, now_ms);
+            let Some(slot) = slot_of(&set, &key.fingerprint) else {
+                return Ok(());
+            };
+            let tat = read_tat(&set, slot).saturating_sub(u128::from(cost) * self.unit());
+            write_tat(&mut set, slot, tat);
+            match store.set(&name, &set, cas) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Failed) => return Err(StoreError::Failed),
+            }
+        }
+        Err(StoreError::CasMismatch)
+    }
+
+    /// One token, in the scaled time of TATs.
+    fn unit(&self) -> u128 {
+        u128::from(self.rate.per.seconds()) * 1000
+    }
+
+    /// A set as stored, with its CAS version; missing (a host that skipped the start hook) or
+    /// another config's reads as a fresh one.
+    fn read_set(&self, store: &dyn SharedStore, name: &str) -> (Vec<u8>, Option<u32>) {
+        let tag = self.namespace.tag();
+        match store.get(name) {
+            Some((bytes, cas)) if bytes.len() == SET && bytes.get(TAG) == Some(&tag[..]) => (bytes, Some(cas)),
+            Some((_, cas)) => (self.fresh_set(), Some(cas)),
+            None => (self.fresh_set(), None),
+        }
     }
 
     /// The time the set's buckets are at for a reading of `now_ms`, recorded in `set`, and
@@ -228,7 +282,7 @@ impl Buckets {
     /// The GCRA step, in time scaled by `requests` so one token is exactly `unit_ms`.
     fn gcra(&self, tat: u128, cost: u32, now_ms: u64) -> (Verdict, u128) {
         let requests = u128::from(self.rate.requests);
-        let unit = u128::from(self.rate.per.seconds()) * 1000;
+        let unit = self.unit();
         let now = u128::from(now_ms) * requests;
         let capacity = u128::from(self.rate.burst) * unit;
         let tat = tat.max(now);

@@ -228,6 +228,9 @@ struct Tally {
     refused_by: Vec<String>,
     /// The service said OVER_LIMIT (possibly without saying which descriptor).
     refused: bool,
+    /// The local buckets the request took tokens from (limit index, bucket): given back if it
+    /// does not pass.
+    taken: Vec<(usize, bucket::BucketKey)>,
     retry_after_secs: u64,
     counters: Vec<Counter>,
     /// The service's response headers that are allow-listed.
@@ -272,13 +275,23 @@ impl HttpFilter for RateLimitFilter {
                 continue;
             };
             let key = buckets.key(&descriptor, &from_fallback);
-            let verdict = match buckets.take(ctx.store, &key, limit.cost, ctx.now_ms) {
+            // Once a limit refuses, the others are only asked what they would say.
+            let taking = !tally.refused;
+            let verdict = if taking {
+                buckets.take(ctx.store, &key, limit.cost, ctx.now_ms)
+            } else {
+                buckets.check(ctx.store, &key, limit.cost, ctx.now_ms)
+            };
+            let verdict = match verdict {
                 Ok(verdict) => verdict,
                 Err(error) => {
                     log::error!("rate_limit: limit {}: shared data update failed: {error:?}", limit.name);
-                    return self.conclude(tally, Some(Failure::LocalStore));
+                    return self.conclude(tally, Some(Failure::LocalStore), ctx);
                 }
             };
+            if taking && verdict.allowed {
+                tally.taken.push((index, key));
+            }
             // The bucket is the quota: `burst` requests, refilled in `refill_secs` (the limit's
             // rate), so the limit shown is never below the remaining count.
             tally.quotas.push(Quota {
@@ -303,20 +316,20 @@ impl HttpFilter for RateLimitFilter {
                 self.pending = Some(tally);
                 step
             }
-            _ => self.conclude(tally, None),
+            _ => self.conclude(tally, None, ctx),
         }
     }
 
-    fn on_grpc_response(&mut self, outcome: GrpcOutcome, _ctx: &Ctx) -> Step {
+    fn on_grpc_response(&mut self, outcome: GrpcOutcome, ctx: &Ctx) -> Step {
         let answer = if outcome.status == GrpcOutcome::OK {
             rls::decode_grpc(&outcome.message).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
         } else {
             Err(format!("gRPC status {}", outcome.status))
         };
-        self.answered(answer)
+        self.answered(answer, ctx)
     }
 
-    fn on_call_response(&mut self, outcome: CallOutcome, _ctx: &Ctx) -> Step {
+    fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
         let answer = match outcome {
             // The HTTP form answers 429 for OVER_LIMIT; the body says which descriptors.
             CallOutcome::Response {
@@ -330,7 +343,7 @@ impl HttpFilter for RateLimitFilter {
             CallOutcome::Response { status, .. } => Err(format!("HTTP status {status}")),
             CallOutcome::Failed => Err("unreachable or timed out".to_owned()),
         };
-        self.answered(answer)
+        self.answered(answer, ctx)
     }
 
     fn on_response_headers(&mut self, _headers: &Headers, _ctx: &Ctx) -> Step {
@@ -344,13 +357,13 @@ impl HttpFilter for RateLimitFilter {
 
 impl RateLimitFilter {
     /// Folds the service's answer into what the local limits said, and decides.
-    fn answered(&mut self, answer: Result<Answer, String>) -> Step {
+    fn answered(&mut self, answer: Result<Answer, String>, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
         let mut tally = self.pending.take().unwrap_or_default();
         let answer = match answer {
             Ok(answer) if answer.overall != Code::Unknown => answer,
-            Ok(_) => return self.service_failed(tally, "the service answered UNKNOWN"),
-            Err(why) => return self.service_failed(tally, &why),
+            Ok(_) => return self.service_failed(tally, "the service answered UNKNOWN", ctx),
+            Err(why) => return self.service_failed(tally, &why, ctx),
         };
         if let Some(service) = &root.service {
             tally.extra_headers = service.allowed_headers(&answer);
@@ -393,18 +406,45 @@ impl RateLimitFilter {
             }
         }
         tally.refused |= over_limit;
-        self.conclude(tally, None)
+        self.conclude(tally, None, ctx)
     }
 
-    fn service_failed(&mut self, tally: Tally, why: &str) -> Step {
+    fn service_failed(&mut self, tally: Tally, why: &str, ctx: &Ctx) -> Step {
         log::warn!("rate_limit: rate-limit service failed: {why}");
-        self.conclude(tally, Some(Failure::Service))
+        self.conclude(tally, Some(Failure::Service), ctx)
+    }
+
+    /// Gives the tokens of a request that does not pass back to the local buckets it took them
+    /// from: a request refused by one limit (or by the service) costs the others nothing, so a
+    /// client over its own limit cannot drain a limit it shares with others. Best effort: a bucket
+    /// that cannot be updated keeps the tokens, erring on the strict side.
+    fn give_back(&self, tally: &mut Tally, ctx: &Ctx) {
+        for (index, key) in std::mem::take(&mut tally.taken) {
+            let Some(compiled) = self.root.limits.get(index) else {
+                continue;
+            };
+            let Some(buckets) = &compiled.buckets else { continue };
+            let limit = &compiled.limit;
+            if let Err(error) = buckets.give_back(ctx.store, &key, limit.cost, ctx.now_ms) {
+                log::warn!("rate_limit: limit {}: tokens not given back: {error:?}", limit.name);
+            }
+        }
     }
 
     /// The decision: 503 for a failed dependency (unless allowed), 429 over a limit (unless
     /// shadowed), else the request passes.
-    fn conclude(&mut self, tally: Tally, failure: Option<Failure>) -> Step {
+    fn conclude(&mut self, mut tally: Tally, failure: Option<Failure>, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
+        let service_failure_refuses =
+            root.service.as_ref().map_or(FailureMode::Deny, |s| s.failure_mode) == FailureMode::Deny && !root.shadow;
+        let failure_refuses = match &failure {
+            None => false,
+            Some(Failure::Service) => service_failure_refuses,
+            Some(Failure::LocalStore) => true,
+        };
+        if tally.refused || failure_refuses {
+            self.give_back(&mut tally, ctx);
+        }
         let counters = &root.counters;
         let mut step = Step::proceed();
         step.counters = tally.counters;
@@ -422,8 +462,7 @@ impl RateLimitFilter {
             }
             Some(Failure::Service) => {
                 step = step.count(counters.service_error);
-                let failure_mode = root.service.as_ref().map_or(FailureMode::Deny, |s| s.failure_mode);
-                if failure_mode == FailureMode::Deny && !root.shadow {
+                if service_failure_refuses {
                     return refuse(unavailable(), step.counters).publish(OUTCOME_STATE, "service_unavailable");
                 }
                 step = step.count(counters.failure_mode_allowed);

@@ -36,13 +36,18 @@ fn request(path: &str) -> Headers {
 
 fn host_with_claims(claims: Value) -> FakeHost {
     let mut host = FakeHost::default();
-    host.properties
-        .filter_state
-        .insert(shared::handoff::CLAIMS.into(), claims.to_string().into_bytes());
+    set_claims(&mut host, &claims);
     host.properties
         .properties
         .insert(vec!["source".into(), "address".into()], b"192.0.2.7:50000".to_vec());
     host
+}
+
+/// The next request's verified claims, on the same Envoy (the same shared data).
+fn set_claims(host: &mut FakeHost, claims: &Value) {
+    host.properties
+        .filter_state
+        .insert(shared::handoff::CLAIMS.into(), claims.to_string().into_bytes());
 }
 
 fn status(step: &Step) -> u16 {
@@ -580,6 +585,60 @@ fn the_http_form_posts_proto3_json_and_reads_200_and_429() {
         f.on_request_headers(&request("/x"), &host.ctx());
         assert_eq!(status(&f.on_call_response(failed, &host.ctx())), 503);
     }
+}
+
+/// A client over its own limit must not use up a limit it shares with everyone: a request one
+/// limit refuses takes nothing from the others, whichever order they come in.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_refused_by_one_limit_costs_the_others_nothing() {
+    let global = local_limit(
+        "global",
+        5,
+        json!([{"key": "all", "source": {"type": "constant", "value": "all"}}]),
+    );
+    for limits in [
+        json!([per_client(1), global.clone()]),
+        json!([global.clone(), per_client(1)]),
+    ] {
+        let filter = configured(json!({ "limits": limits }));
+        let mallory = host_with_claims(json!({"client_id": "mallory"}));
+        let answers: Vec<u16> = (0..6)
+            .map(|_| status(&filter.filter().on_request_headers(&request("/"), &mallory.ctx())))
+            .collect();
+        assert_eq!(answers, [0, 429, 429, 429, 429, 429], "{limits}");
+        let mut host = mallory;
+        let others: Vec<u16> = ["bob", "carol", "dave", "erin", "frank"]
+            .iter()
+            .map(|client| {
+                set_claims(&mut host, &json!({ "client_id": client }));
+                status(&filter.filter().on_request_headers(&request("/"), &host.ctx()))
+            })
+            .collect();
+        assert_eq!(others, [0, 0, 0, 0, 429], "{limits}: global had 4 left");
+    }
+}
+
+/// The service refusing a request gives its local tokens back too.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_the_service_refuses_keeps_no_local_tokens() {
+    let mut config = service_config(json!({"type": "grpc"}), "deny");
+    config["limits"][0] = per_client(1);
+    let filter = configured(config);
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    for _ in 0..3 {
+        let mut f = filter.filter();
+        assert_eq!(f.on_request_headers(&request("/"), &host.ctx()).grpc_calls.len(), 1);
+        let refused = f.on_grpc_response(grpc_answer(2, &[(2, 10, 0, 42)]), &host.ctx());
+        assert_eq!(status(&refused), 429);
+    }
+    let mut f = filter.filter();
+    assert_eq!(f.on_request_headers(&request("/"), &host.ctx()).grpc_calls.len(), 1);
+    let allowed = f.on_grpc_response(grpc_answer(1, &[(1, 10, 9, 42)]), &host.ctx());
+    assert_eq!(allowed.action, Action::Continue);
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        429
+    );
 }
 
 #[wasm_bindgen_test(unsupported = test)]
