@@ -6,7 +6,7 @@
 //!
 //! Memory is bounded: a limit owns a fixed number of keys ("sets") of its config's shared-data
 //! [`Namespace`], each holding [`WAYS`] buckets. A set carries the namespace's tag: one under
-//! another tag (a config that held the namespace before) is read as empty. A descriptor's SHA-256 picks the set and a fingerprint within it. When a new
+//! another tag (a config that held the namespace before) is read as empty. A descriptor's SHA-256, keyed with this Envoy's secret [`Placement`], picks the set and a fingerprint within it. When a new
 //! descriptor finds its set full, it takes the slot of the bucket that is fullest (smallest TAT)
 //! and starts with a full bucket of its own: a full bucket holds no state, so under normal load
 //! nothing is lost, and under a flood of keys the evicted client loses the least, while no new
@@ -28,6 +28,7 @@ use shared::{Namespace, SharedStore, StoreError};
 
 use crate::config::Unit;
 use crate::descriptor::Descriptor;
+use crate::placement::Placement;
 
 /// Buckets per shared-data key.
 pub const WAYS: usize = 4;
@@ -39,7 +40,7 @@ const CLOCK: std::ops::Range<usize> = 8..16;
 const HEADER: usize = 16;
 const SET: usize = HEADER + SLOT * WAYS;
 /// Goes into the namespace's identity: another layout is another tag, never a set misread.
-pub const LAYOUT: u32 = 3;
+pub const LAYOUT: u32 = 4;
 /// CAS attempts before giving up on a contended set.
 const MAX_ATTEMPTS: usize = 16;
 /// How far a clock reading may lag the set's own before it counts as the host clock stepping back
@@ -127,8 +128,9 @@ impl Buckets {
     /// The bucket of a descriptor; `from_fallback[i]` says entry `i`'s value came from its
     /// fallback source: such a value has its own bucket, apart from the same value read from the
     /// source (a `sub` that reads like an IP address is not that address).
-    pub fn key(&self, descriptor: &Descriptor, from_fallback: &[bool]) -> BucketKey {
+    pub fn key(&self, placement: &Placement, descriptor: &Descriptor, from_fallback: &[bool]) -> BucketKey {
         let mut hash = Sha256::new();
+        hash.update(placement.0);
         for (i, (key, value)) in descriptor.iter().enumerate() {
             if from_fallback.get(i) == Some(&true) {
                 // No key is this long: the marker cannot be read as a length.
@@ -371,6 +373,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test;
 
     const NOW: u64 = 1_767_225_600_000;
+    const PLACEMENT: Placement = Placement([7; 16]);
 
     fn descriptor(value: &str) -> Descriptor {
         vec![("client".to_owned(), value.to_owned())]
@@ -394,7 +397,7 @@ mod tests {
     fn a_bucket_allows_its_burst_then_refills_at_the_rate() {
         let store = FakeStore::default();
         let b = buckets(3, Unit::Minute, 3, 16);
-        let key = b.key(&descriptor("alice"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("alice"), &[]);
         let remaining: Vec<u64> = (0..3)
             .map(|_| b.take(&store, &key, 1, NOW).unwrap().remaining)
             .collect();
@@ -418,7 +421,7 @@ mod tests {
         // 7 per hour: one token every 514.28... s. Frequent refused calls must not lose the fraction.
         let store = FakeStore::default();
         let b = buckets(7, Unit::Hour, 1, 16);
-        let key = b.key(&descriptor("bob"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("bob"), &[]);
         assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
         let mut t = NOW;
         while !b.take(&store, &key, 1, t).unwrap().allowed {
@@ -434,7 +437,7 @@ mod tests {
         // so Retry-After is 2 s (it said 1 s when the fraction was rounded down first).
         let store = FakeStore::default();
         let b = buckets(7, Unit::Second, 10, 16);
-        let key = b.key(&descriptor("dave"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("dave"), &[]);
         assert!(b.take(&store, &key, 10, NOW).unwrap().allowed);
         let refused = b.take(&store, &key, 8, NOW + 142).unwrap();
         assert!(!refused.allowed);
@@ -447,7 +450,7 @@ mod tests {
     fn costs_and_bursts() {
         let store = FakeStore::default();
         let b = buckets(10, Unit::Second, 20, 16);
-        let key = b.key(&descriptor("carol"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("carol"), &[]);
         assert_eq!(b.take(&store, &key, 15, NOW).unwrap().remaining, 5);
         let refused = b.take(&store, &key, 6, NOW).unwrap();
         assert!(!refused.allowed);
@@ -459,7 +462,10 @@ mod tests {
     fn keys_are_separate_and_state_is_shared_through_the_store() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 1, 16);
-        let (alice, bob) = (b.key(&descriptor("alice"), &[]), b.key(&descriptor("bob"), &[]));
+        let (alice, bob) = (
+            b.key(&PLACEMENT, &descriptor("alice"), &[]),
+            b.key(&PLACEMENT, &descriptor("bob"), &[]),
+        );
         assert!(b.take(&store, &alice, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &bob, 1, NOW).unwrap().allowed);
         // A second worker: same config, same store.
@@ -491,7 +497,7 @@ mod tests {
         };
         let old = buckets_of(b"old", rate, 1);
         old.create_missing(&store, NOW);
-        let alice = old.key(&descriptor("alice"), &[]);
+        let alice = old.key(&PLACEMENT, &descriptor("alice"), &[]);
         assert!(old.take(&store, &alice, 1, NOW).unwrap().allowed);
         assert!(!old.take(&store, &alice, 1, NOW).unwrap().allowed);
 
@@ -507,28 +513,60 @@ mod tests {
         assert!(!new.take(&store, &alice, 1, later).unwrap().allowed);
     }
 
+    /// A client that drained its bucket cannot have it evicted by sending descriptors it worked
+    /// out to share its set: worked out offline, without this Envoy's secret, they land elsewhere.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn descriptors_that_share_a_set_cannot_be_worked_out_without_the_secret() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Minute, 1, 1024);
+        b.create_missing(&store, NOW);
+        let guess = Placement([0; 16]);
+        let target = descriptor("192.0.2.7 /login");
+        let in_target_set =
+            |placement: &Placement, d: &Descriptor| b.key(placement, d, &[]).set == b.key(placement, &target, &[]).set;
+        let colliding: Vec<Descriptor> = (0..)
+            .map(|i| descriptor(&format!("192.0.2.7 /junk{i}")))
+            .filter(|d| in_target_set(&guess, d))
+            .take(8)
+            .collect();
+        assert!(colliding.iter().all(|d| !in_target_set(&PLACEMENT, d)));
+
+        let login = b.key(&PLACEMENT, &target, &[]);
+        assert!(b.take(&store, &login, 1, NOW).unwrap().allowed);
+        for (i, junk) in colliding.iter().enumerate() {
+            let key = b.key(&PLACEMENT, junk, &[]);
+            assert!(b.take(&store, &key, 1, NOW + 1 + i as u64).unwrap().allowed);
+        }
+        assert!(!b.take(&store, &login, 1, NOW + 20).unwrap().allowed, "not evicted");
+    }
+
     #[wasm_bindgen_test(unsupported = test)]
     fn memory_is_bounded_and_a_flood_evicts_the_fullest_bucket() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Hour, 2, 1);
         b.create_missing(&store, NOW);
-        let victim = b.key(&descriptor("victim"), &[]);
+        let victim = b.key(&PLACEMENT, &descriptor("victim"), &[]);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &victim, 1, NOW).unwrap().allowed);
         // Three other keys take one token each, at later times: the victim's bucket is the
         // emptiest, so it survives while the set (4 ways) is shared by all four.
         for (i, name) in ["a", "b", "c"].iter().enumerate() {
             assert!(
-                b.take(&store, &b.key(&descriptor(name), &[]), 1, NOW + 1 + i as u64)
-                    .unwrap()
-                    .allowed
+                b.take(
+                    &store,
+                    &b.key(&PLACEMENT, &descriptor(name), &[]),
+                    1,
+                    NOW + 1 + i as u64
+                )
+                .unwrap()
+                .allowed
             );
         }
         assert!(!b.take(&store, &victim, 1, NOW + 10).unwrap().allowed, "state kept");
         assert_eq!(store.get(&stored_at(&b, &store, &victim)).unwrap().0.len(), SET);
         // A fifth key evicts the fullest of a, b, c; the victim stays limited.
         assert!(
-            b.take(&store, &b.key(&descriptor("d"), &[]), 1, NOW + 20)
+            b.take(&store, &b.key(&PLACEMENT, &descriptor("d"), &[]), 1, NOW + 20)
                 .unwrap()
                 .allowed
         );
@@ -542,7 +580,7 @@ mod tests {
         b.create_missing(&store, NOW);
         // Four keys drain their buckets: every slot of the one set is empty of tokens.
         for name in ["a", "b", "c", "d"] {
-            let key = b.key(&descriptor(name), &[]);
+            let key = b.key(&PLACEMENT, &descriptor(name), &[]);
             for _ in 0..3 {
                 assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
             }
@@ -551,7 +589,12 @@ mod tests {
         // A flood of new keys: each one evicts a drained bucket and starts full.
         for i in 0..20 {
             let verdict = b
-                .take(&store, &b.key(&descriptor(&format!("new-{i}")), &[]), 1, NOW)
+                .take(
+                    &store,
+                    &b.key(&PLACEMENT, &descriptor(&format!("new-{i}")), &[]),
+                    1,
+                    NOW,
+                )
                 .unwrap();
             assert!(verdict.allowed, "new-{i} inherited another client's bucket");
             assert_eq!(verdict.remaining, 2, "new-{i}");
@@ -564,7 +607,7 @@ mod tests {
     fn a_clock_step_back_leaves_every_bucket_as_it_was() {
         let store = FakeStore::default();
         let b = buckets(100, Unit::Second, 100, 16);
-        let key = b.key(&descriptor("alice"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("alice"), &[]);
         assert_eq!(b.take(&store, &key, 1, NOW).unwrap().remaining, 99);
         let after_step = b.take(&store, &key, 1, NOW - 60_000).unwrap();
         assert!(after_step.allowed, "{after_step:?}");
@@ -572,7 +615,7 @@ mod tests {
 
         // A drained bucket: a token every minute, a step back of an hour.
         let b = buckets(1, Unit::Minute, 2, 16);
-        let key = b.key(&descriptor("bob"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("bob"), &[]);
         assert!(b.take(&store, &key, 2, NOW).unwrap().allowed);
         let stepped = NOW - 3_600_000;
         let refused = b.take(&store, &key, 1, stepped).unwrap();
@@ -590,7 +633,7 @@ mod tests {
     fn readings_a_moment_behind_the_bucket_get_no_token_early() {
         let store = FakeStore::default();
         let b = buckets(1, Unit::Second, 1, 16);
-        let key = b.key(&descriptor("carol"), &[]);
+        let key = b.key(&PLACEMENT, &descriptor("carol"), &[]);
         assert!(b.take(&store, &key, 1, NOW).unwrap().allowed);
         assert!(b.take(&store, &key, 1, NOW + 1000).unwrap().allowed);
         let behind = b.take(&store, &key, 1, NOW + 600).unwrap();
@@ -617,7 +660,7 @@ mod tests {
         let b = buckets(1, Unit::Second, 1, 1);
         b.create_missing(&store.0, NOW);
         assert_eq!(
-            b.take(&store, &b.key(&descriptor("x"), &[]), 1, NOW),
+            b.take(&store, &b.key(&PLACEMENT, &descriptor("x"), &[]), 1, NOW),
             Err(StoreError::CasMismatch)
         );
     }
@@ -693,7 +736,7 @@ mod tests {
             fn never_more_than_burst_plus_rate_times_elapsed((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = buckets_of(b"prop", rate, 1);
-                let key = b.key(&descriptor("p"), &[]);
+                let key = b.key(&PLACEMENT, &descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut allowed: Vec<(u64, u32)> = Vec::new();
                 for (gap, cost) in steps {
@@ -718,7 +761,7 @@ mod tests {
             fn refusals_do_not_change_state((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = buckets_of(b"prop", rate, 1);
-                let key = b.key(&descriptor("p"), &[]);
+                let key = b.key(&PLACEMENT, &descriptor("p"), &[]);
                 let set = stored_at(&b, &store, &key);
                 let mut now = NOW;
                 for (gap, cost) in steps {
@@ -742,7 +785,7 @@ mod tests {
             ) {
                 let store = FakeStore::default();
                 let b = buckets_of(b"prop", rate, 1);
-                let key = b.key(&descriptor("p"), &[]);
+                let key = b.key(&PLACEMENT, &descriptor("p"), &[]);
                 let mut now = NOW;
                 let mut updated = NOW;
                 for (gap, cost) in steps {
@@ -773,7 +816,7 @@ mod tests {
             fn retry_after_and_reset_are_exact((rate, steps) in scenario()) {
                 let store = FakeStore::default();
                 let b = buckets_of(b"prop", rate, 1);
-                let key = b.key(&descriptor("p"), &[]);
+                let key = b.key(&PLACEMENT, &descriptor("p"), &[]);
                 let mut now = NOW;
                 for (gap, cost) in steps {
                     now += gap;

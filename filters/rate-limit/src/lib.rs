@@ -12,6 +12,7 @@ mod address;
 mod bucket;
 mod config;
 mod descriptor;
+mod placement;
 mod quota;
 mod rls;
 mod service;
@@ -32,6 +33,7 @@ use bucket::Buckets;
 pub use config::Config;
 use config::{FailureMode, HeadersConfig};
 use descriptor::{Enforce, Limit, RequestFacts};
+use placement::PlacementKey;
 use quota::Quota;
 use rls::{Answer, Ask, Code};
 use service::Service;
@@ -91,6 +93,7 @@ pub struct RateLimit {
     counters: Counters,
     /// Where the local limits' buckets live, if there are any.
     namespace: Option<Rc<Namespace>>,
+    placement: PlacementKey,
 }
 
 impl shared::FilterRoot for RateLimit {
@@ -167,6 +170,7 @@ impl shared::FilterRoot for RateLimit {
             shadow: config.shadow,
             counters,
             namespace: (keys > 0).then_some(namespace),
+            placement: PlacementKey::default(),
         })
     }
 
@@ -185,6 +189,9 @@ impl shared::FilterRoot for RateLimit {
 
     fn on_start(&self, ctx: &Ctx) -> RootStep {
         self.claim_namespace(ctx);
+        if self.namespace.is_some() && self.placement.load(ctx.store).is_err() {
+            log::warn!("rate_limit: could not create the bucket placement secret in shared data");
+        }
         for limit in &self.limits {
             if let Some(buckets) = &limit.buckets {
                 buckets.create_missing(ctx.store, ctx.now_ms);
@@ -274,7 +281,14 @@ impl HttpFilter for RateLimitFilter {
                 self.asked.push(index);
                 continue;
             };
-            let key = buckets.key(&descriptor, &from_fallback);
+            let placement = match root.placement.load(ctx.store) {
+                Ok(placement) => placement,
+                Err(error) => {
+                    log::error!("rate_limit: the bucket placement secret is unavailable: {error:?}");
+                    return self.conclude(tally, Some(Failure::LocalStore), ctx);
+                }
+            };
+            let key = buckets.key(&placement, &descriptor, &from_fallback);
             // Once a limit refuses, the others are only asked what they would say.
             let taking = !tally.refused;
             let verdict = if taking {
