@@ -69,6 +69,29 @@ fn plugins_with_different_configs_keep_their_buckets_apart() {
     assert_eq!(gw.get("/orders").status, 429);
 }
 
+/// A client over its own limit cannot use up a limit it shares with others: its refused requests
+/// give back what they took from the shared bucket.
+#[test]
+fn a_client_over_its_own_limit_leaves_the_shared_limit_to_the_others() {
+    let per_client = json!([{"key": "client", "source": {"type": "header", "header": "x-client"}}]);
+    let gw = Gateway::start_with(|c| {
+        c.concurrency(2).filter(
+            "rate_limit",
+            json!({"limits": [
+                local("global", 5, "hour", constant("api")),
+                local("per_client", 1, "hour", per_client),
+            ]}),
+        )
+    });
+    let from = |client: &str| gw.send(Request::get("/orders").header("x-client", client)).status;
+    let mallory: Vec<u16> = (0..6).map(|_| from("mallory")).collect();
+    assert_eq!(mallory, [200, 429, 429, 429, 429, 429]);
+    let others: Vec<u16> = ["bob", "carol", "dave", "erin", "frank"].map(from).to_vec();
+    assert_eq!(others, [200, 200, 200, 200, 429], "the global limit had 4 left");
+    assert_eq!(stat(&gw, "over_limit_per_client"), 5);
+    assert_eq!(stat(&gw, "over_limit_global"), 1);
+}
+
 #[test]
 fn a_local_limit_holds_exactly_across_two_workers() {
     let gw = Gateway::start_with(|c| {
