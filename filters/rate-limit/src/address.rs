@@ -34,13 +34,15 @@ impl Grouping {
 
     /// The client `address` (as Envoy gives `source.address`, port and all) stands for: the IP
     /// address when its prefix is the whole address, else its network (`2001:db8:1:2::/64`). An
-    /// IPv4-mapped IPv6 address is its IPv4 address. Anything else (a pipe) is as it is, without
+    /// IPv4-mapped IPv6 address is its IPv4 address, and so is one in the NAT64 well-known prefix
+    /// `64:ff9b::/96` (RFC 6052): behind a NAT64 or SIIT edge every IPv4 client arrives so, and
+    /// would otherwise be one /64 with all the others. Anything else (a pipe) is as it is, without
     /// the port.
     pub fn client(&self, address: &str) -> String {
         let address = without_port(address);
         match address.parse::<IpAddr>() {
             Ok(IpAddr::V4(v4)) => self.ipv4(v4),
-            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped().or_else(|| nat64_embedded(v6)) {
                 Some(v4) => self.ipv4(v4),
                 None => self.ipv6(v6),
             },
@@ -63,6 +65,13 @@ impl Grouping {
         let mask = u128::MAX << (128 - self.ipv6_prefix);
         format!("{}/{}", Ipv6Addr::from(address.to_bits() & mask), self.ipv6_prefix)
     }
+}
+
+/// The IPv4 address a NAT64 well-known-prefix address (`64:ff9b::192.0.2.7`) carries.
+fn nat64_embedded(address: Ipv6Addr) -> Option<Ipv4Addr> {
+    const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
+    let bits = address.to_bits();
+    (bits >> 32 << 32 == WELL_KNOWN_PREFIX).then(|| Ipv4Addr::from(bits as u32))
 }
 
 /// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`; anything else unchanged.
@@ -106,6 +115,13 @@ mod tests {
         }
         assert_eq!(default.client("[2001:db8:1:3::5]:443"), "2001:db8:1:3::/64");
         assert_eq!(default.client("[::ffff:192.0.2.7]:443"), "192.0.2.7");
+        assert_eq!(default.client("[64:ff9b::192.0.2.7]:443"), "192.0.2.7");
+        assert_eq!(default.client("[64:ff9b::c000:208]:443"), "192.0.2.8");
+        assert_eq!(
+            default.client("[64:ff9b:1::c000:208]:443"),
+            "64:ff9b:1::/64",
+            "not the well-known prefix"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

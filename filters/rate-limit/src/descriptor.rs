@@ -249,7 +249,7 @@ impl<'a> RequestFacts<'a> {
                 if values.is_empty() {
                     return None;
                 }
-                String::from_utf8_lossy(&values.join(&b","[..])).into_owned()
+                text_of(values.join(&b","[..]))
             }
             Source::ClientAddress(grouping) => grouping.client(&self.property(&["source", "address"])?),
             // Every spelling of a path not in normal form may be the same resource upstream
@@ -286,6 +286,26 @@ fn claim_value(claim: &Value) -> String {
     }
 }
 
+/// A header value as descriptor text, one text per value: UTF-8 as it is, and anything else (or
+/// text that starts with U+FFFD, to keep the two apart) as U+FFFD and the bytes in hex. Replacing
+/// the bad bytes instead would give `key\xff` and `key\xfe` one bucket.
+fn text_of(value: Vec<u8>) -> String {
+    match String::from_utf8(value) {
+        Ok(text) if !text.starts_with(char::REPLACEMENT_CHARACTER) => text,
+        Ok(text) => hex_text(text.as_bytes()),
+        Err(error) => hex_text(error.as_bytes()),
+    }
+}
+
+fn hex_text(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::from(char::REPLACEMENT_CHARACTER);
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +317,14 @@ mod tests {
         assert_eq!(claim_value(&serde_json::json!(42)), "42");
         assert_eq!(claim_value(&serde_json::json!(["a", "b"])), r#"["a","b"]"#);
         assert_eq!(claim_value(&Value::Null), "");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn header_values_that_are_not_utf8_stay_apart() {
+        assert_eq!(text_of(b"key-1".to_vec()), "key-1");
+        assert_eq!(text_of(b"key\xff".to_vec()), "\u{fffd}6b6579ff");
+        assert_ne!(text_of(b"key\xff".to_vec()), text_of(b"key\xfe".to_vec()));
+        let lookalike = "\u{fffd}6b6579ff".as_bytes().to_vec();
+        assert_ne!(text_of(lookalike), text_of(b"key\xff".to_vec()));
     }
 }
