@@ -166,8 +166,8 @@ impl Buckets {
         }
     }
 
-    /// What [`Buckets::take`] would say now, without taking anything: a request checks every
-    /// bucket before it takes from any, so one that a limit refuses costs the others nothing.
+    /// What [`Buckets::take`] would say now, without taking anything: what the limits after one
+    /// that refused a request say of it, since a refused request takes nothing.
     pub fn check(
         &self,
         store: &dyn SharedStore,
