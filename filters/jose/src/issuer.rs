@@ -34,6 +34,8 @@ pub enum JwksConfig {
     Oidc {
         cluster: String,
         authority: Option<String>,
+        /// The cluster for a `jwks_uri` on another host than the discovery document's.
+        jwks_cluster: Option<String>,
         #[serde(default = "default_refresh")]
         refresh_secs: u64,
         #[serde(default = "default_timeout")]
@@ -102,32 +104,44 @@ impl IssuerKeys {
         let keys_at = at.field("jwks");
         let issuer_authority = authority_of(spec.issuer);
         let hmac_algs = algorithms.iter().filter(|a| a.is_symmetric()).count();
-        let remote =
-            |cluster: &str, authority: &Option<String>, jwks_path: Option<String>, discovery_path, refresh, timeout| {
-                let cluster = nonempty(cluster, &keys_at.field("cluster"))?;
-                shared::config::call_timeout(timeout, &keys_at.field("timeout_ms"))?;
-                let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
-                    keys_at
-                        .field("authority")
-                        .error("the issuer is not a URL: give the authority to fetch keys from")
-                })?;
-                // Plugins in one VM share fetched keys only if they fetch them from the same place:
-                // the same issuer name with another JWKS must not bring its keys along.
-                let origin = shared::Secret::new(format!("{cluster}\n{authority}\n{jwks_path:?}\n{discovery_path:?}"));
-                let mut keys = RemoteKeys::new(RemoteSpec {
-                    store_prefix: format!("{}.{}", spec.store_prefix, origin.fingerprint()),
-                    cluster,
-                    authority,
-                    jwks_path,
-                    discovery_path,
-                    refresh_secs: refresh,
-                    timeout_ms: timeout,
-                });
-                // OIDC discovery: a document naming another issuer is not used (Discovery 1.0
-                // section 4.3).
-                keys.require_issuer(spec.issuer);
-                Ok::<_, ConfigError>(KeySource::Remote(Box::new(keys)))
-            };
+        let remote = |cluster: &str,
+                      authority: &Option<String>,
+                      jwks_path: Option<String>,
+                      discovery_path,
+                      jwks_cluster: &Option<String>,
+                      refresh,
+                      timeout| {
+            let cluster = nonempty(cluster, &keys_at.field("cluster"))?;
+            let jwks_cluster = jwks_cluster
+                .as_deref()
+                .map(|c| nonempty(c, &keys_at.field("jwks_cluster")))
+                .transpose()?;
+            shared::config::call_timeout(timeout, &keys_at.field("timeout_ms"))?;
+            let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
+                keys_at
+                    .field("authority")
+                    .error("the issuer is not a URL: give the authority to fetch keys from")
+            })?;
+            // Plugins in one VM share fetched keys only if they fetch them from the same place:
+            // the same issuer name with another JWKS must not bring its keys along.
+            let origin = shared::Secret::new(format!(
+                "{cluster}\n{authority}\n{jwks_path:?}\n{discovery_path:?}\n{jwks_cluster:?}"
+            ));
+            let mut keys = RemoteKeys::new(RemoteSpec {
+                store_prefix: format!("{}.{}", spec.store_prefix, origin.fingerprint()),
+                cluster,
+                authority,
+                jwks_path,
+                discovery_path,
+                jwks_cluster,
+                refresh_secs: refresh,
+                timeout_ms: timeout,
+            });
+            // OIDC discovery: a document naming another issuer is not used (Discovery 1.0
+            // section 4.3).
+            keys.require_issuer(spec.issuer);
+            Ok::<_, ConfigError>(KeySource::Remote(Box::new(keys)))
+        };
         let source = match spec.jwks {
             JwksConfig::Hmac { secret_base64url } => {
                 if hmac_algs != algorithms.len() {
@@ -169,18 +183,35 @@ impl IssuerKeys {
                 if !path.starts_with('/') {
                     return Err(keys_at.field("path").error("must start with '/'"));
                 }
-                remote(cluster, authority, Some(path.clone()), None, *refresh_secs, *timeout_ms)?
+                remote(
+                    cluster,
+                    authority,
+                    Some(path.clone()),
+                    None,
+                    &None,
+                    *refresh_secs,
+                    *timeout_ms,
+                )?
             }
             JwksConfig::Oidc {
                 cluster,
                 authority,
+                jwks_cluster,
                 refresh_secs,
                 timeout_ms,
             } => {
                 let base = path_of(spec.issuer)
                     .ok_or_else(|| at.field("issuer").error("OIDC discovery needs an http(s) issuer URL"))?;
                 let discovery = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
-                remote(cluster, authority, None, Some(discovery), *refresh_secs, *timeout_ms)?
+                remote(
+                    cluster,
+                    authority,
+                    None,
+                    Some(discovery),
+                    jwks_cluster,
+                    *refresh_secs,
+                    *timeout_ms,
+                )?
             }
         };
         Ok(Self { algorithms, source })

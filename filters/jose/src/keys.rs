@@ -44,6 +44,8 @@ pub struct RemoteKeys {
     cluster: String,
     authority: String,
     discovery_path: Option<String>,
+    /// The cluster for a discovered `jwks_uri` on another host than the discovery document's.
+    jwks_cluster: Option<String>,
     /// The `issuer` an OIDC discovery document must name ([`RemoteKeys::require_issuer`]).
     issuer: Option<String>,
     refresh_ms: u64,
@@ -64,7 +66,9 @@ struct KeyState {
     stamp: u64,
     /// The adopted document's [`content_version`].
     version: u64,
-    jwks_path: Option<String>,
+    /// Where the JWKS is: configured, or found by discovery (and forgotten when a fetch from
+    /// there fails, so that the next one reads discovery again: the IdP may have moved it).
+    jwks_at: Option<Location>,
     in_flight: bool,
     next_attempt_ms: u64,
     failures: u32,
@@ -136,6 +140,14 @@ pub enum Refetched {
     Ended(Counter),
 }
 
+/// Where a document is fetched from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Location {
+    cluster: String,
+    authority: String,
+    path: String,
+}
+
 /// Why a fetch did not produce keys.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FetchError {
@@ -146,6 +158,9 @@ pub enum FetchError {
     /// The OIDC discovery document names another `issuer` (or none): it must not be used
     /// (OpenID Connect Discovery 1.0 section 4.3).
     WrongIssuer,
+    /// The discovery document's `jwks_uri` is on another host, and no cluster is configured for
+    /// it (`jwks_cluster`).
+    JwksOnAnotherHost,
 }
 
 pub struct RemoteSpec {
@@ -154,6 +169,8 @@ pub struct RemoteSpec {
     /// `Some(path)` for a JWKS URL, `None` for OIDC discovery at `discovery_path`.
     pub jwks_path: Option<String>,
     pub discovery_path: Option<String>,
+    /// With discovery: the cluster for a `jwks_uri` on another host.
+    pub jwks_cluster: Option<String>,
     pub refresh_secs: u64,
     pub timeout_ms: u64,
     /// Prefix of this key source's shared-data keys: distinguishes it from every other plugin's.
@@ -162,10 +179,16 @@ pub struct RemoteSpec {
 
 impl RemoteKeys {
     pub fn new(spec: RemoteSpec) -> Self {
+        let jwks_at = spec.jwks_path.map(|path| Location {
+            cluster: spec.cluster.clone(),
+            authority: spec.authority.clone(),
+            path,
+        });
         Self {
             cluster: spec.cluster,
             authority: spec.authority,
             discovery_path: spec.discovery_path,
+            jwks_cluster: spec.jwks_cluster,
             issuer: None,
             refresh_ms: spec.refresh_secs.saturating_mul(1000),
             timeout: Duration::from_millis(spec.timeout_ms),
@@ -174,7 +197,7 @@ impl RemoteKeys {
             lease_key: format!("{}.lease", spec.store_prefix),
             label: spec.store_prefix,
             state: RefCell::new(KeyState {
-                jwks_path: spec.jwks_path,
+                jwks_at,
                 ..KeyState::default()
             }),
         }
@@ -306,26 +329,29 @@ impl RemoteKeys {
     fn start_fetch(&self) -> (Fetch, HttpCall) {
         let mut state = self.state.borrow_mut();
         state.in_flight = true;
-        match (&state.jwks_path, &self.discovery_path) {
-            (Some(path), _) | (None, Some(path)) => {
-                let kind = if state.jwks_path.is_some() {
-                    Fetch::Jwks
-                } else {
-                    Fetch::Discovery
-                };
-                (kind, self.get(path))
-            }
-            (None, None) => (Fetch::Jwks, self.get("/")),
+        match (&state.jwks_at, &self.discovery_path) {
+            (Some(jwks), _) => (Fetch::Jwks, self.get(jwks)),
+            (None, Some(path)) => (Fetch::Discovery, self.get(&self.here(path))),
+            (None, None) => (Fetch::Jwks, self.get(&self.here("/"))),
         }
     }
 
-    fn get(&self, path: &str) -> HttpCall {
-        HttpCall {
+    /// A path on the configured cluster and authority.
+    fn here(&self, path: &str) -> Location {
+        Location {
             cluster: self.cluster.clone(),
+            authority: self.authority.clone(),
+            path: path.to_owned(),
+        }
+    }
+
+    fn get(&self, at: &Location) -> HttpCall {
+        HttpCall {
+            cluster: at.cluster.clone(),
             headers: vec![
                 (HeaderName::trusted(":method"), b"GET".to_vec()),
-                (HeaderName::trusted(":path"), path.as_bytes().to_vec()),
-                (HeaderName::trusted(":authority"), self.authority.as_bytes().to_vec()),
+                (HeaderName::trusted(":path"), at.path.as_bytes().to_vec()),
+                (HeaderName::trusted(":authority"), at.authority.as_bytes().to_vec()),
                 (HeaderName::trusted("accept"), b"application/json".to_vec()),
             ],
             body: None,
@@ -392,12 +418,16 @@ impl RemoteKeys {
         store: &dyn SharedStore,
     ) -> Result<Option<HttpCall>, FetchError> {
         let result = match fetch {
-            Fetch::Discovery => self.discovered(outcome).map(|path| {
-                self.state.borrow_mut().jwks_path = Some(path.clone());
-                Some(self.get(&path))
+            Fetch::Discovery => self.discovered(outcome).map(|jwks| {
+                let call = self.get(&jwks);
+                self.state.borrow_mut().jwks_at = Some(jwks);
+                Some(call)
             }),
             Fetch::Jwks => self.fetched(outcome, now_ms, store).map(|()| None),
         };
+        if fetch == Fetch::Jwks && result.is_err() && self.discovery_path.is_some() {
+            self.state.borrow_mut().jwks_at = None;
+        }
         if !matches!(result, Ok(Some(_))) {
             // The fetch is over: another worker may take the next one without waiting the lease out.
             let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
@@ -420,7 +450,7 @@ impl RemoteKeys {
         result
     }
 
-    fn discovered(&self, outcome: CallOutcome) -> Result<String, FetchError> {
+    fn discovered(&self, outcome: CallOutcome) -> Result<Location, FetchError> {
         let body = ok_body(outcome)?;
         let document: serde_json::Value = serde_json::from_slice(&body).map_err(|_| FetchError::Malformed)?;
         let uri = document
@@ -442,7 +472,30 @@ impl RemoteKeys {
                 return Err(FetchError::WrongIssuer);
             }
         }
-        Ok(path)
+        // On the discovery document's host (as the config or the issuer names it): the same
+        // cluster and authority. On another (Google's keys are on www.googleapis.com): its own.
+        let authority = authority_of(uri).ok_or(FetchError::Malformed)?;
+        let issuer_authority = self.issuer.as_deref().and_then(authority_of);
+        let (cluster, authority) = if authority.eq_ignore_ascii_case(&self.authority)
+            || issuer_authority.is_some_and(|a| a.eq_ignore_ascii_case(&authority))
+        {
+            (self.cluster.clone(), self.authority.clone())
+        } else if let Some(cluster) = &self.jwks_cluster {
+            (cluster.clone(), authority)
+        } else {
+            log::warn!(
+                "{}: the discovery document's jwks_uri is on {:?}, not {:?}: set `jwks_cluster` to a cluster that reaches it",
+                self.label,
+                authority.chars().take(MAX_LOGGED_ISSUER).collect::<String>(),
+                self.authority
+            );
+            return Err(FetchError::JwksOnAnotherHost);
+        };
+        Ok(Location {
+            cluster,
+            authority,
+            path,
+        })
     }
 
     fn fetched(&self, outcome: CallOutcome, now_ms: u64, store: &dyn SharedStore) -> Result<(), FetchError> {
@@ -542,6 +595,7 @@ mod tests {
             authority: "idp.example".into(),
             jwks_path: (!discovery).then(|| "/jwks".to_owned()),
             discovery_path: discovery.then(|| "/.well-known/openid-configuration".to_owned()),
+            jwks_cluster: None,
             refresh_secs: REFRESH_MS / 1000,
             timeout_ms: TIMEOUT_MS,
             store_prefix: "apisec.test.idp".into(),
@@ -554,6 +608,83 @@ mod tests {
             headers: Headers::from_pairs([(":status", "200")]),
             body: body.into(),
         }
+    }
+
+    fn authority(call: &HttpCall) -> &str {
+        call.headers
+            .iter()
+            .find(|(n, _)| n.as_str() == ":authority")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Discovery with `jwks_cluster`, answered with a document naming `jwks_uri`: the JWKS call.
+    fn discover(keys: &RemoteKeys, store: &FakeStore, jwks_uri: &str) -> Result<Option<HttpCall>, FetchError> {
+        let (fetch, _) = keys.tick(T0, store).unwrap();
+        assert_eq!(fetch, Fetch::Discovery);
+        let document = json!({"issuer": "https://login.example", "jwks_uri": jwks_uri}).to_string();
+        keys.on_response(Fetch::Discovery, ok(document), T0, store)
+    }
+
+    fn oidc(authority: &str, jwks_cluster: Option<&str>) -> RemoteKeys {
+        let mut keys = RemoteKeys::new(RemoteSpec {
+            authority: authority.into(),
+            jwks_cluster: jwks_cluster.map(str::to_owned),
+            ..spec(true)
+        });
+        keys.require_issuer("https://login.example");
+        keys
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_jwks_uri_on_the_discovery_host_is_fetched_like_the_discovery_document() {
+        for jwks_uri in ["https://login.example/certs", "https://LOGIN.example/certs"] {
+            let keys = oidc("keycloak.internal:8080", None);
+            let next = discover(&keys, &FakeStore::default(), jwks_uri).unwrap().unwrap();
+            assert_eq!(
+                (next.cluster.as_str(), authority(&next), path(&next)),
+                ("idp", "keycloak.internal:8080", "/certs")
+            );
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_jwks_uri_on_another_host_is_fetched_through_its_own_cluster() {
+        let jwks_uri = "https://www.keys.example/oauth2/v3/certs";
+        let keys = oidc("login.example", Some("key_host"));
+        let next = discover(&keys, &FakeStore::default(), jwks_uri).unwrap().unwrap();
+        assert_eq!(
+            (next.cluster.as_str(), authority(&next), path(&next)),
+            ("key_host", "www.keys.example", "/oauth2/v3/certs")
+        );
+        // Without one, not from the discovery host's cluster under the wrong name: a failure.
+        let keys = oidc("login.example", None);
+        let store = FakeStore::default();
+        assert_eq!(discover(&keys, &store, jwks_uri), Err(FetchError::JwksOnAnotherHost));
+        assert!(keys.failing());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_failed_jwks_fetch_reads_discovery_again() {
+        let store = FakeStore::default();
+        let keys = oidc("login.example", None);
+        discover(&keys, &store, "https://login.example/old-keys")
+            .unwrap()
+            .unwrap();
+        let gone = CallOutcome::Response {
+            status: 404,
+            headers: Headers::new(),
+            body: Vec::new(),
+        };
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, gone, T0, &store),
+            Err(FetchError::Status(404))
+        );
+        let (fetch, call) = keys.tick(T0 + 60_000, &store).unwrap();
+        assert_eq!(
+            (fetch, path(&call)),
+            (Fetch::Discovery, "/.well-known/openid-configuration")
+        );
     }
 
     fn path(call: &HttpCall) -> &str {
