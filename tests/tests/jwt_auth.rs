@@ -220,6 +220,11 @@ fn forged_and_broken_tokens_are_refused() {
         "no exp",
         oauth.mint(spec("RS256", "rsa-1", claims(&oauth, json!({"exp": null})))),
     ));
+    // RFC 9449 section 7.2, RFC 8705 section 3: bound to a key nobody here checks.
+    cases.push((
+        "bound to a DPoP key",
+        oauth.token(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
+    ));
     let valid = oauth.token(json!({}));
     let parts: Vec<&str> = valid.split('.').collect();
     cases.push(("two segments", format!("{}.{}", parts[0], parts[1])));

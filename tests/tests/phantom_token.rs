@@ -322,6 +322,45 @@ fn inactive_and_revoked_tokens_are_refused() {
     assert_eq!(gw.echo.request_count(), 1);
 }
 
+/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key is refused in every answer
+/// format, never forwarded as a bearer token.
+#[test]
+fn a_token_bound_to_a_key_is_refused() {
+    let oauth = oauth();
+    let modes = [
+        jwt_mode(),
+        json!({"type": "json", "field": "jwt"}),
+        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}}),
+    ];
+    for response in modes {
+        let gw = gateway(&oauth, response.clone());
+        // A `cnf` in the JWT and the RFC 7662 object, or `token_type: DPoP` in the object.
+        let bound = [
+            oauth.opaque_token(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})),
+            oauth.opaque_token(json!({"token_type": "DPoP"})),
+        ];
+        for opaque in &bound {
+            let response = gw.send(bearer(opaque));
+            assert_denied(&response, 401, "invalid_token", opaque);
+            assert_eq!(
+                response.json()["error_description"],
+                "the access token is bound to a key this gateway cannot check"
+            );
+            assert_eq!(
+                response.header("www-authenticate").as_deref(),
+                Some(r#"Bearer realm="api", error="invalid_token""#)
+            );
+        }
+        assert_eq!(
+            counter(&gw, "denied_sender_constrained"),
+            bound.len() as u64,
+            "{response}"
+        );
+        assert_eq!(gw.echo.request_count(), 0, "{response}");
+    }
+}
+
 #[test]
 fn every_fault_of_the_oauth_server_fails_closed() {
     let oauth = oauth();

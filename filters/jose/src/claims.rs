@@ -1,7 +1,7 @@
 //! Claim rules (RFC 7519 section 4.1, RFC 9068 `typ`).
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::JwtError;
 use crate::jwt::Jwt;
@@ -68,7 +68,28 @@ pub fn check_audience(aud: Option<&Value>, wanted: &[String]) -> Result<(), JwtE
     }
 }
 
+/// Whether a token is sender-constrained (bound to a key its holder must prove it has), as its
+/// claims, or its RFC 7662 introspection object, say: a `cnf` member, whatever its value (RFC 7800;
+/// RFC 8705 section 3.1 `x5t#S256` for a client certificate, RFC 9449 section 6 `jkt` for a DPoP
+/// key), or a `token_type` of `DPoP` in any letter case (RFC 9449 section 7.2).
+///
+/// Such a token is no bearer token: a resource server that checks neither a DPoP proof nor the
+/// client's certificate must refuse it (RFC 9449 section 7.2, RFC 8705 section 3), or whoever
+/// copied it could use it.
+pub fn sender_constrained(claims: &Map<String, Value>) -> bool {
+    claims.get("cnf").is_some()
+        || claims
+            .get("token_type")
+            .and_then(Value::as_str)
+            .is_some_and(|token_type| token_type.eq_ignore_ascii_case("dpop"))
+}
+
 impl Jwt {
+    /// Whether the token is bound to a key: see [`sender_constrained`].
+    pub fn is_sender_constrained(&self) -> bool {
+        sender_constrained(self.claims())
+    }
+
     /// Checks the claims against `rules` at `now_secs` (seconds since the Unix epoch). Call it
     /// after the signature check: it trusts the claims to be the issuer's.
     ///
@@ -384,6 +405,33 @@ mod tests {
             Err(JwtError::MissingClaim("sub".into()))
         );
         assert_eq!(check(json!({"sub": "", "tenant": false}), &r), Ok(()));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_cnf_claim_or_a_dpop_token_type_makes_a_token_sender_constrained() {
+        for bound in [
+            json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+            json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+            json!({"cnf": {}}),
+            json!({"cnf": null}),
+            json!({"token_type": "DPoP"}),
+            json!({"token_type": "dpop"}),
+            json!({"token_type": "DPOP", "cnf": {"jkt": "x"}}),
+        ] {
+            assert!(sender_constrained(bound.as_object().unwrap()), "{bound}");
+            assert!(jwt(bound.clone()).is_sender_constrained(), "{bound}");
+        }
+        for bearer in [
+            json!({}),
+            json!({"token_type": "Bearer"}),
+            json!({"token_type": "DPoP-ish"}),
+            json!({"token_type": 3}),
+            json!({"confirmation": {"jkt": "x"}}),
+            json!({"act": {"cnf": {"jkt": "x"}}}),
+        ] {
+            assert!(!sender_constrained(bearer.as_object().unwrap()), "{bearer}");
+            assert!(!jwt(bearer.clone()).is_sender_constrained(), "{bearer}");
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -44,6 +44,9 @@ pub enum JwtError {
     WrongTyp,
     /// A registered claim has the wrong JSON type (e.g. `exp` as a string): the claim's name.
     BadClaimType(&'static str),
+    /// The token is bound to a key (`cnf`, or `token_type` `DPoP`): not a bearer token. See
+    /// [`crate::sender_constrained`].
+    SenderConstrained,
 }
 
 impl JwtError {
@@ -69,6 +72,7 @@ impl JwtError {
             JwtError::MissingClaim(_) => "missing_claim",
             JwtError::WrongTyp => "wrong_typ",
             JwtError::BadClaimType(_) => "bad_claim_type",
+            JwtError::SenderConstrained => "sender_constrained",
         }
     }
 
@@ -93,6 +97,7 @@ impl JwtError {
         "missing_claim",
         "wrong_typ",
         "bad_claim_type",
+        "sender_constrained",
     ];
 }
 
@@ -118,6 +123,7 @@ impl fmt::Display for JwtError {
             JwtError::MissingClaim(name) => write!(f, "missing required claim `{name}`"),
             JwtError::WrongTyp => f.write_str("wrong typ"),
             JwtError::BadClaimType(name) => write!(f, "claim `{name}` has the wrong type"),
+            JwtError::SenderConstrained => f.write_str("token bound to a key (cnf or DPoP): not a bearer token"),
         }
     }
 }
@@ -202,6 +208,7 @@ mod tests {
             JwtError::MissingClaim("sub".into()),
             JwtError::WrongTyp,
             JwtError::BadClaimType("exp"),
+            JwtError::SenderConstrained,
         ];
         let reasons: Vec<&str> = all.iter().map(JwtError::reason).collect();
         assert_eq!(reasons, JwtError::REASONS);

@@ -39,6 +39,8 @@ pub const OUTCOME_STATE: &str = "apisec.jwt_auth.outcome";
 
 const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER_SECS: u64 = 2;
+/// The `error_description` for a token bound to a key (`cnf`): a DPoP or mTLS client is told why.
+const BOUND_TOKEN: &str = "the access token is bound to a key this gateway cannot check";
 
 /// Denial reasons of this filter itself; the token's own come from [`jose::JwtError::REASONS`].
 /// Each has a counter `denied_<reason>`.
@@ -571,7 +573,14 @@ impl Auth {
             Rejection::KeysUnavailable => None,
         });
         match invalid.filter(|_| !outage) {
-            Some(reason) => self.deny_after(step.counters, Deny::InvalidToken("the access token is invalid"), reason),
+            Some(reason) => {
+                let description = if reason == jose::JwtError::SenderConstrained.reason() {
+                    BOUND_TOKEN
+                } else {
+                    "the access token is invalid"
+                };
+                self.deny_after(step.counters, Deny::InvalidToken(description), reason)
+            }
             None => {
                 let unavailable = Deny::Unavailable {
                     retry_after_secs: Some(RETRY_AFTER_SECS),

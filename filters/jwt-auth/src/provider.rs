@@ -111,9 +111,14 @@ impl Provider {
         self.keys.current(ctx)
     }
 
-    /// Checks a token completely: structure, algorithm, signature, claims.
+    /// Checks a token completely: structure, algorithm, signature, claims. A token bound to a key
+    /// (`cnf`) is refused: this filter checks neither DPoP proofs nor client certificates, so it
+    /// would take a copied token for its holder's (RFC 8705 section 3, RFC 9449 section 7.2).
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, ctx: &Ctx) -> Result<Verified, Rejection> {
         let by_host = self.keys.verify(jwt, keys, &self.rules, ctx)?;
+        if jwt.is_sender_constrained() {
+            return Err(Rejection::Invalid(jose::JwtError::SenderConstrained));
+        }
         Ok(Verified {
             by_host,
             ..self.outputs(jwt)

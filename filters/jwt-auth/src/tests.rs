@@ -774,6 +774,35 @@ fn an_oversized_token_is_refused_before_anything_else() {
     assert_eq!(names(&config, &step), vec!["denied_too_long"]);
 }
 
+/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key (`cnf`) is only good with
+/// a proof of that key, which this filter cannot check: taken as a bearer token, a copy would do.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_bound_to_a_key_is_refused_as_no_bearer_token() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    for cnf in [
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+    ] {
+        let token = hs256(&with(claims(), json!({ "cnf": cnf })));
+        let step = run(&config, &host, &get(&token));
+        assert_invalid_token(&config, &step, "sender_constrained");
+        let body: Value = serde_json::from_slice(&step.local_reply().unwrap().body).unwrap();
+        assert_eq!(
+            body["error_description"],
+            "the access token is bound to a key this gateway cannot check"
+        );
+        // Never cached as verified: the next request is refused the same way.
+        let again = run(&config, &host, &get(&token));
+        assert_invalid_token(&config, &again, "sender_constrained");
+        assert!(!names(&config, &again).contains(&"cache_hit".to_owned()));
+    }
+    // An expired bound token is refused for its expiry first.
+    let expired = hs256(&with(claims(), json!({"cnf": {"jkt": "x"}, "exp": NOW - 61})));
+    assert_invalid_token(&config, &run(&config, &host, &get(&expired)), "expired");
+    assert_allowed(&config, &run(&config, &host, &get(&hs256(&claims()))));
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn claim_rules_from_the_config_apply() {
     let mut config = hmac_config();

@@ -27,12 +27,18 @@ pub enum Entry {
     Inactive {
         expires_at_ms: u64,
     },
+    /// Active, but bound to a key: refused, as an inactive answer is.
+    SenderConstrained {
+        expires_at_ms: u64,
+    },
 }
 
 impl Entry {
     fn expires_at_ms(&self) -> u64 {
         match self {
-            Entry::Active { expires_at_ms, .. } | Entry::Inactive { expires_at_ms } => *expires_at_ms,
+            Entry::Active { expires_at_ms, .. }
+            | Entry::Inactive { expires_at_ms }
+            | Entry::SenderConstrained { expires_at_ms } => *expires_at_ms,
         }
     }
 
@@ -40,6 +46,7 @@ impl Entry {
         let (kind, upstream, claims): (u8, &[u8], &[u8]) = match self {
             Entry::Active { upstream, claims, .. } => (1, upstream, claims),
             Entry::Inactive { .. } => (0, &[], &[]),
+            Entry::SenderConstrained { .. } => (2, &[], &[]),
         };
         let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(HEADER_LEN + claims.len() + upstream.len());
@@ -69,6 +76,7 @@ impl Entry {
         let claims_len = usize::try_from(u32::from_le_bytes(claims_len.try_into().ok()?)).ok()?;
         match kind {
             0 => Some(Entry::Inactive { expires_at_ms }),
+            2 => Some(Entry::SenderConstrained { expires_at_ms }),
             1 => {
                 let (claims, upstream) = rest.split_at_checked(claims_len)?;
                 Some(Entry::Active {
@@ -128,7 +136,7 @@ impl SharedCache {
             return;
         }
         let held = store.get(&slot);
-        if let (Entry::Inactive { .. }, Some((bytes, _))) = (entry, &held) {
+        if let (Entry::Inactive { .. } | Entry::SenderConstrained { .. }, Some((bytes, _))) = (entry, &held) {
             if holds_anothers_live_active(bytes, &self.namespace.tag(), key, now_ms) {
                 return;
             }
@@ -183,6 +191,9 @@ mod tests {
         );
         cache.put(&store, &key(3), &active(5), 10);
         assert_eq!(cache.get(&store, &key(3), 0), None, "already expired: not written");
+        let bound = Entry::SenderConstrained { expires_at_ms: 50 };
+        cache.put(&store, &key(4), &bound, 10);
+        assert_eq!(cache.get(&store, &key(4), 49), Some(bound));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -209,6 +220,8 @@ mod tests {
         cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 900 }, 0);
         assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)));
         assert_eq!(cache.get(&store, &key(2), 1), None);
+        cache.put(&store, &key(2), &Entry::SenderConstrained { expires_at_ms: 900 }, 0);
+        assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)), "nor a bound token's");
         // Once the session expired, it may.
         cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 2000 }, 1000);
         assert!(cache.get(&store, &key(2), 1001).is_some());

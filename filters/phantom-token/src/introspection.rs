@@ -47,11 +47,13 @@ pub struct Freshness {
 }
 
 /// The opaque token's own validity, from its RFC 7662 object (`exp`, `nbf`, seconds since the
-/// epoch); in `jwt` mode the OAuth server sends none.
+/// epoch, and whether it is a bearer token at all); in `jwt` mode the OAuth server sends none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Lifetime {
     pub exp: Option<u64>,
     pub nbf: Option<u64>,
+    /// Bound to a key (`cnf`, or `token_type` `DPoP`): see [`jose::sender_constrained`].
+    pub sender_constrained: bool,
 }
 
 impl Lifetime {
@@ -63,6 +65,7 @@ impl Lifetime {
         Ok(Self {
             exp: date("exp")?,
             nbf: date("nbf")?,
+            sender_constrained: object.as_object().is_some_and(jose::sender_constrained),
         })
     }
 

@@ -56,6 +56,7 @@ const DENIAL_REASONS: &[&str] = &[
     "ambiguous_token",
     "malformed_token",
     "inactive_token",
+    "sender_constrained",
     "idp_unavailable",
     "idp_bad_answer",
 ];
@@ -291,7 +292,7 @@ impl PhantomToken {
             return None;
         }
         let mut expiry = match resolved {
-            Resolved::Inactive => now_ms.saturating_add(self.policy.inactive_ttl_ms),
+            Resolved::Inactive | Resolved::SenderConstrained => now_ms.saturating_add(self.policy.inactive_ttl_ms),
             Resolved::Active { exp, .. } => {
                 let capped = now_ms.saturating_add(self.policy.max_ttl_ms);
                 exp.map_or(capped, |exp| {
@@ -557,6 +558,10 @@ impl Exchange {
                 let step = step.count(root.counters.cache_negative_hit);
                 return self.apply(step, &inactive());
             }
+            Some(Entry::SenderConstrained { .. }) => {
+                let step = step.count(root.counters.cache_negative_hit);
+                return self.apply(step, &sender_constrained());
+            }
             None => {}
         }
         let signal = root.flight_signal(&key);
@@ -647,6 +652,12 @@ impl Exchange {
                 inactive(),
                 root.counters.introspection_inactive,
             ),
+            // The OAuth server vouches for the token, for whoever proves its key.
+            Resolved::SenderConstrained => (
+                expiry.map(|expires_at_ms| Entry::SenderConstrained { expires_at_ms }),
+                sender_constrained(),
+                root.counters.introspection_active,
+            ),
         };
         if let (Some(entry), Some(key)) = (entry, self.key) {
             root.cache.put(ctx.store, &key, &entry, ctx.now_ms);
@@ -714,6 +725,15 @@ impl Exchange {
 
 fn inactive() -> Verdict {
     Verdict::Deny(Deny::InvalidToken("the access token is not active"), "inactive_token")
+}
+
+/// RFC 9449 section 7.2, RFC 8705 section 3: this filter reads only `Bearer` tokens and checks
+/// neither DPoP proofs nor client certificates, so a token bound to a key is refused.
+fn sender_constrained() -> Verdict {
+    Verdict::Deny(
+        Deny::InvalidToken("the access token is bound to a key this gateway cannot check"),
+        "sender_constrained",
+    )
 }
 
 /// The verdict on an unusable answer: 503 when the IdP could not be asked, 502 when its answer

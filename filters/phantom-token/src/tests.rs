@@ -1059,3 +1059,113 @@ fn a_request_without_a_path_is_a_malformed_request_not_a_bad_token() {
     assert_eq!(gw.names(&step), vec!["denied_malformed_request"]);
     assert_eq!(state(&step, OUTCOME_STATE), Some(&b"malformed_request"[..]));
 }
+
+/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key (a `cnf` in the JWT or the
+/// introspection answer, or `token_type: DPoP`) is good only with a proof of that key, which
+/// this filter cannot check: in every answer format it is refused, never forwarded as a bearer
+/// token.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_bound_to_a_key_is_refused_in_every_answer_format() {
+    let jkt = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+    let jwt_mode = jwt_mode();
+    let plain = jwt(json!({}));
+    let bound_jwt = jwt(json!({ "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"} }));
+    let json_mode = config(json!({"type": "json", "field": "jwt"}));
+    let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
+    let response_header = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let signed_answer = |token_introspection: Value| {
+        ok(&signed_response(
+            1,
+            "token-introspection+jwt",
+            json!({ "token_introspection": token_introspection }),
+        ))
+    };
+    let cases: Vec<(&str, &Value, CallOutcome)> = vec![
+        ("jwt: cnf in the JWT", &jwt_mode, ok(&bound_jwt)),
+        (
+            "json: token_type DPoP",
+            &json_mode,
+            ok(&json!({"active": true, "token_type": "DPoP", "jwt": plain}).to_string()),
+        ),
+        (
+            "json: token_type dpop",
+            &json_mode,
+            ok(&json!({"active": true, "token_type": "dpop", "jwt": plain}).to_string()),
+        ),
+        (
+            "json: cnf in the answer",
+            &json_mode,
+            ok(&json!({"active": true, "cnf": jkt, "jwt": plain}).to_string()),
+        ),
+        (
+            "json: cnf in the JWT",
+            &json_mode,
+            ok(&json!({"active": true, "token_type": "Bearer", "jwt": bound_jwt}).to_string()),
+        ),
+        (
+            "jwt_field: token_type DPoP",
+            &jwt_field,
+            signed_answer(with(introspection(&plain), json!({"token_type": "DPoP"}))),
+        ),
+        (
+            "jwt_field: cnf in the JWT",
+            &jwt_field,
+            signed_answer(introspection(&bound_jwt)),
+        ),
+        (
+            "response_header: token_type DPoP",
+            &response_header,
+            signed_answer(with(introspection("unused"), json!({"token_type": "DPoP"}))),
+        ),
+        (
+            "response_header: cnf",
+            &response_header,
+            signed_answer(with(introspection("unused"), json!({ "cnf": jkt }))),
+        ),
+    ];
+    for (name, config, outcome) in cases {
+        let gw = Gateway::new(config);
+        let step = gw.exchange(OPAQUE, outcome);
+        assert_eq!(status(&step), Some(401), "{name}");
+        assert_eq!(body(&step)["error"], "invalid_token", "{name}");
+        assert_eq!(
+            body(&step)["error_description"],
+            "the access token is bound to a key this gateway cannot check",
+            "{name}"
+        );
+        assert_eq!(
+            step.local_reply().unwrap().header("www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\""),
+            "{name}"
+        );
+        assert!(
+            step.header_edits.iter().all(|e| !matches!(e, HeaderEdit::Set(..))),
+            "{name}"
+        );
+        assert_eq!(
+            gw.names(&step),
+            vec!["denied_sender_constrained", "introspection_active"],
+            "{name}"
+        );
+        assert_eq!(state(&step, OUTCOME_STATE), Some(&b"sender_constrained"[..]), "{name}");
+        assert_eq!(state(&step, CLAIMS_STATE), None, "{name}");
+        // The answer is reused as an inactive one is, and refused the same way.
+        let (_, again) = gw.start(&bearer(OPAQUE));
+        assert!(again.calls.is_empty(), "{name}");
+        assert_eq!(status(&again), Some(401), "{name}");
+        assert_eq!(
+            gw.names(&again),
+            vec!["cache_negative_hit", "denied_sender_constrained"],
+            "{name}"
+        );
+    }
+    // `token_type: Bearer` is a bearer token.
+    let gw = Gateway::new(&json_mode);
+    let step = gw.exchange(
+        OPAQUE,
+        ok(&json!({"active": true, "token_type": "Bearer", "jwt": plain}).to_string()),
+    );
+    assert_eq!(authorization(&step), Some(format!("Bearer {plain}")));
+}

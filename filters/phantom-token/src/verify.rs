@@ -37,6 +37,8 @@ pub enum Resolved {
         exp: Option<u64>,
     },
     Inactive,
+    /// Active, but bound to a key (RFC 8705, RFC 9449): never forwarded as a bearer token.
+    SenderConstrained,
 }
 
 /// Why an answer is not resolved yet, or never will be.
@@ -83,6 +85,9 @@ impl Verifier {
                             );
                             return Err(Unresolved::Failed(Failure::InvalidJwt));
                         }
+                        if lifetime.sender_constrained {
+                            return Ok(Resolved::SenderConstrained);
+                        }
                         Ok(Resolved::Active {
                             upstream: response.as_bytes().to_vec(),
                             claims: serde_json::to_vec(introspection).unwrap_or_default(),
@@ -113,6 +118,11 @@ impl Verifier {
         // RFC 9701 section 8.1: a token-introspection response is never an access token.
         if jwt.typ_is(SIGNED_MEDIA) {
             return Err(Unresolved::Failed(Failure::InvalidJwt));
+        }
+        // RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key is good only with a
+        // proof of that key, which no one checks behind a `Bearer` header.
+        if lifetime.sender_constrained || jwt.is_sender_constrained() {
+            return Ok(Resolved::SenderConstrained);
         }
         Ok(Resolved::Active {
             upstream: token.as_bytes().to_vec(),

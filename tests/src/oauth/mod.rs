@@ -34,7 +34,7 @@
 //! |---|---|---|
 //! | `application/jwt` | `200`, `application/jwt`, the JWT | `204`, empty body |
 //! | `application/token-introspection+jwt` | `200`, a JWS (see below) | `200`, a JWS whose `token_introspection` is `{"active": false}` |
-//! | `application/json`, anything else, none | `200`, `{"active": true, <claims>..., "token_type": "Bearer", "jwt": <JWT>}` | `200`, `{"active": false}` |
+//! | `application/json`, anything else, none | `200`, `{"active": true, <claims>..., "token_type": "Bearer", "jwt": <JWT>}` (`token_type` is the claims' own when they have one) | `200`, `{"active": false}` |
 //!
 //! The RFC 9701 JWS is signed with the default key (its natural algorithm),
 //! header `{"alg", "kid", "typ": "token-introspection+jwt"}`, claims

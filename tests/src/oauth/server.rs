@@ -574,7 +574,8 @@ fn introspect_endpoint(headers: &HeaderMap, body: &[u8], state: &Shared, wrong_s
                 _ => Map::new(),
             };
             members.insert("active".into(), Value::Bool(true));
-            members.insert("token_type".into(), Value::from("Bearer"));
+            // A token issued with a `token_type` claim (e.g. `DPoP`) introspects with it.
+            members.entry("token_type").or_insert_with(|| Value::from("Bearer"));
             members.insert("jwt".into(), Value::from(jwt.as_str()));
             Value::Object(members)
         }
