@@ -265,13 +265,38 @@ pub fn read_introspection(answer: &serde_json::Value, field: &str) -> Result<Opt
     }
 }
 
-/// An RFC 7662 object's `active`: `None` when inactive, else the token's lifetime.
+/// An RFC 7662 object's `active`: `None` when inactive, else the token's lifetime. An active
+/// token whose `token_type` says it is no access token (a refresh token) is inactive for this
+/// filter.
 pub fn read_active(answer: &serde_json::Value) -> Result<Option<Lifetime>, Failure> {
     match answer.get("active") {
         Some(serde_json::Value::Bool(false)) => Ok(None),
-        Some(serde_json::Value::Bool(true)) => Lifetime::of(answer).map(Some),
+        Some(serde_json::Value::Bool(true)) => match answer.get("token_type") {
+            None => Lifetime::of(answer).map(Some),
+            Some(serde_json::Value::String(token_type)) if is_access_token_type(token_type) => {
+                Lifetime::of(answer).map(Some)
+            }
+            Some(serde_json::Value::String(_)) => Ok(None),
+            Some(_) => Err(Failure::Malformed),
+        },
         _ => Err(Failure::Malformed),
     }
+}
+
+/// RFC 7662 section 2.2 `token_type` values that name an access token: the RFC 6749 section 7.1
+/// types `Bearer` and `DPoP` (RFC 9449 section 7.1; a bound token is refused for that later), the
+/// RFC 7009 `token_type_hint` spelling some servers answer with, and the RFC 8693 section 3 URI.
+/// Anything else (`refresh_token`, `Refresh`, `id_token`, ...) is not a token this filter
+/// forwards. Compared case-insensitively (RFC 6749 section 5.1).
+fn is_access_token_type(token_type: &str) -> bool {
+    [
+        "Bearer",
+        "DPoP",
+        "access_token",
+        "urn:ietf:params:oauth:token-type:access_token",
+    ]
+    .iter()
+    .any(|known| token_type.eq_ignore_ascii_case(known))
 }
 
 /// The body as a compact JWS (three base64url segments), surrounding whitespace ignored.
@@ -449,6 +474,32 @@ mod tests {
         assert_eq!(read(json!({"active": true, "jwt": "opaque"})), Err(Failure::Malformed));
         assert_eq!(read(json!({"active": "true", "jwt": JWT})), Err(Failure::Malformed));
         assert_eq!(read(json!({"jwt": JWT})), Err(Failure::Malformed));
+        for access in [
+            "Bearer",
+            "BEARER",
+            "DPoP",
+            "access_token",
+            "urn:ietf:params:oauth:token-type:access_token",
+        ] {
+            assert!(
+                matches!(
+                    read(json!({"active": true, "token_type": access, "jwt": JWT})),
+                    Ok(Reply::Token(..))
+                ),
+                "{access}"
+            );
+        }
+        for other in ["refresh_token", "Refresh", "id_token", "N_A", ""] {
+            assert_eq!(
+                read(json!({"active": true, "token_type": other, "jwt": JWT})),
+                Ok(Reply::Inactive(Freshness::default())),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            read(json!({"active": true, "token_type": ["Bearer"], "jwt": JWT})),
+            Err(Failure::Malformed)
+        );
         assert_eq!(i.read(answer(204, &[], "")), Err(Failure::Status(204)));
         assert_eq!(i.read(answer(200, &[], "{")), Err(Failure::Malformed));
     }

@@ -989,7 +989,7 @@ fn a_signed_answer_in_its_own_header_holds_the_token_to_its_lifetime_and_audienc
     })));
     let answer = |token_introspection: Value| {
         let token_introspection = with(
-            json!({"active": true, "sub": "alice", "aud": "api"}),
+            json!({"active": true, "sub": "alice", "aud": "api", "exp": NOW + 600}),
             token_introspection,
         );
         let claims = json!({"aud": "gw-audience", "token_introspection": token_introspection});
@@ -1005,6 +1005,90 @@ fn a_signed_answer_in_its_own_header_holds_the_token_to_its_lifetime_and_audienc
         let step = gw.exchange(&format!("token{i}"), answer(token_introspection.clone()));
         assert_eq!(status(&step), expected, "{token_introspection}");
     }
+}
+
+/// A signed answer that goes upstream in its own header stands for the access token: without an
+/// `exp` in `token_introspection` it would be served for all of `max_ttl_secs` whatever the
+/// token's own life (refused as a forwarded JWT without `exp` is), and one whose `token_type`
+/// says it is no access token (a refresh token) is refused as inactive.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_signed_answer_in_its_own_header_needs_an_exp_and_an_access_token() {
+    let config = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let answer = |changes: Value| {
+        let token_introspection = with(introspection("unused"), changes);
+        ok(&signed_response(
+            1,
+            "token-introspection+jwt",
+            json!({ "token_introspection": token_introspection }),
+        ))
+    };
+    let gw = Gateway::new(&config);
+    let step = gw.exchange(OPAQUE, answer(json!({"exp": null})));
+    assert_eq!(status(&step), Some(502));
+    assert_eq!(
+        gw.names(&step),
+        vec!["denied_idp_bad_answer", "introspection_error_invalid_jwt"]
+    );
+    assert_eq!(gw.start(&bearer(OPAQUE)).1.calls.len(), 1, "never cached");
+
+    for token_type in [
+        "refresh_token",
+        "Refresh",
+        "id_token",
+        "urn:ietf:params:oauth:token-type:refresh_token",
+    ] {
+        let gw = Gateway::new(&config);
+        let step = gw.exchange(OPAQUE, answer(json!({ "token_type": token_type })));
+        assert_eq!(status(&step), Some(401), "{token_type}");
+        assert_eq!(body(&step)["error"], "invalid_token", "{token_type}");
+        assert_eq!(
+            gw.names(&step),
+            vec!["denied_inactive_token", "introspection_inactive"],
+            "{token_type}"
+        );
+    }
+    for token_type in [
+        json!(null),
+        json!("Bearer"),
+        json!("bearer"),
+        json!("access_token"),
+        json!("urn:ietf:params:oauth:token-type:access_token"),
+    ] {
+        let gw = Gateway::new(&config);
+        let step = gw.exchange(OPAQUE, answer(json!({ "token_type": token_type })));
+        assert_eq!(step.action, Action::Continue, "{token_type}");
+        assert_eq!(gw.names(&step), vec!["allowed", "introspection_active"], "{token_type}");
+    }
+    let gw = Gateway::new(&config);
+    let step = gw.exchange(OPAQUE, answer(json!({"token_type": 1})));
+    assert_eq!(status(&step), Some(502), "a token_type that is not a string");
+}
+
+/// The same `token_type` rule holds for every RFC 7662 object: a refresh token's JWT is not
+/// forwarded either.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_answer_for_a_refresh_token_is_inactive_in_every_format() {
+    let token = jwt(json!({}));
+    let json_mode = config(json!({"type": "json", "field": "jwt"}));
+    let gw = Gateway::new(&json_mode);
+    let step = gw.exchange(
+        OPAQUE,
+        ok(&json!({"active": true, "token_type": "refresh_token", "jwt": token}).to_string()),
+    );
+    assert_eq!(status(&step), Some(401));
+    assert_eq!(state(&step, OUTCOME_STATE), Some(&b"inactive_token"[..]));
+    let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
+    let gw = Gateway::new(&jwt_field);
+    let response = signed_response(
+        1,
+        "token-introspection+jwt",
+        json!({"token_introspection": with(introspection(&token), json!({"token_type": "refresh_token"}))}),
+    );
+    let step = gw.exchange(OPAQUE, ok(&response));
+    assert_eq!(status(&step), Some(401));
+    assert_eq!(state(&step, OUTCOME_STATE), Some(&b"inactive_token"[..]));
 }
 
 /// A browser's preflight carries no credentials: one that does is no preflight, and its token

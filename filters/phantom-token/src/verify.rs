@@ -1,6 +1,8 @@
 //! Turns an introspection answer into what goes upstream, verifying every JWT on the way: the JWT
 //! to forward (signature with the IdP's keys, `iss`, `aud`, `exp`) and, in RFC 9701 mode, the
-//! signed response itself (`typ`, signature, `iss`, `aud` = this client, `iat`).
+//! signed response itself (`typ`, signature, `iss`, `aud` = this client, `iat`). A signed
+//! response that goes upstream itself is held to what a forwarded JWT would be: its
+//! `token_introspection` must have an `exp`, and an `aud` for this API.
 
 use jose::{ClaimRules, IssuerKeys, Jwt, Rejection};
 use shared::Ctx;
@@ -73,6 +75,13 @@ impl Verifier {
                         let Some(lifetime) = read_active(introspection).map_err(Unresolved::Failed)? else {
                             return Ok(Resolved::Inactive);
                         };
+                        // What goes upstream stands for the access token: without an `exp` it
+                        // would hold for as long as the cache keeps it, as a forwarded JWT
+                        // without one would.
+                        if lifetime.exp.is_none() {
+                            log::info!("phantom_token: the introspected token has no exp");
+                            return Err(Unresolved::Failed(Failure::InvalidJwt));
+                        }
                         if lifetime.is_over(ctx.now_secs(), self.token_rules.clock_skew_secs) {
                             return Ok(Resolved::Inactive);
                         }
