@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use harness::config::static_cluster;
 use harness::oauth::{
-    jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, TokenFormat, INTROSPECT_PATH, TOKEN_PATH,
+    jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, TokenFormat, TokenSpec, INTROSPECT_PATH, TOKEN_PATH,
 };
 use harness::{merge_json, Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
@@ -444,6 +444,18 @@ fn internal_jwts_pass_through_to_jwt_auth_when_allowed() {
     // A forged JWT passes phantom-token but not jwt-auth.
     let forged = format!("{}x", &internal[..internal.len() - 1]);
     assert_eq!(gw.send(bearer(&forged)).status, 401);
+    // A signed introspection response is never an access token (RFC 9701 section 8.1), though
+    // jwt-auth, which checks no `typ` here, would take this one.
+    let response = oauth.mint(
+        TokenSpec::new("RS256", &oauth.default_kid())
+            .claims(oauth.claims(json!({"sub": "batch-job"})))
+            .header("typ", json!("application/token-introspection+jwt")),
+    );
+    let (passed, introspected) = (counter(&gw, "jwt_passed_through"), oauth.calls(INTROSPECT_PATH));
+    assert_denied(&gw.send(bearer(&response)), 401, "invalid_token", &response);
+    assert_eq!(counter(&gw, "denied_not_access_token"), 1);
+    assert_eq!(counter(&gw, "jwt_passed_through"), passed, "not passed through");
+    assert_eq!(oauth.calls(INTROSPECT_PATH), introspected, "nor introspected");
 }
 
 #[test]

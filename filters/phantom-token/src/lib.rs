@@ -55,6 +55,7 @@ const DENIAL_REASONS: &[&str] = &[
     "missing_token",
     "ambiguous_token",
     "malformed_token",
+    "not_access_token",
     "inactive_token",
     "sender_constrained",
     "idp_unavailable",
@@ -448,7 +449,17 @@ impl HttpFilter for Exchange {
             let deny = Deny::InvalidToken("the access token is malformed");
             return self.deny(step, deny, "malformed_token");
         }
-        if root.pass_through_jwts && jose::Jwt::decode(token, root.max_token_bytes).is_ok() {
+        if let Some(jwt) = root
+            .pass_through_jwts
+            .then(|| jose::Jwt::decode(token, root.max_token_bytes).ok())
+            .flatten()
+        {
+            // A signed introspection response (one a `response_header` upstream got, say) is no
+            // access token: jwt-auth, which may not check `typ`, must never be handed one.
+            if verify::is_introspection_response(&jwt) {
+                let deny = Deny::InvalidToken("a token-introspection response is not an access token");
+                return self.deny(step, deny, "not_access_token");
+            }
             // jwt-auth behind this filter verifies it.
             return step
                 .count(root.counters.passed_through)

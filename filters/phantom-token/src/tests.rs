@@ -325,6 +325,38 @@ fn jwt_shaped_tokens_pass_through_only_when_configured() {
     assert_eq!(on.start(&bearer(OPAQUE)).1.action, Action::Pause);
 }
 
+/// RFC 9701 section 8.1: a signed introspection response is never an access token, also when a
+/// client sends one itself; the check is the one the filter makes on JWTs it forwards.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_passed_through_jwt_typed_as_an_introspection_response_is_refused() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"pass_through_jwts": true})));
+    for typ in [
+        "token-introspection+jwt",
+        "Token-Introspection+JWT",
+        "application/token-introspection+jwt",
+        "APPLICATION/token-introspection+jwt",
+    ] {
+        let response = signed_response(1, typ, json!({"token_introspection": introspection(&jwt(json!({})))}));
+        let (_, step) = gw.start(&bearer(&response));
+        assert!(step.calls.is_empty(), "{typ}");
+        assert_eq!(status(&step), Some(401), "{typ}");
+        assert_eq!(body(&step)["error"], "invalid_token", "{typ}");
+        assert_eq!(
+            step.local_reply().unwrap().header("www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\""),
+        );
+        assert_eq!(gw.names(&step), vec!["denied_not_access_token"], "{typ}");
+        assert_eq!(state(&step, OUTCOME_STATE), Some(&b"not_access_token"[..]), "{typ}");
+    }
+    // Other types pass as they did.
+    for typ in ["at+jwt", "JWT", "token-introspection+jwt+x"] {
+        let token = signed(1, json!({"alg": "EdDSA", "typ": typ}), &access_claims());
+        let (_, step) = gw.start(&bearer(&token));
+        assert_eq!(step.action, Action::Continue, "{typ}");
+        assert_eq!(gw.names(&step), vec!["jwt_passed_through"], "{typ}");
+    }
+}
+
 // The exchange ----------------------------------------------------------------------------------
 
 #[wasm_bindgen_test(unsupported = test)]

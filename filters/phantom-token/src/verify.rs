@@ -124,8 +124,7 @@ impl Verifier {
             return Ok(Resolved::Inactive);
         }
         let jwt = self.verified(token, &self.token_rules, ctx)?;
-        // RFC 9701 section 8.1: a token-introspection response is never an access token.
-        if jwt.typ_is(SIGNED_MEDIA) {
+        if is_introspection_response(&jwt) {
             return Err(Unresolved::Failed(Failure::InvalidJwt));
         }
         // RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key is good only with a
@@ -158,6 +157,12 @@ impl Verifier {
             Err(Rejection::Invalid(error)) => Err(invalid(error)),
         }
     }
+}
+
+/// RFC 9701 section 8.1: a token-introspection response (`typ` `token-introspection+jwt`, any
+/// letter case, `application/` or not) is never an access token, whoever sends it.
+pub fn is_introspection_response(jwt: &Jwt) -> bool {
+    jwt.typ_is(SIGNED_MEDIA)
 }
 
 /// The earlier of two optional instants.
