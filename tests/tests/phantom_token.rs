@@ -376,6 +376,13 @@ fn every_fault_of_the_oauth_server_fails_closed() {
             },
             503,
         ),
+        // An outage whatever the size of the error page.
+        (
+            Fault::HugeUnavailable {
+                retry_after: Some("7".into()),
+            },
+            503,
+        ),
         (Fault::Html, 502),
         (Fault::HugeBody, 502),
         (Fault::WrongSignature, 502),
@@ -392,8 +399,8 @@ fn every_fault_of_the_oauth_server_fails_closed() {
         };
         assert_eq!(response.status, status, "{fault:?}: {}", response.text());
         assert_denied(&response, status, error, &opaque);
-        if let Fault::Unavailable { .. } = fault {
-            assert_eq!(response.header("retry-after").as_deref(), Some("7"));
+        if let Fault::Unavailable { .. } | Fault::HugeUnavailable { .. } = fault {
+            assert_eq!(response.header("retry-after").as_deref(), Some("7"), "{fault:?}");
         }
         // Recovery: the same token works once the IdP does (failures are never cached).
         oauth.set_fault(Fault::None);

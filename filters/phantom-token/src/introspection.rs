@@ -221,13 +221,10 @@ impl Introspector {
         let CallOutcome::Response { status, headers, body } = outcome else {
             return Err(Failure::Unreachable);
         };
-        if body.len() > self.max_response_bytes {
-            return Err(Failure::Oversized);
-        }
-        let freshness = freshness(&headers);
+        // The status first: an outage is an outage whatever its body (an error page can be big),
+        // and only a success's body is read.
         match (status, &self.mode) {
-            (200, _) => {}
-            (204, Mode::Jwt) => return Ok(Reply::Inactive(freshness)),
+            (200, _) | (204, Mode::Jwt) => {}
             (503, _) => {
                 return Err(Failure::Unavailable {
                     retry_after_secs: retry_after(&headers),
@@ -236,6 +233,13 @@ impl Introspector {
             // Envoy answers a call that timed out with its own 504.
             (504, _) => return Err(Failure::Unreachable),
             (status, _) => return Err(Failure::Status(status)),
+        }
+        if body.len() > self.max_response_bytes {
+            return Err(Failure::Oversized);
+        }
+        let freshness = freshness(&headers);
+        if status == 204 {
+            return Ok(Reply::Inactive(freshness));
         }
         match &self.mode {
             Mode::Jwt => compact_jws(&body).map(|jwt| Reply::Token(jwt, Lifetime::default(), freshness)),
@@ -455,6 +459,31 @@ mod tests {
         );
         let huge = "a".repeat(64 * 1024 + 1);
         assert_eq!(i.read(answer(200, &[], &huge)), Err(Failure::Oversized));
+        assert_eq!(i.read(answer(204, &[], &huge)), Err(Failure::Oversized));
+    }
+
+    /// The status is judged before the body's size: an overloaded OAuth server's big error page
+    /// is still an outage (503, its `Retry-After` passed on), not a bad answer.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_oversized_error_answer_is_judged_by_its_status() {
+        let huge = "<html>".repeat(64 * 1024);
+        for response in [
+            json!({"type": "jwt"}),
+            json!({"type": "json", "field": "jwt"}),
+            json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        ] {
+            let i = introspector(response.clone(), "client_secret_basic");
+            assert_eq!(
+                i.read(answer(503, &[("retry-after", "7")], &huge)),
+                Err(Failure::Unavailable {
+                    retry_after_secs: Some(7)
+                }),
+                "{response}"
+            );
+            assert_eq!(i.read(answer(504, &[], &huge)), Err(Failure::Unreachable), "{response}");
+            assert_eq!(i.read(answer(500, &[], &huge)), Err(Failure::Status(500)), "{response}");
+            assert_eq!(i.read(answer(200, &[], &huge)), Err(Failure::Oversized), "{response}");
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -476,6 +476,23 @@ fn every_unusable_answer_fails_closed() {
     assert_eq!(step.local_reply().unwrap().header("retry-after"), Some("7"));
 }
 
+/// An overloaded OAuth server's 503 with a big error page is an outage, as any 503 is: the
+/// client gets 503 and the server's `Retry-After`, not a 502 for the page's size.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_503_with_a_body_over_max_response_bytes_is_still_503_with_retry_after() {
+    let gw = Gateway::new(&jwt_mode());
+    let page = "<html>overloaded</html>".repeat(4096);
+    let step = gw.exchange(OPAQUE, answer(503, &[("retry-after", "7")], &page));
+    assert_eq!(status(&step), Some(503));
+    assert_eq!(step.local_reply().unwrap().header("retry-after"), Some("7"));
+    assert_eq!(
+        gw.names(&step),
+        vec!["denied_idp_unavailable", "introspection_error_unavailable"]
+    );
+    let step = gw.exchange("another", answer(504, &[], &page));
+    assert_eq!(status(&step), Some(503), "Envoy's 504 for a timeout");
+}
+
 // The cache -------------------------------------------------------------------------------------
 
 #[wasm_bindgen_test(unsupported = test)]

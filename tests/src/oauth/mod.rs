@@ -154,6 +154,12 @@ pub enum Fault {
         /// The `Retry-After` header value, if any.
         retry_after: Option<String>,
     },
+    /// As [`Fault::Unavailable`], but with a `text/html` body of at least
+    /// [`HUGE_BODY_BYTES`]: an overloaded load balancer's error page.
+    HugeUnavailable {
+        /// The `Retry-After` header value, if any.
+        retry_after: Option<String>,
+    },
     /// `200`, `Content-Type: text/html`, body [`HTML_FAULT_BODY`]: what a
     /// captive portal or a misrouted load balancer answers.
     Html,
@@ -508,7 +514,8 @@ impl OAuthServer {
     /// the one [`OAuthServer::set_fault`] set for it. On paths other than
     /// the JWKS and discovery, `MalformedJwks`, `HugeJwks` and `EmptyKeys`
     /// serve the same bodies as on `/jwks`. The faults meant for
-    /// introspection (`Unavailable`, `Html`, `HugeBody`, `WrongSignature`)
+    /// introspection (`Unavailable`, `HugeUnavailable`, `Html`, `HugeBody`,
+    /// `WrongSignature`)
     /// are typically set on [`INTROSPECT_PATH`].
     ///
     /// # Panics
@@ -672,6 +679,9 @@ fn check_fault(fault: &Fault) {
             "Fault::Status({code}): not a valid HTTP status code"
         ),
         Fault::Unavailable {
+            retry_after: Some(value),
+        }
+        | Fault::HugeUnavailable {
             retry_after: Some(value),
         } => assert!(
             hyper::header::HeaderValue::from_str(value).is_ok(),

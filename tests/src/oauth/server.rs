@@ -234,6 +234,14 @@ pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Resu
                 None => resp,
             });
         }
+        Fault::HugeUnavailable { retry_after } => {
+            let page = HTML_FAULT_BODY.repeat(HUGE_BODY_BYTES / HTML_FAULT_BODY.len() + 1);
+            let resp = response(StatusCode::SERVICE_UNAVAILABLE, "text/html", page);
+            return Ok(match retry_after {
+                Some(value) => with_dynamic_header(resp, RETRY_AFTER, &value),
+                None => resp,
+            });
+        }
         Fault::Html => return Ok(response(StatusCode::OK, "text/html", HTML_FAULT_BODY)),
         Fault::HugeBody => return Ok(huge_body(AnswerFormat::from_accept(&parts.headers))),
         Fault::WrongSignature => {}
