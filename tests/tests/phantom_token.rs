@@ -475,4 +475,17 @@ fn a_bad_config_is_refused_with_the_field_path() {
         log.contains("phantom_token: invalid configuration: introspection.path: must start with '/'"),
         "{log}"
     );
+    // No answer is reused longer than max_ttl_secs, inactive ones included.
+    let bad = config(
+        &oauth,
+        jwt_mode(),
+        json!({"cache": {"max_ttl_secs": 60, "inactive_ttl_secs": 120}}),
+    );
+    let log = Gateway::start_refused(|c| c.filter("phantom_token", bad));
+    assert!(
+        log.contains(
+            "phantom_token: invalid configuration: cache.inactive_ttl_secs: must not exceed cache.max_ttl_secs (60)"
+        ),
+        "{log}"
+    );
 }

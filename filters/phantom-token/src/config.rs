@@ -152,9 +152,9 @@ pub struct CacheConfig {
     /// No answer is kept longer than this.
     #[serde(default = "default_max_ttl")]
     pub max_ttl_secs: u64,
-    /// How long an inactive answer is kept.
-    #[serde(default = "default_inactive_ttl")]
-    pub inactive_ttl_secs: u64,
+    /// How long an inactive answer is kept; at most `max_ttl_secs`. Default: 10, or
+    /// `max_ttl_secs` when that is less.
+    pub inactive_ttl_secs: Option<u64>,
     /// An active answer is dropped this long before the JWT's `exp`, so that what goes upstream
     /// still has time to live.
     #[serde(default = "default_exp_margin")]
@@ -166,7 +166,7 @@ impl Default for CacheConfig {
         Self {
             max_entries: default_entries(),
             max_ttl_secs: default_max_ttl(),
-            inactive_ttl_secs: default_inactive_ttl(),
+            inactive_ttl_secs: None,
             exp_margin_secs: default_exp_margin(),
         }
     }
@@ -180,9 +180,8 @@ fn default_max_ttl() -> u64 {
     300
 }
 
-fn default_inactive_ttl() -> u64 {
-    10
-}
+/// `inactive_ttl_secs` when not given (and `max_ttl_secs` is not less).
+pub const DEFAULT_INACTIVE_TTL_SECS: u64 = 10;
 
 fn default_exp_margin() -> u64 {
     5

@@ -232,6 +232,17 @@ impl PhantomToken {
             inactive_ttl_secs,
             exp_margin_secs,
         } = config.cache;
+        // `max_ttl_secs` is the longest any answer is reused, inactive ones included.
+        let inactive_ttl_secs = match inactive_ttl_secs {
+            None => config::DEFAULT_INACTIVE_TTL_SECS.min(max_ttl_secs),
+            Some(secs) if secs > max_ttl_secs => {
+                return Err(root
+                    .field("cache")
+                    .field("inactive_ttl_secs")
+                    .error(format!("must not exceed cache.max_ttl_secs ({max_ttl_secs})")))
+            }
+            Some(secs) => secs,
+        };
         // Plugins in one VM share its shared data and wait signals. Only plugins with the same
         // config may share answers: any other setting (audiences, keys, what goes upstream) could
         // make one forward what the other never verified.

@@ -541,6 +541,31 @@ fn cache_lifetime_is_the_least_of_exp_max_age_and_the_cap() {
     }
 }
 
+/// `max_ttl_secs` is the longest any answer is reused: an inactive answer kept longer would keep
+/// a token refused past it, so a config that says so is refused, and the default keeps within it.
+#[wasm_bindgen_test(unsupported = test)]
+fn inactive_answers_are_never_kept_longer_than_max_ttl_secs() {
+    let error = config_error(&with(
+        jwt_mode(),
+        json!({"cache": {"max_ttl_secs": 30, "inactive_ttl_secs": 31}}),
+    ));
+    assert_eq!(
+        error,
+        "cache.inactive_ttl_secs: must not exceed cache.max_ttl_secs (30)"
+    );
+    configured(&with(
+        jwt_mode(),
+        json!({"cache": {"max_ttl_secs": 30, "inactive_ttl_secs": 30}}),
+    ));
+    // The default (10 s) shrinks to a smaller max_ttl_secs.
+    let mut gw = Gateway::new(&with(jwt_mode(), json!({"cache": {"max_ttl_secs": 3}})));
+    assert_eq!(status(&gw.exchange(OPAQUE, answer(204, &[], ""))), Some(401));
+    gw.host.now_ms += 2_000;
+    assert!(gw.start(&bearer(OPAQUE)).1.calls.is_empty(), "cached at 2 s");
+    gw.host.now_ms += 1_000;
+    assert_eq!(gw.start(&bearer(OPAQUE)).1.calls.len(), 1, "asked again at 3 s");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn inactive_answers_are_cached_briefly() {
     let mut gw = Gateway::new(&with(jwt_mode(), json!({"cache": {"inactive_ttl_secs": 10}})));
