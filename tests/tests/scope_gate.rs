@@ -45,6 +45,18 @@ fn chain_with(oauth: &OAuthServer, config: Value, hcm: impl FnOnce(GatewayConfig
     })
 }
 
+/// jwt-auth and scope-gate with these scope-gate rules.
+fn chain_gated(oauth: &OAuthServer, rules: Value, hcm: impl FnOnce(GatewayConfig) -> GatewayConfig) -> Gateway {
+    let addr = oauth.addr();
+    let auth = jwt_auth(oauth);
+    Gateway::start_with(|c| {
+        hcm(c
+            .filter("jwt_auth", auth)
+            .filter("scope_gate", json!({"unmatched": "allow", "rules": rules}))
+            .extra_cluster(static_cluster("oauth", addr)))
+    })
+}
+
 fn with_token(request: Request, token: &str) -> Request {
     request.header("Authorization", &format!("Bearer {token}"))
 }
@@ -210,4 +222,27 @@ fn path_tricks_do_not_reach_a_protected_prefix_without_envoy_normalisation() {
     let gw = chain(&oauth, GatewayConfig::without_path_normalisation);
     assert_no_bypass(&gw, &token);
     assert!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_path_refused") >= 5);
+}
+
+/// Rails, Express without `strict` and Spring before 6 serve `/admin/` as `/admin`: the trailing
+/// slash must not take a request past the rule for `/admin` to the catch-all.
+#[test]
+fn a_trailing_slash_does_not_get_past_an_exact_rule() {
+    let oauth = OAuthServer::start();
+    let gw = chain_gated(
+        &oauth,
+        json!([
+            {"id": "admin", "match": {"exact": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "read", "match": {"prefix": "/"}, "requires": {"type": "any_of", "scopes": ["read"]}},
+        ]),
+        |c| c,
+    );
+    let reader = oauth.token(json!({"scope": "read"}));
+    for path in ["/admin", "/admin/", "/admin/?x=1"] {
+        let response = gw.send(with_token(Request::get(path), &reader));
+        assert_eq!(response.status, 403, "{path}: {}", response.text());
+    }
+    assert_eq!(gw.send(with_token(Request::get("/admin/x"), &reader)).status, 200);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.denied_admin"), 3);
+    assert!(gw.echo.requests().iter().all(|r| r.path == "/admin/x"));
 }

@@ -415,7 +415,8 @@ mod properties {
         }
 
         /// A prefix rule applies exactly to the accepted paths that start with the prefix (after
-        /// lowercasing both with `case_insensitive_paths`), never because of the query; refused
+        /// lowercasing both with `case_insensitive_paths`), and to the prefix without its
+        /// trailing slash, never because of the query; refused
         /// paths are 400 before any rule is read.
         #[test]
         fn a_prefix_rule_never_matches_a_path_outside_it(
@@ -431,11 +432,13 @@ mod properties {
             let step = decide(&gate, None, "GET", &path);
             let bare = path.split('?').next().unwrap_or_default();
             let decoded = shared::route::normal_escapes(bare);
-            let inside = if case_insensitive {
-                decoded.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase())
+            let (decoded, prefix) = if case_insensitive {
+                (decoded.to_ascii_lowercase(), prefix.to_ascii_lowercase())
             } else {
-                decoded.starts_with(&prefix)
+                (decoded.into_owned(), prefix)
             };
+            // `prefix "/a/"` holds `/a` too: one trailing slash is no other path.
+            let inside = decoded.starts_with(&prefix) || decoded == prefix.trim_end_matches('/');
             match (refuse(bare).is_some(), inside) {
                 (true, _) => prop_assert_eq!(status(&step), Some(400)),
                 (false, true) => prop_assert_eq!(outcome(&step), "unauthenticated"),
@@ -567,6 +570,42 @@ fn escaped_letters_do_not_get_past_a_protected_prefix() {
         (status, counters.contains(&"denied_cafe".to_owned())),
         (403, true),
         "{counters:?}"
+    );
+}
+
+/// Rails, Express without `strict` and Spring before 6 serve `/admin/` as `/admin`: a trailing
+/// slash must not take a request past the rule for `/admin` to a looser one.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_trailing_slash_does_not_skip_an_exact_rule() {
+    let config = gate(
+        r#"{"rules": [
+            {"id": "admin", "match": {"exact": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "users", "match": {"prefix": "/users/"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "any_of", "scopes": ["read"]}}
+        ]}"#,
+    );
+    let reader = Some(r#"{"scope": "read"}"#);
+    for path in ["/admin", "/admin/", "/admin/?x=1", "/%61dmin/"] {
+        assert_eq!(
+            decide(&config, reader, request("GET", path, &[])),
+            (403, vec!["denied_admin".into()]),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        decide(&config, reader, request("GET", "/users", &[])),
+        (403, vec!["denied_users".into()])
+    );
+    assert_eq!(decide(&config, reader, request("GET", "/admin/x", &[])).0, 0);
+    let ci = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+            {"id": "admin", "match": {"exact": "/Admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "requires": {"type": "public"}}
+        ]}"#,
+    );
+    assert_eq!(
+        decide(&ci, reader, request("GET", "/ADMIN/", &[])),
+        (403, vec!["denied_admin".into()])
     );
 }
 

@@ -47,7 +47,10 @@ impl RouteMatch {
     pub fn compile(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
         let path = match (&config.exact, &config.prefix, &config.regex) {
             (None, None, None) => PathMatch::Any,
-            (Some(exact), None, None) => PathMatch::Exact(checked_path(exact, &at.field("exact"))?),
+            (Some(exact), None, None) => {
+                let exact = checked_path(exact, &at.field("exact"))?;
+                PathMatch::Exact(without_trailing_slash(&exact).to_owned())
+            }
             (None, Some(prefix), None) => PathMatch::Prefix(checked_path(prefix, &at.field("prefix"))?),
             (None, None, Some(regex)) => PathMatch::Regex(
                 Regex::new(&format!("^(?:{regex})$"))
@@ -94,10 +97,20 @@ impl RouteMatch {
         let path = &*request.rule_path;
         match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(exact) => path == exact,
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatch::Exact(exact) => without_trailing_slash(path) == exact,
+            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()) || without_trailing_slash(prefix) == path,
             PathMatch::Regex(regex) => regex.is_match(path),
         }
+    }
+}
+
+/// `path` without one trailing `/` (`/` itself stays). Many upstreams serve `/admin/` as `/admin`
+/// and the other way round (Rails, Express without `strict`, Spring before 6): to the rules the
+/// two are one path, so `exact "/admin"` holds `/admin/` too, and `prefix "/admin/"` holds `/admin`.
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(trimmed) if !trimmed.is_empty() => trimmed,
+        _ => path,
     }
 }
 
@@ -301,6 +314,30 @@ mod tests {
         assert!(!head.matches(&line("GET", "/")));
         let post = compile(r#"{"methods": ["POST", "PUT"]}"#).unwrap();
         assert!(!post.matches(&line("HEAD", "/")));
+    }
+
+    /// An upstream that serves `/admin/` as `/admin` (Rails, Express without `strict`, Spring
+    /// before 6) must not see a request that got past the rule for `/admin` by its trailing slash.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn one_trailing_slash_does_not_change_which_rule_matches() {
+        let exact = compile(r#"{"exact": "/admin"}"#).unwrap();
+        assert!(exact.matches(&line("GET", "/admin")));
+        assert!(exact.matches(&line("GET", "/admin/")));
+        assert!(exact.matches(&line("GET", "/%61dmin/")));
+        assert!(!exact.matches(&line("GET", "/admin/x")));
+        assert!(!exact.matches(&line("GET", "/admin//")));
+        assert!(!exact.matches(&line("GET", "/")));
+        let slashed = compile(r#"{"exact": "/admin/"}"#).unwrap();
+        assert!(slashed.matches(&line("GET", "/admin")));
+        assert!(slashed.matches(&line("GET", "/admin/")));
+        let root = compile(r#"{"exact": "/"}"#).unwrap();
+        assert!(root.matches(&line("GET", "/")));
+        assert!(!root.matches(&line("GET", "/admin")));
+        let prefix = compile(r#"{"prefix": "/admin/"}"#).unwrap();
+        assert!(prefix.matches(&line("GET", "/admin")));
+        assert!(prefix.matches(&line("GET", "/admin/users")));
+        assert!(!prefix.matches(&line("GET", "/administrator")));
+        assert!(!prefix.matches(&line("GET", "/adm")));
     }
 
     /// RFC 3986 section 6.2.2: escapes of unreserved characters mean the characters, and the
