@@ -246,3 +246,31 @@ fn a_trailing_slash_does_not_get_past_an_exact_rule() {
     assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.denied_admin"), 3);
     assert!(gw.echo.requests().iter().all(|r| r.path == "/admin/x"));
 }
+
+/// Many upstreams read `delete` as `DELETE`: a lowercase method must be held to the DELETE rule,
+/// not pass as unmatched. Envoy passes such methods on with `allow_custom_methods`.
+#[test]
+fn a_lowercase_method_is_held_to_the_rule_for_its_uppercase_form() {
+    let oauth = OAuthServer::start();
+    let gw = chain_gated(
+        &oauth,
+        json!([
+            {"id": "delete", "match": {"prefix": "/orders/", "methods": ["DELETE"]},
+             "requires": {"type": "any_of", "scopes": ["admin"]}},
+        ]),
+        |c| c.hcm("http_protocol_options", json!({"allow_custom_methods": true})),
+    );
+    let writer = oauth.token(json!({"scope": "orders:write"}));
+    for method in ["DELETE", "delete", "Delete"] {
+        let response = gw.send(with_token(Request::new(method, "/orders/1"), &writer));
+        assert_eq!(response.status, 403, "{method}: {}", response.text());
+    }
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.denied_delete"), 3);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.public_allowed"), 0);
+    assert_eq!(gw.echo.request_count(), 0);
+    let admin = oauth.token(json!({"scope": "admin"}));
+    assert_eq!(
+        gw.send(with_token(Request::new("delete", "/orders/1"), &admin)).status,
+        200
+    );
+}

@@ -609,6 +609,43 @@ fn a_trailing_slash_does_not_skip_an_exact_rule() {
     );
 }
 
+/// Methods are case-sensitive, but many upstreams read `delete` as `DELETE`: a lowercase method
+/// must be held to the DELETE rule, not let through as unmatched.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_lowercase_method_is_held_to_the_rule_for_its_uppercase_form() {
+    let config = gate(
+        r#"{"unmatched": "allow", "rules": [
+            {"id": "delete", "match": {"prefix": "/orders/", "methods": ["DELETE"]},
+             "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "read", "match": {"prefix": "/orders/", "methods": ["GET"]},
+             "requires": {"type": "any_of", "scopes": ["read"]}}
+        ]}"#,
+    );
+    let writer = Some(r#"{"scope": "write"}"#);
+    for method in ["DELETE", "delete", "Delete"] {
+        assert_eq!(
+            decide(&config, writer, request(method, "/orders/1", &[])),
+            (403, vec!["denied_delete".into()]),
+            "{method}"
+        );
+    }
+    for method in ["get", "head"] {
+        assert_eq!(
+            decide(&config, writer, request(method, "/orders/1", &[])),
+            (403, vec!["denied_read".into()]),
+            "{method}"
+        );
+    }
+    assert_eq!(
+        decide(
+            &config,
+            Some(r#"{"scope": "admin"}"#),
+            request("delete", "/orders/1", &[])
+        ),
+        (0, vec!["allowed".into()])
+    );
+}
+
 /// Most servers run their GET handler for HEAD: under a public catch-all, `HEAD /admin` must not
 /// get past a rule written for `GET /admin`.
 #[wasm_bindgen_test(unsupported = test)]

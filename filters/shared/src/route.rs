@@ -23,7 +23,8 @@ pub struct RouteMatchConfig {
     pub prefix: Option<String>,
     /// Matched against the whole path (anchored).
     pub regex: Option<String>,
-    /// Methods, exact and case-sensitive; `GET` covers `HEAD` too. Empty or absent: every method.
+    /// Methods, in uppercase; a request's method matches in any letter case (`delete` is `DELETE`),
+    /// and `GET` covers `HEAD` too. Empty or absent: every method.
     #[serde(default)]
     pub methods: Vec<String>,
 }
@@ -59,11 +60,21 @@ impl RouteMatch {
             _ => return Err(at.error("give at most one of exact, prefix, regex")),
         };
         for (i, method) in config.methods.iter().enumerate() {
-            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
+            if method.is_empty()
+                || !method
+                    .bytes()
+                    .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+            {
                 return Err(at
                     .field("methods")
                     .index(i)
                     .error(format!("{method:?} is not an HTTP method")));
+            }
+            if method.bytes().any(|b| b.is_ascii_lowercase()) {
+                return Err(at.field("methods").index(i).error(format!(
+                    "{method:?}: write methods in uppercase ({:?}); requests match them in any letter case",
+                    method.to_ascii_uppercase()
+                )));
             }
         }
         Ok(Self {
@@ -114,10 +125,14 @@ fn without_trailing_slash(path: &str) -> &str {
     }
 }
 
+/// Whether a rule for method `rule` (uppercase, as config has it) holds a request with `request`.
+/// Methods are case-sensitive (RFC 9110 section 9.1), but many upstreams read `delete` as
+/// `DELETE` (Node's parser, frameworks that uppercase it, servers that compare it
+/// case-insensitively): a lowercase method must not slip past the rule for its uppercase form.
 /// A HEAD request is a GET without the content (RFC 9110 section 9.3.2), and most servers answer it
 /// by running their GET handler: a rule for GET that missed HEAD would let `HEAD /admin` past it.
 fn method_covers(rule: &str, request: &str) -> bool {
-    rule == request || (rule == "GET" && request == "HEAD")
+    rule.eq_ignore_ascii_case(request) || (rule == "GET" && request.eq_ignore_ascii_case("HEAD"))
 }
 
 fn checked_path(path: &str, at: &FieldPath) -> Result<String, ConfigError> {
@@ -297,7 +312,7 @@ mod tests {
         let prefix = compile(r#"{"prefix": "/orders/", "methods": ["POST"]}"#).unwrap();
         assert!(prefix.matches(&line("POST", "/orders/1")));
         assert!(!prefix.matches(&line("GET", "/orders/1")));
-        assert!(!prefix.matches(&line("post", "/orders/1")));
+        assert!(!prefix.matches(&line("PUT", "/orders/1")));
         let regex = compile(r#"{"regex": "/orders/[0-9]+"}"#).unwrap();
         assert!(regex.matches(&line("GET", "/orders/42")));
         assert!(!regex.matches(&line("GET", "/orders/42/items")));
@@ -314,6 +329,23 @@ mod tests {
         assert!(!head.matches(&line("GET", "/")));
         let post = compile(r#"{"methods": ["POST", "PUT"]}"#).unwrap();
         assert!(!post.matches(&line("HEAD", "/")));
+    }
+
+    /// Many upstreams read `delete` as `DELETE`: a method in another letter case is held to the
+    /// rule for the method, not let past it.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn methods_match_in_any_letter_case() {
+        let delete = compile(r#"{"prefix": "/orders/", "methods": ["DELETE"]}"#).unwrap();
+        for method in ["DELETE", "delete", "Delete", "dElEtE"] {
+            assert!(delete.matches(&line(method, "/orders/1")), "{method}");
+        }
+        assert!(!delete.matches(&line("deletex", "/orders/1")));
+        let get = compile(r#"{"methods": ["GET"]}"#).unwrap();
+        for method in ["get", "head", "Head"] {
+            assert!(get.matches(&line(method, "/")), "{method}");
+            assert!(get.fits_method(method), "{method}");
+        }
+        assert!(!get.matches(&line("post", "/")));
     }
 
     /// An upstream that serves `/admin/` as `/admin` (Rails, Express without `strict`, Spring
@@ -386,7 +418,11 @@ mod tests {
         assert!(err(r#"{"prefix": "orders"}"#).starts_with("match.prefix: "));
         assert!(err(r#"{"exact": "/a?b=1"}"#).starts_with("match.exact: "));
         assert!(err(r#"{"regex": "("}"#).starts_with("match.regex: invalid regex"));
-        assert!(err(r#"{"methods": ["GET", "get"]}"#).starts_with("match.methods[1]: "));
+        assert_eq!(
+            err(r#"{"methods": ["GET", "get"]}"#),
+            r#"match.methods[1]: "get": write methods in uppercase ("GET"); requests match them in any letter case"#
+        );
+        assert!(err(r#"{"methods": ["GE T"]}"#).starts_with("match.methods[0]: "));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
