@@ -235,6 +235,21 @@ fn bad_configs_name_the_field() {
             r#"{"rules": [{"content_types": ["json"], "requires": {"type": "public"}}]}"#,
             "rules[0].content_types[0]",
         ),
+        // A rule written in a form no accepted request path has would be dead, and its requests
+        // would fall to the public catch-all.
+        (
+            r#"{"rules": [{"match": {"prefix": "/caf\u00e9"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+                          {"match": {"prefix": "/"}, "requires": {"type": "public"}}]}"#,
+            "rules[0].match.prefix",
+        ),
+        (
+            r#"{"rules": [{"requires": {"type": "public"}}, {"match": {"exact": "/a//b"}, "requires": {"type": "public"}}]}"#,
+            "rules[1].match.exact",
+        ),
+        (
+            r#"{"case_insensitive_paths": true, "rules": [{"match": {"prefix": "/A%2Fb"}, "requires": {"type": "public"}}]}"#,
+            "rules[0].match.prefix",
+        ),
         (r#"{"rules": [], "unmatched": "maybe"}"#, "unmatched"),
         (
             r#"{"rules": [{"requires": {"type": "public", "scopes": ["admin"]}}]}"#,

@@ -142,7 +142,38 @@ fn checked_path(path: &str, at: &FieldPath) -> Result<String, ConfigError> {
     if path.contains(['?', '#']) {
         return Err(at.error("a path match never sees the query or fragment: remove '?'/'#'"));
     }
+    // A request path in this form is refused (or, by Envoy's normalisation, made another path)
+    // before any rule reads it: a rule written in it could never match, and the requests it was
+    // meant for would fall to the rules after it.
+    if let Some(reason) = path_refusal(path) {
+        let hint = match percent_encoded(path) {
+            Some(encoded) if path_refusal(&encoded).is_none() => {
+                format!("; write it percent-encoded as UTF-8, as requests carry it: {encoded:?}")
+            }
+            _ => String::new(),
+        };
+        return Err(at.error(format!(
+            "{path:?} can never match a request: {reason}, and the filters refuse such request paths{hint}"
+        )));
+    }
     Ok(normal_escapes(path).into_owned())
+}
+
+/// `path` with its spaces and non-ASCII characters percent-encoded (UTF-8, uppercase hex), or
+/// `None` when it has neither.
+fn percent_encoded(path: &str) -> Option<String> {
+    if !path.bytes().any(|b| b == b' ' || !b.is_ascii()) {
+        return None;
+    }
+    let mut encoded = String::with_capacity(path.len() * 3);
+    for byte in path.bytes() {
+        if byte == b' ' || !byte.is_ascii() {
+            let _ = write!(encoded, "%{byte:02X}");
+        } else {
+            encoded.push(char::from(byte));
+        }
+    }
+    Some(encoded)
 }
 
 /// `path` with its percent-encoding in normal form (RFC 3986 section 6.2.2): escapes of letters,
@@ -375,6 +406,20 @@ mod tests {
     /// RFC 3986 section 6.2.2: escapes of unreserved characters mean the characters, and the
     /// letter case of an escape's hex digits means nothing; rules see one form for all of them.
     #[wasm_bindgen_test(unsupported = test)]
+    fn paths_in_normal_form_are_accepted_as_matches() {
+        for json in [
+            r#"{"prefix": "/"}"#,
+            r#"{"prefix": "/public/"}"#,
+            r#"{"exact": "/.well-known/jwks.json"}"#,
+            r#"{"exact": "/caf%C3%A9"}"#,
+            r#"{"exact": "/my%20report"}"#,
+            r#"{"prefix": "/%61dmin"}"#,
+        ] {
+            assert!(compile(json).is_ok(), "{json}");
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
     fn escapes_are_matched_in_normal_form() {
         let admin = compile(r#"{"prefix": "/admin"}"#).unwrap();
         for path in ["/admin/users", "/%61dmin/users", "/%61%64%6D%69%6E", "/adm%69n"] {
@@ -418,6 +463,33 @@ mod tests {
         assert!(err(r#"{"prefix": "orders"}"#).starts_with("match.prefix: "));
         assert!(err(r#"{"exact": "/a?b=1"}"#).starts_with("match.exact: "));
         assert!(err(r#"{"regex": "("}"#).starts_with("match.regex: invalid regex"));
+        // Paths the filters refuse in requests (or that Envoy normalises to another form): a rule
+        // written in one is dead, and the requests it was meant for fall to the next rule.
+        for (json, field, reason) in [
+            (r#"{"exact": "/a//b"}"#, "exact", "empty path segment"),
+            (r#"{"prefix": "/a/../b"}"#, "prefix", "dot segment"),
+            (r#"{"prefix": "/a/./b"}"#, "prefix", "dot segment"),
+            (r#"{"exact": "/a;b"}"#, "exact", "';' path parameters"),
+            (r#"{"prefix": "/a%2Fb"}"#, "prefix", "percent-encoded '/'"),
+            (r#"{"prefix": "/a%2e%2e/b"}"#, "prefix", "percent-encoded '/'"),
+            (r#"{"exact": "/a\\b"}"#, "exact", "backslash"),
+            (r#"{"prefix": "/a%zz"}"#, "prefix", "malformed escape"),
+            (r#"{"prefix": "/%c0%ae"}"#, "prefix", "not UTF-8"),
+            (r#"{"exact": "/a\tb"}"#, "exact", "control, space or non-ASCII"),
+        ] {
+            let message = err(json);
+            assert!(message.starts_with(&format!("match.{field}: ")), "{json}: {message}");
+            assert!(message.contains("can never match a request"), "{json}: {message}");
+            assert!(message.contains(reason), "{json}: {message}");
+            assert!(!message.contains("percent-encoded as UTF-8"), "{json}: {message}");
+        }
+        assert_eq!(
+            err(r#"{"prefix": "/caf\u00e9"}"#),
+            "match.prefix: \"/caf\u{e9}\" can never match a request: control, space or non-ASCII byte in the \
+             path, and the filters refuse such request paths; write it percent-encoded as UTF-8, as \
+             requests carry it: \"/caf%C3%A9\""
+        );
+        assert!(err(r#"{"exact": "/my report"}"#).ends_with(r#"as requests carry it: "/my%20report""#));
         assert_eq!(
             err(r#"{"methods": ["GET", "get"]}"#),
             r#"match.methods[1]: "get": write methods in uppercase ("GET"); requests match them in any letter case"#
