@@ -74,6 +74,37 @@ fn underscore_variants_are_refused_by_envoy_or_removed_by_the_filter() {
     assert!(!seen.has_header("x_user_id"), "{:?}", seen.headers);
 }
 
+/// Upstreams that honour method-override headers (Rails, Express's `method-override`, many Java
+/// stacks) would run another method than the gateway's rules judged: by default they never get one.
+#[test]
+fn method_override_headers_never_reach_the_upstream_by_default() {
+    let gw = gateway(json!({}));
+    let response = gw.send(
+        Request::post("/orders/1", "{}")
+            .header("X-HTTP-Method-Override", "DELETE")
+            .header("x-http-method", "DELETE")
+            .header("X-Method-Override", "DELETE")
+            .header("x-kept", "yes"),
+    );
+    assert_eq!(response.status, 200);
+    let seen = gw.echo.last_request();
+    for gone in ["x-http-method-override", "x-http-method", "x-method-override"] {
+        assert!(
+            !seen.has_header(gone),
+            "{gone} reached the upstream: {:?}",
+            seen.headers
+        );
+    }
+    assert_eq!(seen.header_all("x-kept"), vec!["yes"]);
+
+    let gw = gateway(json!({"request": {"strip_preset": "none"}}));
+    gw.send(Request::post("/orders/1", "{}").header("X-HTTP-Method-Override", "DELETE"));
+    assert_eq!(
+        gw.echo.last_request().header("x-http-method-override").as_deref(),
+        Some("DELETE")
+    );
+}
+
 #[test]
 fn exact_prefix_and_regex_rules_remove_request_headers() {
     let gw = gateway(json!({"request": {

@@ -274,3 +274,51 @@ fn a_lowercase_method_is_held_to_the_rule_for_its_uppercase_form() {
         200
     );
 }
+
+/// A `write` token's `POST` with `X-HTTP-Method-Override: DELETE` is a DELETE to Rails and many
+/// other stacks: scope-gate refuses it, and header-scrub in front removes the header first.
+#[test]
+fn method_override_headers_do_not_get_past_a_method_rule() {
+    let oauth = OAuthServer::start();
+    let rules = json!([
+        {"id": "delete", "match": {"prefix": "/orders/", "methods": ["DELETE"]},
+         "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "write", "match": {"prefix": "/orders/", "methods": ["POST"]},
+         "requires": {"type": "any_of", "scopes": ["orders:write"]}},
+    ]);
+    let writer = oauth.token(json!({"scope": "orders:write"}));
+    let overridden = || {
+        with_token(
+            Request::post("/orders/1", "{}").header("X-HTTP-Method-Override", "DELETE"),
+            &writer,
+        )
+    };
+    let gw = chain_gated(&oauth, rules.clone(), |c| c);
+    let refused = gw.send(overridden());
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "invalid_request");
+    assert_eq!(gw.echo.request_count(), 0);
+    assert_eq!(
+        gw.envoy.counter("wasmcustom.apisec.scope_gate.method_override_refused"),
+        1
+    );
+    assert_eq!(
+        gw.send(with_token(Request::post("/orders/1", "{}"), &writer)).status,
+        200
+    );
+
+    let addr = oauth.addr();
+    let auth = jwt_auth(&oauth);
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({}))
+            .filter("jwt_auth", auth)
+            .filter("scope_gate", json!({"rules": rules}))
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    assert_eq!(gw.send(overridden()).status, 200);
+    assert!(!gw.echo.last_request().has_header("x-http-method-override"));
+    assert_eq!(
+        gw.envoy.counter("wasmcustom.apisec.scope_gate.method_override_refused"),
+        0
+    );
+}

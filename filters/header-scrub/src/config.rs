@@ -24,6 +24,9 @@ pub struct Config {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
+    /// Headers removed unless told otherwise.
+    #[serde(default)]
+    pub strip_preset: RequestStripPreset,
     #[serde(default)]
     pub remove: Vec<HeaderName>,
     #[serde(default)]
@@ -53,6 +56,19 @@ pub struct ResponseConfig {
     pub keep: Vec<HeaderName>,
     #[serde(default)]
     pub security_headers: SecurityHeadersConfig,
+}
+
+/// Request headers no client needs to send through the gateway.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum RequestStripPreset {
+    /// The method-override headers (`x-http-method-override`, `x-http-method`,
+    /// `x-method-override`): upstreams that honour them run another method than the one the
+    /// gateway's rules judged.
+    #[default]
+    Default,
+    None,
 }
 
 /// Response headers that tell an attacker what runs behind the gateway.
@@ -91,6 +107,12 @@ impl Compiled {
             &request_path,
         )?
         .with_exact(reserved_names(&request.reserved, &request_path.field("reserved"))?);
+        let request_rules = match request.strip_preset {
+            RequestStripPreset::Default => {
+                request_rules.with_exact(shared::headers::METHOD_OVERRIDE_HEADERS.map(String::from))
+            }
+            RequestStripPreset::None => request_rules,
+        };
 
         let response_path = root.field("response");
         let response = &config.response;

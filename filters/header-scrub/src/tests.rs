@@ -87,6 +87,28 @@ fn exact_prefix_and_regex_rules_remove_request_headers() {
     assert_eq!(config.counter_names(&step.counters), vec!["request_headers_removed"; 4]);
 }
 
+/// Rails, Express's `method-override` and many Java stacks run the method these headers name: a
+/// `POST` the gateway's rules judged would be a `DELETE` to them.
+#[wasm_bindgen_test(unsupported = test)]
+fn method_override_headers_are_removed_by_default() {
+    let overrides = || {
+        request(&[
+            ("x-http-method-override", b"DELETE"),
+            ("X-HTTP-Method", b"DELETE"),
+            ("x_method_override", b"DELETE"),
+            ("x-other", b"kept"),
+        ])
+    };
+    for config in ["{}", r#"{"request": {"remove": ["x-debug"]}}"#] {
+        let seen = upstream_view(&configured(config), overrides());
+        assert_eq!(seen.names(), vec![":method", ":path", "x-other"], "{config}");
+        let outcome = outcome(&configured(config), &overrides());
+        assert_eq!(outcome.as_deref(), Some("scrubbed"), "{config}");
+    }
+    let kept = upstream_view(&configured(r#"{"request": {"strip_preset": "none"}}"#), overrides());
+    assert_eq!(kept.len(), 6);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn pseudo_headers_are_never_removed_even_by_a_catch_all_regex() {
     let config = configured(r#"{"request": {"remove_regex": [".*"]}}"#);
@@ -322,6 +344,7 @@ fn bad_configs_are_refused_with_the_field_path() {
         ),
         (r#"{"request": {"unknown": 1}}"#, "request.unknown"),
         (r#"{"response": {"strip_preset": "all"}}"#, "response.strip_preset"),
+        (r#"{"request": {"strip_preset": "all"}}"#, "request.strip_preset"),
         (
             r#"{"response": {"security_headers": {"set": {"x-a": "a\nb"}}}}"#,
             "response.security_headers.set.x-a",

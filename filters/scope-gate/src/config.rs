@@ -22,6 +22,22 @@ pub struct Config {
     /// Compare paths case-insensitively, for upstreams that do (most on Windows).
     #[serde(default)]
     pub case_insensitive_paths: bool,
+    /// What happens to a request with a method-override header (`X-HTTP-Method-Override` and
+    /// the like) while a rule reads methods.
+    #[serde(default)]
+    pub method_override_headers: MethodOverride,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum MethodOverride {
+    /// 400: an upstream that honours the header would run another method than the rules judged.
+    #[default]
+    Refuse,
+    /// Rules judge the request's own method; the headers pass on. Only for upstreams that ignore
+    /// them (or behind header-scrub, which strips them by default).
+    Ignore,
 }
 
 fn default_scope_claims() -> Vec<String> {

@@ -10,7 +10,7 @@ use shared::route::{RequestLine, RouteMatch};
 use shared::{ConfigError, Counter, Ctx, Deny, FieldPath, Headers, HttpFilter, MetricRegistry, Realm, Step};
 
 pub use config::Config;
-use config::{RequiresConfig, Unmatched};
+use config::{MethodOverride, RequiresConfig, Unmatched};
 
 shared::export_filter!(ScopeGate);
 
@@ -35,6 +35,7 @@ struct Counters {
     unmatched_denied: Counter,
     content_type_refused: Counter,
     path_refused: Counter,
+    method_override_refused: Counter,
 }
 
 /// The configured filter.
@@ -44,6 +45,9 @@ pub struct ScopeGate {
     rules: Vec<Rule>,
     unmatched: Unmatched,
     case_insensitive: bool,
+    /// Refuse requests with a method-override header: some rule reads methods, and the config
+    /// does not say the headers are harmless.
+    refuse_method_override: bool,
     counters: Counters,
     /// Counter names, which double as the outcomes published in filter state.
     outcomes: MetricRegistry,
@@ -116,13 +120,17 @@ impl shared::FilterRoot for ScopeGate {
             unmatched_denied: metrics.counter("unmatched_denied"),
             content_type_refused: metrics.counter("content_type_refused"),
             path_refused: metrics.counter("path_refused"),
+            method_override_refused: metrics.counter("method_override_refused"),
         };
+        let refuse_method_override = config.method_override_headers == MethodOverride::Refuse
+            && rules.iter().any(|rule| rule.route.reads_method());
         Ok(Self {
             realm: config.realm,
             scope_claims: config.scope_claims,
             rules,
             unmatched: config.unmatched,
             case_insensitive: config.case_insensitive_paths,
+            refuse_method_override,
             counters,
             outcomes: metrics.clone(),
         })
@@ -213,6 +221,21 @@ impl Gate {
             return self.deny(
                 Deny::MalformedRequest("the request path is not in normal form"),
                 gate.counters.path_refused,
+            );
+        }
+        // `POST` with `X-HTTP-Method-Override: DELETE` is a DELETE to Rails, Express's
+        // `method-override` and many Java stacks: the rules would judge one method and the
+        // upstream run another. Refused only where a rule reads methods, as paths are only where
+        // a rule reads paths.
+        if gate.refuse_method_override
+            && headers
+                .iter()
+                .any(|(name, _)| shared::headers::is_method_override(name))
+        {
+            log::debug!("scope_gate: method-override header refused");
+            return self.deny(
+                Deny::MalformedRequest("method-override headers are not accepted"),
+                gate.counters.method_override_refused,
             );
         }
         let line = if gate.case_insensitive {

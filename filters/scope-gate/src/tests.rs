@@ -252,6 +252,10 @@ fn bad_configs_name_the_field() {
         ),
         (r#"{"rules": [], "unmatched": "maybe"}"#, "unmatched"),
         (
+            r#"{"rules": [], "method_override_headers": "allow"}"#,
+            "method_override_headers",
+        ),
+        (
             r#"{"rules": [{"requires": {"type": "public", "scopes": ["admin"]}}]}"#,
             "rules[0].requires.scopes",
         ),
@@ -656,6 +660,67 @@ fn a_lowercase_method_is_held_to_the_rule_for_its_uppercase_form() {
             &config,
             Some(r#"{"scope": "admin"}"#),
             request("delete", "/orders/1", &[])
+        ),
+        (0, vec!["allowed".into()])
+    );
+}
+
+/// Rails, Express's `method-override` and many Java stacks run the method an override header
+/// names: a `write` token's `POST` with `X-HTTP-Method-Override: DELETE` must not pass a DELETE
+/// rule that needs `admin`.
+#[wasm_bindgen_test(unsupported = test)]
+fn method_override_headers_are_refused_where_rules_read_methods() {
+    let rules = r#"[
+        {"id": "delete", "match": {"prefix": "/orders/", "methods": ["DELETE"]},
+         "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "write", "match": {"prefix": "/orders/", "methods": ["POST"]},
+         "requires": {"type": "any_of", "scopes": ["write"]}}
+    ]"#;
+    let config = gate(&format!(r#"{{"rules": {rules}}}"#));
+    let writer = Some(r#"{"scope": "write"}"#);
+    for name in [
+        "x-http-method-override",
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "x-method-override",
+        "x_http_method_override",
+    ] {
+        assert_eq!(
+            decide(&config, writer, request("POST", "/orders/1", &[(name, "DELETE")])),
+            (400, vec!["method_override_refused".into()]),
+            "{name}"
+        );
+    }
+    let host = host(writer);
+    let step = config.filter().on_request_headers(
+        &request("POST", "/orders/1", &[("x-http-method-override", "DELETE")]),
+        &host.ctx(),
+    );
+    let reply = step.local_reply().expect("refused");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(reply.header("www-authenticate"), None);
+    assert_eq!(decide(&config, writer, request("POST", "/orders/1", &[])).0, 0);
+
+    // No rule reads the method: whatever method the upstream runs, the rules decide the same.
+    let paths_only =
+        gate(r#"{"rules": [{"match": {"prefix": "/orders/"}, "requires": {"type": "any_of", "scopes": ["write"]}}]}"#);
+    assert_eq!(
+        decide(
+            &paths_only,
+            writer,
+            request("POST", "/orders/1", &[("x-http-method-override", "DELETE")])
+        )
+        .0,
+        0
+    );
+    // The operator says the upstream ignores them.
+    let ignored = gate(&format!(r#"{{"method_override_headers": "ignore", "rules": {rules}}}"#));
+    assert_eq!(
+        decide(
+            &ignored,
+            writer,
+            request("POST", "/orders/1", &[("x-http-method-override", "DELETE")])
         ),
         (0, vec!["allowed".into()])
     );

@@ -197,6 +197,21 @@ impl Headers {
     }
 }
 
+/// Headers that ask the upstream to run another method than the request line's
+/// (`POST` with `X-HTTP-Method-Override: DELETE`): Rails (Rack::MethodOverride), Express's
+/// `method-override`, Spring's and many Java frameworks' filters honour them, so a rule judged on
+/// the request's own method would miss the method the upstream runs.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Whether `name` is one of [`METHOD_OVERRIDE_HEADERS`], in any letter case and with `_` for `-`
+/// (Rack and CGI read `X_HTTP_Method_Override` as the same header).
+pub fn is_method_override(name: &str) -> bool {
+    let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+    METHOD_OVERRIDE_HEADERS
+        .iter()
+        .any(|o| o.len() == name.len() && o.bytes().zip(name.bytes()).all(|(o, n)| o == fold(n)))
+}
+
 /// Splits a comma-separated header value (`a, b,c`) into trimmed, non-empty items.
 pub fn split_list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -262,6 +277,28 @@ mod tests {
             Headers::from_owned(pairs),
             Headers::from_pairs([("x-a", &b"1"[..]), ("x-a", b"\xff")])
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn method_override_headers_are_known_in_any_case_and_with_underscores() {
+        for name in [
+            "x-http-method-override",
+            "X-HTTP-Method-Override",
+            "x_http_method_override",
+            "x-http-method",
+            "X-Method-Override",
+        ] {
+            assert!(is_method_override(name), "{name}");
+        }
+        for name in [
+            "x-http-method-overrid",
+            "x-http-methods",
+            "method-override",
+            "x-method",
+            "",
+        ] {
+            assert!(!is_method_override(name), "{name}");
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -96,6 +96,12 @@ impl RouteMatch {
         self.methods.is_empty() || self.methods.iter().any(|m| method_covers(m, method))
     }
 
+    /// Whether the match reads the method, and so cares about headers that change it for the
+    /// upstream ([`crate::headers::METHOD_OVERRIDE_HEADERS`]).
+    pub fn reads_method(&self) -> bool {
+        !self.methods.is_empty()
+    }
+
     /// Whether the match reads the path, and so cares about [`path_refusal`].
     pub fn reads_path(&self) -> bool {
         !matches!(self.path, PathMatch::Any)
