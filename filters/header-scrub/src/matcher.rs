@@ -10,7 +10,7 @@ pub struct NameRules<'a> {
     pub remove: &'a [HeaderName],
     /// Name prefixes, same normalisation as `remove`.
     pub remove_prefixes: &'a [String],
-    /// Regexes matched against the whole lowercase name as received.
+    /// Regexes matched against the whole name as received, ignoring letter case.
     pub remove_regex: &'a [String],
 }
 
@@ -37,8 +37,11 @@ impl NameMatcher {
         }
         for (i, pattern) in rules.remove_regex.iter().enumerate() {
             let at = path.field("remove_regex").index(i);
-            // Anchored: a pattern must describe the whole name, not any name containing it.
-            let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| at.error(format!("invalid regex: {e}")))?;
+            // Anchored: a pattern must describe the whole name, not any name containing it. Case
+            // insensitive: header names have no case, and `X-Debug-.*` must not silently miss
+            // the lowercase names the host hands over.
+            let regex =
+                Regex::new(&format!("(?i)^(?:{pattern})$")).map_err(|e| at.error(format!("invalid regex: {e}")))?;
             matcher.regexes.push(regex);
         }
         Ok(matcher)

@@ -750,3 +750,24 @@ fn ipv6_origins_are_accepted_with_and_without_a_port() {
     }
     assert!(Configured::<HeaderScrub>::new(r#"{"cors": {"allowed_origins": ["http://[::1]:x"]}}"#).is_err());
 }
+
+/// Header names have no case: a regex written with capitals must catch the lowercase names the
+/// host hands over, on requests and responses alike.
+#[wasm_bindgen_test(unsupported = test)]
+fn remove_regexes_match_names_in_any_letter_case() {
+    let config = configured(
+        r#"{"request": {"remove_regex": ["X-Debug-.*"]}, "response": {"strip_preset": "none", "remove_regex": ["X-Backend-[A-Z]+"]}}"#,
+    );
+    let seen = upstream_view(
+        &config,
+        request(&[("x-debug-trace", b"1"), ("X-DEBUG-LEVEL", b"2"), ("x-debugger", b"3")]),
+    );
+    assert_eq!(seen.names(), vec![":method", ":path", "x-debugger"]);
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[("x-backend-host", "db1"), ("x-backend-2", "kept")]),
+    );
+    assert!(!seen.contains("x-backend-host"));
+    assert!(seen.contains("x-backend-2"));
+}
