@@ -135,6 +135,22 @@ impl Compiled {
             .as_ref()
             .map(|c| Cors::compile(c, &root.field("cors")))
             .transpose()?;
+        if cors.is_some() {
+            // With `cors` the filter is the one CORS authority: a fixed `access-control-*` value
+            // would go on every response, e.g. `Access-Control-Allow-Origin: *` to an origin the
+            // policy refuses.
+            let set = response.security_headers.set.keys();
+            if let Some(name) = set
+                .into_iter()
+                .find(|n| n.to_ascii_lowercase().starts_with("access-control-"))
+            {
+                return Err(response_path
+                    .field("security_headers")
+                    .field("set")
+                    .key(name)
+                    .error("CORS headers come from the cors policy: configure them there"));
+            }
+        }
         Ok(Self {
             request_rules,
             response_rules,

@@ -78,6 +78,14 @@ impl Cors {
                     .index(i)
                     .error(format!("{method:?} is not an HTTP method")));
             }
+            // Methods are case-sensitive, and browsers send the standard ones in uppercase
+            // whatever the page wrote (Fetch, "normalize a method"): `get` would never match.
+            if method.bytes().any(|b| b.is_ascii_lowercase()) {
+                return Err(path.field("allowed_methods").index(i).error(format!(
+                    "{method:?}: write methods in uppercase ({:?}), as browsers send them in preflights",
+                    method.to_ascii_uppercase()
+                )));
+            }
         }
         let join = |names: &[HeaderName]| names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(", ");
         Ok(Self {
@@ -192,10 +200,19 @@ fn parse_origin(origin: &str) -> Result<String, String> {
         Some((host, port)) if !rest.starts_with('[') || host.ends_with(']') => (host, Some(port)),
         _ => (rest, None),
     };
-    let host_ok = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:".contains(&b))
-        && !host.starts_with('.');
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = match host.strip_prefix('[') {
+        // An IPv6 literal: the whole address in brackets, nothing else.
+        Some(literal) => literal
+            .strip_suffix(']')
+            .is_some_and(|address| address.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                && !host.starts_with('.')
+                && !host.contains("..")
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
     if scheme_ok && host_ok && port_ok {
         Ok(origin.to_ascii_lowercase())
     } else {
@@ -215,6 +232,9 @@ mod tests {
             "http://localhost:3000",
             "https://APP.example.com",
             "http://[::1]:8080",
+            "http://[::1]",
+            "https://[2001:db8::7]:443",
+            "http://192.0.2.7:65535",
         ] {
             assert!(parse_origin(good).is_ok(), "{good}");
         }
@@ -227,6 +247,16 @@ mod tests {
             "https://",
             "https://a:port",
             "https://a b",
+            "https://[::1",
+            "https://::1]",
+            "https://[::1]x",
+            "https://[not-an-address]",
+            "https://[]",
+            "https://a]:80",
+            "https://a:b:80",
+            "https://a..example",
+            "https://a.example:65536",
+            "https://a.example:",
         ] {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }

@@ -72,6 +72,18 @@ impl SecurityHeaders {
                 return Err(at.error("pseudo-headers cannot be set"));
             }
             validate_value(value).map_err(|e| at.error(e))?;
+            // `X-Frame-Options` and `x-frame-options` are one header: one value would win
+            // silently, and which one by the keys' sort order.
+            if let Some(earlier) = config
+                .set
+                .keys()
+                .take_while(|k| *k != raw_name)
+                .find(|k| k.eq_ignore_ascii_case(raw_name))
+            {
+                return Err(at.error(format!(
+                    "{earlier:?} sets the same header: header names are case-insensitive, set it once"
+                )));
+            }
             match headers.iter_mut().find(|(n, _)| *n == name) {
                 Some(existing) => existing.1.clone_from(value),
                 None => headers.push((name, value.clone())),

@@ -367,6 +367,23 @@ fn bad_configs_are_refused_with_the_field_path() {
             r#"{"cors": {"allow_any_origin": true, "allowed_methods": ["GE T"]}}"#,
             "cors.allowed_methods[0]",
         ),
+        (
+            r#"{"cors": {"allowed_origins": ["https://[::1"]}}"#,
+            "cors.allowed_origins[0]",
+        ),
+        (
+            r#"{"cors": {"allow_any_origin": true, "allowed_methods": ["GET", "delete"]}}"#,
+            "cors.allowed_methods[1]",
+        ),
+        (
+            r#"{"response": {"security_headers": {"set": {"X-Frame-Options": "DENY", "x-frame-options": "SAMEORIGIN"}}}}"#,
+            "response.security_headers.set.x-frame-options",
+        ),
+        (
+            r#"{"response": {"security_headers": {"set": {"Access-Control-Allow-Origin": "*"}}},
+                "cors": {"allowed_origins": ["https://app.example"]}}"#,
+            "response.security_headers.set.Access-Control-Allow-Origin",
+        ),
         (r#"["not", "an", "object"]"#, ""),
     ];
     for (json, path) in cases {
@@ -749,6 +766,42 @@ fn ipv6_origins_are_accepted_with_and_without_a_port() {
         assert!(config.is_ok(), "{origin}: {:?}", config.err());
     }
     assert!(Configured::<HeaderScrub>::new(r#"{"cors": {"allowed_origins": ["http://[::1]:x"]}}"#).is_err());
+}
+
+/// Config mistakes that used to load and then quietly do something else: the message names the
+/// field and says what to write instead.
+#[wasm_bindgen_test(unsupported = test)]
+fn configs_that_would_misbehave_are_refused_with_the_reason() {
+    let message = |json: &str| match Configured::<HeaderScrub>::new(json) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(e) => e.to_string(),
+    };
+    // Browsers send `DELETE` in a preflight whatever the page wrote: `delete` never matches.
+    assert_eq!(
+        message(r#"{"cors": {"allow_any_origin": true, "allowed_methods": ["get"]}}"#),
+        r#"cors.allowed_methods[0]: "get": write methods in uppercase ("GET"), as browsers send them in preflights"#
+    );
+    // One header, two values: which one went out depended on the keys' sort order.
+    assert_eq!(
+        message(
+            r#"{"response": {"security_headers": {"set": {"x-frame-options": "SAMEORIGIN", "X-Frame-Options": "DENY"}}}}"#
+        ),
+        r#"response.security_headers.set.x-frame-options: "X-Frame-Options" sets the same header: header names are case-insensitive, set it once"#
+    );
+    // A refused origin would get `Access-Control-Allow-Origin: *` from the security headers.
+    assert_eq!(
+        message(
+            r#"{"response": {"security_headers": {"set": {"access-control-allow-origin": "*"}}},
+                "cors": {"allowed_origins": ["https://app.example"]}}"#
+        ),
+        "response.security_headers.set.access-control-allow-origin: CORS headers come from the cors policy: configure them there"
+    );
+    assert_eq!(
+        message(r#"{"cors": {"allowed_origins": ["https://[::1"]}}"#),
+        r#"cors.allowed_origins[0]: "https://[::1" is not an origin (expected scheme://host[:port] with no path)"#
+    );
+    // Without `cors` the filter is no CORS authority, and a fixed value is the operator's call.
+    configured(r#"{"response": {"security_headers": {"set": {"access-control-allow-origin": "*"}}}}"#);
 }
 
 /// Header names have no case: a regex written with capitals must catch the lowercase names the
