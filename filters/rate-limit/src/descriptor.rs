@@ -53,7 +53,14 @@ enum Source {
 }
 
 impl Limit {
-    pub fn compile(config: &LimitConfig, at: &FieldPath, metrics: &mut MetricRegistry) -> Result<Self, ConfigError> {
+    /// `case_insensitive_paths`: the routes compare paths without letter case (the requests' lines
+    /// must then be [`RequestLine::lowercased`] too).
+    pub fn compile(
+        config: &LimitConfig,
+        at: &FieldPath,
+        metrics: &mut MetricRegistry,
+        case_insensitive_paths: bool,
+    ) -> Result<Self, ConfigError> {
         let name = &config.name;
         if name.is_empty()
             || !name
@@ -74,7 +81,14 @@ impl Limit {
             .routes
             .iter()
             .enumerate()
-            .map(|(i, route)| RouteMatch::compile(route, &at.field("routes").index(i)))
+            .map(|(i, route)| {
+                let at = at.field("routes").index(i);
+                if case_insensitive_paths {
+                    RouteMatch::compile(&route.lowercased(), &at)
+                } else {
+                    RouteMatch::compile(route, &at)
+                }
+            })
             .collect::<Result<_, _>>()?;
         let entries = config
             .descriptor
@@ -255,7 +269,14 @@ impl<'a> RequestFacts<'a> {
             // Every spelling of a path not in normal form may be the same resource upstream
             // (`//login`, `/x/../login`): they share one value, so none is a bucket of its own.
             Source::Path if self.untrusted_path() => UNTRUSTED_PATH.to_owned(),
-            Source::Path => self.line.rule_path.clone().into_owned(),
+            // One trailing slash is the same path, as route matches read it (`/login/` is `/login`).
+            Source::Path => {
+                let path = &self.line.rule_path;
+                path.strip_suffix('/')
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or(path)
+                    .to_owned()
+            }
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,
             Source::Constant(value) => value.clone(),

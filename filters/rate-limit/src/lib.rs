@@ -90,6 +90,7 @@ pub struct RateLimit {
     service: Option<Service>,
     headers: HeadersConfig,
     shadow: bool,
+    case_insensitive_paths: bool,
     counters: Counters,
     /// Where the local limits' buckets live, if there are any.
     namespace: Option<Rc<Namespace>>,
@@ -113,7 +114,7 @@ impl shared::FilterRoot for RateLimit {
         let mut compiled = Vec::with_capacity(config.limits.len());
         for (i, limit_config) in config.limits.iter().enumerate() {
             let at = root.field("limits").index(i);
-            let limit = Limit::compile(limit_config, &at, metrics)?;
+            let limit = Limit::compile(limit_config, &at, metrics, config.case_insensitive_paths)?;
             if compiled.iter().any(|l: &Limit| l.name == limit.name) {
                 return Err(at
                     .field("name")
@@ -168,6 +169,7 @@ impl shared::FilterRoot for RateLimit {
             service,
             headers: config.headers,
             shadow: config.shadow,
+            case_insensitive_paths: config.case_insensitive_paths,
             counters,
             namespace: (keys > 0).then_some(namespace),
             placement: PlacementKey::default(),
@@ -260,6 +262,11 @@ impl HttpFilter for RateLimitFilter {
             return Step::reply(Deny::MalformedRequest("the request has no method or path").reply(&Realm::default()));
         };
         let root = Rc::clone(&self.root);
+        let line = if root.case_insensitive_paths {
+            line.lowercased()
+        } else {
+            line
+        };
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
         let untrusted_path = root.routes_read_paths && facts.untrusted_path();
         let mut tally = Tally::default();

@@ -618,6 +618,26 @@ fn a_request_refused_by_one_limit_costs_the_others_nothing() {
     }
 }
 
+/// Express matches routes without letter case by default: with `case_insensitive_paths` a login
+/// limit holds for every spelling of the path, and the `path` source reads one spelling.
+#[wasm_bindgen_test(unsupported = test)]
+fn with_case_insensitive_paths_every_spelling_of_a_route_counts() {
+    let login = json!({"name": "login", "routes": [{"exact": "/login"}],
+        "descriptor": [{"key": "path", "source": {"type": "path"}}],
+        "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let host = host_with_claims(json!({}));
+    let answers = |config: Value| {
+        let filter = configured(config);
+        ["/login", "/login/", "/LOGIN", "/Login/", "/LoGiN?x=1"]
+            .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())))
+    };
+    assert_eq!(
+        answers(json!({"limits": [login.clone()], "case_insensitive_paths": true})),
+        [0, 429, 429, 429, 429]
+    );
+    assert_eq!(answers(json!({"limits": [login]})), [0, 429, 0, 0, 0], "as written");
+}
+
 /// The service refusing a request gives its local tokens back too.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_request_the_service_refuses_keeps_no_local_tokens() {

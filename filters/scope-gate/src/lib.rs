@@ -82,12 +82,11 @@ impl shared::FilterRoot for ScopeGate {
             if ids.contains(&id) {
                 return Err(at.field("id").error(format!("{id:?} is used by an earlier rule")));
             }
-            let mut route_config = rule.route.clone();
-            if config.case_insensitive_paths {
-                for path in [&mut route_config.exact, &mut route_config.prefix] {
-                    *path = path.as_ref().map(|p| p.to_ascii_lowercase());
-                }
-            }
+            let route_config = if config.case_insensitive_paths {
+                rule.route.lowercased()
+            } else {
+                rule.route.clone()
+            };
             let requires = match &rule.requires {
                 RequiresConfig::Public {} => Requires::Public,
                 RequiresConfig::AnyOf { scopes } => Requires::AnyOf(scope_list(scopes, &at.field("requires"))?),
@@ -238,17 +237,7 @@ impl Gate {
                 gate.counters.method_override_refused,
             );
         }
-        let line = if gate.case_insensitive {
-            // After the escapes are read (`%4F` is `O`, and so `o`); the escapes left stay in
-            // uppercase, as in the rules.
-            let lowered = line.rule_path.to_ascii_lowercase();
-            RequestLine {
-                rule_path: shared::route::normal_escapes(&lowered).into_owned().into(),
-                ..line
-            }
-        } else {
-            line
-        };
+        let line = if gate.case_insensitive { line.lowercased() } else { line };
         let Some(rule) = gate.rules.iter().find(|rule| rule.route.matches(&line)) else {
             return match gate.unmatched {
                 Unmatched::Allow => Step::proceed().count(gate.counters.public_allowed),

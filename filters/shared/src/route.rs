@@ -29,6 +29,24 @@ pub struct RouteMatchConfig {
     pub methods: Vec<String>,
 }
 
+impl RouteMatchConfig {
+    /// The match for paths compared without letter case: `exact` and `prefix` in lowercase (a
+    /// regex must be written for lowercase paths itself). Pairs with [`RequestLine::lowercased`].
+    pub fn lowercased(&self) -> Self {
+        // Escapes stay as requests read them: `%C3%A9`, not `%c3%a9`.
+        let lower = |path: &Option<String>| {
+            path.as_ref()
+                .map(|p| normal_escapes(&p.to_ascii_lowercase()).into_owned())
+        };
+        Self {
+            exact: lower(&self.exact),
+            prefix: lower(&self.prefix),
+            regex: self.regex.clone(),
+            methods: self.methods.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum PathMatch {
     Any,
@@ -319,6 +337,17 @@ impl<'a> RequestLine<'a> {
             rule_path: normal_escapes(path),
             query,
         })
+    }
+
+    /// The line as rules read it when paths are compared without letter case: the rule path in
+    /// lowercase, after its escapes are read (`%4F` is `O`, and so `o`); the escapes left stay in
+    /// uppercase, as in the rules.
+    pub fn lowercased(self) -> Self {
+        let lowered = self.rule_path.to_ascii_lowercase();
+        Self {
+            rule_path: normal_escapes(&lowered).into_owned().into(),
+            ..self
+        }
     }
 }
 
