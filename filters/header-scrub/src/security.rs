@@ -68,9 +68,7 @@ impl SecurityHeaders {
         for (raw_name, value) in &config.set {
             let at = path.field("set").key(raw_name);
             let name = HeaderName::new(raw_name).map_err(|e| at.error(e))?;
-            if name.as_str().starts_with(':') {
-                return Err(at.error("pseudo-headers cannot be set"));
-            }
+            name.check_settable(&at)?;
             validate_value(value).map_err(|e| at.error(e))?;
             // `X-Frame-Options` and `x-frame-options` are one header: one value would win
             // silently, and which one by the keys' sort order.

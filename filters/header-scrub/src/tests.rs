@@ -394,6 +394,36 @@ fn bad_configs_are_refused_with_the_field_path() {
     }
 }
 
+/// Security headers go on every response: never the status, the framing or the connection's.
+#[wasm_bindgen_test(unsupported = test)]
+fn security_headers_that_must_never_be_set_are_refused() {
+    let cases = [
+        (
+            ":status",
+            "response.security_headers.set.:status: \":status\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            "Content-Length",
+            "response.security_headers.set.Content-Length: \"content-length\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            "transfer-encoding",
+            "response.security_headers.set.transfer-encoding: \"transfer-encoding\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            "connection",
+            "response.security_headers.set.connection: \"connection\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+    ];
+    for (name, expected) in cases {
+        let json = format!(r#"{{"response": {{"security_headers": {{"set": {{"x-a": "1", "{name}": "v"}}}}}}}}"#);
+        match Configured::<HeaderScrub>::new(&json) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => assert_eq!(e.to_string(), expected, "{json}"),
+        }
+    }
+}
+
 /// The request phase's published outcome, and checks that it is the step's only state write.
 fn outcome(config: &Configured<HeaderScrub>, headers: &Headers) -> Option<String> {
     let host = FakeHost::default();

@@ -48,6 +48,12 @@ impl Provider {
             .enumerate()
             .map(|(i, s)| Source::compile(s, &at.field("from").index(i)))
             .collect::<Result<_, _>>()?;
+        for (i, c) in config.claims_to_headers.iter().enumerate() {
+            output_header(&c.header, &at.field("claims_to_headers").index(i).field("header"))?;
+        }
+        if let Some(header) = &config.payload_header {
+            output_header(header, &at.field("payload_header"))?;
+        }
         Ok(Self {
             name: name.to_owned(),
             issuer: config.issuer.clone(),
@@ -143,6 +149,17 @@ impl Provider {
             by_host: false,
         }
     }
+}
+
+/// A header the provider sets for the upstream: one a filter may set at all, and never
+/// `authorization`, which carries the credential itself (and is where tokens are read from by
+/// default): a claim in it would stand in for a token the upstream checks.
+fn output_header(header: &HeaderName, at: &FieldPath) -> Result<(), ConfigError> {
+    header.check_settable(at)?;
+    if header.as_str() == "authorization" {
+        return Err(at.error("\"authorization\" carries the credential; verified claims never go upstream in it"));
+    }
+    Ok(())
 }
 
 /// The cache key of a token: its SHA-256, never the token itself.

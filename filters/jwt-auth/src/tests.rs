@@ -406,6 +406,58 @@ fn config_errors_name_the_field() {
     assert!(Configured::<JwtAuth>::new("[]").is_err());
 }
 
+/// A claim header or the payload header never rewrites the request line, the upstream's
+/// authority, the framing or the credential.
+#[wasm_bindgen_test(unsupported = test)]
+fn output_headers_that_must_never_be_set_are_refused() {
+    let provider = |changes: Value| json!({"providers": {"idp": with(hmac_provider(), changes)}});
+    let claim_header = |header: &str| {
+        provider(json!({"claims_to_headers": [{"claim": "tenant", "header": "x-tenant"},
+                                              {"claim": "sub", "header": header}]}))
+    };
+    let cases = [
+        (
+            claim_header(":path"),
+            "providers.idp.claims_to_headers[1].header: \":path\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            claim_header(":authority"),
+            "providers.idp.claims_to_headers[1].header: \":authority\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            claim_header("Host"),
+            "providers.idp.claims_to_headers[1].header: \"host\" names the upstream authority; a filter may not set it",
+        ),
+        (
+            claim_header("content-length"),
+            "providers.idp.claims_to_headers[1].header: \"content-length\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            claim_header("transfer-encoding"),
+            "providers.idp.claims_to_headers[1].header: \"transfer-encoding\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            claim_header("Authorization"),
+            "providers.idp.claims_to_headers[1].header: \"authorization\" carries the credential; verified claims never go upstream in it",
+        ),
+        (
+            provider(json!({"payload_header": ":status"})),
+            "providers.idp.payload_header: \":status\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            provider(json!({"payload_header": "connection"})),
+            "providers.idp.payload_header: \"connection\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            provider(json!({"payload_header": "authorization"})),
+            "providers.idp.payload_header: \"authorization\" carries the credential; verified claims never go upstream in it",
+        ),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config_error(&config).to_string(), expected, "{config}");
+    }
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn every_kind_of_provider_and_rule_configures() {
     let config = json!({

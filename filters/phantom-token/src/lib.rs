@@ -202,14 +202,13 @@ impl PhantomToken {
                     SignedUpstreamConfig::JwtField { field } => {
                         (SignedUpstream::JwtField(field.clone()), UpstreamHeader::Bearer)
                     }
-                    SignedUpstreamConfig::ResponseHeader { header } if header.as_str() == "authorization" => {
-                        return Err(at
-                            .field("response")
-                            .field("upstream")
-                            .field("header")
-                            .error("a token-introspection response never goes upstream as the access token"))
-                    }
                     SignedUpstreamConfig::ResponseHeader { header } => {
+                        let header_at = at.field("response").field("upstream").field("header");
+                        header.check_settable(&header_at)?;
+                        if header.as_str() == "authorization" {
+                            return Err(header_at
+                                .error("a token-introspection response never goes upstream as the access token"));
+                        }
                         (SignedUpstream::ResponseHeader, UpstreamHeader::Response(header.clone()))
                     }
                 };

@@ -213,6 +213,39 @@ fn config_errors_name_the_field() {
     assert!(config_error(&no_path).starts_with("introspection.path:"));
 }
 
+/// The header that carries a signed answer upstream never rewrites the request line, the
+/// upstream's authority or the framing.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_response_header_that_must_never_be_set_is_refused() {
+    let header =
+        |name: &str| config(json!({"type": "signed", "upstream": {"type": "response_header", "header": name}}));
+    let cases = [
+        (
+            ":path",
+            "introspection.response.upstream.header: \":path\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            "host",
+            "introspection.response.upstream.header: \"host\" names the upstream authority; a filter may not set it",
+        ),
+        (
+            "Content-Length",
+            "introspection.response.upstream.header: \"content-length\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            "upgrade",
+            "introspection.response.upstream.header: \"upgrade\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            "authorization",
+            "introspection.response.upstream.header: a token-introspection response never goes upstream as the access token",
+        ),
+    ];
+    for (name, expected) in cases {
+        assert_eq!(config_error(&header(name)), expected, "{name}");
+    }
+}
+
 // Requests before any call ----------------------------------------------------------------------
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -43,15 +43,15 @@ impl Service {
                 return Err(at.field("transport").field("path").error("must start with '/'"));
             }
         }
+        // The 429 carries `cache-control` from the one deny table, and `retry-after`.
         let own = quota::header_names(style)
             .iter()
-            .chain(&["retry-after", "content-type"]);
+            .chain(&["retry-after", "content-type", "cache-control"]);
         for (i, name) in config.allowed_response_headers.iter().enumerate() {
+            let name_at = at.field("allowed_response_headers").index(i);
+            name.check_settable(&name_at)?;
             if let Some(own) = own.clone().find(|own| name.as_str() == **own) {
-                return Err(at
-                    .field("allowed_response_headers")
-                    .index(i)
-                    .error(format!("{own:?} is set by this filter: a client would get it twice")));
+                return Err(name_at.error(format!("{own:?} is set by this filter: a client would get it twice")));
             }
         }
         Ok(Self {

@@ -775,11 +775,43 @@ fn bad_configs_are_refused_with_the_field_path() {
         ),
         (
             with(
-                base,
+                base.clone(),
                 json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
                     "allowed_response_headers": ["retry-after"]}}),
             ),
             "service.allowed_response_headers[0]: \"retry-after\" is set by this filter",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": ["x-quota-note", "Cache-Control"]}}),
+            ),
+            "service.allowed_response_headers[1]: \"cache-control\" is set by this filter: a client would get it twice",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": [":status"]}}),
+            ),
+            "service.allowed_response_headers[0]: \":status\" is a pseudo-header; a filter may not set it",
+        ),
+        (
+            with(
+                base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": ["x-quota-note", "content-length"]}}),
+            ),
+            "service.allowed_response_headers[1]: \"content-length\" is a hop-by-hop or framing header; a filter may not set it",
+        ),
+        (
+            with(
+                base,
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d",
+                    "allowed_response_headers": ["connection"]}}),
+            ),
+            "service.allowed_response_headers[0]: \"connection\" is a hop-by-hop or framing header; a filter may not set it",
         ),
     ];
     for (config, expected) in cases {

@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::config::{ConfigError, FieldPath};
+
 /// A validated, lowercase header name (an RFC 9110 token, or an HTTP/2 pseudo-header).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(
@@ -42,7 +44,39 @@ impl HeaderName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Refuses a header that a filter may not set from its config (a claim copied upstream, a
+    /// response header let through): a pseudo-header (the request line or the status, not a
+    /// header), `host` (where the upstream request goes), and the hop-by-hop and framing headers
+    /// (RFC 9110 section 7.6.1, RFC 9112), which belong to the connection and the message's
+    /// length, not to its content. A filter that has more names it must not set checks those
+    /// itself.
+    pub fn check_settable(&self, at: &FieldPath) -> Result<(), ConfigError> {
+        let name = self.as_str();
+        let why = if name.starts_with(':') {
+            "is a pseudo-header"
+        } else if name == "host" {
+            "names the upstream authority"
+        } else if CONNECTION_HEADERS.contains(&name) {
+            "is a hop-by-hop or framing header"
+        } else {
+            return Ok(());
+        };
+        Err(at.error(format!("{name:?} {why}; a filter may not set it")))
+    }
 }
+
+/// Headers of the connection or the message framing, never set from a filter's config.
+const CONNECTION_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+];
 
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -240,6 +274,57 @@ mod tests {
         assert!(HeaderName::new("bad name").is_err());
         assert!(HeaderName::new("bad:name").is_err());
         assert!(HeaderName::new("x\u{e9}").is_err());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_filter_may_not_set_pseudo_host_or_connection_headers() {
+        let at = FieldPath::root().field("claims_to_headers").index(0).field("header");
+        let check = |name: &str| {
+            HeaderName::new(name)
+                .unwrap()
+                .check_settable(&at)
+                .map_err(|e| e.to_string())
+        };
+        for fine in [
+            "x-user-id",
+            "x-jwt-payload",
+            "authorization",
+            "cache-control",
+            "x-host",
+            "tea",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
+        assert_eq!(
+            check(":path").unwrap_err(),
+            "claims_to_headers[0].header: \":path\" is a pseudo-header; a filter may not set it"
+        );
+        assert_eq!(
+            check(":Status").unwrap_err(),
+            "claims_to_headers[0].header: \":status\" is a pseudo-header; a filter may not set it"
+        );
+        assert_eq!(
+            check("Host").unwrap_err(),
+            "claims_to_headers[0].header: \"host\" names the upstream authority; a filter may not set it"
+        );
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "te",
+            "trailer",
+            "upgrade",
+            "Content-Length",
+        ] {
+            assert_eq!(
+                check(name).unwrap_err(),
+                format!(
+                    "claims_to_headers[0].header: {:?} is a hop-by-hop or framing header; a filter may not set it",
+                    name.to_ascii_lowercase()
+                )
+            );
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]
