@@ -394,6 +394,28 @@ fn bad_configs_are_refused_with_the_field_path() {
     }
 }
 
+/// One header set twice (the config's keys differ only in case, or repeat) is refused, not the
+/// last value silently.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_security_header_set_twice_is_refused() {
+    let cases = [
+        (
+            r#"{"response": {"security_headers": {"set": {"x-a": "1", "X-A": "2"}}}}"#,
+            "response.security_headers.set.x-a: \"X-A\" sets the same header: header names are case-insensitive, set it once",
+        ),
+        (
+            r#"{"response": {"security_headers": {"set": {"x-a": "1", "x-b": "2", "x-a": "3"}}}}"#,
+            "response.security_headers.set: duplicate key \"x-a\"",
+        ),
+    ];
+    for (json, expected) in cases {
+        match Configured::<HeaderScrub>::new(json) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => assert_eq!(e.to_string(), expected, "{json}"),
+        }
+    }
+}
+
 /// Security headers go on every response: never the status, the framing or the connection's.
 #[wasm_bindgen_test(unsupported = test)]
 fn security_headers_that_must_never_be_set_are_refused() {

@@ -406,6 +406,20 @@ fn config_errors_name_the_field() {
     assert!(Configured::<JwtAuth>::new("[]").is_err());
 }
 
+/// A provider named twice is an error, not the second one silently.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_provider_named_twice_is_refused() {
+    let raw = format!(
+        r#"{{"providers": {{"a": {a}, "b": {b}, "a": {b}}}}}"#,
+        a = hmac_provider(),
+        b = with(hmac_provider(), json!({"issuer": "https://b.example"}))
+    );
+    match Configured::<JwtAuth>::new(&raw) {
+        Ok(_) => panic!("accepted: {raw}"),
+        Err(e) => assert_eq!(e.to_string(), "providers: duplicate key \"a\""),
+    }
+}
+
 /// A claim header or the payload header never rewrites the request line, the upstream's
 /// authority, the framing or the credential.
 #[wasm_bindgen_test(unsupported = test)]

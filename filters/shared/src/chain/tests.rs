@@ -338,5 +338,15 @@ fn a_bad_chain_config_is_refused_with_the_field_path() {
         "filters[1].filter: first is already in the chain"
     );
     assert_eq!(error(json!({"filters": []})), "filters: name at least one filter");
+    // A member's config is read as JSON first: a field given twice there is not merged away
+    // before the member reads it.
+    let mut metrics = MetricRegistry::new(NAME);
+    let twice = br#"{"filters": [{"filter": "third", "config": {"limit": 11, "limit": 1}}]}"#;
+    assert_eq!(
+        configure(twice, &mut metrics, &lookup, &HOSTED)
+            .err()
+            .map(|e| e.to_string()),
+        Some("filters[0].config: duplicate key \"limit\"".to_owned())
+    );
     assert!(error(json!({"members": []})).starts_with("members: unknown field"));
 }

@@ -27,6 +27,11 @@
 //! says what serde's reading said, syntax errors included; only the array form serde also took
 //! (`["claim", "sub"]`) is refused.
 //!
+//! One difference on purpose: a key repeated in a map (a `BTreeMap` member, or an object read as
+//! any JSON value, such as an inline JWKS or a chain member's config) is an error at the map's
+//! path (`providers: duplicate key "a"`), where serde_json kept the last. A struct's repeated field
+//! is serde's `duplicate field` error, as it always was.
+//!
 //! Not needed by any config here, so kept simple: map keys are strings (a map with integer keys
 //! would not parse), and a syntax error inside an unknown member that a struct without
 //! `deny_unknown_fields` skips may be worded differently (same path). Every config type here
@@ -456,13 +461,16 @@ impl<'n, 'c> At<'n, 'c> {
         Ok(value)
     }
 
+    /// `unique`: a map, whose keys may not repeat (a struct's fields are serde's to check).
     fn map<'de, V: Visitor<'de>>(
         self,
         members: &'n [(String, Node)],
         broken: bool,
+        unique: bool,
         visitor: V,
     ) -> Result<V::Value, Error> {
         let mut entries = Entries {
+            all: unique.then_some(members),
             members: members.iter(),
             skip: None,
             value: None,
@@ -577,7 +585,7 @@ impl<'de> Deserializer<'de> for At<'_, '_> {
             Node::F64(v) => visitor.visit_f64(*v),
             Node::Str(v) => visitor.visit_str(v),
             Node::Array(items, broken) => self.seq(items, *broken, visitor),
-            Node::Object(members, broken) => self.map(members, *broken, visitor),
+            Node::Object(members, broken) => self.map(members, *broken, true, visitor),
         }
         .map_err(|e| self.fail(e))
     }
@@ -699,7 +707,7 @@ impl<'de> Deserializer<'de> for At<'_, '_> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.node {
-            Node::Object(members, broken) => self.map(members, *broken, visitor),
+            Node::Object(members, broken) => self.map(members, *broken, true, visitor),
             _ => Err(self.invalid(&visitor)),
         }
         .map_err(|e| self.fail(e))
@@ -713,7 +721,7 @@ impl<'de> Deserializer<'de> for At<'_, '_> {
     ) -> Result<V::Value, Error> {
         // serde_json reads a struct from an object or an array.
         match self.node {
-            Node::Object(members, broken) => self.map(members, *broken, visitor),
+            Node::Object(members, broken) => self.map(members, *broken, false, visitor),
             Node::Array(items, broken) => self.seq(items, *broken, visitor),
             _ => Err(self.invalid(&visitor)),
         }
@@ -813,6 +821,8 @@ impl<'de> SeqAccess<'de> for Elements<'_, '_> {
 
 /// An object's members, each value at `chain.key`.
 struct Entries<'n, 'c> {
+    /// Every member, when the object is a map: a key may not repeat one before it.
+    all: Option<&'n [Member]>,
     members: slice::Iter<'n, (String, Node)>,
     /// A key not to show the visitor: a tagged enum's `type`, read already.
     skip: Option<&'static str>,
@@ -849,6 +859,16 @@ impl<'n> Entries<'n, '_> {
         let skip = self.skip;
         self.members.find(|(key, _)| Some(key.as_str()) != skip)
     }
+
+    /// Whether the member just taken repeats the key of one before it, in a map.
+    #[inline(never)]
+    fn repeats(&self, key: &str) -> bool {
+        let Some(all) = self.all else {
+            return false;
+        };
+        let before = all.len().saturating_sub(self.members.len() + 1);
+        all.iter().take(before).any(|(earlier, _)| earlier == key)
+    }
 }
 
 impl<'de> MapAccess<'de> for Entries<'_, '_> {
@@ -864,6 +884,11 @@ impl<'de> MapAccess<'de> for Entries<'_, '_> {
         };
         self.value = Some(member);
         let key = member.0.as_str();
+        if self.repeats(key) {
+            return Err(self
+                .track
+                .trigger(self.chain, Error::custom(format_args!("duplicate key {key:?}"))));
+        }
         seed.deserialize(StrDeserializer::<Error>::new(key))
             .map(Some)
             .map_err(|e| self.track.trigger(&Chain::Key(self.chain, key), e))
@@ -1032,6 +1057,7 @@ impl<'de> VariantAccess<'de> for Tagged<'_, '_> {
 
     fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], visitor: V) -> Result<V::Value, Error> {
         let mut entries = Entries {
+            all: None,
             members: self.members.iter(),
             skip: Some(TAG),
             value: None,
