@@ -53,6 +53,44 @@ fn default_timeout() -> u64 {
     2000
 }
 
+/// The longest key refresh period: a key the IdP removed (a compromised one) is trusted at most
+/// this long after. 0 would fetch on every tick.
+pub const MAX_REFRESH_SECS: u64 = 86_400;
+
+/// The largest clock skew an issuer's config may allow. RFC 7519 (section 4.1.4) speaks of "a
+/// few minutes" at most; more would keep expired tokens alive (`1e12` would disable expiry).
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+impl ClaimRules {
+    /// The claim rules every configured issuer has (jwt-auth's providers, phantom-token's `jwt`):
+    /// `iss` equal to `issuer`, `aud` naming one of `audiences` (when any), `exp` required,
+    /// `clock_skew_secs` of leeway. Checked, with errors at `at.issuer`, `at.audiences[i]` and
+    /// `at.clock_skew_secs`; the other rules are left at their defaults.
+    pub fn for_issuer(
+        issuer: &str,
+        audiences: &[String],
+        clock_skew_secs: u64,
+        at: &FieldPath,
+    ) -> Result<Self, ConfigError> {
+        let issuer = nonempty(issuer, &at.field("issuer"))?;
+        for (i, audience) in audiences.iter().enumerate() {
+            nonempty(audience, &at.field("audiences").index(i))?;
+        }
+        if clock_skew_secs > MAX_CLOCK_SKEW_SECS {
+            return Err(at
+                .field("clock_skew_secs")
+                .error(format!("must be at most {MAX_CLOCK_SKEW_SECS}")));
+        }
+        Ok(Self {
+            issuer: Some(issuer),
+            audiences: audiences.to_vec(),
+            clock_skew_secs,
+            require_exp: true,
+            ..Self::default()
+        })
+    }
+}
+
 /// Why a token's signature was not accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rejection {
@@ -117,6 +155,11 @@ impl IssuerKeys {
                 .map(|c| nonempty(c, &keys_at.field("jwks_cluster")))
                 .transpose()?;
             shared::config::call_timeout(timeout, &keys_at.field("timeout_ms"))?;
+            if !(1..=MAX_REFRESH_SECS).contains(&refresh) {
+                return Err(keys_at
+                    .field("refresh_secs")
+                    .error(format!("must be between 1 and {MAX_REFRESH_SECS}")));
+            }
             let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
                 keys_at
                     .field("authority")
@@ -290,4 +333,36 @@ fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
 pub fn store_prefix(filter: &str, name: &str, issuer: &str) -> String {
     let digest = shared::Secret::new(format!("{name}\n{issuer}")).fingerprint();
     format!("apisec.{filter}.{name}.{digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn issuer_rules_are_checked() {
+        let at = FieldPath::root().field("jwt");
+        let rules = |issuer: &str, audiences: &[&str], skew: u64| {
+            let audiences: Vec<String> = audiences.iter().map(|a| (*a).to_owned()).collect();
+            ClaimRules::for_issuer(issuer, &audiences, skew, &at).map_err(|e| e.to_string())
+        };
+        let ok = rules("https://idp.example", &["api"], MAX_CLOCK_SKEW_SECS).unwrap();
+        assert_eq!(ok.issuer.as_deref(), Some("https://idp.example"));
+        assert_eq!(ok.audiences, ["api"]);
+        assert_eq!(ok.clock_skew_secs, 300);
+        assert!(ok.require_exp);
+        assert!(rules("i", &[], 0).is_ok());
+        assert_eq!(rules("", &["api"], 60).unwrap_err(), "jwt.issuer: must not be empty");
+        assert_eq!(
+            rules("i", &["api", ""], 60).unwrap_err(),
+            "jwt.audiences[1]: must not be empty"
+        );
+        for skew in [301, 1_000_000_000_000, u64::MAX] {
+            assert_eq!(
+                rules("i", &[], skew).unwrap_err(),
+                "jwt.clock_skew_secs: must be at most 300"
+            );
+        }
+    }
 }

@@ -38,7 +38,9 @@ pub use alg::Alg;
 pub use b64::b64url_decode;
 pub use claims::{check_audience, sender_constrained, ClaimRules};
 pub use error::{JwksError, JwtError};
-pub use issuer::{store_prefix, IssuerKeys, IssuerKeysSpec, JwksConfig, Rejection};
+pub use issuer::{
+    store_prefix, IssuerKeys, IssuerKeysSpec, JwksConfig, Rejection, MAX_CLOCK_SKEW_SECS, MAX_REFRESH_SECS,
+};
 pub use json::{parse_object, ObjectError};
 pub use jwk::{Jwk, Jwks, KeyKind, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 pub use jwt::{numeric_date_secs, Jwt};

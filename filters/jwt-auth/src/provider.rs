@@ -32,6 +32,7 @@ pub struct Verified {
 
 impl Provider {
     pub fn compile(name: &str, config: &ProviderConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        let issuer_rules = ClaimRules::for_issuer(&config.issuer, &config.audiences, config.clock_skew_secs, at)?;
         let keys = IssuerKeys::compile(IssuerKeysSpec {
             issuer: &config.issuer,
             jwks: &config.jwks,
@@ -58,13 +59,10 @@ impl Provider {
             name: name.to_owned(),
             issuer: config.issuer.clone(),
             rules: ClaimRules {
-                issuer: Some(config.issuer.clone()),
-                audiences: config.audiences.clone(),
-                clock_skew_secs: config.clock_skew_secs,
                 max_lifetime_secs: config.max_lifetime_secs,
                 required_claims: config.required_claims.clone(),
-                require_exp: true,
                 allowed_typ: config.typ.clone(),
+                ..issuer_rules
             },
             sources,
             forward: config.forward,

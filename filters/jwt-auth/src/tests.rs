@@ -406,6 +406,50 @@ fn config_errors_name_the_field() {
     assert!(Configured::<JwtAuth>::new("[]").is_err());
 }
 
+/// Values that would make a provider accept what it should not, or hammer its IdP.
+#[wasm_bindgen_test(unsupported = test)]
+fn provider_values_out_of_bounds_are_refused() {
+    let provider = |changes: Value| json!({"providers": {"idp": with(hmac_provider(), changes)}});
+    let remote = |jwks: Value| json!({"providers": {"idp": {"issuer": ISS, "jwks": jwks}}});
+    let cases = [
+        (
+            provider(json!({"issuer": ""})),
+            "providers.idp.issuer: must not be empty",
+        ),
+        (
+            provider(json!({"audiences": ["api", ""]})),
+            "providers.idp.audiences[1]: must not be empty",
+        ),
+        (
+            provider(json!({"clock_skew_secs": 301})),
+            "providers.idp.clock_skew_secs: must be at most 300",
+        ),
+        (
+            provider(json!({"clock_skew_secs": 1_000_000_000_000_u64})),
+            "providers.idp.clock_skew_secs: must be at most 300",
+        ),
+        (
+            remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 0})),
+            "providers.idp.jwks.refresh_secs: must be between 1 and 86400",
+        ),
+        (
+            remote(json!({"type": "oidc", "cluster": "idp", "refresh_secs": 86_401})),
+            "providers.idp.jwks.refresh_secs: must be between 1 and 86400",
+        ),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config_error(&config).to_string(), expected, "{config}");
+    }
+    for fine in [
+        provider(json!({"clock_skew_secs": 300})),
+        provider(json!({"clock_skew_secs": 0})),
+        remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 1})),
+        remote(json!({"type": "oidc", "cluster": "idp", "refresh_secs": 86_400})),
+    ] {
+        configured(&fine);
+    }
+}
+
 /// A provider named twice is an error, not the second one silently.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_provider_named_twice_is_refused() {

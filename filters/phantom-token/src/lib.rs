@@ -171,6 +171,7 @@ impl PhantomToken {
         let introspector = Introspector::compile(&config.introspection, &at)?;
         let jwt_at = root.field("jwt");
         let jwt = &config.jwt;
+        let token_rules = ClaimRules::for_issuer(&jwt.issuer, &jwt.audiences, jwt.clock_skew_secs, &jwt_at)?;
         let keys = IssuerKeys::compile(IssuerKeysSpec {
             issuer: &jwt.issuer,
             jwks: &jwt.jwks,
@@ -178,13 +179,6 @@ impl PhantomToken {
             store_prefix: jose::store_prefix("phantom_token", "idp", &jwt.issuer),
             at: &jwt_at,
         })?;
-        let token_rules = ClaimRules {
-            issuer: Some(jwt.issuer.clone()),
-            audiences: jwt.audiences.clone(),
-            clock_skew_secs: jwt.clock_skew_secs,
-            require_exp: true,
-            ..ClaimRules::default()
-        };
         let (signed, upstream_header) = match &config.introspection.response {
             ResponseConfig::Signed {
                 issuer,

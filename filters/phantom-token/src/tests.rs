@@ -213,6 +213,30 @@ fn config_errors_name_the_field() {
     assert!(config_error(&no_path).starts_with("introspection.path:"));
 }
 
+#[wasm_bindgen_test(unsupported = test)]
+fn jwt_values_out_of_bounds_are_refused() {
+    let jwt = |changes: Value| {
+        let mut config = jwt_mode();
+        config["jwt"] = with(config["jwt"].clone(), changes);
+        config
+    };
+    let cases = [
+        (jwt(json!({"issuer": ""})), "jwt.issuer: must not be empty"),
+        (jwt(json!({"audiences": [""]})), "jwt.audiences[0]: must not be empty"),
+        (
+            jwt(json!({"clock_skew_secs": 1_000_000_000_000_u64})),
+            "jwt.clock_skew_secs: must be at most 300",
+        ),
+        (
+            jwt(json!({"jwks": {"type": "oidc", "cluster": "idp", "refresh_secs": 0}})),
+            "jwt.jwks.refresh_secs: must be between 1 and 86400",
+        ),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config_error(&config), expected, "{config}");
+    }
+}
+
 /// The header that carries a signed answer upstream never rewrites the request line, the
 /// upstream's authority or the framing.
 #[wasm_bindgen_test(unsupported = test)]
