@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use base64::Engine;
 use serde::Deserialize;
+use shared::config::nonempty;
 use shared::{ConfigError, Ctx, FieldPath, HashAlg, HostCrypto};
 
 use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
@@ -318,14 +319,6 @@ impl HostCrypto for Recorder<'_> {
         let answer = self.host.verify(hash, spki_der, signature, message);
         self.answered.set(self.answered.get() || answer.is_some());
         answer
-    }
-}
-
-fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
-    if value.is_empty() {
-        Err(at.error("must not be empty"))
-    } else {
-        Ok(value.to_owned())
     }
 }
 

@@ -61,7 +61,7 @@ impl Provider {
             rules: ClaimRules {
                 max_lifetime_secs: config.max_lifetime_secs,
                 required_claims: config.required_claims.clone(),
-                allowed_typ: config.typ.clone(),
+                allowed_typ: allowed_typ(config.typ.as_deref(), &at.field("typ"))?,
                 ..issuer_rules
             },
             sources,
@@ -147,6 +147,21 @@ impl Provider {
             by_host: false,
         }
     }
+}
+
+/// The accepted `typ` values: absent means any; an empty list would refuse every token.
+fn allowed_typ(typ: Option<&[String]>, at: &FieldPath) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(typ) = typ else {
+        return Ok(None);
+    };
+    if typ.is_empty() {
+        return Err(at.error("list at least one value, or leave `typ` out to accept any"));
+    }
+    typ.iter()
+        .enumerate()
+        .map(|(i, value)| shared::config::nonempty(value, &at.index(i)))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// A header the provider sets for the upstream: one a filter may set at all, and never

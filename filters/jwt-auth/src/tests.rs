@@ -428,6 +428,15 @@ fn provider_values_out_of_bounds_are_refused() {
             provider(json!({"clock_skew_secs": 1_000_000_000_000_u64})),
             "providers.idp.clock_skew_secs: must be at most 300",
         ),
+        // An empty list would refuse every token.
+        (
+            provider(json!({"typ": []})),
+            "providers.idp.typ: list at least one value, or leave `typ` out to accept any",
+        ),
+        (
+            provider(json!({"typ": ["at+jwt", ""]})),
+            "providers.idp.typ[1]: must not be empty",
+        ),
         (
             remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 0})),
             "providers.idp.jwks.refresh_secs: must be between 1 and 86400",

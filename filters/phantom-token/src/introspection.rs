@@ -133,13 +133,7 @@ impl Failure {
 
 impl Introspector {
     pub fn compile(config: &IntrospectionConfig, at: &FieldPath) -> Result<Self, ConfigError> {
-        let nonempty = |value: &str, field: &str| {
-            if value.is_empty() {
-                Err(at.field(field).error("must not be empty"))
-            } else {
-                Ok(value.to_owned())
-            }
-        };
+        let nonempty = |value: &str, field: &str| shared::config::nonempty(value, &at.field(field));
         if !config.path.starts_with('/') {
             return Err(at.field("path").error("must start with '/'"));
         }
@@ -164,7 +158,11 @@ impl Introspector {
             client_id: nonempty(&config.client_id, "client_id")?,
             client_secret: Secret::new(config.client_secret.as_bytes()),
             client_auth: config.client_auth,
-            token_type_hint: config.token_type_hint.clone(),
+            token_type_hint: config
+                .token_type_hint
+                .as_deref()
+                .map(|hint| nonempty(hint, "token_type_hint"))
+                .transpose()?,
             timeout,
             max_response_bytes: config.max_response_bytes,
             mode,

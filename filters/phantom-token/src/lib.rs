@@ -206,9 +206,18 @@ impl PhantomToken {
                         (SignedUpstream::ResponseHeader, UpstreamHeader::Response(header.clone()))
                     }
                 };
+                let response_at = at.field("response");
+                let given = |value: &Option<String>, field: &str| {
+                    value
+                        .as_deref()
+                        .map(|value| shared::config::nonempty(value, &response_at.field(field)))
+                        .transpose()
+                };
+                let issuer = given(issuer, "issuer")?;
+                let audience = given(audience, "audience")?;
                 let rules = ClaimRules {
-                    issuer: Some(issuer.clone().unwrap_or_else(|| jwt.issuer.clone())),
-                    audiences: vec![audience.clone().unwrap_or_else(|| introspector.client_id().to_owned())],
+                    issuer: Some(issuer.unwrap_or_else(|| jwt.issuer.clone())),
+                    audiences: vec![audience.unwrap_or_else(|| introspector.client_id().to_owned())],
                     clock_skew_secs: jwt.clock_skew_secs,
                     required_claims: vec!["iat".to_owned()],
                     require_exp: false,

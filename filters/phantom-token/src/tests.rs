@@ -237,6 +237,33 @@ fn jwt_values_out_of_bounds_are_refused() {
     }
 }
 
+#[wasm_bindgen_test(unsupported = test)]
+fn empty_introspection_values_are_refused() {
+    let signed = |changes: Value| {
+        config(with(
+            json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "access_token"}}),
+            changes,
+        ))
+    };
+    let mut hint = jwt_mode();
+    hint["introspection"]["token_type_hint"] = json!("");
+    let cases = [
+        (hint, "introspection.token_type_hint: must not be empty"),
+        (
+            signed(json!({"issuer": ""})),
+            "introspection.response.issuer: must not be empty",
+        ),
+        (
+            signed(json!({"audience": ""})),
+            "introspection.response.audience: must not be empty",
+        ),
+    ];
+    for (config, expected) in cases {
+        assert_eq!(config_error(&config), expected, "{config}");
+    }
+    configured(&signed(json!({"issuer": ISS, "audience": "gateway"})));
+}
+
 /// The header that carries a signed answer upstream never rewrites the request line, the
 /// upstream's authority or the framing.
 #[wasm_bindgen_test(unsupported = test)]

@@ -53,6 +53,16 @@ pub fn call_timeout(ms: u64, at: &FieldPath) -> Result<Duration, ConfigError> {
     }
 }
 
+/// A string from config that may not be empty (an empty string is never a name, an issuer, a
+/// hint...): the string, owned.
+pub fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
+    if value.is_empty() {
+        Err(at.error("must not be empty"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 /// Parses a filter config. An empty or whitespace-only config means `{}` (all defaults).
 pub fn parse<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ConfigError> {
     let raw: &[u8] = if raw.trim_ascii().is_empty() { b"{}" } else { raw };
@@ -573,6 +583,13 @@ mod tests {
                 "timeout_ms: must be between 1 and 60000"
             );
         }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn empty_strings_are_refused_where_a_value_is_needed() {
+        let at = FieldPath::root().field("issuer");
+        assert_eq!(nonempty("i", &at), Ok("i".to_owned()));
+        assert_eq!(nonempty("", &at).unwrap_err().to_string(), "issuer: must not be empty");
     }
 
     #[wasm_bindgen_test(unsupported = test)]
