@@ -190,7 +190,7 @@ impl JwtAuth {
             rules_read_paths: shared::route::any_reads_path(rules.iter().map(|(route, _)| route)),
             rules,
             bypass_cors_preflight: config.bypass_cors_preflight,
-            max_token_bytes: config.max_token_bytes,
+            max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
             host_crypto: config.host_crypto,
             output_headers,
             cache: RefCell::new(TokenCache::new(config.cache_max_entries)),

@@ -438,6 +438,14 @@ fn provider_values_out_of_bounds_are_refused() {
             "providers.idp.typ[1]: must not be empty",
         ),
         (
+            with(provider(json!({})), json!({"max_token_bytes": 0})),
+            "max_token_bytes: must be at least 128",
+        ),
+        (
+            with(provider(json!({})), json!({"max_token_bytes": 127})),
+            "max_token_bytes: must be at least 128",
+        ),
+        (
             remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 0})),
             "providers.idp.jwks.refresh_secs: must be between 1 and 86400",
         ),
@@ -886,7 +894,7 @@ fn bad_tokens_get_invalid_token_with_the_reason_counted() {
 #[wasm_bindgen_test(unsupported = test)]
 fn an_oversized_token_is_refused_before_anything_else() {
     let mut config = hmac_config();
-    config["max_token_bytes"] = json!(64);
+    config["max_token_bytes"] = json!(128);
     let config = configured(&config);
     let step = run(&config, &FakeHost::default(), &get(&hs256(&claims())));
     assert_invalid_token(&config, &step, "too_long");

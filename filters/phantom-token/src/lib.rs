@@ -277,7 +277,7 @@ impl PhantomToken {
             token_optional_reads_paths: shared::route::any_reads_path(&token_optional),
             token_optional,
             bypass_cors_preflight: config.bypass_cors_preflight,
-            max_token_bytes: config.max_token_bytes,
+            max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
             signal_prefix: prefix,
             flights: RefCell::new(HashMap::new()),
             counters: Counters::register(metrics),

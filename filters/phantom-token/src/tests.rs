@@ -238,7 +238,7 @@ fn jwt_values_out_of_bounds_are_refused() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
-fn empty_introspection_values_are_refused() {
+fn empty_introspection_values_and_a_token_limit_below_128_are_refused() {
     let signed = |changes: Value| {
         config(with(
             json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "access_token"}}),
@@ -248,6 +248,10 @@ fn empty_introspection_values_are_refused() {
     let mut hint = jwt_mode();
     hint["introspection"]["token_type_hint"] = json!("");
     let cases = [
+        (
+            with(jwt_mode(), json!({"max_token_bytes": 0})),
+            "max_token_bytes: must be at least 128",
+        ),
         (hint, "introspection.token_type_hint: must not be empty"),
         (
             signed(json!({"issuer": ""})),

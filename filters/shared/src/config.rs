@@ -53,6 +53,20 @@ pub fn call_timeout(ms: u64, at: &FieldPath) -> Result<Duration, ConfigError> {
     }
 }
 
+/// The lowest `max_token_bytes` a config may set. The shortest JWT jwt-auth could accept (HS256,
+/// a payload of `iss` and `exp` only) is about 100 bytes, an ES256 or EdDSA one about 150, and
+/// opaque access tokens are rarely under 32: a lower limit refuses every real token.
+pub const MIN_TOKEN_BYTES: usize = 128;
+
+/// The longest token a filter reads (`max_token_bytes`), at least [`MIN_TOKEN_BYTES`].
+pub fn max_token_bytes(bytes: usize, at: &FieldPath) -> Result<usize, ConfigError> {
+    if bytes < MIN_TOKEN_BYTES {
+        Err(at.error(format!("must be at least {MIN_TOKEN_BYTES}")))
+    } else {
+        Ok(bytes)
+    }
+}
+
 /// A string from config that may not be empty (an empty string is never a name, an issuer, a
 /// hint...): the string, owned.
 pub fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
@@ -581,6 +595,19 @@ mod tests {
             assert_eq!(
                 call_timeout(ms, &at).unwrap_err().to_string(),
                 "timeout_ms: must be between 1 and 60000"
+            );
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_token_limit_is_at_least_128_bytes() {
+        let at = FieldPath::root().field("max_token_bytes");
+        assert_eq!(max_token_bytes(128, &at), Ok(128));
+        assert_eq!(max_token_bytes(usize::MAX, &at), Ok(usize::MAX));
+        for bytes in [0, 1, 127] {
+            assert_eq!(
+                max_token_bytes(bytes, &at).unwrap_err().to_string(),
+                "max_token_bytes: must be at least 128"
             );
         }
     }
