@@ -428,6 +428,11 @@ fn provider_values_out_of_bounds_are_refused() {
             provider(json!({"clock_skew_secs": 1_000_000_000_000_u64})),
             "providers.idp.clock_skew_secs: must be at most 300",
         ),
+        // `BearerX.Y.Z` would be the token `X.Y.Z`.
+        (
+            provider(json!({"from": [{"type": "header", "name": "authorization", "prefix": "Bearer"}]})),
+            "providers.idp.from[0].prefix: \"Bearer\" is not an auth scheme and one space, such as \"Bearer \"",
+        ),
         // An empty list would refuse every token.
         (
             provider(json!({"typ": []})),

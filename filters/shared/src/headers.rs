@@ -78,7 +78,8 @@ const CONNECTION_HEADERS: &[&str] = &[
     "content-length",
 ];
 
-fn is_token_byte(b: u8) -> bool {
+/// An RFC 9110 `tchar`: a byte of a header name, a method or an auth scheme.
+pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

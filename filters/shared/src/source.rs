@@ -91,7 +91,10 @@ impl Source {
         Ok(match config {
             SourceConfig::Header { name, prefix } => Source::Header {
                 name: name.clone(),
-                prefix: prefix.clone(),
+                prefix: prefix
+                    .as_deref()
+                    .map(|prefix| scheme_prefix(prefix, &at.field("prefix")))
+                    .transpose()?,
             },
             SourceConfig::Query { name } => Source::Query {
                 name: nonempty(name, "name")?,
@@ -160,6 +163,22 @@ impl Source {
                 }
             }
         }
+    }
+}
+
+/// A header source's `prefix`: an auth scheme (an RFC 9110 token) and one space, `"Bearer "`, as
+/// credentials are written (RFC 9110 section 11.4). Without the space, `"Bearer"` would read
+/// `BearerX.Y.Z` as the token `X.Y.Z`, a credential of another scheme (or of none) that a lenient
+/// upstream reads otherwise; the space is also what tells a malformed credential of this scheme
+/// (`Bearer<TAB>x`) from another scheme.
+fn scheme_prefix(prefix: &str, at: &FieldPath) -> Result<String, ConfigError> {
+    match prefix.strip_suffix(' ') {
+        Some(scheme) if !scheme.is_empty() && scheme.bytes().all(crate::headers::is_token_byte) => {
+            Ok(prefix.to_owned())
+        }
+        _ => Err(at.error(format!(
+            "{prefix:?} is not an auth scheme and one space, such as \"Bearer \""
+        ))),
     }
 }
 
@@ -305,6 +324,37 @@ mod tests {
             bearer().find(&folded, &RequestLine::of(&folded).unwrap()),
             Found::Ambiguous
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_header_prefix_is_a_scheme_and_one_space() {
+        let at = FieldPath::root().field("from").index(0);
+        let compile = |prefix: &str| {
+            let config = SourceConfig::Header {
+                name: HeaderName::trusted("x-token"),
+                prefix: Some(prefix.to_owned()),
+            };
+            Source::compile(&config, &at).map(|_| ()).map_err(|e| e.to_string())
+        };
+        for fine in ["Bearer ", "DPoP ", "token ", "X-Api_Key.1 "] {
+            assert_eq!(compile(fine), Ok(()), "{fine:?}");
+        }
+        assert_eq!(
+            compile("Bearer").unwrap_err(),
+            "from[0].prefix: \"Bearer\" is not an auth scheme and one space, such as \"Bearer \""
+        );
+        for bad in ["Bearer  ", " ", "", "Bearer\t", "Be arer ", "Bearer: "] {
+            assert_eq!(
+                compile(bad).unwrap_err(),
+                format!("from[0].prefix: {bad:?} is not an auth scheme and one space, such as \"Bearer \""),
+                "{bad:?}"
+            );
+        }
+        let none = SourceConfig::Header {
+            name: HeaderName::trusted("x-token"),
+            prefix: None,
+        };
+        assert!(Source::compile(&none, &at).is_ok());
     }
 
     #[wasm_bindgen_test(unsupported = test)]
