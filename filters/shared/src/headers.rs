@@ -308,16 +308,8 @@ mod tests {
             check("Host").unwrap_err(),
             "claims_to_headers[0].header: \"host\" names the upstream authority; a filter may not set it"
         );
-        for name in [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "transfer-encoding",
-            "te",
-            "trailer",
-            "upgrade",
-            "Content-Length",
-        ] {
+        for name in CONNECTION_HEADERS.iter().map(|name| name.to_ascii_uppercase()) {
+            let name = name.as_str();
             assert_eq!(
                 check(name).unwrap_err(),
                 format!(
