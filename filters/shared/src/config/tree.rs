@@ -860,14 +860,20 @@ impl<'n> Entries<'n, '_> {
         self.members.find(|(key, _)| Some(key.as_str()) != skip)
     }
 
-    /// Whether the member just taken repeats the key of one before it, in a map.
+    /// In a map, the error for a member just taken that repeats the key of one before it. Not
+    /// inlined: every key type's `next_key_seed` calls it.
     #[inline(never)]
-    fn repeats(&self, key: &str) -> bool {
+    fn repeated(&self, key: &str) -> Result<(), Error> {
         let Some(all) = self.all else {
-            return false;
+            return Ok(());
         };
         let before = all.len().saturating_sub(self.members.len() + 1);
-        all.iter().take(before).any(|(earlier, _)| earlier == key)
+        if all.iter().take(before).any(|(earlier, _)| earlier == key) {
+            return Err(self
+                .track
+                .trigger(self.chain, Error::custom(format_args!("duplicate key {key:?}"))));
+        }
+        Ok(())
     }
 }
 
@@ -884,11 +890,7 @@ impl<'de> MapAccess<'de> for Entries<'_, '_> {
         };
         self.value = Some(member);
         let key = member.0.as_str();
-        if self.repeats(key) {
-            return Err(self
-                .track
-                .trigger(self.chain, Error::custom(format_args!("duplicate key {key:?}"))));
-        }
+        self.repeated(key)?;
         seed.deserialize(StrDeserializer::<Error>::new(key))
             .map(Some)
             .map_err(|e| self.track.trigger(&Chain::Key(self.chain, key), e))
