@@ -1,7 +1,6 @@
 //! Which header names a rule set selects: exact names, prefixes and regexes.
 
-use regex_lite::Regex;
-
+use shared::regex::Regex;
 use shared::{ConfigError, FieldPath, HeaderName};
 
 /// A rule set as written in config (the `remove*` fields of `request` and `response`).
@@ -40,8 +39,7 @@ impl NameMatcher {
             // Anchored: a pattern must describe the whole name, not any name containing it. Case
             // insensitive: header names have no case, and `X-Debug-.*` must not silently miss
             // the lowercase names the host hands over.
-            let regex =
-                Regex::new(&format!("(?i)^(?:{pattern})$")).map_err(|e| at.error(format!("invalid regex: {e}")))?;
+            let regex = Regex::whole(pattern, true).map_err(|e| at.error(format!("invalid regex: {e}")))?;
             matcher.regexes.push(regex);
         }
         Ok(matcher)

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod ports;
 pub mod protobuf;
+pub mod regex;
 pub mod route;
 pub mod secret;
 pub mod source;

@@ -7,11 +7,11 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath};
 use crate::headers::Headers;
+use crate::regex::Regex;
 
 /// A route match as written in config. Exactly one of `exact`, `prefix`, `regex`; no path at all
 /// matches every path.
@@ -72,8 +72,7 @@ impl RouteMatch {
             }
             (None, Some(prefix), None) => PathMatch::Prefix(checked_path(prefix, &at.field("prefix"))?),
             (None, None, Some(regex)) => PathMatch::Regex(
-                Regex::new(&format!("^(?:{regex})$"))
-                    .map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))?,
+                Regex::whole(regex, false).map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))?,
             ),
             _ => return Err(at.error("give at most one of exact, prefix, regex")),
         };

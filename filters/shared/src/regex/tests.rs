@@ -1,0 +1,277 @@
+use proptest::prelude::*;
+
+use super::reference::{answer as reference, disagreement};
+use super::Regex;
+
+fn matches(pattern: &str, text: &str) -> bool {
+    match Regex::whole(pattern, false) {
+        Ok(regex) => regex.is_match(text),
+        Err(e) => panic!("{pattern:?} refused: {e}"),
+    }
+}
+
+fn refusal(pattern: &str) -> String {
+    match Regex::whole(pattern, false) {
+        Ok(_) => panic!("{pattern:?} accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn matches_the_whole_text_only() {
+    assert!(matches("/orders/[0-9]+", "/orders/42"));
+    assert!(!matches("/orders/[0-9]+", "/orders/42/items"));
+    assert!(!matches("/orders/[0-9]+", "x/orders/42"));
+    assert!(matches("/orders/[0-9]+/?", "/orders/42/"));
+    assert!(matches("", ""));
+    assert!(!matches("", "a"));
+    assert!(matches("a|b", "b"));
+    assert!(!matches("a|b", "ab"));
+}
+
+#[test]
+fn repetitions_count() {
+    assert!(matches("a{2}", "aa"));
+    assert!(!matches("a{2}", "aaa"));
+    assert!(matches("a{2,}", "aaaa"));
+    assert!(!matches("a{2,}", "a"));
+    assert!(matches("(ab){1,2}", "abab"));
+    assert!(!matches("(ab){1,2}", "ababab"));
+    assert!(matches("a*?b+?c??", "bb"));
+    assert!(matches("(a*)*", "aaa"));
+    assert!(matches("(a|)*b", "aab"));
+}
+
+#[test]
+fn classes_escapes_and_assertions() {
+    assert!(matches(r"[^/]+\.json", "a.json"));
+    assert!(!matches(r"[^/]+\.json", "a/b.json"));
+    assert!(!matches(r"[^/]+\.json", "axjson"));
+    assert!(matches(r"\/api\/v\d", "/api/v2"));
+    assert!(matches(r"[]a]+", "]a]"));
+    assert!(matches(r"[a-]+", "a-a"));
+    assert!(matches(r"[[:alpha:]_]+", "ab_C"));
+    assert!(!matches(r"[[:^alpha:]]", "a"));
+    assert!(matches(r"\x41\u0042\x{43}", "ABC"));
+    assert!(matches(r"\bword\b", "word"));
+    assert!(matches(r"a\B.", "ab"));
+    assert!(matches(r"\<a.\>-", "ab-"));
+    assert!(!matches(r"a\<b", "ab"));
+    assert!(!matches(r"a\b.", "ab"));
+    assert!(matches("(?m)a$\n^b", "a\nb"));
+    assert!(!matches("a.b", "a\nb"));
+    assert!(matches("(?s)a.b", "a\nb"));
+    assert!(matches("caf.", "café"));
+    assert!(matches(r"\d+", "0123456789"));
+    assert!(!matches(r"\d", "٣"));
+}
+
+#[test]
+fn case_insensitivity_is_ascii_and_scoped() {
+    assert!(Regex::whole("X-Debug-.*", true).is_ok_and(|r| r.is_match("x-debug-trace")));
+    assert!(matches("(?i)abc", "AbC"));
+    assert!(matches("a(?i)b", "aB"));
+    assert!(!matches("a(?i)b", "AB"));
+    assert!(matches("(?i:a)b", "Ab"));
+    assert!(!matches("(?i:a)b", "AB"));
+    assert!(matches("((?i)a)b", "Ab"));
+    assert!(!matches("((?i)a)b", "AB"));
+    assert!(matches("(?i)[^a]", "b"));
+    assert!(!matches("(?i)[^a]", "A"));
+    assert!(matches("(?i)[x-z]", "Y"));
+    assert!(!matches("(?i)é", "É"));
+    assert!(Regex::whole("(?-i)a", true).is_ok_and(|r| !r.is_match("A")));
+}
+
+#[test]
+fn verbose_mode_ignores_spaces_and_comments() {
+    assert!(matches("(?x) a b # the rest\n c", "abc"));
+    assert!(matches(r"(?x) a\ b", "a b"));
+}
+
+#[test]
+fn refusals_say_what_and_where() {
+    assert_eq!(refusal("("), "unclosed group (at byte 0)");
+    assert_eq!(refusal("a)"), "unopened group: `)` without its `(` (at byte 1)");
+    assert_eq!(refusal("[a"), "unclosed class: expected `]` (at byte 0)");
+    assert_eq!(refusal("*a"), "repetition of nothing (at byte 0)");
+    assert_eq!(
+        refusal("a**"),
+        "repetition of a repetition: put the inner one in a group (at byte 2)"
+    );
+    assert_eq!(
+        refusal("a{3,2}"),
+        "counted repetition whose maximum is below its minimum (at byte 6)"
+    );
+    assert_eq!(refusal("a{1001}"), "counted repetition over 1000 (at byte 2)");
+    assert_eq!(
+        refusal(r"\p{L}"),
+        "Unicode classes (`\\p`, `\\P`) are not supported (at byte 0)"
+    );
+    assert_eq!(
+        refusal(r"[z-a]"),
+        "class range 'z'-'a' ends before it starts (at byte 2)"
+    );
+    assert_eq!(
+        refusal(r"[a[b]]"),
+        "nested classes are not supported: escape `[` as `\\[` (at byte 2)"
+    );
+    assert_eq!(
+        refusal(r"[a&&b]"),
+        "class set operations (`&&`) are not supported (at byte 2)"
+    );
+    assert_eq!(refusal(r"\q"), "unknown escape `\\q` (at byte 0)");
+    assert_eq!(
+        refusal("(?R)a"),
+        "unsupported flag 'R' (i, m, s, x and U are) (at byte 2)"
+    );
+    assert_eq!(refusal("(?)"), "empty flag group (at byte 2)");
+    assert!(refusal("(?i-)").starts_with("`-` without a flag"));
+    assert!(refusal("a\\").starts_with("pattern ends with a lone"));
+}
+
+#[test]
+fn huge_or_deep_patterns_are_refused_not_crashed_on() {
+    assert!(refusal("(a{1000}){1000}").starts_with("pattern too large"));
+    assert!(refusal(&"(".repeat(10_000)).starts_with("groups nested more than 64 deep"));
+    let mut nested = "(".repeat(64);
+    nested.push('a');
+    nested.push_str(&")".repeat(64));
+    assert!(matches(&nested, "a"));
+}
+
+/// The classic exponential case for backtracking engines takes linear time here.
+#[test]
+fn nested_repetitions_do_not_backtrack() {
+    let text = format!("{}b", "a".repeat(5_000));
+    assert!(!matches("(a*)*c", &text));
+    assert!(!matches("(a|aa)+c", &text));
+}
+
+#[test]
+fn answers_as_regex_lite_on_the_config_regexes_in_the_docs() {
+    let cases = [
+        ("/orders/[0-9]+", "/orders/17"),
+        ("/users/[a-z]+", "/users/bob"),
+        ("x-(tenant|shard)-override", "x-shard-override"),
+        ("x-.*-bin", "x-grpc-bin"),
+        ("x-trace-[0-9]+", "x-trace-x"),
+        (r"/api/v[12]/(orders|users)/\d+(/items)?", "/api/v2/users/7/items"),
+    ];
+    for (pattern, text) in cases {
+        for case_insensitive in [false, true] {
+            let ours = Regex::whole(pattern, case_insensitive).map(|r| r.is_match(text)).ok();
+            assert_eq!(ours, reference(pattern, case_insensitive, text), "{pattern} on {text}");
+        }
+    }
+}
+
+/// Pieces from which the random patterns are built: every construct the parser knows, and
+/// some it refuses.
+const PIECES: &[&str] = &[
+    "a",
+    "b",
+    "A",
+    "-",
+    "/",
+    ".",
+    "é",
+    "*",
+    "+",
+    "?",
+    "*?",
+    "{2}",
+    "{1,3}",
+    "{0,}",
+    "|",
+    "(",
+    ")",
+    "(?:",
+    "(?i)",
+    "(?-i)",
+    "(?i:",
+    "(?P<n>",
+    "(?<n>",
+    "(?m)",
+    "(?s)",
+    "(?x)",
+    " ",
+    "#",
+    "\n",
+    "[",
+    "]",
+    "^",
+    "$",
+    "[a-c]",
+    "[^a]",
+    "[]",
+    "[-a]",
+    "[a-]",
+    r"\d",
+    r"\w",
+    r"\s",
+    r"\D",
+    r"\W",
+    r"\S",
+    r"\b",
+    r"\<",
+    r"\>",
+    r"\B",
+    r"\A",
+    r"\z",
+    r"\.",
+    r"\/",
+    r"\-",
+    r"\x41",
+    r"\u{e9}",
+    r"\n",
+    "[[:alpha:]]",
+    "[[:^digit:]]",
+    r"[\d_]",
+    r"[\w-]",
+    "{",
+    "}",
+    ",",
+    "\\",
+    "&&",
+    "--",
+];
+
+fn text_strategy() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just('a'),
+            Just('b'),
+            Just('A'),
+            Just('B'),
+            Just('-'),
+            Just('/'),
+            Just('1'),
+            Just(' '),
+            Just('\n'),
+            Just('é'),
+            Just('_')
+        ],
+        0..8,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Where `regex-lite` accepts a pattern, it is accepted here with the same answers (or refused
+    /// for one of the reasons in `reference::STRICTER`); where it refuses one, so does this engine.
+    #[test]
+    fn answers_as_regex_lite(
+        pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..7),
+        texts in proptest::collection::vec(text_strategy(), 1..6),
+        case_insensitive in any::<bool>(),
+    ) {
+        let pattern: String = pieces.concat();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        if let Some(disagreement) = disagreement(&pattern, case_insensitive, &texts) {
+            prop_assert!(false, "{}", disagreement);
+        }
+    }
+}
