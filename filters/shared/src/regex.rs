@@ -6,7 +6,7 @@
 //! escapes (`\.`, `\/`, `\n`, `\t`, `\x7F`, `\x{..}`, `\u....`, `\U........`), `.`, classes
 //! (`[a-z]`, `[^/]`, `[\d_]`, `[[:alpha:]]`), `\d \D \s \S \w \W`, `^ $ \A \z \b \B \< \>`,
 //! groups (`(..)`, `(?:..)`, `(?P<name>..)`, `(?<name>..)`), alternation, `* + ? {n} {n,} {n,m}`
-//! (lazy forms too) and the flags `i m s x U` (`(?i)`, `(?i:..)`, `(?-i)`). Refused at load, with
+//! (lazy forms too) and the flags `i m s x U u` (`(?i)`, `(?i:..)`, `(?-i)`). Refused at load, with
 //! where: Unicode classes (`\p{..}`), nested classes and class set operations, a range from a
 //! leading `]`, `\b{..}`, a repetition of a repetition (`a**`) or of a flag group, counts over
 //! 1000, groups nested over 64 deep and programs over 10,000 states ([`reference::STRICTER`]

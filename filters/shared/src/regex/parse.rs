@@ -198,10 +198,13 @@ impl<'a> Parser<'a> {
         let min = self.count()?;
         self.skip_count_space();
         let max = if self.eat(',') {
-            self.skip_count_space();
+            // `{2,}` is open-ended; `{2, }` is refused, as by the `regex` crates.
             match self.peek() {
                 Some('}') => None,
-                _ => Some(self.count()?),
+                _ => {
+                    self.skip_count_space();
+                    Some(self.count()?)
+                }
             }
         } else {
             Some(min)
@@ -296,9 +299,10 @@ impl<'a> Parser<'a> {
                 'm' => self.flags.multi_line = on,
                 's' => self.flags.dot_matches_new_line = on,
                 'x' => self.flags.verbose = on,
-                // Swaps greedy and lazy: no whole-text match changes.
-                'U' => {}
-                _ => return Err(self.error_at(at, format!("unsupported flag {c:?} (i, m, s, x and U are)"))),
+                // `U` swaps greedy and lazy: no whole-text match changes. `u` (Unicode) changes
+                // nothing where `\d`, `\w`, `\s` and case folding are ASCII only.
+                'U' | 'u' => {}
+                _ => return Err(self.error_at(at, format!("unsupported flag {c:?} (i, m, s, x, U and u are)"))),
             }
             seen.push(c);
         }

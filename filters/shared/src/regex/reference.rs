@@ -9,10 +9,12 @@ use super::Regex;
 /// repetition right after a flag group (`a(?i)*`), `\b{..}` in any form, `[` in a class (itself
 /// to `regex-lite`, a nested class to the `regex` crate), a range from a leading `]` (`[]-a]`:
 /// three characters to `regex-lite`, a range to the `regex` crate), and `&&`, `--` or `~~` in a
-/// class (characters to `regex-lite`, set operations to the `regex` crate); and the limits: counts
+/// class (characters to `regex-lite`, set operations to the `regex` crate), the flag `R` (CRLF
+/// line ends); and the limits: counts
 /// over 1000, groups nested over 64 deep, programs over 10,000 states.
 pub const STRICTER: &[&str] = &[
     "counted repetition over",
+    "unsupported flag 'R'",
     "groups nested more than",
     "pattern too large",
     "class set operations",
@@ -31,15 +33,29 @@ pub fn answer(pattern: &str, case_insensitive: bool, text: &str) -> Option<bool>
     Some(anchored.is_match(text))
 }
 
+/// How this engine and `regex-lite` part on a pattern.
+#[derive(Debug)]
+pub enum Disagreement {
+    /// Refused here for a reason not in [`STRICTER`]: a config would be refused at load, with
+    /// the reason, so this fails closed.
+    Refused(String),
+    /// Accepted here, refused by `regex-lite`.
+    Accepted(String),
+    /// Both accept it, and answer differently on a text.
+    Answer(String),
+}
+
 /// Where this engine and `regex-lite` part on `pattern` and `texts`, if they do.
-pub fn disagreement(pattern: &str, case_insensitive: bool, texts: &[&str]) -> Option<String> {
+pub fn disagreement(pattern: &str, case_insensitive: bool, texts: &[&str]) -> Option<Disagreement> {
     let ours = Regex::whole(pattern, case_insensitive);
     let theirs = regex_lite::Regex::new(pattern);
     match (ours, theirs) {
-        (Ok(_), Err(e)) => Some(format!("{pattern:?} accepted here, refused by regex-lite: {e}")),
-        (Err(e), Ok(_)) if !STRICTER.iter().any(|refusal| e.message.starts_with(refusal)) => {
-            Some(format!("{pattern:?} refused here, accepted by regex-lite: {e}"))
-        }
+        (Ok(_), Err(e)) => Some(Disagreement::Accepted(format!(
+            "{pattern:?} accepted here, refused by regex-lite: {e}"
+        ))),
+        (Err(e), Ok(_)) if !STRICTER.iter().any(|refusal| e.message.starts_with(refusal)) => Some(
+            Disagreement::Refused(format!("{pattern:?} refused here, accepted by regex-lite: {e}")),
+        ),
         (Err(_), _) => None,
         // The reference wraps the pattern, and a verbose-mode comment would swallow its end.
         (Ok(_), Ok(_)) if pattern.contains("(?x)") && pattern.contains('#') => None,
@@ -48,7 +64,11 @@ pub fn disagreement(pattern: &str, case_insensitive: bool, texts: &[&str]) -> Op
             // with escapes (`(?i)[\--\x41]`), which it accepts alone.
             let expected = answer(pattern, case_insensitive, text)?;
             let found = regex.is_match(text);
-            (found != expected).then(|| format!("{pattern:?} on {text:?}: {found} here, {expected} in regex-lite"))
+            (found != expected).then(|| {
+                Disagreement::Answer(format!(
+                    "{pattern:?} on {text:?}: {found} here, {expected} in regex-lite"
+                ))
+            })
         }),
     }
 }

@@ -123,7 +123,7 @@ fn refusals_say_what_and_where() {
     assert_eq!(refusal(r"\q"), "unknown escape `\\q` (at byte 0)");
     assert_eq!(
         refusal("(?R)a"),
-        "unsupported flag 'R' (i, m, s, x and U are) (at byte 2)"
+        "unsupported flag 'R' (i, m, s, x, U and u are) (at byte 2)"
     );
     assert_eq!(refusal("(?)"), "empty flag group (at byte 2)");
     assert!(refusal("(?i-)").starts_with("`-` without a flag"));
@@ -271,7 +271,7 @@ proptest! {
         let pattern: String = pieces.concat();
         let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
         if let Some(disagreement) = disagreement(&pattern, case_insensitive, &texts) {
-            prop_assert!(false, "{}", disagreement);
+            prop_assert!(false, "{:?}", disagreement);
         }
     }
 }
