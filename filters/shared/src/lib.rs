@@ -20,6 +20,7 @@ pub mod regex;
 pub mod route;
 pub mod secret;
 pub mod source;
+pub mod wire;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -2,8 +2,7 @@
 
 use std::cell::Cell;
 
-use proxy_wasm::hostcalls;
-
+use super::abi::{self, Status};
 use crate::foreign::{decode_verify_result, encode_verify_arguments, VERIFY_SIGNATURE};
 use crate::ports::HashAlg;
 
@@ -17,13 +16,13 @@ pub fn verify_signature(hash: HashAlg, spki_der: &[u8], signature: &[u8], messag
         return None;
     }
     let arguments = encode_verify_arguments(hash, spki_der, signature, message);
-    match hostcalls::call_foreign_function(VERIFY_SIGNATURE, Some(&arguments)) {
+    match abi::call_foreign_function(VERIFY_SIGNATURE, &arguments) {
         Ok(Some(result)) => {
             AVAILABLE.set(Some(true));
             decode_verify_result(&result)
         }
         Ok(None) => Some(false),
-        Err(proxy_wasm::types::Status::NotFound) => {
+        Err(Status::NOT_FOUND) => {
             log::info!("host has no {VERIFY_SIGNATURE} function: signatures are checked in wasm");
             AVAILABLE.set(Some(false));
             None

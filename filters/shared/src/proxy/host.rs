@@ -1,8 +1,7 @@
 //! The ports, implemented with host calls.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
-
+use super::abi::{self, BufferType, MapType, Status};
+use super::dispatch::{self, Call};
 use crate::headers::Headers;
 use crate::metrics::Counter;
 use crate::ports::{Ctx, Properties, SharedStore, StoreError};
@@ -30,22 +29,19 @@ pub fn bump(metric_ids: &[Option<u32>], counters: &[Counter]) {
         }
         if let Some(Some(id)) = metric_ids.get(counter.index()) {
             let times = counters.iter().filter(|c| *c == counter).count();
-            let _ = hostcalls::increment_metric(*id, i64::try_from(times).unwrap_or(i64::MAX));
+            let _ = abi::increment_metric(*id, i64::try_from(times).unwrap_or(i64::MAX));
         }
     }
 }
 
 impl SharedStore for Host {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Some((value, cas)),
-            _ => None,
-        }
+        abi::shared_data(key).ok().flatten()
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
-            Status::CasMismatch => StoreError::CasMismatch,
+        abi::set_shared_data(key, value, cas.unwrap_or(0)).map_err(|status| match status {
+            Status::CAS_MISMATCH => StoreError::CasMismatch,
             _ => StoreError::Failed,
         })
     }
@@ -53,28 +49,36 @@ impl SharedStore for Host {
 
 impl Properties for Host {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+        property(path)
     }
 
     fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
-        hostcalls::get_property(vec![key]).ok().flatten()
+        property(&[key])
     }
 }
 
-/// Milliseconds since the Unix epoch by the host's clock. A host that will not say fails the VM
-/// (the SDK traps on the call's error), which a failure policy that fails closed turns into 503s:
-/// never a request checked against time 0, where no token would be expired.
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+/// A property by its path; `None` if the host has none (or will not say).
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::property(&crate::wire::property_path(path)).ok().flatten()
 }
 
-/// A header map as bytes; an unreadable map reads as empty.
+/// Milliseconds since the Unix epoch by the host's clock. A host that will not say stops the VM
+/// (an `abort`, as a trap), which a failure policy that fails closed turns into 503s: never a
+/// request checked against time 0, where no token would be expired.
+pub fn now_ms() -> u64 {
+    match abi::current_time_ns() {
+        Ok(ns) => ns / 1_000_000,
+        Err(status) => {
+            log::error!("host clock unreadable ({status:?}): stopping the VM");
+            std::process::abort()
+        }
+    }
+}
+
+/// A header map; an unreadable map reads as empty.
 pub fn read_headers(map: MapType) -> Headers {
-    Headers::from_owned(hostcalls::get_map_bytes(map).unwrap_or_default())
+    let encoded = abi::header_map(map).ok().flatten().unwrap_or_default();
+    Headers::from_owned(crate::wire::parse_map(&encoded))
 }
 
 impl crate::ports::HostCrypto for Host {
@@ -83,21 +87,34 @@ impl crate::ports::HostCrypto for Host {
     }
 }
 
-/// Dispatches an outbound call; `None` if the host refused it (unknown cluster, bad headers).
-pub fn dispatch(call: &crate::effects::HttpCall) -> Option<u32> {
-    let mut headers = Vec::with_capacity(call.headers.len());
-    for (name, value) in &call.headers {
-        headers.push((name.as_str(), std::str::from_utf8(value).ok()?));
-    }
-    hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), Vec::new(), call.timeout).ok()
+/// Dispatches an outbound call whose answer goes to context `owner`; `None` if the host refused
+/// it (unknown cluster, bad headers).
+pub fn dispatch(call: &crate::effects::HttpCall, owner: u32) -> Option<u32> {
+    let headers: Vec<(&str, &[u8])> = call.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let body = call.body.as_deref().unwrap_or_default();
+    let token = abi::http_call(
+        &call.cluster,
+        &crate::wire::map(&headers),
+        body,
+        timeout_ms(call.timeout),
+    )
+    .ok()?;
+    dispatch::await_answer(Call::Http, token, owner);
+    Some(token)
 }
 
-/// Dispatches a unary gRPC call; `None` if the host refused it.
+/// The ABI's 32-bit milliseconds; configs keep timeouts far below its limit.
+fn timeout_ms(timeout: std::time::Duration) -> u32 {
+    u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Dispatches a unary gRPC call whose answer goes to context `owner`; `None` if the host refused
+/// it.
 ///
 /// The service is named by a serialized `envoy.config.core.v3.GrpcService` (`envoy_grpc` with
 /// the cluster and authority) rather than a bare cluster name: Envoy first tries to parse the
 /// argument as that message, and some cluster names happen to parse.
-pub fn dispatch_grpc(call: &crate::effects::GrpcCall) -> Option<u32> {
+pub fn dispatch_grpc(call: &crate::effects::GrpcCall, owner: u32) -> Option<u32> {
     let mut service = crate::protobuf::Writer::new();
     service.message(1, |envoy_grpc| {
         envoy_grpc.string(1, &call.cluster);
@@ -105,24 +122,23 @@ pub fn dispatch_grpc(call: &crate::effects::GrpcCall) -> Option<u32> {
             envoy_grpc.string(2, &call.authority);
         }
     });
-    // The SDK takes the argument as `&str`; short ASCII names keep the encoding valid UTF-8.
-    let service = String::from_utf8(service.into_bytes()).ok()?;
-    hostcalls::dispatch_grpc_call(
-        &service,
+    let token = abi::grpc_call(
+        &service.into_bytes(),
         &call.service,
         &call.method,
-        Vec::new(),
-        Some(&call.message),
-        call.timeout,
+        &call.message,
+        timeout_ms(call.timeout),
     )
-    .ok()
+    .ok()?;
+    dispatch::await_answer(Call::Grpc, token, owner);
+    Some(token)
 }
 
 /// Reads the answer to a gRPC call the host just delivered.
 pub fn read_grpc_outcome(status: u32, response_size: usize) -> crate::effects::GrpcOutcome {
     let message = if status == crate::effects::GrpcOutcome::OK {
-        hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::GrpcReceiveBuffer,
+        abi::buffer(
+            BufferType::GrpcReceiveBuffer,
             0,
             response_size.min(super::http::MAX_CALL_BODY),
         )

@@ -3,10 +3,8 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action as HostAction, BufferType, MapType};
-
+use super::abi::{self, BufferType, MapType};
+use super::dispatch::HostAction;
 use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
 use crate::effects::{self, Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
@@ -30,10 +28,10 @@ enum Section {
 impl Section {
     fn map(self) -> MapType {
         match self {
-            Section::RequestHeaders => MapType::HttpRequestHeaders,
-            Section::ResponseHeaders => MapType::HttpResponseHeaders,
-            Section::RequestTrailers => MapType::HttpRequestTrailers,
-            Section::ResponseTrailers => MapType::HttpResponseTrailers,
+            Section::RequestHeaders => MapType::RequestHeaders,
+            Section::ResponseHeaders => MapType::ResponseHeaders,
+            Section::RequestTrailers => MapType::RequestTrailers,
+            Section::ResponseTrailers => MapType::ResponseTrailers,
         }
     }
 }
@@ -74,7 +72,8 @@ impl Event<'_> {
     }
 }
 
-/// The context the SDK owns; the state lives behind an `Rc` so waiters can be woken. The same
+/// A stream's context, as the dispatcher holds it; the state lives behind an `Rc` so waiters
+/// can be woken. The same
 /// type for every filter (the filter is a trait object), like [`super::root::Root`].
 pub struct HttpAdapter {
     shell: Rc<Shell>,
@@ -118,6 +117,11 @@ impl HttpAdapter {
         });
         Self { shell }
     }
+
+    /// A stream of no configured filter: its request gets 503, never a pass.
+    pub fn unconfigured(context_id: u32) -> Self {
+        Self::new(context_id, "module", None, Rc::new(Vec::new()))
+    }
 }
 
 impl Shell {
@@ -134,7 +138,7 @@ impl Shell {
             for signal in &notify {
                 waiters::notify(signal);
             }
-            let _ = hostcalls::set_effective_context(self.context_id);
+            let _ = abi::set_effective_context(self.context_id);
         }
         action
     }
@@ -144,7 +148,7 @@ impl Shell {
         let action = self.run(event);
         let idle = self.state.try_borrow().is_ok_and(|s| s.pending_calls.is_empty());
         if matches!(action, HostAction::Continue) && idle {
-            let _ = hostcalls::resume_http_request();
+            let _ = abi::resume_http_request();
         }
     }
 }
@@ -166,7 +170,7 @@ impl State {
     fn carry_out(&mut self, mut step: Step, section: Section, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
-            if hostcalls::set_property(vec![write.key], Some(&write.value)).is_err() {
+            if abi::set_property(&crate::wire::property_path(&[write.key]), &write.value).is_err() {
                 log::warn!("{}: could not publish filter state {}", shell.name, write.key);
             }
         }
@@ -183,14 +187,14 @@ impl State {
         }
         let mut undispatched = 0;
         for call in &step.calls {
-            match dispatch(call) {
+            match dispatch(call, shell.context_id) {
                 Some(token) => self.pending_calls.push(token),
                 None => undispatched += 1,
             }
         }
         let mut grpc_undispatched = 0;
         for call in &step.grpc_calls {
-            match dispatch_grpc(call) {
+            match dispatch_grpc(call, shell.context_id) {
                 Some(token) => self.pending_calls.push(token),
                 None => grpc_undispatched += 1,
             }
@@ -222,7 +226,8 @@ impl State {
             }
             Action::Reply(reply) => {
                 let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                if hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body)).is_err() {
+                if abi::send_local_response(u32::from(reply.status), &reply.body, &crate::wire::map(&headers)).is_err()
+                {
                     log::error!("{}: could not send local reply {}", shell.name, reply.status);
                 }
                 HostAction::Pause
@@ -234,7 +239,7 @@ impl State {
 
 impl Wakeable for Shell {
     fn wake(&self, signal: &str) {
-        if hostcalls::set_effective_context(self.context_id).is_err() {
+        if abi::set_effective_context(self.context_id).is_err() {
             return;
         }
         self.run_paused(Event::Wake(signal));
@@ -261,10 +266,10 @@ impl Drop for HttpAdapter {
 
 fn apply_edit(map: MapType, edit: &HeaderEdit) {
     let result = match edit {
-        HeaderEdit::Remove(name) => hostcalls::remove_map_value(map, name.as_str()),
+        HeaderEdit::Remove(name) => abi::remove_header(map, name.as_str()),
         // One host call: Envoy's replace drops every entry of the name and adds this one.
-        HeaderEdit::Set(name, value) => hostcalls::set_map_value_bytes(map, name.as_str(), Some(value)),
-        HeaderEdit::Add(name, value) => hostcalls::add_map_value_bytes(map, name.as_str(), value),
+        HeaderEdit::Set(name, value) => abi::replace_header(map, name.as_str(), value),
+        HeaderEdit::Add(name, value) => abi::add_header(map, name.as_str(), value),
     };
     if result.is_err() {
         log::warn!("header edit on {edit:?} failed");
@@ -277,8 +282,8 @@ pub fn read_call_outcome(num_headers: usize, body_size: usize) -> CallOutcome {
     if num_headers == 0 {
         return CallOutcome::Failed;
     }
-    let headers = read_headers(MapType::HttpCallResponseHeaders);
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY))
+    let headers = read_headers(MapType::CallResponseHeaders);
+    let body = abi::buffer(BufferType::HttpCallResponseBody, 0, body_size.min(MAX_CALL_BODY))
         .ok()
         .flatten()
         .unwrap_or_default();
@@ -288,8 +293,9 @@ pub fn read_call_outcome(num_headers: usize, body_size: usize) -> CallOutcome {
     }
 }
 
-impl Context for HttpAdapter {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+/// The callbacks the dispatcher routes to a stream.
+impl HttpAdapter {
+    pub fn on_http_call_response(&self, token_id: u32, num_headers: usize, body_size: usize) {
         if let Ok(mut state) = self.shell.state.try_borrow_mut() {
             state.pending_calls.retain(|t| *t != token_id);
         }
@@ -297,18 +303,16 @@ impl Context for HttpAdapter {
         self.shell.run_paused(Event::CallResponse(outcome));
     }
 
-    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+    pub fn on_grpc_call_response(&self, token_id: u32, status_code: u32, response_size: usize) {
         if let Ok(mut state) = self.shell.state.try_borrow_mut() {
             state.pending_calls.retain(|t| *t != token_id);
         }
         let outcome = read_grpc_outcome(status_code, response_size);
         self.shell.run_paused(Event::GrpcResponse(outcome));
     }
-}
 
-impl HttpContext for HttpAdapter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
-        let headers = read_headers(MapType::HttpRequestHeaders);
+    pub fn on_request_headers(&self) -> HostAction {
+        let headers = read_headers(MapType::RequestHeaders);
         #[cfg(feature = "crash-test")]
         if headers.get("x-apisec-crash-test").is_some() {
             std::process::abort();
@@ -316,7 +320,7 @@ impl HttpContext for HttpAdapter {
         self.shell.run(Event::RequestHeaders(headers))
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> HostAction {
+    pub fn on_response_headers(&self) -> HostAction {
         let wanted = self.shell.state.try_borrow().is_ok_and(|state| {
             state
                 .filter
@@ -326,18 +330,18 @@ impl HttpContext for HttpAdapter {
         if !wanted {
             return HostAction::Continue;
         }
-        let headers = read_headers(MapType::HttpResponseHeaders);
+        let headers = read_headers(MapType::ResponseHeaders);
         self.shell.run(Event::ResponseHeaders(headers))
     }
 
     // Called only for a message that has trailers.
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> HostAction {
-        let trailers = read_headers(MapType::HttpRequestTrailers);
+    pub fn on_request_trailers(&self) -> HostAction {
+        let trailers = read_headers(MapType::RequestTrailers);
         self.shell.run(Event::RequestTrailers(trailers))
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> HostAction {
-        let trailers = read_headers(MapType::HttpResponseTrailers);
+    pub fn on_response_trailers(&self) -> HostAction {
+        let trailers = read_headers(MapType::ResponseTrailers);
         self.shell.run(Event::ResponseTrailers(trailers))
     }
 }

@@ -1,8 +1,8 @@
 //! The module's entry point and the filters it hosts.
 //!
 //! Every filter crate adds its root to this module's list with
-//! [`export_filter!`](crate::export_filter), from a static constructor; `_initialize` runs the
-//! constructors, then [`start`] installs the root-context factory. A module built from one filter
+//! [`export_filter!`](crate::export_filter), from a static constructor; `_initialize` (in
+//! [`super::abi`]) runs the constructors, then [`start`] installs the root-context factory. A module built from one filter
 //! crate (`<filter>.wasm`) hosts one filter and serves it whatever the plugin's `root_id`. A
 //! module linking several (`apisec_bundle.wasm`) picks each plugin's filter by its `root_id`,
 //! which the host gives every root context as property `plugin_root_id`: several plugins of one
@@ -14,19 +14,13 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::LogLevel;
-
+use super::dispatch::{self, NewRoot, RootContext};
+use super::http::HttpAdapter;
 use super::root::{Root, RootAdapter};
 use crate::chain;
 use crate::config::ConfigError;
 use crate::filter::{configure, Configure, DynRoot, FilterRoot};
 use crate::metrics::MetricRegistry;
-
-proxy_wasm::main! {{
-    start();
-}}
 
 /// The property holding the plugin's `root_id` (Envoy's `config.root_id`), readable from the
 /// plugin's root context from its creation on.
@@ -37,7 +31,7 @@ const ROOT_ID_PROPERTY: &str = "plugin_root_id";
 struct Hosted {
     /// [`FilterRoot::NAME`]: the `root_id` that selects it.
     name: &'static str,
-    new_root: fn(u32) -> Box<dyn RootContext>,
+    new_root: NewRoot,
     configure: Configure,
 }
 
@@ -89,12 +83,12 @@ fn hosted() -> Vec<Hosted> {
 }
 
 /// Runs from `_initialize`, after the static constructors.
-fn start() {
-    proxy_wasm::set_log_level(LogLevel::Info);
+pub fn start() {
+    super::logger::install();
     match hosted().as_slice() {
         // One filter: its root for every plugin, as a single-filter module has always been.
-        [only] => proxy_wasm::set_root_context(only.new_root),
-        _ => proxy_wasm::set_root_context(by_root_id),
+        [only] => dispatch::set_root_factory(only.new_root),
+        _ => dispatch::set_root_factory(by_root_id),
     }
 }
 
@@ -116,7 +110,7 @@ fn configure_chain(raw: &[u8], metrics: &mut MetricRegistry) -> Result<Rc<dyn Dy
 }
 
 fn plugin_root_id() -> Option<Vec<u8>> {
-    hostcalls::get_property(vec![ROOT_ID_PROPERTY]).ok().flatten()
+    super::host::property(&[ROOT_ID_PROPERTY])
 }
 
 /// The root context of a plugin whose `root_id` names no filter this module hosts: its configure
@@ -126,10 +120,8 @@ struct UnknownRootId {
     root_id: Option<Vec<u8>>,
 }
 
-impl Context for UnknownRootId {}
-
 impl RootContext for UnknownRootId {
-    fn on_configure(&mut self, _size: usize) -> bool {
+    fn on_configure(&mut self) -> bool {
         let hosted = hosted();
         let mut known: Vec<&str> = hosted.iter().map(|h| h.name).collect();
         known.sort_unstable();
@@ -152,5 +144,10 @@ impl RootContext for UnknownRootId {
             ConfigError::new("root_id", message)
         );
         false
+    }
+
+    /// Never asked for: the host does not start streams on a plugin it refused.
+    fn new_stream(&self, context_id: u32) -> HttpAdapter {
+        HttpAdapter::unconfigured(context_id)
     }
 }

@@ -3,10 +3,8 @@
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MetricType};
-
+use super::abi::{self, BufferType};
+use super::dispatch::RootContext;
 use super::host::{bump, ctx, dispatch};
 use super::http::{read_call_outcome, HttpAdapter};
 use super::waiters;
@@ -17,8 +15,8 @@ use crate::ports::Ctx;
 
 /// The root context of filter `R`, as [`super::module`] names it. Only [`RootAdapter::new`]
 /// depends on `R`: it gives a [`Root`], which is the same type for every filter, so a module
-/// hosting several filters has one root context type, one HTTP context type and one copy of the
-/// SDK's trait methods for each, not one per filter.
+/// hosting several filters has one root context type and one HTTP context type, not one per
+/// filter.
 pub struct RootAdapter<R>(PhantomData<R>);
 
 impl<R: FilterRoot> RootAdapter<R> {
@@ -66,7 +64,7 @@ impl Root {
     fn carry_out(&mut self, root: &dyn DynRoot, step: RootStep, ctx: &Ctx) {
         bump(&self.metric_ids, &step.counters);
         for (tag, call) in &step.calls {
-            match dispatch(call) {
+            match dispatch(call, self.context_id) {
                 Some(token) => self.calls.push((token, *tag)),
                 None => {
                     log::warn!(
@@ -83,13 +81,13 @@ impl Root {
             for signal in &step.notify {
                 waiters::notify(signal);
             }
-            let _ = hostcalls::set_effective_context(self.context_id);
+            let _ = abi::set_effective_context(self.context_id);
         }
     }
 }
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+impl RootContext for Root {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize) {
         let Some(i) = self.calls.iter().position(|(token, _)| *token == token_id) else {
             return;
         };
@@ -97,11 +95,9 @@ impl Context for Root {
         let outcome = read_call_outcome(num_headers, body_size);
         self.background(|root, ctx| root.on_call_response(tag, outcome, ctx));
     }
-}
 
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+    fn on_configure(&mut self) -> bool {
+        let raw = abi::buffer(BufferType::PluginConfiguration, 0, usize::MAX)
             .ok()
             .flatten()
             .unwrap_or_default();
@@ -112,11 +108,11 @@ impl RootContext for Root {
                     registry
                         .full_names()
                         .iter()
-                        .map(|name| hostcalls::define_metric(MetricType::Counter, name).ok())
+                        .map(|name| abi::define_counter(name).ok())
                         .collect(),
                 );
                 if let Some(period) = root.tick_period() {
-                    let _ = hostcalls::set_tick_period(period);
+                    let _ = abi::set_tick_period_ms(u32::try_from(period.as_millis()).unwrap_or(u32::MAX));
                 }
                 self.root = Some(root);
                 self.background(|root, ctx| root.on_start(ctx));
@@ -134,17 +130,8 @@ impl RootContext for Root {
         self.background(|root, ctx| root.on_tick(ctx));
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn new_stream(&self, context_id: u32) -> HttpAdapter {
         let filter = self.root.clone().map(DynRoot::new_filter);
-        Some(Box::new(HttpAdapter::new(
-            context_id,
-            self.name,
-            filter,
-            Rc::clone(&self.metric_ids),
-        )))
+        HttpAdapter::new(context_id, self.name, filter, Rc::clone(&self.metric_ids))
     }
 }
