@@ -7,7 +7,7 @@ use super::abi::{self, BufferType, MapType};
 use super::dispatch::HostAction;
 use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
-use crate::effects::{self, Action, CallOutcome, GrpcOutcome, HeaderEdit, Step};
+use crate::effects::{self, Action, CallOutcome, GrpcOutcome, HeaderEdit, LocalReply, Step};
 use crate::filter::HttpFilter;
 use crate::headers::Headers;
 use crate::ports::Ctx;
@@ -129,8 +129,14 @@ impl Shell {
     fn run(&self, event: Event<'_>) -> HostAction {
         let (action, notify) = {
             let Ok(mut state) = self.state.try_borrow_mut() else {
-                log::error!("{}: re-entrant callback ignored", self.name);
-                return HostAction::Continue;
+                // The host defers what could call back into a running stream (local replies), so
+                // this is never expected; if it happens, the request is refused, never passed.
+                log::error!("{}: re-entrant callback refused", self.name);
+                send_reply(
+                    self.name,
+                    &Deny::Unavailable { retry_after_secs: None }.reply(&Default::default()),
+                );
+                return HostAction::Pause;
             };
             state.run(event, self)
         };
@@ -225,11 +231,7 @@ impl State {
                 HostAction::Pause
             }
             Action::Reply(reply) => {
-                let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                if abi::send_local_response(u32::from(reply.status), &reply.body, &crate::wire::map(&headers)).is_err()
-                {
-                    log::error!("{}: could not send local reply {}", shell.name, reply.status);
-                }
+                send_reply(shell.name, &reply);
                 HostAction::Pause
             }
         };
@@ -261,6 +263,13 @@ impl Drop for HttpAdapter {
         for signal in &abandoned {
             waiters::notify(signal);
         }
+    }
+}
+
+fn send_reply(name: &str, reply: &LocalReply) {
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    if abi::send_local_response(u32::from(reply.status), &reply.body, &crate::wire::map(&headers)).is_err() {
+        log::error!("{name}: could not send local reply {}", reply.status);
     }
 }
 
