@@ -277,6 +277,32 @@ fn concurrent_first_requests_wait_on_one_call_per_worker() {
 }
 
 #[test]
+fn a_request_waiting_on_a_client_that_left_asks_itself_and_gets_its_answer() {
+    let oauth = oauth();
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), json!({})), 1);
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Slow(Duration::from_millis(500)));
+    let opaque = oauth.opaque_token(json!({}));
+
+    // The first request leads: its introspection call is at the OAuth server, unanswered.
+    let mut leader = std::net::TcpStream::connect(gw.envoy.listener()).expect("connect");
+    let request = format!("GET /orders HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {opaque}\r\n\r\n");
+    std::io::Write::write_all(&mut leader, request.as_bytes()).expect("send");
+    gw.wait_until("the leader's introspection call", || oauth.calls(INTROSPECT_PATH) == 1);
+
+    std::thread::scope(|s| {
+        // The second waits on the leader's call, and the leader's client goes away meanwhile.
+        let waiter = s.spawn(|| gw.send(bearer(&opaque)));
+        gw.wait_until("the second request to wait", || counter(&gw, "coalesced_waits") == 1);
+        drop(leader);
+        // Woken without an answer, it makes its own call; the answer comes back to it, not to the
+        // stream that left.
+        let answer = waiter.join().expect("waiter");
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    });
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 2);
+}
+
+#[test]
 fn the_cache_never_outlives_the_jwt() {
     let oauth = oauth();
     let extra = json!({"cache": {"exp_margin_secs": 0}, "jwt": {"clock_skew_secs": 0}});
