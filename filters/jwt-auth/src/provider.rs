@@ -49,6 +49,12 @@ impl Provider {
             .enumerate()
             .map(|(i, s)| Source::compile(s, &at.field("from").index(i)))
             .collect::<Result<_, _>>()?;
+        let required_claims = config
+            .required_claims
+            .iter()
+            .enumerate()
+            .map(|(i, name)| shared::config::nonempty(name, &at.field("required_claims").index(i)))
+            .collect::<Result<_, _>>()?;
         for (i, c) in config.claims_to_headers.iter().enumerate() {
             output_header(&c.header, &at.field("claims_to_headers").index(i).field("header"))?;
         }
@@ -60,7 +66,7 @@ impl Provider {
             issuer: config.issuer.clone(),
             rules: ClaimRules {
                 max_lifetime_secs: config.max_lifetime_secs,
-                required_claims: config.required_claims.clone(),
+                required_claims,
                 allowed_typ: allowed_typ(config.typ.as_deref(), &at.field("typ"))?,
                 ..issuer_rules
             },

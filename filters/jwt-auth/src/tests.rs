@@ -442,6 +442,11 @@ fn provider_values_out_of_bounds_are_refused() {
             provider(json!({"typ": ["at+jwt", ""]})),
             "providers.idp.typ[1]: must not be empty",
         ),
+        // A claim with no name: a config slip, never a claim an IdP sets.
+        (
+            provider(json!({"required_claims": ["sub", ""]})),
+            "providers.idp.required_claims[1]: must not be empty",
+        ),
         (
             with(provider(json!({})), json!({"max_token_bytes": 0})),
             "max_token_bytes: must be at least 128",
