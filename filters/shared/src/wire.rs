@@ -64,7 +64,8 @@ pub fn parse_map(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     entries
 }
 
-/// A property path in the ABI's encoding: its segments joined by NUL bytes.
+/// A property path in the ABI's encoding: its segments joined by NUL bytes (so a one-segment
+/// path is the segment itself).
 pub fn property_path(segments: &[&str]) -> Vec<u8> {
     segments.join("\0").into_bytes()
 }

@@ -50,8 +50,8 @@ enum Context {
     Stream(Rc<HttpAdapter>),
 }
 
-/// Context ids are the host's counter, never a client's input: a multiplicative hash spreads
-/// them, without the seeded hasher's randomness and code.
+/// Context ids and call tokens are the host's counters, never a client's input: a
+/// multiplicative hash spreads them, without the seeded hasher's randomness and code.
 #[derive(Default)]
 struct IdHasher(u64);
 

@@ -59,7 +59,13 @@ impl Properties for Host {
 
 /// A property by its path; `None` if the host has none (or will not say).
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    abi::property(&crate::wire::property_path(path)).ok().flatten()
+    match path {
+        // Filter state, on every request: a one-segment path is the segment itself, no copy.
+        [segment] => abi::property(segment.as_bytes()),
+        _ => abi::property(&crate::wire::property_path(path)),
+    }
+    .ok()
+    .flatten()
 }
 
 /// Milliseconds since the Unix epoch by the host's clock. A host that will not say stops the VM

@@ -73,8 +73,8 @@ impl Event<'_> {
 }
 
 /// A stream's context, as the dispatcher holds it; the state lives behind an `Rc` so waiters
-/// can be woken. The same
-/// type for every filter (the filter is a trait object), like [`super::root::Root`].
+/// can be woken. The same type for every filter (the filter is a trait object), like
+/// [`super::root::Root`].
 pub struct HttpAdapter {
     shell: Rc<Shell>,
 }
@@ -176,7 +176,8 @@ impl State {
     fn carry_out(&mut self, mut step: Step, section: Section, shell: &Shell, ctx: &Ctx) -> (HostAction, Vec<String>) {
         bump(&self.metric_ids, &step.counters);
         for write in &step.state_writes {
-            if abi::set_property(&crate::wire::property_path(&[write.key]), &write.value).is_err() {
+            // A one-segment property path is the segment itself.
+            if abi::set_property(write.key.as_bytes(), &write.value).is_err() {
                 log::warn!("{}: could not publish filter state {}", shell.name, write.key);
             }
         }
