@@ -323,6 +323,36 @@ fn without_envoy_normalisation_a_public_prefix_opens_no_other_path() {
     assert_eq!(gw.get("/public/health").status, 200);
 }
 
+/// Reads are public, writes need a token: a `GET` carrying `X-HTTP-Method-Override: DELETE` (a
+/// `DELETE` to many frameworks) is refused rather than judged as a read.
+#[test]
+fn a_method_override_header_does_not_turn_a_public_read_into_an_unchecked_write() {
+    let oauth = OAuthServer::start();
+    let config = json!({
+        "providers": {"idp": remote_provider(&oauth)},
+        "rules": [
+            {"match": {"prefix": "/orders", "methods": ["GET"]}, "requires": {"type": "none"}},
+            {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
+        ],
+    });
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", config)
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    wait_for_keys(&gw, 1);
+    assert_eq!(gw.get("/orders/7").status, 200, "a plain read is public");
+    let before = gw.echo.requests().len();
+    let response = gw.send(Request::get("/orders/7").header("X-HTTP-Method-Override", "DELETE"));
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert_eq!(gw.echo.requests().len(), before, "the override reached the upstream");
+    assert_eq!(
+        gw.envoy
+            .counter("wasmcustom.apisec.jwt_auth.denied_method_override_refused"),
+        1
+    );
+}
+
 #[test]
 fn tokens_from_query_and_cookie_can_be_stripped() {
     let oauth = OAuthServer::start();

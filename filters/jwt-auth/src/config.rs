@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use jose::JwksConfig;
-use shared::route::RouteMatchConfig;
+use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
 
@@ -35,6 +35,10 @@ pub struct Config {
     /// Rust), e.g. to measure that path or on a host whose native check is not trusted.
     #[serde(default = "yes")]
     pub host_crypto: bool,
+    /// What happens to a request with a method-override header (`X-HTTP-Method-Override` and
+    /// the like) while a rule reads methods.
+    #[serde(default)]
+    pub method_override_headers: MethodOverride,
 }
 
 fn yes() -> bool {

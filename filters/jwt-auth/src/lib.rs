@@ -44,7 +44,13 @@ const BOUND_TOKEN: &str = "the access token is bound to a key this gateway canno
 
 /// Denial reasons of this filter itself; the token's own come from [`jose::JwtError::REASONS`].
 /// Each has a counter `denied_<reason>`.
-const REQUEST_DENIAL_REASONS: &[&str] = &["path_refused", "missing_token", "ambiguous_token", "keys_unavailable"];
+const REQUEST_DENIAL_REASONS: &[&str] = &[
+    "path_refused",
+    "method_override_refused",
+    "missing_token",
+    "ambiguous_token",
+    "keys_unavailable",
+];
 
 #[derive(Clone, Debug)]
 enum Requirement {
@@ -109,6 +115,9 @@ pub struct JwtAuth {
     rules: Vec<(RouteMatch, Requirement)>,
     /// Whether a rule reads the path: then a path not in normal form is refused.
     rules_read_paths: bool,
+    /// Whether a request with a method-override header is refused: a rule reads methods, and the
+    /// config does not say the headers are harmless.
+    refuse_method_override: bool,
     default: Requirement,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
@@ -188,6 +197,9 @@ impl JwtAuth {
             },
             providers,
             rules_read_paths: shared::route::any_reads_path(rules.iter().map(|(route, _)| route)),
+            refuse_method_override: config
+                .method_override_headers
+                .refuses(rules.iter().map(|(route, _)| route)),
             rules,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
@@ -371,6 +383,15 @@ impl Auth {
             return self.deny(
                 Deny::MalformedRequest("the request path is not in normal form"),
                 "path_refused",
+            );
+        }
+        // A rule judged on `GET` while the upstream runs the `DELETE` a header asks for would let
+        // an unauthenticated request through a stricter rule.
+        if root.refuse_method_override && headers.has_method_override() {
+            log::debug!("jwt_auth: method-override header refused");
+            return self.deny(
+                Deny::MalformedRequest("method-override headers are not accepted"),
+                "method_override_refused",
             );
         }
         let requirement = root

@@ -802,6 +802,54 @@ fn paths_not_in_normal_form_are_refused_when_rules_read_paths() {
     assert_allowed(&config, &step);
 }
 
+/// `GET` needs no token here, anything else does: a `GET` that asks the upstream to run a
+/// `DELETE` would be a `DELETE` without a token.
+#[wasm_bindgen_test(unsupported = test)]
+fn method_override_headers_are_refused_when_rules_read_methods() {
+    let public_reads = json!([{"match": {"prefix": "/orders", "methods": ["GET"]}, "requires": {"type": "none"}}]);
+    let mut config = hmac_config();
+    config["rules"] = public_reads.clone();
+    let config = configured(&config);
+    let host = FakeHost::default();
+    for name in ["X-HTTP-Method-Override", "x-http-method", "X_Method_Override"] {
+        let step = run(&config, &host, &request("GET", "/orders/7", &[(name, "DELETE")]));
+        let reply = step.local_reply().unwrap_or_else(|| panic!("{name} passed: {step:?}"));
+        assert_eq!(reply.status, 400, "{name}");
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(names(&config, &step), vec!["denied_method_override_refused"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some("method_override_refused"));
+    }
+    let step = run(&config, &host, &request("GET", "/orders/7", &[]));
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+
+    // Told the headers are harmless (an upstream that ignores them), the rules judge the method.
+    let mut ignoring = hmac_config();
+    ignoring["rules"] = public_reads;
+    ignoring["method_override_headers"] = json!("ignore");
+    let ignoring = configured(&ignoring);
+    let step = run(
+        &ignoring,
+        &host,
+        &request("GET", "/orders/7", &[("x-http-method-override", "DELETE")]),
+    );
+    assert_eq!(names(&ignoring, &step), vec!["unauthenticated_allowed"]);
+
+    // Rules that never read the method have no reason to refuse the headers.
+    let config = configured_hmac();
+    let token = hs256(&claims());
+    let step = run(
+        &config,
+        &host,
+        &request(
+            "POST",
+            "/orders",
+            &[("authorization", &bearer(&token)), ("x-http-method-override", "PUT")],
+        ),
+    );
+    assert_allowed(&config, &step);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn a_missing_token_gets_a_bare_challenge() {
     let config = configured_hmac();

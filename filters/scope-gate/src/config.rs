@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use shared::route::RouteMatchConfig;
+use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::Realm;
 
 #[derive(Debug, Deserialize)]
@@ -26,18 +26,6 @@ pub struct Config {
     /// the like) while a rule reads methods.
     #[serde(default)]
     pub method_override_headers: MethodOverride,
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
-#[serde(rename_all = "snake_case")]
-pub enum MethodOverride {
-    /// 400: an upstream that honours the header would run another method than the rules judged.
-    #[default]
-    Refuse,
-    /// Rules judge the request's own method; the headers pass on. Only for upstreams that ignore
-    /// them (or behind header-scrub, which strips them by default).
-    Ignore,
 }
 
 fn default_scope_claims() -> Vec<String> {

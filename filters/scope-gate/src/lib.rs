@@ -10,7 +10,7 @@ use shared::route::{RequestLine, RouteMatch};
 use shared::{ConfigError, Counter, Ctx, Deny, FieldPath, Headers, HttpFilter, MetricRegistry, Realm, Step};
 
 pub use config::Config;
-use config::{MethodOverride, RequiresConfig, Unmatched};
+use config::{RequiresConfig, Unmatched};
 
 shared::export_filter!(ScopeGate);
 
@@ -121,8 +121,9 @@ impl shared::FilterRoot for ScopeGate {
             path_refused: metrics.counter("path_refused"),
             method_override_refused: metrics.counter("method_override_refused"),
         };
-        let refuse_method_override = config.method_override_headers == MethodOverride::Refuse
-            && rules.iter().any(|rule| rule.route.reads_method());
+        let refuse_method_override = config
+            .method_override_headers
+            .refuses(rules.iter().map(|rule| &rule.route));
         Ok(Self {
             realm: config.realm,
             scope_claims: config.scope_claims,
@@ -226,11 +227,7 @@ impl Gate {
         // `method-override` and many Java stacks: the rules would judge one method and the
         // upstream run another. Refused only where a rule reads methods, as paths are only where
         // a rule reads paths.
-        if gate.refuse_method_override
-            && headers
-                .iter()
-                .any(|(name, _)| shared::headers::is_method_override(name))
-        {
+        if gate.refuse_method_override && headers.has_method_override() {
             log::debug!("scope_gate: method-override header refused");
             return self.deny(
                 Deny::MalformedRequest("method-override headers are not accepted"),

@@ -141,6 +141,12 @@ impl Headers {
         self.entries.push((name.to_ascii_lowercase(), value.into()));
     }
 
+    /// Whether the request carries a method-override header
+    /// ([`METHOD_OVERRIDE_HEADERS`], in any spelling [`is_method_override`] knows).
+    pub fn has_method_override(&self) -> bool {
+        self.entries.iter().any(|(name, _)| is_method_override(name))
+    }
+
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.entries

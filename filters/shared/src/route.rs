@@ -288,6 +288,30 @@ pub fn any_reads_path<'r>(routes: impl IntoIterator<Item = &'r RouteMatch>) -> b
     routes.into_iter().any(RouteMatch::reads_path)
 }
 
+/// What a filter whose rules read methods does with a request that carries a method-override
+/// header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`): `POST` with
+/// `X-HTTP-Method-Override: DELETE` is a `DELETE` to Rails, Express's `method-override` and many
+/// Java stacks, so the rules would judge one method and the upstream run another.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
+#[serde(rename_all = "snake_case")]
+pub enum MethodOverride {
+    /// 400: an upstream that honours the header would run another method than the rules judged.
+    #[default]
+    Refuse,
+    /// Rules judge the request's own method; the headers pass on. Only for upstreams that ignore
+    /// them (or behind header-scrub, which strips them by default).
+    Ignore,
+}
+
+impl MethodOverride {
+    /// Whether requests with a method-override header are refused, given `routes`: only where
+    /// a route reads methods, as paths not in normal form are only where a route reads paths.
+    pub fn refuses<'r>(self, routes: impl IntoIterator<Item = &'r RouteMatch>) -> bool {
+        self == MethodOverride::Refuse && routes.into_iter().any(RouteMatch::reads_method)
+    }
+}
+
 /// The bytes `text` percent-decodes to; `None` when a `%` is not followed by two hex digits.
 pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     let mut decoded = Vec::with_capacity(text.len());
