@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     pub hcm_overrides: serde_json::Map<String, Value>,
     /// HTTP/1.1 trailers passed on both ways (Envoy drops them by default; HTTP/2 always has them).
     pub http1_trailers: bool,
+    /// The listener speaks TLS and asks for a client certificate ([`crate::tls::downstream_tls`]).
+    pub tls: bool,
 }
 
 /// A STATIC cluster with a single endpoint.
@@ -179,6 +181,7 @@ impl GatewayConfig {
             extra_clusters: Vec::new(),
             hcm_overrides: serde_json::Map::new(),
             http1_trailers: false,
+            tls: false,
         }
     }
 
@@ -186,6 +189,13 @@ impl GatewayConfig {
     pub fn with_http1_trailers(mut self) -> Self {
         self.http1_trailers = true;
         self.hcm("http_protocol_options", json!({"enable_trailers": true}))
+    }
+
+    /// The listener speaks TLS only, and asks clients for a certificate without requiring one
+    /// (see [`crate::tls::downstream_tls`]); send with [`crate::Gateway::send_tls`].
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// Sets one field of the HTTP connection manager's typed config.
@@ -252,6 +262,9 @@ impl GatewayConfig {
             "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
         });
         listener["filter_chains"] = json!([{ "filters": [self.http_connection_manager()] }]);
+        if self.tls {
+            listener["filter_chains"][0]["transport_socket"] = crate::tls::downstream_tls();
+        }
         json!({
             "admin": admin_address(),
             "static_resources": {

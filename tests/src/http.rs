@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// How long [`send`] waits for the connect and for each read.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Host header value used when a request does not set its own.
 pub const DEFAULT_HOST: &str = "gateway.test";
@@ -227,7 +227,9 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// Then reads (10 s read timeout) until EOF or until the response is complete
 /// according to its framing, and parses it.
 pub fn send(addr: SocketAddr, req: &Request) -> io::Result<Response> {
-    exchange(TcpStream::connect_timeout(&addr, IO_TIMEOUT)?, addr, req)
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    set_timeouts(&stream)?;
+    exchange(stream, addr, req)
 }
 
 /// Like [`send`], from the local address `source` (e.g. `127.0.0.7`: any address of 127.0.0.0/8
@@ -237,12 +239,18 @@ pub fn send_from(source: IpAddr, addr: SocketAddr, req: &Request) -> io::Result<
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     socket.connect_timeout(&addr.into(), IO_TIMEOUT)?;
-    exchange(socket.into(), addr, req)
+    let stream = socket.into();
+    set_timeouts(&stream)?;
+    exchange(stream, addr, req)
 }
 
-fn exchange(mut stream: TcpStream, addr: SocketAddr, req: &Request) -> io::Result<Response> {
+pub(crate) fn set_timeouts(stream: &TcpStream) -> io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))
+}
+
+/// Writes `req` on `stream` and reads the response (see [`send`]).
+pub(crate) fn exchange(mut stream: impl Read + Write, addr: SocketAddr, req: &Request) -> io::Result<Response> {
     stream.write_all(&req.to_bytes())?;
     stream.flush()?;
     let head_only = req.method.eq_ignore_ascii_case("HEAD");

@@ -28,6 +28,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod remote_wasm;
 pub mod server;
+pub mod tls;
 
 pub use config::{GatewayConfig, WasmFilter};
 pub use echo::{EchoUpstream, RecordedRequest};
@@ -150,6 +151,19 @@ impl Gateway {
     ///
     /// # Panics
     /// On an I/O or parse error.
+    /// Sends `req` over TLS, presenting `client`'s certificate if given: for a gateway whose
+    /// listener has [`GatewayConfig::with_tls`].
+    pub fn send_tls(&self, req: Request, client: Option<tls::Client>) -> Response {
+        let addr = self.envoy.listener();
+        match tls::send_tls(addr, &req, client) {
+            Ok(resp) => resp,
+            Err(e) => panic!(
+                "sending {} {} over TLS to the gateway at {addr} failed: {e}",
+                req.method, req.path
+            ),
+        }
+    }
+
     pub fn get(&self, path: &str) -> Response {
         self.send(Request::get(path))
     }

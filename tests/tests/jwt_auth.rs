@@ -6,6 +6,7 @@ use harness::config::static_cluster;
 use harness::oauth::{
     b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
 };
+use harness::tls::Client;
 use harness::{merge_json, Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
 
@@ -349,6 +350,53 @@ fn a_method_override_header_does_not_turn_a_public_read_into_an_unchecked_write(
     assert_eq!(
         gw.envoy
             .counter("wasmcustom.apisec.jwt_auth.denied_method_override_refused"),
+        1
+    );
+}
+
+/// RFC 8705: with Envoy terminating TLS and asking for client certificates, a token bound to one
+/// (`cnf.x5t#S256`) reaches the upstream from a connection that presented that certificate, and
+/// from no other, whether its verdict is cached or not.
+#[test]
+fn a_certificate_bound_token_passes_only_with_its_client_certificate() {
+    let oauth = OAuthServer::start();
+    let config = json!({"providers": {"idp": remote_provider(&oauth)}});
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .with_tls()
+    });
+    wait_for_keys(&gw, 1);
+    let token = oauth.token(json!({"sub": "alice", "cnf": {"x5t#S256": Client::One.thumbprint()}}));
+    for attempt in ["verified", "from the cache"] {
+        let response = gw.send_tls(bearer(&token), Some(Client::One));
+        assert_eq!(response.status, 200, "{attempt}: {}", response.text());
+        assert_eq!(gw.echo.last_request().header_all("x-user-id"), vec!["alice"]);
+    }
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_hit"), 1);
+    let reached = gw.echo.requests().len();
+    for client in [Some(Client::Two), None] {
+        let response = gw.send_tls(bearer(&token), client);
+        assert_invalid_token(&response, &token);
+        assert_eq!(
+            response.json()["error_description"],
+            "the access token is bound to a client certificate this connection did not present",
+            "{client:?}"
+        );
+    }
+    assert_eq!(gw.echo.requests().len(), reached, "a copied token reached the upstream");
+    assert_eq!(
+        gw.envoy
+            .counter("wasmcustom.apisec.jwt_auth.denied_certificate_mismatch"),
+        2
+    );
+    // A bearer token needs no certificate; one bound to a DPoP key is refused with any.
+    assert_eq!(gw.send_tls(bearer(&oauth.token(json!({}))), None).status, 200);
+    let dpop_bound = oauth.token(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    assert_invalid_token(&gw.send_tls(bearer(&dpop_bound), Some(Client::One)), &dpop_bound);
+    assert_eq!(
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_sender_constrained"),
         1
     );
 }

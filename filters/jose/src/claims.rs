@@ -68,24 +68,72 @@ pub fn check_audience(aud: Option<&Value>, wanted: &[String]) -> Result<(), JwtE
     }
 }
 
-/// Whether a token is sender-constrained (bound to a key its holder must prove it has), as its
-/// claims, or its RFC 7662 introspection object, say: a `cnf` member, whatever its value (RFC 7800;
-/// RFC 8705 section 3.1 `x5t#S256` for a client certificate, RFC 9449 section 6 `jkt` for a DPoP
-/// key), or a `token_type` of `DPoP` in any letter case (RFC 9449 section 7.2).
-///
-/// Such a token is no bearer token: a resource server that checks neither a DPoP proof nor the
-/// client's certificate must refuse it (RFC 9449 section 7.2, RFC 8705 section 3), or whoever
-/// copied it could use it.
-pub fn sender_constrained(claims: &Map<String, Value>) -> bool {
-    claims.get("cnf").is_some()
-        || claims
+/// How a token is bound to whoever presents it (RFC 7800's `cnf`), as its claims, or its
+/// RFC 7662 introspection object, say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Binding {
+    /// No `cnf` and no DPoP token type: a bearer token.
+    #[default]
+    Bearer,
+    /// Bound to the client certificate with this SHA-256 thumbprint (RFC 8705 section 3.1): a `cnf`
+    /// of exactly `{"x5t#S256": "<base64url of 32 bytes>"}`. Good only on a connection that
+    /// presented that certificate.
+    Certificate([u8; 32]),
+    /// Bound in a way this gateway checks no proof of: a DPoP key (a `token_type` of `DPoP` in any
+    /// letter case, RFC 9449 section 7.2, or `cnf.jkt`), any other or any further `cnf` member, a
+    /// malformed `x5t#S256`, a `cnf` that is not an object.
+    Unchecked,
+}
+
+impl Binding {
+    pub fn of(claims: &Map<String, Value>) -> Binding {
+        let dpop = claims
             .get("token_type")
             .and_then(Value::as_str)
-            .is_some_and(|token_type| token_type.eq_ignore_ascii_case("dpop"))
+            .is_some_and(|token_type| token_type.eq_ignore_ascii_case("dpop"));
+        match (claims.get("cnf"), dpop) {
+            (_, true) => Binding::Unchecked,
+            (None, false) => Binding::Bearer,
+            (Some(cnf), false) => certificate_thumbprint(cnf).map_or(Binding::Unchecked, Binding::Certificate),
+        }
+    }
+
+    /// Whether a request may use the token on a connection whose client certificate has the
+    /// SHA-256 `presented` (`None`: no certificate, or no TLS). A token bound to a certificate
+    /// needs that certificate (RFC 8705 section 3); one bound to a key the gateway checks no proof
+    /// of is refused, or whoever copied it could use it (RFC 9449 section 7.2).
+    pub fn check(&self, presented: Option<&[u8; 32]>) -> Result<(), JwtError> {
+        match self {
+            Binding::Bearer => Ok(()),
+            Binding::Certificate(bound) if presented == Some(bound) => Ok(()),
+            Binding::Certificate(_) => Err(JwtError::CertificateMismatch),
+            Binding::Unchecked => Err(JwtError::SenderConstrained),
+        }
+    }
+}
+
+/// The thumbprint of a `cnf` that binds to a client certificate and to nothing else.
+fn certificate_thumbprint(cnf: &Value) -> Option<[u8; 32]> {
+    let cnf = cnf.as_object()?;
+    if cnf.len() != 1 {
+        return None;
+    }
+    let encoded = cnf.get("x5t#S256")?.as_str()?;
+    crate::b64::b64url_decode(encoded.as_bytes()).ok()?.try_into().ok()
+}
+
+/// Whether a token is bound to its holder in any way (see [`Binding`]).
+pub fn sender_constrained(claims: &Map<String, Value>) -> bool {
+    Binding::of(claims) != Binding::Bearer
 }
 
 impl Jwt {
-    /// Whether the token is bound to a key: see [`sender_constrained`].
+    /// How the token is bound to its holder: see [`Binding`].
+    pub fn binding(&self) -> Binding {
+        Binding::of(self.claims())
+    }
+
+    /// Whether the token is bound to its holder in any way: see [`Binding`].
     pub fn is_sender_constrained(&self) -> bool {
         sender_constrained(self.claims())
     }
@@ -432,6 +480,51 @@ mod tests {
             assert!(!sender_constrained(bearer.as_object().unwrap()), "{bearer}");
             assert!(!jwt(bearer.clone()).is_sender_constrained(), "{bearer}");
         }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn only_a_cnf_of_exactly_one_well_formed_certificate_thumbprint_binds_to_a_certificate() {
+        let thumbprint = [0xfb; 32];
+        let encoded = crate::b64::b64url_encode(&thumbprint);
+        assert!(encoded.contains('-') && encoded.contains('_'), "{encoded}");
+        let of = |claims: Value| Binding::of(claims.as_object().unwrap());
+        assert_eq!(
+            of(json!({"cnf": {"x5t#S256": encoded}})),
+            Binding::Certificate(thumbprint)
+        );
+        assert_eq!(
+            jwt(json!({"cnf": {"x5t#S256": encoded}})).binding(),
+            Binding::Certificate(thumbprint)
+        );
+        assert_eq!(of(json!({"sub": "a"})), Binding::Bearer);
+        for unchecked in [
+            json!({"cnf": {"x5t#S256": encoded, "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+            json!({"cnf": {"x5t#S256": encoded}, "token_type": "DPoP"}),
+            json!({"cnf": {"x5t#S256": format!("{encoded}=")}}),
+            json!({"cnf": {"x5t#S256": crate::b64::b64url_encode(&[0xfb; 31])}}),
+            json!({"cnf": {"x5t#S256": crate::b64::b64url_encode(&[0xfb; 48])}}),
+            json!({"cnf": {"x5t#S256": encoded.replace('-', "+")}}),
+            json!({"cnf": {"x5t#S256": [encoded]}}),
+            json!({"cnf": {"X5T#S256": encoded}}),
+            json!({"cnf": [{"x5t#S256": encoded}]}),
+            json!({"cnf": encoded}),
+        ] {
+            assert_eq!(of(unchecked.clone()), Binding::Unchecked, "{unchecked}");
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_certificate_bound_token_needs_its_certificate_and_an_unchecked_binding_is_refused() {
+        let bound = Binding::Certificate([1; 32]);
+        assert_eq!(bound.check(Some(&[1; 32])), Ok(()));
+        assert_eq!(bound.check(Some(&[2; 32])), Err(JwtError::CertificateMismatch));
+        assert_eq!(bound.check(None), Err(JwtError::CertificateMismatch));
+        assert_eq!(Binding::Bearer.check(None), Ok(()));
+        assert_eq!(Binding::Bearer.check(Some(&[2; 32])), Ok(()));
+        assert_eq!(
+            Binding::Unchecked.check(Some(&[1; 32])),
+            Err(JwtError::SenderConstrained)
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

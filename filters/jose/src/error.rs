@@ -47,6 +47,8 @@ pub enum JwtError {
     /// The token is bound to a key (`cnf`, or `token_type` `DPoP`): not a bearer token. See
     /// [`crate::sender_constrained`].
     SenderConstrained,
+    /// The token is bound to a client certificate (RFC 8705) that the connection did not present.
+    CertificateMismatch,
 }
 
 impl JwtError {
@@ -73,6 +75,19 @@ impl JwtError {
             JwtError::WrongTyp => "wrong_typ",
             JwtError::BadClaimType(_) => "bad_claim_type",
             JwtError::SenderConstrained => "sender_constrained",
+            JwtError::CertificateMismatch => "certificate_mismatch",
+        }
+    }
+
+    /// The `error_description` a client is given for this refusal: a token bound to its holder is
+    /// told apart (the client can do something about it), every other is just invalid.
+    pub fn description(&self) -> &'static str {
+        match self {
+            JwtError::SenderConstrained => "the access token is bound to a key this gateway cannot check",
+            JwtError::CertificateMismatch => {
+                "the access token is bound to a client certificate this connection did not present"
+            }
+            _ => "the access token is invalid",
         }
     }
 
@@ -98,6 +113,7 @@ impl JwtError {
         "wrong_typ",
         "bad_claim_type",
         "sender_constrained",
+        "certificate_mismatch",
     ];
 }
 
@@ -124,6 +140,9 @@ impl fmt::Display for JwtError {
             JwtError::WrongTyp => f.write_str("wrong typ"),
             JwtError::BadClaimType(name) => write!(f, "claim `{name}` has the wrong type"),
             JwtError::SenderConstrained => f.write_str("token bound to a key (cnf or DPoP): not a bearer token"),
+            JwtError::CertificateMismatch => {
+                f.write_str("token bound to a client certificate (cnf x5t#S256) the connection did not present")
+            }
         }
     }
 }
@@ -209,6 +228,7 @@ mod tests {
             JwtError::WrongTyp,
             JwtError::BadClaimType("exp"),
             JwtError::SenderConstrained,
+            JwtError::CertificateMismatch,
         ];
         let reasons: Vec<&str> = all.iter().map(JwtError::reason).collect();
         assert_eq!(reasons, JwtError::REASONS);

@@ -36,7 +36,7 @@ mod testdata;
 
 pub use alg::Alg;
 pub use b64::b64url_decode;
-pub use claims::{check_audience, sender_constrained, ClaimRules};
+pub use claims::{check_audience, sender_constrained, Binding, ClaimRules};
 pub use error::{JwksError, JwtError};
 pub use issuer::{
     store_prefix, IssuerKeys, IssuerKeysSpec, JwksConfig, Rejection, MAX_CLOCK_SKEW_SECS, MAX_REFRESH_SECS,

@@ -39,8 +39,6 @@ pub const OUTCOME_STATE: &str = "apisec.jwt_auth.outcome";
 
 const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER_SECS: u64 = 2;
-/// The `error_description` for a token bound to a key (`cnf`): a DPoP or mTLS client is told why.
-const BOUND_TOKEN: &str = "the access token is bound to a key this gateway cannot check";
 
 /// Denial reasons of this filter itself; the token's own come from [`jose::JwtError::REASONS`].
 /// Each has a counter `denied_<reason>`.
@@ -480,7 +478,15 @@ impl Auth {
         Err(rejections)
     }
 
+    /// Whether `token` is good for provider `p` on this request: a verified token (from the cache
+    /// or checked now) whose holder this request is.
     fn check(&self, p: usize, token: &[u8], ctx: &Ctx, step: &mut Step) -> Result<Rc<Verified>, Rejection> {
+        let verified = self.verify(p, token, ctx, step)?;
+        verified.check_holder(ctx)?;
+        Ok(verified)
+    }
+
+    fn verify(&self, p: usize, token: &[u8], ctx: &Ctx, step: &mut Step) -> Result<Rc<Verified>, Rejection> {
         let root = &self.root;
         let provider = root.providers.get(p).ok_or(Rejection::KeysUnavailable)?;
         if token.len() > root.max_token_bytes {
@@ -589,19 +595,15 @@ impl Auth {
             Rejection::Invalid(_) => false,
         });
         let invalid = rejections.iter().find_map(|(_, r)| match r {
-            Rejection::Invalid(error) => Some(error.reason()),
-            Rejection::UnknownKid => Some("key_not_found"),
+            Rejection::Invalid(error) => Some((error.reason(), error.description())),
+            Rejection::UnknownKid => Some((
+                jose::JwtError::KeyNotFound.reason(),
+                jose::JwtError::KeyNotFound.description(),
+            )),
             Rejection::KeysUnavailable => None,
         });
         match invalid.filter(|_| !outage) {
-            Some(reason) => {
-                let description = if reason == jose::JwtError::SenderConstrained.reason() {
-                    BOUND_TOKEN
-                } else {
-                    "the access token is invalid"
-                };
-                self.deny_after(step.counters, Deny::InvalidToken(description), reason)
-            }
+            Some((reason, description)) => self.deny_after(step.counters, Deny::InvalidToken(description), reason),
             None => {
                 let unavailable = Deny::Unavailable {
                     retry_after_secs: Some(RETRY_AFTER_SECS),

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec, Jwks, Jwt, Rejection};
+use jose::{Binding, ClaimRules, IssuerKeys, IssuerKeysSpec, Jwks, Jwt, Rejection};
 use shared::route::RequestLine;
 use shared::{ConfigError, Ctx, FieldPath, HeaderName, Headers};
 
@@ -28,6 +28,21 @@ pub struct Verified {
     pub claims_json: Vec<u8>,
     /// The host's native crypto checked the signature (otherwise the wasm implementation did).
     pub by_host: bool,
+    /// Bearer, or bound to a client certificate: checked on every request, cached or not.
+    pub binding: Binding,
+}
+
+impl Verified {
+    /// Whether this request may use the token: one bound to a client certificate only on a
+    /// connection that presented it (RFC 8705 section 3).
+    pub fn check_holder(&self, ctx: &Ctx) -> Result<(), Rejection> {
+        match self.binding {
+            Binding::Bearer => Ok(()),
+            binding => binding
+                .check(ctx.properties.client_certificate_sha256().as_ref())
+                .map_err(Rejection::Invalid),
+        }
+    }
 }
 
 impl Provider {
@@ -122,15 +137,18 @@ impl Provider {
     }
 
     /// Checks a token completely: structure, algorithm, signature, claims. A token bound to a key
-    /// (`cnf`) is refused: this filter checks neither DPoP proofs nor client certificates, so it
-    /// would take a copied token for its holder's (RFC 8705 section 3, RFC 9449 section 7.2).
+    /// in a way this filter checks no proof of (a DPoP key) is refused, or it would take a copied
+    /// token for its holder's (RFC 9449 section 7.2); one bound to a client certificate passes
+    /// here, and [`Verified::check_holder`] checks the certificate on each request.
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, ctx: &Ctx) -> Result<Verified, Rejection> {
         let by_host = self.keys.verify(jwt, keys, &self.rules, ctx)?;
-        if jwt.is_sender_constrained() {
+        let binding = jwt.binding();
+        if binding == Binding::Unchecked {
             return Err(Rejection::Invalid(jose::JwtError::SenderConstrained));
         }
         Ok(Verified {
             by_host,
+            binding,
             ..self.outputs(jwt)
         })
     }
@@ -151,6 +169,7 @@ impl Provider {
             headers,
             claims_json,
             by_host: false,
+            binding: Binding::Bearer,
         }
     }
 }

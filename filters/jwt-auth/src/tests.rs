@@ -949,6 +949,46 @@ fn bad_tokens_get_invalid_token_with_the_reason_counted() {
     }
 }
 
+/// A host whose downstream connection presented a client certificate with this SHA-256.
+fn with_client_certificate(sha256: &[u8; 32]) -> FakeHost {
+    let mut host = FakeHost::default();
+    let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+    let path = vec!["connection".to_owned(), "sha256_peer_certificate_digest".to_owned()];
+    host.properties.properties.insert(path, hex.into_bytes());
+    host
+}
+
+/// RFC 8705 section 3: a token bound to a client certificate is good on a connection that
+/// presented that certificate, and only there, whether its verdict is cached or not.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_certificate_bound_token_is_good_only_with_its_certificate() {
+    let config = configured_hmac();
+    let thumbprint = [0x5a; 32];
+    let cnf = json!({"x5t#S256": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumbprint)});
+    let token = hs256(&with(claims(), json!({ "cnf": cnf })));
+    let holder = with_client_certificate(&thumbprint);
+    assert_allowed(&config, &run(&config, &holder, &get(&token)));
+    let again = run(&config, &holder, &get(&token));
+    assert_allowed(&config, &again);
+    assert!(names(&config, &again).contains(&"cache_hit".to_owned()));
+    for (host, what) in [
+        (with_client_certificate(&[0x5b; 32]), "another certificate"),
+        (FakeHost::default(), "no certificate"),
+    ] {
+        let step = run(&config, &host, &get(&token));
+        assert_invalid_token(&config, &step, "certificate_mismatch");
+        assert!(names(&config, &step).contains(&"cache_hit".to_owned()), "{what}");
+        let body: Value = serde_json::from_slice(&step.local_reply().unwrap().body).unwrap();
+        assert_eq!(
+            body["error_description"],
+            "the access token is bound to a client certificate this connection did not present",
+            "{what}"
+        );
+    }
+    // A bearer token does not care which certificate the connection presented.
+    assert_allowed(&config, &run(&config, &holder, &get(&hs256(&claims()))));
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn an_oversized_token_is_refused_before_anything_else() {
     let mut config = hmac_config();
@@ -959,14 +999,18 @@ fn an_oversized_token_is_refused_before_anything_else() {
     assert_eq!(names(&config, &step), vec!["denied_too_long"]);
 }
 
-/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key (`cnf`) is only good with
-/// a proof of that key, which this filter cannot check: taken as a bearer token, a copy would do.
+/// RFC 9449 section 7.2: a token bound to a key (`cnf`) is only good with a proof of that key,
+/// which this filter cannot check for a DPoP key: taken as a bearer token, a copy would do.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_token_bound_to_a_key_is_refused_as_no_bearer_token() {
     let config = configured_hmac();
-    let host = FakeHost::default();
+    let host = with_client_certificate(&[0x5a; 32]);
+    let certificate = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([0x5a; 32]);
     for cnf in [
         json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        // Bound to the connection's certificate and to a DPoP key: the key is not checked.
+        json!({"x5t#S256": certificate, "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        // Not a thumbprint (non-zero trailing bits of base64url).
         json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
     ] {
         let token = hs256(&with(claims(), json!({ "cnf": cnf })));

@@ -754,10 +754,8 @@ fn inactive() -> Verdict {
 /// RFC 9449 section 7.2, RFC 8705 section 3: this filter reads only `Bearer` tokens and checks
 /// neither DPoP proofs nor client certificates, so a token bound to a key is refused.
 fn sender_constrained() -> Verdict {
-    Verdict::Deny(
-        Deny::InvalidToken("the access token is bound to a key this gateway cannot check"),
-        "sender_constrained",
-    )
+    let refusal = jose::JwtError::SenderConstrained;
+    Verdict::Deny(Deny::InvalidToken(refusal.description()), refusal.reason())
 }
 
 /// The verdict on an unusable answer: 503 when the IdP could not be asked, 502 when its answer

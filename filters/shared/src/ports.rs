@@ -24,6 +24,24 @@ pub trait Properties {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// A value an earlier filter published with [`Step::publish`](crate::Step::publish).
     fn filter_state(&self, key: &str) -> Option<Vec<u8>>;
+
+    /// The SHA-256 of the client certificate the downstream connection presented in its TLS
+    /// handshake (which proved the client holds its private key), from Envoy's
+    /// `connection.sha256_peer_certificate_digest` (lowercase hex); `None` without TLS, without a
+    /// certificate, or if the host says anything else.
+    fn client_certificate_sha256(&self) -> Option<[u8; 32]> {
+        let hex = self.property(&["connection", "sha256_peer_certificate_digest"])?;
+        let digit = |d: u8| char::from(d).to_digit(16);
+        let mut digest = [0u8; 32];
+        if hex.len() != 2 * digest.len() {
+            return None;
+        }
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            let (high, low) = (digit(*pair.first()?)?, digit(*pair.get(1)?)?);
+            *byte = u8::try_from(high << 4 | low).ok()?;
+        }
+        Some(digest)
+    }
 }
 
 /// Hash functions a host signature check can use.
@@ -64,5 +82,56 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn now_secs(&self) -> u64 {
         self.now_ms / 1000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    /// A connection whose certificate digest property is this value, if any.
+    struct Connection(Option<Vec<u8>>);
+
+    impl Properties for Connection {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            (path == ["connection", "sha256_peer_certificate_digest"])
+                .then(|| self.0.clone())
+                .flatten()
+        }
+
+        fn filter_state(&self, _key: &str) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    fn with_digest(value: &[u8]) -> Connection {
+        Connection(Some(value.to_vec()))
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_client_certificate_digest_is_read_from_its_hex_and_nothing_else_counts() {
+        let hex = "00ff10a0".repeat(8);
+        let expected: Vec<u8> = [0x00, 0xff, 0x10, 0xa0].repeat(8);
+        assert_eq!(
+            with_digest(hex.as_bytes()).client_certificate_sha256().map(Vec::from),
+            Some(expected.clone())
+        );
+        assert_eq!(
+            with_digest(hex.to_uppercase().as_bytes())
+                .client_certificate_sha256()
+                .map(Vec::from),
+            Some(expected)
+        );
+        assert_eq!(Connection(None).client_certificate_sha256(), None);
+        for bad in [
+            "",
+            &hex[2..],
+            &format!("{hex}00"),
+            &hex.replacen('0', "g", 1),
+            &hex.replacen("00", "+0", 1),
+        ] {
+            assert_eq!(with_digest(bad.as_bytes()).client_certificate_sha256(), None, "{bad}");
+        }
     }
 }
