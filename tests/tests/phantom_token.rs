@@ -7,6 +7,7 @@ use harness::config::static_cluster;
 use harness::oauth::{
     jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, TokenFormat, TokenSpec, INTROSPECT_PATH, TOKEN_PATH,
 };
+use harness::tls::Client as TlsClient;
 use harness::{merge_json, Gateway, OAuthServer, Request, Response};
 use serde_json::{json, Value};
 
@@ -348,8 +349,56 @@ fn inactive_and_revoked_tokens_are_refused() {
     assert_eq!(gw.echo.request_count(), 1);
 }
 
-/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key is refused in every answer
-/// format, never forwarded as a bearer token.
+/// RFC 8705: with Envoy terminating TLS and asking for client certificates, an opaque token bound
+/// to one (`cnf.x5t#S256` in the JWT and the RFC 7662 object) is exchanged for its JWT on a
+/// connection that presented that certificate, and refused on any other, fresh or cached, in
+/// every answer format.
+#[test]
+fn a_certificate_bound_token_is_exchanged_only_with_its_client_certificate() {
+    let oauth = oauth();
+    let modes = [
+        jwt_mode(),
+        json!({"type": "json", "field": "jwt"}),
+        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}}),
+    ];
+    for mode in modes {
+        let addr = oauth.addr();
+        let config = config(&oauth, mode.clone(), json!({}));
+        let gw = Gateway::start_with(|c| {
+            c.filter("phantom_token", config)
+                .extra_cluster(static_cluster("oauth", addr))
+                .with_tls()
+        });
+        gw.wait_until("the IdP's keys", || counter(&gw, "jwks_fetch_ok") >= 1);
+        let opaque = oauth.opaque_token(json!({"cnf": {"x5t#S256": TlsClient::One.thumbprint()}}));
+        for attempt in ["introspected", "from the cache"] {
+            let response = gw.send_tls(bearer(&opaque), Some(TlsClient::One));
+            assert_eq!(response.status, 200, "{mode} {attempt}: {}", response.text());
+        }
+        assert_eq!(counter(&gw, "cache_hit"), 1, "{mode}");
+        for client in [Some(TlsClient::Two), None] {
+            let response = gw.send_tls(bearer(&opaque), client);
+            assert_denied(&response, 401, "invalid_token", &opaque);
+            assert_eq!(
+                response.json()["error_description"],
+                "the access token is bound to a client certificate this connection did not present",
+                "{mode} {client:?}"
+            );
+        }
+        assert_eq!(counter(&gw, "denied_certificate_mismatch"), 2, "{mode}");
+        assert_eq!(
+            gw.echo.request_count(),
+            2,
+            "{mode}: a copied token reached the upstream"
+        );
+        assert_eq!(oauth.calls(INTROSPECT_PATH), 1, "{mode}");
+        oauth.reset_calls();
+    }
+}
+
+/// RFC 9449 section 7.2: a token bound to a key this gateway cannot check is refused in every
+/// answer format, never forwarded as a bearer token.
 #[test]
 fn a_token_bound_to_a_key_is_refused() {
     let oauth = oauth();

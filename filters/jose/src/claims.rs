@@ -110,6 +110,16 @@ impl Binding {
             Binding::Unchecked => Err(JwtError::SenderConstrained),
         }
     }
+
+    /// The binding of a token that two documents describe (an RFC 7662 answer and the JWT it
+    /// carries): the holder must satisfy both, and two different certificates no one can.
+    pub fn and(self, other: Binding) -> Binding {
+        match (self, other) {
+            (Binding::Bearer, other) | (other, Binding::Bearer) => other,
+            (Binding::Certificate(a), Binding::Certificate(b)) if a == b => self,
+            _ => Binding::Unchecked,
+        }
+    }
 }
 
 /// The thumbprint of a `cnf` that binds to a client certificate and to nothing else.
@@ -511,6 +521,18 @@ mod tests {
         ] {
             assert_eq!(of(unchecked.clone()), Binding::Unchecked, "{unchecked}");
         }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn two_bindings_of_one_token_hold_together() {
+        let (one, two) = (Binding::Certificate([1; 32]), Binding::Certificate([2; 32]));
+        assert_eq!(Binding::Bearer.and(Binding::Bearer), Binding::Bearer);
+        assert_eq!(Binding::Bearer.and(one), one);
+        assert_eq!(one.and(Binding::Bearer), one);
+        assert_eq!(one.and(one), one);
+        assert_eq!(one.and(two), Binding::Unchecked);
+        assert_eq!(one.and(Binding::Unchecked), Binding::Unchecked);
+        assert_eq!(Binding::Unchecked.and(Binding::Bearer), Binding::Unchecked);
     }
 
     #[wasm_bindgen_test(unsupported = test)]

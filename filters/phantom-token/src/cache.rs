@@ -13,6 +13,12 @@ use shared::{Namespace, SharedStore};
 
 const FORMAT: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 1 + 4;
+/// Entry kinds. An active entry bound to a client certificate has the certificate's SHA-256
+/// after the header.
+const INACTIVE: u8 = 0;
+const ACTIVE: u8 = 1;
+const SENDER_CONSTRAINED: u8 = 2;
+const ACTIVE_BOUND: u8 = 3;
 
 /// A cached answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +29,8 @@ pub enum Entry {
         upstream: Vec<u8>,
         /// The claims published to filter state.
         claims: Vec<u8>,
+        /// The SHA-256 of the client certificate the token is bound to, if it is (RFC 8705).
+        certificate: Option<[u8; 32]>,
     },
     Inactive {
         expires_at_ms: u64,
@@ -43,19 +51,31 @@ impl Entry {
     }
 
     fn encode(&self, tag: &[u8; 8], key: &[u8; 32]) -> Vec<u8> {
-        let (kind, upstream, claims): (u8, &[u8], &[u8]) = match self {
-            Entry::Active { upstream, claims, .. } => (1, upstream, claims),
-            Entry::Inactive { .. } => (0, &[], &[]),
-            Entry::SenderConstrained { .. } => (2, &[], &[]),
+        let (kind, upstream, claims, certificate): (u8, &[u8], &[u8], &[u8]) = match self {
+            Entry::Active {
+                upstream,
+                claims,
+                certificate: None,
+                ..
+            } => (ACTIVE, upstream, claims, &[]),
+            Entry::Active {
+                upstream,
+                claims,
+                certificate: Some(certificate),
+                ..
+            } => (ACTIVE_BOUND, upstream, claims, certificate),
+            Entry::Inactive { .. } => (INACTIVE, &[], &[], &[]),
+            Entry::SenderConstrained { .. } => (SENDER_CONSTRAINED, &[], &[], &[]),
         };
         let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(HEADER_LEN + claims.len() + upstream.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + certificate.len() + claims.len() + upstream.len());
         out.push(FORMAT);
         out.extend_from_slice(tag);
         out.extend_from_slice(key);
         out.extend_from_slice(&self.expires_at_ms().to_le_bytes());
         out.push(kind);
         out.extend_from_slice(&claims_len.to_le_bytes());
+        out.extend_from_slice(certificate);
         out.extend_from_slice(claims);
         out.extend_from_slice(upstream);
         out
@@ -74,16 +94,22 @@ impl Entry {
         }
         let expires_at_ms = u64::from_le_bytes(expires.try_into().ok()?);
         let claims_len = usize::try_from(u32::from_le_bytes(claims_len.try_into().ok()?)).ok()?;
-        match kind {
-            0 => Some(Entry::Inactive { expires_at_ms }),
-            2 => Some(Entry::SenderConstrained { expires_at_ms }),
-            1 => {
-                let (claims, upstream) = rest.split_at_checked(claims_len)?;
-                Some(Entry::Active {
-                    expires_at_ms,
-                    upstream: upstream.to_vec(),
-                    claims: claims.to_vec(),
-                })
+        let active = |certificate, rest: &[u8]| {
+            let (claims, upstream) = rest.split_at_checked(claims_len)?;
+            Some(Entry::Active {
+                expires_at_ms,
+                upstream: upstream.to_vec(),
+                claims: claims.to_vec(),
+                certificate,
+            })
+        };
+        match *kind {
+            INACTIVE => Some(Entry::Inactive { expires_at_ms }),
+            SENDER_CONSTRAINED => Some(Entry::SenderConstrained { expires_at_ms }),
+            ACTIVE => active(None, rest),
+            ACTIVE_BOUND => {
+                let (certificate, rest) = rest.split_first_chunk::<32>()?;
+                active(Some(*certificate), rest)
             }
             _ => None,
         }
@@ -174,6 +200,7 @@ mod tests {
             expires_at_ms,
             upstream: b"h.p.s".to_vec(),
             claims: br#"{"sub":"a"}"#.to_vec(),
+            certificate: None,
         }
     }
 
@@ -194,6 +221,14 @@ mod tests {
         let bound = Entry::SenderConstrained { expires_at_ms: 50 };
         cache.put(&store, &key(4), &bound, 10);
         assert_eq!(cache.get(&store, &key(4), 49), Some(bound));
+        let certificate_bound = Entry::Active {
+            expires_at_ms: 1000,
+            upstream: b"h.p.s".to_vec(),
+            claims: br#"{"sub":"a"}"#.to_vec(),
+            certificate: Some([0xc5; 32]),
+        };
+        cache.put(&store, &key(5), &certificate_bound, 10);
+        assert_eq!(cache.get(&store, &key(5), 999), Some(certificate_bound));
     }
 
     #[wasm_bindgen_test(unsupported = test)]

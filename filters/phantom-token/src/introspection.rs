@@ -52,8 +52,8 @@ pub struct Freshness {
 pub struct Lifetime {
     pub exp: Option<u64>,
     pub nbf: Option<u64>,
-    /// Bound to a key (`cnf`, or `token_type` `DPoP`): see [`jose::sender_constrained`].
-    pub sender_constrained: bool,
+    /// Whether the token is bound to its holder, and how (`cnf`, `token_type` `DPoP`).
+    pub binding: jose::Binding,
 }
 
 impl Lifetime {
@@ -65,7 +65,7 @@ impl Lifetime {
         Ok(Self {
             exp: date("exp")?,
             nbf: date("nbf")?,
-            sender_constrained: object.as_object().is_some_and(jose::sender_constrained),
+            binding: object.as_object().map_or(jose::Binding::Bearer, jose::Binding::of),
         })
     }
 

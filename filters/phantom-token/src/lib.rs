@@ -58,6 +58,7 @@ const DENIAL_REASONS: &[&str] = &[
     "not_access_token",
     "inactive_token",
     "sender_constrained",
+    "certificate_mismatch",
     "idp_unavailable",
     "idp_bad_answer",
 ];
@@ -131,7 +132,13 @@ struct CachePolicy {
 /// The outcome of one introspection, for the request that made it and every request that waited
 /// on it.
 enum Verdict {
-    Allow { upstream: Vec<u8>, claims: Vec<u8> },
+    Allow {
+        upstream: Vec<u8>,
+        claims: Vec<u8>,
+        /// The SHA-256 of the client certificate the token is bound to, if it is (RFC 8705):
+        /// each request that gets this verdict must come on a connection that presented it.
+        certificate: Option<[u8; 32]>,
+    },
     Deny(Deny, &'static str),
 }
 
@@ -507,7 +514,7 @@ impl HttpFilter for Exchange {
                 self.unverified = Some(reply);
                 self.verify(ctx, true)
             }
-            Err(failure) => self.fail(failure),
+            Err(failure) => self.fail(failure, ctx),
         }
     }
 
@@ -531,7 +538,7 @@ impl HttpFilter for Exchange {
             .get(&key)
             .and_then(|flight| flight.verdict.clone());
         match verdict {
-            Some(verdict) => self.apply(Step::proceed(), &verdict),
+            Some(verdict) => self.apply(Step::proceed(), &verdict, ctx),
             // The request that asked went away before the answer: ask again (or wait on whoever does).
             None => self.lookup(Step::proceed(), ctx),
         }
@@ -574,17 +581,27 @@ impl Exchange {
             return Step::proceed();
         };
         match root.cache.get(ctx.store, &key, ctx.now_ms) {
-            Some(Entry::Active { upstream, claims, .. }) => {
+            Some(Entry::Active {
+                upstream,
+                claims,
+                certificate,
+                ..
+            }) => {
                 let step = step.count(root.counters.cache_hit);
-                return self.apply(step, &Verdict::Allow { upstream, claims });
+                let verdict = Verdict::Allow {
+                    upstream,
+                    claims,
+                    certificate,
+                };
+                return self.apply(step, &verdict, ctx);
             }
             Some(Entry::Inactive { .. }) => {
                 let step = step.count(root.counters.cache_negative_hit);
-                return self.apply(step, &inactive());
+                return self.apply(step, &inactive(), ctx);
             }
             Some(Entry::SenderConstrained { .. }) => {
                 let step = step.count(root.counters.cache_negative_hit);
-                return self.apply(step, &sender_constrained());
+                return self.apply(step, &sender_constrained(), ctx);
             }
             None => {}
         }
@@ -617,11 +634,11 @@ impl Exchange {
         };
         let resolved = match root.verifier.resolve(&reply, ctx) {
             Ok(resolved) => resolved,
-            Err(Unresolved::Failed(failure)) => return self.fail(failure),
+            Err(Unresolved::Failed(failure)) => return self.fail(failure, ctx),
             Err(lacking @ (Unresolved::UnknownKid | Unresolved::NoKeys)) => {
                 let no_keys = lacking == Unresolved::NoKeys;
                 let Some(remote) = root.remote() else {
-                    return self.fail(Failure::InvalidJwt);
+                    return self.fail(Failure::InvalidJwt, ctx);
                 };
                 if may_refetch && remote.sync(ctx.store) {
                     self.unverified = Some(reply);
@@ -657,18 +674,28 @@ impl Exchange {
                 } else {
                     Failure::InvalidJwt
                 };
-                return self.fail(failure);
+                return self.fail(failure, ctx);
             }
         };
         let expiry = root.expiry(&resolved, &reply, ctx.now_ms);
         let (entry, verdict, counter) = match resolved {
-            Resolved::Active { upstream, claims, .. } => (
+            Resolved::Active {
+                upstream,
+                claims,
+                certificate,
+                ..
+            } => (
                 expiry.map(|expires_at_ms| Entry::Active {
                     expires_at_ms,
                     upstream: upstream.clone(),
                     claims: claims.clone(),
+                    certificate,
                 }),
-                Verdict::Allow { upstream, claims },
+                Verdict::Allow {
+                    upstream,
+                    claims,
+                    certificate,
+                },
                 root.counters.introspection_active,
             ),
             Resolved::Inactive => (
@@ -686,22 +713,22 @@ impl Exchange {
         if let (Some(entry), Some(key)) = (entry, self.key) {
             root.cache.put(ctx.store, &key, &entry, ctx.now_ms);
         }
-        self.finish(verdict).count(counter)
+        self.finish(verdict, ctx).count(counter)
     }
 
-    fn fail(&mut self, failure: Failure) -> Step {
+    fn fail(&mut self, failure: Failure, ctx: &Ctx) -> Step {
         log::warn!("phantom_token: introspection failed: {failure:?}");
         let counters = Counters::find(&self.root.counters.introspection_errors, failure.kind());
-        let mut step = self.finish(failed(failure));
+        let mut step = self.finish(failed(failure), ctx);
         step.counters.extend(counters);
         step
     }
 
     /// Ends this request's flight: the verdict is this request's and its waiters'.
-    fn finish(&mut self, verdict: Verdict) -> Step {
+    fn finish(&mut self, verdict: Verdict, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
         let verdict = Rc::new(verdict);
-        let mut step = self.apply(Step::proceed(), &verdict);
+        let mut step = self.apply(Step::proceed(), &verdict, ctx);
         if self.leading {
             self.leading = false;
             if let Some(key) = self.key {
@@ -714,10 +741,19 @@ impl Exchange {
         step
     }
 
-    fn apply(&self, step: Step, verdict: &Verdict) -> Step {
+    /// Carries out `verdict` for this request: a token bound to a client certificate goes
+    /// upstream only from a connection that presented it (RFC 8705 section 3).
+    fn apply(&self, step: Step, verdict: &Verdict, ctx: &Ctx) -> Step {
         let root = &self.root;
         match verdict {
-            Verdict::Allow { upstream, claims } => {
+            Verdict::Allow {
+                certificate: Some(certificate),
+                ..
+            } if ctx.properties.client_certificate_sha256().as_ref() != Some(certificate) => {
+                let refusal = jose::JwtError::CertificateMismatch;
+                self.deny(step, Deny::InvalidToken(refusal.description()), refusal.reason())
+            }
+            Verdict::Allow { upstream, claims, .. } => {
                 let step = match &root.upstream_header {
                     UpstreamHeader::Bearer => {
                         let mut value = b"Bearer ".to_vec();

@@ -1306,15 +1306,16 @@ fn a_request_without_a_path_is_a_malformed_request_not_a_bad_token() {
     assert_eq!(state(&step, OUTCOME_STATE), Some(&b"malformed_request"[..]));
 }
 
-/// RFC 9449 section 7.2, RFC 8705 section 3: a token bound to a key (a `cnf` in the JWT or the
-/// introspection answer, or `token_type: DPoP`) is good only with a proof of that key, which
-/// this filter cannot check: in every answer format it is refused, never forwarded as a bearer
-/// token.
+/// RFC 9449 section 7.2: a token bound to a key (a `cnf` in the JWT or the introspection answer
+/// other than one client certificate's thumbprint, or `token_type: DPoP`) is good only with a
+/// proof of that key, which this filter cannot check: in every answer format it is refused, never
+/// forwarded as a bearer token.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_token_bound_to_a_key_is_refused_in_every_answer_format() {
     let jkt = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
     let jwt_mode = jwt_mode();
     let plain = jwt(json!({}));
+    // Not a thumbprint: its base64url has non-zero trailing bits.
     let bound_jwt = jwt(json!({ "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"} }));
     let json_mode = config(json!({"type": "json", "field": "jwt"}));
     let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
@@ -1414,4 +1415,106 @@ fn a_token_bound_to_a_key_is_refused_in_every_answer_format() {
         ok(&json!({"active": true, "token_type": "Bearer", "jwt": plain}).to_string()),
     );
     assert_eq!(authorization(&step), Some(format!("Bearer {plain}")));
+}
+
+/// The downstream connection presented a client certificate with this SHA-256 (`None`: none).
+fn present_certificate(host: &mut FakeHost, sha256: Option<[u8; 32]>) {
+    let path = vec!["connection".to_owned(), "sha256_peer_certificate_digest".to_owned()];
+    match sha256 {
+        Some(digest) => {
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            host.properties.properties.insert(path, hex.into_bytes());
+        }
+        None => {
+            host.properties.properties.remove(&path);
+        }
+    }
+}
+
+/// RFC 8705 section 3: a token bound to a client certificate, by the answer or by its JWT, goes
+/// upstream from a connection that presented that certificate, and from no other, whether the
+/// answer is fresh or cached; one bound to two different certificates from none.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_certificate_bound_token_goes_upstream_only_from_its_certificates_connection() {
+    let (thumbprint, other) = ([0xc5; 32], [0xc6; 32]);
+    let cnf = |t: &[u8; 32]| json!({ "x5t#S256": b64(t) });
+    let plain = jwt(json!({}));
+    let bound_jwt = jwt(json!({ "cnf": cnf(&thumbprint) }));
+    let json_mode = config(json!({"type": "json", "field": "jwt"}));
+    let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
+    let response_header = config(json!({
+        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    }));
+    let signed_answer = |token_introspection: Value| {
+        ok(&signed_response(
+            1,
+            "token-introspection+jwt",
+            json!({ "token_introspection": token_introspection }),
+        ))
+    };
+    let cases: Vec<(&str, Value, CallOutcome)> = vec![
+        ("jwt: cnf in the JWT", jwt_mode(), ok(&bound_jwt)),
+        (
+            "json: cnf in the answer",
+            json_mode.clone(),
+            ok(&json!({"active": true, "cnf": cnf(&thumbprint), "jwt": plain}).to_string()),
+        ),
+        (
+            "json: the same cnf in both",
+            json_mode.clone(),
+            ok(&json!({"active": true, "cnf": cnf(&thumbprint), "jwt": bound_jwt}).to_string()),
+        ),
+        (
+            "jwt_field: cnf in the answer",
+            jwt_field,
+            signed_answer(with(introspection(&plain), json!({ "cnf": cnf(&thumbprint) }))),
+        ),
+        (
+            "response_header: cnf",
+            response_header,
+            signed_answer(with(introspection("unused"), json!({ "cnf": cnf(&thumbprint) }))),
+        ),
+    ];
+    for (name, config, outcome) in cases {
+        let mut gw = Gateway::new(&config);
+        present_certificate(&mut gw.host, Some(thumbprint));
+        let step = gw.exchange(OPAQUE, outcome);
+        assert_eq!(status(&step), None, "{name}: {:?}", step.local_reply());
+        assert_eq!(state(&step, OUTCOME_STATE), Some(&b"allowed"[..]), "{name}");
+        let (_, again) = gw.start(&bearer(OPAQUE));
+        assert_eq!(gw.names(&again), vec!["cache_hit", "allowed"], "{name}");
+        for presented in [Some(other), None] {
+            present_certificate(&mut gw.host, presented);
+            let (_, refused) = gw.start(&bearer(OPAQUE));
+            assert!(refused.calls.is_empty(), "{name}");
+            assert_eq!(status(&refused), Some(401), "{name}");
+            assert_eq!(
+                body(&refused)["error_description"],
+                "the access token is bound to a client certificate this connection did not present",
+                "{name}"
+            );
+            assert_eq!(
+                gw.names(&refused),
+                vec!["cache_hit", "denied_certificate_mismatch"],
+                "{name}"
+            );
+            assert_eq!(state(&refused, CLAIMS_STATE), None, "{name}");
+        }
+    }
+    // Fresh from the IdP, on a connection without the certificate: refused too.
+    let gw = Gateway::new(&jwt_mode());
+    let step = gw.exchange(OPAQUE, ok(&bound_jwt));
+    assert_eq!(
+        gw.names(&step),
+        vec!["denied_certificate_mismatch", "introspection_active"]
+    );
+    // Bound to two certificates: no connection presents both.
+    let mut gw = Gateway::new(&json_mode);
+    present_certificate(&mut gw.host, Some(thumbprint));
+    let answer = json!({"active": true, "cnf": cnf(&other), "jwt": bound_jwt}).to_string();
+    let step = gw.exchange(OPAQUE, ok(&answer));
+    assert_eq!(
+        gw.names(&step),
+        vec!["denied_sender_constrained", "introspection_active"]
+    );
 }
