@@ -62,6 +62,16 @@ fn gateway(oauth: &OAuthServer, response: Value) -> Gateway {
     gateway_with(oauth, config(oauth, response, json!({})), 1)
 }
 
+/// One `introspection.response` of each answer format.
+fn answer_formats() -> [Value; 4] {
+    [
+        jwt_mode(),
+        json!({"type": "json", "field": "jwt"}),
+        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
+        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}}),
+    ]
+}
+
 fn bearer(token: &str) -> Request {
     Request::get("/orders").header("Authorization", &format!("Bearer {token}"))
 }
@@ -356,13 +366,7 @@ fn inactive_and_revoked_tokens_are_refused() {
 #[test]
 fn a_certificate_bound_token_is_exchanged_only_with_its_client_certificate() {
     let oauth = oauth();
-    let modes = [
-        jwt_mode(),
-        json!({"type": "json", "field": "jwt"}),
-        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
-        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}}),
-    ];
-    for mode in modes {
+    for mode in answer_formats() {
         let addr = oauth.addr();
         let config = config(&oauth, mode.clone(), json!({}));
         let gw = Gateway::start_with(|c| {
@@ -402,13 +406,7 @@ fn a_certificate_bound_token_is_exchanged_only_with_its_client_certificate() {
 #[test]
 fn a_token_bound_to_a_key_is_refused() {
     let oauth = oauth();
-    let modes = [
-        jwt_mode(),
-        json!({"type": "json", "field": "jwt"}),
-        json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}),
-        json!({"type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"}}),
-    ];
-    for response in modes {
+    for response in answer_formats() {
         let gw = gateway(&oauth, response.clone());
         // A `cnf` in the JWT and the RFC 7662 object, or `token_type: DPoP` in the object.
         let bound = [

@@ -759,6 +759,26 @@ fn signed_response(seed: u8, typ: &str, claims: Value) -> String {
     )
 }
 
+/// The configs of the `json`, signed `jwt_field` and signed `response_header` answer formats.
+fn introspection_modes() -> [Value; 3] {
+    [
+        config(json!({"type": "json", "field": "jwt"})),
+        config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}})),
+        config(json!({
+            "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
+        })),
+    ]
+}
+
+/// An RFC 9701 answer (signed with key 1) carrying `token_introspection`.
+fn signed_answer(token_introspection: Value) -> CallOutcome {
+    ok(&signed_response(
+        1,
+        "token-introspection+jwt",
+        json!({ "token_introspection": token_introspection }),
+    ))
+}
+
 fn introspection(token: &str) -> Value {
     json!({"active": true, "sub": "alice", "aud": "api", "scope": "orders:read", "exp": NOW + 600, "jwt": token})
 }
@@ -1317,18 +1337,7 @@ fn a_token_bound_to_a_key_is_refused_in_every_answer_format() {
     let plain = jwt(json!({}));
     // Not a thumbprint: its base64url has non-zero trailing bits.
     let bound_jwt = jwt(json!({ "cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"} }));
-    let json_mode = config(json!({"type": "json", "field": "jwt"}));
-    let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
-    let response_header = config(json!({
-        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
-    }));
-    let signed_answer = |token_introspection: Value| {
-        ok(&signed_response(
-            1,
-            "token-introspection+jwt",
-            json!({ "token_introspection": token_introspection }),
-        ))
-    };
+    let [json_mode, jwt_field, response_header] = introspection_modes();
     let cases: Vec<(&str, &Value, CallOutcome)> = vec![
         ("jwt: cnf in the JWT", &jwt_mode, ok(&bound_jwt)),
         (
@@ -1440,18 +1449,7 @@ fn a_certificate_bound_token_goes_upstream_only_from_its_certificates_connection
     let cnf = |t: &[u8; 32]| json!({ "x5t#S256": b64(t) });
     let plain = jwt(json!({}));
     let bound_jwt = jwt(json!({ "cnf": cnf(&thumbprint) }));
-    let json_mode = config(json!({"type": "json", "field": "jwt"}));
-    let jwt_field = config(json!({"type": "signed", "upstream": {"type": "jwt_field", "field": "jwt"}}));
-    let response_header = config(json!({
-        "type": "signed", "upstream": {"type": "response_header", "header": "x-token-introspection"},
-    }));
-    let signed_answer = |token_introspection: Value| {
-        ok(&signed_response(
-            1,
-            "token-introspection+jwt",
-            json!({ "token_introspection": token_introspection }),
-        ))
-    };
+    let [json_mode, jwt_field, response_header] = introspection_modes();
     let cases: Vec<(&str, Value, CallOutcome)> = vec![
         ("jwt: cnf in the JWT", jwt_mode(), ok(&bound_jwt)),
         (
