@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use shared::ports::Properties;
 
 use crate::error::JwtError;
 use crate::jwt::Jwt;
@@ -108,6 +109,23 @@ impl Binding {
             Binding::Certificate(bound) if presented == Some(bound) => Ok(()),
             Binding::Certificate(_) => Err(JwtError::CertificateMismatch),
             Binding::Unchecked => Err(JwtError::SenderConstrained),
+        }
+    }
+
+    /// [`Binding::check`] against the client certificate of the request's connection, which is
+    /// read only for a token bound to one.
+    pub fn check_connection(&self, connection: &dyn Properties) -> Result<(), JwtError> {
+        match self {
+            Binding::Bearer => Ok(()),
+            bound => bound.check(connection.client_certificate_sha256().as_ref()),
+        }
+    }
+
+    /// The thumbprint of the certificate the token is bound to, if it is.
+    pub fn certificate(&self) -> Option<[u8; 32]> {
+        match self {
+            Binding::Certificate(thumbprint) => Some(*thumbprint),
+            Binding::Bearer | Binding::Unchecked => None,
         }
     }
 
@@ -521,6 +539,46 @@ mod tests {
         ] {
             assert_eq!(of(unchecked.clone()), Binding::Unchecked, "{unchecked}");
         }
+    }
+
+    /// A connection whose client certificate has this SHA-256 (`None`: none); it counts its reads.
+    struct Connection(Option<[u8; 32]>, std::cell::Cell<u32>);
+
+    impl Properties for Connection {
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            self.1.set(self.1.get() + 1);
+            assert_eq!(path, ["connection", "sha256_peer_certificate_digest"]);
+            self.0.map(|digest| {
+                digest
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .into_bytes()
+            })
+        }
+
+        fn filter_state(&self, _key: &str) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_connection_is_asked_for_its_certificate_only_for_a_bound_token() {
+        let holder = Connection(Some([1; 32]), Default::default());
+        assert_eq!(Binding::Bearer.check_connection(&holder), Ok(()));
+        assert_eq!(holder.1.get(), 0, "a bearer token costs no host call");
+        assert_eq!(Binding::Certificate([1; 32]).check_connection(&holder), Ok(()));
+        assert_eq!(
+            Binding::Certificate([2; 32]).check_connection(&holder),
+            Err(JwtError::CertificateMismatch)
+        );
+        let anonymous = Connection(None, Default::default());
+        assert_eq!(
+            Binding::Certificate([1; 32]).check_connection(&anonymous),
+            Err(JwtError::CertificateMismatch)
+        );
+        assert_eq!(Binding::Certificate([1; 32]).certificate(), Some([1; 32]));
+        assert_eq!(Binding::Bearer.certificate(), None);
     }
 
     #[wasm_bindgen_test(unsupported = test)]

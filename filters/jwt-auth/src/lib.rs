@@ -482,7 +482,12 @@ impl Auth {
     /// or checked now) whose holder this request is.
     fn check(&self, p: usize, token: &[u8], ctx: &Ctx, step: &mut Step) -> Result<Rc<Verified>, Rejection> {
         let verified = self.verify(p, token, ctx, step)?;
-        verified.check_holder(ctx)?;
+        // RFC 8705 section 3: a token bound to a client certificate, only on a connection that
+        // presented it.
+        verified
+            .binding
+            .check_connection(ctx.properties)
+            .map_err(Rejection::Invalid)?;
         Ok(verified)
     }
 

@@ -32,19 +32,6 @@ pub struct Verified {
     pub binding: Binding,
 }
 
-impl Verified {
-    /// Whether this request may use the token: one bound to a client certificate only on a
-    /// connection that presented it (RFC 8705 section 3).
-    pub fn check_holder(&self, ctx: &Ctx) -> Result<(), Rejection> {
-        match self.binding {
-            Binding::Bearer => Ok(()),
-            binding => binding
-                .check(ctx.properties.client_certificate_sha256().as_ref())
-                .map_err(Rejection::Invalid),
-        }
-    }
-}
-
 impl Provider {
     pub fn compile(name: &str, config: &ProviderConfig, at: &FieldPath) -> Result<Self, ConfigError> {
         let issuer_rules = ClaimRules::for_issuer(&config.issuer, &config.audiences, config.clock_skew_secs, at)?;
@@ -139,7 +126,7 @@ impl Provider {
     /// Checks a token completely: structure, algorithm, signature, claims. A token bound to a key
     /// in a way this filter checks no proof of (a DPoP key) is refused, or it would take a copied
     /// token for its holder's (RFC 9449 section 7.2); one bound to a client certificate passes
-    /// here, and [`Verified::check_holder`] checks the certificate on each request.
+    /// here, and its certificate is checked on each request.
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, ctx: &Ctx) -> Result<Verified, Rejection> {
         let by_host = self.keys.verify(jwt, keys, &self.rules, ctx)?;
         let binding = jwt.binding();

@@ -135,9 +135,9 @@ enum Verdict {
     Allow {
         upstream: Vec<u8>,
         claims: Vec<u8>,
-        /// The SHA-256 of the client certificate the token is bound to, if it is (RFC 8705):
-        /// each request that gets this verdict must come on a connection that presented it.
-        certificate: Option<[u8; 32]>,
+        /// Bearer, or bound to a client certificate (RFC 8705): each request that gets this
+        /// verdict must come on a connection that presented it.
+        binding: jose::Binding,
     },
     Deny(Deny, &'static str),
 }
@@ -591,7 +591,7 @@ impl Exchange {
                 let verdict = Verdict::Allow {
                     upstream,
                     claims,
-                    certificate,
+                    binding: certificate.map_or(jose::Binding::Bearer, jose::Binding::Certificate),
                 };
                 return self.apply(step, &verdict, ctx);
             }
@@ -682,19 +682,19 @@ impl Exchange {
             Resolved::Active {
                 upstream,
                 claims,
-                certificate,
+                binding,
                 ..
             } => (
                 expiry.map(|expires_at_ms| Entry::Active {
                     expires_at_ms,
                     upstream: upstream.clone(),
                     claims: claims.clone(),
-                    certificate,
+                    certificate: binding.certificate(),
                 }),
                 Verdict::Allow {
                     upstream,
                     claims,
-                    certificate,
+                    binding,
                 },
                 root.counters.introspection_active,
             ),
@@ -747,13 +747,13 @@ impl Exchange {
         let root = &self.root;
         match verdict {
             Verdict::Allow {
-                certificate: Some(certificate),
-                ..
-            } if ctx.properties.client_certificate_sha256().as_ref() != Some(certificate) => {
-                let refusal = jose::JwtError::CertificateMismatch;
-                self.deny(step, Deny::InvalidToken(refusal.description()), refusal.reason())
-            }
-            Verdict::Allow { upstream, claims, .. } => {
+                upstream,
+                claims,
+                binding,
+            } => {
+                if let Err(refusal) = binding.check_connection(ctx.properties) {
+                    return self.deny(step, Deny::InvalidToken(refusal.description()), refusal.reason());
+                }
                 let step = match &root.upstream_header {
                     UpstreamHeader::Bearer => {
                         let mut value = b"Bearer ".to_vec();

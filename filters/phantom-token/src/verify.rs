@@ -37,9 +37,9 @@ pub enum Resolved {
         claims: Vec<u8>,
         /// When what goes upstream expires, if it says.
         exp: Option<u64>,
-        /// The SHA-256 of the client certificate the token is bound to (RFC 8705), if it is:
-        /// good only on a connection that presented it.
-        certificate: Option<[u8; 32]>,
+        /// Bearer, or bound to a client certificate (RFC 8705): good only on a connection that
+        /// presented it.
+        binding: Binding,
     },
     Inactive,
     /// Active, but bound to a key this gateway checks no proof of (RFC 9449): never forwarded.
@@ -97,15 +97,15 @@ impl Verifier {
                             );
                             return Err(Unresolved::Failed(Failure::InvalidJwt));
                         }
-                        let Some(certificate) = held_by(lifetime.binding) else {
+                        if lifetime.binding == Binding::Unchecked {
                             return Ok(Resolved::SenderConstrained);
-                        };
+                        }
                         Ok(Resolved::Active {
                             upstream: response.as_bytes().to_vec(),
                             claims: serde_json::to_vec(introspection).unwrap_or_default(),
                             // Until the earlier of the token's and the response's own expiry.
                             exp: earliest(lifetime.exp, jwt.exp()),
-                            certificate,
+                            binding: lifetime.binding,
                         })
                     }
                 }
@@ -131,15 +131,18 @@ impl Verifier {
         if is_introspection_response(&jwt) {
             return Err(Unresolved::Failed(Failure::InvalidJwt));
         }
-        let Some(certificate) = held_by(lifetime.binding.and(jwt.binding())) else {
+        // RFC 9449 section 7.2: a token bound to a key whose proof no one checks behind a
+        // `Bearer` header is refused; one bound to a client certificate goes on to be checked.
+        let binding = lifetime.binding.and(jwt.binding());
+        if binding == Binding::Unchecked {
             return Ok(Resolved::SenderConstrained);
-        };
+        }
         Ok(Resolved::Active {
             upstream: token.as_bytes().to_vec(),
             claims: serde_json::to_vec(jwt.claims()).unwrap_or_default(),
             // The JWT goes upstream only while the opaque token, and the answer, still hold.
             exp: earliest(earliest(jwt.exp(), lifetime.exp), answer_exp),
-            certificate,
+            binding,
         })
     }
 
@@ -173,16 +176,5 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// Who may use an active token: anyone (`Some(None)`), a connection with this client certificate
-/// (`Some(Some(..))`, RFC 8705 section 3), or no one this gateway can tell (`None`: a DPoP key,
-/// RFC 9449 section 7.2, whose proof no one checks behind a `Bearer` header).
-fn held_by(binding: Binding) -> Option<Option<[u8; 32]>> {
-    match binding {
-        Binding::Bearer => Some(None),
-        Binding::Certificate(thumbprint) => Some(Some(thumbprint)),
-        Binding::Unchecked => None,
     }
 }
