@@ -177,6 +177,40 @@ fn a_limit_keyed_by_a_verified_claim_cannot_be_dodged_with_headers() {
     assert_eq!(stat(&gw, "over_limit_per_user"), dodges.len() as u64);
 }
 
+/// A claim that is not a string keys by its JSON text. One that holds a number with a fraction or
+/// an exponent keys nothing: the limit does not apply to its requests, as to a missing claim.
+#[test]
+fn a_claim_that_is_not_a_string_keys_by_its_json_text() {
+    let oauth = OAuthServer::start();
+    let per_tenant = local(
+        "per_tenant",
+        1,
+        "hour",
+        json!([{"key": "tenant", "source": {"type": "claim", "claim": "tenant"}}]),
+    );
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", jwt_auth(&oauth))
+            .filter("rate_limit", json!({"limits": [per_tenant]}))
+    });
+    let status = |tenant: &Value| {
+        let token = oauth.token(json!({"sub": "alice", "tenant": tenant}));
+        gw.send(Request::get("/data").header("Authorization", &format!("Bearer {token}")))
+            .status
+    };
+    let tenants = [json!(7), json!(-7), json!(true), json!(["eu", "us"]), json!({"id": 7})];
+    for tenant in &tenants {
+        assert_eq!(status(tenant), 200, "{tenant}");
+        assert_eq!(status(tenant), 429, "{tenant} has its own bucket, now spent");
+    }
+    assert_eq!(status(&json!("7")), 429, "the string 7 reads as the number 7");
+    for tenant in [json!(7.5), json!(7.0), json!(["eu", 1.5])] {
+        assert_eq!(status(&tenant), 200, "{tenant}");
+        assert_eq!(status(&tenant), 200, "{tenant} keys nothing");
+    }
+    assert_eq!(stat(&gw, "over_limit_per_tenant"), tenants.len() as u64 + 1);
+    assert_eq!(stat(&gw, "descriptor_incomplete"), 6);
+}
+
 /// Behind a trusted load balancer (one XFF hop) the client address comes from
 /// `X-Forwarded-For`. An IPv6 client is its /64: the addresses of one network share a bucket.
 #[test]

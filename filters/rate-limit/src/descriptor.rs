@@ -257,7 +257,7 @@ impl<'a> RequestFacts<'a> {
     /// An empty value counts as none.
     fn value(&self, source: &Source) -> Option<String> {
         let value = match source {
-            Source::Claim(name) => claim_value(self.claims()?.get(name)?),
+            Source::Claim(name) => claim_value(self.claims()?.get(name)?)?,
             Source::Header(name) => {
                 let values: Vec<&[u8]> = self.headers.get_all(name.as_str()).collect();
                 if values.is_empty() {
@@ -298,12 +298,14 @@ impl<'a> RequestFacts<'a> {
     }
 }
 
-/// A string claim as it is; anything else as its JSON text.
-fn claim_value(claim: &Value) -> String {
+/// A string claim as it is; anything else as its JSON text, but none for `null` or for a number
+/// with a fraction or an exponent (anywhere in it): no IdP issues one as an identifier, and
+/// writing one would link float formatting (11 KB of the module).
+fn claim_value(claim: &Value) -> Option<String> {
     match claim {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => shared::json::integral_text(other),
     }
 }
 
@@ -334,10 +336,16 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn claims_become_strings() {
-        assert_eq!(claim_value(&serde_json::json!("alice")), "alice");
-        assert_eq!(claim_value(&serde_json::json!(42)), "42");
-        assert_eq!(claim_value(&serde_json::json!(["a", "b"])), r#"["a","b"]"#);
-        assert_eq!(claim_value(&Value::Null), "");
+        let value = |claim: Value| claim_value(&claim);
+        assert_eq!(value(serde_json::json!("alice")).as_deref(), Some("alice"));
+        assert_eq!(value(serde_json::json!(42)).as_deref(), Some("42"));
+        assert_eq!(value(serde_json::json!(-42)).as_deref(), Some("-42"));
+        assert_eq!(value(serde_json::json!(true)).as_deref(), Some("true"));
+        assert_eq!(value(serde_json::json!(["a", "b"])).as_deref(), Some(r#"["a","b"]"#));
+        assert_eq!(value(serde_json::json!({"tier": 2})).as_deref(), Some(r#"{"tier":2}"#));
+        assert_eq!(value(Value::Null), None);
+        assert_eq!(value(serde_json::json!(1.5)), None);
+        assert_eq!(value(serde_json::json!(["a", 2.0])), None);
     }
 
     #[wasm_bindgen_test(unsupported = test)]

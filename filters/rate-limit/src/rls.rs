@@ -2,7 +2,7 @@
 //! the request and the parts of the response a gateway acts on, in protobuf (gRPC) and in the
 //! proto3 JSON mapping (the HTTP form envoyproxy/ratelimit serves at `/json`).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use shared::protobuf::{Malformed, Reader, Writer};
 
@@ -55,33 +55,43 @@ pub fn encode_grpc(domain: &str, asks: &[Ask]) -> Vec<u8> {
     request.into_bytes()
 }
 
-/// `RateLimitRequest` in the proto3 JSON mapping.
+/// `RateLimitRequest` in the proto3 JSON mapping, members in the order serde_json writes them.
 pub fn encode_json(domain: &str, asks: &[Ask]) -> Vec<u8> {
+    use shared::json::write_string;
     let (request_hits, per_descriptor) = hits_addends(asks);
-    let descriptors: Vec<Value> = asks
-        .iter()
-        .map(|ask| {
-            let entries: Vec<Value> = ask
-                .descriptor
-                .iter()
-                .map(|(key, value)| json!({"key": key, "value": value}))
-                .collect();
-            let mut descriptor = serde_json::Map::new();
-            descriptor.insert("entries".into(), Value::Array(entries));
-            if per_descriptor {
-                // A UInt64Value is a JSON string in the proto3 mapping.
-                descriptor.insert("hitsAddend".into(), json!(ask.hits.to_string()));
+    let mut out = String::from("{\"descriptors\":[");
+    for (i, ask) in asks.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"entries\":[");
+        for (j, (key, value)) in ask.descriptor.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
             }
-            Value::Object(descriptor)
-        })
-        .collect();
-    let mut request = serde_json::Map::new();
-    request.insert("domain".into(), json!(domain));
-    request.insert("descriptors".into(), Value::Array(descriptors));
-    if request_hits != 0 {
-        request.insert("hitsAddend".into(), json!(request_hits));
+            out.push_str("{\"key\":");
+            write_string(&mut out, key);
+            out.push_str(",\"value\":");
+            write_string(&mut out, value);
+            out.push('}');
+        }
+        out.push(']');
+        if per_descriptor {
+            // A UInt64Value is a JSON string in the proto3 mapping.
+            out.push_str(",\"hitsAddend\":\"");
+            out.push_str(&ask.hits.to_string());
+            out.push('"');
+        }
+        out.push('}');
     }
-    Value::Object(request).to_string().into_bytes()
+    out.push_str("],\"domain\":");
+    write_string(&mut out, domain);
+    if request_hits != 0 {
+        out.push_str(",\"hitsAddend\":");
+        out.push_str(&request_hits.to_string());
+    }
+    out.push('}');
+    out.into_bytes()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,6 +345,7 @@ fn json_duration_secs(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use wasm_bindgen_test::wasm_bindgen_test;
 
     fn ask(entries: &[(&str, &str)], hits: u32) -> Ask {
@@ -376,6 +387,30 @@ mod tests {
             serde_json::from_slice(&encode_json("gw", &[ask(&[("k", "v")], 2), ask(&[("k", "w")], 1)])).unwrap();
         assert_eq!(body["descriptors"][0]["hitsAddend"], "2");
         assert_eq!(body.get("hitsAddend"), None);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn json_request_is_byte_for_byte_what_serde_json_writes() {
+        let asks = [
+            ask(&[("user", "a\"l\\i\nce"), ("path", "/é/東京")], 3),
+            ask(&[("k", "")], 1),
+        ];
+        let expected = json!({
+            "domain": "g\"w",
+            "descriptors": [
+                {"entries": [{"key": "user", "value": "a\"l\\i\nce"}, {"key": "path", "value": "/é/東京"}], "hitsAddend": "3"},
+                {"entries": [{"key": "k", "value": ""}], "hitsAddend": "1"},
+            ],
+        });
+        assert_eq!(
+            String::from_utf8(encode_json("g\"w", &asks)).unwrap(),
+            expected.to_string()
+        );
+        let expected = json!({"domain": "gw", "descriptors": [{"entries": []}], "hitsAddend": 4});
+        assert_eq!(
+            String::from_utf8(encode_json("gw", &[ask(&[], 4)])).unwrap(),
+            expected.to_string()
+        );
     }
 
     fn status_bytes(code: u64, limit: Option<(u64, u64, &str)>, remaining: u64, reset: Option<(u64, u64)>) -> Vec<u8> {

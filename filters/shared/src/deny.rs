@@ -113,9 +113,9 @@ impl Deny {
         // `{"error":…,"error_description":…}`, byte for byte what serde_json writes for it, without
         // linking serde_json's `Value` and its serializer into every module for two strings.
         let mut body = String::from("{\"error\":");
-        json_string(&mut body, error);
+        crate::json::write_string(&mut body, error);
         body.push_str(",\"error_description\":");
-        json_string(&mut body, description);
+        crate::json::write_string(&mut body, description);
         body.push('}');
         LocalReply {
             status,
@@ -123,30 +123,6 @@ impl Deny {
             body: body.into_bytes(),
         }
     }
-}
-
-/// Appends `text` as a JSON string, escaped as serde_json escapes it.
-fn json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => {
-                let hex = |digit: u32| char::from_digit(digit, 16).unwrap_or('0');
-                out.push_str("\\u00");
-                out.push(hex(u32::from(c) >> 4));
-                out.push(hex(u32::from(c) & 0xf));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// The `realm` of RFC 6750 challenges: printable ASCII without quotes or backslashes, so it can be
