@@ -111,7 +111,7 @@ fn without_place(mut message: String) -> String {
         let n = text.bytes().take_while(u8::is_ascii_digit).count();
         text.split_at_checked(n).unwrap_or((text, ""))
     }
-    let place = message.rfind(" at line ").filter(|&start| {
+    let place = super::place_start(&message).filter(|&start| {
         let (line, rest) = digits(message.get(start + " at line ".len()..).unwrap_or_default());
         let Some(rest) = rest.strip_prefix(" column ") else {
             return false;

@@ -262,10 +262,15 @@ impl<'a> Parser<'a> {
         while let Some(c) = self.bump() {
             if c == '>' {
                 let name = self.pattern.get(start..self.pos - 1).unwrap_or_default();
-                let valid_start = name.starts_with(|c: char| c.is_alphabetic() || c == '_');
+                // ASCII only, where `regex-lite` takes any Unicode letter or digit: its tables
+                // would cost 3 KB of every module, for a name no whole-text match reads.
+                if !name.is_ascii() {
+                    return Err(self.error_at(start, format!("group names are ASCII only: {name:?}")));
+                }
+                let valid_start = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
                 let valid_rest = name
                     .chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
                 if !valid_start || !valid_rest {
                     return Err(self.error_at(start, format!("invalid group name {name:?}")));
                 }
@@ -283,18 +288,19 @@ impl<'a> Parser<'a> {
     fn flag_group(&mut self) -> Result<bool, RegexError> {
         let start = self.pos;
         let mut on = true;
-        let mut seen = String::new();
+        // Not a `String`: `str::contains` with a non-ASCII `char` links core's substring search.
+        let mut seen: Vec<char> = Vec::new();
         loop {
             let at = self.pos;
             let c = self.bump().ok_or_else(|| self.error_at(start, "unclosed flag group"))?;
             match c {
                 ')' if seen.is_empty() => return Err(self.error_at(start, "empty flag group")),
-                ')' | ':' if seen.ends_with('-') => {
+                ')' | ':' if seen.last() == Some(&'-') => {
                     return Err(self.error_at(at, format!("`-` without a flag before `{c}`")))
                 }
                 ')' | ':' => return Ok(c == ')'),
                 '-' if on => on = false,
-                _ if seen.contains(c) => return Err(self.error_at(at, format!("repeated flag {c:?}"))),
+                _ if seen.contains(&c) => return Err(self.error_at(at, format!("repeated flag {c:?}"))),
                 'i' => self.flags.case_insensitive = on,
                 'm' => self.flags.multi_line = on,
                 's' => self.flags.dot_matches_new_line = on,

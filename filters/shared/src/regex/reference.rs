@@ -10,7 +10,7 @@ use super::Regex;
 /// to `regex-lite`, a nested class to the `regex` crate), a range from a leading `]` (`[]-a]`:
 /// three characters to `regex-lite`, a range to the `regex` crate), and `&&`, `--` or `~~` in a
 /// class (characters to `regex-lite`, set operations to the `regex` crate), the flag `R` (CRLF
-/// line ends); and the limits: counts
+/// line ends), group names that are not ASCII; and the limits: counts
 /// over 1000, groups nested over 64 deep, programs over 10,000 states.
 pub const STRICTER: &[&str] = &[
     "counted repetition over",
@@ -22,6 +22,7 @@ pub const STRICTER: &[&str] = &[
     "nested classes are not supported",
     "repetition of a repetition",
     "repetition of nothing",
+    "group names are ASCII only",
     "`\\b{...}` assertions are not supported",
 ];
 

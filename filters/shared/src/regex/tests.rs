@@ -126,6 +126,19 @@ fn refusals_say_what_and_where() {
     assert_eq!(refusal("(?)"), "empty flag group (at byte 2)");
     assert!(refusal("(?i-)").starts_with("`-` without a flag"));
     assert!(refusal("a\\").starts_with("pattern ends with a lone"));
+    assert_eq!(
+        refusal("(?P<nom>a)(?P<nom>b)"),
+        "repeated group name \"nom\" (at byte 14)"
+    );
+    assert_eq!(refusal("(?P<1st>a)"), "invalid group name \"1st\" (at byte 4)");
+    assert_eq!(refusal("(?P<ré>a)"), "group names are ASCII only: \"ré\" (at byte 4)");
+    assert_eq!(refusal("(?ii)a"), "repeated flag 'i' (at byte 3)");
+    assert_eq!(refusal("(?i-i)a"), "repeated flag 'i' (at byte 4)");
+}
+
+#[test]
+fn group_names_are_ascii_words_dots_and_brackets() {
+    assert!(matches("(?P<_a.b[0]>x)(?<Z9>y)", "xy"));
 }
 
 #[test]
