@@ -1,7 +1,6 @@
 //! The client a downstream address stands for: an IPv4 address, or an IPv6 network.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
+use shared::ip::{self, Ip};
 use shared::{ConfigError, FieldPath};
 
 /// An IPv6 client is its /64 unless configured otherwise: a host usually holds a whole /64 (RFC
@@ -40,38 +39,46 @@ impl Grouping {
     /// the port.
     pub fn client(&self, address: &str) -> String {
         let address = without_port(address);
-        match address.parse::<IpAddr>() {
-            Ok(IpAddr::V4(v4)) => self.ipv4(v4),
-            Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped().or_else(|| nat64_embedded(v6)) {
+        match Ip::parse(address) {
+            Some(Ip::V4(v4)) => self.ipv4(v4),
+            Some(Ip::V6(v6)) => match ipv4_mapped(v6).or_else(|| nat64_embedded(v6)) {
                 Some(v4) => self.ipv4(v4),
                 None => self.ipv6(v6),
             },
-            Err(_) => address.to_owned(),
+            None => address.to_owned(),
         }
     }
 
-    fn ipv4(&self, address: Ipv4Addr) -> String {
-        if self.ipv4_prefix >= 32 {
-            return address.to_string();
+    fn ipv4(&self, address: u32) -> String {
+        let mut text = String::new();
+        let mask = u32::MAX.checked_shl(32 - self.ipv4_prefix).unwrap_or(0);
+        ip::write_ipv4(&mut text, address & mask);
+        if self.ipv4_prefix < 32 {
+            text.push_str(&format!("/{}", self.ipv4_prefix));
         }
-        let mask = u32::MAX << (32 - self.ipv4_prefix);
-        format!("{}/{}", Ipv4Addr::from(address.to_bits() & mask), self.ipv4_prefix)
+        text
     }
 
-    fn ipv6(&self, address: Ipv6Addr) -> String {
-        if self.ipv6_prefix >= 128 {
-            return address.to_string();
+    fn ipv6(&self, address: u128) -> String {
+        let mut text = String::new();
+        let mask = u128::MAX.checked_shl(128 - self.ipv6_prefix).unwrap_or(0);
+        ip::write_ipv6(&mut text, address & mask);
+        if self.ipv6_prefix < 128 {
+            text.push_str(&format!("/{}", self.ipv6_prefix));
         }
-        let mask = u128::MAX << (128 - self.ipv6_prefix);
-        format!("{}/{}", Ipv6Addr::from(address.to_bits() & mask), self.ipv6_prefix)
+        text
     }
 }
 
+/// The IPv4 address an IPv4-mapped address (`::ffff:192.0.2.7`) carries.
+fn ipv4_mapped(address: u128) -> Option<u32> {
+    (address >> 32 == 0xffff).then_some(address as u32)
+}
+
 /// The IPv4 address a NAT64 well-known-prefix address (`64:ff9b::192.0.2.7`) carries.
-fn nat64_embedded(address: Ipv6Addr) -> Option<Ipv4Addr> {
+fn nat64_embedded(address: u128) -> Option<u32> {
     const WELL_KNOWN_PREFIX: u128 = 0x0064_ff9b_u128 << 96;
-    let bits = address.to_bits();
-    (bits >> 32 << 32 == WELL_KNOWN_PREFIX).then(|| Ipv4Addr::from(bits as u32))
+    (address >> 32 << 32 == WELL_KNOWN_PREFIX).then_some(address as u32)
 }
 
 /// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`; anything else unchanged.

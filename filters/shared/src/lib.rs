@@ -12,6 +12,7 @@ pub mod filter;
 pub mod foreign;
 pub mod handoff;
 pub mod headers;
+pub mod ip;
 pub mod json;
 pub mod metrics;
 pub mod namespace;
