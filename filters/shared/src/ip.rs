@@ -52,50 +52,53 @@ fn number(digits: &str, radix: u32) -> Option<u32> {
 /// Eight groups of one to four hex digits; `::` once stands for one or more zero groups, and the
 /// last two groups may be written as an IPv4 address.
 pub fn parse_ipv6(text: &str) -> Option<u128> {
-    let mut groups = Vec::with_capacity(8);
+    let mut groups = [0u16; 8];
     match split_once_bytes(text, "::") {
-        None => {
-            read_groups(text, true, &mut groups)?;
-            (groups.len() == 8).then_some(())?;
-        }
+        None => (read_groups(text, true, &mut groups)? == 8).then_some(())?,
         Some((head, tail)) => {
-            if !head.is_empty() {
-                read_groups(head, false, &mut groups)?;
-            }
-            let head_len = groups.len();
-            if !tail.is_empty() {
-                read_groups(tail, true, &mut groups)?;
-            }
-            if groups.len() > 7 {
+            let head_len = if head.is_empty() {
+                0
+            } else {
+                read_groups(head, false, &mut groups)?
+            };
+            let mut tail_groups = [0u16; 8];
+            let tail_len = if tail.is_empty() {
+                0
+            } else {
+                read_groups(tail, true, &mut tail_groups)?
+            };
+            if head_len + tail_len > 7 {
                 return None;
             }
-            let zeros = 8 - groups.len();
-            groups.splice(head_len..head_len, std::iter::repeat_n(0, zeros));
+            groups
+                .get_mut(8 - tail_len..)?
+                .copy_from_slice(tail_groups.get(..tail_len)?);
         }
     }
     Some(groups.iter().fold(0u128, |bits, &group| bits << 16 | u128::from(group)))
 }
 
-/// Appends the colon-separated `text`'s groups; its last part may be an IPv4 address if
-/// `ipv4_last`.
-fn read_groups(text: &str, ipv4_last: bool, groups: &mut Vec<u16>) -> Option<()> {
+/// Reads the colon-separated `text`'s groups into `groups` and counts them; its last part may be
+/// an IPv4 address if `ipv4_last`.
+fn read_groups(text: &str, ipv4_last: bool, groups: &mut [u16; 8]) -> Option<usize> {
+    let mut len = 0;
     let mut parts = text.split(':').peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
         if last && ipv4_last && part.contains('.') {
             let v4 = parse_ipv4(part)?;
-            groups.extend([(v4 >> 16) as u16, v4 as u16]);
+            *groups.get_mut(len)? = (v4 >> 16) as u16;
+            *groups.get_mut(len + 1)? = v4 as u16;
+            len += 2;
         } else {
             if part.len() > 4 {
                 return None;
             }
-            groups.push(number(part, 16)? as u16);
-        }
-        if groups.len() > 8 {
-            return None;
+            *groups.get_mut(len)? = number(part, 16)? as u16;
+            len += 1;
         }
     }
-    Some(())
+    Some(len)
 }
 
 /// `str::split_once` with a `&str` pattern links core's two-way substring search (2.5 KB).
@@ -112,13 +115,19 @@ pub fn write_ipv4(out: &mut String, bits: u32) {
     let _ = write!(out, "{a}.{b}.{c}.{d}");
 }
 
-/// RFC 5952's form, as `core::net` writes it: lowercase hex without leading zeros, the first
-/// longest run of two or more zero groups as `::`, and an IPv4-mapped address as `::ffff:a.b.c.d`.
+/// RFC 5952's form, as `core::net` writes it: [`write_ipv6_groups`], but an IPv4-mapped address
+/// as `::ffff:a.b.c.d`.
 pub fn write_ipv6(out: &mut String, bits: u128) {
     if bits >> 32 == 0xffff {
         out.push_str("::ffff:");
         return write_ipv4(out, bits as u32);
     }
+    write_ipv6_groups(out, bits);
+}
+
+/// Lowercase hex groups without leading zeros, the first longest run of two or more zero groups
+/// as `::`: the form URLs serialize a host in (WHATWG URL), which browsers send in `Origin`.
+pub fn write_ipv6_groups(out: &mut String, bits: u128) {
     let groups: [u16; 8] = std::array::from_fn(|i| (bits >> (112 - 16 * i)) as u16);
     let (mut zeros_at, mut zeros_len, mut run) = (0, 0, 0);
     for (i, &group) in groups.iter().enumerate() {
@@ -214,6 +223,9 @@ mod tests {
         assert_eq!(v6(0x0001_0002_0003_0004_0005_0006_0007_0008), "1:2:3:4:5:6:7:8");
         assert_eq!(v6(0x0001_0000_0003_0004_0005_0006_0007_0008), "1:0:3:4:5:6:7:8");
         assert_eq!(v6(0xffff_c000_0207), "::ffff:192.0.2.7");
+        let mut url_form = String::new();
+        write_ipv6_groups(&mut url_form, 0xffff_c000_0207);
+        assert_eq!(url_form, "::ffff:c000:207");
     }
 }
 
