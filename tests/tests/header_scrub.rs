@@ -377,6 +377,29 @@ fn cors_actual_requests_get_headers_only_for_allowed_origins() {
     assert!(!plain.has_header("access-control-allow-origin"));
 }
 
+/// Browsers send an origin in its serialized form: no default port, an IPv6 host in canonical
+/// form. A configured origin written otherwise still matches what they send.
+#[test]
+fn cors_origins_match_as_browsers_send_them() {
+    let gw = gateway(json!({"cors": {"allowed_origins": ["https://app.example:443", "HTTP://[2001:DB8:0::7]:80"]}}));
+    for origin in ["https://app.example", "http://[2001:db8::7]"] {
+        let allowed = gw.send(Request::get("/orders").header("Origin", origin));
+        assert_eq!(allowed.header_all("access-control-allow-origin"), vec![origin]);
+    }
+    for origin in [
+        "https://app.example:8443",
+        "http://[2001:db8::8]",
+        "https://[2001:db8::7]",
+    ] {
+        let refused = gw.send(Request::get("/orders").header("Origin", origin));
+        assert!(!refused.has_header("access-control-allow-origin"), "{origin}");
+    }
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.header_scrub.cors_origin_refused"),
+        Some(3)
+    );
+}
+
 #[test]
 fn counters_are_exported_to_prometheus_under_one_prefix() {
     let gw = gateway(json!({"request": {"reserved": ["x-user-id"]}}));

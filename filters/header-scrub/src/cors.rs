@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use shared::headers::split_list;
+use shared::ip;
 use shared::{ConfigError, FieldPath, HeaderName, Headers};
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +186,10 @@ impl Cors {
     }
 }
 
-/// Validates a configured origin and returns it lowercased.
+/// Validates a configured origin and returns it as browsers send it in `Origin` (the WHATWG URL
+/// serialization): lowercase, without the scheme's default port, and an IPv6 host in its
+/// canonical form. `https://App.example:443` or `http://[2001:DB8:0::7]` would otherwise never
+/// match a request.
 fn parse_origin(origin: &str) -> Result<String, String> {
     match origin {
         "*" => return Err("\"*\" is not an origin: set allow_any_origin instead".into()),
@@ -200,25 +204,68 @@ fn parse_origin(origin: &str) -> Result<String, String> {
         Some((host, port)) if !rest.starts_with('[') || host.ends_with(']') => (host, Some(port)),
         _ => (rest, None),
     };
-    let host_ok = match host.strip_prefix('[') {
-        // An IPv6 literal: an address in brackets, nothing else. Its characters only: a full
-        // parse would cost the module 3 KB of std's address parser for a config check.
-        Some(literal) => literal.strip_suffix(']').is_some_and(|address| {
-            address.contains(':') && address.bytes().all(|b| b.is_ascii_hexdigit() || b":.".contains(&b))
-        }),
+    let port = match port {
+        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => Some(port.parse::<u16>().map_err(|_| not_origin())?),
+        Some(_) => return Err(not_origin()),
+        None => None,
+    };
+    let host = match host.strip_prefix('[') {
+        // An IPv6 literal: an address in brackets, nothing else.
+        Some(literal) => {
+            let address = literal
+                .strip_suffix(']')
+                .and_then(ip::parse_ipv6)
+                .ok_or_else(not_origin)?;
+            let mut host = String::from("[");
+            ip::write_ipv6_groups(&mut host, address);
+            host.push(']');
+            host
+        }
         None => {
-            !host.is_empty()
+            let name_ok = !host.is_empty()
                 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
                 && !host.starts_with('.')
-                && !host.contains("..")
+                && !host.contains("..");
+            if !name_ok {
+                return Err(not_origin());
+            }
+            // A host whose last label is a number is an IPv4 address to a browser, which reads
+            // `0x7f.1` or `192.0.2.07` (octal) too, and sends it in dotted decimal.
+            if ends_in_a_number(host) && ip::parse_ipv4(host).is_none() {
+                return Err(format!(
+                    "{origin:?}: write an IPv4 host as four decimal numbers without leading zeros, as browsers send it"
+                ));
+            }
+            host.to_ascii_lowercase()
         }
     };
-    let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
-    if scheme_ok && host_ok && port_ok {
-        Ok(origin.to_ascii_lowercase())
-    } else {
-        Err(not_origin())
+    if !scheme_ok {
+        return Err(not_origin());
     }
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        "ftp" => Some(21),
+        _ => None,
+    };
+    Ok(match port.filter(|&port| Some(port) != default_port) {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// The WHATWG URL host parser's test for an IPv4 host: the last label (before one trailing dot)
+/// is decimal digits, or `0x` and hex digits.
+fn ends_in_a_number(host: &str) -> bool {
+    let mut labels = host.rsplit('.');
+    let last = match labels.next() {
+        Some("") => labels.next().unwrap_or_default(),
+        last => last.unwrap_or_default(),
+    };
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit()) || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit())))
 }
 
 #[cfg(test)]
@@ -262,5 +309,42 @@ mod tests {
             assert!(parse_origin(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_origin("HTTPS://A.example").unwrap(), "https://a.example");
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn origins_are_kept_as_browsers_send_them() {
+        for (configured, sent) in [
+            ("https://app.example:443", "https://app.example"),
+            ("http://app.example:80", "http://app.example"),
+            ("http://app.example:0080", "http://app.example"),
+            ("http://app.example:443", "http://app.example:443"),
+            ("https://app.example:8443", "https://app.example:8443"),
+            ("wss://app.example:443", "wss://app.example"),
+            ("HTTP://[2001:DB8:0::7]:80", "http://[2001:db8::7]"),
+            ("https://[2001:db8:0:0:1:0:0:1]", "https://[2001:db8::1:0:0:1]"),
+            ("http://[::ffff:192.0.2.7]:8080", "http://[::ffff:c000:207]:8080"),
+            ("http://192.0.2.7:3000", "http://192.0.2.7:3000"),
+            ("custom://app.example:443", "custom://app.example:443"),
+        ] {
+            assert_eq!(parse_origin(configured).as_deref(), Ok(sent), "{configured}");
+        }
+        for refused in [
+            "http://192.0.2.07",
+            "http://0x7f.1",
+            "http://1.2.3",
+            "http://256.0.0.1",
+            "http://[1::2::3]",
+        ] {
+            assert!(parse_origin(refused).is_err(), "{refused}");
+        }
+        assert!(
+            parse_origin("http://app.example.2fa").is_ok(),
+            "a last label that is not a number"
+        );
+        assert!(
+            parse_origin("http://192.0.2.7.").is_err(),
+            "a trailing dot: still an address"
+        );
+        assert!(parse_origin("http://0x.example").is_ok());
     }
 }
