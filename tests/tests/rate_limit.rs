@@ -177,6 +177,31 @@ fn a_limit_keyed_by_a_verified_claim_cannot_be_dodged_with_headers() {
     assert_eq!(stat(&gw, "over_limit_per_user"), dodges.len() as u64);
 }
 
+/// An upstream that honours `X-HTTP-Method-Override` runs a `POST` carrying one as the method it
+/// names: such a request counts against the `DELETE` limit of its route.
+#[test]
+fn a_method_override_cannot_dodge_a_limit_on_a_method() {
+    let deletes = json!({"name": "deletes", "routes": [{"prefix": "/orders", "methods": ["DELETE"]}],
+                         "descriptor": constant("deletes"),
+                         "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let gw = Gateway::start_with(|c| c.filter("rate_limit", json!({"limits": [deletes]})));
+    let post = |override_header: Option<&str>| {
+        let request = Request::post("/orders/7", "");
+        let request = match override_header {
+            Some(name) => request.header(name, "DELETE"),
+            None => request,
+        };
+        gw.send(request).status
+    };
+    assert_eq!(post(None), 200);
+    assert_eq!(post(None), 200, "a POST is not limited as a DELETE");
+    assert_eq!(post(Some("X-HTTP-Method-Override")), 200);
+    for name in ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"] {
+        assert_eq!(post(Some(name)), 429, "{name}");
+    }
+    assert_eq!(stat(&gw, "over_limit_deletes"), 3);
+}
+
 /// A claim that is not a string keys by its JSON text. One that holds a number with a fraction or
 /// an exponent keys nothing: the limit does not apply to its requests, as to a missing claim.
 #[test]

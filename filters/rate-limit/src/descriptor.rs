@@ -18,6 +18,10 @@ pub type Descriptor = Vec<(String, String)>;
 /// in normal form reads so (those start with `/`).
 pub const UNTRUSTED_PATH: &str = "(not in normal form)";
 
+/// The `method` value of every request with a method-override header: the upstream may run
+/// another method than the request's, and each value it could name would be a bucket of its own.
+pub const OVERRIDDEN_METHOD: &str = "(method overridden)";
+
 #[derive(Debug)]
 pub struct Limit {
     pub name: String,
@@ -128,13 +132,14 @@ impl Limit {
     }
 
     /// A path the routes cannot be trusted with ([`shared::route::path_refusal`]) could be any
-    /// route to the upstream: it counts against every route whose methods it has.
-    pub fn applies_to(&self, line: &RequestLine<'_>, untrusted_path: bool) -> bool {
+    /// route to the upstream, and a request with a method-override header any method: each counts
+    /// against every route it could be.
+    pub fn applies_to(&self, line: &RequestLine<'_>, doubt: Doubt) -> bool {
         self.routes.is_empty()
             || self
                 .routes
                 .iter()
-                .any(|route| route.matches(line) || (untrusted_path && route.fits_method(line.method)))
+                .any(|route| (doubt.path || route.fits_path(line)) && (doubt.method || route.fits_method(line.method)))
     }
 
     /// Every value is fixed: the limit has one key whatever the request.
@@ -213,6 +218,15 @@ impl Source {
     }
 }
 
+/// What of a request the limits cannot take at its word.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Doubt {
+    /// The path is not in normal form: another route to the upstream than it reads as.
+    pub path: bool,
+    /// A method-override header names a method the upstream may run instead of the request's.
+    pub method: bool,
+}
+
 /// What the descriptors of one request are built from; host properties and claims are read at
 /// most once, and only if a limit asks for them.
 pub struct RequestFacts<'a> {
@@ -277,6 +291,7 @@ impl<'a> RequestFacts<'a> {
                     .unwrap_or(path)
                     .to_owned()
             }
+            Source::Method if self.headers.has_method_override() => OVERRIDDEN_METHOD.to_owned(),
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,
             Source::Constant(value) => value.clone(),

@@ -23,7 +23,7 @@ mod tests;
 use std::rc::Rc;
 use std::time::Duration;
 
-use shared::route::RequestLine;
+use shared::route::{RequestLine, RouteMatch};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, GrpcOutcome, HeaderEdit, HeaderName, Headers, HttpFilter,
     MetricRegistry, Namespace, Realm, RootStep, Step,
@@ -32,7 +32,7 @@ use shared::{
 use bucket::Buckets;
 pub use config::Config;
 use config::{FailureMode, HeadersConfig};
-use descriptor::{Enforce, Limit, RequestFacts};
+use descriptor::{Doubt, Enforce, Limit, RequestFacts};
 use placement::PlacementKey;
 use quota::Quota;
 use rls::{Answer, Ask, Code};
@@ -87,6 +87,8 @@ pub struct RateLimit {
     /// Whether a limit's route reads the path: then a path not in normal form counts against
     /// every route-scoped limit.
     routes_read_paths: bool,
+    /// Whether a route of some limit lists methods (which method-override headers put in doubt).
+    routes_read_methods: bool,
     service: Option<Service>,
     headers: HeadersConfig,
     shadow: bool,
@@ -164,6 +166,10 @@ impl shared::FilterRoot for RateLimit {
         }
         Ok(Self {
             routes_read_paths: shared::route::any_reads_path(limits.iter().flat_map(|l| &l.limit.routes)),
+            routes_read_methods: limits
+                .iter()
+                .flat_map(|l| &l.limit.routes)
+                .any(RouteMatch::reads_method),
             limits,
             claims_read,
             service,
@@ -268,12 +274,15 @@ impl HttpFilter for RateLimitFilter {
             line
         };
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
-        let untrusted_path = root.routes_read_paths && facts.untrusted_path();
+        let doubt = Doubt {
+            path: root.routes_read_paths && facts.untrusted_path(),
+            method: root.routes_read_methods && headers.has_method_override(),
+        };
         let mut tally = Tally::default();
         let mut asks = Vec::new();
         for (index, compiled) in root.limits.iter().enumerate() {
             let limit = &compiled.limit;
-            if !limit.applies_to(facts.line(), untrusted_path) {
+            if !limit.applies_to(facts.line(), doubt) {
                 continue;
             }
             let Some((descriptor, from_fallback)) = limit.descriptor(&facts) else {

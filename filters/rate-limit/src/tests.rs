@@ -262,6 +262,86 @@ fn paths_not_in_normal_form_share_one_path_bucket() {
     assert_eq!(send("/orders"), 0, "another path in normal form");
 }
 
+/// Rails, Express's `method-override` and many Java stacks run the method that
+/// `X-HTTP-Method-Override` names: a `POST` with one could be a `DELETE` to the upstream, so it
+/// counts against every limit whose route its path fits, whatever the route's methods.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_method_override_counts_against_every_route_its_path_fits() {
+    let deletes = with(
+        local_limit(
+            "deletes",
+            1,
+            json!([{"key": "k", "source": {"type": "constant", "value": "deletes"}}]),
+        ),
+        json!({"routes": [{"prefix": "/orders", "methods": ["DELETE"]}]}),
+    );
+    let filter = configured(json!({"limits": [deletes]}));
+    let host = FakeHost::default();
+    let send = |method: &str, path: &str, header: Option<(&str, &str)>| {
+        let mut pairs = vec![(":method", method), (":path", path)];
+        pairs.extend(header);
+        status(
+            &filter
+                .filter()
+                .on_request_headers(&Headers::from_pairs(pairs), &host.ctx()),
+        )
+    };
+    assert_eq!(send("POST", "/orders/1", None), 0, "not the route's method");
+    assert_eq!(send("POST", "/orders/1", Some(("x-http-method-override", "DELETE"))), 0);
+    for header in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+        "x_http_method_override",
+    ] {
+        assert_eq!(send("POST", "/orders/1", Some((header, "DELETE"))), 429, "{header}");
+        assert_eq!(
+            send("GET", "/orders/2", Some((header, "PUT"))),
+            429,
+            "{header}: any value"
+        );
+    }
+    assert_eq!(send("DELETE", "/orders/1", None), 429);
+    assert_eq!(
+        send("POST", "/users/1", Some(("x-http-method-override", "DELETE"))),
+        0,
+        "another path"
+    );
+}
+
+/// Keyed on the method, each method an override could name would be a bucket of its own: every
+/// request with an override shares one instead.
+#[wasm_bindgen_test(unsupported = test)]
+fn overridden_methods_share_one_method_bucket() {
+    let per_method = local_limit(
+        "per_method",
+        1,
+        json!([{"key": "method", "source": {"type": "method"}}]),
+    );
+    let filter = configured(json!({"limits": [per_method]}));
+    let host = FakeHost::default();
+    let send = |method: &str, header: Option<(&str, &str)>| {
+        let mut pairs = vec![(":method", method), (":path", "/orders")];
+        pairs.extend(header);
+        status(
+            &filter
+                .filter()
+                .on_request_headers(&Headers::from_pairs(pairs), &host.ctx()),
+        )
+    };
+    assert_eq!(send("POST", None), 0);
+    assert_eq!(send("POST", None), 429);
+    assert_eq!(
+        send("POST", Some(("x-http-method-override", "DELETE"))),
+        0,
+        "the first override"
+    );
+    for value in ["PUT", "PATCH", "DELETE", "post"] {
+        assert_eq!(send("POST", Some(("x-http-method-override", value))), 429, "{value}");
+    }
+    assert_eq!(send("GET", None), 0, "another method, not overridden");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn headers_in_both_styles_on_refusals_and_on_allowed_responses() {
     let config = |style: &str| json!({"limits": [per_client(2)], "headers": {"style": style, "on_allowed": true}});

@@ -125,9 +125,11 @@ impl RouteMatch {
     }
 
     pub fn matches(&self, request: &RequestLine<'_>) -> bool {
-        if !self.fits_method(request.method) {
-            return false;
-        }
+        self.fits_method(request.method) && self.fits_path(request)
+    }
+
+    /// Whether the request's path matches, whatever its method.
+    pub fn fits_path(&self, request: &RequestLine<'_>) -> bool {
         let path = &*request.rule_path;
         match &self.path {
             PathMatch::Any => true,
