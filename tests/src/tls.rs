@@ -38,6 +38,13 @@ impl Client {
         let digest = ring::digest::digest(&ring::digest::SHA256, self.certificate().as_ref());
         crate::oauth::b64url_encode(digest.as_ref())
     }
+
+    /// The same SHA-256 in lowercase hex, as Envoy writes it in `x-forwarded-client-cert`'s
+    /// `Hash` and as `proxy_certificates` takes it.
+    pub fn sha256_hex(self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.certificate().as_ref());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 fn fixture(file: &str) -> PathBuf {

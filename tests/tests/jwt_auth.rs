@@ -401,6 +401,65 @@ fn a_certificate_bound_token_passes_only_with_its_client_certificate() {
     );
 }
 
+/// Behind a front proxy that terminates mutual TLS and forwards the client certificate's hash in
+/// `x-forwarded-client-cert` (Envoy keeps the header from an mTLS connection with
+/// `forward_client_cert_details: FORWARD_ONLY`): the hash counts only on the connection of a
+/// proxy whose certificate the config names. Here client one plays the proxy.
+#[test]
+fn a_certificate_bound_token_behind_a_trusted_proxy_passes_with_the_forwarded_certificate() {
+    let oauth = OAuthServer::start();
+    let config = json!({"providers": {"idp": remote_provider(&oauth)},
+                        "client_certificate": {"type": "forwarded",
+                                               "proxy_certificates": [Client::One.sha256_hex()]}});
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("jwt_auth", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .with_tls()
+            .hcm("forward_client_cert_details", json!("FORWARD_ONLY"))
+    });
+    wait_for_keys(&gw, 1);
+    let token = oauth.token(json!({"sub": "alice", "cnf": {"x5t#S256": Client::Two.thumbprint()}}));
+    let forwarding = |certificate: Client| {
+        bearer(&token).header(
+            "X-Forwarded-Client-Cert",
+            &format!(
+                "By=spiffe://front;Hash={};Subject=\"CN=client,O=Example\"",
+                certificate.sha256_hex()
+            ),
+        )
+    };
+    for attempt in ["verified", "from the cache"] {
+        let response = gw.send_tls(forwarding(Client::Two), Some(Client::One));
+        assert_eq!(response.status, 200, "{attempt}: {}", response.text());
+    }
+    let reached = gw.echo.requests().len();
+    for (request, connection, what) in [
+        (
+            forwarding(Client::One),
+            Some(Client::One),
+            "another forwarded certificate",
+        ),
+        (bearer(&token), Some(Client::One), "no forwarded certificate"),
+        (
+            forwarding(Client::Two),
+            Some(Client::Two),
+            "the client itself, not the proxy",
+        ),
+        (forwarding(Client::Two), None, "no client certificate"),
+    ] {
+        let response = gw.send_tls(request, connection);
+        assert_eq!(response.status, 401, "{what}");
+        assert_invalid_token(&response, &token);
+    }
+    assert_eq!(gw.echo.requests().len(), reached, "a copied token reached the upstream");
+    assert_eq!(
+        gw.envoy
+            .counter("wasmcustom.apisec.jwt_auth.denied_certificate_mismatch"),
+        4
+    );
+}
+
 #[test]
 fn tokens_from_query_and_cookie_can_be_stripped() {
     let oauth = OAuthServer::start();

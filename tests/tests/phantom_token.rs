@@ -401,6 +401,57 @@ fn a_certificate_bound_token_is_exchanged_only_with_its_client_certificate() {
     }
 }
 
+/// Behind a front proxy that terminates mutual TLS and forwards the client certificate's hash in
+/// `x-forwarded-client-cert`: the hash counts only on the connection of a proxy the config
+/// names. Here client one plays the proxy.
+#[test]
+fn a_certificate_bound_token_behind_a_trusted_proxy_is_exchanged_with_the_forwarded_certificate() {
+    let oauth = oauth();
+    let addr = oauth.addr();
+    let mode = answer_formats()[0].clone();
+    let forwarded = json!({"client_certificate": {"type": "forwarded",
+                                                  "proxy_certificates": [TlsClient::One.sha256_hex()]}});
+    let config = config(&oauth, mode, forwarded);
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+            .with_tls()
+            .hcm("forward_client_cert_details", json!("FORWARD_ONLY"))
+    });
+    gw.wait_until("the IdP's keys", || counter(&gw, "jwks_fetch_ok") >= 1);
+    let opaque = oauth.opaque_token(json!({"cnf": {"x5t#S256": TlsClient::Two.thumbprint()}}));
+    let forwarding = |certificate: TlsClient| {
+        bearer(&opaque).header(
+            "X-Forwarded-Client-Cert",
+            &format!("By=spiffe://front;Hash={}", certificate.sha256_hex()),
+        )
+    };
+    for attempt in ["introspected", "from the cache"] {
+        let response = gw.send_tls(forwarding(TlsClient::Two), Some(TlsClient::One));
+        assert_eq!(response.status, 200, "{attempt}: {}", response.text());
+    }
+    for (request, connection, what) in [
+        (
+            forwarding(TlsClient::One),
+            Some(TlsClient::One),
+            "another forwarded certificate",
+        ),
+        (bearer(&opaque), Some(TlsClient::One), "no forwarded certificate"),
+        (
+            forwarding(TlsClient::Two),
+            Some(TlsClient::Two),
+            "the client itself, not the proxy",
+        ),
+    ] {
+        let response = gw.send_tls(request, connection);
+        assert_eq!(response.status, 401, "{what}");
+        assert_denied(&response, 401, "invalid_token", &opaque);
+    }
+    assert_eq!(counter(&gw, "denied_certificate_mismatch"), 3);
+    assert_eq!(gw.echo.request_count(), 2, "a copied token reached the upstream");
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 1);
+}
+
 /// RFC 9449 section 7.2: a token bound to a key this gateway cannot check is refused in every
 /// answer format, never forwarded as a bearer token.
 #[test]

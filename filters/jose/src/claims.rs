@@ -2,7 +2,6 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use shared::ports::Properties;
 
 use crate::error::JwtError;
 use crate::jwt::Jwt;
@@ -112,12 +111,12 @@ impl Binding {
         }
     }
 
-    /// [`Binding::check`] against the client certificate of the request's connection, which is
-    /// read only for a token bound to one.
-    pub fn check_connection(&self, connection: &dyn Properties) -> Result<(), JwtError> {
+    /// [`Binding::check`] against the client certificate the request presented, which
+    /// `presented` reads only for a token bound to one (a bearer token costs no host call).
+    pub fn check_holder(&self, presented: impl FnOnce() -> Option<[u8; 32]>) -> Result<(), JwtError> {
         match self {
             Binding::Bearer => Ok(()),
-            bound => bound.check(connection.client_certificate_sha256().as_ref()),
+            bound => bound.check(presented().as_ref()),
         }
     }
 
@@ -542,41 +541,31 @@ mod tests {
     }
 
     /// A connection whose client certificate has this SHA-256 (`None`: none); it counts its reads.
-    struct Connection(Option<[u8; 32]>, std::cell::Cell<u32>);
-
-    impl Properties for Connection {
-        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-            self.1.set(self.1.get() + 1);
-            assert_eq!(path, ["connection", "sha256_peer_certificate_digest"]);
-            self.0.map(|digest| {
-                digest
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-                    .into_bytes()
-            })
-        }
-
-        fn filter_state(&self, _key: &str) -> Option<Vec<u8>> {
-            None
-        }
-    }
-
     #[wasm_bindgen_test(unsupported = test)]
-    fn the_connection_is_asked_for_its_certificate_only_for_a_bound_token() {
-        let holder = Connection(Some([1; 32]), Default::default());
-        assert_eq!(Binding::Bearer.check_connection(&holder), Ok(()));
-        assert_eq!(holder.1.get(), 0, "a bearer token costs no host call");
-        assert_eq!(Binding::Certificate([1; 32]).check_connection(&holder), Ok(()));
+    fn the_certificate_is_read_only_for_a_bound_token() {
+        let reads = std::cell::Cell::new(0);
+        let presenting = |certificate: Option<[u8; 32]>| {
+            let reads = &reads;
+            move || {
+                reads.set(reads.get() + 1);
+                certificate
+            }
+        };
+        assert_eq!(Binding::Bearer.check_holder(presenting(Some([1; 32]))), Ok(()));
+        assert_eq!(reads.get(), 0, "a bearer token costs no host call");
         assert_eq!(
-            Binding::Certificate([2; 32]).check_connection(&holder),
+            Binding::Certificate([1; 32]).check_holder(presenting(Some([1; 32]))),
+            Ok(())
+        );
+        assert_eq!(
+            Binding::Certificate([2; 32]).check_holder(presenting(Some([1; 32]))),
             Err(JwtError::CertificateMismatch)
         );
-        let anonymous = Connection(None, Default::default());
         assert_eq!(
-            Binding::Certificate([1; 32]).check_connection(&anonymous),
+            Binding::Certificate([1; 32]).check_holder(presenting(None)),
             Err(JwtError::CertificateMismatch)
         );
+        assert_eq!(reads.get(), 3);
         assert_eq!(Binding::Certificate([1; 32]).certificate(), Some([1; 32]));
         assert_eq!(Binding::Bearer.certificate(), None);
     }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use jose::JwksConfig;
+use shared::certificate::ClientCertificateConfig;
 use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
@@ -39,6 +40,10 @@ pub struct Config {
     /// the like) while a rule reads methods.
     #[serde(default)]
     pub method_override_headers: MethodOverride,
+    /// Where the client certificate a token may be bound to (RFC 8705) is read from: the TLS
+    /// connection, or `x-forwarded-client-cert` from a trusted front proxy.
+    #[serde(default)]
+    pub client_certificate: ClientCertificateConfig,
 }
 
 fn yes() -> bool {

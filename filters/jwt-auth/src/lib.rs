@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use shared::certificate::ClientCertificate;
 use shared::route::{path_refusal, RequestLine, RouteMatch};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
@@ -116,6 +117,7 @@ pub struct JwtAuth {
     /// Whether a request with a method-override header is refused: a rule reads methods, and the
     /// config does not say the headers are harmless.
     refuse_method_override: bool,
+    client_certificate: ClientCertificate,
     default: Requirement,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
@@ -199,6 +201,10 @@ impl JwtAuth {
                 .method_override_headers
                 .refuses(rules.iter().map(|(route, _)| route)),
             rules,
+            client_certificate: ClientCertificate::compile(
+                &config.client_certificate,
+                &root.field("client_certificate"),
+            )?,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
             host_crypto: config.host_crypto,
@@ -231,6 +237,7 @@ impl shared::FilterRoot for JwtAuth {
         Auth {
             root: Rc::clone(root),
             saved: None,
+            forwarded_certificate: None,
             leading: None,
             waiting: None,
             refetched: Vec::new(),
@@ -279,6 +286,9 @@ pub struct Auth {
     root: Rc<JwtAuth>,
     /// The request headers, kept while the request waits for keys.
     saved: Option<Headers>,
+    /// The request's `x-forwarded-client-cert`, when the config reads the client certificate
+    /// from it.
+    forwarded_certificate: Option<Vec<u8>>,
     /// The provider whose keys this request is refetching, and the fetch in flight.
     leading: Option<(usize, Fetch)>,
     /// The provider whose fetch this request waits on.
@@ -361,6 +371,9 @@ impl Auth {
 
     fn evaluate(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
+        if root.client_certificate.reads_forwarded_header() {
+            self.forwarded_certificate = shared::certificate::forwarded_header(headers);
+        }
         // Whatever happens next, a client's copies of the headers this filter sets are gone.
         let mut step = Step::proceed().remove_present(headers, &root.output_headers);
         let Some(line) = RequestLine::of(headers) else {
@@ -484,10 +497,12 @@ impl Auth {
         let verified = self.verify(p, token, ctx, step)?;
         // RFC 8705 section 3: a token bound to a client certificate, only on a connection that
         // presented it.
-        verified
-            .binding
-            .check_connection(ctx.properties)
-            .map_err(Rejection::Invalid)?;
+        let presented = || {
+            self.root
+                .client_certificate
+                .presented(ctx.properties, self.forwarded_certificate.as_deref())
+        };
+        verified.binding.check_holder(presented).map_err(Rejection::Invalid)?;
         Ok(verified)
     }
 

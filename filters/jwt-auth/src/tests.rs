@@ -989,6 +989,60 @@ fn a_certificate_bound_token_is_good_only_with_its_certificate() {
     assert_allowed(&config, &run(&config, &holder, &get(&hs256(&claims()))));
 }
 
+/// Behind a front proxy that terminates mutual TLS, the holder's certificate is the one the
+/// proxy forwards in `x-forwarded-client-cert`, read only from the proxy's own connection.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_certificate_bound_token_behind_a_trusted_proxy_is_checked_against_the_forwarded_hash() {
+    let proxy = [0x77; 32];
+    let hex = |bytes: &[u8; 32]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let config = configured(&with(
+        hmac_config(),
+        json!({"client_certificate": {"type": "forwarded", "proxy_certificates": [hex(&proxy)]}}),
+    ));
+    let thumbprint = [0x5a; 32];
+    let cnf = json!({"x5t#S256": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumbprint)});
+    let token = hs256(&with(claims(), json!({ "cnf": cnf })));
+    let forwarding = |certificate: &[u8; 32]| {
+        request(
+            "GET",
+            "/orders",
+            &[
+                ("authorization", &bearer(&token)),
+                (
+                    "x-forwarded-client-cert",
+                    &format!("By=spiffe://gw;Hash={}", hex(certificate)),
+                ),
+            ],
+        )
+    };
+    let from_proxy = with_client_certificate(&proxy);
+    assert_allowed(&config, &run(&config, &from_proxy, &forwarding(&thumbprint)));
+    assert_allowed(&config, &run(&config, &from_proxy, &forwarding(&thumbprint)));
+    for (host, headers, what) in [
+        (
+            with_client_certificate(&proxy),
+            forwarding(&[0x5b; 32]),
+            "another forwarded certificate",
+        ),
+        (with_client_certificate(&proxy), get(&token), "no forwarded certificate"),
+        (
+            with_client_certificate(&thumbprint),
+            forwarding(&thumbprint),
+            "not from the proxy",
+        ),
+        (FakeHost::default(), forwarding(&thumbprint), "no TLS at all"),
+    ] {
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.local_reply().map(|reply| reply.status), Some(401), "{what}");
+        assert_invalid_token(&config, &step, "certificate_mismatch");
+    }
+    let error = config_error(&with(
+        hmac_config(),
+        json!({"client_certificate": {"type": "forwarded", "proxy_certificates": ["00"]}}),
+    ));
+    assert_eq!(error.path, "client_certificate.proxy_certificates[0]");
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn an_oversized_token_is_refused_before_anything_else() {
     let mut config = hmac_config();

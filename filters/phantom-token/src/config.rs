@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use jose::JwksConfig;
+use shared::certificate::ClientCertificateConfig;
 use shared::route::RouteMatchConfig;
 use shared::{HeaderName, Realm};
 
@@ -32,6 +33,10 @@ pub struct Config {
     /// Longest opaque token accepted, in bytes.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Where the client certificate a token may be bound to (RFC 8705) is read from: the TLS
+    /// connection, or `x-forwarded-client-cert` from a trusted front proxy.
+    #[serde(default)]
+    pub client_certificate: ClientCertificateConfig,
 }
 
 fn yes() -> bool {

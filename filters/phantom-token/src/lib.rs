@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use jose::keys::{Fetch, FetchCounters, Refetch, Refetched, RemoteKeys, Ticket};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
+use shared::certificate::ClientCertificate;
 use shared::route::{path_refusal, RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
 use shared::{
@@ -164,6 +165,7 @@ pub struct PhantomToken {
     token_optional_reads_paths: bool,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
+    client_certificate: ClientCertificate,
     /// Prefix of the wait signals: unique to this plugin's config.
     signal_prefix: String,
     flights: RefCell<HashMap<[u8; 32], Flight>>,
@@ -285,6 +287,10 @@ impl PhantomToken {
             token_optional,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
+            client_certificate: ClientCertificate::compile(
+                &config.client_certificate,
+                &root.field("client_certificate"),
+            )?,
             signal_prefix: prefix,
             flights: RefCell::new(HashMap::new()),
             counters: Counters::register(metrics),
@@ -346,6 +352,7 @@ impl shared::FilterRoot for PhantomToken {
             refetching_keys: None,
             waiting_for_keys: None,
             unverified: None,
+            forwarded_certificate: None,
         }
     }
 
@@ -402,6 +409,9 @@ pub struct Exchange {
     waiting_for_keys: Option<Ticket>,
     /// An answer waiting for the keys that verify it.
     unverified: Option<Reply>,
+    /// The request's `x-forwarded-client-cert`, when the config reads the client certificate
+    /// from it.
+    forwarded_certificate: Option<Vec<u8>>,
 }
 
 impl HttpFilter for Exchange {
@@ -422,6 +432,9 @@ impl HttpFilter for Exchange {
 
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
         let root = Rc::clone(&self.root);
+        if root.client_certificate.reads_forwarded_header() {
+            self.forwarded_certificate = shared::certificate::forwarded_header(headers);
+        }
         let mut step = Step::proceed();
         if let UpstreamHeader::Response(name) = &root.upstream_header {
             step = step.edit(HeaderEdit::Remove(name.clone()));
@@ -751,7 +764,11 @@ impl Exchange {
                 claims,
                 binding,
             } => {
-                if let Err(refusal) = binding.check_connection(ctx.properties) {
+                let presented = || {
+                    root.client_certificate
+                        .presented(ctx.properties, self.forwarded_certificate.as_deref())
+                };
+                if let Err(refusal) = binding.check_holder(presented) {
                     return self.deny(step, Deny::InvalidToken(refusal.description()), refusal.reason());
                 }
                 let step = match &root.upstream_header {

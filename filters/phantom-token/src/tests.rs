@@ -1516,3 +1516,48 @@ fn a_certificate_bound_token_goes_upstream_only_from_its_certificates_connection
         vec!["denied_sender_constrained", "introspection_active"]
     );
 }
+
+/// Behind a front proxy that terminates mutual TLS, the holder's certificate is the one the
+/// proxy forwards in `x-forwarded-client-cert`, read only from the proxy's own connection; a
+/// request that waited for the introspection is checked against its own header.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_certificate_bound_token_behind_a_trusted_proxy_is_checked_against_the_forwarded_hash() {
+    let (thumbprint, other, proxy) = ([0xc5; 32], [0xc6; 32], [0x77; 32]);
+    let hex = |bytes: &[u8; 32]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let config = with(
+        jwt_mode(),
+        json!({"client_certificate": {"type": "forwarded", "proxy_certificates": [hex(&proxy)]}}),
+    );
+    let bound_jwt = jwt(json!({ "cnf": {"x5t#S256": b64(&thumbprint)} }));
+    let forwarding = |certificate: &[u8; 32]| {
+        request(&[
+            ("authorization", &format!("Bearer {OPAQUE}")),
+            (
+                "x-forwarded-client-cert",
+                &format!("By=spiffe://gw;Hash={}", hex(certificate)),
+            ),
+        ])
+    };
+    let mut gw = Gateway::new(&config);
+    present_certificate(&mut gw.host, Some(proxy));
+    let (mut exchange, step) = gw.start(&forwarding(&thumbprint));
+    assert_eq!(step.action, Action::Pause, "introspects");
+    let step = exchange.on_call_response(ok(&bound_jwt), &gw.host.ctx());
+    assert_eq!(status(&step), None, "{:?}", step.local_reply());
+    let (_, again) = gw.start(&forwarding(&thumbprint));
+    assert_eq!(gw.names(&again), vec!["cache_hit", "allowed"]);
+    for (presented, headers, what) in [
+        (Some(proxy), forwarding(&other), "another forwarded certificate"),
+        (Some(proxy), bearer(OPAQUE), "no forwarded certificate"),
+        (Some(thumbprint), forwarding(&thumbprint), "not from the proxy"),
+        (None, forwarding(&thumbprint), "no TLS at all"),
+    ] {
+        present_certificate(&mut gw.host, presented);
+        let (_, refused) = gw.start(&headers);
+        assert_eq!(
+            gw.names(&refused),
+            vec!["cache_hit", "denied_certificate_mismatch"],
+            "{what}"
+        );
+    }
+}

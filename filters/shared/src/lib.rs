@@ -4,6 +4,7 @@
 //! ([`Step`]). The only code that talks to a proxy-wasm host lives in [`proxy`], compiled only for
 //! `wasm32-wasip1`; a filter crate exports itself with [`export_filter!`].
 
+pub mod certificate;
 pub mod chain;
 pub mod config;
 pub mod deny;

@@ -30,17 +30,7 @@ pub trait Properties {
     /// `connection.sha256_peer_certificate_digest` (lowercase hex); `None` without TLS, without a
     /// certificate, or if the host says anything else.
     fn client_certificate_sha256(&self) -> Option<[u8; 32]> {
-        let hex = self.property(&["connection", "sha256_peer_certificate_digest"])?;
-        let digit = |d: u8| char::from(d).to_digit(16);
-        let mut digest = [0u8; 32];
-        if hex.len() != 2 * digest.len() {
-            return None;
-        }
-        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
-            let (high, low) = (digit(*pair.first()?)?, digit(*pair.get(1)?)?);
-            *byte = u8::try_from(high << 4 | low).ok()?;
-        }
-        Some(digest)
+        crate::certificate::sha256_from_hex(&self.property(&["connection", "sha256_peer_certificate_digest"])?)
     }
 }
 
