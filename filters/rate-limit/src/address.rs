@@ -51,23 +51,30 @@ impl Grouping {
 
     fn ipv4(&self, address: u32) -> String {
         let mut text = String::new();
-        let mask = u32::MAX.checked_shl(32 - self.ipv4_prefix).unwrap_or(0);
-        ip::write_ipv4(&mut text, address & mask);
-        if self.ipv4_prefix < 32 {
-            text.push_str(&format!("/{}", self.ipv4_prefix));
-        }
-        text
+        ip::write_ipv4(
+            &mut text,
+            address & u32::MAX.checked_shl(32 - self.ipv4_prefix).unwrap_or(0),
+        );
+        network(text, self.ipv4_prefix, 32)
     }
 
     fn ipv6(&self, address: u128) -> String {
         let mut text = String::new();
-        let mask = u128::MAX.checked_shl(128 - self.ipv6_prefix).unwrap_or(0);
-        ip::write_ipv6(&mut text, address & mask);
-        if self.ipv6_prefix < 128 {
-            text.push_str(&format!("/{}", self.ipv6_prefix));
-        }
-        text
+        ip::write_ipv6(
+            &mut text,
+            address & u128::MAX.checked_shl(128 - self.ipv6_prefix).unwrap_or(0),
+        );
+        network(text, self.ipv6_prefix, 128)
     }
+}
+
+/// The masked `address` as a network (`192.0.2.0/24`), or as itself when `prefix` is all of it.
+fn network(mut address: String, prefix: u32, bits: u32) -> String {
+    if prefix < bits {
+        address.push('/');
+        address.push_str(&prefix.to_string());
+    }
+    address
 }
 
 /// The IPv4 address an IPv4-mapped address (`::ffff:192.0.2.7`) carries.
