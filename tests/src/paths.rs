@@ -32,11 +32,19 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
-/// Where the shipped modules are: `$WASM_DIR` if set, else `<root>/target/wasm` (`make build`
-/// writes them there, optimized, from cargo's output).
+/// Where the shipped modules are: `$WASM_DIR` if set (a relative path from the workspace root,
+/// where `make` and the bench run, whatever the directory `cargo test` runs a test in), else
+/// `<root>/target/wasm` (`make build` writes them there, optimized, from cargo's output).
+///
+/// # Panics
+/// If `$WASM_DIR` is not a directory: Envoy would otherwise fail to start with no word of why.
 pub fn wasm_dir() -> PathBuf {
     match std::env::var_os("WASM_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
+        Some(d) if !d.is_empty() => {
+            let dir = workspace_root().join(d);
+            assert!(dir.is_dir(), "WASM_DIR={} is not a directory", dir.display());
+            dir
+        }
         _ => workspace_root().join("target").join("wasm"),
     }
 }
