@@ -16,14 +16,16 @@
 mod parse;
 mod program;
 
+use std::cell::RefCell;
 use std::fmt;
 
-use program::State;
+use program::{Scratch, State};
 
 /// A compiled pattern that must match the whole of a text.
 #[derive(Debug)]
 pub struct Regex {
     states: Vec<State>,
+    scratch: RefCell<Scratch>,
 }
 
 /// Why a pattern was refused, and where (a byte offset into it).
@@ -46,11 +48,15 @@ impl Regex {
         let tree = parse::parse(pattern, case_insensitive)?;
         Ok(Self {
             states: program::compile(&tree)?,
+            scratch: RefCell::default(),
         })
     }
 
     pub fn is_match(&self, text: &str) -> bool {
-        program::matches_whole(&self.states, text)
+        match self.scratch.try_borrow_mut() {
+            Ok(mut scratch) => program::matches_whole(&self.states, text, &mut scratch),
+            Err(_) => program::matches_whole(&self.states, text, &mut Scratch::default()),
+        }
     }
 }
 

@@ -116,17 +116,27 @@ impl Compiler {
     }
 }
 
+/// The state sets and stack of a match, which a regex keeps between matches: a header-name rule
+/// runs on every header of every request, and would otherwise allocate five times each time.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    current: StateSet,
+    next: StateSet,
+    stack: Vec<usize>,
+}
+
 /// Whether the program matches the whole of `text`.
-pub(super) fn matches_whole(states: &[State], text: &str) -> bool {
-    let mut current = StateSet::new(states.len());
-    let mut next = StateSet::new(states.len());
-    let mut stack = Vec::new();
+pub(super) fn matches_whole(states: &[State], text: &str, scratch: &mut Scratch) -> bool {
+    let Scratch { current, next, stack } = scratch;
+    current.reset(states.len());
+    next.reset(states.len());
+    stack.clear();
     let mut chars = text.chars();
     let mut at = Position {
         before: None,
         after: chars.clone().next(),
     };
-    current.follow(states, 0, at, &mut stack);
+    current.follow(states, 0, at, stack);
     while let Some(c) = chars.next() {
         if current.is_empty() {
             return false;
@@ -138,11 +148,11 @@ pub(super) fn matches_whole(states: &[State], text: &str) -> bool {
         for &id in &current.dense {
             if let Some(State::Class(ranges)) = states.get(id) {
                 if contains(ranges, c) {
-                    next.follow(states, id + 1, at, &mut stack);
+                    next.follow(states, id + 1, at, stack);
                 }
             }
         }
-        std::mem::swap(&mut current, &mut next);
+        std::mem::swap(current, next);
         next.clear();
     }
     current
@@ -180,17 +190,17 @@ fn contains(ranges: &[(u32, u32)], c: char) -> bool {
 }
 
 /// The states a thread is in: insertion-ordered, each once, cleared in constant time.
+#[derive(Debug, Default)]
 struct StateSet {
     dense: Vec<usize>,
     seen: Vec<bool>,
 }
 
 impl StateSet {
-    fn new(capacity: usize) -> Self {
-        Self {
-            dense: Vec::with_capacity(capacity),
-            seen: vec![false; capacity],
-        }
+    /// Empty, for a program of `states` states.
+    fn reset(&mut self, states: usize) {
+        self.clear();
+        self.seen.resize(states, false);
     }
 
     fn is_empty(&self) -> bool {
