@@ -35,15 +35,17 @@ impl Client {
     /// The certificate's SHA-256 thumbprint as `cnf.x5t#S256` carries it (RFC 8705 section 3.1):
     /// base64url, no padding, of the DER certificate's SHA-256.
     pub fn thumbprint(self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.certificate().as_ref());
-        crate::oauth::b64url_encode(digest.as_ref())
+        crate::oauth::b64url_encode(self.sha256().as_ref())
     }
 
     /// The same SHA-256 in lowercase hex, as Envoy writes it in `x-forwarded-client-cert`'s
     /// `Hash` and as `proxy_certificates` takes it.
     pub fn sha256_hex(self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.certificate().as_ref());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        self.sha256().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn sha256(self) -> ring::digest::Digest {
+        ring::digest::digest(&ring::digest::SHA256, self.certificate().as_ref())
     }
 }
 

@@ -239,6 +239,9 @@ pub struct RequestFacts<'a> {
     /// Why the path is not in normal form, if it is not: read once, by route matches and `path`
     /// sources alike.
     path_refusal: OnceCell<Option<&'static str>>,
+    /// Whether a method-override header is present: read once, by route matches and `method`
+    /// sources alike.
+    method_overridden: OnceCell<bool>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -250,11 +253,20 @@ impl<'a> RequestFacts<'a> {
             claims_read,
             claims: OnceCell::new(),
             path_refusal: OnceCell::new(),
+            method_overridden: OnceCell::new(),
         }
     }
 
     pub fn line(&self) -> &RequestLine<'a> {
         &self.line
+    }
+
+    /// Whether the request carries a method-override header: the upstream may run another
+    /// method than its own.
+    pub fn method_overridden(&self) -> bool {
+        *self
+            .method_overridden
+            .get_or_init(|| self.headers.has_method_override())
     }
 
     /// Whether the path is not in normal form ([`shared::route::path_refusal`]): another route to
@@ -291,7 +303,7 @@ impl<'a> RequestFacts<'a> {
                     .unwrap_or(path)
                     .to_owned()
             }
-            Source::Method if self.headers.has_method_override() => OVERRIDDEN_METHOD.to_owned(),
+            Source::Method if self.method_overridden() => OVERRIDDEN_METHOD.to_owned(),
             Source::Method => self.line.method.to_owned(),
             Source::Route => self.property(&["xds", "route_name"])?,
             Source::Constant(value) => value.clone(),

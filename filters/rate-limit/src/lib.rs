@@ -276,7 +276,7 @@ impl HttpFilter for RateLimitFilter {
         let facts = RequestFacts::new(headers, line, ctx, &root.claims_read);
         let doubt = Doubt {
             path: root.routes_read_paths && facts.untrusted_path(),
-            method: root.routes_read_methods && headers.has_method_override(),
+            method: root.routes_read_methods && facts.method_overridden(),
         };
         let mut tally = Tally::default();
         let mut asks = Vec::new();
