@@ -46,7 +46,7 @@ fn integer_bounds(schema: &mut schemars::Schema) {
     schema.insert("maximum".to_owned(), json!(maximum));
 }
 
-fn parses<T: serde::de::DeserializeOwned>(config: &Value) -> Result<(), String> {
+fn parses<T: shared::config::FromConfig>(config: &Value) -> Result<(), String> {
     shared::config::parse::<T>(config.to_string().as_bytes())
         .map(drop)
         .map_err(|e| e.to_string())

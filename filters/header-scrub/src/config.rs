@@ -1,6 +1,7 @@
 //! The filter's JSON config, and its compiled form.
 
 use serde::Deserialize;
+use shared::config::FromConfig;
 
 use shared::{ConfigError, FieldPath, HeaderName, MetricRegistry};
 
@@ -9,7 +10,7 @@ use crate::matcher::{NameMatcher, NameRules};
 use crate::security::{SecurityHeaders, SecurityHeadersConfig};
 use crate::Counters;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -20,7 +21,7 @@ pub struct Config {
     pub cors: Option<CorsConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
@@ -39,7 +40,7 @@ pub struct RequestConfig {
     pub reserved: Vec<HeaderName>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct ResponseConfig {
@@ -59,7 +60,7 @@ pub struct ResponseConfig {
 }
 
 /// Request headers no client needs to send through the gateway.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStripPreset {
@@ -72,7 +73,7 @@ pub enum RequestStripPreset {
 }
 
 /// Response headers that tell an attacker what runs behind the gateway.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum StripPreset {

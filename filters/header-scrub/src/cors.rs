@@ -1,12 +1,13 @@
 //! CORS: which cross-origin requests may read responses, and the answer to preflights.
 
 use serde::Deserialize;
+use shared::config::FromConfig;
 
 use shared::headers::split_list;
 use shared::ip;
 use shared::{ConfigError, FieldPath, HeaderName, Headers};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {

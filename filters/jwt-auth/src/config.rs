@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use shared::config::FromConfig;
 
 use jose::JwksConfig;
 use shared::certificate::ClientCertificateConfig;
@@ -10,7 +11,7 @@ use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -58,7 +59,7 @@ fn default_max_token_bytes() -> usize {
     16 * 1024
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -104,7 +105,7 @@ fn default_sources() -> Vec<SourceConfig> {
     vec![SourceConfig::bearer()]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeaderConfig {
@@ -112,7 +113,7 @@ pub struct ClaimHeaderConfig {
     pub header: HeaderName,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -121,7 +122,7 @@ pub struct RuleConfig {
     pub requires: RequirementConfig,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:RequirementConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "RequirementConfig", tag = "type"))]

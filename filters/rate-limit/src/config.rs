@@ -1,11 +1,12 @@
 //! The filter's JSON config.
 
 use serde::Deserialize;
+use shared::config::FromConfig;
 
 use shared::route::RouteMatchConfig;
 use shared::HeaderName;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -32,7 +33,7 @@ fn default_max_keys() -> u32 {
     16_384
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
@@ -53,7 +54,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EntryConfig {
@@ -64,7 +65,7 @@ pub struct EntryConfig {
     pub fallback: Option<SourceConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:SourceConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "SourceConfig", tag = "type"))]
@@ -99,7 +100,7 @@ pub enum SourceConfig {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:EnforceConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "EnforceConfig", tag = "type"))]
@@ -115,7 +116,7 @@ pub enum EnforceConfig {
     Service {},
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
@@ -136,7 +137,7 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -163,7 +164,7 @@ fn default_timeout_ms() -> u64 {
     200
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:TransportConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "TransportConfig", tag = "type"))]
@@ -181,7 +182,7 @@ fn default_json_path() -> String {
     "/json".to_owned()
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
@@ -190,7 +191,7 @@ pub enum FailureMode {
     Allow,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
@@ -201,7 +202,7 @@ pub struct HeadersConfig {
     pub on_allowed: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum HeaderStyle {

@@ -3,6 +3,7 @@
 //! certificate's hash in `x-forwarded-client-cert`, trusted only from that proxy's own
 //! connection.
 
+use crate::config::FromConfig;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath};
@@ -12,7 +13,7 @@ use crate::ports::Properties;
 /// The header in which Envoy (and other proxies) forward a client certificate's details.
 pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     rename = "tagged:ClientCertificateConfig",

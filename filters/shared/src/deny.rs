@@ -166,6 +166,12 @@ impl<'de> Deserialize<'de> for Realm {
     }
 }
 
+impl crate::config::FromConfig for Realm {
+    fn from_config(at: crate::config::At<'_, '_>) -> Result<Self, crate::config::Error> {
+        Realm::new(at.str("a string")?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

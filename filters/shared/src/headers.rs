@@ -102,6 +102,12 @@ impl<'de> Deserialize<'de> for HeaderName {
     }
 }
 
+impl crate::config::FromConfig for HeaderName {
+    fn from_config(at: crate::config::At<'_, '_>) -> Result<Self, crate::config::Error> {
+        HeaderName::new(at.str("a string")?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for HeaderName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)

@@ -4,6 +4,9 @@
 //! ([`Step`]). The only code that talks to a proxy-wasm host lives in [`proxy`], compiled only for
 //! `wasm32-wasip1`; a filter crate exports itself with [`export_filter!`].
 
+// The derived config readers name `::shared::config`, here too.
+extern crate self as shared;
+
 pub mod certificate;
 pub mod chain;
 pub mod config;

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::config::FromConfig;
 use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath};
@@ -15,7 +16,7 @@ use crate::regex::Regex;
 
 /// A route match as written in config. Exactly one of `exact`, `prefix`, `regex`; no path at all
 /// matches every path.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RouteMatchConfig {
@@ -294,7 +295,7 @@ pub fn any_reads_path<'r>(routes: impl IntoIterator<Item = &'r RouteMatch>) -> b
 /// header (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`): `POST` with
 /// `X-HTTP-Method-Override: DELETE` is a `DELETE` to Rails, Express's `method-override` and many
 /// Java stacks, so the rules would judge one method and the upstream run another.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum MethodOverride {

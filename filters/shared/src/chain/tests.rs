@@ -29,7 +29,7 @@ struct Third {
     responses: bool,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, crate::config::FromConfig)]
 #[serde(deny_unknown_fields)]
 struct ThirdConfig {
     #[serde(default)]
