@@ -1,7 +1,7 @@
 //! Config parsing with errors that name the field.
 //!
-//! Every filter parses its JSON with [`parse`] (serde, `deny_unknown_fields`), then compiles and
-//! validates it once; anything wrong becomes a [`ConfigError`] whose path points at the field, e.g.
+//! Every filter parses its JSON with [`parse`] into its config types, which derive [`FromConfig`]
+//! (unknown fields refused), then compiles and validates it once; anything wrong becomes a [`ConfigError`] whose path points at the field, e.g.
 //! `cors.allowed_origins[1]: "https://a.example/" is not an origin`. The adapter logs it and
 //! refuses the plugin, so the host will not serve traffic with a config it did not understand.
 
@@ -197,6 +197,22 @@ mod tests {
             err.to_string(),
             "items[0].name: invalid type: integer `3`, expected a string"
         );
+    }
+
+    /// A syntax error is reported where the text broke, before any field is read.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn syntax_errors_come_first_where_the_text_broke() {
+        let error = |raw: &str| parse::<Outer>(raw.as_bytes()).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"{"items": [{"name": "a", "#),
+            "items[0].?: EOF while parsing a value"
+        );
+        assert_eq!(
+            error(r#"{"items": [{"name": 1}, {"name": }]}"#),
+            "items[1].name: expected value"
+        );
+        assert_eq!(error(r#"{"items" [] }"#), "(root): expected `:`");
+        assert_eq!(error(r#"{"items": [1 2]}"#), "items: expected `,` or `]`");
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -4,7 +4,7 @@
 //! Why a tree, and not serde's deserializers over the text? Code size. serde's derived visitors
 //! and the deserializer they drive are compiled once per config type, and with the field path
 //! tracked on the way (what `serde_path_to_error` does) every visitor is wrapped again: in a
-//! filter module that machinery came to 34 to 72 KB, a fifth of the module. Here the text is
+//! filter module that machinery came to 34 to 73 KB, a fifth of the module. Here the text is
 //! parsed once into a [`Node`] tree, and the config types read the tree through [`At`] with the
 //! small, mostly non-generic readers of `super::read`.
 //!
@@ -128,10 +128,10 @@ impl fmt::Display for Spelled<'_> {
 
 /// A JSON value, as far as the text could be read.
 pub enum Node {
-    /// The text broke here (a syntax error, or its end): reading this value gives that error.
+    /// The text broke here (a syntax error, or its end).
     Broken,
     /// Only as an object member's value: the text broke after the key, before the value began
-    /// (e.g. no `:`). Reading it gives the error at the object's path, not the member's.
+    /// (e.g. no `:`), so the error is at the object's path, not the member's.
     Unreached,
     Null,
     Bool(bool),
