@@ -22,7 +22,8 @@ struct Filter {
     name: &'static str,
     dir: &'static str,
     schema: fn() -> schemars::Schema,
-    /// Whether the filter's own parser (serde, as the filter runs it) accepts a config.
+    /// Whether the filter's own parser (`shared::config::parse`, as the filter runs it) accepts a
+    /// config.
     parses: fn(&Value) -> Result<(), String>,
 }
 

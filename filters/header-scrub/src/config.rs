@@ -1,6 +1,5 @@
 //! The filter's JSON config, and its compiled form.
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use shared::{ConfigError, FieldPath, HeaderName, MetricRegistry};
@@ -10,7 +9,7 @@ use crate::matcher::{NameMatcher, NameRules};
 use crate::security::{SecurityHeaders, SecurityHeadersConfig};
 use crate::Counters;
 
-#[derive(Debug, Default, Deserialize, FromConfig)]
+#[derive(Debug, Default, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -21,7 +20,7 @@ pub struct Config {
     pub cors: Option<CorsConfig>,
 }
 
-#[derive(Debug, Default, Deserialize, FromConfig)]
+#[derive(Debug, Default, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
@@ -40,7 +39,7 @@ pub struct RequestConfig {
     pub reserved: Vec<HeaderName>,
 }
 
-#[derive(Debug, Default, Deserialize, FromConfig)]
+#[derive(Debug, Default, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct ResponseConfig {
@@ -60,7 +59,7 @@ pub struct ResponseConfig {
 }
 
 /// Request headers no client needs to send through the gateway.
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStripPreset {
@@ -73,7 +72,7 @@ pub enum RequestStripPreset {
 }
 
 /// Response headers that tell an attacker what runs behind the gateway.
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum StripPreset {

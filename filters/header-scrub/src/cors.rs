@@ -1,13 +1,12 @@
 //! CORS: which cross-origin requests may read responses, and the answer to preflights.
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use shared::headers::split_list;
 use shared::ip;
 use shared::{ConfigError, FieldPath, HeaderName, Headers};
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use shared::{ConfigError, FieldPath, HeaderName};
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum SecurityPreset {
@@ -33,7 +32,7 @@ impl SecurityPreset {
     }
 }
 
-#[derive(Debug, Default, Deserialize, FromConfig)]
+#[derive(Debug, Default, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct SecurityHeadersConfig {

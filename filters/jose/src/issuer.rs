@@ -5,7 +5,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use base64::Engine;
-use serde::Deserialize;
 use shared::config::nonempty;
 use shared::config::FromConfig;
 use shared::{ConfigError, Ctx, FieldPath, HashAlg, HostCrypto};
@@ -14,7 +13,7 @@ use crate::keys::{authority_of, path_of, KeySource, RemoteKeys, RemoteSpec};
 use crate::{Alg, ClaimRules, Jwk, Jwks, Jwt, JwtError};
 
 /// The `jwks` member of an issuer's config.
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:JwksConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "JwksConfig", tag = "type"))]

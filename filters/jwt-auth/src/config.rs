@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use jose::JwksConfig;
@@ -11,7 +10,7 @@ use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::source::SourceConfig;
 use shared::{HeaderName, Realm};
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -59,7 +58,7 @@ fn default_max_token_bytes() -> usize {
     16 * 1024
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
@@ -105,7 +104,7 @@ fn default_sources() -> Vec<SourceConfig> {
     vec![SourceConfig::bearer()]
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeaderConfig {
@@ -113,7 +112,7 @@ pub struct ClaimHeaderConfig {
     pub header: HeaderName,
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -122,7 +121,7 @@ pub struct RuleConfig {
     pub requires: RequirementConfig,
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:RequirementConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "RequirementConfig", tag = "type"))]

@@ -1,6 +1,5 @@
 //! The filter's JSON config.
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use jose::JwksConfig;
@@ -8,7 +7,7 @@ use shared::certificate::ClientCertificateConfig;
 use shared::route::RouteMatchConfig;
 use shared::{HeaderName, Realm};
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -48,7 +47,7 @@ fn default_max_token_bytes() -> usize {
     4096
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
@@ -83,7 +82,7 @@ fn default_max_response_bytes() -> usize {
 
 /// How the client authenticates at the introspection endpoint (RFC 7662 section 2.1, RFC 6749
 /// section 2.3.1).
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
@@ -92,7 +91,7 @@ pub enum ClientAuth {
     ClientSecretPost,
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:ResponseConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "ResponseConfig", tag = "type"))]
@@ -113,7 +112,7 @@ pub enum ResponseConfig {
 }
 
 /// What goes upstream from a signed introspection response.
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     rename = "tagged:SignedUpstreamConfig",
@@ -129,7 +128,7 @@ pub enum SignedUpstreamConfig {
     ResponseHeader { header: HeaderName },
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
@@ -148,7 +147,7 @@ fn default_skew() -> u64 {
     60
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {

@@ -1,12 +1,11 @@
 //! The filter's JSON config.
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use shared::route::RouteMatchConfig;
 use shared::HeaderName;
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -33,7 +32,7 @@ fn default_max_keys() -> u32 {
     16_384
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
@@ -54,7 +53,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EntryConfig {
@@ -65,7 +64,7 @@ pub struct EntryConfig {
     pub fallback: Option<SourceConfig>,
 }
 
-#[derive(Clone, Debug, Deserialize, FromConfig)]
+#[derive(Clone, Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:SourceConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "SourceConfig", tag = "type"))]
@@ -100,7 +99,7 @@ pub enum SourceConfig {
     },
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:EnforceConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "EnforceConfig", tag = "type"))]
@@ -116,7 +115,7 @@ pub enum EnforceConfig {
     Service {},
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
@@ -137,7 +136,7 @@ impl Unit {
     }
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -164,7 +163,7 @@ fn default_timeout_ms() -> u64 {
     200
 }
 
-#[derive(Clone, Debug, Deserialize, FromConfig)]
+#[derive(Clone, Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:TransportConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "TransportConfig", tag = "type"))]
@@ -182,7 +181,7 @@ fn default_json_path() -> String {
     "/json".to_owned()
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
@@ -191,7 +190,7 @@ pub enum FailureMode {
     Allow,
 }
 
-#[derive(Debug, Default, Deserialize, FromConfig)]
+#[derive(Debug, Default, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct HeadersConfig {
@@ -202,7 +201,7 @@ pub struct HeadersConfig {
     pub on_allowed: bool,
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum HeaderStyle {

@@ -1,12 +1,11 @@
 //! The filter's JSON config.
 
-use serde::Deserialize;
 use shared::config::FromConfig;
 
 use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::Realm;
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -33,7 +32,7 @@ fn default_scope_claims() -> Vec<String> {
     vec!["scope".to_owned(), "scp".to_owned()]
 }
 
-#[derive(Clone, Copy, Debug, Default, Deserialize, FromConfig, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, FromConfig, PartialEq, Eq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
@@ -42,7 +41,7 @@ pub enum Unmatched {
     Allow,
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -56,7 +55,7 @@ pub struct RuleConfig {
     pub requires: RequiresConfig,
 }
 
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:RequiresConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "RequiresConfig", tag = "type"))]

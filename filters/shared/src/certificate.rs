@@ -4,7 +4,6 @@
 //! connection.
 
 use crate::config::FromConfig;
-use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath};
 use crate::headers::Headers;
@@ -13,7 +12,7 @@ use crate::ports::Properties;
 /// The header in which Envoy (and other proxies) forward a client certificate's details.
 pub const FORWARDED_CLIENT_CERT: &str = "x-forwarded-client-cert";
 
-#[derive(Clone, Debug, Deserialize, FromConfig)]
+#[derive(Clone, Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(
     rename = "tagged:ClientCertificateConfig",

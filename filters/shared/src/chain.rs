@@ -20,7 +20,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::config::FromConfig;
-use serde::Deserialize;
 
 use crate::config::{ConfigError, FieldPath};
 use crate::effects::{Action, CallOutcome, GrpcOutcome, RootStep, StateWrite, Step};
@@ -35,13 +34,13 @@ pub const NAME: &str = "chain";
 /// A background call's tag carries the member's position above this many bits.
 const TAG_BITS: u32 = 24;
 
-#[derive(Deserialize, FromConfig)]
+#[derive(FromConfig)]
 #[serde(deny_unknown_fields)]
 struct Config {
     filters: Vec<MemberConfig>,
 }
 
-#[derive(Deserialize, FromConfig)]
+#[derive(FromConfig)]
 #[serde(deny_unknown_fields)]
 struct MemberConfig {
     /// The member's `root_id` as a plugin of its own.

@@ -1,13 +1,12 @@
 //! Where a credential is read from: a header with a scheme prefix, a query parameter, or a cookie.
 
 use crate::config::FromConfig;
-use serde::Deserialize;
 
 use crate::route::RequestLine;
 use crate::{ConfigError, FieldPath, HeaderEdit, HeaderName, Headers};
 
 /// A token source as configured.
-#[derive(Debug, Deserialize, FromConfig)]
+#[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename = "tagged:SourceConfig", rename_all = "snake_case", deny_unknown_fields)]
 #[cfg_attr(feature = "schema", schemars(rename = "SourceConfig", tag = "type"))]

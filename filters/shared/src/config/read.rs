@@ -1,8 +1,9 @@
 //! Config types read from the tree: [`FromConfig`], its impls for the types configs hold, and
 //! what `#[derive(FromConfig)]` (the `config-derive` crate) calls for structs and enums.
 //!
-//! The derive reads the types' `#[serde(...)]` attributes, so a type reads the same with serde
-//! (what the tests compare it to) and here; the messages are serde's and serde_json's.
+//! The derive reads the types' `#[serde(...)]` attributes (which schemars reads for the schemas
+//! too), so the tests' types, which derive both, read the same with serde and here; the messages
+//! are serde's and serde_json's.
 //! Differences, on purpose: a struct is read from an object only (serde_json also took an array,
 //! field by field); a key repeated in a map, or in an object read as any JSON value, is an error at
 //! the map's path (serde_json kept the last); an enum with data is internally tagged (see
@@ -300,23 +301,11 @@ impl<T: FromConfig> FromConfig for Vec<T> {
 
 impl<T: FromConfig> FromConfig for BTreeMap<String, T> {
     fn from_config(at: At<'_, '_>) -> Result<Self, Error> {
-        let Node::Object(members, _) = at.node else {
-            return Err(at.invalid(&"a map"));
-        };
         let mut out = BTreeMap::new();
-        for (i, (key, node)) in members.iter().enumerate() {
-            unique_key(members, i)?;
-            let chain = Chain::Key(at.chain, key);
-            out.insert(
-                key.clone(),
-                At {
-                    node,
-                    chain: &chain,
-                    ..at
-                }
-                .read()?,
-            );
-        }
+        at.each_member(&mut |key, value| {
+            out.insert(key.to_owned(), value.read()?);
+            Ok(())
+        })?;
         Ok(out)
     }
 }
@@ -333,24 +322,38 @@ impl FromConfig for serde_json::Value {
             Node::F64(v) => serde_json::Number::from_f64(*v).map_or(Value::Null, Value::Number),
             Node::Str(v) => Value::String(v.clone()),
             Node::Array(..) => Value::Array(Vec::from_config(at)?),
-            Node::Object(members, _) => {
+            Node::Object(..) => {
                 let mut out = serde_json::Map::new();
-                for (i, (key, node)) in members.iter().enumerate() {
-                    unique_key(members, i)?;
-                    let chain = Chain::Key(at.chain, key);
-                    out.insert(
-                        key.clone(),
-                        At {
-                            node,
-                            chain: &chain,
-                            ..at
-                        }
-                        .read()?,
-                    );
-                }
+                at.each_member(&mut |key, value| {
+                    out.insert(key.to_owned(), value.read()?);
+                    Ok(())
+                })?;
                 Value::Object(out)
             }
         })
+    }
+}
+
+impl At<'_, '_> {
+    /// Calls `each` on every member of the object here, as a map's entry at `self.key`. Not
+    /// generic: one loop serves every map.
+    fn each_member(&self, each: &mut dyn FnMut(&str, At<'_, '_>) -> Result<(), Error>) -> Result<(), Error> {
+        let Node::Object(members, _) = self.node else {
+            return Err(self.invalid(&"a map"));
+        };
+        for (i, (key, node)) in members.iter().enumerate() {
+            unique_key(members, i)?;
+            let chain = Chain::Key(self.chain, key);
+            each(
+                key,
+                At {
+                    node,
+                    chain: &chain,
+                    ..*self
+                },
+            )?;
+        }
+        Ok(())
     }
 }
 
