@@ -197,7 +197,11 @@ fn parse_origin(origin: &str) -> Result<String, String> {
         _ => {}
     }
     let not_origin = || format!("{origin:?} is not an origin (expected scheme://host[:port] with no path)");
-    let (scheme, rest) = origin.split_once("://").ok_or_else(not_origin)?;
+    // Bytewise: a `&str` pattern links core's two-way substring search, 2.4 KB of the module.
+    let separator = origin.as_bytes().windows(3).position(|w| w == b"://");
+    let (scheme, rest) = separator
+        .and_then(|i| Some((origin.get(..i)?, origin.get(i + 3..)?)))
+        .ok_or_else(not_origin)?;
     let scheme_ok = !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
     let (host, port) = match rest.rsplit_once(':') {
         // In `[::1]:8080` the port follows the bracket; in `[::1]` there is none.
@@ -225,7 +229,7 @@ fn parse_origin(origin: &str) -> Result<String, String> {
             let name_ok = !host.is_empty()
                 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
                 && !host.starts_with('.')
-                && !host.contains("..");
+                && !host.as_bytes().windows(2).any(|w| w == b"..");
             if !name_ok {
                 return Err(not_origin());
             }
