@@ -126,12 +126,11 @@ impl<'n, 'c> Tagged<'n, 'c> {
 /// A struct's members, in the text's order.
 pub struct Fields<'n, 'c> {
     at: At<'n, 'c>,
+    all: &'n [Member],
     members: slice::Iter<'n, Member>,
     names: &'static [&'static str],
     deny_unknown: bool,
     skip: Option<&'static str>,
-    /// The fields seen so far, by index (bit 63 stands for every field past it).
-    seen: u64,
 }
 
 impl<'n, 'c> Fields<'n, 'c> {
@@ -144,11 +143,11 @@ impl<'n, 'c> Fields<'n, 'c> {
     ) -> Self {
         Self {
             at,
+            all: members,
             members: members.iter(),
             names,
             deny_unknown,
             skip,
-            seen: 0,
         }
     }
 
@@ -168,13 +167,12 @@ impl<'n, 'c> Fields<'n, 'c> {
                 }
                 continue;
             };
-            let bit = 1u64 << index.min(63);
-            if self.seen & bit != 0 && index < 63 {
+            let before = self.all.len() - self.members.len() - 1;
+            if self.all.iter().take(before).any(|(earlier, _)| earlier == key) {
                 return Err(Error::duplicate_field(
                     self.names.get(index).copied().unwrap_or_default(),
                 ));
             }
-            self.seen |= bit;
             return Ok(Some((index, member)));
         }
         Ok(None)
