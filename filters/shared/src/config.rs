@@ -86,11 +86,11 @@ pub fn parse<T: FromConfig>(raw: &[u8]) -> Result<T, ConfigError> {
     if !raw.trim_ascii_start().starts_with(b"{") {
         return Err(ConfigError::new("", "the config must be a JSON object"));
     }
-    let mut de = serde_json::Deserializer::from_slice(raw);
     // The text becomes a tree first, in one pass that is not generic over `T` (see `tree` for why).
-    let (node, syntax) = tree::read(&mut de);
-    if let Err(e) = syntax {
-        return Err(ConfigError::new(tree::broken_path(&node), message(&e)));
+    let mut reader = crate::json::Reader::new(raw);
+    let mut node = tree::Node::Unreached;
+    if let Err(e) = reader.value(&mut node) {
+        return Err(ConfigError::new(tree::broken_path(&node), e.kind.message()));
     }
     let track = tree::Track::default();
     let at = tree::At {
@@ -102,31 +102,8 @@ pub fn parse<T: FromConfig>(raw: &[u8]) -> Result<T, ConfigError> {
         .read::<T>()
         .map_err(|e| ConfigError::new(track.path(), e.into_message()))?;
     // Trailing text after the object: serde_json's message with its place, as it always read.
-    de.end().map_err(|e| ConfigError::new("", e.to_string()))?;
+    reader.end().map_err(|e| ConfigError::new("", e.to_string()))?;
     Ok(value)
-}
-
-/// serde_json appends " at line 1 column 42" where it knows the place; the field path says more,
-/// so drop it.
-fn message(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    if error.line() == 0 {
-        return message;
-    }
-    match place_start(&message) {
-        Some(i) => message.get(..i).unwrap_or(&message).to_owned(),
-        None => message,
-    }
-}
-
-/// Where serde_json's " at line N column M" starts in `message`, if it is there. Not
-/// `str::rfind`: a `&str` pattern links core's two-way substring search, 2.5 KB of every module.
-fn place_start(message: &str) -> Option<usize> {
-    const PLACE: &[u8] = b" at line ";
-    message
-        .as_bytes()
-        .windows(PLACE.len())
-        .rposition(|window| window == PLACE)
 }
 
 /// Builds field paths while validating: `Path::root().field("cors").index(2)`.

@@ -1,7 +1,13 @@
-//! JSON text written without serde_json's serializer, which would link its float formatting
-//! (about 11 KB of a module) for values that never hold a float.
+//! JSON text read and written without serde_json's deserializer and serializer (see `read` for
+//! why): writing here links no float formatting (about 11 KB of a module) for values that never
+//! hold a float.
 
 use std::fmt::Write as _;
+
+mod pow10;
+mod read;
+
+pub use read::{member_text, parse, Duplicate, Member, Node, Reader, Syntax, SyntaxError};
 
 use serde_json::Value;
 

@@ -5,8 +5,8 @@
 //! and the deserializer they drive are compiled once per config type, and with the field path
 //! tracked on the way (what `serde_path_to_error` does) every visitor is wrapped again: in a
 //! filter module that machinery came to 34 to 73 KB, a fifth of the module. Here the text is
-//! parsed once into a [`Node`] tree, and the config types read the tree through [`At`] with the
-//! small, mostly non-generic readers of `super::read`.
+//! parsed once into a [`Node`] tree (by `crate::json`'s reader), and the config types read the
+//! tree through [`At`] with the small, mostly non-generic readers of `super::read`.
 //!
 //! The errors are serde_json's, word for word (see [`Error`]), and the paths follow the same rules
 //! (`a.b[2].c`; `?` for a key that could not be read). A syntax error is reported first, at the
@@ -16,7 +16,7 @@
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 
-use serde::de::{self, DeserializeSeed, Deserializer, Error as _, Expected, MapAccess, SeqAccess, Unexpected, Visitor};
+use serde::de::{self, Error as _, Expected, Unexpected};
 
 /// Why the tree does not fit a config type, in serde_json's words: what `serde_json::Error` would
 /// say reading the type from the text, minus the place in the text (the field path says more). An own type only to spell the
@@ -41,7 +41,7 @@ impl Error {
 impl de::Error for Error {
     #[cold]
     fn custom<T: fmt::Display>(message: T) -> Self {
-        Self(Box::new(without_place(message.to_string())))
+        Self(Box::new(message.to_string()))
     }
 
     #[cold]
@@ -75,27 +75,6 @@ impl fmt::Debug for Error {
     }
 }
 
-/// serde_json's `custom` takes a trailing " at line N column M" as the error's place, which the
-/// message then no longer shows.
-fn without_place(mut message: String) -> String {
-    fn digits(text: &str) -> (&str, &str) {
-        let n = text.bytes().take_while(u8::is_ascii_digit).count();
-        text.split_at_checked(n).unwrap_or((text, ""))
-    }
-    let place = super::place_start(&message).filter(|&start| {
-        let (line, rest) = digits(message.get(start + " at line ".len()..).unwrap_or_default());
-        let Some(rest) = rest.strip_prefix(" column ") else {
-            return false;
-        };
-        let (column, rest) = digits(rest);
-        rest.is_empty() && line.parse::<usize>().is_ok() && column.parse::<usize>().is_ok()
-    });
-    if let Some(start) = place {
-        message.truncate(start);
-    }
-    message
-}
-
 /// An unexpected value as serde_json spells it: serde's words, but `null` for unit. A float is
 /// not spelled out: printing one is 4 KB of float formatting in every module that has no other
 /// use for it (the error's path already points at the value).
@@ -126,139 +105,7 @@ impl fmt::Display for Spelled<'_> {
     }
 }
 
-/// A JSON value, as far as the text could be read.
-pub enum Node {
-    /// The text broke here (a syntax error, or its end).
-    Broken,
-    /// Only as an object member's value: the text broke after the key, before the value began
-    /// (e.g. no `:`), so the error is at the object's path, not the member's.
-    Unreached,
-    Null,
-    Bool(bool),
-    U64(u64),
-    I64(i64),
-    F64(f64),
-    Str(String),
-    /// The elements, and whether the text broke after the last of them.
-    Array(Vec<Node>, bool),
-    /// The members in the text's order (duplicates kept), and whether the text broke where the next
-    /// key should have been.
-    Object(Vec<(String, Node)>, bool),
-}
-
-/// An object member: its key and value.
-pub type Member = (String, Node);
-
-/// Reads `de` into a tree. On a syntax error the tree holds everything before it, with the
-/// error's place marked, and the error comes back too.
-pub fn read<'de, D: Deserializer<'de>>(de: D) -> (Node, Result<(), D::Error>) {
-    let mut node = Node::Unreached;
-    let result = Build(&mut node).deserialize(de);
-    (node, result)
-}
-
-/// Builds the node it points at, leaving what it has so far there when the text breaks.
-struct Build<'a>(&'a mut Node);
-
-impl<'de> DeserializeSeed<'de> for Build<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        // Entered: until a value is seen, a failure is in this value.
-        *self.0 = Node::Broken;
-        de.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Build<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
-        *self.0 = Node::Bool(v);
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-        *self.0 = Node::I64(v);
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-        *self.0 = Node::U64(v);
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-        *self.0 = Node::F64(v);
-        Ok(())
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
-        *self.0 = Node::Str(v.to_owned());
-        Ok(())
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<(), E> {
-        *self.0 = Node::Str(v);
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        *self.0 = Node::Null;
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut items = Vec::new();
-        loop {
-            let mut item = Node::Unreached;
-            match seq.next_element_seed(Build(&mut item)) {
-                Ok(Some(())) => items.push(item),
-                Ok(None) => {
-                    *self.0 = Node::Array(items, false);
-                    return Ok(());
-                }
-                Err(e) => {
-                    // Unreached: the text broke between elements, not inside one.
-                    let between = matches!(item, Node::Unreached);
-                    if !between {
-                        items.push(item);
-                    }
-                    *self.0 = Node::Array(items, between);
-                    return Err(e);
-                }
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut members = Vec::new();
-        loop {
-            let key = match map.next_key::<String>() {
-                Ok(Some(key)) => key,
-                Ok(None) => {
-                    *self.0 = Node::Object(members, false);
-                    return Ok(());
-                }
-                Err(e) => {
-                    *self.0 = Node::Object(members, true);
-                    return Err(e);
-                }
-            };
-            let mut value = Node::Unreached;
-            let result = map.next_value_seed(Build(&mut value));
-            members.push((key, value));
-            if let Err(e) = result {
-                *self.0 = Node::Object(members, false);
-                return Err(e);
-            }
-        }
-    }
-}
+pub use crate::json::{Member, Node};
 
 /// Where a value sits: the field path, built only when an error needs it.
 #[derive(Clone, Copy)]
