@@ -210,8 +210,7 @@ impl IssuerKeys {
                     .error("HS256/HS384/HS512 need `jwks: {\"type\": \"hmac\"}`: public keys are never HMAC secrets"));
             }
             JwksConfig::Inline { jwks } => {
-                let jwks =
-                    Jwks::parse(jwks.to_string().as_bytes()).map_err(|e| keys_at.field("jwks").error(e.to_string()))?;
+                let jwks = Jwks::from_value(jwks).map_err(|e| keys_at.field("jwks").error(e.to_string()))?;
                 if jwks.is_empty() {
                     return Err(keys_at.field("jwks").error("no usable key"));
                 }

@@ -280,6 +280,15 @@ impl Jwks {
             json::ObjectError::NotObject => JwksError::NotObject,
             json::ObjectError::NotJson | json::ObjectError::Duplicate => JwksError::NotJson,
         })?;
+        Jwks::from_document(&doc)
+    }
+
+    /// [`Jwks::parse`] for a document already read, e.g. from config.
+    pub fn from_value(doc: &Value) -> Result<Jwks, JwksError> {
+        Jwks::from_document(doc.as_object().ok_or(JwksError::NotObject)?)
+    }
+
+    fn from_document(doc: &Map<String, Value>) -> Result<Jwks, JwksError> {
         let entries = doc
             .get("keys")
             .and_then(Value::as_array)

@@ -20,6 +20,8 @@ pub struct Jwt {
     typ: Option<String>,
     header: Map<String, Value>,
     claims: Map<String, Value>,
+    /// The payload's JSON text, decoded: what `claims` were read from.
+    payload: Vec<u8>,
     /// `header.payload`, as received.
     signing_input: String,
     /// Where the payload segment starts in `signing_input`.
@@ -71,6 +73,7 @@ impl Jwt {
             typ,
             header,
             claims,
+            payload,
             payload_start: header_text.len() + 1,
             signing_input,
             signature,
@@ -130,6 +133,12 @@ impl Jwt {
     /// The payload's members.
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
+    }
+
+    /// The payload's JSON text, as the issuer wrote it: the claims' own words, to hand on. One
+    /// object with no repeated member name, as [`Jwt::decode`] checked.
+    pub fn payload_json(&self) -> &[u8] {
+        &self.payload
     }
 
     pub fn claim(&self, name: &str) -> Option<&Value> {

@@ -452,7 +452,9 @@ impl RemoteKeys {
 
     fn discovered(&self, outcome: CallOutcome) -> Result<Location, FetchError> {
         let body = ok_body(outcome)?;
-        let document: serde_json::Value = serde_json::from_slice(&body).map_err(|_| FetchError::Malformed)?;
+        let document = shared::json::parse(&body)
+            .map_err(|_| FetchError::Malformed)?
+            .into_value();
         let uri = document
             .get("jwks_uri")
             .and_then(|v| v.as_str())

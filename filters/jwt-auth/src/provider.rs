@@ -151,10 +151,9 @@ impl Provider {
         if let Some(header) = &self.payload_header {
             headers.push((header.clone(), jwt.payload_b64().as_bytes().to_vec()));
         }
-        let claims_json = serde_json::to_vec(claims).unwrap_or_default();
         Verified {
             headers,
-            claims_json,
+            claims_json: jwt.payload_json().to_vec(),
             by_host: false,
             binding: Binding::Bearer,
         }

@@ -102,7 +102,10 @@ impl Verifier {
                         }
                         Ok(Resolved::Active {
                             upstream: response.as_bytes().to_vec(),
-                            claims: serde_json::to_vec(introspection).unwrap_or_default(),
+                            // Its text as the server signed it (checked above to be an object).
+                            claims: shared::json::member_text(jwt.payload_json(), "token_introspection")
+                                .unwrap_or_default()
+                                .to_vec(),
                             // Until the earlier of the token's and the response's own expiry.
                             exp: earliest(lifetime.exp, jwt.exp()),
                             binding: lifetime.binding,
@@ -139,7 +142,7 @@ impl Verifier {
         }
         Ok(Resolved::Active {
             upstream: token.as_bytes().to_vec(),
-            claims: serde_json::to_vec(jwt.claims()).unwrap_or_default(),
+            claims: jwt.payload_json().to_vec(),
             // The JWT goes upstream only while the opaque token, and the answer, still hold.
             exp: earliest(earliest(jwt.exp(), lifetime.exp), answer_exp),
             binding,

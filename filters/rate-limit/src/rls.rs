@@ -274,7 +274,7 @@ fn decode_header(message: &[u8]) -> Result<(String, Vec<u8>), Malformed> {
 /// `RateLimitResponse` from the JSON the HTTP form answers with. The proto3 mapping accepts both
 /// the lowerCamel and the original field names.
 pub fn decode_json(body: &[u8]) -> Result<Answer, Malformed> {
-    let root: Value = serde_json::from_slice(body).map_err(|_| Malformed)?;
+    let root = shared::json::parse(body).map_err(|_| Malformed)?.into_value();
     let root = root.as_object().ok_or(Malformed)?;
     let field = |object: &'_ serde_json::Map<String, Value>, camel: &str, snake: &str| {
         object.get(camel).or_else(|| object.get(snake)).cloned()
