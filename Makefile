@@ -178,7 +178,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ      := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 FUZZ_DIR        := tests/fuzz
 FUZZ_BUILD      := target/fuzz
-FUZZ_TARGETS    := jwt_verify jwks_parse introspection regex config_header_scrub config_jwt_auth config_scope_gate config_phantom_token config_rate_limit
+FUZZ_TARGETS    := jwt_verify json jwks_parse introspection regex config_header_scrub config_jwt_auth config_scope_gate config_phantom_token config_rate_limit
 FUZZ_SECONDS    ?= 60
 FUZZ_SMOKE_SECONDS ?= 8
 
