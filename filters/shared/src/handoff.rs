@@ -4,26 +4,19 @@
 
 use serde_json::{Map, Value};
 
-use crate::json::Node;
-
 /// The verified token's claims, as the JSON object of its payload. Set by jwt-auth (and
 /// phantom-token); read by scope-gate and rate-limit.
 pub const CLAIMS: &str = "apisec.claims";
 
 /// The members named `wanted` of the verified claims `raw`, the JSON object filter state holds
 /// under [`CLAIMS`]. The whole text must be well-formed JSON, but only the wanted members become
-/// values: a filter wants one or two claims of a payload that may hold dozens, on every request.
-/// `None` if `raw` is not one JSON object. A member given twice counts as its last, as when the
-/// whole object is read.
+/// values (the others are checked and dropped unbuilt): a filter wants one or two claims of a
+/// payload that may hold dozens, on every request. `None` if `raw` is not one JSON object. A
+/// member given twice counts as its last, as when the whole object is read.
 pub fn read_claims(raw: &[u8], wanted: &[String]) -> Option<Map<String, Value>> {
-    let Ok(Node::Object(members, _)) = crate::json::parse(raw) else {
-        return None;
-    };
     let mut kept = Map::new();
-    for (name, value) in members {
-        if wanted.contains(&name) {
-            kept.insert(name, value.into_value());
-        }
+    for (name, value) in crate::json::parse_members(raw, wanted)? {
+        kept.insert(name, value.into_value());
     }
     Some(kept)
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 mod pow10;
 mod read;
 
-pub use read::{member_text, parse, Duplicate, Member, Node, Reader, Syntax, SyntaxError};
+pub use read::{member_text, parse, parse_members, Duplicate, Member, Node, Reader, Syntax, SyntaxError};
 
 use serde_json::Value;
 

@@ -5,20 +5,25 @@
 //!   the same words (this crate's serde_json rounds doubles as the modules' build did: no
 //!   `float_roundtrip`);
 //! - a member's text ([`shared::json::member_text`]) reads as that member's value;
+//! - reading only some members ([`shared::json::parse_members`]) accepts the same texts, to the
+//!   same members;
 //! - a strict reading refuses exactly the objects that repeat a member name.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use shared::json::{member_text, parse, Node};
+use shared::json::{member_text, parse, parse_members, Node};
 
 /// Whether a name repeats within one object, at any depth.
 fn repeats(node: &Node) -> bool {
     match node {
         Node::Array(items, _) => items.iter().any(repeats),
         Node::Object(members, _) => {
-            members.iter().enumerate().any(|(i, (name, _))| members[..i].iter().any(|(earlier, _)| earlier == name))
+            members
+                .iter()
+                .enumerate()
+                .any(|(i, (name, _))| members[..i].iter().any(|(earlier, _)| earlier == name))
                 || members.iter().any(|(_, value)| repeats(value))
         }
         _ => false,
@@ -28,6 +33,17 @@ fn repeats(node: &Node) -> bool {
 fuzz_target!(|data: &[u8]| {
     let theirs = serde_json::from_slice::<Value>(data);
     let ours = parse(data);
+    let wanted = ["a".to_owned(), "sub".to_owned(), String::new()];
+    let expected = match parse(data) {
+        Ok(Node::Object(members, _)) => Some(
+            members
+                .into_iter()
+                .filter(|(name, _)| wanted.contains(name))
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    assert_eq!(parse_members(data, &wanted), expected);
     match (&ours, &theirs) {
         (Ok(node), Ok(value)) => {
             assert!(!matches!(node, Node::Broken | Node::Unreached));

@@ -127,6 +127,21 @@ pub fn parse(text: &[u8]) -> Result<Node, SyntaxError> {
     Ok(node)
 }
 
+/// `text` as one JSON object of which only the members named in `wanted` are kept (all of
+/// them, in the text's order); the others are read only to check them, into no value. `None`
+/// if `text` is not one JSON object.
+pub fn parse_members(text: &[u8], wanted: &[String]) -> Option<Vec<Member>> {
+    let mut reader = Reader::new(text);
+    reader.wanted = Some(wanted);
+    let mut node = Node::Unreached;
+    reader.value(&mut node).ok()?;
+    reader.end().ok()?;
+    match node {
+        Node::Object(members, _) => Some(members),
+        _ => None,
+    }
+}
+
 /// The text of the value of `text`'s last top-level member named `name`, as it stands in
 /// `text` (which must be one JSON object); `None` if there is none, or `text` is not an object.
 /// The value's text means what the whole does: what a filter hands on when it hands on a part.
@@ -155,6 +170,10 @@ pub struct Reader<'t> {
     depth: u8,
     /// Where each member's value of the outermost object starts and ends, if asked for.
     spans: Option<Vec<(usize, usize)>>,
+    /// The only members of the outermost object to keep, if not all.
+    wanted: Option<&'t [String]>,
+    /// Checking a value that is not kept: no strings, elements or members are built.
+    skipping: bool,
 }
 
 type Result<T, E = Syntax> = std::result::Result<T, E>;
@@ -166,6 +185,8 @@ impl<'t> Reader<'t> {
             at: 0,
             depth: 0,
             spans: None,
+            wanted: None,
+            skipping: false,
         }
     }
 
@@ -268,6 +289,7 @@ impl<'t> Reader<'t> {
 
     fn array(&mut self, out: &mut Node) -> Result<()> {
         let mut items = Vec::new();
+        let mut first = true;
         loop {
             let between = match self.whitespace() {
                 Some(b']') => {
@@ -275,7 +297,7 @@ impl<'t> Reader<'t> {
                     *out = Node::Array(items, false);
                     return Ok(());
                 }
-                Some(_) if items.is_empty() => None,
+                Some(_) if first => None,
                 Some(b',') => {
                     self.at += 1;
                     match self.whitespace() {
@@ -291,9 +313,12 @@ impl<'t> Reader<'t> {
                 *out = Node::Array(items, true);
                 return Err(error);
             }
+            first = false;
             let mut item = Node::Unreached;
             let read = self.node(&mut item);
-            items.push(item);
+            if !self.skipping {
+                items.push(item);
+            }
             if let Err(error) = read {
                 *out = Node::Array(items, false);
                 return Err(error);
@@ -304,6 +329,7 @@ impl<'t> Reader<'t> {
     fn object(&mut self, out: &mut Node) -> Result<()> {
         let outermost = self.depth == 1;
         let mut members = Vec::new();
+        let mut first = true;
         loop {
             let no_key = match self.whitespace() {
                 Some(b'}') => {
@@ -311,8 +337,8 @@ impl<'t> Reader<'t> {
                     *out = Node::Object(members, false);
                     return Ok(());
                 }
-                Some(b'"') if members.is_empty() => None,
-                Some(_) if members.is_empty() => Some(Syntax::KeyMustBeAString),
+                Some(b'"') if first => None,
+                Some(_) if first => Some(Syntax::KeyMustBeAString),
                 Some(b',') => {
                     self.at += 1;
                     match self.whitespace() {
@@ -325,6 +351,7 @@ impl<'t> Reader<'t> {
                 Some(_) => Some(Syntax::ExpectedObjectCommaOrEnd),
                 None => Some(Syntax::EofWhileParsingObject),
             };
+            first = false;
             if let Some(error) = no_key {
                 *out = Node::Object(members, true);
                 return Err(error);
@@ -337,13 +364,16 @@ impl<'t> Reader<'t> {
                     return Err(error);
                 }
             };
+            let unwanted = outermost && self.wanted.is_some_and(|wanted| !wanted.contains(&key));
             let mut value = Node::Unreached;
             let read = match self.whitespace() {
                 Some(b':') => {
                     self.at += 1;
                     self.whitespace();
                     let start = self.at;
+                    self.skipping |= unwanted;
                     let read = self.node(&mut value);
+                    self.skipping &= !unwanted;
                     if let (true, Some(spans)) = (outermost, &mut self.spans) {
                         spans.push((start, self.at));
                     }
@@ -352,7 +382,9 @@ impl<'t> Reader<'t> {
                 Some(_) => Err(Syntax::ExpectedColon),
                 None => Err(Syntax::EofWhileParsingObject),
             };
-            members.push((key, value));
+            if !self.skipping && !unwanted {
+                members.push((key, value));
+            }
             if let Err(error) = read {
                 *out = Node::Object(members, false);
                 return Err(error);
@@ -360,22 +392,41 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// A string's contents, after its opening quote.
+    /// A string's contents, after its opening quote; when skipping, checked and not kept (an
+    /// empty string, which allocates nothing).
     fn string(&mut self) -> Result<String> {
         let mut bytes = Vec::new();
+        let mut utf8 = true;
         loop {
-            let start = self.at;
-            while let Some(byte) = self.peek() {
-                if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                    break;
-                }
-                self.at += 1;
+            let rest = self.text.get(self.at..).unwrap_or_default();
+            let length = rest
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+                .unwrap_or(rest.len());
+            let chunk = rest.get(..length).unwrap_or_default();
+            self.at += length;
+            if self.skipping {
+                // Split at ASCII bytes, so valid chunk by chunk is valid as a whole.
+                utf8 &= std::str::from_utf8(chunk).is_ok();
+            } else {
+                bytes.extend_from_slice(chunk);
             }
-            bytes.extend_from_slice(self.text.get(start..self.at).unwrap_or_default());
             match self.next() {
                 None => return Err(Syntax::EofWhileParsingString),
+                Some(b'"') if self.skipping => {
+                    return if utf8 {
+                        Ok(String::new())
+                    } else {
+                        Err(Syntax::InvalidUnicodeCodePoint)
+                    };
+                }
                 Some(b'"') => return String::from_utf8(bytes).map_err(|_| Syntax::InvalidUnicodeCodePoint),
-                Some(b'\\') => self.escape(&mut bytes)?,
+                Some(b'\\') => {
+                    self.escape(&mut bytes)?;
+                    if self.skipping {
+                        bytes.clear();
+                    }
+                }
                 Some(_) => return Err(Syntax::ControlCharacterWhileParsingString),
             }
         }

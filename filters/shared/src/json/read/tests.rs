@@ -53,6 +53,19 @@ fn reads_as_serde_json(text: &[u8]) {
         "{:?}: {ours:?} against {theirs:?}",
         String::from_utf8_lossy(text)
     );
+    // Reading only some members accepts and refuses the same texts, to the same members.
+    let wanted = ["a".to_owned(), String::new()];
+    let some = parse_members(text, &wanted);
+    let expected = match parse(text) {
+        Ok(Node::Object(members, _)) => Some(
+            members
+                .into_iter()
+                .filter(|(name, _)| wanted.contains(name))
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    };
+    assert_eq!(some, expected, "{:?}", String::from_utf8_lossy(text));
 }
 
 #[wasm_bindgen_test(unsupported = test)]
@@ -195,6 +208,41 @@ fn strict_values_refuse_a_repeated_name_at_any_depth() {
         same_name_elsewhere.into_strict_value(),
         Ok(json!({"a": {"x": 1}, "b": {"x": 1}}))
     );
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn members_not_wanted_are_checked_all_the_same() {
+    let wanted = ["a".to_owned()];
+    let members = parse_members(
+        br#"{"b": {"c": [1, "x\u00e9"]}, "a": [true], "d": "y", "a": 2}"#,
+        &wanted,
+    );
+    assert_eq!(
+        members,
+        Some(vec![
+            ("a".to_owned(), Node::Array(vec![Node::Bool(true)], false)),
+            ("a".to_owned(), Node::U64(2))
+        ])
+    );
+    for broken in [
+        &br#"{"a": 1, "b": "\x"}"#[..],
+        br#"{"a": 1, "b": "\uDC00"}"#,
+        b"{\"a\": 1, \"b\": \"\xff\"}",
+        b"{\"a\": 1, \"b\": \"\x01\"}",
+        br#"{"a": 1, "b": [1,]}"#,
+        br#"{"a": 1, "b": {"c" 1}}"#,
+        br#"{"a": 1, "b": 1e400}"#,
+        br#"{"a": 1, "b": nul}"#,
+        br#"{"a": 1} x"#,
+        br#"[{"a": 1}]"#,
+    ] {
+        assert_eq!(
+            parse_members(broken, &wanted),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(broken)
+        );
+    }
 }
 
 #[wasm_bindgen_test(unsupported = test)]
