@@ -1,14 +1,15 @@
 //! JSON text read by one small recursive-descent reader instead of serde_json's deserializer.
 //!
 //! Why not serde_json's? Code size. Its deserializer is compiled once for every visitor that
-//! drives it (the config tree, strict JWT objects, plain values, the claims a filter wants), and
-//! with its error type and number parsing it was about 25 KB of every module. This reader builds
-//! one tree, [`Node`], for every caller.
+//! drives it (the config tree, strict JWT objects, plain values, the claims a filter wants): with
+//! its error type and number parsing, this reader in its place took 14 to 17 KB off each module
+//! (more off the JWT filters, which also dropped serde_json's serializer). It builds one tree,
+//! [`Node`], for every caller.
 //!
 //! It reads what serde_json reads, to the same values, and refuses what it refuses, with the
 //! same words: RFC 8259 JSON, UTF-8, no comments, no trailing commas, no lone surrogates, at most
 //! 127 levels deep, numbers as `u64`, negative `i64` or else `f64` (rounded as serde_json rounds
-//! them, out of range an error). A differential test and a fuzz target hold it to serde_json.
+//! them, out of range an error). Proptests and the `json` fuzz target hold it to serde_json.
 
 use std::fmt;
 
