@@ -591,6 +591,23 @@ fn every_kind_of_provider_and_rule_configures() {
     assert_eq!(configured_hmac().root.tick_period(), None);
 }
 
+#[wasm_bindgen_test(unsupported = test)]
+fn the_claims_handed_on_are_the_payloads_own_text() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    // Spaces, members out of order, a fraction, an escape: what serde_json would write otherwise.
+    let payload = format!(
+        r#"{{ "sub" : "al\u0069ce", "exp": {}, "iss": "{ISS}", "aud": "api", "score": 0.50, "iat": {} }}"#,
+        NOW + 600,
+        NOW - 5
+    );
+    let input = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(payload.as_bytes()));
+    let token = format!("{input}.{}", b64(&hmac_sha256(SECRET, input.as_bytes())));
+    let step = run(&config, &host, &get(&token));
+    assert_allowed(&config, &step);
+    assert_eq!(state(&step, CLAIMS_STATE), Some(payload.as_str()));
+}
+
 fn configured_hmac() -> Configured<JwtAuth> {
     configured(&hmac_config())
 }
