@@ -590,6 +590,20 @@ fn escaped_letters_do_not_get_past_a_protected_prefix() {
         (403, true),
         "{counters:?}"
     );
+    // A rule's own escapes are read the same way: `/%41dmin` is `/admin` to every spelling.
+    let config = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+            {"id": "admin", "match": {"prefix": "/%41dmin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+            {"id": "rest", "match": {}, "requires": {"type": "public"}}
+        ]}"#,
+    );
+    for path in ["/admin", "/Admin/users", "/ADMIN", "/%41dmin", "/%61dmin"] {
+        let (status, counters) = decide(&config, reader, request("GET", path, &[]));
+        assert!(
+            counters.contains(&"denied_admin".to_owned()),
+            "{path}: {status} {counters:?}"
+        );
+    }
 }
 
 /// Rails, Express without `strict` and Spring before 6 serve `/admin/` as `/admin`: a trailing

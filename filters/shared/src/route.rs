@@ -34,10 +34,11 @@ impl RouteMatchConfig {
     /// The match for paths compared without letter case: `exact` and `prefix` in lowercase (a
     /// regex must be written for lowercase paths itself). Pairs with [`RequestLine::lowercased`].
     pub fn lowercased(&self) -> Self {
-        // Escapes stay as requests read them: `%C3%A9`, not `%c3%a9`.
+        // As requests are read: escapes first (`%41` is `A`, so `a`), then letter case; the
+        // escapes left stay in uppercase, `%C3%A9`, not `%c3%a9`.
         let lower = |path: &Option<String>| {
             path.as_ref()
-                .map(|p| normal_escapes(&p.to_ascii_lowercase()).into_owned())
+                .map(|p| normal_escapes(&normal_escapes(p).to_ascii_lowercase()).into_owned())
         };
         Self {
             exact: lower(&self.exact),
