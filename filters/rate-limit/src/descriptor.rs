@@ -304,7 +304,10 @@ impl<'a> RequestFacts<'a> {
                     .to_owned()
             }
             Source::Method if self.method_overridden() => OVERRIDDEN_METHOD.to_owned(),
-            Source::Method => self.line.method.to_owned(),
+            // Routes match methods in any letter case and a GET route covers HEAD (most upstreams
+            // run their GET handler for it): so must the value, or each spelling is a bucket.
+            Source::Method if self.line.method.eq_ignore_ascii_case("HEAD") => "GET".to_owned(),
+            Source::Method => self.line.method.to_ascii_uppercase(),
             Source::Route => self.property(&["xds", "route_name"])?,
             Source::Constant(value) => value.clone(),
         };

@@ -309,6 +309,31 @@ fn a_method_override_counts_against_every_route_its_path_fits() {
     );
 }
 
+/// Keyed on the method, `post` and `Post` are `POST` and `HEAD` is `GET`, as routes read them:
+/// many upstreams run the same handler for each, which would otherwise have a bucket of its own.
+#[wasm_bindgen_test(unsupported = test)]
+fn every_spelling_of_a_method_shares_its_bucket() {
+    let per_method = local_limit(
+        "per_method",
+        1,
+        json!([{"key": "method", "source": {"type": "method"}}]),
+    );
+    let filter = configured(json!({"limits": [per_method]}));
+    let host = FakeHost::default();
+    let send = |method: &str| {
+        let headers = Headers::from_pairs([(":method", method), (":path", "/login")]);
+        status(&filter.filter().on_request_headers(&headers, &host.ctx()))
+    };
+    assert_eq!(send("POST"), 0);
+    for spelling in ["post", "Post", "pOST", "POST"] {
+        assert_eq!(send(spelling), 429, "{spelling}");
+    }
+    assert_eq!(send("HEAD"), 0);
+    assert_eq!(send("GET"), 429);
+    assert_eq!(send("head"), 429);
+    assert_eq!(send("DELETE"), 0, "another method");
+}
+
 /// Keyed on the method, each method an override could name would be a bucket of its own: every
 /// request with an override shares one instead.
 #[wasm_bindgen_test(unsupported = test)]
