@@ -390,7 +390,7 @@ impl Auth {
                 .iter()
                 .any(|p| p.find_token(headers, &line) != Found::None)
         };
-        if root.bypass_cors_preflight && headers.is_cors_preflight() && !credentials() {
+        if root.bypass_cors_preflight && headers.is_plain_cors_preflight() && !credentials() {
             return step.count(root.counters.unauthenticated_allowed);
         }
         if let Some(reason) = root.rules_read_paths.then(|| path_refusal(line.path)).flatten() {

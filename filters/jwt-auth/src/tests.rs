@@ -837,6 +837,11 @@ fn method_override_headers_are_refused_when_rules_read_methods() {
         assert_eq!(names(&config, &step), vec!["denied_method_override_refused"]);
         assert_eq!(state(&step, OUTCOME_STATE), Some("method_override_refused"));
     }
+    // Symfony, Laravel and Spring's HiddenHttpMethodFilter read the method from the query.
+    for path in ["/orders/7?_method=DELETE", "/orders/7?a=1&%5Fmethod=DELETE"] {
+        let step = run(&config, &host, &request("GET", path, &[]));
+        assert_eq!(names(&config, &step), vec!["denied_method_override_refused"], "{path}");
+    }
     let step = run(&config, &host, &request("GET", "/orders/7", &[]));
     assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
 
@@ -1426,6 +1431,23 @@ fn cors_preflights_bypass_authentication_only_when_configured() {
             ),
         ),
     );
+
+    // One that asks the upstream to run another method is no browser's, whatever the rules read.
+    for (path, extra) in [
+        ("/orders", ("x-http-method-override", "DELETE")),
+        ("/orders?_method=DELETE", ("accept", "*/*")),
+    ] {
+        let overriding = request(
+            "OPTIONS",
+            path,
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "DELETE"),
+                extra,
+            ],
+        );
+        assert_missing_token(&config, &run(&config, &host, &overriding));
+    }
 
     let mut off = hmac_config();
     off["bypass_cors_preflight"] = json!(false);

@@ -449,7 +449,7 @@ impl HttpFilter for Exchange {
         let found = root.source.find(headers, &line);
         // A browser's preflight carries no credentials (Fetch): one that does is checked as any
         // request is, so the opaque token never reaches the upstream.
-        if root.bypass_cors_preflight && headers.is_cors_preflight() && found == Found::None {
+        if root.bypass_cors_preflight && headers.is_plain_cors_preflight() && found == Found::None {
             return step.count(root.counters.unauthenticated_allowed);
         }
         let token = match found {

@@ -397,6 +397,16 @@ fn cors_preflights_pass_without_a_token() {
     let (_, step) = gw.start(&preflight);
     assert_eq!(step.action, Action::Continue);
     assert_eq!(gw.names(&step), vec!["unauthenticated_allowed"]);
+    // One that asks the upstream to run another method is no browser's: it needs a token.
+    for (name, value) in [
+        ("x-http-method-override", "DELETE"),
+        (":path", "/orders?_method=DELETE"),
+    ] {
+        let mut overriding = preflight.clone();
+        overriding.apply(&[HeaderEdit::Set(shared::HeaderName::trusted(name), value.into())]);
+        let (_, step) = gw.start(&overriding);
+        assert_eq!(step.local_reply().map(|r| r.status), Some(401), "{name}");
+    }
 }
 
 #[wasm_bindgen_test(unsupported = test)]

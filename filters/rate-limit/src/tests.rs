@@ -364,6 +364,12 @@ fn overridden_methods_share_one_method_bucket() {
     for value in ["PUT", "PATCH", "DELETE", "post"] {
         assert_eq!(send("POST", Some(("x-http-method-override", value))), 429, "{value}");
     }
+    let with_parameter = Headers::from_pairs([(":method", "PUT"), (":path", "/orders?_method=PATCH")]);
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&with_parameter, &host.ctx())),
+        429,
+        "a _method parameter"
+    );
     assert_eq!(send("GET", None), 0, "another method, not overridden");
 }
 

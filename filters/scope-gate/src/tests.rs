@@ -705,6 +705,18 @@ fn method_override_headers_are_refused_where_rules_read_methods() {
             "{name}"
         );
     }
+    // Symfony, Laravel and Spring's HiddenHttpMethodFilter read the method from the query.
+    for path in [
+        "/orders/1?_method=DELETE",
+        "/orders/1?page=2;%5Fmethod=DELETE",
+        "/orders/1?.method=DELETE",
+    ] {
+        assert_eq!(
+            decide(&config, writer, request("POST", path, &[])),
+            (400, vec!["method_override_refused".into()]),
+            "{path}"
+        );
+    }
     let host = host(writer);
     let step = config.filter().on_request_headers(
         &request("POST", "/orders/1", &[("x-http-method-override", "DELETE")]),

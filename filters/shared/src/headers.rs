@@ -147,10 +147,23 @@ impl Headers {
         self.entries.push((name.to_ascii_lowercase(), value.into()));
     }
 
-    /// Whether the request carries a method-override header
-    /// ([`METHOD_OVERRIDE_HEADERS`], in any spelling [`is_method_override`] knows).
+    /// Whether the request asks the upstream to run another method than its own: a
+    /// method-override header ([`METHOD_OVERRIDE_HEADERS`], in any spelling [`is_method_override`]
+    /// knows) or a [`METHOD_OVERRIDE_PARAMETER`] in its query.
     pub fn has_method_override(&self) -> bool {
-        self.entries.iter().any(|(name, _)| is_method_override(name))
+        self.entries.iter().any(|(name, _)| is_method_override(name)) || self.query_overrides_method()
+    }
+
+    fn query_overrides_method(&self) -> bool {
+        let query = self
+            .get_str(":path")
+            .and_then(|path| path.split('#').next()?.split_once('?'))
+            .map(|(_, query)| query);
+        query.is_some_and(|query| {
+            query
+                .split(['&', ';'])
+                .any(|pair| is_method_override_parameter(pair.split_once('=').map_or(pair, |(name, _)| name)))
+        })
     }
 
     /// The first value of `name` (case-insensitive).
@@ -220,6 +233,13 @@ impl Headers {
         self.method() == Some("OPTIONS") && self.contains("origin") && self.contains("access-control-request-method")
     }
 
+    /// A CORS preflight an authenticating filter may let through without a token: one that asks
+    /// for no other method than its own `OPTIONS`, as a browser's never does (an upstream that
+    /// honoured the override would run that method unchecked).
+    pub fn is_plain_cors_preflight(&self) -> bool {
+        self.is_cors_preflight() && !self.has_method_override()
+    }
+
     /// The response status (`:status`).
     pub fn status(&self) -> Option<u16> {
         self.get_str(":status").and_then(|s| s.parse().ok())
@@ -257,6 +277,25 @@ pub fn is_method_override(name: &str) -> bool {
     METHOD_OVERRIDE_HEADERS
         .iter()
         .any(|o| o.len() == name.len() && o.bytes().zip(name.bytes()).all(|(o, n)| o == fold(n)))
+}
+
+/// The query parameter Symfony, Laravel and Spring's `HiddenHttpMethodFilter` run the method of
+/// instead of the request's (`POST /orders/1?_method=DELETE`).
+pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
+
+/// Whether a query parameter's raw name reads as [`METHOD_OVERRIDE_PARAMETER`] to some upstream:
+/// form-decoded (`%5Fmethod`, `+` for a space), in any letter case, and with a space, `.` or `[`
+/// for `_`, as PHP names its parameters.
+fn is_method_override_parameter(raw: &str) -> bool {
+    let fold = |b: u8| match b {
+        b' ' | b'.' | b'[' => b'_',
+        b => b.to_ascii_lowercase(),
+    };
+    let decoded = match raw.contains(['%', '+']) {
+        true => crate::route::percent_decode(&raw.replace('+', " ")),
+        false => Some(raw.as_bytes().to_vec()),
+    };
+    decoded.is_some_and(|name| name.into_iter().map(fold).eq(METHOD_OVERRIDE_PARAMETER.bytes()))
 }
 
 /// Splits a comma-separated header value (`a, b,c`) into trimmed, non-empty items.
@@ -367,6 +406,59 @@ mod tests {
             Headers::from_owned(pairs),
             Headers::from_pairs([("x-a", &b"1"[..]), ("x-a", b"\xff")])
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_method_parameter_in_the_query_overrides_the_method_as_upstreams_read_it() {
+        let overrides = |path: &str| Headers::from_pairs([(":method", "POST"), (":path", path)]).has_method_override();
+        for path in [
+            "/orders/1?_method=DELETE",
+            "/orders/1?a=1&_method=PUT",
+            "/orders/1?a=1;_method=PUT",
+            "/orders/1?_METHOD=DELETE",
+            "/orders/1?%5Fmethod=DELETE",
+            "/orders/1?%5fMethod=DELETE",
+            "/orders/1?.method=DELETE",
+            "/orders/1?+method=DELETE",
+            "/orders/1?%20method=DELETE",
+            "/orders/1?_method",
+        ] {
+            assert!(overrides(path), "{path}");
+        }
+        for path in [
+            "/orders/1",
+            "/orders/1?",
+            "/orders/1?method=DELETE",
+            "/orders/1?x_method=DELETE",
+            "/orders/1?a=_method",
+            "/orders/1#?_method=DELETE",
+            "/_method?a=1",
+            "/orders/1?%5Gmethod=DELETE",
+        ] {
+            assert!(!overrides(path), "{path}");
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_preflight_asking_for_another_method_is_not_plain() {
+        let preflight = |extra: (&'static str, &'static str)| {
+            Headers::from_pairs([
+                (":method", "OPTIONS"),
+                (":path", "/orders/1"),
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "DELETE"),
+                extra,
+            ])
+        };
+        assert!(preflight(("accept", "*/*")).is_plain_cors_preflight());
+        assert!(!preflight(("x-http-method-override", "DELETE")).is_plain_cors_preflight());
+        assert!(preflight(("x-http-method-override", "DELETE")).is_cors_preflight());
+        let mut with_parameter = preflight(("accept", "*/*"));
+        with_parameter.apply(&[crate::HeaderEdit::Set(
+            HeaderName::trusted(":path"),
+            b"/orders/1?_method=DELETE".to_vec(),
+        )]);
+        assert!(!with_parameter.is_plain_cors_preflight());
     }
 
     #[wasm_bindgen_test(unsupported = test)]
