@@ -192,8 +192,8 @@ pub fn token_key(token: &[u8]) -> [u8; 32] {
 }
 
 /// A claim as a header value: strings, numbers and booleans as text, arrays of those joined.
-/// Objects, nulls, arrays with an element that contains the separator (the upstream could not
-/// tell `["user admin"]` from `["user", "admin"]`), and anything with a control character
+/// Objects, nulls, arrays with an element that contains the separator or any of its visible
+/// characters (the upstream could not tell `["user admin"]` from `["user", "admin"]`), and anything with a control character
 /// (C0, DEL, C1, tab included) or a Unicode line or paragraph separator are not turned into
 /// headers.
 fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
@@ -207,7 +207,12 @@ fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
     let text = match value {
         Value::Array(items) => {
             let items = items.iter().map(scalar).collect::<Option<Vec<_>>>()?;
-            if items.iter().any(|item| item.contains(separator)) {
+            // With `", "`, `["a,b", "c"]` is `a,b, c`: three items to a reader that splits at the
+            // comma and trims, as HTTP list parsers do.
+            let splits = |item: &String| {
+                item.contains(separator) || separator.chars().any(|c| !c.is_whitespace() && item.contains(c))
+            };
+            if items.iter().any(splits) {
                 return None;
             }
             items.join(separator)
@@ -248,7 +253,13 @@ mod tests {
         assert_eq!(v(r#"["user admin", "x"]"#, " "), None);
         assert_eq!(v(r#"["user", "admin", "x"]"#, " "), Some(b"user admin x".to_vec()));
         assert_eq!(v(r#"["a,b"]"#, ","), None);
-        assert_eq!(v(r#"["a,b", "c"]"#, ", "), Some(b"a,b, c".to_vec()));
+        assert_eq!(
+            v(r#"["a,b", "c"]"#, ", "),
+            None,
+            "a reader that trims splits at the comma"
+        );
+        assert_eq!(v(r#"["a b", "c"]"#, ", "), Some(b"a b, c".to_vec()));
+        assert_eq!(v(r#"["a;b", "c"]"#, " ; "), None);
         assert_eq!(v(r#"["1.5", 2]"#, "."), None);
         assert_eq!(v(r#"[1.5, 2]"#, "."), None, "a number's text counts too");
         assert_eq!(v("[]", ","), Some(Vec::new()));
