@@ -161,9 +161,17 @@ impl SharedCache {
         if now_ms >= entry.expires_at_ms() {
             return;
         }
-        let held = store.get(&slot);
-        if let (Entry::Inactive { .. } | Entry::SenderConstrained { .. }, Some((bytes, _))) = (entry, &held) {
-            if holds_anothers_live_active(bytes, &self.namespace.tag(), key, now_ms) {
+        if let Some((bytes, _)) = store.get(&slot) {
+            let tag = self.namespace.tag();
+            let kept = match entry {
+                Entry::Inactive { .. } | Entry::SenderConstrained { .. } => {
+                    holds_anothers_live_active(&bytes, &tag, key, now_ms)
+                }
+                // An active answer a slow call brings back after another worker cached the
+                // token's revocation is the older news.
+                Entry::Active { .. } => holds_its_live_refusal(&bytes, &tag, key, now_ms),
+            };
+            if kept {
                 return;
             }
         }
@@ -174,6 +182,12 @@ impl SharedCache {
             log::warn!("phantom_token: could not write the shared cache");
         }
     }
+}
+
+fn holds_its_live_refusal(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_ms: u64) -> bool {
+    Entry::decode(bytes, tag, key).is_some_and(|entry| {
+        matches!(entry, Entry::Inactive { .. } | Entry::SenderConstrained { .. }) && now_ms < entry.expires_at_ms()
+    })
 }
 
 fn holds_anothers_live_active(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_ms: u64) -> bool {
@@ -277,6 +291,28 @@ mod tests {
             cache.get(&store, &key(1), 2),
             Some(Entry::Inactive { expires_at_ms: 900 })
         );
+    }
+
+    /// The other order: a call sent before the revocation answers after another worker cached
+    /// it. The active answer is the older news and leaves the refusal in place until it expires.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_late_active_answer_never_undoes_the_same_tokens_refusal() {
+        let store = FakeStore::default();
+        let cache = SharedCache::new(b"t", 1);
+        for refusal in [
+            Entry::Inactive { expires_at_ms: 900 },
+            Entry::SenderConstrained { expires_at_ms: 900 },
+        ] {
+            cache.put(&store, &key(1), &refusal, 0);
+            cache.put(&store, &key(1), &active(1000), 1);
+            assert_eq!(cache.get(&store, &key(1), 2), Some(refusal));
+        }
+        // Once the refusal expired, it may; and another token's refusal is no reason to wait.
+        cache.put(&store, &key(1), &active(2000), 900);
+        assert_eq!(cache.get(&store, &key(1), 901), Some(active(2000)));
+        cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 3000 }, 2000);
+        cache.put(&store, &key(3), &active(4000), 2001);
+        assert_eq!(cache.get(&store, &key(3), 2002), Some(active(4000)));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
