@@ -151,7 +151,7 @@ fn default_skew() -> u64 {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema, serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Slots of the cache shared by all workers; 0 turns caching off.
+    /// Slots of the cache shared by all workers (0 to 1048576); 0 turns caching off.
     #[serde(default = "default_entries")]
     pub max_entries: u32,
     /// No answer is kept longer than this.

@@ -45,6 +45,9 @@ pub const CLAIMS_STATE: &str = shared::handoff::CLAIMS;
 pub const OUTCOME_STATE: &str = "apisec.phantom_token.outcome";
 
 const TICK: Duration = Duration::from_millis(500);
+/// Slots of the shared cache a config may ask for: each holds a JWT and its claims (a few KB),
+/// and a config that takes over another's namespace reads each of its slots once.
+const MAX_CACHE_ENTRIES: u32 = 1 << 20;
 const KEYS_RETRY_AFTER_SECS: u64 = 2;
 /// The index of the IdP's key source in fetch tags (there is one).
 const KEY_SOURCE: usize = 0;
@@ -243,6 +246,12 @@ impl PhantomToken {
             inactive_ttl_secs,
             exp_margin_secs,
         } = config.cache;
+        if max_entries > MAX_CACHE_ENTRIES {
+            return Err(root
+                .field("cache")
+                .field("max_entries")
+                .error(format!("must be at most {MAX_CACHE_ENTRIES}")));
+        }
         // `max_ttl_secs` is the longest any answer is reused, inactive ones included.
         let inactive_ttl_secs = match inactive_ttl_secs {
             None => config::DEFAULT_INACTIVE_TTL_SECS.min(max_ttl_secs),

@@ -639,6 +639,15 @@ fn cache_lifetime_is_the_least_of_exp_max_age_and_the_cap() {
     }
 }
 
+/// A config that takes over a gone config's cache reads each of its slots once: their number is
+/// bounded.
+#[wasm_bindgen_test(unsupported = test)]
+fn cache_slots_are_bounded() {
+    let error = config_error(&with(jwt_mode(), json!({"cache": {"max_entries": 1_048_577}})));
+    assert_eq!(error, "cache.max_entries: must be at most 1048576");
+    configured(&with(jwt_mode(), json!({"cache": {"max_entries": 1_048_576}})));
+}
+
 /// `max_ttl_secs` is the longest any answer is reused: an inactive answer kept longer would keep
 /// a token refused past it, so a config that says so is refused, and the default keeps within it.
 #[wasm_bindgen_test(unsupported = test)]

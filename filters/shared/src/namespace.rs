@@ -68,8 +68,8 @@ impl Namespace {
     }
 
     /// Takes or renews this config's namespace: the one it holds, else one nobody renewed for
-    /// [`LEASE_MS`], else a new one. Taking one over empties the keys its last owner used beyond
-    /// ours, so they hold no memory. Run it before traffic and then at least every
+    /// [`LEASE_MS`], else a new one. Taking one over empties the keys its last owner wrote beyond
+    /// ours, so they hold no memory (a read of each key it declared: configs bound their sizes). Run it before traffic and then at least every
     /// [`LEASE_MS`]` / 4`; between renewals it only reads the registry.
     ///
     /// The host has no create-if-absent: two configs creating the registry at the same moment
@@ -116,8 +116,11 @@ impl Namespace {
                     if self.held.replace(Some(slot)).is_some_and(|before| before != slot) {
                         log::warn!("{}: shared-data namespace taken over; now {slot}", self.filter);
                     }
-                    for n in freed.into_iter().flatten() {
-                        let _ = store.set(&self.key_in(slot, n), &[], None);
+                    // Setting a key creates it: only the keys the last owner wrote are emptied.
+                    for key in freed.into_iter().flatten().map(|n| self.key_in(slot, n)) {
+                        if store.get(&key).is_some_and(|(value, _)| !value.is_empty()) {
+                            let _ = store.set(&key, &[], None);
+                        }
                     }
                     return Ok(slot);
                 }
@@ -244,6 +247,33 @@ mod tests {
             lengths,
             vec![32, 32, 0, 0, 0, 0],
             "data under the old tag stays; surplus keys are emptied"
+        );
+    }
+
+    /// A config that declared many keys and wrote few leaves only those few behind: emptying the
+    /// rest would create them.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_takeover_creates_no_key_the_last_owner_never_wrote() {
+        let store = FakeStore::default();
+        let old = config(1, 100_000);
+        old.claim(&store, T0).unwrap();
+        for n in [3, 99_999] {
+            store.set(&old.key(&store, T0, n).unwrap(), &[7; 32], None).unwrap();
+        }
+        let new = config(2, 2);
+        assert_eq!(new.claim(&store, T0 + LEASE_MS + 1), Ok(0));
+        let keys: Vec<(String, usize)> = store
+            .entries()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("apisec.test.ns0."))
+            .map(|(key, value)| (key, value.len()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("apisec.test.ns0.3".to_owned(), 0),
+                ("apisec.test.ns0.99999".to_owned(), 0)
+            ]
         );
     }
 
