@@ -637,7 +637,7 @@ fn a_flapping_idp_keeps_the_last_good_keys() {
     provider["jwks"]["refresh_secs"] = json!(1);
     let gw = gateway_for(&oauth, provider);
     let token = oauth.token(json!({}));
-    for (round, fault) in [Fault::Status(500), Fault::MalformedJwks, Fault::EmptyKeys, Fault::Down]
+    for (round, fault) in [Fault::Status(500), Fault::MalformedJwks, Fault::Down]
         .into_iter()
         .enumerate()
     {
@@ -650,6 +650,37 @@ fn a_flapping_idp_keeps_the_last_good_keys() {
         assert_eq!(gw.send(bearer(&fresh)).status, 200, "round {round}");
     }
     assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+/// `{"keys": []}` is no failure but the IdP withdrawing its keys: the key it removed is trusted
+/// no longer (401, not the last keys kept), and its return is taken as soon as it is published.
+#[test]
+fn an_idp_that_withdraws_every_key_is_believed() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["refresh_secs"] = json!(1);
+    let gw = gateway_for(&oauth, provider);
+    assert_eq!(gw.send(bearer(&oauth.token(json!({})))).status, 200);
+    let fetched = gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok");
+    oauth.set_fault(Fault::EmptyKeys);
+    gw.wait_until("the empty set fetched", || {
+        gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok") > fetched
+    });
+    let response = gw.send(bearer(&oauth.token(json!({"sub": "after"}))));
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert!(
+        response
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .contains("invalid_token"),
+        "{:?}",
+        response.header("www-authenticate")
+    );
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_failed"), 0);
+    oauth.set_fault(Fault::None);
+    gw.wait_until("the keys published again", || {
+        gw.send(bearer(&oauth.token(json!({"sub": "back"})))).status == 200
+    });
 }
 
 #[test]

@@ -154,7 +154,6 @@ pub enum FetchError {
     Unreachable,
     Status(u16),
     Malformed,
-    NoUsableKeys,
     /// The OIDC discovery document names another `issuer` (or none): it must not be used
     /// (OpenID Connect Discovery 1.0 section 4.3).
     WrongIssuer,
@@ -503,8 +502,14 @@ impl RemoteKeys {
     fn fetched(&self, outcome: CallOutcome, now_ms: u64, store: &dyn SharedStore) -> Result<(), FetchError> {
         let body = ok_body(outcome)?;
         let jwks = Jwks::parse(&body).map_err(|_| FetchError::Malformed)?;
+        // A well-formed set is the IdP's word on which keys are valid, even when none is one this
+        // filter can use (`{"keys": []}` after a compromise): keeping the last keys instead would
+        // trust a key the IdP removed for as long as it says so.
         if jwks.is_empty() {
-            return Err(FetchError::NoUsableKeys);
+            log::warn!(
+                "{}: the fetched JWKS has no key this filter can use: every token is refused until it has",
+                self.label
+            );
         }
         // A stamp strictly newer than the adopted one, so every worker sees a new fetch.
         let stamp = now_ms.max(self.state.borrow().stamp.saturating_add(1));
@@ -846,15 +851,33 @@ mod tests {
             (ok("<html>"), FetchError::Malformed),
             (ok(r#"{"keys": {}}"#), FetchError::Malformed),
             (ok(r#"[]"#), FetchError::Malformed),
-            (ok(r#"{"keys": []}"#), FetchError::NoUsableKeys),
-            (
-                ok(r#"{"keys": [{"kty": "oct", "k": "AAAA"}]}"#),
-                FetchError::NoUsableKeys,
-            ),
         ];
         for (outcome, error) in cases {
             assert_eq!(keys.on_response(Fetch::Jwks, outcome, T0, &store), Err(error));
             assert_eq!(kids(&keys, &store), vec!["k1"]);
+        }
+    }
+
+    /// An IdP that withdraws every key (or keeps only kinds this filter cannot use) is believed:
+    /// the keys it removed are not trusted on.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_well_formed_set_without_usable_keys_replaces_the_last_one() {
+        for body in [r#"{"keys": []}"#, r#"{"keys": [{"kty": "oct", "k": "AAAA"}]}"#] {
+            let store = FakeStore::default();
+            let keys = loaded(&store, "k1");
+            let worker2 = RemoteKeys::new(spec(false));
+            assert_eq!(kids(&worker2, &store), vec!["k1"]);
+            let (_, version) = keys.current(&store).unwrap();
+            assert_eq!(
+                keys.on_response(Fetch::Jwks, ok(body), T0 + 1, &store),
+                Ok(None),
+                "{body}"
+            );
+            assert!(!keys.failing(), "{body}");
+            assert_eq!(kids(&keys, &store), Vec::<String>::new(), "{body}");
+            assert_ne!(keys.current(&store).unwrap().1, version, "{body}");
+            assert!(worker2.sync(&store), "{body}: the other workers take it too");
+            assert_eq!(kids(&worker2, &store), Vec::<String>::new(), "{body}");
         }
     }
 
