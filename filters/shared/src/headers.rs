@@ -287,15 +287,14 @@ pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
 /// form-decoded (`%5Fmethod`, `+` for a space), in any letter case, and with a space, `.` or `[`
 /// for `_`, as PHP names its parameters.
 fn is_method_override_parameter(raw: &str) -> bool {
+    // `+` is a space in a form's names; an escaped `%2B` counts as one too, which no name wants.
     let fold = |b: u8| match b {
-        b' ' | b'.' | b'[' => b'_',
+        b' ' | b'+' | b'.' | b'[' => b'_',
         b => b.to_ascii_lowercase(),
     };
-    let decoded = match raw.contains(['%', '+']) {
-        true => crate::route::percent_decode(&raw.replace('+', " ")),
-        false => Some(raw.as_bytes().to_vec()),
-    };
-    decoded.is_some_and(|name| name.into_iter().map(fold).eq(METHOD_OVERRIDE_PARAMETER.bytes()))
+    raw.len() >= METHOD_OVERRIDE_PARAMETER.len()
+        && crate::route::percent_decode(raw)
+            .is_some_and(|name| name.into_iter().map(fold).eq(METHOD_OVERRIDE_PARAMETER.bytes()))
 }
 
 /// Splits a comma-separated header value (`a, b,c`) into trimmed, non-empty items.
