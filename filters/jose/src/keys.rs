@@ -1,7 +1,7 @@
 //! Where a provider's keys come from, and how remote keys stay fresh.
 //!
-//! Remote keys are fetched by one worker at a time (a lease in shared data), stored in shared
-//! data for every worker, and parsed once per version by each. A failed fetch keeps the last
+//! Remote keys are fetched periodically by one worker at a time (a lease in shared data), stored
+//! in shared data for every worker, and parsed once per version by each. A failed fetch keeps the last
 //! good keys and retries with backoff. A request that finds no key for its token (none yet, or
 //! none with its `kid`) fetches the keys itself, or waits on the fetch in flight on its worker;
 //! these request fetches are rate-limited, and when they find nothing the request gets 503 (no
@@ -70,6 +70,8 @@ struct KeyState {
     /// there fails, so that the next one reads discovery again: the IdP may have moved it).
     jwks_at: Option<Location>,
     in_flight: bool,
+    /// The fetch in flight holds the lease: a periodic one does, a request's refetch does not.
+    holds_lease: bool,
     next_attempt_ms: u64,
     failures: u32,
     /// When the last request refetch that counts against the rate limit started.
@@ -256,7 +258,9 @@ impl RemoteKeys {
         if !due || !self.take_lease(now_ms, store) {
             return None;
         }
-        Some(self.start_fetch())
+        let fetch = self.start_fetch();
+        self.state.borrow_mut().holds_lease = true;
+        Some(fetch)
     }
 
     /// A request found no key for its token: no keys yet (Envoy serves a listener before its
@@ -427,12 +431,12 @@ impl RemoteKeys {
         if fetch == Fetch::Jwks && result.is_err() && self.discovery_path.is_some() {
             self.state.borrow_mut().jwks_at = None;
         }
-        if !matches!(result, Ok(Some(_))) {
+        let mut state = self.state.borrow_mut();
+        state.in_flight = matches!(result, Ok(Some(_)));
+        if !state.in_flight && std::mem::take(&mut state.holds_lease) {
             // The fetch is over: another worker may take the next one without waiting the lease out.
             let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
         }
-        let mut state = self.state.borrow_mut();
-        state.in_flight = matches!(result, Ok(Some(_)));
         if !state.in_flight {
             state.forced_in_flight = false;
             state.catch_up = false;
@@ -832,6 +836,31 @@ mod tests {
         assert!(worker1.tick(T0, &store).is_some());
         assert!(worker2.tick(T0 + TIMEOUT_MS + 999, &store).is_none());
         assert!(worker2.tick(T0 + TIMEOUT_MS + 1000, &store).is_some());
+    }
+
+    /// A request's refetch takes no lease, so when it ends it must not free the lease another
+    /// worker holds for its own fetch: that would let a third worker fetch alongside.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_request_refetch_leaves_another_workers_lease_alone() {
+        let store = FakeStore::default();
+        let [holder, requester, bystander] = [(); 3].map(|()| RemoteKeys::new(spec(false)));
+        assert!(holder.tick(T0, &store).is_some());
+        let Refetch::Started(fetch, _) = requester.refetch(T0) else {
+            panic!("a worker without keys refetches for a request");
+        };
+        assert_eq!(
+            requester.on_response(fetch, CallOutcome::Failed, T0 + 10, &store),
+            Err(FetchError::Unreachable)
+        );
+        assert!(
+            bystander.tick(T0 + 20, &store).is_none(),
+            "the holder's lease is still held"
+        );
+        assert_eq!(
+            holder.on_response(Fetch::Jwks, CallOutcome::Failed, T0 + 30, &store),
+            Err(FetchError::Unreachable)
+        );
+        assert!(bystander.tick(T0 + 40, &store).is_some(), "the holder freed its lease");
     }
 
     #[wasm_bindgen_test(unsupported = test)]
