@@ -9,7 +9,7 @@
 //! (lazy forms too) and the flags `i m s x U u` (`(?i)`, `(?i:..)`, `(?-i)`). Refused at load, with
 //! where: Unicode classes (`\p{..}`), nested classes and class set operations, a range from a
 //! leading `]`, `\b{..}`, a repetition of a repetition (`a**`) or of a flag group, counts over
-//! 1000, groups nested over 64 deep and programs over 10,000 states ([`reference::STRICTER`]
+//! 1000, groups or levels nested over 50 deep and programs over 10,000 states ([`reference::STRICTER`]
 //! lists why). This replaces `regex-lite`, which took 55 KB of every module for the few matches
 //! the filters make; the tests and the `regex` fuzz target hold the two to the same answers.
 

@@ -9,8 +9,12 @@ pub(super) type Ranges = Vec<(u32, u32)>;
 const MAX_CHAR: u32 = char::MAX as u32;
 /// Counted repetitions past this are refused (as the `regex` crate does).
 const MAX_COUNT: u32 = 1000;
-/// Groups nested deeper are refused: parsing and compiling recurse once a level.
-const MAX_DEPTH: usize = 64;
+/// Groups nested deeper are refused, as by `regex-lite`: parsing and compiling recurse once a
+/// level.
+const MAX_DEPTH: usize = 50;
+/// Patterns whose tree is deeper are refused, as by `regex-lite`, which counts each group that
+/// captures, repetition, alternation and sequence within another as a level.
+const MAX_NESTING: usize = 50;
 /// `regex-lite` reads `[` in a class as itself, the `regex` crate as a nested class: refused.
 const NESTED_CLASS: &str = "nested classes are not supported: escape `[` as `\\[`";
 
@@ -38,6 +42,18 @@ pub(super) enum Node {
         min: u32,
         max: Option<u32>,
     },
+    /// A group that captures: it matches as its contents, and is a level of nesting to `regex-lite`.
+    Capture(Box<Node>),
+}
+
+/// Levels of nesting as `regex-lite` counts them in its tree, which leaves `{1}` out: at least
+/// as many.
+fn height(node: &Node) -> usize {
+    match node {
+        Node::Empty | Node::Class(_) | Node::Look(_) => 0,
+        Node::Concat(nodes) | Node::Alternation(nodes) => 1 + nodes.iter().map(height).max().unwrap_or(0),
+        Node::Repeat { node, .. } | Node::Capture(node) => 1 + height(node),
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -60,10 +76,13 @@ pub(super) fn parse(pattern: &str, case_insensitive: bool) -> Result<Node, Regex
         group_names: Vec::new(),
     };
     let node = parser.alternation()?;
-    match parser.peek() {
-        None => Ok(node),
-        Some(_) => Err(parser.error_here("unopened group: `)` without its `(`")),
+    if parser.peek().is_some() {
+        return Err(parser.error_here("unopened group: `)` without its `(`"));
     }
+    if height(&node) > MAX_NESTING {
+        return Err(parser.error_at(0, format!("pattern nested more than {MAX_NESTING} levels deep")));
+    }
+    Ok(node)
 }
 
 struct Parser<'a> {
@@ -234,6 +253,7 @@ impl<'a> Parser<'a> {
         let open = self.pos;
         self.bump();
         let saved = self.flags;
+        let mut captures = true;
         if self.eat('?') {
             if self.eat('P') && self.peek() != Some('<') {
                 return Err(self.error_here("expected `<` of a group name after `(?P`"));
@@ -242,6 +262,8 @@ impl<'a> Parser<'a> {
                 self.group_name()?;
             } else if self.flag_group()? {
                 return Ok(None);
+            } else {
+                captures = false;
             }
         }
         self.depth += 1;
@@ -254,7 +276,10 @@ impl<'a> Parser<'a> {
             return Err(self.error_at(open, "unclosed group"));
         }
         self.flags = saved;
-        Ok(Some(node))
+        Ok(Some(match captures {
+            true => Node::Capture(Box::new(node)),
+            false => node,
+        }))
     }
 
     fn group_name(&mut self) -> Result<(), RegexError> {
@@ -427,9 +452,22 @@ impl<'a> Parser<'a> {
 
     /// After `[`: the items up to `]`.
     fn class(&mut self, open: usize) -> Result<Ranges, RegexError> {
+        self.skip_verbose();
         let negate = self.eat('^');
         let mut ranges = Ranges::new();
-        let mut first = true;
+        // Leading `-`s are themselves, even with spaces between them in verbose mode.
+        loop {
+            self.skip_verbose();
+            if self.peek() != Some('-') {
+                break;
+            }
+            if self.pattern.get(self.pos + 1..self.pos + 2) == Some("-") {
+                return Err(self.error_here("class set operations (`--`) are not supported"));
+            }
+            self.bump();
+            ranges.push((u32::from('-'), u32::from('-')));
+        }
+        let mut first = ranges.is_empty();
         loop {
             self.skip_verbose();
             let at = self.pos;
@@ -448,7 +486,7 @@ impl<'a> Parser<'a> {
                         '\\' => match self.escape(true)? {
                             Escaped::Char(c) => c,
                             Escaped::Class(class) => {
-                                if self.dash_starts_range() {
+                                if self.dash_starts_range()? {
                                     return Err(self.error_at(at, "a range must start with a character"));
                                 }
                                 ranges.extend(class);
@@ -459,7 +497,7 @@ impl<'a> Parser<'a> {
                         },
                         c => c,
                     };
-                    if first && low == ']' && self.dash_starts_range() {
+                    if first && low == ']' && self.dash_starts_range()? {
                         return Err(
                             self.error_at(at, "a range from a leading `]` is read two ways: escape it as `\\]`")
                         );
@@ -474,30 +512,42 @@ impl<'a> Parser<'a> {
         Ok(if negate { negated(ranges) } else { ranges })
     }
 
-    /// Whether a `-` comes next and does not end the class.
-    fn dash_starts_range(&self) -> bool {
-        self.peek() == Some('-') && self.pattern.get(self.pos + 1..self.pos + 2) != Some("]")
+    /// Whether a `-` comes next (after spaces, in verbose mode) and does not end the class.
+    fn dash_starts_range(&mut self) -> Result<bool, RegexError> {
+        self.skip_verbose();
+        if self.peek() != Some('-') {
+            return Ok(false);
+        }
+        let after = self.pattern.get(self.pos + 1..).unwrap_or_default();
+        let after = if self.flags.verbose { after.trim_start() } else { after };
+        match after.chars().next() {
+            Some(']') | None => Ok(false),
+            // `regex-lite` looks past the `-` for `]` without skipping the comment.
+            Some('#') if self.flags.verbose => {
+                Err(self.error_here("a comment right after `-` in a class is read two ways: escape the `-`"))
+            }
+            Some(_) => Ok(true),
+        }
     }
 
     /// After a class item `low`: `-high` makes it a range, unless the `-` ends the class.
     fn range_end(&mut self, low: char) -> Result<char, RegexError> {
-        let dash = self.pos;
-        if self.peek() != Some('-') {
+        if !self.dash_starts_range()? {
             return Ok(low);
         }
+        let dash = self.pos;
         self.bump();
+        self.skip_verbose();
         let high = match self.bump() {
             Some('-') => return Err(self.error_at(dash, "class set operations (`--`) are not supported")),
-            Some(']') | None => {
-                self.pos = dash;
-                return Ok(low);
-            }
             Some('\\') => match self.escape(true)? {
                 Escaped::Char(c) => c,
                 _ => return Err(self.error_at(dash, "a range must end in a character")),
             },
             Some('[') => return Err(self.error_at(self.pos - 1, NESTED_CLASS)),
             Some(c) => c,
+            // Not after `dash_starts_range`; the class is unclosed either way.
+            None => return Ok(low),
         };
         if high < low {
             return Err(self.error_at(dash, format!("class range {low:?}-{high:?} ends before it starts")));

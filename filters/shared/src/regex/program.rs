@@ -85,6 +85,7 @@ impl Compiler {
                 }
             }
             Node::Repeat { node, min, max } => self.repeat(node, *min, *max)?,
+            Node::Capture(node) => self.emit(node)?,
         }
         Ok(())
     }

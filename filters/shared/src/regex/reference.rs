@@ -9,16 +9,21 @@ use super::Regex;
 /// repetition right after a flag group (`a(?i)*`), `\b{..}` in any form, `[` in a class (itself
 /// to `regex-lite`, a nested class to the `regex` crate), a range from a leading `]` (`[]-a]`:
 /// three characters to `regex-lite`, a range to the `regex` crate), and `&&`, `--` or `~~` in a
-/// class (characters to `regex-lite`, set operations to the `regex` crate), the flag `R` (CRLF
+/// class (characters to `regex-lite`, set operations to the `regex` crate), a comment right
+/// after a class's `-` in verbose mode (`regex-lite` decides whether the `-` starts a range by the
+/// comment's first character, then skips the comment for the range's end), the flag `R` (CRLF
 /// line ends), group names that are not ASCII; and the limits: counts
-/// over 1000, groups nested over 64 deep, programs over 10,000 states.
+/// over 1000, groups nested over 50 deep, patterns nested over 50 levels (counting `{1}` and
+/// `{0}`, which `regex-lite` leaves out), programs over 10,000 states.
 pub const STRICTER: &[&str] = &[
     "counted repetition over",
     "unsupported flag 'R'",
     "groups nested more than",
+    "pattern nested more than",
     "pattern too large",
     "class set operations",
     "a range from a leading `]`",
+    "a comment right after `-`",
     "nested classes are not supported",
     "repetition of a repetition",
     "repetition of nothing",

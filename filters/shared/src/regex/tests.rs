@@ -87,6 +87,43 @@ fn verbose_mode_ignores_spaces_and_comments() {
     assert!(matches(r"(?x) a\ b", "a b"));
 }
 
+/// As `regex-lite` reads them: spaces and comments in a class are skipped after `[` and `^`,
+/// between leading `-`s, and around a range's `-`.
+#[test]
+fn verbose_mode_skips_spaces_in_a_class_as_regex_lite_does() {
+    assert!(matches("(?x)[ ^a]", "b") && !matches("(?x)[ ^a]", "a"));
+    assert!(matches("(?x)[a -z]", "m") && matches("(?x)[a - z]", "m") && !matches("(?x)[a - z]", " "));
+    assert!(matches("(?x)[- - a]", "-") && !matches("(?x)[- - a]", "0"));
+    assert!(matches("(?x)[a - ]", "-") && !matches("(?x)[a - ]", "b"));
+    assert_eq!(
+        refusal("(?x)[> -(]"),
+        "class range '>'-'(' ends before it starts (at byte 7)"
+    );
+    assert!(refusal(r"(?x)[\d -a]").starts_with("a range must start with a character"));
+    assert!(refusal("(?x)[] -a]").starts_with("a range from a leading `]`"));
+    assert!(refusal("(?x)[- -- a]").starts_with("class set operations (`--`)"));
+    assert!(refusal("(?x)[a- #c\nz]").starts_with("a comment right after `-`"));
+    let texts = ["a", "b", "m", "z", "-", "^", "0", " ", "#", "]", "(", ">", "c"];
+    for pattern in [
+        "(?x)[ ^a]",
+        "(?x)[a -z]",
+        "(?x)[a - #to\n z]",
+        "(?x)[- - a]",
+        "(?x)[a - ]",
+        "(?x)[a - - b]",
+        "(?x)[> -(]",
+        r"(?x)[\d -a]",
+        "(?x)[] -a]",
+        "(?x)[a- #c\nz]",
+        "(?x)[a- #c\n]",
+        "(?x)\n<[n>\n-(6\n.vxu)\n?P\n?u)|dvxu)\n\na]-<?P",
+    ] {
+        if let Some(disagreement) = super::reference::disagreement(pattern, false, &texts) {
+            panic!("{disagreement:?}");
+        }
+    }
+}
+
 #[test]
 fn refusals_say_what_and_where() {
     assert_eq!(refusal("("), "unclosed group (at byte 0)");
@@ -144,11 +181,38 @@ fn group_names_are_ascii_words_dots_and_brackets() {
 #[test]
 fn huge_or_deep_patterns_are_refused_not_crashed_on() {
     assert!(refusal("(a{1000}){1000}").starts_with("pattern too large"));
-    assert!(refusal(&"(".repeat(10_000)).starts_with("groups nested more than 64 deep"));
-    let mut nested = "(".repeat(64);
-    nested.push('a');
-    nested.push_str(&")".repeat(64));
-    assert!(matches(&nested, "a"));
+    assert!(refusal(&"(".repeat(10_000)).starts_with("groups nested more than 50 deep"));
+    let nested = |open: &str, depth: usize, inner: &str| format!("{}{inner}{}", open.repeat(depth), ")".repeat(depth));
+    assert!(matches(&nested("(", 50, "a"), "a"));
+    assert!(matches(&nested("(?:", 50, "a"), "a"));
+    assert!(refusal(&nested("(?:", 51, "a")).starts_with("groups nested more than 50 deep"));
+    // Each group that captures, repetition, alternation and sequence is a level, as to `regex-lite`.
+    assert_eq!(
+        refusal(&nested("(", 50, "ab")),
+        "pattern nested more than 50 levels deep (at byte 0)"
+    );
+    let texts = ["a", "ab", "b", ""];
+    for pattern in [
+        nested("(", 50, "a"),
+        nested("(", 51, "a"),
+        nested("(", 49, "ab"),
+        nested("(", 50, "ab"),
+        nested("(", 24, "a|b"),
+        nested("(", 25, "a|b"),
+        nested("(?:", 50, "ab"),
+        nested("(?:", 50, "a*"),
+        nested("(?:", 51, "a"),
+        nested("(?:a|", 25, "b"),
+        nested("(?:a|", 26, "b"),
+        nested("(a|", 16, "b"),
+        nested("(a|", 17, "b"),
+        nested("(a*", 16, "b"),
+        nested("(a*", 17, "b"),
+    ] {
+        if let Some(disagreement) = super::reference::disagreement(&pattern, false, &texts) {
+            panic!("{disagreement:?}");
+        }
+    }
 }
 
 /// The classic exponential case for backtracking engines takes linear time here.
