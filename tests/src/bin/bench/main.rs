@@ -1,7 +1,7 @@
 //! `make bench` / `make bench-quick`: every variant of the issue (bare Envoy, native filters, our
 //! filters alone and chained) under the same load, interleaved over rounds; medians, ratios to
 //! bare Envoy and to the native equivalent, the targets met or missed, module sizes and time to
-//! ready, printed and written as markdown.
+//! ready, the pure-Rust signature checks timed in wasm, printed and written as markdown.
 //!
 //! Envoy runs with one worker pinned to CPU 0; wrk, the upstream and this process share CPU 1.
 //!
@@ -15,6 +15,7 @@ mod measure;
 mod report;
 mod tokens;
 mod variants;
+mod verify;
 mod window;
 
 use std::collections::BTreeMap;
@@ -205,7 +206,12 @@ fn run(opts: &Options) -> Result<bool, String> {
         };
         results.insert(v.id, entry);
     }
-    let complete = results.values().all(Result::is_ok) && failures.is_empty();
+    let verify_secs = if opts.quick { 0.5 } else { 2.0 };
+    let verify = verify::run(verify_secs, pinned.then_some(ENVOY_CPU));
+    if let Err(e) = &verify {
+        eprintln!("bench: pure-Rust checks in wasm: FAILED: {e}");
+    }
+    let complete = results.values().all(Result::is_ok) && failures.is_empty() && verify.is_ok();
 
     let example_script = bench.dir.join("<variant>.lua");
     let cpu = pinned.then_some(LOAD_CPU);
@@ -226,6 +232,7 @@ fn run(opts: &Options) -> Result<bool, String> {
         pinning,
         method: window::method_notes(&bench),
         wasm_sizes,
+        verify,
     };
     let markdown = report::render(&meta, &selected, &results);
     println!("{markdown}");
