@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The keys and tokens are the RFCs' examples: RFC 7515 A.2 (RS256, RSA 2048) and A.3 (ES256,
-//! P-256); for EdDSA, RFC 8037 A.1's Ed25519 key signing A.2's claims under `{"alg":"EdDSA"}`
+//! P-256); for EdDSA, RFC 8037 A.1's Ed25519 key signing RFC 7515 A.2's claims under `{"alg":"EdDSA"}`
 //! (RFC 8037 A.4 signs a payload that is not a JWT's; Ed25519 signatures are deterministic, so
 //! anyone can sign it again with that key and get the same token).
 
