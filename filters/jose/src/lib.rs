@@ -22,6 +22,7 @@ mod bignum;
 mod claims;
 mod der;
 mod ecdsa;
+mod ed25519;
 mod error;
 mod issuer;
 mod json;

@@ -7,6 +7,7 @@ use shared::{HashAlg, HostCrypto};
 use crate::alg::Alg;
 use crate::der::{der_length, der_unsigned_integer};
 use crate::ecdsa::{P256_ORDER, P384_ORDER};
+use crate::ed25519;
 use crate::error::JwtError;
 use crate::jwk::{Jwk, Material};
 use crate::rsassa::RsaPublicKey;
@@ -53,9 +54,7 @@ pub(crate) fn verify_signature(
             let bytes: &[u8; 64] = signature
                 .try_into()
                 .map_err(|_| JwtError::BadSignatureEncoding("Ed25519 signature is not 64 bytes"))?;
-            // Strict: rejects small-order keys and R, and a non-canonical S.
-            key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(bytes))
-                .is_ok()
+            ed25519::verify_strict(key, message, bytes)
         }
         (Alg::HS256, Material::Hmac(secret)) => hmac::<Hmac<Sha256>>(secret.expose(), message, signature),
         (Alg::HS384, Material::Hmac(secret)) => hmac::<Hmac<Sha384>>(secret.expose(), message, signature),
