@@ -7,6 +7,7 @@ use shared::Secret;
 use crate::alg::Alg;
 use crate::b64::b64url_decode;
 use crate::ecdsa::PublicKey as EcKey;
+use crate::ed25519;
 use crate::error::JwksError;
 use crate::json;
 use crate::rsassa::RsaPublicKey;
@@ -45,7 +46,7 @@ pub(crate) enum Material {
     Rsa { key: RsaPublicKey, spki: Vec<u8> },
     P256 { key: EcKey, spki: Vec<u8> },
     P384 { key: EcKey, spki: Vec<u8> },
-    Ed25519(ed25519_dalek::VerifyingKey),
+    Ed25519(ed25519::PublicKey),
     Hmac(Secret),
 }
 
@@ -253,11 +254,7 @@ fn okp_key(obj: &Map<String, Value>) -> Result<Material, &'static str> {
     let x: [u8; 32] = b64_member(obj, "x")?
         .try_into()
         .map_err(|_| "Ed25519 key of the wrong length")?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| "Ed25519 key is not a curve point")?;
-    if key.is_weak() {
-        return Err("Ed25519 key has small order");
-    }
-    Ok(Material::Ed25519(key))
+    Ok(Material::Ed25519(ed25519::PublicKey::from_bytes(&x)?))
 }
 
 /// A set of verification keys.

@@ -7,7 +7,6 @@ use shared::{HashAlg, HostCrypto};
 use crate::alg::Alg;
 use crate::der::{der_length, der_unsigned_integer};
 use crate::ecdsa::{P256_ORDER, P384_ORDER};
-use crate::ed25519;
 use crate::error::JwtError;
 use crate::jwk::{Jwk, Material};
 use crate::rsassa::RsaPublicKey;
@@ -54,7 +53,7 @@ pub(crate) fn verify_signature(
             let bytes: &[u8; 64] = signature
                 .try_into()
                 .map_err(|_| JwtError::BadSignatureEncoding("Ed25519 signature is not 64 bytes"))?;
-            ed25519::verify_strict(key, message, bytes)
+            key.verify_strict(message, bytes)
         }
         (Alg::HS256, Material::Hmac(secret)) => hmac::<Hmac<Sha256>>(secret.expose(), message, signature),
         (Alg::HS384, Material::Hmac(secret)) => hmac::<Hmac<Sha384>>(secret.expose(), message, signature),
