@@ -4,7 +4,8 @@
 //! "µs per verify in wasm" directly, where Envoy's CPU a request can only bound it from above.
 //!
 //! ```text
-//! verify-bench [--secs N]    one line per algorithm: `<alg> <µs per verify, median of batches> <verifies>`
+//! verify-bench [--secs N]    one line per algorithm, in µs per verify over its batches:
+//!                             <alg> <median> <verifies timed> <fastest batch> <slowest batch>
 //! ```
 //!
 //! The keys and tokens are the RFCs' examples: RFC 7515 A.2 (RS256, RSA 2048) and A.3 (ES256,
@@ -58,7 +59,10 @@ fn main() -> ExitCode {
     let per_case = Duration::from_secs_f64(secs);
     for case in &CASES {
         match time_case(case, per_case) {
-            Ok((us, verifies)) => println!("{} {us:.1} {verifies}", case.alg),
+            Ok(t) => println!(
+                "{} {:.1} {} {:.1} {:.1}",
+                case.alg, t.median_us, t.verifies, t.fastest_us, t.slowest_us
+            ),
             Err(e) => {
                 eprintln!("verify-bench: {}: {e}", case.alg);
                 return ExitCode::FAILURE;
@@ -68,9 +72,17 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// One algorithm's batches, in µs per verify.
+struct Timing {
+    median_us: f64,
+    fastest_us: f64,
+    slowest_us: f64,
+    verifies: u64,
+}
+
 /// A fifth of `budget` warms up (V8 tiers a hot function up to TurboFan, and ES256 builds its
 /// curve tables on first use), the rest is timed in batches.
-fn time_case(case: &Case, budget: Duration) -> Result<(f64, u64), String> {
+fn time_case(case: &Case, budget: Duration) -> Result<Timing, String> {
     let jwks = Jwks::parse(case.jwks.as_bytes()).map_err(|e| format!("JWKS: {e}"))?;
     let key = jwks.keys().first().ok_or("JWKS: no usable key")?;
     let jwt = Jwt::decode(case.token.as_bytes(), 16 * 1024).map_err(|e| format!("token: {e}"))?;
@@ -86,8 +98,13 @@ fn time_case(case: &Case, budget: Duration) -> Result<(f64, u64), String> {
         batches.push(elapsed.as_secs_f64() * 1e6 / n as f64);
     }
     batches.sort_by(f64::total_cmp);
-    let median = batches.get(batches.len() / 2).copied().ok_or("no batch")?;
-    Ok((median, verifies))
+    let median_us = batches.get(batches.len() / 2).copied().ok_or("no batch")?;
+    Ok(Timing {
+        median_us,
+        fastest_us: batches.first().copied().unwrap_or(median_us),
+        slowest_us: batches.last().copied().unwrap_or(median_us),
+        verifies,
+    })
 }
 
 /// Verifies until `at_least` has passed; the time taken and the number of verifies.

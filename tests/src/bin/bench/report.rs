@@ -153,16 +153,31 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
     let _ = writeln!(md, "\n## Pure-Rust signature checks in wasm\n");
     match &meta.verify {
         Ok(v) => {
-            let _ = writeln!(md, "| algorithm | µs per verify | verifies timed |\n|---|---:|---:|");
-            for (alg, us, n) in &v.per_alg {
-                let _ = writeln!(md, "| {alg} | {us:.1} | {n} |");
+            let _ = writeln!(
+                md,
+                "| algorithm | µs per verify | its range | verifies timed |\n|---|---:|---:|---:|"
+            );
+            for t in &v.per_alg {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.1} | {:.1}–{:.1} | {} |",
+                    t.alg, t.median_us, t.fastest_us, t.slowest_us, t.verifies
+                );
+            }
+            if let Some(others) = v.others_util {
+                let _ = writeln!(
+                    md,
+                    "\nOther processes took {:.0}% of that CPU while the checks ran (as `others on Envoy's CPU` \
+                     above: a high value makes these times unreliable).",
+                    100.0 * others
+                );
             }
             let _ = writeln!(
                 md,
                 "\n`Jwt::verify` without host crypto, one token at a time, in `{}` (`tests/verify-bench`: \
                  the modules' release settings and `wasm-opt` flags) under {} with `--no-liftoff` (every \
                  function compiled by TurboFan up front, as Envoy's V8 does), on Envoy's CPU after the \
-                 windows; the median of five batches after a warm-up. Keys and tokens: RFC 7515 A.2 \
+                 windows; the median of the medians of three node processes (five batches each, after a warm-up), and the fastest and slowest batch of any. Keys and tokens: RFC 7515 A.2 \
                  (RSA 2048), A.3 (P-256), RFC 8037 A.1's Ed25519 key.",
                 verify::WASM,
                 v.runtime
