@@ -371,17 +371,7 @@ impl Envoy {
 
     /// CPU time Envoy has used so far (user + system), from `/proc/<pid>/stat`.
     pub fn cpu_time(&self) -> Duration {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let ticks: u64 = after
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|f| f.parse::<u64>().ok())
-            .sum();
-        // The kernel's USER_HZ is 100 on every Linux this runs on.
-        Duration::from_millis(ticks * 10)
+        proc_stat_cpu_time(&format!("/proc/{}/stat", self.pid()), ProcCpu::Own)
     }
 
     /// Pins every thread of the Envoy process to the CPUs in `cpus` (a `taskset` CPU list such as
@@ -607,4 +597,33 @@ pub fn taskset(args: &[&str], pid: u32) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ))
     }
+}
+
+/// Whose CPU time [`proc_stat_cpu_time`] reads.
+#[derive(Clone, Copy)]
+pub enum ProcCpu {
+    /// The process's own (utime + stime).
+    Own,
+    /// Its children's that it has waited for (cutime + cstime).
+    ReapedChildren,
+}
+
+/// User + system CPU time from a `/proc/<pid>/stat` file; zero if unreadable.
+pub fn proc_stat_cpu_time(path: &str, whose: ProcCpu) -> Duration {
+    let stat = fs::read_to_string(path).unwrap_or_default();
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th,
+    // cutime and cstime the 14th and 15th.
+    let skip = match whose {
+        ProcCpu::Own => 11,
+        ProcCpu::ReapedChildren => 13,
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(skip)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
 }

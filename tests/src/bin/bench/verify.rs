@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness::envoy::{proc_stat_cpu_time, ProcCpu};
+
 use crate::measure;
 
 /// Where `make bench` puts the optimised program, from the workspace root.
@@ -130,19 +132,9 @@ fn combine(runs: &[Vec<AlgTime>]) -> Result<Vec<AlgTime>, String> {
         .collect()
 }
 
-/// CPU time (user + system) of this process's reaped children so far, from `/proc/self/stat`.
+/// CPU time (user + system) of this process's reaped children so far.
 fn children_cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; cutime and cstime are the 14th and 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after
-        .split_whitespace()
-        .skip(13)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum();
-    // The kernel's USER_HZ is 100 on every Linux this runs on.
-    Duration::from_millis(ticks * 10)
+    proc_stat_cpu_time("/proc/self/stat", ProcCpu::ReapedChildren)
 }
 
 fn node(args: &[&str]) -> Result<String, String> {
