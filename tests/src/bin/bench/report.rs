@@ -177,7 +177,8 @@ pub fn render(meta: &Meta, variants: &[Variant], results: &Results) -> String {
                 "\n`Jwt::verify` without host crypto, one token at a time, in `{}` (`tests/verify-bench`: \
                  the modules' release settings and `wasm-opt` flags) under {} with `--no-liftoff` (every \
                  function compiled by TurboFan up front, as Envoy's V8 does), on Envoy's CPU after the \
-                 windows; the median of the medians of three node processes (five batches each, after a warm-up), and the fastest and slowest batch of any. Keys and tokens: RFC 7515 A.2 \
+                 windows; the median of the medians of three node processes (five batches each, after \
+                 a warm-up), and the fastest and slowest batch of any. Keys and tokens: RFC 7515 A.2 \
                  (RSA 2048), A.3 (P-256), RFC 8037 A.1's Ed25519 key.",
                 verify::WASM,
                 v.runtime
