@@ -31,12 +31,68 @@ pub const STRICTER: &[&str] = &[
     "`\\b{...}` assertions are not supported",
 ];
 
-/// `regex-lite`'s whole-text answer, or `None` if it refuses the pattern or its anchored form.
+/// `regex-lite`'s whole-text answer, or `None` if it refuses the pattern or its anchored form,
+/// or if its answer may be wrong ([`may_hit_one_sided_fold`]).
 pub fn answer(pattern: &str, case_insensitive: bool, text: &str) -> Option<bool> {
     regex_lite::Regex::new(pattern).ok()?;
+    if may_hit_one_sided_fold(pattern, case_insensitive) {
+        return None;
+    }
     let flags = if case_insensitive { "(?i)" } else { "" };
     let anchored = regex_lite::Regex::new(&format!("{flags}^(?:{pattern})$")).ok()?;
     Some(anchored.is_match(text))
+}
+
+/// Whether `pattern` may have a class range that `regex-lite` (0.1.9) folds wrongly under `(?i)`:
+/// it gives a range that holds letters of both cases only the other case of its lower-case
+/// letters, so `(?i)[0-o]` (`0` to `o` holds `A`-`Z` and `a`-`o`) does not match `s`, which the
+/// `regex` crate and this engine match. That takes a range in a class from at most `Z` to a
+/// letter below `z`, and case insensitivity. This errs towards yes: any flag group that sets `i`
+/// counts, wherever it is, and in a class both the characters next to a `-` and the nearest ones
+/// that are not white space (verbose mode skips them).
+fn may_hit_one_sided_fold(pattern: &str, case_insensitive: bool) -> bool {
+    let sets_i = |(at, _): (usize, &str)| {
+        pattern
+            .get(at + 2..)
+            .is_some_and(|flags| flags.chars().take_while(char::is_ascii_alphabetic).any(|f| f == 'i'))
+    };
+    (case_insensitive || pattern.match_indices("(?").any(sets_i)) && class_range_of_both_cases(pattern)
+}
+
+fn class_range_of_both_cases(pattern: &str) -> bool {
+    let spans = |low: Option<&char>, high: Option<&char>| matches!((low, high), (Some(low), Some(high)) if *low <= 'Z' && ('a'..='y').contains(high));
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut in_class = false;
+    // At the first member of a class, where `]` is a member.
+    let mut first = false;
+    let mut at = 0;
+    while let Some(&c) = chars.get(at) {
+        if c == '\\' {
+            (at, first) = (at + 2, false);
+            continue;
+        }
+        if !in_class {
+            if c == '[' {
+                (in_class, first) = (true, true);
+                if chars.get(at + 1) == Some(&'^') {
+                    at += 1;
+                }
+            }
+        } else if c == ']' && !first {
+            in_class = false;
+        } else if c == '-' {
+            let before = chars.get(..at).unwrap_or_default();
+            let after = chars.get(at + 1..).unwrap_or_default();
+            let solid = |c: &&char| !c.is_whitespace();
+            if spans(before.last(), after.first()) || spans(before.iter().rev().find(solid), after.iter().find(solid)) {
+                return true;
+            }
+        } else {
+            first = false;
+        }
+        at += 1;
+    }
+    false
 }
 
 /// How this engine and `regex-lite` part on a pattern.

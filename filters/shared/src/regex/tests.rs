@@ -79,6 +79,49 @@ fn case_insensitivity_is_ascii_and_scoped() {
     assert!(matches("(?i)[x-z]", "Y"));
     assert!(!matches("(?i)é", "É"));
     assert!(Regex::whole("(?-i)a", true).is_ok_and(|r| !r.is_match("A")));
+    // A range holding letters of both cases: each letter in it stands for both of its cases.
+    for (pattern, text) in [
+        ("[0-o]", "s"),
+        ("[0-o]", "S"),
+        ("[0-o]", "b"),
+        ("[0-ordDor]", "s"),
+        ("[Z-a]", "z"),
+    ] {
+        assert!(
+            Regex::whole(pattern, true).is_ok_and(|r| r.is_match(text)),
+            "{pattern} {text}"
+        );
+    }
+    assert!(matches("(?i)[0-o]", "s"));
+    assert!(matches("a(?i:[0-o])", "as"));
+    assert!(!matches("[0-o]", "s"));
+    assert!(!Regex::whole("[0-o]", true).is_ok_and(|r| r.is_match("~")));
+}
+
+/// `regex-lite` 0.1.9 gives such a range the other case of its lower-case letters only, so it is
+/// no reference there: the comparison leaves those patterns out. When this fails, `regex-lite`
+/// folds such ranges in full, and `reference::may_hit_one_sided_fold` can go.
+#[test]
+fn regex_lite_folds_a_range_of_both_cases_on_one_side() {
+    let lite = regex_lite::Regex::new("(?i)^[0-o]$").unwrap();
+    assert!(lite.is_match("S") && lite.is_match("b") && lite.is_match("B"));
+    assert!(!lite.is_match("s"), "regex-lite now folds both sides");
+    assert_eq!(reference("[0-o]", true, "s"), None);
+    assert_eq!(reference("(?i)[0-o]", false, "s"), None);
+    assert_eq!(reference("a(?i:[0-o])", false, "as"), None);
+    // No range of both cases, or no case insensitivity: the reference answers.
+    assert_eq!(reference("[0-O]", true, "o"), Some(true));
+    assert_eq!(reference("[0-o]", false, "s"), Some(false));
+    assert_eq!(reference("(?x-i)[0-o]", false, "s"), Some(false));
+    assert_eq!(reference("[0-z]", true, "s"), Some(true));
+    assert_eq!(
+        reference("x-(tenant|shard)-override", true, "X-SHARD-OVERRIDE"),
+        Some(true)
+    );
+    assert_eq!(reference(r"[\--o]", true, "s"), None);
+    assert_eq!(reference("(?x)[0 - o]", true, "s"), None);
+    assert_eq!(reference("[]-o]", true, "s"), Some(false));
+    assert_eq!(reference("[^0-o]", true, "s"), None);
 }
 
 #[test]
