@@ -81,6 +81,7 @@ fn class_range_of_both_cases(pattern: &str) -> bool {
         } else if c == ']' && !first {
             in_class = false;
         } else if c == '-' {
+            first = false;
             let before = chars.get(..at).unwrap_or_default();
             let after = chars.get(at + 1..).unwrap_or_default();
             let solid = |c: &&char| !c.is_whitespace();

@@ -122,6 +122,8 @@ fn regex_lite_folds_a_range_of_both_cases_on_one_side() {
     assert_eq!(reference("(?x)[0 - o]", true, "s"), None);
     assert_eq!(reference("[]-o]", true, "s"), Some(false));
     assert_eq!(reference("[^0-o]", true, "s"), None);
+    // A leading `-` is a member, and the `]` after it closes the class.
+    assert_eq!(reference("[-]0-b", true, "-0-B"), Some(true));
 }
 
 #[test]
