@@ -229,6 +229,36 @@ fn without_envoy_normalisation_a_token_optional_prefix_opens_no_other_path() {
     assert_eq!(gw.get("/public/status").status, 200);
 }
 
+/// Reads are open without a token, writes are not: a `GET` that asks the upstream to run a
+/// `DELETE` (a header, or Symfony's and Laravel's `_method` parameter) is refused, not let through
+/// as a read.
+#[test]
+fn without_a_token_a_method_override_does_not_turn_an_open_read_into_a_write() {
+    let oauth = oauth();
+    let config = config(
+        &oauth,
+        jwt_mode(),
+        json!({"token_optional": [{"prefix": "/orders", "methods": ["GET"]}]}),
+    );
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    assert_eq!(gw.get("/orders/7").status, 200, "a plain read is open");
+    let before = gw.echo.request_count();
+    for request in [
+        Request::get("/orders/7").header("X-HTTP-Method-Override", "DELETE"),
+        Request::get("/orders/7?_method=DELETE"),
+    ] {
+        let response = gw.send(request);
+        assert_eq!(response.status, 400, "{}", response.text());
+        assert_eq!(response.json()["error"], "invalid_request");
+    }
+    assert_eq!(gw.echo.request_count(), before, "an override reached the upstream");
+    assert_eq!(counter(&gw, "denied_method_override_refused"), 2);
+}
+
 #[test]
 fn one_token_is_introspected_once_then_served_from_the_cache() {
     let oauth = oauth();

@@ -4,7 +4,7 @@ use shared::config::FromConfig;
 
 use jose::JwksConfig;
 use shared::certificate::ClientCertificateConfig;
-use shared::route::RouteMatchConfig;
+use shared::route::{MethodOverride, RouteMatchConfig};
 use shared::{HeaderName, Realm};
 
 #[derive(Debug, FromConfig)]
@@ -27,6 +27,10 @@ pub struct Config {
     /// exchanged, and refused if bad: an opaque token never reaches the upstream).
     #[serde(default)]
     pub token_optional: Vec<RouteMatchConfig>,
+    /// What happens to a request without a token that has a method-override header
+    /// (`X-HTTP-Method-Override` and the like) while a `token_optional` route reads methods.
+    #[serde(default)]
+    pub method_override_headers: MethodOverride,
     /// Let CORS preflights through without a token: browsers never send credentials on them.
     #[serde(default = "yes")]
     pub bypass_cors_preflight: bool,

@@ -56,6 +56,7 @@ const KEY_SOURCE: usize = 0;
 const DENIAL_REASONS: &[&str] = &[
     "malformed_request",
     "path_refused",
+    "method_override_refused",
     "missing_token",
     "ambiguous_token",
     "malformed_token",
@@ -166,6 +167,9 @@ pub struct PhantomToken {
     /// Whether a `token_optional` route reads the path: then, without a token, a path not in
     /// normal form is refused.
     token_optional_reads_paths: bool,
+    /// Whether a `token_optional` route reads the method: then, without a token, a request that
+    /// asks the upstream to run another method is refused.
+    refuse_method_override: bool,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
     client_certificate: ClientCertificate,
@@ -293,6 +297,7 @@ impl PhantomToken {
             },
             pass_through_jwts: config.pass_through_jwts,
             token_optional_reads_paths: shared::route::any_reads_path(&token_optional),
+            refuse_method_override: config.method_override_headers.refuses(&token_optional),
             token_optional,
             bypass_cors_preflight: config.bypass_cors_preflight,
             max_token_bytes: shared::config::max_token_bytes(config.max_token_bytes, &root.field("max_token_bytes"))?,
@@ -477,6 +482,12 @@ impl HttpFilter for Exchange {
                 log::debug!("phantom_token: path refused: {reason}");
                 let deny = Deny::MalformedRequest("the request path is not in normal form");
                 return self.deny(step, deny, "path_refused");
+            }
+            // A `GET` route open without a token must not open the `DELETE` an override asks for.
+            Found::None if root.refuse_method_override && headers.has_method_override() => {
+                log::debug!("phantom_token: method-override header refused");
+                let deny = Deny::MalformedRequest("method-override headers are not accepted");
+                return self.deny(step, deny, "method_override_refused");
             }
             Found::None if root.token_optional.iter().any(|route| route.matches(&line)) => {
                 return step.count(root.counters.unauthenticated_allowed)

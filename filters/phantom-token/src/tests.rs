@@ -385,6 +385,39 @@ fn without_a_token_a_path_not_in_normal_form_is_refused() {
     assert_eq!(gw.start(&with_token).1.action, Action::Pause);
 }
 
+/// A route open without a token for `GET` only: a `GET` that asks the upstream to run a `DELETE`
+/// (a header, or a `_method` parameter) is refused, not let through as a read.
+#[wasm_bindgen_test(unsupported = test)]
+fn without_a_token_a_method_override_does_not_open_a_route_for_other_methods() {
+    let reads_only = json!({"token_optional": [{"prefix": "/orders", "methods": ["GET"]}]});
+    let gw = Gateway::new(&with(jwt_mode(), reads_only.clone()));
+    let get = |path: &str| Headers::from_pairs([(":method", "GET"), (":path", path)]);
+    assert_eq!(gw.start(&get("/orders/1")).1.action, Action::Continue);
+    let delete = Headers::from_pairs([(":method", "DELETE"), (":path", "/orders/1")]);
+    assert_eq!(status(&gw.start(&delete).1), Some(401));
+    let mut with_header = get("/orders/1");
+    with_header.push("x-http-method-override", &b"DELETE"[..]);
+    for overriding in [with_header, get("/orders/1?_method=DELETE")] {
+        let (_, step) = gw.start(&overriding);
+        assert_eq!(status(&step), Some(400), "{overriding:?}");
+        assert_eq!(body(&step)["error"], "invalid_request");
+        assert_eq!(gw.names(&step), vec!["denied_method_override_refused"]);
+        assert_eq!(state(&step, OUTCOME_STATE), Some(&b"method_override_refused"[..]));
+    }
+    // With a token the method decides nothing here: the token is exchanged.
+    let mut with_token = get("/orders/1?_method=DELETE");
+    with_token.push("authorization", &b"Bearer abc"[..]);
+    assert_eq!(gw.start(&with_token).1.action, Action::Pause);
+    // Routes that do not read methods have nothing an override could get past.
+    let any_method = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/orders"}]})));
+    assert_eq!(any_method.start(&get("/orders/1?_method=DELETE")).1.action, Action::Continue);
+    // `ignore`: for upstreams that never read overrides, the request's own method decides.
+    let mut ignoring = reads_only;
+    ignoring["method_override_headers"] = json!("ignore");
+    let gw = Gateway::new(&with(jwt_mode(), ignoring));
+    assert_eq!(gw.start(&get("/orders/1?_method=DELETE")).1.action, Action::Continue);
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn cors_preflights_pass_without_a_token() {
     let gw = Gateway::new(&jwt_mode());
