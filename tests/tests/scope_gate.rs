@@ -276,7 +276,9 @@ fn a_lowercase_method_is_held_to_the_rule_for_its_uppercase_form() {
 }
 
 /// A `write` token's `POST` with `X-HTTP-Method-Override: DELETE` is a DELETE to Rails and many
-/// other stacks: scope-gate refuses it, and header-scrub in front removes the header first.
+/// other stacks, and one with `?_method=DELETE` (or `?+_method=DELETE`, which PHP reads as
+/// `_method`) to Symfony and Laravel: scope-gate refuses them. header-scrub in front removes the
+/// header first; the query it leaves alone.
 #[test]
 fn method_override_headers_do_not_get_past_a_method_rule() {
     let oauth = OAuthServer::start();
@@ -293,14 +295,18 @@ fn method_override_headers_do_not_get_past_a_method_rule() {
             &writer,
         )
     };
+    let in_query = |path: &str| with_token(Request::post(path, "{}"), &writer);
+    let parameters = ["/orders/1?_method=DELETE", "/orders/1?+_method=DELETE"];
     let gw = chain_gated(&oauth, rules.clone(), |c| c);
-    let refused = gw.send(overridden());
-    assert_eq!(refused.status, 400, "{}", refused.text());
-    assert_eq!(refused.json()["error"], "invalid_request");
+    for request in [overridden()].into_iter().chain(parameters.map(in_query)) {
+        let refused = gw.send(request);
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert_eq!(refused.json()["error"], "invalid_request");
+    }
     assert_eq!(gw.echo.request_count(), 0);
     assert_eq!(
         gw.envoy.counter("wasmcustom.apisec.scope_gate.method_override_refused"),
-        1
+        3
     );
     assert_eq!(
         gw.send(with_token(Request::post("/orders/1", "{}"), &writer)).status,
@@ -317,8 +323,11 @@ fn method_override_headers_do_not_get_past_a_method_rule() {
     });
     assert_eq!(gw.send(overridden()).status, 200);
     assert!(!gw.echo.last_request().has_header("x-http-method-override"));
+    for path in parameters {
+        assert_eq!(gw.send(in_query(path)).status, 400, "{path}");
+    }
     assert_eq!(
         gw.envoy.counter("wasmcustom.apisec.scope_gate.method_override_refused"),
-        0
+        2
     );
 }

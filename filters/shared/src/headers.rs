@@ -283,18 +283,11 @@ pub fn is_method_override(name: &str) -> bool {
 /// instead of the request's (`POST /orders/1?_method=DELETE`).
 pub const METHOD_OVERRIDE_PARAMETER: &str = "_method";
 
-/// Whether a query parameter's raw name reads as [`METHOD_OVERRIDE_PARAMETER`] to some upstream:
-/// form-decoded (`%5Fmethod`, `+` for a space), in any letter case, and with a space, `.` or `[`
-/// for `_`, as PHP names its parameters.
+/// Whether a query parameter's raw name reads as [`METHOD_OVERRIDE_PARAMETER`] to some upstream
+/// (see [`crate::query::reads_as`]: `%5Fmethod`, `_METHOD`, `.method`, and what PHP makes
+/// `_method` of, `+_method` or `_method%00x`).
 fn is_method_override_parameter(raw: &str) -> bool {
-    // `+` is a space in a form's names; an escaped `%2B` counts as one too, which no name wants.
-    let fold = |b: u8| match b {
-        b' ' | b'+' | b'.' | b'[' => b'_',
-        b => b.to_ascii_lowercase(),
-    };
-    raw.len() >= METHOD_OVERRIDE_PARAMETER.len()
-        && crate::route::percent_decode(raw)
-            .is_some_and(|name| name.into_iter().map(fold).eq(METHOD_OVERRIDE_PARAMETER.bytes()))
+    crate::query::reads_as(raw, METHOD_OVERRIDE_PARAMETER)
 }
 
 /// Splits a comma-separated header value (`a, b,c`) into trimmed, non-empty items.
@@ -421,6 +414,11 @@ mod tests {
             "/orders/1?+method=DELETE",
             "/orders/1?%20method=DELETE",
             "/orders/1?_method",
+            // PHP drops leading spaces and ends a name at a NUL; `_method[]` is an array of it.
+            "/orders/1?+_method=DELETE",
+            "/orders/1?%20_method=DELETE",
+            "/orders/1?_method%00x=DELETE",
+            "/orders/1?_method[]=DELETE",
         ] {
             assert!(overrides(path), "{path}");
         }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod ports;
 pub mod protobuf;
+pub mod query;
 pub mod regex;
 pub mod route;
 pub mod secret;

@@ -134,15 +134,16 @@ impl Source {
                 }
             }
             Source::Query { name } => {
-                // Some servers also split pairs at `;`, and decode names (`access%5Ftoken`): a
-                // second token hidden either way still makes the request ambiguous.
+                // Some servers also split pairs at `;`, and read names decoded, in any case or
+                // reshaped (`access%5Ftoken`, `ACCESS_TOKEN`, `access.token`): a second token
+                // hidden any of these ways still makes the request ambiguous.
                 let mut values = line
                     .query
                     .into_iter()
                     .flat_map(|q| q.split(['&', ';']))
                     .filter_map(|pair| {
                         pair.split_once('=')
-                            .filter(|(key, _)| query_name_is(key, name))
+                            .filter(|(key, _)| crate::query::reads_as(key, name))
                             .map(|(_, value)| value.as_bytes())
                     });
                 match (values.next(), values.next()) {
@@ -207,7 +208,7 @@ pub fn strip_all<'s>(
         loop {
             let (pair, after) = rest.split_at(rest.find(['&', ';']).unwrap_or(rest.len()));
             let name = pair.split_once('=').map_or(pair, |(key, _)| key);
-            if query_names.iter().any(|wanted| query_name_is(name, wanted)) {
+            if query_names.iter().any(|wanted| crate::query::reads_as(name, wanted)) {
                 removed = true;
             } else {
                 if !kept.is_empty() {
@@ -257,17 +258,6 @@ fn strip_prefix_ignore_case<'v>(value: &'v [u8], prefix: &[u8]) -> Option<&'v [u
 fn names(value: &[u8], scheme: &str) -> bool {
     strip_prefix_ignore_case(value.trim_ascii_start(), scheme.as_bytes())
         .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace) && !rest.trim_ascii().is_empty())
-}
-
-/// Whether a query parameter's name, as form-decoded (`+` is a space, `%XX` a byte), is `name`.
-fn query_name_is(raw: &str, name: &str) -> bool {
-    if raw == name {
-        return true;
-    }
-    if !raw.contains(['%', '+']) {
-        return false;
-    }
-    crate::route::percent_decode(&raw.replace('+', " ")).is_some_and(|decoded| decoded == name.as_bytes())
 }
 
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
