@@ -129,6 +129,11 @@ impl Source {
                             Found::Ambiguous
                         }
                         Some(scheme) if names(value, scheme) => Found::Malformed,
+                        // No scheme writes other bytes, and some upstreams split a value at
+                        // any Unicode space: `Bearer<NBSP>token` is a bearer token to them.
+                        Some(_) if !value.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') => {
+                            Found::Malformed
+                        }
                         _ => Found::None,
                     },
                 }
@@ -254,10 +259,12 @@ fn strip_prefix_ignore_case<'v>(value: &'v [u8], prefix: &[u8]) -> Option<&'v [u
 }
 
 /// Whether a header value (or one comma-folded part of it) holds a credential of `scheme`: the
-/// scheme, case-insensitively, then whitespace and something more.
+/// scheme, case-insensitively, then a byte that cannot continue a scheme's name (whitespace, a
+/// separator, any non-ASCII byte) and something more.
 fn names(value: &[u8], scheme: &str) -> bool {
-    strip_prefix_ignore_case(value.trim_ascii_start(), scheme.as_bytes())
-        .is_some_and(|rest| rest.first().is_some_and(u8::is_ascii_whitespace) && !rest.trim_ascii().is_empty())
+    strip_prefix_ignore_case(value.trim_ascii_start(), scheme.as_bytes()).is_some_and(|rest| {
+        rest.first().is_some_and(|b| !crate::headers::is_token_byte(*b)) && !rest.trim_ascii().is_empty()
+    })
 }
 
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -297,8 +304,21 @@ mod tests {
             format!("{:?}", bearer().find(&h, &RequestLine::of(&h).unwrap()))
         };
         // Our scheme with something after it that is not a token in its syntax.
-        for malformed in ["bearer\tabc", "Bearer\tabc", " Bearer\t abc", "Bearer\nabc"] {
+        for malformed in ["bearer\tabc", "Bearer\tabc", " Bearer\t abc", "Bearer\nabc", "Bearer,abc", "Bearer=abc"] {
             assert_eq!(find(malformed), "Malformed", "{malformed:?}");
+        }
+        // Python's `str.split()` splits at these (a latin-1 decoded 0xA0 is a no-break space).
+        for separator in [&b"\x0b"[..], b"\x1c", b"\x1f", b"\xa0", b"\xc2\xa0", b"\xe2\x80\x83"] {
+            for value in [
+                [&b"Bearer"[..], separator, b"abc.def.ghi"].concat(),
+                [separator, b"Bearer abc.def.ghi"].concat(),
+                [&b"Basic dXNlcjpwdw==,"[..], separator, b"Bearer abc"].concat(),
+            ] {
+                let mut h = headers(&[]);
+                h.push("authorization", value.clone());
+                let found = bearer().find(&h, &RequestLine::of(&h).unwrap());
+                assert!(matches!(found, Found::Malformed | Found::Ambiguous), "{value:?}: {found:?}");
+            }
         }
         for nothing in ["Bearer ", "Bearer", " Bearer \t"] {
             assert_eq!(find(nothing), "None", "{nothing:?}");
