@@ -363,6 +363,7 @@ impl shared::FilterRoot for PhantomToken {
             token: None,
             key: None,
             leading: false,
+            asked_at_ms: 0,
             refetching_keys: None,
             waiting_for_keys: None,
             unverified: None,
@@ -417,6 +418,8 @@ pub struct Exchange {
     key: Option<[u8; 32]>,
     /// This request makes the introspection call others wait on.
     leading: bool,
+    /// When it asked (host clock, ms): what was cached since may be newer news than the answer.
+    asked_at_ms: u64,
     /// Its outstanding call is this fetch of a key refetch.
     refetching_keys: Option<Fetch>,
     /// It waits on a key fetch another request or the root makes.
@@ -651,6 +654,7 @@ impl Exchange {
         flights.retain(|_, f| f.verdict.is_none());
         flights.insert(key, Flight::default());
         self.leading = true;
+        self.asked_at_ms = ctx.now_ms;
         let mut calling = Step::pause()
             .call(root.introspector.request(token.expose()))
             .count(root.counters.cache_miss)
@@ -744,7 +748,7 @@ impl Exchange {
             ),
         };
         if let (Some(entry), Some(key)) = (entry, self.key) {
-            root.cache.put(ctx.store, &key, &entry, ctx.now_ms);
+            root.cache.put(ctx.store, &key, &entry, self.asked_at_ms, ctx.now_ms);
         }
         self.finish(verdict, ctx).count(counter)
     }
