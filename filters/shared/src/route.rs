@@ -466,6 +466,23 @@ mod tests {
         assert!(!prefix.matches(&line("GET", "/adm")));
     }
 
+    /// A format suffix makes another path to `exact` (as the README says, with what to write in
+    /// front of an upstream that serves `/admin.json` as `/admin`): a prefix or the regex covers it.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_format_suffix_is_another_path_to_exact_and_the_documented_matches_cover_it() {
+        let exact = compile(r#"{"exact": "/admin"}"#).unwrap();
+        assert!(!exact.matches(&line("GET", "/admin.json")));
+        let prefix = compile(r#"{"prefix": "/admin"}"#).unwrap();
+        let regex = compile(r#"{"regex": "/admin(\\.[^/]*)?/?"}"#).unwrap();
+        for path in ["/admin", "/admin/", "/admin.json", "/admin.xml/"] {
+            assert!(prefix.matches(&line("GET", path)), "{path}");
+            assert!(regex.matches(&line("GET", path)), "{path}");
+        }
+        for path in ["/administrator", "/admin/users", "/admin.json/x"] {
+            assert!(!regex.matches(&line("GET", path)), "{path}");
+        }
+    }
+
     /// RFC 3986 section 6.2.2: escapes of unreserved characters mean the characters, and the
     /// letter case of an escape's hex digits means nothing; rules see one form for all of them.
     #[wasm_bindgen_test(unsupported = test)]
