@@ -5,7 +5,7 @@
 //! servlet containers and Rack form-decode names, ASP.NET Core ignores their letter case, and PHP
 //! (so Symfony and Laravel) reshapes them before the application sees them.
 
-use crate::route::hex;
+use crate::route::escape_at;
 
 /// Whether some upstream reads the parameter the request names `raw` (as written in the query) as
 /// `name`: form-decoded (`+` a space, `%XX` a byte, a malformed escape kept as written), in any
@@ -38,12 +38,9 @@ fn form_decode(raw: &str) -> Vec<u8> {
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while let Some(&b) = bytes.get(at) {
-        let escaped = (b == b'%')
-            .then(|| Some((hex(*bytes.get(at + 1)?)?, hex(*bytes.get(at + 2)?)?)))
-            .flatten();
-        match (b, escaped) {
-            (_, Some((high, low))) => {
-                decoded.push(high << 4 | low);
+        match (b, escape_at(bytes, at)) {
+            (_, Some(byte)) => {
+                decoded.push(byte);
                 at += 3;
             }
             (b'+', None) => {

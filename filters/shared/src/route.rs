@@ -215,13 +215,9 @@ pub fn normal_escapes(path: &str) -> Cow<'_, str> {
     let bytes = path.as_bytes();
     let mut normal = String::with_capacity(path.len());
     let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let escape = (b == b'%')
-            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
-            .flatten();
-        match escape {
-            Some((high, low)) => {
-                let byte = high << 4 | low;
+    while i < bytes.len() {
+        match escape_at(bytes, i) {
+            Some(byte) => {
                 if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
                     normal.push(char::from(byte));
                 } else {
@@ -332,8 +328,15 @@ pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
     Some(decoded)
 }
 
-/// The value of one hex digit.
-pub(crate) fn hex(digit: u8) -> Option<u8> {
+/// The byte the `%XX` escape at `at` in `bytes` stands for, if one is there.
+pub(crate) fn escape_at(bytes: &[u8], at: usize) -> Option<u8> {
+    if bytes.get(at) != Some(&b'%') {
+        return None;
+    }
+    Some(hex(*bytes.get(at + 1)?)? << 4 | hex(*bytes.get(at + 2)?)?)
+}
+
+fn hex(digit: u8) -> Option<u8> {
     char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
