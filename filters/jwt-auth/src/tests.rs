@@ -2642,7 +2642,11 @@ fn a_token_hidden_in_an_encoded_or_semicolon_separated_name_is_still_seen() {
         let headers = request("GET", &format!("/orders?{name}={valid}&page=2"), &[]);
         let step = run(&config, &host, &headers);
         assert_allowed(&config, &step);
-        assert_eq!(upstream(headers, &step).get_str(":path"), Some("/orders?page=2"), "{name}");
+        assert_eq!(
+            upstream(headers, &step).get_str(":path"),
+            Some("/orders?page=2"),
+            "{name}"
+        );
     }
 }
 

@@ -345,11 +345,19 @@ mod tests {
         cache.put(&store, &key(1), &Entry::Inactive { expires_at_ms: 10_000 }, 5, 5);
         cache.put(&store, &key(2), &active(5000), 6, 6);
         cache.put(&store, &key(1), &active(5000), 2, 7);
-        assert_eq!(cache.get(&store, &key(1), 8), None, "the revoked token served as active");
+        assert_eq!(
+            cache.get(&store, &key(1), 8),
+            None,
+            "the revoked token served as active"
+        );
         assert_eq!(cache.get(&store, &key(2), 8), Some(active(5000)));
         // Asked for after the last write, it is the newer news.
         cache.put(&store, &key(1), &active(5000), 6, 9);
-        assert_eq!(cache.get(&store, &key(1), 10), None, "asked at the time of the last write");
+        assert_eq!(
+            cache.get(&store, &key(1), 10),
+            None,
+            "asked at the time of the last write"
+        );
         cache.put(&store, &key(1), &active(5000), 7, 9);
         assert_eq!(cache.get(&store, &key(1), 10), Some(active(5000)));
     }

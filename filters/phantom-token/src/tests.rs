@@ -410,7 +410,10 @@ fn without_a_token_a_method_override_does_not_open_a_route_for_other_methods() {
     assert_eq!(gw.start(&with_token).1.action, Action::Pause);
     // Routes that do not read methods have nothing an override could get past.
     let any_method = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/orders"}]})));
-    assert_eq!(any_method.start(&get("/orders/1?_method=DELETE")).1.action, Action::Continue);
+    assert_eq!(
+        any_method.start(&get("/orders/1?_method=DELETE")).1.action,
+        Action::Continue
+    );
     // `ignore`: for upstreams that never read overrides, the request's own method decides.
     let mut ignoring = reads_only;
     ignoring["method_override_headers"] = json!("ignore");

@@ -304,7 +304,14 @@ mod tests {
             format!("{:?}", bearer().find(&h, &RequestLine::of(&h).unwrap()))
         };
         // Our scheme with something after it that is not a token in its syntax.
-        for malformed in ["bearer\tabc", "Bearer\tabc", " Bearer\t abc", "Bearer\nabc", "Bearer,abc", "Bearer=abc"] {
+        for malformed in [
+            "bearer\tabc",
+            "Bearer\tabc",
+            " Bearer\t abc",
+            "Bearer\nabc",
+            "Bearer,abc",
+            "Bearer=abc",
+        ] {
             assert_eq!(find(malformed), "Malformed", "{malformed:?}");
         }
         // Python's `str.split()` splits at these (a latin-1 decoded 0xA0 is a no-break space).
@@ -317,7 +324,10 @@ mod tests {
                 let mut h = headers(&[]);
                 h.push("authorization", value.clone());
                 let found = bearer().find(&h, &RequestLine::of(&h).unwrap());
-                assert!(matches!(found, Found::Malformed | Found::Ambiguous), "{value:?}: {found:?}");
+                assert!(
+                    matches!(found, Found::Malformed | Found::Ambiguous),
+                    "{value:?}: {found:?}"
+                );
             }
         }
         for nothing in ["Bearer ", "Bearer", " Bearer \t"] {
