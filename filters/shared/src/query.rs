@@ -13,6 +13,11 @@ use crate::route::escape_at;
 /// space, `.` or a `[` never closed read as `_`, and `name[...]` as an array named `name`. A
 /// spelling counts if any of these readings gives `name`, even where the others do not.
 pub fn reads_as(raw: &str, name: &str) -> bool {
+    // Every reading only shortens a name: most of a request's parameters are ruled out here,
+    // without decoding (this runs on every pair of every request's query).
+    if raw.len() < name.len() {
+        return false;
+    }
     let decoded = form_decode(raw);
     let php = php_name(&decoded);
     let before_index = php
