@@ -326,6 +326,7 @@ fn cors_preflight_refused_gets_403_without_cors_headers() {
             "{:?}",
             response.headers
         );
+        assert_eq!(response.header("vary").as_deref(), Some("Origin"));
         assert_security_headers(&response);
     }
     assert_eq!(gw.echo.request_count(), 0);

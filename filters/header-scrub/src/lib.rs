@@ -226,11 +226,15 @@ impl Scrub {
                 reply.headers.push((HeaderName::trusted("vary"), "Origin".to_owned()));
                 (reply, config.counters.cors_preflight_allowed, Outcome::PreflightAllowed)
             }
-            _ => (
-                Deny::Forbidden("CORS preflight refused").reply(&Realm::default()),
-                config.counters.cors_preflight_refused,
-                Outcome::PreflightDenied,
-            ),
+            _ => {
+                let mut reply = Deny::Forbidden("CORS preflight refused").reply(&Realm::default());
+                // The same preflight from an allowed origin gets 204: the refusal depends on
+                // `Origin` as much as the answer to an actual request does.
+                if cors.reflects_origin() {
+                    reply.headers.push((HeaderName::trusted("vary"), "Origin".to_owned()));
+                }
+                (reply, config.counters.cors_preflight_refused, Outcome::PreflightDenied)
+            }
         };
         for (name, value) in &config.security.headers {
             match reply.headers.iter_mut().find(|(n, _)| n == name) {

@@ -273,6 +273,7 @@ fn refused_preflights_get_403_without_cors_headers() {
                 .all(|(n, _)| !n.as_str().starts_with("access-control-")),
             "{reply:?}"
         );
+        assert_eq!(reply.header("vary"), Some("Origin"), "{origin} {method} {headers:?}");
         assert_eq!(config.counter_names(&step.counters), vec!["cors_preflight_refused"]);
     }
 }
