@@ -103,6 +103,35 @@ fn a_valid_token_reaches_the_upstream_with_its_claims() {
     assert_eq!(gw.envoy.stat("wasmcustom.apisec.jwt_auth.allowed"), Some(1));
 }
 
+/// Groups joined by a space reach the upstream as one header, unless an element would read as two
+/// to a reader that splits at any Unicode space (Python's `str.split()`, JavaScript's `/\s+/`):
+/// a group a user could name `x\u{a0}admin` must not become `admin` upstream.
+#[test]
+fn array_claims_joined_by_a_space_refuse_elements_holding_any_space() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["claims_to_headers"] =
+        json!([{"claim": "groups", "header": "x-user-groups"}, {"claim": "sub", "header": "x-user-id"}]);
+    provider["array_separator"] = json!(" ");
+    let gw = gateway_for(&oauth, provider);
+
+    let plain = oauth.token(json!({"groups": ["staff", "billing"]}));
+    assert_eq!(gw.send(bearer(&plain)).status, 200);
+    assert_eq!(
+        gw.echo.last_request().header_all("x-user-groups"),
+        vec!["staff billing"]
+    );
+
+    for spaced in ["x\u{a0}admin", "x\u{3000}admin", "x\u{feff}admin"] {
+        let token = oauth.token(json!({"groups": ["staff", spaced]}));
+        let response = gw.send(bearer(&token).header("x-user-groups", "admin"));
+        assert_eq!(response.status, 200, "{spaced:?}: {}", response.text());
+        let seen = gw.echo.last_request();
+        assert!(seen.header_all("x-user-groups").is_empty(), "{spaced:?}: {seen:?}");
+        assert_eq!(seen.header_all("x-user-id"), vec!["alice"]);
+    }
+}
+
 #[test]
 fn every_asymmetric_algorithm_verifies() {
     let oauth = OAuthServer::start();

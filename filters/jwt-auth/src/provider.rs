@@ -209,8 +209,15 @@ fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
             let items = items.iter().map(scalar).collect::<Option<Vec<_>>>()?;
             // With `", "`, `["a,b", "c"]` is `a,b, c`: three items to a reader that splits at the
             // comma and trims, as HTTP list parsers do.
+            // With `" "`, `["x\u{a0}admin"]` is two items to a reader that splits at any Unicode
+            // space, as Python's `str.split()` and JavaScript's `/\s/` do.
+            // A separator with a visible character is what a reader splits at (AD's `Domain Users`
+            // joined with `", "` stays one item).
+            let splits_at_space = separator.chars().all(is_space_to_some_reader);
             let splits = |item: &String| {
-                item.contains(separator) || separator.chars().any(|c| !c.is_whitespace() && item.contains(c))
+                item.contains(separator)
+                    || separator.chars().any(|c| !c.is_whitespace() && item.contains(c))
+                    || (splits_at_space && item.chars().any(is_space_to_some_reader))
             };
             if items.iter().any(splits) {
                 return None;
@@ -226,6 +233,12 @@ fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
         return None;
     }
     Some(text.into_bytes())
+}
+
+/// Unicode's white space, and what JavaScript's `\s` adds to it (U+FEFF) or older Unicode counted
+/// (U+180E).
+fn is_space_to_some_reader(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{feff}' | '\u{180e}')
 }
 
 #[cfg(test)]
@@ -265,6 +278,19 @@ mod tests {
         assert_eq!(v("[]", ","), Some(Vec::new()));
         // An empty separator joins nothing unambiguously.
         assert_eq!(v(r#"["ab"]"#, ""), None);
+        // Spaces beyond ASCII split too, to Python's `str.split()` and JavaScript's `/\s+/`.
+        for space in [
+            "\u{a0}", "\u{2003}", "\u{3000}", "\u{1680}", "\u{202f}", "\u{feff}", "\u{180e}",
+        ] {
+            let claim = serde_json::json!([format!("x{space}admin"), "y"]);
+            assert_eq!(header_value(&claim, " "), None, "{space:?}");
+            assert_eq!(header_value(&claim, "  "), None, "{space:?} with two spaces");
+            assert_eq!(
+                header_value(&claim, ","),
+                Some(format!("x{space}admin,y").into_bytes()),
+                "{space:?} with a separator that is no space"
+            );
+        }
         // A string is not an array: its commas are the issuer's.
         assert_eq!(v(r#""a,b""#, ","), Some(b"a,b".to_vec()));
     }
