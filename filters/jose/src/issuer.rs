@@ -290,7 +290,13 @@ impl IssuerKeys {
         }
         let mut candidates = keys.candidates(jwt.kid(), jwt.alg()).peekable();
         if candidates.peek().is_none() {
+            // The key the token names is at hand but is not for its `alg`: a bad token, not a
+            // rotation that a refetch would catch up with (nor, while the IdP is down, an outage).
+            let named_key_at_hand = jwt
+                .kid()
+                .is_some_and(|kid| keys.keys().iter().any(|key| key.kid() == Some(kid)));
             return Err(match self.source {
+                _ if named_key_at_hand => Rejection::Invalid(JwtError::KeyMismatch),
                 KeySource::Remote(_) => Rejection::UnknownKid,
                 KeySource::Static(_) => Rejection::Invalid(JwtError::KeyNotFound),
             });
