@@ -210,6 +210,12 @@ fn forged_and_broken_tokens_are_refused() {
     let mut unknown_kid = spec("RS256", "rsa-2", good.clone());
     unknown_kid.kid = Some("rsa-2".into());
     cases.push(("key not published", oauth.mint(unknown_kid)));
+    // RFC 8725 section 3.11: JWTs the issuer signs that are never access tokens.
+    for typ in ["token-introspection+jwt", "secevent+jwt", "logout+jwt"] {
+        let mut other_kind = spec("RS256", "rsa-1", good.clone());
+        other_kind.header_extra.insert("typ".into(), json!(typ));
+        cases.push((typ, oauth.mint(other_kind)));
+    }
     cases.push((
         "expired",
         oauth.mint(spec(
@@ -610,6 +616,22 @@ fn keys_unavailable_at_start_is_503_then_recovers() {
     oauth.set_fault(Fault::None);
     wait_for_keys(&gw, 1);
     assert_eq!(gw.send(bearer(&token)).status, 200);
+}
+
+/// A token naming a published key with an `alg` that key is not for is a bad token: it asks the
+/// IdP for nothing, and an IdP outage does not turn its 401 into a 503.
+#[test]
+fn a_published_kid_with_an_alg_its_key_is_not_for_is_401_during_an_idp_outage() {
+    let oauth = OAuthServer::start();
+    let gw = gateway(&oauth, json!({}));
+    oauth.set_fault(Fault::Down);
+    let mut mismatched = spec("ES256", "rsa-1", claims(&oauth, json!({})));
+    mismatched.signing_key = SigningKey::Raw(vec![1; 64]);
+    let token = oauth.mint(mismatched);
+    let response = gw.send(bearer(&token));
+    assert_invalid_token(&response, &token);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.kid_refetch"), 0);
+    assert_eq!(gw.envoy.stat("wasmcustom.apisec.jwt_auth.denied_key_mismatch"), Some(1));
 }
 
 /// Envoy takes traffic as soon as its listener is up, which is before the first key fetch has

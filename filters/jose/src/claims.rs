@@ -172,11 +172,15 @@ impl Jwt {
     /// Expired when `now >= exp + skew`; not yet valid when `now + skew < nbf`; issued in the
     /// future when `iat > now + skew`.
     pub fn validate_claims(&self, rules: &ClaimRules, now_secs: u64) -> Result<(), JwtError> {
-        if let Some(allowed) = &rules.allowed_typ {
-            let typ = self.typ().map(normalize_typ).ok_or(JwtError::WrongTyp)?;
-            if !allowed.iter().any(|candidate| normalize_typ(candidate) == typ) {
-                return Err(JwtError::WrongTyp);
+        match &rules.allowed_typ {
+            Some(allowed) => {
+                let typ = self.typ().map(normalize_typ).ok_or(JwtError::WrongTyp)?;
+                if !allowed.iter().any(|candidate| normalize_typ(candidate) == typ) {
+                    return Err(JwtError::WrongTyp);
+                }
             }
+            None if self.is_another_kind_of_jwt() => return Err(JwtError::WrongTyp),
+            None => {}
         }
 
         let exp = self.numeric_date("exp")?;
@@ -235,11 +239,22 @@ impl Jwt {
     }
 }
 
+/// `typ` values of JWTs that an issuer signs with its token keys but that are never access tokens
+/// (RFC 8725 section 3.11): token-introspection responses (RFC 9701 section 8.1), security event
+/// tokens (RFC 8417) and OpenID Connect back-channel logout tokens.
+const NOT_ACCESS_TOKEN_TYPES: [&str; 3] = ["token-introspection+jwt", "secevent+jwt", "logout+jwt"];
+
 impl Jwt {
     /// Whether the header's `typ` is `media_type`, compared as [`ClaimRules::allowed_typ`] does.
     pub fn typ_is(&self, media_type: &str) -> bool {
         self.typ()
             .is_some_and(|typ| normalize_typ(typ) == normalize_typ(media_type))
+    }
+
+    /// Whether the header's `typ` says the token is another kind of JWT than an access token,
+    /// whatever a rule allows when it lists no `typ`.
+    pub fn is_another_kind_of_jwt(&self) -> bool {
+        NOT_ACCESS_TOKEN_TYPES.iter().any(|typ| self.typ_is(typ))
     }
 }
 
@@ -628,5 +643,35 @@ mod tests {
         // Not configured: any typ, or none.
         assert_eq!(with_typ(Some("weird")).validate_claims(&rules(), NOW), Ok(()));
         assert_eq!(with_typ(None).validate_claims(&rules(), NOW), Ok(()));
+    }
+
+    /// RFC 8725 section 3.11: JWTs of other kinds that an issuer signs with the same keys are no
+    /// access tokens, also where no `typ` is configured; a rule that lists one takes it.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn other_kinds_of_jwt_are_refused_unless_a_rule_lists_their_typ() {
+        for other in [
+            "token-introspection+jwt",
+            "application/token-introspection+jwt",
+            "SECEVENT+JWT",
+            "logout+jwt",
+        ] {
+            assert_eq!(
+                with_typ(Some(other)).validate_claims(&rules(), NOW),
+                Err(JwtError::WrongTyp),
+                "{other}"
+            );
+            let listed = ClaimRules {
+                allowed_typ: Some(vec![other.to_owned()]),
+                ..rules()
+            };
+            assert_eq!(with_typ(Some(other)).validate_claims(&listed, NOW), Ok(()), "{other}");
+        }
+        for access_token in ["at+jwt", "JWT", "application/jwt", "logout"] {
+            assert_eq!(
+                with_typ(Some(access_token)).validate_claims(&rules(), NOW),
+                Ok(()),
+                "{access_token}"
+            );
+        }
     }
 }

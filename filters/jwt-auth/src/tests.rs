@@ -2741,3 +2741,68 @@ fn an_hmac_token_with_a_kid_is_checked_with_the_secret() {
     let forged = with_kid(b"another secret, thirty-two bytes at least!");
     assert_invalid_token(&config, &run(&config, &host, &get(&forged)), "bad_signature");
 }
+
+/// A token naming a key that exists, with an `alg` that key cannot check (an Ed25519 key, an
+/// ES256 header), is a `key_mismatch`, not an unknown `kid`.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_known_kid_with_an_alg_its_key_cannot_check_is_a_key_mismatch() {
+    let inline = configured(&json!({
+        "realm": "shop",
+        "providers": {"idp": {
+            "issuer": ISS, "audiences": ["api"],
+            "jwks": {"type": "inline", "jwks": {"keys": [ed_jwk(None, "k1")]}}
+        }}
+    }));
+    let mismatched = jws(&json!({"alg": "ES256", "kid": "k1"}), &claims(), |_| vec![1; 64]);
+    let host = FakeHost::default();
+    assert_invalid_token(&inline, &run(&inline, &host, &get(&mismatched)), "key_mismatch");
+}
+
+/// The same token with remote keys while the IdP is down since they were loaded: the key it
+/// names is at hand, so it is a bad token (401), not a rotation to refetch, nor an outage (503).
+#[wasm_bindgen_test(unsupported = test)]
+fn a_known_kid_with_a_mismatched_alg_refetches_nothing_and_is_no_outage() {
+    let (config, mut host) = remote_with_k1();
+    host.now_ms += REFRESH_MS;
+    let (tag, _) = only_call(&tick(&config, &host));
+    answer(&config, &host, tag, status(500));
+    let mismatched = jws(&json!({"alg": "ES256", "kid": "k1"}), &remote_claims(), |_| vec![1; 64]);
+    let step = config.filter().on_request_headers(&get(&mismatched), &host.ctx());
+    assert_ne!(step.action, Action::Pause, "a refetch: {:?}", names(&config, &step));
+    assert_invalid_token(&config, &step, "key_mismatch");
+}
+
+/// JWTs of other kinds that the issuer signs with its token keys (RFC 8725 section 3.11) are no
+/// access tokens, though the provider lists no `typ`: a token-introspection response (RFC 9701
+/// section 8.1), which every upstream behind a `response_header` phantom-token sees, a security
+/// event token, a back-channel logout token.
+#[wasm_bindgen_test(unsupported = test)]
+fn other_kinds_of_jwt_are_no_access_tokens() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {"idp": {
+            "issuer": ISS,
+            "jwks": {"type": "inline", "jwks": {"keys": [ed_jwk(None, "k1")]}}
+        }}
+    }));
+    let key = ed_key(None);
+    let signed = |typ: &str| {
+        jws(
+            &json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+            &json!({"iss": ISS, "aud": "gateway", "iat": NOW - 5, "exp": NOW + 60,
+                    "token_introspection": {"active": true, "sub": "alice", "scope": "orders:read"}}),
+            |input| key.sign(input).to_bytes().to_vec(),
+        )
+    };
+    let host = FakeHost::default();
+    for typ in [
+        "token-introspection+jwt",
+        "application/token-introspection+jwt",
+        "secevent+jwt",
+        "logout+jwt",
+    ] {
+        assert_invalid_token(&config, &run(&config, &host, &get(&signed(typ))), "wrong_typ");
+    }
+    let allowed = run(&config, &host, &get(&signed("at+jwt")));
+    assert_eq!(allowed.local_reply(), None, "{:?}", names(&config, &allowed));
+}

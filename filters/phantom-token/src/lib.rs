@@ -510,10 +510,10 @@ impl HttpFilter for Exchange {
             .then(|| jose::Jwt::decode(token, root.max_token_bytes).ok())
             .flatten()
         {
-            // A signed introspection response (one a `response_header` upstream got, say) is no
-            // access token: jwt-auth, which may not check `typ`, must never be handed one.
-            if verify::is_introspection_response(&jwt) {
-                let deny = Deny::InvalidToken("a token-introspection response is not an access token");
+            // A signed introspection response (one a `response_header` upstream got, say), a
+            // security event or a logout token is no access token.
+            if jwt.is_another_kind_of_jwt() {
+                let deny = Deny::InvalidToken("this JWT is not an access token");
                 return self.deny(step, deny, "not_access_token");
             }
             // jwt-auth behind this filter verifies it.

@@ -460,7 +460,8 @@ fn jwt_shaped_tokens_pass_through_only_when_configured() {
 }
 
 /// RFC 9701 section 8.1: a signed introspection response is never an access token, also when a
-/// client sends one itself; the check is the one the filter makes on JWTs it forwards.
+/// client sends one itself; nor are a security event token or a logout token, which the issuer
+/// signs with the same keys. The check is the one the filter makes on JWTs it forwards.
 #[wasm_bindgen_test(unsupported = test)]
 fn a_passed_through_jwt_typed_as_an_introspection_response_is_refused() {
     let gw = Gateway::new(&with(jwt_mode(), json!({"pass_through_jwts": true})));
@@ -469,6 +470,8 @@ fn a_passed_through_jwt_typed_as_an_introspection_response_is_refused() {
         "Token-Introspection+JWT",
         "application/token-introspection+jwt",
         "APPLICATION/token-introspection+jwt",
+        "secevent+jwt",
+        "logout+jwt",
     ] {
         let response = signed_response(1, typ, json!({"token_introspection": introspection(&jwt(json!({})))}));
         let (_, step) = gw.start(&bearer(&response));
@@ -572,6 +575,15 @@ fn every_unusable_answer_fails_closed() {
             ok(&signed(
                 1,
                 json!({"alg": "EdDSA", "kid": "k1", "typ": "token-introspection+jwt"}),
+                &access_claims(),
+            )),
+            502,
+            "invalid_jwt",
+        ),
+        (
+            ok(&signed(
+                1,
+                json!({"alg": "EdDSA", "kid": "k1", "typ": "logout+jwt"}),
                 &access_claims(),
             )),
             502,

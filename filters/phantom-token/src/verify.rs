@@ -7,7 +7,7 @@
 use jose::{Binding, ClaimRules, IssuerKeys, Jwt, Rejection};
 use shared::Ctx;
 
-use crate::introspection::{read_active, read_introspection, Failure, Lifetime, Reply, SIGNED_MEDIA};
+use crate::introspection::{read_active, read_introspection, Failure, Lifetime, Reply};
 
 /// What goes upstream from a signed introspection response.
 pub enum SignedUpstream {
@@ -130,10 +130,8 @@ impl Verifier {
         if lifetime.is_over(ctx.now_secs(), self.token_rules.clock_skew_secs) {
             return Ok(Resolved::Inactive);
         }
+        // Refuses other kinds of JWT, an introspection response among them (RFC 9701 section 8.1).
         let jwt = self.verified(token, &self.token_rules, ctx)?;
-        if is_introspection_response(&jwt) {
-            return Err(Unresolved::Failed(Failure::InvalidJwt));
-        }
         // RFC 9449 section 7.2: a token bound to a key whose proof no one checks behind a
         // `Bearer` header is refused; one bound to a client certificate goes on to be checked.
         let binding = lifetime.binding.and(jwt.binding());
@@ -166,12 +164,6 @@ impl Verifier {
             Err(Rejection::Invalid(error)) => Err(invalid(error)),
         }
     }
-}
-
-/// RFC 9701 section 8.1: a token-introspection response (`typ` `token-introspection+jwt`, any
-/// letter case, `application/` or not) is never an access token, whoever sends it.
-pub fn is_introspection_response(jwt: &Jwt) -> bool {
-    jwt.typ_is(SIGNED_MEDIA)
 }
 
 /// The earlier of two optional instants.
