@@ -480,8 +480,9 @@ impl RemoteKeys {
         // On the discovery document's host (as the config or the issuer names it): the same
         // cluster and authority. On another (Google's keys are on www.googleapis.com): its own.
         let authority = authority_of(uri).ok_or(FetchError::Malformed)?;
+        let default_port = split_scheme(uri).map_or("", |(port, _)| port);
         let issuer_authority = self.issuer.as_deref().and_then(authority_of);
-        let (cluster, authority) = if authority.eq_ignore_ascii_case(&self.authority)
+        let (cluster, authority) = if authority.eq_ignore_ascii_case(without_port(&self.authority, default_port))
             || issuer_authority.is_some_and(|a| a.eq_ignore_ascii_case(&authority))
         {
             (self.cluster.clone(), self.authority.clone())
@@ -566,18 +567,39 @@ fn read_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
+/// The default port of an absolute `http(s)` URL's scheme (any letter case), and what follows `://`.
+fn split_scheme(url: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        _ if scheme.eq_ignore_ascii_case("https") => "443",
+        _ if scheme.eq_ignore_ascii_case("http") => "80",
+        _ => return None,
+    };
+    Some((default_port, rest))
+}
+
 /// The path (and query) of an absolute `http(s)` URL.
 pub fn path_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let (_, rest) = split_scheme(url)?;
     let path = rest.find('/').and_then(|at| rest.get(at..)).unwrap_or("/");
     Some(path.split('#').next().unwrap_or(path).to_owned())
 }
 
-/// The host (authority) of an absolute `http(s)` URL.
+/// The host (authority) of an absolute `http(s)` URL, without its scheme's default port: RFC 3986
+/// section 6.2.3 makes `https://idp.example:443/` and `https://idp.example/` the same URI.
 pub fn authority_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let (default_port, rest) = split_scheme(url)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    rest.get(..end).filter(|a| !a.is_empty()).map(str::to_owned)
+    let authority = rest.get(..end).filter(|a| !a.is_empty())?;
+    Some(without_port(authority, default_port).to_owned())
+}
+
+/// `authority` without a trailing `:port` (`[::1]:443` is `[::1]`; `idp:8443` and `[::443]` stay).
+fn without_port<'a>(authority: &'a str, port: &str) -> &'a str {
+    match authority.strip_suffix(port).and_then(|a| a.strip_suffix(':')) {
+        Some(host) if !host.is_empty() && !host.ends_with(':') => host,
+        _ => authority,
+    }
 }
 
 #[cfg(test)]
@@ -657,6 +679,28 @@ mod tests {
                 ("idp", "keycloak.internal:8080", "/certs")
             );
         }
+    }
+
+    /// RFC 3986 section 6.2.3: the scheme's default port, written or not, is the same host.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_jwks_uri_with_its_default_port_is_on_the_discovery_host() {
+        for (configured, jwks_uri) in [
+            ("login.example", "https://login.example:443/certs"),
+            ("login.example", "http://login.example:80/certs"),
+            ("login.example:443", "https://login.example/certs"),
+            ("keycloak.internal:8080", "https://LOGIN.example:443/certs"),
+        ] {
+            let keys = oidc(configured, None);
+            let next = discover(&keys, &FakeStore::default(), jwks_uri).unwrap().unwrap();
+            assert_eq!((next.cluster.as_str(), path(&next)), ("idp", "/certs"), "{jwks_uri}");
+        }
+        // Another port is another host.
+        let keys = oidc("login.example", None);
+        let store = FakeStore::default();
+        assert_eq!(
+            discover(&keys, &store, "https://login.example:8443/certs"),
+            Err(FetchError::JwksOnAnotherHost)
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -1191,6 +1235,27 @@ mod tests {
         );
         assert_eq!(authority_of("https://"), None);
         assert_eq!(authority_of("idp.example"), None);
+        // The scheme's default port is the same URI (RFC 3986 section 6.2.3); the scheme is
+        // case-insensitive.
+        assert_eq!(authority_of("https://idp.example:443/a"), Some("idp.example".into()));
+        assert_eq!(authority_of("HTTP://idp.example:80"), Some("idp.example".into()));
+        assert_eq!(
+            authority_of("https://[2001:db8::1]:443/a"),
+            Some("[2001:db8::1]".into())
+        );
+        for kept in [
+            "http://idp.example:443",
+            "https://idp.example:8443",
+            "https://[::443]",
+            "https://idp.example:",
+        ] {
+            assert_eq!(
+                authority_of(kept),
+                kept.split_once("://").map(|(_, a)| a.to_owned()),
+                "{kept}"
+            );
+        }
+        assert_eq!(path_of("HTTPS://idp.example/a"), Some("/a".into()));
         assert_eq!(path_of("https://idp.example"), Some("/".into()));
         assert_eq!(path_of("https://idp.example/a/b?c=d#e"), Some("/a/b?c=d".into()));
         assert_eq!(path_of("ftp://idp.example/a"), None);
