@@ -343,6 +343,37 @@ fn a_request_waiting_on_a_client_that_left_asks_itself_and_gets_its_answer() {
     assert_eq!(oauth.calls(INTROSPECT_PATH), 2);
 }
 
+/// A cached answer holds only while the keys that verified it are unchanged: once the IdP retires
+/// the key that signed the JWT, the token is introspected again rather than that JWT going
+/// upstream from the cache (this server answers with the JWT it signed at issuance, now
+/// unverifiable: 502).
+#[test]
+fn a_cached_jwt_signed_by_a_retired_key_does_not_go_upstream() {
+    let oauth = oauth();
+    let extra = json!({"jwt": {"jwks": {"refresh_secs": 1}}});
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), extra), 1);
+    let opaque = oauth.opaque_token(json!({}));
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(gw.send(bearer(&opaque)).status, 200);
+    assert_eq!(counter(&gw, "cache_hit"), 1);
+
+    let signer = oauth.default_kid();
+    oauth.publish("rsa-2");
+    oauth.set_default_kid("rsa-2");
+    oauth.retire(&signer);
+    // One fetch at a time: the second fetch to complete from now started after the key was retired.
+    let fetches = counter(&gw, "jwks_fetch_ok");
+    gw.wait_until("two key refreshes", || counter(&gw, "jwks_fetch_ok") >= fetches + 2);
+    let after = gw.send(bearer(&opaque));
+    assert_eq!(after.status, 502, "{}", after.text());
+    assert_eq!(oauth.calls(INTROSPECT_PATH), 2, "asked again");
+    assert_eq!(counter(&gw, "cache_hit"), 1);
+    assert_eq!(gw.echo.request_count(), 2);
+
+    let fresh = oauth.opaque_token(json!({}));
+    assert_eq!(gw.send(bearer(&fresh)).status, 200, "a JWT the current key signed");
+}
+
 #[test]
 fn the_cache_never_outlives_the_jwt() {
     let oauth = oauth();

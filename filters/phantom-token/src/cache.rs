@@ -13,9 +13,9 @@
 
 use shared::{Namespace, SharedStore};
 
-const FORMAT: u8 = 3;
-/// Format, tag, key, expiry, time written, kind, claims length.
-const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 8 + 1 + 4;
+const FORMAT: u8 = 4;
+/// Format, tag, key, expiry, time written, kind, claims length, keys version.
+const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 8 + 1 + 4 + 8;
 /// Where the time an entry was written is, in any entry of this format.
 const WRITTEN_AT: std::ops::Range<usize> = 49..57;
 /// Entry kinds. An active entry bound to a client certificate has the certificate's SHA-256
@@ -36,6 +36,8 @@ pub enum Entry {
         claims: Vec<u8>,
         /// The SHA-256 of the client certificate the token is bound to, if it is (RFC 8705).
         certificate: Option<[u8; 32]>,
+        /// The version of the IdP's keys that verified it (the same on every worker).
+        keys_version: u64,
     },
     Inactive {
         expires_at_ms: u64,
@@ -56,21 +58,23 @@ impl Entry {
     }
 
     fn encode(&self, tag: &[u8; 8], key: &[u8; 32], written_at_ms: u64) -> Vec<u8> {
-        let (kind, upstream, claims, certificate): (u8, &[u8], &[u8], &[u8]) = match self {
+        let (kind, upstream, claims, certificate, keys_version): (u8, &[u8], &[u8], &[u8], u64) = match self {
             Entry::Active {
                 upstream,
                 claims,
                 certificate: None,
+                keys_version,
                 ..
-            } => (ACTIVE, upstream, claims, &[]),
+            } => (ACTIVE, upstream, claims, &[], *keys_version),
             Entry::Active {
                 upstream,
                 claims,
                 certificate: Some(certificate),
+                keys_version,
                 ..
-            } => (ACTIVE_BOUND, upstream, claims, certificate),
-            Entry::Inactive { .. } => (INACTIVE, &[], &[], &[]),
-            Entry::SenderConstrained { .. } => (SENDER_CONSTRAINED, &[], &[], &[]),
+            } => (ACTIVE_BOUND, upstream, claims, certificate, *keys_version),
+            Entry::Inactive { .. } => (INACTIVE, &[], &[], &[], 0),
+            Entry::SenderConstrained { .. } => (SENDER_CONSTRAINED, &[], &[], &[], 0),
         };
         let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(HEADER_LEN + certificate.len() + claims.len() + upstream.len());
@@ -81,6 +85,7 @@ impl Entry {
         out.extend_from_slice(&written_at_ms.to_le_bytes());
         out.push(kind);
         out.extend_from_slice(&claims_len.to_le_bytes());
+        out.extend_from_slice(&keys_version.to_le_bytes());
         out.extend_from_slice(certificate);
         out.extend_from_slice(claims);
         out.extend_from_slice(upstream);
@@ -95,12 +100,14 @@ impl Entry {
         let (stored_key, header) = header.split_at_checked(32)?;
         let (expires, header) = header.split_at_checked(8)?;
         let (_written_at, header) = header.split_at_checked(8)?;
-        let (kind, claims_len) = header.split_first()?;
+        let (kind, header) = header.split_first()?;
+        let (claims_len, keys_version) = header.split_at_checked(4)?;
         if *format != FORMAT || stored_tag != tag || stored_key != key {
             return None;
         }
         let expires_at_ms = u64::from_le_bytes(expires.try_into().ok()?);
         let claims_len = usize::try_from(u32::from_le_bytes(claims_len.try_into().ok()?)).ok()?;
+        let keys_version = u64::from_le_bytes(keys_version.try_into().ok()?);
         let active = |certificate, rest: &[u8]| {
             let (claims, upstream) = rest.split_at_checked(claims_len)?;
             Some(Entry::Active {
@@ -108,6 +115,7 @@ impl Entry {
                 upstream: upstream.to_vec(),
                 claims: claims.to_vec(),
                 certificate,
+                keys_version,
             })
         };
         match *kind {
@@ -235,6 +243,7 @@ mod tests {
             upstream: b"h.p.s".to_vec(),
             claims: br#"{"sub":"a"}"#.to_vec(),
             certificate: None,
+            keys_version: 0x0102_0304_0506_0708,
         }
     }
 
@@ -260,6 +269,7 @@ mod tests {
             upstream: b"h.p.s".to_vec(),
             claims: br#"{"sub":"a"}"#.to_vec(),
             certificate: Some([0xc5; 32]),
+            keys_version: u64::MAX,
         };
         cache.put(&store, &key(5), &certificate_bound, 10, 10);
         assert_eq!(cache.get(&store, &key(5), 999), Some(certificate_bound));

@@ -315,6 +315,11 @@ impl PhantomToken {
         self.verifier.keys.remote()
     }
 
+    /// The version of the keys this worker verifies with now.
+    fn keys_version(&self, ctx: &Ctx) -> Option<u64> {
+        self.verifier.keys.current(ctx).map(|(_, version)| version)
+    }
+
     fn flight_signal(&self, key: &[u8; 32]) -> String {
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
         format!("{}.flight.{hex}", self.signal_prefix)
@@ -617,12 +622,14 @@ impl Exchange {
             return Step::proceed();
         };
         match root.cache.get(ctx.store, &key, ctx.now_ms) {
+            // Verified with keys the IdP has since changed (a key it removed, perhaps): asked again.
             Some(Entry::Active {
                 upstream,
                 claims,
                 certificate,
+                keys_version,
                 ..
-            }) => {
+            }) if root.keys_version(ctx) == Some(keys_version) => {
                 let step = step.count(root.counters.cache_hit);
                 let verdict = Verdict::Allow {
                     upstream,
@@ -639,7 +646,7 @@ impl Exchange {
                 let step = step.count(root.counters.cache_negative_hit);
                 return self.apply(step, &sender_constrained(), ctx);
             }
-            None => {}
+            Some(Entry::Active { .. }) | None => {}
         }
         let signal = root.flight_signal(&key);
         let mut flights = root.flights.borrow_mut();
@@ -720,6 +727,7 @@ impl Exchange {
                 upstream,
                 claims,
                 binding,
+                keys_version,
                 ..
             } => (
                 expiry.map(|expires_at_ms| Entry::Active {
@@ -727,6 +735,7 @@ impl Exchange {
                     upstream: upstream.clone(),
                     claims: claims.clone(),
                     certificate: binding.certificate(),
+                    keys_version,
                 }),
                 Verdict::Allow {
                     upstream,

@@ -1628,3 +1628,40 @@ fn a_certificate_bound_token_behind_a_trusted_proxy_is_checked_against_the_forwa
         );
     }
 }
+
+/// A cached answer holds only for the keys that verified it: once a refresh finds the IdP's keys
+/// changed (the signing key removed after a compromise), the token is asked about again rather
+/// than its JWT sent upstream for up to `cache.max_ttl_secs`; with the keys unchanged, it is a hit.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_cached_answer_is_asked_again_once_the_keys_that_verified_it_change() {
+    let mut config = remote_config();
+    config["jwt"]["jwks"]["refresh_secs"] = json!(30);
+    let mut gw = Gateway::new(&config);
+    let refresh = |gw: &mut Gateway, set: &str| {
+        let tick = gw.config.root.on_tick(&gw.host.ctx());
+        let (tag, _) = tick.calls[0].clone();
+        let step = gw.config.root.on_call_response(tag, ok(set), &gw.host.ctx());
+        assert_eq!(gw.config.counter_names(&step.counters), vec!["jwks_fetch_ok"]);
+    };
+    let (tag, _) = gw.config.root.on_start(&gw.host.ctx()).calls[0].clone();
+    gw.config
+        .root
+        .on_call_response(tag, ok(&jwks(&[jwk(1, "k1")])), &gw.host.ctx());
+    let token = jwt(json!({}));
+    assert_eq!(
+        authorization(&gw.exchange(OPAQUE, ok(&token))),
+        Some(format!("Bearer {token}"))
+    );
+
+    gw.host.now_ms += 31_000;
+    refresh(&mut gw, &jwks(&[jwk(1, "k1")]));
+    let (_, step) = gw.start(&bearer(OPAQUE));
+    assert_eq!(gw.names(&step), vec!["cache_hit", "allowed"], "the same keys");
+
+    gw.host.now_ms += 31_000;
+    refresh(&mut gw, &jwks(&[jwk(2, "k2")]));
+    let (_, step) = gw.start(&bearer(OPAQUE));
+    assert_eq!(step.action, Action::Pause, "{:?}", gw.names(&step));
+    assert_eq!(gw.names(&step), vec!["cache_miss"]);
+    assert_eq!(step.calls.len(), 1, "introspected again");
+}

@@ -40,6 +40,8 @@ pub enum Resolved {
         /// Bearer, or bound to a client certificate (RFC 8705): good only on a connection that
         /// presented it.
         binding: Binding,
+        /// The version of the keys that verified it: once they change, it is asked about again.
+        keys_version: u64,
     },
     Inactive,
     /// Active, but bound to a key this gateway checks no proof of (RFC 9449): never forwarded.
@@ -62,7 +64,7 @@ impl Verifier {
             (Reply::Inactive(_), _) => Ok(Resolved::Inactive),
             (Reply::Token(token, lifetime, _), _) => self.forwardable(token, *lifetime, None, ctx),
             (Reply::Signed(response, _), Some(signed)) => {
-                let jwt = self.verified(response, &signed.rules, ctx)?;
+                let (jwt, keys_version) = self.verified(response, &signed.rules, ctx)?;
                 let introspection = jwt
                     .claim("token_introspection")
                     .filter(|v| v.is_object())
@@ -109,6 +111,7 @@ impl Verifier {
                             // Until the earlier of the token's and the response's own expiry.
                             exp: earliest(lifetime.exp, jwt.exp()),
                             binding: lifetime.binding,
+                            keys_version,
                         })
                     }
                 }
@@ -131,7 +134,7 @@ impl Verifier {
             return Ok(Resolved::Inactive);
         }
         // Refuses other kinds of JWT, an introspection response among them (RFC 9701 section 8.1).
-        let jwt = self.verified(token, &self.token_rules, ctx)?;
+        let (jwt, keys_version) = self.verified(token, &self.token_rules, ctx)?;
         // RFC 9449 section 7.2: a token bound to a key whose proof no one checks behind a
         // `Bearer` header is refused; one bound to a client certificate goes on to be checked.
         let binding = lifetime.binding.and(jwt.binding());
@@ -144,10 +147,12 @@ impl Verifier {
             // The JWT goes upstream only while the opaque token, and the answer, still hold.
             exp: earliest(earliest(jwt.exp(), lifetime.exp), answer_exp),
             binding,
+            keys_version,
         })
     }
 
-    fn verified(&self, token: &str, rules: &ClaimRules, ctx: &Ctx) -> Result<Jwt, Unresolved> {
+    /// The JWT in `token`, verified, and the version of the keys that verified it.
+    fn verified(&self, token: &str, rules: &ClaimRules, ctx: &Ctx) -> Result<(Jwt, u64), Unresolved> {
         let invalid = |error: jose::JwtError| {
             log::info!(
                 "phantom_token: the OAuth server's JWT is not acceptable: {}",
@@ -156,9 +161,9 @@ impl Verifier {
             Unresolved::Failed(Failure::InvalidJwt)
         };
         let jwt = Jwt::decode(token.as_bytes(), self.max_jwt_bytes).map_err(invalid)?;
-        let (keys, _) = self.keys.current(ctx).ok_or(Unresolved::NoKeys)?;
+        let (keys, version) = self.keys.current(ctx).ok_or(Unresolved::NoKeys)?;
         match self.keys.verify(&jwt, &keys, rules, ctx) {
-            Ok(_) => Ok(jwt),
+            Ok(_) => Ok((jwt, version)),
             Err(Rejection::UnknownKid) => Err(Unresolved::UnknownKid),
             Err(Rejection::KeysUnavailable) => Err(Unresolved::Failed(Failure::KeysUnavailable)),
             Err(Rejection::Invalid(error)) => Err(invalid(error)),
