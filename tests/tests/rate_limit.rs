@@ -641,6 +641,54 @@ fn a_bad_config_is_refused_at_load_with_the_field_path() {
     );
 }
 
+/// A limit keyed on a header the client holds one value of (an API key the upstream checks) is
+/// not dodged by sending that header more than once: Envoy forwards every copy and an upstream
+/// reads one, so every request with several copies shares one bucket.
+#[test]
+fn repeating_the_key_header_does_not_dodge_a_limit_on_it() {
+    let gw = Gateway::start_with(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [local("per_key", 1, "hour",
+                json!([{"key": "api_key", "source": {"type": "header", "header": "x-api-key"}}]))]}),
+        )
+    });
+    let with_key = |copies: usize| (0..copies).fold(Request::get("/orders"), |r, _| r.header("X-Api-Key", "k1"));
+    assert_eq!(gw.send(with_key(1)).status, 200);
+    assert_eq!(gw.send(with_key(1)).status, 429);
+    assert_eq!(
+        gw.send(with_key(2)).status,
+        200,
+        "the first request with several copies"
+    );
+    assert_eq!(gw.send(with_key(2)).status, 429, "the key sent twice again");
+    assert_eq!(gw.send(with_key(3)).status, 429, "the key sent three times");
+    assert_eq!(gw.echo.request_count(), 2);
+}
+
+/// A per-tenant limit keys on `:authority` (Envoy hands filters the `Host` header so), in any
+/// letter case; `host` itself is refused at load with what to write instead.
+#[test]
+fn a_limit_keyed_on_the_authority_holds_for_every_spelling_of_the_host() {
+    let per_host = |header: &str| {
+        json!({"limits": [local("per_host", 1, "hour",
+            json!([{"key": "host", "source": {"type": "header", "header": header}}]))]})
+    };
+    let gw = Gateway::start_with(|c| c.filter("rate_limit", per_host(":authority")));
+    let to = |host: &str| gw.send(Request::get("/orders").header("Host", host)).status;
+    assert_eq!(to("tenant-a.example"), 200);
+    assert_eq!(to("TENANT-A.example"), 429);
+    assert_eq!(to("tenant-b.example"), 200);
+
+    let log = Gateway::start_refused(|c| c.filter("rate_limit", per_host("host")));
+    assert!(
+        log.contains(
+            r#"limits[0].descriptor[0].source.header: "host" reaches filters as ":authority": write ":authority""#
+        ),
+        "{log}"
+    );
+}
+
 #[test]
 fn the_shipped_access_log_shows_each_filters_outcome() {
     let oauth = OAuthServer::start();

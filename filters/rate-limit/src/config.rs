@@ -73,8 +73,8 @@ pub enum SourceConfig {
     Claim {
         claim: String,
     },
-    /// A request header (every value, comma-joined). A client chooses it: key on claims where
-    /// the limit must not be dodged.
+    /// A request header's value (`(several values)` for a header sent more than once). A client
+    /// chooses it: key on claims where the limit must not be dodged.
     Header {
         header: HeaderName,
     },

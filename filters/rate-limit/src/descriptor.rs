@@ -18,6 +18,11 @@ pub type Descriptor = Vec<(String, String)>;
 /// in normal form reads so (those start with `/`).
 pub const UNTRUSTED_PATH: &str = "(not in normal form)";
 
+/// The `header` value of every request that carries the header more than once: an upstream reads
+/// one of them (Go's `Header.Get` and Envoy's own `request_headers` action the first, some the
+/// last), so each number of copies of one value would otherwise be a bucket of its own.
+pub const SEVERAL_VALUES: &str = "(several values)";
+
 /// The `method` value of every request with a method-override header: the upstream may run
 /// another method than the request's, and each value it could name would be a bucket of its own.
 pub const OVERRIDDEN_METHOD: &str = "(method overridden)";
@@ -202,7 +207,15 @@ impl Source {
                 return Err(at.field("claim").error("must not be empty"));
             }
             SourceConfig::Claim { claim } => Source::Claim(claim.clone()),
-            SourceConfig::Header { header } => Source::Header(header.clone()),
+            SourceConfig::Header { header } => {
+                let better = match header.as_str() {
+                    "host" => "\"host\" reaches filters as \":authority\": write \":authority\"",
+                    ":path" => "\":path\" holds the query and every spelling of the path, each a value of its own: use {\"type\": \"path\"}",
+                    ":method" => "\":method\" holds every letter case and no method override, each a value of its own: use {\"type\": \"method\"}",
+                    _ => return Ok(Source::Header(header.clone())),
+                };
+                return Err(at.field("header").error(better));
+            }
             SourceConfig::ClientAddress {
                 ipv4_prefix,
                 ipv6_prefix,
@@ -285,11 +298,15 @@ impl<'a> RequestFacts<'a> {
         let value = match source {
             Source::Claim(name) => claim_value(self.claims()?.get(name)?)?,
             Source::Header(name) => {
-                let values: Vec<&[u8]> = self.headers.get_all(name.as_str()).collect();
-                if values.is_empty() {
-                    return None;
+                let mut values = self.headers.get_all(name.as_str());
+                let first = values.next()?;
+                match values.next() {
+                    Some(_) => SEVERAL_VALUES.to_owned(),
+                    // A host name in any letter case is the same host (RFC 3986 section 3.2.2),
+                    // and the same virtual host to Envoy's routes.
+                    None if name.as_str() == ":authority" => text_of(first.to_ascii_lowercase()),
+                    None => text_of(first.to_vec()),
                 }
-                text_of(values.join(&b","[..]))
             }
             Source::ClientAddress(grouping) => grouping.client(&self.property(&["source", "address"])?),
             // Every spelling of a path not in normal form may be the same resource upstream

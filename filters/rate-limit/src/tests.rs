@@ -822,6 +822,19 @@ fn bad_configs_are_refused_with_the_field_path() {
             json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": 0, "per": "minute"}}))]}),
             "limits[0].enforce.requests: must be at least 1",
         ),
+        // Names a filter never sees, or sees in a form each spelling of a request is a value of.
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": [{"key": "k", "source": {"type": "header", "header": "Host"}}]}))]}),
+            "limits[0].descriptor[0].source.header: \"host\" reaches filters as \":authority\": write \":authority\"",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": [{"key": "k", "source": {"type": "claim", "claim": "sub"}, "fallback": {"type": "header", "header": ":path"}}]}))]}),
+            "limits[0].descriptor[0].fallback.header: \":path\" holds the query",
+        ),
+        (
+            json!({"limits": [with(per_client(5), json!({"descriptor": [{"key": "k", "source": {"type": "header", "header": ":method"}}]}))]}),
+            "limits[0].descriptor[0].source.header: \":method\" holds every letter case",
+        ),
         // Errors inside a tagged object name the member, not the object.
         (
             json!({"limits": [with(per_client(5), json!({"enforce": {"type": "local", "requests": "5", "per": "minute"}}))]}),
@@ -1020,13 +1033,12 @@ fn every_source_reaches_the_descriptor() {
         .insert(vec!["xds".into(), "route_name".into()], b"orders_route".to_vec());
     let mut headers = request("/");
     headers.push("x-api-key", "k1");
-    headers.push("x-api-key", "k2");
     let step = filter.filter().on_request_headers(&headers, &host.ctx());
     let expected = rls::encode_grpc(
         "d",
         &[Ask {
             descriptor: [
-                ("h", "k1,k2"),
+                ("h", "k1"),
                 ("m", "GET"),
                 ("r", "orders_route"),
                 ("a", "192.0.2.7"),
@@ -1068,4 +1080,52 @@ fn every_claim_any_limit_reads_is_found_fallbacks_included() {
     };
     let expected = rls::encode_grpc("d", &[ask("org", "alice"), ask("tier", r#"["gold"]"#)]);
     assert_eq!(step.grpc_calls.first().map(|c| &c.message), Some(&expected));
+}
+
+/// A client that holds one API key gets no fresh bucket by sending its key more than once: an
+/// upstream reads one copy (Go's `Header.Get`, a servlet's `getHeader` and Envoy's own
+/// `request_headers` action the first), so every request with several copies shares one value.
+#[wasm_bindgen_test(unsupported = test)]
+fn repeating_a_header_does_not_give_its_value_a_new_bucket() {
+    let filter = configured(json!({"limits": [local_limit(
+        "per_key",
+        1,
+        json!([{"key": "api_key", "source": {"type": "header", "header": "x-api-key"}}]),
+    )]}));
+    let host = FakeHost::default();
+    let with_key = |values: &[&str]| {
+        let mut headers = request("/");
+        for value in values {
+            headers.push("x-api-key", *value);
+        }
+        headers
+    };
+    let run = |values: &[&str]| status(&filter.filter().on_request_headers(&with_key(values), &host.ctx()));
+    assert_eq!(run(&["k1"]), 0);
+    assert_eq!(run(&["k1"]), 429);
+    assert_eq!(run(&["k1", "k1"]), 0, "the first request with several copies");
+    for copies in [&["k1", "k1"][..], &["k1", "k1", "k1"], &["k2", "k1"], &["k1", "k2"]] {
+        assert_eq!(run(copies), 429, "{copies:?}");
+    }
+    assert_eq!(run(&["k1,k1"]), 0, "one value with a comma is that value");
+    assert_eq!(run(&["k2"]), 0);
+}
+
+/// A host name in any letter case is the same virtual host: a limit keyed on `:authority` is not
+/// dodged by `TENANT-A.example`.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_limit_keyed_on_the_authority_ignores_its_letter_case() {
+    let filter = configured(json!({"limits": [local_limit(
+        "per_host",
+        1,
+        json!([{"key": "host", "source": {"type": "header", "header": ":authority"}}]),
+    )]}));
+    let host = FakeHost::default();
+    let to = |authority: &str| {
+        let headers = Headers::from_pairs([(":method", "GET"), (":path", "/"), (":authority", authority)]);
+        status(&filter.filter().on_request_headers(&headers, &host.ctx()))
+    };
+    assert_eq!(to("tenant-a.example"), 0);
+    assert_eq!(to("TENANT-A.example"), 429);
+    assert_eq!(to("tenant-b.example"), 0);
 }
