@@ -217,25 +217,26 @@ impl Buckets {
 
     /// Undoes a [`Buckets::take`] of `cost` tokens that allowed a request after all refused
     /// elsewhere. GCRA is linear, so this leaves the bucket as if the request had never come; a
-    /// bucket evicted since has nothing to give back to.
+    /// bucket evicted since has nothing to give back to. Returns the bucket's state after, if
+    /// it gave back.
     pub fn give_back(
         &self,
         store: &dyn SharedStore,
         key: &BucketKey,
         cost: u32,
         now_ms: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Verdict>, StoreError> {
         let name = self.set_name(store, now_ms, key.set)?;
         for _ in 0..MAX_ATTEMPTS {
             let (mut set, cas) = self.read_set(store, &name);
-            self.follow_clock(&mut set, now_ms);
+            let (now, _) = self.follow_clock(&mut set, now_ms);
             let Some(slot) = slot_of(&set, &key.fingerprint) else {
-                return Ok(());
+                return Ok(None);
             };
             let tat = read_tat(&set, slot).saturating_sub(u128::from(cost) * self.unit());
             write_tat(&mut set, slot, tat);
             match store.set(&name, &set, cas) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Some(self.gcra(tat, 0, now).0)),
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Failed) => return Err(StoreError::Failed),
             }

@@ -243,9 +243,9 @@ struct Tally {
     refused_by: Vec<String>,
     /// The service said OVER_LIMIT (possibly without saying which descriptor).
     refused: bool,
-    /// The local buckets the request took tokens from (limit index, bucket): given back if it
-    /// does not pass.
-    taken: Vec<(usize, bucket::BucketKey)>,
+    /// The local buckets the request took tokens from (limit index, bucket, its entry in
+    /// `quotas`): given back if it does not pass.
+    taken: Vec<(usize, bucket::BucketKey, usize)>,
     retry_after_secs: u64,
     counters: Vec<Counter>,
     /// The service's response headers that are allow-listed.
@@ -320,7 +320,7 @@ impl HttpFilter for RateLimitFilter {
                 }
             };
             if taking && verdict.allowed {
-                tally.taken.push((index, key));
+                tally.taken.push((index, key, tally.quotas.len()));
             }
             // The bucket is the quota: `burst` requests, refilled in `refill_secs` (the limit's
             // rate), so the limit shown is never below the remaining count.
@@ -449,14 +449,22 @@ impl RateLimitFilter {
     /// client over its own limit cannot drain a limit it shares with others. Best effort: a bucket
     /// that cannot be updated keeps the tokens, erring on the strict side.
     fn give_back(&self, tally: &mut Tally, ctx: &Ctx) {
-        for (index, key) in std::mem::take(&mut tally.taken) {
+        for (index, key, quota) in std::mem::take(&mut tally.taken) {
             let Some(compiled) = self.root.limits.get(index) else {
                 continue;
             };
             let Some(buckets) = &compiled.buckets else { continue };
             let limit = &compiled.limit;
-            if let Err(error) = buckets.give_back(ctx.store, &key, limit.cost, ctx.now_ms) {
-                log::warn!("rate_limit: limit {}: tokens not given back: {error:?}", limit.name);
+            match buckets.give_back(ctx.store, &key, limit.cost, ctx.now_ms) {
+                // The answer's rate-limit headers show the bucket as the request left it.
+                Ok(Some(after)) => {
+                    if let Some(quota) = tally.quotas.get_mut(quota) {
+                        quota.remaining = after.remaining;
+                        quota.reset_secs = after.reset_secs;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => log::warn!("rate_limit: limit {}: tokens not given back: {error:?}", limit.name),
             }
         }
     }

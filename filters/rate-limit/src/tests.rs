@@ -1129,3 +1129,28 @@ fn a_limit_keyed_on_the_authority_ignores_its_letter_case() {
     assert_eq!(to("TENANT-A.example"), 429);
     assert_eq!(to("tenant-b.example"), 0);
 }
+
+/// A refused request costs the limits that allowed it nothing (their tokens are given back): the
+/// 429's rate-limit headers show those limits as the request left them, not with its tokens spent.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_refusal_shows_the_limits_it_gave_tokens_back_to_as_it_left_them() {
+    let constant = |value: &str| json!([{"key": "k", "source": {"type": "constant", "value": value}}]);
+    let filter = configured(json!({
+        "limits": [local_limit("wide", 10, constant("wide")), local_limit("narrow", 1, constant("narrow"))],
+        "headers": {"style": "ietf"},
+    }));
+    let host = FakeHost::default();
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    let step = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let reply = step.local_reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    // "wide" allowed 1 of its 10 tokens an hour (one every 360 s), and got the refused request's
+    // back; shown as taken, it read `r=8;t=720`.
+    assert_eq!(
+        reply.header("ratelimit"),
+        Some(r#""wide";r=9;t=360, "narrow";r=0;t=3600"#)
+    );
+}
