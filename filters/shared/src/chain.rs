@@ -45,9 +45,14 @@ struct Config {
 struct MemberConfig {
     /// The member's `root_id` as a plugin of its own.
     filter: String,
-    /// Its config, as it would be given to that plugin.
-    #[serde(default)]
-    config: Option<serde_json::Value>,
+    /// Its config, as it would be given to that plugin; absent: `{}`. A `null` is handed on as it
+    /// is, and refused as that plugin refuses it.
+    #[serde(default = "empty_config")]
+    config: serde_json::Value,
+}
+
+fn empty_config() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 struct Member {
@@ -87,11 +92,7 @@ pub fn configure(
             return Err(at.field("filter").error(format!("{name} is already in the chain")));
         }
         names.push(name);
-        let raw = member
-            .config
-            .as_ref()
-            .map(serde_json::Value::to_string)
-            .unwrap_or_default();
+        let raw = member.config.to_string();
         metrics.switch_to(name);
         let root = configure(raw.as_bytes(), metrics).map_err(|e| inside(&at.field("config"), e))?;
         members.push(Member { root });

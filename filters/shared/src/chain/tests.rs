@@ -338,6 +338,11 @@ fn a_bad_chain_config_is_refused_with_the_field_path() {
         "filters[1].filter: first is already in the chain"
     );
     assert_eq!(error(json!({"filters": []})), "filters: name at least one filter");
+    // `null` is handed on as the plugin would get it, and refused so, not read as `{}`.
+    assert_eq!(
+        error(json!({"filters": [{"filter": "third", "config": null}]})),
+        "filters[0].config: the config must be a JSON object"
+    );
     // A member's config is read as JSON first: a field given twice there is not merged away
     // before the member reads it.
     let mut metrics = MetricRegistry::new(NAME);
