@@ -128,7 +128,11 @@ impl HttpFilter for Scrub {
         let mut step = remove(&removed, config.counters.response_headers_removed);
         for (name, value) in &config.security.headers {
             // A value the upstream set counts only if it is still there.
-            let upstream_set = headers.contains(name.as_str()) && !removed.contains(&name.as_str());
+            // An empty value is no policy (browsers ignore it): it does not displace ours.
+            let upstream_set = !removed.contains(&name.as_str())
+                && headers
+                    .get_all(name.as_str())
+                    .any(|value| !value.trim_ascii().is_empty());
             if config.security.overwrite || !upstream_set {
                 step = step
                     .edit(HeaderEdit::Set(name.clone(), value.clone().into_bytes()))

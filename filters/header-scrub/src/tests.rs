@@ -877,3 +877,32 @@ fn remove_regexes_match_names_in_any_letter_case() {
     assert!(!seen.contains("x-backend-host"));
     assert!(seen.contains("x-backend-2"));
 }
+
+/// An empty field value is no policy (browsers ignore an empty `X-Frame-Options` or
+/// `Content-Security-Policy`): the upstream set nothing that could win over the gateway's value.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_empty_upstream_security_header_does_not_displace_the_preset() {
+    let config = configured("{}");
+    let seen = client_view(
+        &config,
+        request(&[]),
+        response(&[
+            ("x-frame-options", ""),
+            ("content-security-policy", " "),
+            ("strict-transport-security", ""),
+            ("referrer-policy", "same-origin"),
+        ]),
+    );
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+        ("referrer-policy", "same-origin"),
+    ] {
+        assert_eq!(
+            seen.get_all(name).collect::<Vec<_>>(),
+            vec![value.as_bytes()],
+            "{name}: {seen:?}"
+        );
+    }
+}
