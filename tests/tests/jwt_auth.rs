@@ -521,6 +521,17 @@ fn tokens_from_query_and_cookie_can_be_stripped() {
         200
     );
     assert_eq!(gw.echo.last_request().header("cookie").as_deref(), Some("theme=dark"));
+    // ASP.NET Core reads cookie names in any letter case: `AT` is the token to it, so it is taken
+    // out too, and next to `at` it is a second token.
+    assert_eq!(
+        gw.send(Request::get("/orders").header("Cookie", &format!("theme=dark; AT={token}")))
+            .status,
+        200
+    );
+    assert_eq!(gw.echo.last_request().header("cookie").as_deref(), Some("theme=dark"));
+    let forged = gw.send(Request::get("/orders").header("Cookie", &format!("AT=forged; at={token}")));
+    assert_eq!(forged.status, 400, "{}", forged.text());
+    assert_eq!(gw.echo.request_count(), 3);
     assert_eq!(
         gw.send(bearer(&token)).status,
         401,

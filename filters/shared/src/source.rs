@@ -158,10 +158,12 @@ impl Source {
                 }
             }
             Source::Cookie { name } => {
+                // Names as upstreams read them (PHP reshapes `access.token` to `access_token`,
+                // ASP.NET Core ignores letter case): a second token hidden so is still a second.
                 let mut values = headers
                     .get_all("cookie")
                     .flat_map(cookie_pairs)
-                    .filter(|(key, _)| *key == name.as_bytes());
+                    .filter(|(key, _)| cookie_reads_as(key, name));
                 match (values.next(), values.next()) {
                     (Some(_), Some(_)) => Found::Ambiguous,
                     (Some((_, token)), None) if !token.is_empty() => Found::Token(token),
@@ -202,7 +204,7 @@ pub fn strip_all<'s>(
         match source {
             Source::Header { name, .. } => edits.push(HeaderEdit::Remove(name.clone())),
             Source::Query { name } => query_names.push(name.as_str()),
-            Source::Cookie { name } => cookie_names.push(name.as_bytes()),
+            Source::Cookie { name } => cookie_names.push(name.as_str()),
         }
     }
     if let Some(query) = line.query.filter(|_| !query_names.is_empty()) {
@@ -239,7 +241,7 @@ pub fn strip_all<'s>(
         let kept: Vec<Vec<u8>> = headers
             .get_all("cookie")
             .flat_map(cookie_pairs)
-            .filter(|(key, _)| !cookie_names.contains(key))
+            .filter(|(key, _)| !cookie_names.iter().any(|name| cookie_reads_as(key, name)))
             .map(|(key, value)| [key, b"=", value].concat())
             .collect();
         edits.push(if kept.is_empty() {
@@ -265,6 +267,11 @@ fn names(value: &[u8], scheme: &str) -> bool {
     strip_prefix_ignore_case(value.trim_ascii_start(), scheme.as_bytes()).is_some_and(|rest| {
         rest.first().is_some_and(|b| !crate::headers::is_token_byte(*b)) && !rest.trim_ascii().is_empty()
     })
+}
+
+/// Whether some upstream reads the cookie named `raw` as `name`, as it reads query parameter names.
+fn cookie_reads_as(raw: &[u8], name: &str) -> bool {
+    raw.len() >= name.len() && crate::query::reads_as(&String::from_utf8_lossy(raw), name)
 }
 
 fn cookie_pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
@@ -375,6 +382,36 @@ mod tests {
             prefix: None,
         };
         assert!(Source::compile(&none, &at).is_ok());
+    }
+
+    /// PHP (so Symfony and Laravel) reads a cookie named `access.token` or `access token` as
+    /// `access_token`, and keeps the first of two; ASP.NET Core reads cookie names in any letter
+    /// case. A second token under such a spelling makes the request ambiguous, and `forward:
+    /// false` takes it out, as for query parameters.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn cookie_names_are_read_as_upstreams_read_them() {
+        let cookie = Source::Cookie {
+            name: "access_token".into(),
+        };
+        for jar in [
+            "access.token=EVIL; access_token=GOOD",
+            "access token=EVIL; access_token=GOOD",
+            "ACCESS_TOKEN=EVIL; access_token=GOOD",
+            "access%5Ftoken=EVIL; access_token=GOOD",
+        ] {
+            let h = headers(&[("cookie", jar)]);
+            let line = RequestLine::of(&h).unwrap();
+            assert_eq!(cookie.find(&h, &line), Found::Ambiguous, "{jar}");
+            let edits = strip_all([&cookie], &h, &line);
+            assert_eq!(edits, vec![HeaderEdit::Remove(HeaderName::trusted("cookie"))], "{jar}");
+        }
+        let h = headers(&[("cookie", "Access.Token=ONLY; other=1")]);
+        let line = RequestLine::of(&h).unwrap();
+        assert_eq!(cookie.find(&h, &line), Found::Token(b"ONLY"));
+        assert_eq!(
+            strip_all([&cookie], &h, &line),
+            vec![HeaderEdit::Set(HeaderName::trusted("cookie"), b"other=1".to_vec())]
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
