@@ -21,6 +21,68 @@ fn yaml(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     serde_yaml_ng::from_str(text)
 }
 
+/// Every HTTP connection manager in a shipped config, found wherever it sits.
+fn connection_managers(node: &Value, found: &mut Vec<Value>) {
+    match node {
+        Value::Object(members) => {
+            let is_hcm = members
+                .get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with(".network.http_connection_manager.v3.HttpConnectionManager"));
+            if is_hcm {
+                found.push(node.clone());
+            }
+            members.values().for_each(|child| connection_managers(child, found));
+        }
+        Value::Array(items) => items.iter().for_each(|child| connection_managers(child, found)),
+        _ => {}
+    }
+}
+
+/// README, "Loading a filter in Envoy": the settings a gateway should have are in every shipped
+/// config.
+#[test]
+fn every_shipped_config_has_the_gateway_settings_the_readme_lists() {
+    let dir = harness::paths::workspace_root().join("envoy");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("envoy/") {
+        let path = entry.expect("an entry of envoy/").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if !name.ends_with(".yaml") || name == "docker-compose.yaml" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config = yaml(&text).unwrap_or_else(|e| panic!("{name}: not YAML: {e}"));
+        let mut managers = Vec::new();
+        connection_managers(&config, &mut managers);
+        assert!(!managers.is_empty(), "{name}: no HTTP connection manager");
+        for hcm in managers {
+            checked += 1;
+            for (pointer, expected) in [
+                ("/use_remote_address", json!(true)),
+                ("/normalize_path", json!(true)),
+                ("/merge_slashes", json!(true)),
+                ("/path_with_escaped_slashes_action", json!("UNESCAPE_AND_REDIRECT")),
+                (
+                    "/common_http_protocol_options/headers_with_underscores_action",
+                    json!("REJECT_REQUEST"),
+                ),
+                ("/server_header_transformation", json!("PASS_THROUGH")),
+            ] {
+                if hcm.pointer(pointer) != Some(&expected) {
+                    missing.push(format!("{name}: {pointer} is not {expected}"));
+                }
+            }
+            if hcm.pointer("/request_timeout").is_none() {
+                missing.push(format!("{name}: no request_timeout"));
+            }
+        }
+    }
+    assert!(checked >= 8, "only {checked} connection managers found");
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // One source of truth
 

@@ -99,7 +99,8 @@ impl Syntax {
 }
 
 /// A syntax error and where the text broke: the line (from 1) and the column (bytes into the
-/// line), as serde_json counts them.
+/// line). serde_json's words; the place is where this reader stopped, which can be a byte before
+/// or after the one serde_json names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyntaxError {
     pub kind: Syntax,
