@@ -666,8 +666,9 @@ fn repeating_the_key_header_does_not_dodge_a_limit_on_it() {
     assert_eq!(gw.echo.request_count(), 2);
 }
 
-/// A per-tenant limit keys on `:authority` (Envoy hands filters the `Host` header so), in any
-/// letter case; `host` itself is refused at load with what to write instead.
+/// A per-tenant limit keys on `:authority` (Envoy hands filters the `Host` header so), read as
+/// the host in any letter case, port or trailing dot; `host` itself is refused at load with what
+/// to write instead.
 #[test]
 fn a_limit_keyed_on_the_authority_holds_for_every_spelling_of_the_host() {
     let per_host = |header: &str| {
@@ -677,8 +678,11 @@ fn a_limit_keyed_on_the_authority_holds_for_every_spelling_of_the_host() {
     let gw = Gateway::start_with(|c| c.filter("rate_limit", per_host(":authority")));
     let to = |host: &str| gw.send(Request::get("/orders").header("Host", host)).status;
     assert_eq!(to("tenant-a.example"), 200);
-    assert_eq!(to("TENANT-A.example"), 429);
+    for spelling in ["TENANT-A.example", "tenant-a.example.", "tenant-a.example:8080"] {
+        assert_eq!(to(spelling), 429, "{spelling}");
+    }
     assert_eq!(to("tenant-b.example"), 200);
+    assert_eq!(gw.echo.request_count(), 2);
 
     let log = Gateway::start_refused(|c| c.filter("rate_limit", per_host("host")));
     assert!(

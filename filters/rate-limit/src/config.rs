@@ -73,7 +73,8 @@ pub enum SourceConfig {
     Claim {
         claim: String,
     },
-    /// A request header's value (`(several values)` for a header sent more than once). A client
+    /// A request header's value (`(several values)` for a header sent more than once;
+    /// `:authority` reads as its host, in lowercase, without port or trailing dot). A client
     /// chooses it: key on claims where the limit must not be dodged.
     Header {
         header: HeaderName,

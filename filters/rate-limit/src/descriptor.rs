@@ -231,6 +231,35 @@ impl Source {
     }
 }
 
+/// The host an `:authority` names, in one spelling whatever the client wrote: in lowercase (a
+/// host name in any letter case is the same host, RFC 3986 section 3.2.2), without a port (which
+/// listener took the request is the connection's, not the client's word) and without the trailing
+/// dot of a fully qualified name (`api.example.` is `api.example`). `[::1]:8443` reads `[::1]`;
+/// what is not a host and port reads as written, in lowercase.
+fn host_of(authority: &[u8]) -> Vec<u8> {
+    let mut from_the_end = authority.rsplitn(2, |&b| b == b':');
+    let host = match (from_the_end.next(), from_the_end.next()) {
+        (Some(port), Some(host)) if port.iter().all(u8::is_ascii_digit) => {
+            let one_host = match host.first() {
+                Some(b'[') => host.ends_with(b"]"),
+                Some(_) => !host.contains(&b':'),
+                None => false,
+            };
+            if one_host {
+                host
+            } else {
+                authority
+            }
+        }
+        _ => authority,
+    };
+    let host = match host.strip_suffix(b".") {
+        Some(name) if !name.is_empty() && !name.ends_with(b".") => name,
+        _ => host,
+    };
+    host.to_ascii_lowercase()
+}
+
 /// What of a request the limits cannot take at its word.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Doubt {
@@ -302,9 +331,7 @@ impl<'a> RequestFacts<'a> {
                 let first = values.next()?;
                 match values.next() {
                     Some(_) => SEVERAL_VALUES.to_owned(),
-                    // A host name in any letter case is the same host (RFC 3986 section 3.2.2),
-                    // and the same virtual host to Envoy's routes.
-                    None if name.as_str() == ":authority" => text_of(first.to_ascii_lowercase()),
+                    None if name.as_str() == ":authority" => text_of(host_of(first)),
                     None => text_of(first.to_vec()),
                 }
             }
@@ -402,5 +429,27 @@ mod tests {
         assert_ne!(text_of(b"key\xff".to_vec()), text_of(b"key\xfe".to_vec()));
         let lookalike = "\u{fffd}6b6579ff".as_bytes().to_vec();
         assert_ne!(text_of(lookalike), text_of(b"key\xff".to_vec()));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_authority_reads_as_its_host() {
+        let host = |authority: &str| String::from_utf8(host_of(authority.as_bytes())).unwrap();
+        for same in [
+            "api.example",
+            "API.Example",
+            "api.example.",
+            "api.example:443",
+            "api.example.:8443",
+            "api.example:",
+        ] {
+            assert_eq!(host(same), "api.example", "{same}");
+        }
+        assert_eq!(host("[::1]:8443"), "[::1]");
+        assert_eq!(host("[::1]"), "[::1]");
+        assert_eq!(host("::1"), "::1", "not a host and port: kept as written");
+        assert_eq!(host("api.example:https"), "api.example:https");
+        assert_eq!(host(":443"), ":443");
+        assert_eq!(host("."), ".");
+        assert_eq!(host("api.example.."), "api.example..");
     }
 }

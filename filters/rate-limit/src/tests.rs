@@ -1111,10 +1111,11 @@ fn repeating_a_header_does_not_give_its_value_a_new_bucket() {
     assert_eq!(run(&["k2"]), 0);
 }
 
-/// A host name in any letter case is the same virtual host: a limit keyed on `:authority` is not
-/// dodged by `TENANT-A.example`.
+/// A host name in any letter case, with a port or a trailing dot, is the same host to the
+/// upstream: a limit keyed on `:authority` is not dodged by `TENANT-A.example`,
+/// `tenant-a.example.` or `tenant-a.example:443`.
 #[wasm_bindgen_test(unsupported = test)]
-fn a_limit_keyed_on_the_authority_ignores_its_letter_case() {
+fn a_limit_keyed_on_the_authority_reads_every_spelling_of_the_host_as_one() {
     let filter = configured(json!({"limits": [local_limit(
         "per_host",
         1,
@@ -1126,7 +1127,14 @@ fn a_limit_keyed_on_the_authority_ignores_its_letter_case() {
         status(&filter.filter().on_request_headers(&headers, &host.ctx()))
     };
     assert_eq!(to("tenant-a.example"), 0);
-    assert_eq!(to("TENANT-A.example"), 429);
+    for spelling in [
+        "TENANT-A.example",
+        "tenant-a.example.",
+        "tenant-a.example:443",
+        "Tenant-A.Example.:8080",
+    ] {
+        assert_eq!(to(spelling), 429, "{spelling}");
+    }
     assert_eq!(to("tenant-b.example"), 0);
 }
 
