@@ -331,3 +331,48 @@ fn method_override_headers_do_not_get_past_a_method_rule() {
         2
     );
 }
+
+/// Envoy (with the normalisation of every shipped config) forwards `%3A` as it is; an upstream
+/// that decodes the path before routing it (Go's `ServeMux`, Spring) runs
+/// `/v1/orders/42%3Acancel` as the cancel. A path whose decoded reading is another rule's is
+/// refused, and so is a path-override header; header-scrub in front removes the header instead.
+#[test]
+fn escaped_reserved_characters_and_path_overrides_do_not_skip_a_rule() {
+    let oauth = OAuthServer::start();
+    let rules = json!([
+        {"id": "cancel", "match": {"regex": "/v1/orders/[0-9]+:cancel"},
+         "requires": {"type": "any_of", "scopes": ["orders:admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}},
+    ]);
+    let gw = chain_gated(&oauth, rules.clone(), |c| c);
+    let reader = oauth.token(json!({"scope": "orders:read"}));
+    let post = |path: &str| with_token(Request::post(path, "{}"), &reader);
+    assert_eq!(gw.send(post("/v1/orders/42:cancel")).status, 403);
+    let overridden = || post("/v1/orders/42").header("X-Original-URL", "/v1/orders/42:cancel");
+    for request in [
+        post("/v1/orders/42%3Acancel"),
+        post("/v1/orders/42%3acancel"),
+        overridden(),
+    ] {
+        let refused = gw.send(request);
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert_eq!(refused.json()["error"], "invalid_request");
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+    // jwt-auth's rules read paths too: it refuses the override before scope-gate sees it.
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.denied_path_refused"), 1);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.path_refused"), 2);
+    assert_eq!(gw.send(post("/users/alice%40example.com")).status, 200);
+    assert_eq!(gw.echo.last_request().path, "/users/alice%40example.com");
+
+    let addr = oauth.addr();
+    let auth = jwt_auth(&oauth);
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({}))
+            .filter("jwt_auth", auth)
+            .filter("scope_gate", json!({"rules": rules}))
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    assert_eq!(gw.send(overridden()).status, 200);
+    assert!(!gw.echo.last_request().has_header("x-original-url"));
+}

@@ -64,7 +64,8 @@ pub struct ResponseConfig {
 #[serde(rename_all = "snake_case")]
 pub enum RequestStripPreset {
     /// The method-override headers (`x-http-method-override`, `x-http-method`,
-    /// `x-method-override`): upstreams that honour them run another method than the one the
+    /// `x-method-override`) and path-override headers (`x-original-url`, `x-rewrite-url`):
+    /// upstreams that honour them run another method, or serve another path, than the one the
     /// gateway's rules judged.
     #[default]
     Default,
@@ -109,7 +110,10 @@ impl Compiled {
         .with_exact(reserved_names(&request.reserved, &request_path.field("reserved"))?);
         let request_rules = match request.strip_preset {
             RequestStripPreset::Default => {
-                request_rules.with_exact(shared::headers::METHOD_OVERRIDE_HEADERS.map(String::from))
+                let overrides = shared::headers::METHOD_OVERRIDE_HEADERS
+                    .iter()
+                    .chain(&shared::headers::PATH_OVERRIDE_HEADERS);
+                request_rules.with_exact(overrides.map(|name| (*name).to_owned()))
             }
             RequestStripPreset::None => request_rules,
         };

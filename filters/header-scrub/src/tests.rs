@@ -90,12 +90,14 @@ fn exact_prefix_and_regex_rules_remove_request_headers() {
 /// Rails, Express's `method-override` and many Java stacks run the method these headers name: a
 /// `POST` the gateway's rules judged would be a `DELETE` to them.
 #[wasm_bindgen_test(unsupported = test)]
-fn method_override_headers_are_removed_by_default() {
+fn method_and_path_override_headers_are_removed_by_default() {
     let overrides = || {
         request(&[
             ("x-http-method-override", b"DELETE"),
             ("X-HTTP-Method", b"DELETE"),
             ("x_method_override", b"DELETE"),
+            ("X-Original-URL", b"/admin"),
+            ("x_rewrite_url", b"/admin"),
             ("x-other", b"kept"),
         ])
     };
@@ -106,7 +108,7 @@ fn method_override_headers_are_removed_by_default() {
         assert_eq!(outcome.as_deref(), Some("scrubbed"), "{config}");
     }
     let kept = upstream_view(&configured(r#"{"request": {"strip_preset": "none"}}"#), overrides());
-    assert_eq!(kept.len(), 6);
+    assert_eq!(kept.len(), 8);
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use shared::certificate::ClientCertificate;
-use shared::route::{path_refusal, RequestLine, RouteMatch};
+use shared::route::{first_match, path_refusal, RequestLine, RouteMatch};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
     MetricRegistry, NoHostCrypto, Realm, RootStep, Step,
@@ -400,6 +400,13 @@ impl Auth {
                 "path_refused",
             );
         }
+        if root.rules_read_paths && headers.has_path_override() {
+            log::debug!("jwt_auth: path-override header refused");
+            return self.deny(
+                Deny::MalformedRequest("path-override headers are not accepted"),
+                "path_refused",
+            );
+        }
         // A rule judged on `GET` while the upstream runs the `DELETE` a header asks for would let
         // an unauthenticated request through a stricter rule.
         if root.refuse_method_override && headers.has_method_override() {
@@ -409,11 +416,14 @@ impl Auth {
                 "method_override_refused",
             );
         }
-        let requirement = root
-            .rules
-            .iter()
-            .find(|(route, _)| route.matches(&line))
-            .map_or(&root.default, |(_, requirement)| requirement);
+        let Ok(rule) = first_match(&root.rules, |(route, _)| route, &line) else {
+            log::debug!("jwt_auth: path refused: its decoded form matches another rule");
+            return self.deny(
+                Deny::MalformedRequest("the request path is another route once its escapes are decoded"),
+                "path_refused",
+            );
+        };
+        let requirement = rule.map_or(&root.default, |(_, requirement)| requirement);
         let Requirement::Providers {
             providers,
             all,

@@ -819,6 +819,48 @@ fn paths_not_in_normal_form_are_refused_when_rules_read_paths() {
     assert_allowed(&config, &step);
 }
 
+/// A path whose escaped reserved characters, decoded, lead to another rule (`/v1/health%3Acheck`
+/// is `/v1/health:check` to an upstream that decodes before routing, and another path to one
+/// that does not) is refused, as is a path-override header that would have the upstream serve
+/// another path than the rules judged.
+#[wasm_bindgen_test(unsupported = test)]
+fn paths_the_upstream_could_read_as_another_rules_are_refused() {
+    let mut config = hmac_config();
+    config["rules"] = json!([{"match": {"exact": "/v1/health:check"}, "requires": {"type": "none"}}]);
+    let config = configured(&config);
+    let host = FakeHost::default();
+    let refused = |path: &str, extra: &[(&str, &str)]| {
+        let step = run(&config, &host, &request("GET", path, extra));
+        assert_eq!(step.local_reply().map(|r| r.status), Some(400), "{path} {extra:?}");
+        assert_eq!(names(&config, &step), vec!["denied_path_refused"], "{path} {extra:?}");
+    };
+    refused("/v1/health%3Acheck", &[]);
+    refused("/v1/health:check", &[("x-original-url", "/v1/orders")]);
+    refused("/v1/health:check", &[("X-Rewrite-URL", "/v1/orders")]);
+    let step = run(&config, &host, &request("GET", "/v1/health:check", &[]));
+    assert_eq!(names(&config, &step), vec!["unauthenticated_allowed"]);
+    let step = run(&config, &host, &request("GET", "/v1/users/a%40b", &[]));
+    assert_eq!(
+        step.local_reply().map(|r| r.status),
+        Some(401),
+        "the default rule either way"
+    );
+
+    // Rules that never read the path have no reason to refuse either.
+    let config = configured_hmac();
+    let token = hs256(&claims());
+    let auth = bearer(&token);
+    for (path, extra) in [
+        ("/v1/health%3Acheck", None),
+        ("/orders", Some(("x-original-url", "/admin"))),
+    ] {
+        let mut headers = vec![("authorization", auth.as_str())];
+        headers.extend(extra);
+        let step = run(&config, &host, &request("GET", path, &headers));
+        assert_allowed(&config, &step);
+    }
+}
+
 /// `GET` needs no token here, anything else does: a `GET` that asks the upstream to run a
 /// `DELETE` would be a `DELETE` without a token.
 #[wasm_bindgen_test(unsupported = test)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use jose::keys::{Fetch, FetchCounters, Refetch, Refetched, RemoteKeys, Ticket};
 use jose::{ClaimRules, IssuerKeys, IssuerKeysSpec};
 use shared::certificate::ClientCertificate;
-use shared::route::{path_refusal, RequestLine, RouteMatch};
+use shared::route::{first_match, path_refusal, RequestLine, RouteMatch};
 use shared::source::{Found, Source, SourceConfig};
 use shared::{
     CallOutcome, ConfigError, Counter, Ctx, Deny, FieldPath, HeaderEdit, HeaderName, Headers, HttpFilter,
@@ -491,16 +491,26 @@ impl HttpFilter for Exchange {
                 let deny = Deny::MalformedRequest("the request path is not in normal form");
                 return self.deny(step, deny, "path_refused");
             }
+            Found::None if root.token_optional_reads_paths && headers.has_path_override() => {
+                log::debug!("phantom_token: path-override header refused");
+                let deny = Deny::MalformedRequest("path-override headers are not accepted");
+                return self.deny(step, deny, "path_refused");
+            }
             // A `GET` route open without a token must not open the `DELETE` an override asks for.
             Found::None if root.refuse_method_override && headers.has_method_override() => {
                 log::debug!("phantom_token: method-override header refused");
                 let deny = Deny::MalformedRequest("method-override headers are not accepted");
                 return self.deny(step, deny, "method_override_refused");
             }
-            Found::None if root.token_optional.iter().any(|route| route.matches(&line)) => {
-                return step.count(root.counters.unauthenticated_allowed)
-            }
-            Found::None => return self.deny(step, Deny::MissingToken, "missing_token"),
+            Found::None => match first_match(&root.token_optional, |route| route, &line) {
+                Ok(Some(_)) => return step.count(root.counters.unauthenticated_allowed),
+                Ok(None) => return self.deny(step, Deny::MissingToken, "missing_token"),
+                Err(_) => {
+                    log::debug!("phantom_token: path refused: its decoded form matches another route");
+                    let deny = Deny::MalformedRequest("the request path is another route once its escapes are decoded");
+                    return self.deny(step, deny, "path_refused");
+                }
+            },
             Found::Ambiguous => {
                 let deny = Deny::InvalidAuthRequest("more than one credential in the request");
                 return self.deny(step, deny, "ambiguous_token");

@@ -385,6 +385,26 @@ fn without_a_token_a_path_not_in_normal_form_is_refused() {
     assert_eq!(gw.start(&with_token).1.action, Action::Pause);
 }
 
+/// Without a token, a path the upstream could read as another route is refused: one whose
+/// escaped reserved characters, decoded, leave the open routes (`/docs%3Aprivate` is open as
+/// written, `/docs:private` is not), and one with a path-override header.
+#[wasm_bindgen_test(unsupported = test)]
+fn without_a_token_a_path_the_upstream_could_read_otherwise_is_refused() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"regex": "/docs[^:]*"}]})));
+    let get = |path: &str| Headers::from_pairs([(":method", "GET"), (":path", path)]);
+    assert_eq!(gw.start(&get("/docs/a")).1.action, Action::Continue);
+    assert_eq!(status(&gw.start(&get("/docs:private")).1), Some(401));
+    let mut overridden = get("/docs/a");
+    overridden.push("X-Original-URL", &b"/admin"[..]);
+    for refused in [get("/docs%3Aprivate"), overridden] {
+        let (_, step) = gw.start(&refused);
+        assert_eq!(status(&step), Some(400), "{refused:?}");
+        assert_eq!(gw.names(&step), vec!["denied_path_refused"], "{refused:?}");
+    }
+    // An escape that leaves the request open either way is a path like any other.
+    assert_eq!(gw.start(&get("/docs/a%40b")).1.action, Action::Continue);
+}
+
 /// A route open without a token for `GET` only: a `GET` that asks the upstream to run a `DELETE`
 /// (a header, or a `_method` parameter) is refused, not let through as a read.
 #[wasm_bindgen_test(unsupported = test)]

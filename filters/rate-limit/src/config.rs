@@ -18,8 +18,9 @@ pub struct Config {
     /// Count and log what would be refused, refuse nothing (for rolling out a new limit).
     #[serde(default)]
     pub shadow: bool,
-    /// Compare paths without letter case, in routes and in the `path` source, for upstreams that
-    /// do (Express by default, most on Windows).
+    /// Compare paths without letter case (non-ASCII letters too; regexes in any letter case), in
+    /// routes and in the `path` source, for upstreams that do (Express by default, most on
+    /// Windows).
     #[serde(default)]
     pub case_insensitive_paths: bool,
     /// How many distinct keys each local limit tracks (1 to 1048576); more keys share slots (memory

@@ -63,7 +63,7 @@ enum Source {
 
 impl Limit {
     /// `case_insensitive_paths`: the routes compare paths without letter case (the requests' lines
-    /// must then be [`RequestLine::lowercased`] too).
+    /// must then be [`RequestLine::case_folded`] too).
     pub fn compile(
         config: &LimitConfig,
         at: &FieldPath,
@@ -93,7 +93,7 @@ impl Limit {
             .map(|(i, route)| {
                 let at = at.field("routes").index(i);
                 if case_insensitive_paths {
-                    RouteMatch::compile(&route.lowercased(), &at)
+                    RouteMatch::compile_case_insensitive(route, &at)
                 } else {
                     RouteMatch::compile(route, &at)
                 }
@@ -278,7 +278,7 @@ pub struct RequestFacts<'a> {
     /// Every claim a limit reads: the verified claims are parsed for these only.
     claims_read: &'a [String],
     claims: OnceCell<Option<serde_json::Map<String, Value>>>,
-    /// Why the path is not in normal form, if it is not: read once, by route matches and `path`
+    /// Why the path is not to be trusted, if it is not: read once, by route matches and `path`
     /// sources alike.
     path_refusal: OnceCell<Option<&'static str>>,
     /// Whether a method-override header is present: read once, by route matches and `method`
@@ -311,13 +311,15 @@ impl<'a> RequestFacts<'a> {
             .get_or_init(|| self.headers.has_method_override())
     }
 
-    /// Whether the path is not in normal form ([`shared::route::path_refusal`]): another route to
-    /// the upstream than it reads as.
+    /// Whether the path is not in normal form ([`shared::route::path_refusal`]) or a path-override
+    /// header names another: another route to the upstream than it reads as.
     pub fn untrusted_path(&self) -> bool {
         self.path_refusal
             .get_or_init(|| {
+                let overridden = || self.headers.has_path_override().then_some("a path-override header");
                 shared::route::path_refusal(self.line.path)
-                    .inspect(|reason| log::debug!("rate_limit: path not in normal form: {reason}"))
+                    .or_else(overridden)
+                    .inspect(|reason| log::debug!("rate_limit: path not to be trusted: {reason}"))
             })
             .is_some()
     }
@@ -339,9 +341,11 @@ impl<'a> RequestFacts<'a> {
             // Every spelling of a path not in normal form may be the same resource upstream
             // (`//login`, `/x/../login`): they share one value, so none is a bucket of its own.
             Source::Path if self.untrusted_path() => UNTRUSTED_PATH.to_owned(),
-            // One trailing slash is the same path, as route matches read it (`/login/` is `/login`).
+            // One trailing slash is the same path, as route matches read it (`/login/` is `/login`),
+            // and an escaped reserved character is the character (`/a%3Ab` is `/a:b` to an
+            // upstream that decodes first): one bucket for every spelling.
             Source::Path => {
-                let path = &self.line.rule_path;
+                let path = self.line.decoded_rule_path.as_deref().unwrap_or(&self.line.rule_path);
                 path.strip_suffix('/')
                     .filter(|p| !p.is_empty())
                     .unwrap_or(path)

@@ -269,7 +269,7 @@ impl HttpFilter for RateLimitFilter {
         };
         let root = Rc::clone(&self.root);
         let line = if root.case_insensitive_paths {
-            line.lowercased()
+            line.case_folded()
         } else {
             line
         };

@@ -262,6 +262,49 @@ fn paths_not_in_normal_form_share_one_path_bucket() {
     assert_eq!(send("/orders"), 0, "another path in normal form");
 }
 
+/// `/v1/orders/42%3Acancel` is `/v1/orders/42:cancel` to an upstream that decodes the path
+/// before routing it: a limit on the cancel route holds it, and a limit keyed on the path reads
+/// both as one. A path-override header (`X-Original-URL`) could be any route to the upstream: it
+/// counts against every route-scoped limit, as a path not in normal form does.
+#[wasm_bindgen_test(unsupported = test)]
+fn escaped_reserved_characters_and_path_overrides_do_not_dodge_a_route() {
+    let cancel = with(
+        local_limit(
+            "cancel",
+            1,
+            json!([{"key": "k", "source": {"type": "constant", "value": "cancel"}}]),
+        ),
+        json!({"routes": [{"regex": "/v1/orders/[0-9]+:cancel"}]}),
+    );
+    let per_path = local_limit("per_path", 2, json!([{"key": "path", "source": {"type": "path"}}]));
+    let filter = configured(json!({"limits": [cancel, per_path]}));
+    let host = FakeHost::default();
+    let send = |path: &str, extra: &[(&str, &str)]| {
+        let mut headers = Headers::from_pairs([(":method", "POST"), (":path", path)]);
+        extra
+            .iter()
+            .for_each(|(name, value)| headers.push(name, value.as_bytes()));
+        let step = filter.filter().on_request_headers(&headers, &host.ctx());
+        (status(&step), outcome(&step))
+    };
+    assert_eq!(send("/v1/orders/42:cancel", &[]).0, 0);
+    assert_eq!(
+        send("/v1/orders/42%3Acancel", &[]),
+        (429, "over_limit".into()),
+        "the cancel route"
+    );
+    assert_eq!(send("/v1/orders/43:cancel", &[]).0, 429);
+    assert_eq!(
+        send("/v1/orders/7", &[("x-original-url", "/v1/orders/7:cancel")]).0,
+        429
+    );
+    assert_eq!(send("/v1/orders/7", &[]).0, 0, "another route");
+    // Keyed on the path: `/users/a%40b` and `/users/a@b` share a bucket.
+    assert_eq!(send("/users/a%40b", &[]).0, 0);
+    assert_eq!(send("/users/a@b", &[]).0, 0);
+    assert_eq!(send("/users/a%40b", &[]).0, 429);
+}
+
 /// Rails, Express's `method-override` and many Java stacks run the method that
 /// `X-HTTP-Method-Override` names: a `POST` with one could be a `DELETE` to the upstream, so it
 /// counts against every limit whose route its path fits, whatever the route's methods.

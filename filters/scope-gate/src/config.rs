@@ -19,7 +19,8 @@ pub struct Config {
     /// What happens to a request no rule matches.
     #[serde(default)]
     pub unmatched: Unmatched,
-    /// Compare paths case-insensitively, for upstreams that do (most on Windows).
+    /// Compare paths case-insensitively, for upstreams that do (most on Windows): every letter,
+    /// non-ASCII ones too, in lowercase; regexes match in any letter case.
     #[serde(default)]
     pub case_insensitive_paths: bool,
     /// What happens to a request with a method-override header (`X-HTTP-Method-Override` and

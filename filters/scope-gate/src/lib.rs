@@ -6,7 +6,7 @@ mod config;
 
 use std::rc::Rc;
 
-use shared::route::{RequestLine, RouteMatch};
+use shared::route::{first_match, RequestLine, RouteMatch};
 use shared::{ConfigError, Counter, Ctx, Deny, FieldPath, Headers, HttpFilter, MetricRegistry, Realm, Step};
 
 pub use config::Config;
@@ -82,11 +82,6 @@ impl shared::FilterRoot for ScopeGate {
             if ids.contains(&id) {
                 return Err(at.field("id").error(format!("{id:?} is used by an earlier rule")));
             }
-            let route_config = if config.case_insensitive_paths {
-                rule.route.lowercased()
-            } else {
-                rule.route.clone()
-            };
             let requires = match &rule.requires {
                 RequiresConfig::Public {} => Requires::Public,
                 RequiresConfig::AnyOf { scopes } => Requires::AnyOf(scope_list(scopes, &at.field("requires"))?),
@@ -105,7 +100,11 @@ impl shared::FilterRoot for ScopeGate {
                 })
                 .collect::<Result<_, _>>()?;
             rules.push(Rule {
-                route: RouteMatch::compile(&route_config, &at.field("match"))?,
+                route: if config.case_insensitive_paths {
+                    RouteMatch::compile_case_insensitive(&rule.route, &at.field("match"))?
+                } else {
+                    RouteMatch::compile(&rule.route, &at.field("match"))?
+                },
                 content_types,
                 requires,
                 denied: metrics.counter(&format!("denied_{id}")),
@@ -223,6 +222,13 @@ impl Gate {
                 gate.counters.path_refused,
             );
         }
+        if headers.has_path_override() {
+            log::debug!("scope_gate: path-override header refused");
+            return self.deny(
+                Deny::MalformedRequest("path-override headers are not accepted"),
+                gate.counters.path_refused,
+            );
+        }
         // `POST` with `X-HTTP-Method-Override: DELETE` is a DELETE to Rails, Express's
         // `method-override` and many Java stacks: the rules would judge one method and the
         // upstream run another. Refused only where a rule reads methods, as paths are only where
@@ -234,8 +240,19 @@ impl Gate {
                 gate.counters.method_override_refused,
             );
         }
-        let line = if gate.case_insensitive { line.lowercased() } else { line };
-        let Some(rule) = gate.rules.iter().find(|rule| rule.route.matches(&line)) else {
+        let line = if gate.case_insensitive {
+            line.case_folded()
+        } else {
+            line
+        };
+        let Ok(rule) = first_match(&gate.rules, |rule| &rule.route, &line) else {
+            log::debug!("scope_gate: path refused: its decoded form matches another rule");
+            return self.deny(
+                Deny::MalformedRequest("the request path is another route once its escapes are decoded"),
+                gate.counters.path_refused,
+            );
+        };
+        let Some(rule) = rule else {
             return match gate.unmatched {
                 Unmatched::Allow => Step::proceed().count(gate.counters.public_allowed),
                 Unmatched::Deny => self.deny(

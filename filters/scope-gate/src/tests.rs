@@ -777,3 +777,131 @@ fn head_is_held_to_the_get_rule() {
     );
     assert_eq!(decide(&config, None, request("POST", "/admin/users", &[])).0, 0);
 }
+
+/// An upstream that decodes the path before routing it (Go's `ServeMux`, Spring's path matching,
+/// every WSGI application) reads `/v1/orders/42%3Acancel` as `/v1/orders/42:cancel`; another
+/// reads a path of its own. A request whose two readings lead to different rules is refused, so
+/// it cannot skip the rule written for the character (Google-style custom methods, `+` in a name).
+#[wasm_bindgen_test(unsupported = test)]
+fn escaped_reserved_characters_do_not_skip_a_rule() {
+    let config = gate(
+        r#"{"rules": [
+        {"id": "cancel", "match": {"regex": "/v1/orders/[0-9]+:cancel"},
+         "requires": {"type": "any_of", "scopes": ["orders:admin"]}},
+        {"id": "batch", "match": {"exact": "/v1/orders:batchDelete"},
+         "requires": {"type": "any_of", "scopes": ["orders:admin"]}},
+        {"id": "files", "match": {"prefix": "/files/a+b"},
+         "requires": {"type": "any_of", "scopes": ["orders:admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}
+    ]}"#,
+    );
+    let reader = Some(r#"{"scope": "orders:read"}"#);
+    for path in ["/v1/orders/42:cancel", "/v1/orders:batchDelete", "/files/a+b/x"] {
+        assert_eq!(decide(&config, reader, request("POST", path, &[])).0, 403, "{path}");
+    }
+    for path in [
+        "/v1/orders/42%3Acancel",
+        "/v1/orders/42%3acancel",
+        "/v1/orders%3AbatchDelete",
+        "/files/a%2Bb/x",
+    ] {
+        assert_eq!(
+            decide(&config, reader, request("POST", path, &[])),
+            (400, vec!["path_refused".into()]),
+            "{path}"
+        );
+    }
+    // An escape that leads to the same rule either way is a path like any other.
+    let admin = Some(r#"{"scope": "orders:admin"}"#);
+    assert_eq!(
+        decide(&config, admin, request("POST", "/v1/orders/42%3Acancel", &[])).0,
+        400
+    );
+    for path in ["/users/alice%40example.com", "/v1/orders/42%3Aship"] {
+        assert_eq!(
+            decide(&config, reader, request("GET", path, &[])),
+            (0, vec!["allowed".into()]),
+            "{path}"
+        );
+    }
+}
+
+/// `case_insensitive_paths` is for upstreams that match paths without letter case (IIS, ASP.NET
+/// Core's `OrdinalIgnoreCase` routing): to them `/CAFÉ` is `/café`, so `%C3%89` (É) is held to a
+/// rule for `%C3%A9` (é), and `ſ` (long s) to one for `s`.
+#[wasm_bindgen_test(unsupported = test)]
+fn case_insensitive_paths_fold_non_ascii_letters_too() {
+    let config = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+        {"id": "menu_admin", "match": {"prefix": "/caf%C3%A9/admin"},
+         "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "secret", "match": {"prefix": "/secret"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    for path in [
+        "/CAF%C3%A9/ADMIN",
+        "/CAF%C3%89/ADMIN",
+        "/caf%c3%89/admin/x",
+        "/%C5%BFecret",
+    ] {
+        assert_eq!(decide(&config, None, request("GET", path, &[])).0, 401, "{path}");
+    }
+    assert_eq!(
+        decide(&config, None, request("GET", "/caf%C3%A8/admin", &[])).0,
+        0,
+        "è is not é"
+    );
+}
+
+/// With `case_insensitive_paths`, a regex matches in any letter case, its escapes too: one
+/// written in lowercase, as the README shows, or with the escapes as requests carry them.
+#[wasm_bindgen_test(unsupported = test)]
+fn case_insensitive_regexes_match_escaped_paths_in_any_case() {
+    for regex in ["/caf%c3%a9/admin(/.*)?", "/Caf%C3%A9/Admin(/.*)?"] {
+        let config = gate(&format!(
+            r#"{{"case_insensitive_paths": true, "rules": [
+            {{"id": "menu_admin", "match": {{"regex": "{regex}"}},
+             "requires": {{"type": "any_of", "scopes": ["admin"]}}}},
+            {{"id": "rest", "match": {{"prefix": "/"}}, "requires": {{"type": "public"}}}}
+        ]}}"#
+        ));
+        for path in [
+            "/caf%c3%a9/admin",
+            "/caf%C3%A9/admin",
+            "/CAF%C3%A9/ADMIN/x",
+            "/CAF%C3%89/Admin",
+        ] {
+            assert_eq!(
+                decide(&config, None, request("GET", path, &[])).0,
+                401,
+                "{regex} {path}"
+            );
+        }
+    }
+}
+
+/// Path-override headers are to paths what method-override headers are to methods: Zend
+/// Framework 1, Symfony before 2.8.44 and applications behind IIS URL Rewrite serve the path
+/// `X-Original-URL` or `X-Rewrite-URL` names, so the rules would judge `/public/x` and the
+/// upstream serve `/admin`.
+#[wasm_bindgen_test(unsupported = test)]
+fn path_override_headers_are_refused() {
+    let config = gate(
+        r#"{"rules": [
+        {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "public", "match": {"prefix": "/public/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    for header in ["x-original-url", "X-Rewrite-URL", "x_original_url"] {
+        assert_eq!(
+            decide(&config, None, request("GET", "/public/x", &[(header, "/admin")])),
+            (400, vec!["path_refused".into()]),
+            "{header}"
+        );
+    }
+    assert_eq!(
+        decide(&config, None, request("GET", "/public/x", &[("x-original-host", "a")])).0,
+        0
+    );
+}

@@ -154,6 +154,14 @@ impl Headers {
         self.entries.iter().any(|(name, _)| is_method_override(name)) || self.query_overrides_method()
     }
 
+    /// Whether the request asks the upstream to serve another path than its own: a path-override
+    /// header ([`PATH_OVERRIDE_HEADERS`], in any letter case and with `_` for `-`).
+    pub fn has_path_override(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|(name, _)| is_one_of(&PATH_OVERRIDE_HEADERS, name))
+    }
+
     fn query_overrides_method(&self) -> bool {
         let query = self
             .get_str(":path")
@@ -273,8 +281,19 @@ pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-htt
 /// Whether `name` is one of [`METHOD_OVERRIDE_HEADERS`], in any letter case and with `_` for `-`
 /// (Rack and CGI read `X_HTTP_Method_Override` as the same header).
 pub fn is_method_override(name: &str) -> bool {
+    is_one_of(&METHOD_OVERRIDE_HEADERS, name)
+}
+
+/// Headers that ask the upstream to serve another path than the request line's
+/// (`GET /public/x` with `X-Original-URL: /admin`): Zend Framework 1, Symfony before 2.8.44
+/// (CVE-2018-14773) and applications behind IIS URL Rewrite route by them, so a rule judged on the
+/// request's own path would miss the path the upstream serves. No client has a reason to send one.
+pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether `name` is one of `names` (lowercase, with `-`), in any letter case and with `_` for `-`.
+fn is_one_of(names: &[&str], name: &str) -> bool {
     let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
-    METHOD_OVERRIDE_HEADERS
+    names
         .iter()
         .any(|o| o.len() == name.len() && o.bytes().zip(name.bytes()).all(|(o, n)| o == fold(n)))
 }

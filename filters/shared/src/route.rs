@@ -30,25 +30,6 @@ pub struct RouteMatchConfig {
     pub methods: Vec<String>,
 }
 
-impl RouteMatchConfig {
-    /// The match for paths compared without letter case: `exact` and `prefix` in lowercase (a
-    /// regex must be written for lowercase paths itself). Pairs with [`RequestLine::lowercased`].
-    pub fn lowercased(&self) -> Self {
-        // As requests are read: escapes first (`%41` is `A`, so `a`), then letter case; the
-        // escapes left stay in uppercase, `%C3%A9`, not `%c3%a9`.
-        let lower = |path: &Option<String>| {
-            path.as_ref()
-                .map(|p| normal_escapes(&normal_escapes(p).to_ascii_lowercase()).into_owned())
-        };
-        Self {
-            exact: lower(&self.exact),
-            prefix: lower(&self.prefix),
-            regex: self.regex.clone(),
-            methods: self.methods.clone(),
-        }
-    }
-}
-
 #[derive(Debug)]
 enum PathMatch {
     Any,
@@ -66,15 +47,33 @@ pub struct RouteMatch {
 
 impl RouteMatch {
     pub fn compile(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        Self::compile_with(config, at, None)
+    }
+
+    /// The match for upstreams that treat `/Admin` as `/admin`: its paths read through
+    /// [`case_folded`], its regex matching in any letter case. Pairs with
+    /// [`RequestLine::case_folded`]. (A function of its own, so that filters without the option
+    /// do not carry Unicode's case tables.)
+    pub fn compile_case_insensitive(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
+        Self::compile_with(config, at, Some(case_folded))
+    }
+
+    fn compile_with(
+        config: &RouteMatchConfig,
+        at: &FieldPath,
+        fold: Option<fn(&str) -> String>,
+    ) -> Result<Self, ConfigError> {
+        let checked = |path: &str, field: &str| {
+            let path = checked_path(path, &at.field(field))?;
+            Ok::<_, ConfigError>(fold.map_or(path.clone(), |fold| fold(&path)))
+        };
         let path = match (&config.exact, &config.prefix, &config.regex) {
             (None, None, None) => PathMatch::Any,
-            (Some(exact), None, None) => {
-                let exact = checked_path(exact, &at.field("exact"))?;
-                PathMatch::Exact(without_trailing_slash(&exact).to_owned())
-            }
-            (None, Some(prefix), None) => PathMatch::Prefix(checked_path(prefix, &at.field("prefix"))?),
+            (Some(exact), None, None) => PathMatch::Exact(without_trailing_slash(&checked(exact, "exact")?).to_owned()),
+            (None, Some(prefix), None) => PathMatch::Prefix(checked(prefix, "prefix")?),
             (None, None, Some(regex)) => PathMatch::Regex(
-                Regex::whole(regex, false).map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))?,
+                Regex::whole(regex, fold.is_some())
+                    .map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))?,
             ),
             _ => return Err(at.error("give at most one of exact, prefix, regex")),
         };
@@ -126,19 +125,50 @@ impl RouteMatch {
         !matches!(self.path, PathMatch::Any)
     }
 
+    /// Whether the request matches in some reading of its path ([`RequestLine::readings`]).
     pub fn matches(&self, request: &RequestLine<'_>) -> bool {
         self.fits_method(request.method) && self.fits_path(request)
     }
 
-    /// Whether the request's path matches, whatever its method.
+    /// Whether the request's path matches in some reading of it, whatever its method: whether
+    /// the request could be this route's to the upstream.
     pub fn fits_path(&self, request: &RequestLine<'_>) -> bool {
-        let path = &*request.rule_path;
+        request.readings().any(|path| self.fits(path))
+    }
+
+    fn fits(&self, path: &str) -> bool {
         match &self.path {
             PathMatch::Any => true,
             PathMatch::Exact(exact) => without_trailing_slash(path) == exact,
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()) || without_trailing_slash(prefix) == path,
             PathMatch::Regex(regex) => regex.is_match(path),
         }
+    }
+}
+
+/// Two readings of a request's path lead to different routes: `/orders/42%3Acancel` is
+/// `/orders/42:cancel` to an upstream that decodes the path before routing it, and another path
+/// to one that does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AmbiguousPath;
+
+/// The first of `items` whose route (`route_of`) matches `line`: the same in every reading of its
+/// path ([`RequestLine::readings`]), or `Err` when the readings lead to different ones (or one of
+/// them to none), as no rule can be trusted to be the upstream's.
+pub fn first_match<'i, T>(
+    items: &'i [T],
+    route_of: impl Fn(&T) -> &RouteMatch,
+    line: &RequestLine<'_>,
+) -> Result<Option<&'i T>, AmbiguousPath> {
+    let first = |path: &str| {
+        items
+            .iter()
+            .position(|item| route_of(item).fits_method(line.method) && route_of(item).fits(path))
+    };
+    let as_written = first(&line.rule_path);
+    match &line.decoded_rule_path {
+        Some(decoded) if first(decoded) != as_written => Err(AmbiguousPath),
+        _ => Ok(as_written.and_then(|i| items.get(i))),
     }
 }
 
@@ -234,6 +264,127 @@ pub fn normal_escapes(path: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(normal)
+}
+
+/// `rule_path` (escapes in normal form) with every escaped printable ASCII character decoded, or
+/// `None` when it has none: the path as an upstream that decodes it before routing reads it (Go's
+/// `ServeMux`, Spring's path matching, the `PATH_INFO` of every WSGI application), where
+/// `/orders/42%3Acancel` is `/orders/42:cancel`. To RFC 3986 and to other upstreams they are two
+/// paths, so the rules take both readings.
+fn decoded_reserved(rule_path: &str) -> Option<String> {
+    let bytes = rule_path.as_bytes();
+    let printable = |at: usize| escape_at(bytes, at).filter(|b| (0x20..0x7f).contains(b));
+    if !(0..bytes.len()).any(|at| printable(at).is_some()) {
+        return None;
+    }
+    let mut decoded = String::with_capacity(rule_path.len());
+    let mut at = 0;
+    while let Some(rest) = rule_path.get(at..).filter(|rest| !rest.is_empty()) {
+        match printable(at) {
+            Some(byte) => {
+                decoded.push(char::from(byte));
+                at += 3;
+            }
+            None => {
+                let char_len = rest.chars().next().map_or(1, char::len_utf8);
+                decoded.push_str(rest.get(..char_len).unwrap_or_default());
+                at += char_len;
+            }
+        }
+    }
+    Some(decoded)
+}
+
+/// `path` (escapes in normal form) as an upstream that ignores letter case reads it, in one
+/// spelling: every letter in lowercase, non-ASCII ones too (`%C3%89`, `É`, is `%c3%a9`, `é`), each
+/// through its uppercase first, so that the letters a case-insensitive comparison takes for one
+/// (`ſ` and `s`, `ı` and `i`, which .NET's `OrdinalIgnoreCase` does) read the same; escapes are
+/// written in lowercase, so the whole path is. Escaped bytes that are not UTF-8 stay as they are,
+/// in lowercase.
+pub fn case_folded(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut folded = String::with_capacity(path.len());
+    let mut at = 0;
+    while let Some(rest) = path.get(at..).filter(|rest| !rest.is_empty()) {
+        // A run of escaped non-ASCII bytes is read as the characters it encodes.
+        let mut run = Vec::new();
+        while let Some(byte) = escape_at(bytes, at + 3 * run.len()).filter(|b| !b.is_ascii()) {
+            run.push(byte);
+        }
+        if !run.is_empty() {
+            at += 3 * run.len();
+            match std::str::from_utf8(&run) {
+                Ok(text) => text.chars().for_each(|c| push_folded(&mut folded, c)),
+                Err(_) => run.iter().for_each(|byte| push_escape(&mut folded, *byte)),
+            }
+        } else if let Some(byte) = escape_at(bytes, at) {
+            push_escape(&mut folded, byte);
+            at += 3;
+        } else {
+            let c = rest.chars().next().unwrap_or_default();
+            push_folded(&mut folded, c);
+            at += c.len_utf8();
+        }
+    }
+    folded
+}
+
+/// The letters whose lowercase is not their uppercase's lowercase (`ſ` is `S` in uppercase, so
+/// `s`; `ς` is `Σ`, so `σ`), with that: a case-insensitive comparison through uppercase, as .NET's
+/// `OrdinalIgnoreCase` is, takes each for the other letter. Sorted; the rest of Unicode folds
+/// with `char::to_lowercase` (this table instead of `to_uppercase` keeps its tables, 14 KB of
+/// wasm, out of the modules; a test checks it against `to_uppercase`).
+const FOLDED_THROUGH_UPPERCASE: [(char, char); 23] = [
+    ('\u{b5}', '\u{3bc}'),
+    ('\u{131}', 'i'),
+    ('\u{17f}', 's'),
+    ('\u{345}', '\u{3b9}'),
+    ('\u{3c2}', '\u{3c3}'),
+    ('\u{3d0}', '\u{3b2}'),
+    ('\u{3d1}', '\u{3b8}'),
+    ('\u{3d5}', '\u{3c6}'),
+    ('\u{3d6}', '\u{3c0}'),
+    ('\u{3f0}', '\u{3ba}'),
+    ('\u{3f1}', '\u{3c1}'),
+    ('\u{3f5}', '\u{3b5}'),
+    ('\u{1c80}', '\u{432}'),
+    ('\u{1c81}', '\u{434}'),
+    ('\u{1c82}', '\u{43e}'),
+    ('\u{1c83}', '\u{441}'),
+    ('\u{1c84}', '\u{442}'),
+    ('\u{1c85}', '\u{442}'),
+    ('\u{1c86}', '\u{44a}'),
+    ('\u{1c87}', '\u{463}'),
+    ('\u{1c88}', '\u{a64b}'),
+    ('\u{1e9b}', '\u{1e61}'),
+    ('\u{1fbe}', '\u{3b9}'),
+];
+
+/// `c` in lowercase, through its uppercase where that is another letter's ([`FOLDED_THROUGH_UPPERCASE`]).
+fn fold_case(c: char) -> impl Iterator<Item = char> {
+    let through_uppercase = FOLDED_THROUGH_UPPERCASE
+        .binary_search_by_key(&c, |(from, _)| *from)
+        .ok()
+        .and_then(|at| FOLDED_THROUGH_UPPERCASE.get(at))
+        .map(|(_, to)| *to);
+    let lowercase = through_uppercase.is_none().then(|| c.to_lowercase());
+    through_uppercase.into_iter().chain(lowercase.into_iter().flatten())
+}
+
+fn push_folded(out: &mut String, c: char) {
+    for c in fold_case(c) {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            c.encode_utf8(&mut [0; 4])
+                .bytes()
+                .for_each(|byte| push_escape(out, byte));
+        }
+    }
+}
+
+fn push_escape(out: &mut String, byte: u8) {
+    let _ = write!(out, "%{byte:02x}");
 }
 
 /// Why `path` (without its query) could mean something else to the upstream than to the rules, or
@@ -348,6 +499,9 @@ pub struct RequestLine<'a> {
     pub path: &'a str,
     /// The path as rules read it: its escapes in normal form ([`normal_escapes`]).
     pub rule_path: Cow<'a, str>,
+    /// The rule path as an upstream that decodes the path before routing reads it, when that is
+    /// another path ([`decoded_reserved`]): `/orders/42:cancel` for `/orders/42%3Acancel`.
+    pub decoded_rule_path: Option<String>,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
 }
@@ -362,21 +516,29 @@ impl<'a> RequestLine<'a> {
             Some((path, query)) => (path, Some(query)),
             None => (without_fragment, None),
         };
+        let rule_path = normal_escapes(path);
         Some(Self {
             method,
             path,
-            rule_path: normal_escapes(path),
+            decoded_rule_path: decoded_reserved(&rule_path),
+            rule_path,
             query,
         })
     }
 
-    /// The line as rules read it when paths are compared without letter case: the rule path in
-    /// lowercase, after its escapes are read (`%4F` is `O`, and so `o`); the escapes left stay in
-    /// uppercase, as in the rules.
-    pub fn lowercased(self) -> Self {
-        let lowered = self.rule_path.to_ascii_lowercase();
+    /// Each path the upstream may route the request by: the rule path and, if there is one, the
+    /// decoded rule path.
+    pub fn readings(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.rule_path).chain(self.decoded_rule_path.as_deref())
+    }
+
+    /// The line as rules read it when paths are compared without letter case ([`case_folded`],
+    /// after its escapes are read: `%4F` is `O`, and so `o`), as the rules of
+    /// [`RouteMatch::compile_case_insensitive`] are.
+    pub fn case_folded(self) -> Self {
         Self {
-            rule_path: normal_escapes(&lowered).into_owned().into(),
+            rule_path: case_folded(&self.rule_path).into(),
+            decoded_rule_path: self.decoded_rule_path.as_deref().map(case_folded),
             ..self
         }
     }
@@ -392,13 +554,116 @@ mod tests {
         RouteMatch::compile(&config, &FieldPath::root().field("match"))
     }
 
+    fn compile_folded(json: &str) -> RouteMatch {
+        let config: RouteMatchConfig = crate::config::parse(json.as_bytes()).unwrap();
+        RouteMatch::compile_case_insensitive(&config, &FieldPath::root().field("match")).unwrap()
+    }
+
     fn line<'a>(method: &'a str, path: &'a str) -> RequestLine<'a> {
+        let rule_path = normal_escapes(path);
         RequestLine {
             method,
             path,
-            rule_path: normal_escapes(path),
+            decoded_rule_path: decoded_reserved(&rule_path),
+            rule_path,
             query: None,
         }
+    }
+
+    /// An upstream that decodes the path before routing it (Go's `ServeMux`, Spring, WSGI) reads
+    /// `/orders/42%3Acancel` as `/orders/42:cancel`; others read another path. A request whose two
+    /// readings lead to different rules has no rule the rules' author can trust.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_path_whose_decoded_reading_is_another_rules_is_ambiguous() {
+        let routes = [
+            ("cancel", compile(r#"{"regex": "/v1/orders/[0-9]+:cancel"}"#).unwrap()),
+            ("plus", compile(r#"{"exact": "/files/a+b"}"#).unwrap()),
+            ("rest", compile(r#"{"prefix": "/"}"#).unwrap()),
+        ];
+        let first = |routes: &[(&'static str, RouteMatch)], path: &str| {
+            first_match(routes, |(_, route)| route, &line("POST", path)).map(|rule| rule.map(|(name, _)| *name))
+        };
+        assert_eq!(first(&routes, "/v1/orders/42:cancel"), Ok(Some("cancel")));
+        for ambiguous in ["/v1/orders/42%3Acancel", "/v1/orders/42%3acancel", "/files/a%2Bb"] {
+            assert_eq!(first(&routes, ambiguous), Err(AmbiguousPath), "{ambiguous}");
+        }
+        // Escapes that lead to the same rule either way are paths like any other.
+        for same in [
+            "/users/alice%40example.com",
+            "/v1/orders/42%3Aship",
+            "/files/my%20report",
+        ] {
+            assert_eq!(first(&routes, same), Ok(Some("rest")), "{same}");
+        }
+        assert_eq!(
+            first(&routes[..2], "/v1/orders/1%3Acancel"),
+            Err(AmbiguousPath),
+            "one reading to none"
+        );
+        assert_eq!(first(&routes[..2], "/v1/orders/1%3Aship"), Ok(None));
+        assert_eq!(
+            decoded_reserved("/a%3A%40%2B%20b%C3%A9"),
+            Some("/a:@+ b%C3%A9".to_owned())
+        );
+        assert_eq!(
+            decoded_reserved("/caf%C3%A9/menu"),
+            None,
+            "non-ASCII stays escaped in both"
+        );
+        assert_eq!(decoded_reserved("/plain"), None);
+        // A limit's route applies if the request could be its to the upstream in either reading.
+        assert!(routes[0].1.matches(&line("POST", "/v1/orders/42%3Acancel")));
+        assert!(routes[0].1.fits_path(&line("POST", "/v1/orders/42%3acancel")));
+    }
+
+    /// The table that folds letters through their uppercase is what `to_uppercase` makes of them.
+    #[test]
+    fn letters_fold_through_their_uppercase() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let through_uppercase: String = c.to_uppercase().flat_map(char::to_lowercase).collect();
+            let single = |s: &str| s.chars().count() == 1;
+            let upper: String = c.to_uppercase().collect();
+            if single(&upper) && single(&through_uppercase) {
+                assert_eq!(
+                    fold_case(c).collect::<String>(),
+                    through_uppercase,
+                    "{c:?} U+{:04X}",
+                    u32::from(c)
+                );
+            }
+        }
+    }
+
+    /// For upstreams that ignore letter case (IIS, ASP.NET Core's `OrdinalIgnoreCase`), non-ASCII
+    /// letters are letters too: `/CAF%C3%89` (`/CAFÉ`) is `/caf%C3%A9` (`/café`).
+    #[wasm_bindgen_test(unsupported = test)]
+    fn case_folding_reads_every_letter_and_escape_in_one_case() {
+        assert_eq!(case_folded("/CAF%C3%89/Admin"), "/caf%c3%a9/admin");
+        assert_eq!(case_folded("/a%3Ab"), "/a%3ab");
+        assert_eq!(
+            case_folded("/%C5%BFecret"),
+            "/secret",
+            "long s is s to a case-insensitive comparison"
+        );
+        assert_eq!(case_folded("/adm%C4%B1n"), "/admin", "dotless i is I in uppercase");
+        assert_eq!(case_folded("/%FF%C3"), "/%ff%c3", "escapes that are not UTF-8 stay");
+        assert_eq!(case_folded("/%E2%82%AC"), "/%e2%82%ac");
+        let prefix = compile_folded(r#"{"prefix": "/caf%C3%A9/admin"}"#);
+        let regex = compile_folded(r#"{"regex": "/caf%c3%a9/admin(/.*)?"}"#);
+        let upper_regex = compile_folded(r#"{"regex": "/CAF%C3%A9/Admin(/.*)?"}"#);
+        for path in [
+            "/caf%c3%a9/admin",
+            "/CAF%C3%A9/ADMIN",
+            "/CAF%C3%89/ADMIN/x",
+            "/Caf%C3%89/%41dmin",
+        ] {
+            let folded = line("GET", path).case_folded();
+            assert!(prefix.matches(&folded), "{path}");
+            assert!(regex.matches(&folded), "{path}");
+            assert!(upper_regex.matches(&folded), "{path}");
+        }
+        let folded = line("GET", "/V1/Orders/1%3ACancel").case_folded();
+        assert_eq!(folded.decoded_rule_path.as_deref(), Some("/v1/orders/1:cancel"));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -529,6 +794,7 @@ mod tests {
                 method: "GET",
                 path: "/a/b",
                 rule_path: Cow::Borrowed("/a/b"),
+                decoded_rule_path: None,
                 query: Some("x=1")
             })
         );
