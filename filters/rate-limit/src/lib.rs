@@ -351,24 +351,32 @@ impl HttpFilter for RateLimitFilter {
     }
 
     fn on_grpc_response(&mut self, outcome: GrpcOutcome, ctx: &Ctx) -> Step {
-        let answer = if outcome.status == GrpcOutcome::OK {
-            rls::decode_grpc(&outcome.message).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
-        } else {
-            Err(format!("gRPC status {}", outcome.status))
+        let answer = match outcome.status {
+            GrpcOutcome::OK if outcome.message.len() > MAX_ANSWER_BYTES => Err("the answer is too large".to_owned()),
+            GrpcOutcome::OK => {
+                rls::decode_grpc(&outcome.message).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
+            }
+            status => Err(format!("gRPC status {status}")),
         };
         self.answered(answer, ctx)
     }
 
     fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {
         let answer = match outcome {
-            // The HTTP form answers 429 for OVER_LIMIT; the body says which descriptors.
+            // The HTTP form answers 429 for OVER_LIMIT, 200 for OK; the body says which
+            // descriptors. A status the body contradicts is no answer to go by.
             CallOutcome::Response {
-                status: 200 | 429,
+                status: status @ (200 | 429),
                 body,
                 ..
-            } if body.len() <= MAX_ANSWER_BYTES => {
-                rls::decode_json(&body).map_err(|_| "the answer is not a RateLimitResponse".to_owned())
-            }
+            } if body.len() <= MAX_ANSWER_BYTES => match rls::decode_json(&body) {
+                Ok(answer) if (status == 429) != (answer.overall == Code::OverLimit) => Err(format!(
+                    "HTTP status {status} with an overall code of {:?}",
+                    answer.overall
+                )),
+                Ok(answer) => Ok(answer),
+                Err(_) => Err("the answer is not a RateLimitResponse".to_owned()),
+            },
             CallOutcome::Response { status: 200 | 429, .. } => Err("the answer is too large".to_owned()),
             CallOutcome::Response { status, .. } => Err(format!("HTTP status {status}")),
             CallOutcome::Failed => Err("unreachable or timed out".to_owned()),

@@ -193,7 +193,7 @@ pub fn decode_grpc(message: &[u8]) -> Result<Answer, Malformed> {
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
         match field {
-            1 => answer.overall = Code::from_number(value.as_u64().ok_or(Malformed)?),
+            1 => answer.overall = Code::from_number(value.as_varint().ok_or(Malformed)?),
             2 => answer.statuses.push(decode_status(value.as_bytes().ok_or(Malformed)?)?),
             3 => answer
                 .response_headers
@@ -214,9 +214,9 @@ fn decode_status(message: &[u8]) -> Result<DescriptorStatus, Malformed> {
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
         match field {
-            1 => status.code = Code::from_number(value.as_u64().ok_or(Malformed)?),
+            1 => status.code = Code::from_number(value.as_varint().ok_or(Malformed)?),
             2 => status.current_limit = Some(decode_limit(value.as_bytes().ok_or(Malformed)?)?),
-            3 => status.limit_remaining = u32::try_from(value.as_u64().ok_or(Malformed)?).unwrap_or(u32::MAX),
+            3 => status.limit_remaining = u32::try_from(value.as_varint().ok_or(Malformed)?).unwrap_or(u32::MAX),
             4 => status.reset_secs = Some(decode_duration(value.as_bytes().ok_or(Malformed)?)?),
             _ => {}
         }
@@ -233,8 +233,8 @@ fn decode_limit(message: &[u8]) -> Result<CurrentLimit, Malformed> {
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
         match field {
-            1 => limit.requests_per_unit = u32::try_from(value.as_u64().ok_or(Malformed)?).unwrap_or(u32::MAX),
-            2 => limit.window_secs = window_secs(value.as_u64().ok_or(Malformed)?),
+            1 => limit.requests_per_unit = u32::try_from(value.as_varint().ok_or(Malformed)?).unwrap_or(u32::MAX),
+            2 => limit.window_secs = window_secs(value.as_varint().ok_or(Malformed)?),
             3 => limit.name = String::from_utf8_lossy(value.as_bytes().ok_or(Malformed)?).into_owned(),
             _ => {}
         }
@@ -249,8 +249,8 @@ fn decode_duration(message: &[u8]) -> Result<u64, Malformed> {
     while let Some((field, value)) = fields.next_field()? {
         match field {
             // Negative values (two's complement varints) make no sense here: clamp to zero.
-            1 => seconds = value.as_u64().filter(|s| i64::try_from(*s).is_ok()).unwrap_or(0),
-            2 => nanos = value.as_u64().filter(|n| *n < 1_000_000_000).unwrap_or(0),
+            1 => seconds = value.as_varint().filter(|s| i64::try_from(*s).is_ok()).unwrap_or(0),
+            2 => nanos = value.as_varint().filter(|n| *n < 1_000_000_000).unwrap_or(0),
             _ => {}
         }
     }
@@ -272,55 +272,66 @@ fn decode_header(message: &[u8]) -> Result<(String, Vec<u8>), Malformed> {
 }
 
 /// `RateLimitResponse` from the JSON the HTTP form answers with. The proto3 mapping accepts both
-/// the lowerCamel and the original field names.
+/// the lowerCamel and the original field names; as to protojson, a member given twice, or under
+/// both names, makes the answer malformed rather than one of its values win.
 pub fn decode_json(body: &[u8]) -> Result<Answer, Malformed> {
-    let root = shared::json::parse(body).map_err(|_| Malformed)?.into_value();
+    let root = shared::json::parse(body)
+        .map_err(|_| Malformed)?
+        .into_strict_value()
+        .map_err(|_| Malformed)?;
     let root = root.as_object().ok_or(Malformed)?;
-    let field = |object: &'_ serde_json::Map<String, Value>, camel: &str, snake: &str| {
-        object.get(camel).or_else(|| object.get(snake)).cloned()
-    };
-    let number = |value: Option<Value>| -> u64 {
+    let number = |value: Option<&Value>| -> u64 {
         match value {
             Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
             Some(Value::String(s)) => s.parse().unwrap_or(0),
             _ => 0,
         }
     };
-    let overall = field(root, "overallCode", "overall_code").map_or(Code::Unknown, |c| Code::from_json(&c));
+    let overall = member(root, "overallCode", "overall_code")?.map_or(Code::Unknown, Code::from_json);
     let mut statuses = Vec::new();
-    if let Some(Value::Array(items)) = field(root, "statuses", "statuses") {
+    if let Some(Value::Array(items)) = member(root, "statuses", "statuses")? {
         for item in items {
             let item = item.as_object().ok_or(Malformed)?;
-            let current_limit = match field(item, "currentLimit", "current_limit") {
+            let current_limit = match member(item, "currentLimit", "current_limit")? {
                 Some(Value::Object(limit)) => Some(CurrentLimit {
-                    name: field(&limit, "name", "name")
-                        .and_then(|n| n.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    requests_per_unit: u32::try_from(number(field(&limit, "requestsPerUnit", "requests_per_unit")))
+                    name: member(limit, "name", "name")?
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    requests_per_unit: u32::try_from(number(member(limit, "requestsPerUnit", "requests_per_unit")?))
                         .unwrap_or(u32::MAX),
-                    window_secs: match field(&limit, "unit", "unit") {
-                        Some(Value::String(unit)) => window_secs(unit_number(&unit)),
+                    window_secs: match member(limit, "unit", "unit")? {
+                        Some(Value::String(unit)) => window_secs(unit_number(unit)),
                         other => window_secs(number(other)),
                     },
                 }),
                 _ => None,
             };
             statuses.push(DescriptorStatus {
-                code: field(item, "code", "code").map_or(Code::Unknown, |c| Code::from_json(&c)),
+                code: member(item, "code", "code")?.map_or(Code::Unknown, Code::from_json),
                 current_limit,
-                limit_remaining: u32::try_from(number(field(item, "limitRemaining", "limit_remaining")))
+                limit_remaining: u32::try_from(number(member(item, "limitRemaining", "limit_remaining")?))
                     .unwrap_or(u32::MAX),
-                reset_secs: field(item, "durationUntilReset", "duration_until_reset")
+                reset_secs: member(item, "durationUntilReset", "duration_until_reset")?
                     .and_then(|d| d.as_str().and_then(json_duration_secs)),
             });
         }
     }
     let mut response_headers = Vec::new();
-    if let Some(Value::Array(items)) = field(root, "responseHeadersToAdd", "response_headers_to_add") {
+    if let Some(Value::Array(items)) = member(root, "responseHeadersToAdd", "response_headers_to_add")? {
         for item in items {
-            let key = item.get("key").and_then(Value::as_str).unwrap_or_default();
-            let value = item.get("value").and_then(Value::as_str).unwrap_or_default();
-            response_headers.push((key.to_owned(), value.as_bytes().to_vec()));
+            let item = item.as_object().ok_or(Malformed)?;
+            let key = member(item, "key", "key")?.and_then(Value::as_str).unwrap_or_default();
+            // `raw_value` (bytes, so base64 in JSON) takes the place of `value`, as in the gRPC form.
+            let value = match member(item, "rawValue", "raw_value")? {
+                Some(raw) => json_bytes(raw).ok_or(Malformed)?,
+                None => member(item, "value", "value")?
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+            };
+            response_headers.push((key.to_owned(), value));
         }
     }
     Ok(Answer {
@@ -328,6 +339,34 @@ pub fn decode_json(body: &[u8]) -> Result<Answer, Malformed> {
         statuses,
         response_headers,
     })
+}
+
+/// A member of a proto3 JSON object, by its lowerCamel or its original name.
+fn member<'v>(
+    object: &'v serde_json::Map<String, Value>,
+    camel: &str,
+    snake: &str,
+) -> Result<Option<&'v Value>, Malformed> {
+    match (object.get(camel), object.get(snake)) {
+        (Some(_), Some(_)) if camel != snake => Err(Malformed),
+        (Some(value), _) | (None, Some(value)) => Ok(Some(value)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A proto3 JSON `bytes` value: base64, standard or URL-safe, padded or not.
+fn json_bytes(value: &Value) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::{alphabet, Engine};
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let text = value.as_str()?;
+    let alphabet = if text.contains(['-', '_']) {
+        &alphabet::URL_SAFE
+    } else {
+        &alphabet::STANDARD
+    };
+    GeneralPurpose::new(alphabet, config).decode(text).ok()
 }
 
 /// A proto3 JSON Duration (`"1.5s"`) as whole seconds, rounded up.

@@ -650,6 +650,76 @@ fn an_over_limit_descriptor_does_not_count_when_the_service_says_ok() {
     assert_eq!(filter.counter_names(&step.counters), ["ok"]);
 }
 
+/// An answer that contradicts itself or that a protobuf or protojson parser would not read as it
+/// reads is no answer to go by: the failure mode decides, never the part that says OK.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_malformed_service_answer_gets_the_failure_mode() {
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let http = |status: u16, body: &str| CallOutcome::Response {
+        status,
+        headers: Headers::new(),
+        body: body.as_bytes().to_vec(),
+    };
+    // `overall_code` with the wire type fixed32: an unknown field to protobuf, so UNKNOWN.
+    let wrong_wire_type = GrpcOutcome {
+        status: GrpcOutcome::OK,
+        message: vec![0x0d, 1, 0, 0, 0],
+    };
+    // OK, then padding past what the filter reads, then OVER_LIMIT (the last value of a field
+    // wins): what the host would hand over of it must not read as OK.
+    let mut oversized = Writer::new();
+    oversized.uint(1, 1).bytes(15, &[0; 64 * 1024]).uint(1, 2);
+    let oversized = GrpcOutcome {
+        status: GrpcOutcome::OK,
+        message: oversized.into_bytes(),
+    };
+    for failure in [wrong_wire_type, oversized] {
+        let filter = configured(service_config(json!({"type": "grpc"}), "deny"));
+        let mut f = filter.filter();
+        f.on_request_headers(&request("/x"), &host.ctx());
+        let step = f.on_grpc_response(failure.clone(), &host.ctx());
+        assert_eq!(status(&step), 503, "{failure:?}");
+        assert_eq!(filter.counter_names(&step.counters), ["service_error"]);
+    }
+    for (code, body) in [
+        (429, r#"{"overallCode": "OK"}"#),
+        (200, r#"{"overallCode": "OVER_LIMIT"}"#),
+        (200, r#"{"overallCode": "OVER_LIMIT", "overallCode": "OK"}"#),
+        (200, r#"{"overall_code": "OVER_LIMIT", "overallCode": "OK"}"#),
+        (
+            200,
+            r#"{"overallCode": "OK", "responseHeadersToAdd": [{"key": "x-quota-note", "rawValue": "not base64!"}]}"#,
+        ),
+    ] {
+        let filter = configured(service_config(json!({"type": "http"}), "deny"));
+        let mut f = filter.filter();
+        f.on_request_headers(&request("/x"), &host.ctx());
+        let step = f.on_call_response(http(code, body), &host.ctx());
+        assert_eq!(status(&step), 503, "{code} {body}");
+        assert_eq!(filter.counter_names(&step.counters), ["service_error"], "{code} {body}");
+    }
+}
+
+/// The JSON form writes `HeaderValue.raw_value` as base64 `rawValue`: an allowed header the
+/// service sends so reaches the client with its value, as from the gRPC form.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_header_the_service_sends_as_raw_bytes_keeps_its_value() {
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let filter = configured(service_config(json!({"type": "http"}), "deny"));
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/x"), &host.ctx());
+    let body = r#"{"overallCode": "OK", "responseHeadersToAdd": [{"key": "x-quota-note", "rawValue": "Zm9v"}]}"#;
+    let answer = CallOutcome::Response {
+        status: 200,
+        headers: Headers::new(),
+        body: body.as_bytes().to_vec(),
+    };
+    assert_eq!(f.on_call_response(answer, &host.ctx()).action, Action::Continue);
+    let mut edited = Headers::new();
+    edited.apply(&f.on_response_headers(&Headers::new(), &host.ctx()).header_edits);
+    assert_eq!(edited.get_str("x-quota-note"), Some("foo"));
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn a_failing_service_gets_the_failure_mode() {
     let host = host_with_claims(json!({"client_id": "app-1"}));

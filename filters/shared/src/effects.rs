@@ -116,6 +116,7 @@ pub struct GrpcOutcome {
 impl GrpcOutcome {
     pub const OK: u32 = 0;
     pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const RESOURCE_EXHAUSTED: u32 = 8;
     pub const UNAVAILABLE: u32 = 14;
 
     /// What a call that never left gets.

@@ -72,11 +72,12 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub fn as_u64(self) -> Option<u64> {
+    /// The value of a varint field (`int32`, `uint64`, `bool`, an enum…); `None` for any other
+    /// wire type, which such a field never has in a well-formed message.
+    pub fn as_varint(self) -> Option<u64> {
         match self {
-            Value::Varint(v) | Value::Fixed64(v) => Some(v),
-            Value::Fixed32(v) => Some(u64::from(v)),
-            Value::Bytes(_) => None,
+            Value::Varint(v) => Some(v),
+            _ => None,
         }
     }
 

@@ -140,19 +140,24 @@ pub fn dispatch_grpc(call: &crate::effects::GrpcCall, owner: u32) -> Option<u32>
     Some(token)
 }
 
-/// Reads the answer to a gRPC call the host just delivered.
+/// Reads the answer to a gRPC call the host just delivered. A message larger than the VM reads
+/// is `RESOURCE_EXHAUSTED`, as to a gRPC client over its size limit: never its first part, which
+/// could decode as another message.
 pub fn read_grpc_outcome(status: u32, response_size: usize) -> crate::effects::GrpcOutcome {
-    let message = if status == crate::effects::GrpcOutcome::OK {
-        abi::buffer(
-            BufferType::GrpcReceiveBuffer,
-            0,
-            response_size.min(super::http::MAX_CALL_BODY),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    use crate::effects::GrpcOutcome;
+    if status == GrpcOutcome::OK && response_size > super::http::MAX_CALL_BODY {
+        return GrpcOutcome {
+            status: GrpcOutcome::RESOURCE_EXHAUSTED,
+            message: Vec::new(),
+        };
+    }
+    let message = if status == GrpcOutcome::OK {
+        abi::buffer(BufferType::GrpcReceiveBuffer, 0, response_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     } else {
         Vec::new()
     };
-    crate::effects::GrpcOutcome { status, message }
+    GrpcOutcome { status, message }
 }
