@@ -98,8 +98,9 @@ CORS preflight from an allowed origin (answered by the gateway, 204) and from an
 
 rate-limit: each client gets 5 requests a minute on this Envoy (keyed by its verified client_id,
 or its address without a token); the rate-limit service (gRPC, {RATELIMIT_GRPC}) also counts 100 an
-hour per client and path. The sixth call within the minute gets 429 with Retry-After; every
-answer carries RateLimit-Policy / RateLimit:
+hour per client and path. Both tokens above are client demo's, so the calls made with them count
+too: once 5 are spent within the minute, the next call gets 429 with Retry-After; every answer
+carries RateLimit-Policy / RateLimit:
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' {gw}/orders -H "Authorization: Bearer $TOKEN"; done; echo
   curl -si {gw}/orders -H "Authorization: Bearer $TOKEN" | grep -i -e ^HTTP -e ^ratelimit -e ^retry-after
 
