@@ -28,10 +28,12 @@ struct Filter {
 }
 
 /// The schema of `T`: JSON Schema 2020-12, as `schemars::schema_for!` makes it, with the integer
-/// bounds the parsers enforce.
+/// bounds the parsers enforce, and without `null` for optional fields (the parsers refuse it: an
+/// optional field is given or left out).
 fn generate<T: schemars::JsonSchema>() -> schemars::Schema {
     schemars::generate::SchemaSettings::draft2020_12()
         .with_transform(schemars::transform::RecursiveTransform(integer_bounds))
+        .with_transform(schemars::transform::RecursiveTransform(without_null))
         .into_generator()
         .into_root_schema_for::<T>()
 }
@@ -45,6 +47,28 @@ fn integer_bounds(schema: &mut schemars::Schema) {
         _ => return,
     };
     schema.insert("maximum".to_owned(), json!(maximum));
+}
+
+/// schemars allows `null` for every `Option`; the parsers refuse it, so the schema does not.
+fn without_null(schema: &mut schemars::Schema) {
+    let null = json!({"type": "null"});
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            schema.insert("type".to_owned(), only);
+        }
+    }
+    if let Some(Value::Array(any_of)) = schema.get_mut("anyOf") {
+        any_of.retain(|s| *s != null);
+        if let [Value::Object(only)] = any_of.as_slice() {
+            let only = only.clone();
+            schema.remove("anyOf");
+            for (key, value) in only {
+                schema.insert(key, value);
+            }
+        }
+    }
 }
 
 fn parses<T: shared::config::FromConfig>(config: &Value) -> Result<(), String> {
@@ -403,4 +427,27 @@ fn schemas_refuse_unknown_tags_and_bad_values() {
     assert_refused("scope_gate", "no rules", |c| {
         c.as_object_mut().expect("an object").remove("rules");
     });
+}
+
+/// A template that renders a missing value as `null` must not widen a config: `"prefix": null` would
+/// otherwise be a rule for every path. An optional field is given or left out.
+#[test]
+fn null_is_refused_for_optional_fields() {
+    assert_refused("scope_gate", "a null prefix", |c| {
+        c["rules"][0]["match"]["prefix"] = Value::Null;
+    });
+    assert_refused("rate_limit", "a null fallback", |c| {
+        c["limits"][0]["descriptor"][0]["fallback"] = Value::Null;
+    });
+    assert_refused("header_scrub", "a null cors", |c| set(c, "", "cors", Value::Null));
+    assert_refused("jwt_auth", "a null audience list", |c| {
+        set(c, "/providers/demo", "audiences", Value::Null)
+    });
+    let message =
+        (filter("scope_gate").parses)(&json!({"rules": [{"match": {"exact": null}, "requires": {"type": "public"}}]}))
+            .expect_err("refused");
+    assert_eq!(
+        message,
+        "rules[0].match.exact: null is not a value here: leave the field out for its default"
+    );
 }

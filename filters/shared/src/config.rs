@@ -454,6 +454,10 @@ mod tests {
         };
         match (&ours, &theirs) {
             _ if struct_from_array(&ours) => {}
+            // On purpose: serde_json read `null` as an absent optional field.
+            (Err(ours), _) if ours.message == read::NULL_REFUSED => {
+                assert!(raw.windows(4).any(|w| w == b"null"), "{ours}");
+            }
             // On purpose: serde_json kept the last of a repeated map key.
             (Err(ours), _) if ours.message.starts_with("duplicate key ") => {
                 assert!(ours.path == "by_name" || ours.path.starts_with("any"), "{ours}");

@@ -7,7 +7,8 @@
 //! Differences, on purpose: a struct is read from an object only (serde_json also took an array,
 //! field by field); a key repeated in a map, or in an object read as any JSON value, is an error at
 //! the map's path (serde_json kept the last); an enum with data is internally tagged (see
-//! [`At::tagged`]); and a unit enum is read from a string only.
+//! [`At::tagged`]); a unit enum is read from a string only; and an optional field given as `null`
+//! is refused (serde_json read it as absent).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -263,10 +264,16 @@ impl FromConfig for f64 {
     }
 }
 
+/// What an optional field given as `null` gets.
+pub const NULL_REFUSED: &str = "null is not a value here: leave the field out for its default";
+
+/// An optional field is given or left out: `null` is refused, not read as absent, so that a
+/// config template that renders a missing value as `null` (`"exact": null`, a rule for every path)
+/// fails at load instead of meaning something else.
 impl<T: FromConfig> FromConfig for Option<T> {
     fn from_config(at: At<'_, '_>) -> Result<Self, Error> {
         match at.node {
-            Node::Null => Ok(None),
+            Node::Null => Err(Error::custom(NULL_REFUSED)),
             _ => T::from_config(at).map(Some),
         }
     }
