@@ -92,11 +92,16 @@ impl shared::FilterRoot for ScopeGate {
                 .iter()
                 .enumerate()
                 .map(|(j, ct)| {
-                    media_type(ct).ok_or_else(|| {
-                        at.field("content_types")
-                            .index(j)
-                            .error(format!("{ct:?} is not a media type"))
-                    })
+                    let at = at.field("content_types").index(j);
+                    match media_type(ct) {
+                        // A request's `Content-Type` is one type, never a range: `*/*` would match
+                        // no request, and the route would answer 415 to all.
+                        Some(media) if media.split('/').any(|part| part == "*") => Err(at.error(format!(
+                            "{ct:?} is a media range: list the media types the route accepts"
+                        ))),
+                        Some(media) => Ok(media),
+                        None => Err(at.error(format!("{ct:?} is not a media type"))),
+                    }
                 })
                 .collect::<Result<_, _>>()?;
             rules.push(Rule {

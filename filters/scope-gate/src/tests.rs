@@ -235,6 +235,15 @@ fn bad_configs_name_the_field() {
             r#"{"rules": [{"content_types": ["json"], "requires": {"type": "public"}}]}"#,
             "rules[0].content_types[0]",
         ),
+        // A request's Content-Type is never a range: such a rule would answer 415 to everything.
+        (
+            r#"{"rules": [{"content_types": ["application/json", "application/*"], "requires": {"type": "public"}}]}"#,
+            "rules[0].content_types[1]",
+        ),
+        (
+            r#"{"rules": [{"content_types": ["*/*"], "requires": {"type": "public"}}]}"#,
+            "rules[0].content_types[0]",
+        ),
         // A rule written in a form no accepted request path has would be dead, and its requests
         // would fall to the public catch-all.
         (
@@ -268,6 +277,14 @@ fn bad_configs_name_the_field() {
             Err(e) => assert_eq!(e.path, path, "{json}: {e}"),
         }
     }
+    let range = r#"{"rules": [{"content_types": ["*/*"], "requires": {"type": "public"}}]}"#;
+    assert_eq!(
+        Configured::<ScopeGate>::new(range)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some(r#"rules[0].content_types[0]: "*/*" is a media range: list the media types the route accepts"#)
+    );
 }
 
 #[cfg(not(target_family = "wasm"))]
