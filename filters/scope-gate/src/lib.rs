@@ -304,8 +304,17 @@ impl Gate {
         if rule.content_types.is_empty() {
             return Step::proceed().count(allowed);
         }
-        let given = headers.get_str("content-type").and_then(media_type);
-        if given.is_some_and(|media| rule.content_types.contains(&media)) {
+        // Sent more than once, `Content-Type` is one of them to the upstream, which one is its
+        // choice: each must be a type the rule accepts.
+        let mut given = headers.get_all("content-type").peekable();
+        let accepted = given.peek().is_some()
+            && given.all(|value| {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(media_type)
+                    .is_some_and(|media| rule.content_types.contains(&media))
+            });
+        if accepted {
             Step::proceed().count(allowed)
         } else {
             self.deny(

@@ -162,6 +162,16 @@ fn content_types_are_enforced_with_415() {
         .0,
         0
     );
+    // Sent twice, either copy may be the one the upstream reads: both must be accepted.
+    let twice = |second: &'static str| {
+        request(
+            "POST",
+            "/orders",
+            &[("content-type", "application/json"), ("Content-Type", second)],
+        )
+    };
+    assert_eq!(decide(&config, claims, twice("text/xml")).0, 415);
+    assert_eq!(decide(&config, claims, twice("application/json; charset=utf-8")).0, 0);
 }
 
 #[wasm_bindgen_test(unsupported = test)]
