@@ -568,9 +568,16 @@ impl Auth {
 
     fn allow(&self, mut step: Step, verified: &[(usize, Rc<Verified>)], headers: &Headers, line: &RequestLine) -> Step {
         let root = &self.root;
-        for (_, v) in verified {
+        // The claims handed on are the first verified token's: a header its provider sets is its
+        // alone, so the upstream never acts for another token's identity than the one scope-gate
+        // and rate-limit judged (two providers may well both map `sub` to `x-user-id`).
+        let first = verified.first().and_then(|(p, _)| root.providers.get(*p));
+        for (i, (_, v)) in verified.iter().enumerate() {
             for (name, value) in &v.headers {
-                step = step.edit(HeaderEdit::Set(name.clone(), value.clone()));
+                let the_firsts = i > 0 && first.is_some_and(|f| f.output_headers().any(|h| h == name));
+                if !the_firsts {
+                    step = step.edit(HeaderEdit::Set(name.clone(), value.clone()));
+                }
             }
         }
         let stripped = verified

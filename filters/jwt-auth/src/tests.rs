@@ -2848,3 +2848,41 @@ fn other_kinds_of_jwt_are_no_access_tokens() {
     let allowed = run(&config, &host, &get(&signed("at+jwt")));
     assert_eq!(allowed.local_reply(), None, "{:?}", names(&config, &allowed));
 }
+
+/// Two providers that map `sub` to the same header, and a valid token for each: the upstream sees
+/// the identity of the token whose claims scope-gate and rate-limit judge (the first verified),
+/// never the other's, whichever order the client chooses and whether or not the first token
+/// has the claim.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_shared_identity_header_comes_from_the_token_whose_claims_are_handed_on() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {
+            "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET),
+                  "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}]},
+            "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(OTHER_SECRET),
+                  "from": [{"type": "header", "name": "x-b-token"}],
+                  "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}, {"claim": "sub", "header": "x-b-sub"}]}
+        },
+        "rules": [{"match": {"prefix": "/"}, "requires": {"type": "any_of", "providers": ["a", "b"]}}]
+    }));
+    let host = FakeHost::default();
+    let b = hs256_with(
+        OTHER_SECRET,
+        &json!({"iss": "https://b.example", "sub": "victim", "exp": NOW + 600}),
+    );
+    for a_claims in [
+        json!({"iss": "https://a.example", "sub": "attacker", "scope": "admin", "exp": NOW + 600}),
+        json!({"iss": "https://a.example", "scope": "admin", "exp": NOW + 600}),
+    ] {
+        let a = hs256_with(SECRET, &a_claims);
+        let headers = request("GET", "/orders", &[("authorization", &bearer(&a)), ("x-b-token", &b)]);
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.action, Action::Continue);
+        let claims: Value = serde_json::from_str(state(&step, CLAIMS_STATE).unwrap()).unwrap();
+        assert_eq!(claims["scope"], "admin", "a's claims are handed on");
+        let seen = upstream(headers, &step);
+        assert_eq!(seen.get_str("x-user-id"), claims["sub"].as_str(), "{a_claims}");
+        assert_eq!(seen.get_str("x-b-sub"), Some("victim"), "b's own headers still go");
+    }
+}
