@@ -781,6 +781,7 @@ fn several_providers_any_of_and_all_of() {
         "jwks": {"type": "hmac", "secret_base64url": secret},
         "algorithms": ["HS256"],
         "from": [{"type": "header", "name": "x-partner-token"}],
+        "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}],
     });
     let config = json!({
         "providers": {"idp": remote_provider(&oauth), "partner": partner},
@@ -795,12 +796,12 @@ fn several_providers_any_of_and_all_of() {
     let mut partner_spec = spec(
         "HS256",
         "rsa-1",
-        claims(&oauth, json!({"iss": "https://partner.example"})),
+        claims(&oauth, json!({"iss": "https://partner.example", "sub": "partner-user"})),
     );
     partner_spec.kid = None;
     partner_spec.signing_key = SigningKey::Hmac(key);
     let partner_token = oauth.mint(partner_spec);
-    let idp_token = oauth.token(json!({}));
+    let idp_token = oauth.token(json!({"sub": "idp-user"}));
     assert_eq!(
         gw.send(Request::get("/x").header("x-partner-token", &partner_token))
             .status,
@@ -838,6 +839,10 @@ fn several_providers_any_of_and_all_of() {
         .header("x-partner-token", &partner_token)
         .header("Authorization", &format!("Bearer {idp_token}"));
     assert_eq!(gw.send(two_valid).status, 200);
+    // Both providers map `sub` to x-user-id: the upstream sees the identity of the token whose
+    // claims are handed on (idp's, the rule's first provider), whatever the order of the headers.
+    let upstream = gw.echo.last_request();
+    assert_eq!(upstream.header("x-user-id").as_deref(), Some("idp-user"));
 }
 
 #[test]
