@@ -165,13 +165,14 @@ impl Jwt {
         sender_constrained(self.claims())
     }
 
-    /// Checks the claims against `rules` at `now_secs` (seconds since the Unix epoch). Call it
+    /// Checks the claims against `rules` at `now_ms` (milliseconds since the Unix epoch: a
+    /// NumericDate may have a fraction, and `exp` at `T.25` has passed at `T.9`). Call it
     /// after the signature check: it trusts the claims to be the issuer's.
     ///
     /// `exp`, `nbf` and `iat` must be non-negative JSON numbers (fractions allowed) if present.
     /// Expired when `now >= exp + skew`; not yet valid when `now + skew < nbf`; issued in the
     /// future when `iat > now + skew`.
-    pub fn validate_claims(&self, rules: &ClaimRules, now_secs: u64) -> Result<(), JwtError> {
+    pub fn validate_claims(&self, rules: &ClaimRules, now_ms: u64) -> Result<(), JwtError> {
         match &rules.allowed_typ {
             Some(allowed) => {
                 let typ = self.typ().map(normalize_typ).ok_or(JwtError::WrongTyp)?;
@@ -186,7 +187,7 @@ impl Jwt {
         let exp = self.numeric_date("exp")?;
         let nbf = self.numeric_date("nbf")?;
         let iat = self.numeric_date("iat")?;
-        let now = now_secs as f64;
+        let now = now_ms as f64 / 1000.0;
         let skew = rules.clock_skew_secs as f64;
         match exp {
             Some(exp) if now >= exp + skew => return Err(JwtError::Expired),
@@ -288,7 +289,7 @@ mod tests {
     }
 
     fn check(claims: Value, rules: &ClaimRules) -> Result<(), JwtError> {
-        jwt(claims).validate_claims(rules, NOW)
+        jwt(claims).validate_claims(rules, NOW * 1000)
     }
 
     fn rules() -> ClaimRules {
@@ -618,7 +619,7 @@ mod tests {
             ..rules()
         };
         for ok in ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"] {
-            assert_eq!(with_typ(Some(ok)).validate_claims(&at_jwt, NOW), Ok(()), "{ok}");
+            assert_eq!(with_typ(Some(ok)).validate_claims(&at_jwt, NOW * 1000), Ok(()), "{ok}");
         }
         for bad in [
             Some("JWT"),
@@ -629,7 +630,7 @@ mod tests {
             None,
         ] {
             assert_eq!(
-                with_typ(bad).validate_claims(&at_jwt, NOW),
+                with_typ(bad).validate_claims(&at_jwt, NOW * 1000),
                 Err(JwtError::WrongTyp),
                 "{bad:?}"
             );
@@ -638,11 +639,11 @@ mod tests {
             allowed_typ: Some(vec!["application/at+JWT".into(), "JWT".into()]),
             ..rules()
         };
-        assert_eq!(with_typ(Some("at+jwt")).validate_claims(&prefixed, NOW), Ok(()));
-        assert_eq!(with_typ(Some("jwt")).validate_claims(&prefixed, NOW), Ok(()));
+        assert_eq!(with_typ(Some("at+jwt")).validate_claims(&prefixed, NOW * 1000), Ok(()));
+        assert_eq!(with_typ(Some("jwt")).validate_claims(&prefixed, NOW * 1000), Ok(()));
         // Not configured: any typ, or none.
-        assert_eq!(with_typ(Some("weird")).validate_claims(&rules(), NOW), Ok(()));
-        assert_eq!(with_typ(None).validate_claims(&rules(), NOW), Ok(()));
+        assert_eq!(with_typ(Some("weird")).validate_claims(&rules(), NOW * 1000), Ok(()));
+        assert_eq!(with_typ(None).validate_claims(&rules(), NOW * 1000), Ok(()));
     }
 
     /// RFC 8725 section 3.11: JWTs of other kinds that an issuer signs with the same keys are no
@@ -656,7 +657,7 @@ mod tests {
             "logout+jwt",
         ] {
             assert_eq!(
-                with_typ(Some(other)).validate_claims(&rules(), NOW),
+                with_typ(Some(other)).validate_claims(&rules(), NOW * 1000),
                 Err(JwtError::WrongTyp),
                 "{other}"
             );
@@ -664,11 +665,15 @@ mod tests {
                 allowed_typ: Some(vec![other.to_owned()]),
                 ..rules()
             };
-            assert_eq!(with_typ(Some(other)).validate_claims(&listed, NOW), Ok(()), "{other}");
+            assert_eq!(
+                with_typ(Some(other)).validate_claims(&listed, NOW * 1000),
+                Ok(()),
+                "{other}"
+            );
         }
         for access_token in ["at+jwt", "JWT", "application/jwt", "logout"] {
             assert_eq!(
-                with_typ(Some(access_token)).validate_claims(&rules(), NOW),
+                with_typ(Some(access_token)).validate_claims(&rules(), NOW * 1000),
                 Ok(()),
                 "{access_token}"
             );

@@ -280,7 +280,7 @@ impl IssuerKeys {
     /// implementation did).
     pub fn verify(&self, jwt: &Jwt, keys: &Jwks, rules: &ClaimRules, ctx: &Ctx) -> Result<bool, Rejection> {
         let by_host = self.check_signature(jwt, keys, ctx.crypto)?;
-        jwt.validate_claims(rules, ctx.now_secs()).map_err(Rejection::Invalid)?;
+        jwt.validate_claims(rules, ctx.now_ms).map_err(Rejection::Invalid)?;
         Ok(by_host)
     }
 

@@ -2886,3 +2886,23 @@ fn a_shared_identity_header_comes_from_the_token_whose_claims_are_handed_on() {
         assert_eq!(seen.get_str("x-b-sub"), Some("victim"), "b's own headers still go");
     }
 }
+
+/// A NumericDate may have a fraction: with `clock_skew_secs: 0`, a token whose `exp` of `T.25`
+/// has passed is expired at `T.9`, and one issued at `T.5` is not from the future at `T.6`. The
+/// clock is read to the millisecond, not cut to the second.
+#[wasm_bindgen_test(unsupported = test)]
+fn fractional_numeric_dates_are_compared_to_the_millisecond() {
+    let mut config = hmac_config();
+    config["providers"]["local"]["clock_skew_secs"] = json!(0);
+    let config = configured(&config);
+    let mut host = FakeHost::default();
+    let token = hs256(&with(claims(), json!({"exp": NOW as f64 + 0.25})));
+    host.now_ms = NOW * 1000 + 200;
+    assert_allowed(&config, &run(&config, &host, &get(&token)));
+    host.now_ms = NOW * 1000 + 900;
+    assert_invalid_token(&config, &run(&config, &host, &get(&token)), "expired");
+
+    let fresh = hs256(&with(claims(), json!({"iat": NOW as f64 + 0.5})));
+    host.now_ms = NOW * 1000 + 600;
+    assert_allowed(&config, &run(&config, &host, &get(&fresh)));
+}
