@@ -376,3 +376,24 @@ fn escaped_reserved_characters_and_path_overrides_do_not_skip_a_rule() {
     assert_eq!(gw.send(overridden()).status, 200);
     assert!(!gw.echo.last_request().has_header("x-original-url"));
 }
+
+/// A rule written with an escaped space, as the README shows, holds requests for that path; and
+/// `/admin%3F`, which Envoy forwards as it is and an upstream that decodes and then splits off
+/// the query serves as `/admin`, does not get past the rule for `/admin`.
+#[test]
+fn rules_with_escapes_hold_and_escaped_delimiters_do_not_skip_one() {
+    let oauth = OAuthServer::start();
+    let rules = json!([
+        {"id": "report", "match": {"exact": "/files/my%20report"},
+         "requires": {"type": "any_of", "scopes": ["files:read"]}},
+        {"id": "admin", "match": {"exact": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+    ]);
+    let gw = chain_gated(&oauth, rules, |c| c);
+    let reader = oauth.token(json!({"scope": "files:read"}));
+    let report = gw.send(with_token(Request::get("/files/my%20report"), &reader));
+    assert_eq!(report.status, 200, "{}", report.text());
+    assert_eq!(gw.send(with_token(Request::get("/admin"), &reader)).status, 403);
+    let sneaky = gw.send(with_token(Request::get("/admin%3F"), &reader));
+    assert_eq!(sneaky.status, 400, "{}", sneaky.text());
+    assert_eq!(gw.echo.request_count(), 1);
+}

@@ -233,26 +233,30 @@ impl Source {
 
 /// The host an `:authority` names, in one spelling whatever the client wrote: in lowercase (a
 /// host name in any letter case is the same host, RFC 3986 section 3.2.2), without a port (which
-/// listener took the request is the connection's, not the client's word) and without the trailing
-/// dot of a fully qualified name (`api.example.` is `api.example`). `[::1]:8443` reads `[::1]`;
-/// what is not a host and port reads as written, in lowercase.
+/// listener took the request is the connection's, not the client's word, so whatever follows the
+/// colon goes: `:443`, `:+443`, `:https`), without the trailing dot of a fully qualified name
+/// (`api.example.` is `api.example`), and an IPv6 literal in its canonical form (`[0:0::1]:8443`
+/// reads `[::1]`). What is not a host and port reads as written, in lowercase.
 fn host_of(authority: &[u8]) -> Vec<u8> {
     let mut from_the_end = authority.rsplitn(2, |&b| b == b':');
     let host = match (from_the_end.next(), from_the_end.next()) {
-        (Some(port), Some(host)) if port.iter().all(u8::is_ascii_digit) => {
-            let one_host = match host.first() {
-                Some(b'[') => host.ends_with(b"]"),
-                Some(_) => !host.contains(&b':'),
-                None => false,
-            };
-            if one_host {
-                host
-            } else {
-                authority
-            }
-        }
+        (Some(_port), Some(host)) => match host.first() {
+            Some(b'[') if host.ends_with(b"]") => host,
+            Some(_) if !host.contains(&b':') => host,
+            _ => authority,
+        },
         _ => authority,
     };
+    let ipv6 = host
+        .strip_prefix(b"[")
+        .and_then(|literal| literal.strip_suffix(b"]"))
+        .and_then(|literal| shared::ip::parse_ipv6(std::str::from_utf8(literal).ok()?));
+    if let Some(bits) = ipv6 {
+        let mut canonical = String::from("[");
+        shared::ip::write_ipv6(&mut canonical, bits);
+        canonical.push(']');
+        return canonical.into_bytes();
+    }
     let host = match host.strip_suffix(b".") {
         Some(name) if !name.is_empty() && !name.ends_with(b".") => name,
         _ => host,
@@ -343,9 +347,10 @@ impl<'a> RequestFacts<'a> {
             Source::Path if self.untrusted_path() => UNTRUSTED_PATH.to_owned(),
             // One trailing slash is the same path, as route matches read it (`/login/` is `/login`),
             // and an escaped reserved character is the character (`/a%3Ab` is `/a:b` to an
-            // upstream that decodes first): one bucket for every spelling.
+            // upstream that decodes first; `/login%3Fx` is `/login` to one that then splits off
+            // the query): one bucket for every spelling.
             Source::Path => {
-                let path = self.line.decoded_rule_path.as_deref().unwrap_or(&self.line.rule_path);
+                let path = self.line.most_decoded_path();
                 path.strip_suffix('/')
                     .filter(|p| !p.is_empty())
                     .unwrap_or(path)
@@ -448,10 +453,15 @@ mod tests {
         ] {
             assert_eq!(host(same), "api.example", "{same}");
         }
-        assert_eq!(host("[::1]:8443"), "[::1]");
-        assert_eq!(host("[::1]"), "[::1]");
+        for same in ["api.example:https", "api.example:+443", "API.example.:"] {
+            assert_eq!(host(same), "api.example", "{same}");
+        }
+        for same in ["[::1]:8443", "[::1]", "[0:0::1]", "[::0001]:1", "[0:0:0:0:0:0:0:1]"] {
+            assert_eq!(host(same), "[::1]", "{same}");
+        }
+        assert_eq!(host("[2001:DB8::A]"), "[2001:db8::a]");
         assert_eq!(host("::1"), "::1", "not a host and port: kept as written");
-        assert_eq!(host("api.example:https"), "api.example:https");
+        assert_eq!(host("[fe80::1%25eth0]"), "[fe80::1%25eth0]");
         assert_eq!(host(":443"), ":443");
         assert_eq!(host("."), ".");
         assert_eq!(host("api.example.."), "api.example..");

@@ -1275,3 +1275,31 @@ fn a_refusal_shows_the_limits_it_gave_tokens_back_to_as_it_left_them() {
         Some(r#""wide";r=9;t=360, "narrow";r=0;t=3600"#)
     );
 }
+
+/// With `case_insensitive_paths`, a route's regex with an escaped uppercase non-ASCII letter
+/// holds every spelling of the path.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_case_insensitive_regex_route_with_an_escaped_uppercase_letter_applies() {
+    let limit = json!({"name": "equipe", "routes": [{"regex": "/%C3%89quipe/login"}],
+        "descriptor": [{"key": "k", "source": {"type": "constant", "value": "x"}}],
+        "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let filter = configured(json!({"limits": [limit], "case_insensitive_paths": true}));
+    let host = host_with_claims(json!({}));
+    let answers = ["/%C3%89quipe/login", "/%C3%89quipe/login", "/%C3%A9quipe/LOGIN"]
+        .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())));
+    assert_eq!(answers, [0, 429, 429]);
+}
+
+/// `/login%3F1` is `/login` to an upstream that decodes the path and then splits off the query: a
+/// limit on `/login` holds it, and a limit keyed on the path reads it as `/login`.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_escaped_question_mark_does_not_dodge_an_exact_route() {
+    let login = json!({"name": "login", "routes": [{"exact": "/login"}],
+        "descriptor": [{"key": "path", "source": {"type": "path"}}],
+        "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let filter = configured(json!({"limits": [login]}));
+    let host = host_with_claims(json!({}));
+    let answers = ["/login", "/login%3F1", "/login%3F2", "/login%231"]
+        .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())));
+    assert_eq!(answers, [0, 429, 429, 429]);
+}

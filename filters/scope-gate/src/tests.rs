@@ -932,3 +932,87 @@ fn path_override_headers_are_refused() {
         0
     );
 }
+
+/// A rule written with an escaped reserved character, in the form requests carry it (the README
+/// shows `/my%20report`), holds those requests: decoded, the request and the rule read alike, so
+/// the two readings agree instead of one of them leading past the rule.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_rule_written_with_an_escaped_reserved_character_is_reachable() {
+    let config = gate(
+        r#"{"rules": [
+        {"id": "report", "match": {"exact": "/files/my%20report"},
+         "requires": {"type": "any_of", "scopes": ["files:read"]}},
+        {"id": "alice", "match": {"prefix": "/users/alice%40example.com"},
+         "requires": {"type": "any_of", "scopes": ["files:read"]}},
+        {"id": "cancel", "match": {"regex": "/v1/orders/[0-9]+%3Acancel"},
+         "requires": {"type": "any_of", "scopes": ["files:read"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    let reader = Some(r#"{"scope": "files:read"}"#);
+    for path in [
+        "/files/my%20report",
+        "/users/alice%40example.com/inbox",
+        "/v1/orders/42%3Acancel",
+    ] {
+        assert_eq!(
+            decide(&config, reader, request("GET", path, &[])),
+            (0, vec!["allowed".into()]),
+            "{path}"
+        );
+        assert_eq!(decide(&config, None, request("GET", path, &[])).0, 401, "{path}");
+    }
+}
+
+/// With `case_insensitive_paths`, a regex's escaped non-ASCII letters are folded as the paths are:
+/// `%C3%89` (É) in the regex holds `/%C3%A9quipe` (équipe) and every other spelling.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_case_insensitive_regex_with_an_escaped_uppercase_letter_still_guards() {
+    let config = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+        {"id": "staff", "match": {"regex": "/%C3%89quipe/admin(/.*)?"},
+         "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    for path in ["/%C3%89quipe/admin", "/%C3%A9quipe/admin/users", "/%c3%89QUIPE/Admin"] {
+        assert_eq!(decide(&config, None, request("GET", path, &[])).0, 401, "{path}");
+    }
+}
+
+/// `İ` (U+0130) is `i` to Java's `Character.toLowerCase` and so to Spring's case-insensitive path
+/// matching: `/adm%C4%B0n` is held to the rule for `/admin`.
+#[wasm_bindgen_test(unsupported = test)]
+fn case_insensitive_paths_read_capital_dotted_i_as_i() {
+    let config = gate(
+        r#"{"case_insensitive_paths": true, "rules": [
+        {"id": "admin", "match": {"prefix": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    for path in ["/adm%C4%B0n", "/ADM%C4%B0N/users", "/adm%C4%B1n"] {
+        assert_eq!(decide(&config, None, request("GET", path, &[])).0, 401, "{path}");
+    }
+}
+
+/// An upstream that decodes the path and then splits off the query (nginx's `$uri` passed on,
+/// `decodeURIComponent(url).split('?')`) serves `/admin%3F` as `/admin`: the rule for `/admin`
+/// holds it, or the request is refused, never passed on as another path.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_escaped_query_or_fragment_delimiter_does_not_skip_an_exact_rule() {
+    let config = gate(
+        r#"{"rules": [
+        {"id": "admin", "match": {"exact": "/admin"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "panel", "match": {"prefix": "/panel/"}, "requires": {"type": "any_of", "scopes": ["admin"]}},
+        {"id": "rest", "match": {"prefix": "/"}, "requires": {"type": "public"}}
+    ]}"#,
+    );
+    for path in ["/admin%3F", "/admin%3Fx=1", "/admin%23", "/panel%3F"] {
+        assert_ne!(decide(&config, None, request("GET", path, &[])).0, 0, "{path}");
+    }
+    assert_eq!(
+        decide(&config, None, request("GET", "/wiki/C%23", &[])).0,
+        0,
+        "a path like any other"
+    );
+}

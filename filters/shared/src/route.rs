@@ -33,9 +33,44 @@ pub struct RouteMatchConfig {
 #[derive(Debug)]
 enum PathMatch {
     Any,
-    Exact(String),
-    Prefix(String),
-    Regex(Regex),
+    Exact(Forms),
+    Prefix(Forms),
+    Regex {
+        written: Regex,
+        /// For the decoded readings, when the pattern has escapes of reserved characters: the
+        /// pattern with each such escape read as its character (`%3A` as `:`).
+        decoded: Option<Box<Regex>>,
+    },
+}
+
+/// A rule's path as written (escapes in normal form) and as an upstream that decodes the path
+/// reads it ([`decoded_reserved`]): `/files/my%20report` and `/files/my report`.
+#[derive(Debug)]
+struct Forms {
+    written: String,
+    decoded: String,
+}
+
+impl Forms {
+    fn new(written: String) -> Self {
+        let decoded = decoded_reserved(&written).unwrap_or_else(|| written.clone());
+        Self { written, decoded }
+    }
+
+    fn read_as(&self, reading: &Reading<'_>) -> &str {
+        if reading.decoded {
+            &self.decoded
+        } else {
+            &self.written
+        }
+    }
+}
+
+/// One way an upstream may read a request's path: as written, or decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading<'l> {
+    pub path: &'l str,
+    decoded: bool,
 }
 
 /// A compiled route match.
@@ -47,7 +82,7 @@ pub struct RouteMatch {
 
 impl RouteMatch {
     pub fn compile(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
-        Self::compile_with(config, at, None)
+        Self::compile_with::<false>(config, at)
     }
 
     /// The match for upstreams that treat `/Admin` as `/admin`: its paths read through
@@ -55,26 +90,40 @@ impl RouteMatch {
     /// [`RequestLine::case_folded`]. (A function of its own, so that filters without the option
     /// do not carry Unicode's case tables.)
     pub fn compile_case_insensitive(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
-        Self::compile_with(config, at, Some(case_folded))
+        Self::compile_with::<true>(config, at)
     }
 
-    fn compile_with(
-        config: &RouteMatchConfig,
-        at: &FieldPath,
-        fold: Option<fn(&str) -> String>,
-    ) -> Result<Self, ConfigError> {
+    /// `FOLD`: paths and regexes are folded (a parameter of the type, so that a filter that
+    /// never folds links no case tables).
+    fn compile_with<const FOLD: bool>(config: &RouteMatchConfig, at: &FieldPath) -> Result<Self, ConfigError> {
         let checked = |path: &str, field: &str| {
             let path = checked_path(path, &at.field(field))?;
-            Ok::<_, ConfigError>(fold.map_or(path.clone(), |fold| fold(&path)))
+            Ok::<_, ConfigError>(if FOLD { case_folded(&path) } else { path })
         };
         let path = match (&config.exact, &config.prefix, &config.regex) {
             (None, None, None) => PathMatch::Any,
-            (Some(exact), None, None) => PathMatch::Exact(without_trailing_slash(&checked(exact, "exact")?).to_owned()),
-            (None, Some(prefix), None) => PathMatch::Prefix(checked(prefix, "prefix")?),
-            (None, None, Some(regex)) => PathMatch::Regex(
-                Regex::whole(regex, fold.is_some())
-                    .map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))?,
-            ),
+            (Some(exact), None, None) => {
+                PathMatch::Exact(Forms::new(without_trailing_slash(&checked(exact, "exact")?).to_owned()))
+            }
+            (None, Some(prefix), None) => PathMatch::Prefix(Forms::new(checked(prefix, "prefix")?)),
+            (None, None, Some(regex)) => {
+                // `(?i)` takes care of ASCII letters; escaped non-ASCII ones are folded as the
+                // request paths are (`%C3%89`, `É`, matches what `%C3%A9`, `é`, folds to).
+                let regex = if FOLD {
+                    Cow::Owned(escapes_case_folded(regex))
+                } else {
+                    Cow::Borrowed(regex.as_str())
+                };
+                let compiled = |pattern: &str| {
+                    Regex::whole(pattern, FOLD).map_err(|e| at.field("regex").error(format!("invalid regex: {e}")))
+                };
+                PathMatch::Regex {
+                    written: compiled(&regex)?,
+                    decoded: decoded_pattern(&regex)
+                        .map(|p| compiled(&p).map(Box::new))
+                        .transpose()?,
+                }
+            }
             _ => return Err(at.error("give at most one of exact, prefix, regex")),
         };
         for (i, method) in config.methods.iter().enumerate() {
@@ -133,15 +182,22 @@ impl RouteMatch {
     /// Whether the request's path matches in some reading of it, whatever its method: whether
     /// the request could be this route's to the upstream.
     pub fn fits_path(&self, request: &RequestLine<'_>) -> bool {
-        request.readings().any(|path| self.fits(path))
+        request.readings().any(|reading| self.fits(&reading))
     }
 
-    fn fits(&self, path: &str) -> bool {
+    fn fits(&self, reading: &Reading<'_>) -> bool {
+        let path = reading.path;
         match &self.path {
             PathMatch::Any => true,
-            PathMatch::Exact(exact) => without_trailing_slash(path) == exact,
-            PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()) || without_trailing_slash(prefix) == path,
-            PathMatch::Regex(regex) => regex.is_match(path),
+            PathMatch::Exact(exact) => without_trailing_slash(path) == exact.read_as(reading),
+            PathMatch::Prefix(prefix) => {
+                let prefix = prefix.read_as(reading);
+                path.starts_with(prefix) || without_trailing_slash(prefix) == path
+            }
+            PathMatch::Regex { written, decoded } => match decoded {
+                Some(decoded) if reading.decoded => decoded.is_match(path),
+                _ => written.is_match(path),
+            },
         }
     }
 }
@@ -160,16 +216,17 @@ pub fn first_match<'i, T>(
     route_of: impl Fn(&T) -> &RouteMatch,
     line: &RequestLine<'_>,
 ) -> Result<Option<&'i T>, AmbiguousPath> {
-    let first = |path: &str| {
+    let first = |reading: &Reading<'_>| {
         items
             .iter()
-            .position(|item| route_of(item).fits_method(line.method) && route_of(item).fits(path))
+            .position(|item| route_of(item).fits_method(line.method) && route_of(item).fits(reading))
     };
-    let as_written = first(&line.rule_path);
-    match &line.decoded_rule_path {
-        Some(decoded) if first(decoded) != as_written => Err(AmbiguousPath),
-        _ => Ok(as_written.and_then(|i| items.get(i))),
+    let mut readings = line.readings();
+    let as_written = readings.next().and_then(|reading| first(&reading));
+    if readings.any(|reading| first(&reading) != as_written) {
+        return Err(AmbiguousPath);
     }
+    Ok(as_written.and_then(|i| items.get(i)))
 }
 
 /// `path` without one trailing `/` (`/` itself stays). Many upstreams serve `/admin/` as `/admin`
@@ -295,6 +352,44 @@ fn decoded_reserved(rule_path: &str) -> Option<String> {
     Some(decoded)
 }
 
+/// `pattern` (a regex written for paths as requests carry them) with each escape of a reserved
+/// character (`%3A`) made the regex escape of that character (`\x3A`), for the decoded readings;
+/// `None` when it has none.
+fn decoded_pattern(pattern: &str) -> Option<String> {
+    let bytes = pattern.as_bytes();
+    let mut decoded = String::with_capacity(pattern.len());
+    let (mut at, mut changed) = (0, false);
+    while let Some(rest) = pattern.get(at..).filter(|rest| !rest.is_empty()) {
+        match escape_at(bytes, at).filter(|b| (0x20..0x7f).contains(b)) {
+            Some(byte) => {
+                let _ = write!(decoded, "\\x{byte:02X}");
+                at += 3;
+                changed = true;
+            }
+            None => {
+                // A regex escape (`\%`) is taken whole: its `%` is not an escape's.
+                let take = if rest.starts_with('\\') { 2 } else { 1 };
+                let end = rest.char_indices().nth(take).map_or(rest.len(), |(i, _)| i);
+                decoded.push_str(rest.get(..end).unwrap_or_default());
+                at += end;
+            }
+        }
+    }
+    changed.then_some(decoded)
+}
+
+/// The decoded readings of `rule_path` ([`RequestLine::decoded_rule_paths`]).
+fn decoded_readings(rule_path: &str) -> Vec<String> {
+    let Some(decoded) = decoded_reserved(rule_path) else {
+        return Vec::new();
+    };
+    let before_query = decoded
+        .find(['?', '#'])
+        .and_then(|at| decoded.get(..at))
+        .map(str::to_owned);
+    std::iter::once(decoded).chain(before_query).collect()
+}
+
 /// `path` (escapes in normal form) as an upstream that ignores letter case reads it, in one
 /// spelling: every letter in lowercase, non-ASCII ones too (`%C3%89`, `É`, is `%c3%a9`, `é`), each
 /// through its uppercase first, so that the letters a case-insensitive comparison takes for one
@@ -302,6 +397,17 @@ fn decoded_reserved(rule_path: &str) -> Option<String> {
 /// written in lowercase, so the whole path is. Escaped bytes that are not UTF-8 stay as they are,
 /// in lowercase.
 pub fn case_folded(path: &str) -> String {
+    folded(path, true)
+}
+
+/// `pattern` (a regex matched in any ASCII letter case) with its escaped non-ASCII letters folded
+/// as [`case_folded`] folds a path's; its own letters and escapes (`\D`) keep their meaning.
+fn escapes_case_folded(pattern: &str) -> String {
+    folded(pattern, false)
+}
+
+/// [`case_folded`], of every letter or (`!ascii`) of escaped non-ASCII ones only.
+fn folded(path: &str, ascii: bool) -> String {
     let bytes = path.as_bytes();
     let mut folded = String::with_capacity(path.len());
     let mut at = 0;
@@ -317,12 +423,16 @@ pub fn case_folded(path: &str) -> String {
                 Ok(text) => text.chars().for_each(|c| push_folded(&mut folded, c)),
                 Err(_) => run.iter().for_each(|byte| push_escape(&mut folded, *byte)),
             }
-        } else if let Some(byte) = escape_at(bytes, at) {
+        } else if let Some(byte) = escape_at(bytes, at).filter(|_| ascii) {
             push_escape(&mut folded, byte);
             at += 3;
         } else {
             let c = rest.chars().next().unwrap_or_default();
-            push_folded(&mut folded, c);
+            if ascii {
+                push_folded(&mut folded, c);
+            } else {
+                folded.push(c);
+            }
             at += c.len_utf8();
         }
     }
@@ -334,8 +444,12 @@ pub fn case_folded(path: &str) -> String {
 /// `OrdinalIgnoreCase` is, takes each for the other letter. Sorted; the rest of Unicode folds
 /// with `char::to_lowercase` (this table instead of `to_uppercase` keeps its tables, 14 KB of
 /// wasm, out of the modules; a test checks it against `to_uppercase`).
-const FOLDED_THROUGH_UPPERCASE: [(char, char); 23] = [
+const FOLDED_THROUGH_UPPERCASE: [(char, char); 24] = [
     ('\u{b5}', '\u{3bc}'),
+    // Not through its uppercase, which it is: `İ`'s full lowercase is `i` and a combining dot,
+    // but its simple one `i`, as Java's `Character.toLowerCase` and Spring's case-insensitive
+    // path matching read it.
+    ('\u{130}', 'i'),
     ('\u{131}', 'i'),
     ('\u{17f}', 's'),
     ('\u{345}', '\u{3b9}'),
@@ -499,9 +613,11 @@ pub struct RequestLine<'a> {
     pub path: &'a str,
     /// The path as rules read it: its escapes in normal form ([`normal_escapes`]).
     pub rule_path: Cow<'a, str>,
-    /// The rule path as an upstream that decodes the path before routing reads it, when that is
-    /// another path ([`decoded_reserved`]): `/orders/42:cancel` for `/orders/42%3Acancel`.
-    pub decoded_rule_path: Option<String>,
+    /// The rule path as upstreams that decode the path before routing read it, when that is
+    /// another path ([`decoded_reserved`]): `/orders/42:cancel` for `/orders/42%3Acancel`; and
+    /// when a decoded `?` or `#` is in it, the path before that too, as one that decodes the path
+    /// and then splits off the query reads it (`/admin` for `/admin%3Fx`).
+    pub decoded_rule_paths: Vec<String>,
     /// The query string without `?`, if any.
     pub query: Option<&'a str>,
 }
@@ -520,16 +636,29 @@ impl<'a> RequestLine<'a> {
         Some(Self {
             method,
             path,
-            decoded_rule_path: decoded_reserved(&rule_path),
+            decoded_rule_paths: decoded_readings(&rule_path),
             rule_path,
             query,
         })
     }
 
-    /// Each path the upstream may route the request by: the rule path and, if there is one, the
-    /// decoded rule path.
-    pub fn readings(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(&*self.rule_path).chain(self.decoded_rule_path.as_deref())
+    /// Each way an upstream may read the path: the rule path, then the decoded ones.
+    pub fn readings(&self) -> impl Iterator<Item = Reading<'_>> {
+        let written = Reading {
+            path: &self.rule_path,
+            decoded: false,
+        };
+        let decoded = self
+            .decoded_rule_paths
+            .iter()
+            .map(|path| Reading { path, decoded: true });
+        std::iter::once(written).chain(decoded)
+    }
+
+    /// The path in the reading that makes the fewest paths of all spellings: the last decoded
+    /// one, else the rule path.
+    pub fn most_decoded_path(&self) -> &str {
+        self.decoded_rule_paths.last().map_or(&self.rule_path, String::as_str)
     }
 
     /// The line as rules read it when paths are compared without letter case ([`case_folded`],
@@ -538,7 +667,7 @@ impl<'a> RequestLine<'a> {
     pub fn case_folded(self) -> Self {
         Self {
             rule_path: case_folded(&self.rule_path).into(),
-            decoded_rule_path: self.decoded_rule_path.as_deref().map(case_folded),
+            decoded_rule_paths: self.decoded_rule_paths.iter().map(|path| case_folded(path)).collect(),
             ..self
         }
     }
@@ -564,7 +693,7 @@ mod tests {
         RequestLine {
             method,
             path,
-            decoded_rule_path: decoded_reserved(&rule_path),
+            decoded_rule_paths: decoded_readings(&rule_path),
             rule_path,
             query: None,
         }
@@ -611,6 +740,19 @@ mod tests {
             "non-ASCII stays escaped in both"
         );
         assert_eq!(decoded_reserved("/plain"), None);
+        // A regex written with the escapes requests carry reads the decoded paths with them decoded.
+        assert_eq!(
+            decoded_pattern("/v1/[0-9]+%3Acancel").as_deref(),
+            Some("/v1/[0-9]+\\x3Acancel")
+        );
+        assert_eq!(
+            decoded_pattern("/a\\%3A%C3%A9"),
+            None,
+            "an escaped % and non-ASCII stay"
+        );
+        let escaped = [("cancel", compile(r#"{"regex": "/v1/orders/[0-9]+%3Acancel"}"#).unwrap())];
+        assert_eq!(first(&escaped, "/v1/orders/42%3Acancel"), Ok(Some("cancel")));
+        assert_eq!(first(&escaped, "/v1/orders/42%3acancel"), Ok(Some("cancel")));
         // A limit's route applies if the request could be its to the upstream in either reading.
         assert!(routes[0].1.matches(&line("POST", "/v1/orders/42%3Acancel")));
         assert!(routes[0].1.fits_path(&line("POST", "/v1/orders/42%3acancel")));
@@ -663,7 +805,7 @@ mod tests {
             assert!(upper_regex.matches(&folded), "{path}");
         }
         let folded = line("GET", "/V1/Orders/1%3ACancel").case_folded();
-        assert_eq!(folded.decoded_rule_path.as_deref(), Some("/v1/orders/1:cancel"));
+        assert_eq!(folded.decoded_rule_paths, ["/v1/orders/1:cancel"]);
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -794,7 +936,7 @@ mod tests {
                 method: "GET",
                 path: "/a/b",
                 rule_path: Cow::Borrowed("/a/b"),
-                decoded_rule_path: None,
+                decoded_rule_paths: Vec::new(),
                 query: Some("x=1")
             })
         );
