@@ -240,10 +240,21 @@ impl Jwt {
     }
 }
 
-/// `typ` values of JWTs that an issuer signs with its token keys but that are never access tokens
-/// (RFC 8725 section 3.11): token-introspection responses (RFC 9701 section 8.1), security event
-/// tokens (RFC 8417) and OpenID Connect back-channel logout tokens.
-const NOT_ACCESS_TOKEN_TYPES: [&str; 3] = ["token-introspection+jwt", "secevent+jwt", "logout+jwt"];
+/// `typ` values of JWTs that an issuer may sign with its token keys but that are never access
+/// tokens (RFC 8725 section 3.11): token-introspection responses (RFC 9701 section 8.1), security
+/// event tokens (RFC 8417), OpenID Connect back-channel logout tokens, OpenID Federation entity
+/// statements and SD-JWT credentials and key-binding JWTs.
+const NOT_ACCESS_TOKEN_TYPES: [&str; 7] = [
+    "token-introspection+jwt",
+    "secevent+jwt",
+    "logout+jwt",
+    // An OpenID Federation entity statement, published for anyone to fetch.
+    "entity-statement+jwt",
+    // The parts of an SD-JWT credential a wallet holds and presents.
+    "dc+sd-jwt",
+    "vc+sd-jwt",
+    "kb+jwt",
+];
 
 impl Jwt {
     /// Whether the header's `typ` is `media_type`, compared as [`ClaimRules::allowed_typ`] does.
@@ -253,9 +264,16 @@ impl Jwt {
     }
 
     /// Whether the header's `typ` says the token is another kind of JWT than an access token,
-    /// whatever a rule allows when it lists no `typ`.
+    /// with or without media-type parameters (`secevent+jwt; v=1`), whatever a rule allows when
+    /// it lists no `typ`.
     pub fn is_another_kind_of_jwt(&self) -> bool {
-        NOT_ACCESS_TOKEN_TYPES.iter().any(|typ| self.typ_is(typ))
+        let Some(typ) = self.typ() else {
+            return false;
+        };
+        let media_type = normalize_typ(typ.split(';').next().unwrap_or(typ).trim());
+        NOT_ACCESS_TOKEN_TYPES
+            .iter()
+            .any(|other| normalize_typ(other) == media_type)
     }
 }
 
@@ -654,7 +672,12 @@ mod tests {
             "token-introspection+jwt",
             "application/token-introspection+jwt",
             "SECEVENT+JWT",
+            "secevent+jwt; v=1",
             "logout+jwt",
+            "entity-statement+jwt",
+            "dc+sd-jwt",
+            "application/vc+sd-jwt",
+            "kb+jwt",
         ] {
             assert_eq!(
                 with_typ(Some(other)).validate_claims(&rules(), NOW * 1000),

@@ -76,7 +76,7 @@ pub struct ProviderConfig {
     pub required_claims: Vec<String>,
     /// Accepted `typ` header values (e.g. `["at+jwt"]` for RFC 9068 access tokens); absent: any but
     /// the kinds of JWT that are never access tokens (`token-introspection+jwt`, `secevent+jwt`,
-    /// `logout+jwt`).
+    /// `logout+jwt`, `entity-statement+jwt`, SD-JWT credentials).
     pub typ: Option<Vec<String>>,
     /// Where the token is read from, in order; default `Authorization: Bearer`.
     #[serde(default = "default_sources")]
