@@ -57,6 +57,18 @@ fn chain_gated(oauth: &OAuthServer, rules: Value, hcm: impl FnOnce(GatewayConfig
     })
 }
 
+/// header-scrub with its defaults in front of jwt-auth and scope-gate with these rules.
+fn scrubbed_chain_gated(oauth: &OAuthServer, rules: Value) -> Gateway {
+    let addr = oauth.addr();
+    let auth = jwt_auth(oauth);
+    Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({}))
+            .filter("jwt_auth", auth)
+            .filter("scope_gate", json!({"rules": rules}))
+            .extra_cluster(static_cluster("oauth", addr))
+    })
+}
+
 fn with_token(request: Request, token: &str) -> Request {
     request.header("Authorization", &format!("Bearer {token}"))
 }
@@ -313,14 +325,7 @@ fn method_override_headers_do_not_get_past_a_method_rule() {
         200
     );
 
-    let addr = oauth.addr();
-    let auth = jwt_auth(&oauth);
-    let gw = Gateway::start_with(|c| {
-        c.filter("header_scrub", json!({}))
-            .filter("jwt_auth", auth)
-            .filter("scope_gate", json!({"rules": rules}))
-            .extra_cluster(static_cluster("oauth", addr))
-    });
+    let gw = scrubbed_chain_gated(&oauth, rules);
     assert_eq!(gw.send(overridden()).status, 200);
     assert!(!gw.echo.last_request().has_header("x-http-method-override"));
     for path in parameters {
@@ -365,14 +370,7 @@ fn escaped_reserved_characters_and_path_overrides_do_not_skip_a_rule() {
     assert_eq!(gw.send(post("/users/alice%40example.com")).status, 200);
     assert_eq!(gw.echo.last_request().path, "/users/alice%40example.com");
 
-    let addr = oauth.addr();
-    let auth = jwt_auth(&oauth);
-    let gw = Gateway::start_with(|c| {
-        c.filter("header_scrub", json!({}))
-            .filter("jwt_auth", auth)
-            .filter("scope_gate", json!({"rules": rules}))
-            .extra_cluster(static_cluster("oauth", addr))
-    });
+    let gw = scrubbed_chain_gated(&oauth, rules);
     assert_eq!(gw.send(overridden()).status, 200);
     assert!(!gw.echo.last_request().has_header("x-original-url"));
 }
