@@ -1302,4 +1302,18 @@ fn an_escaped_question_mark_does_not_dodge_an_exact_route() {
     let answers = ["/login", "/login%3F1", "/login%3F2", "/login%231"]
         .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())));
     assert_eq!(answers, [0, 429, 429, 429]);
+
+    // A route written with an escape holds the path spelt without it, which a decoding upstream
+    // serves alike.
+    let escaped = json!({"name": "alice", "routes": [{"prefix": "/users/alice%40example.com"}],
+        "descriptor": [{"key": "k", "source": {"type": "constant", "value": "alice"}}],
+        "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let filter = configured(json!({"limits": [escaped]}));
+    let answers = [
+        "/users/alice%40example.com",
+        "/users/alice@example.com/inbox",
+        "/users/bob@example.com",
+    ]
+    .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())));
+    assert_eq!(answers, [0, 429, 0]);
 }

@@ -962,6 +962,19 @@ fn a_rule_written_with_an_escaped_reserved_character_is_reachable() {
         );
         assert_eq!(decide(&config, None, request("GET", path, &[])).0, 401, "{path}");
     }
+    // Spelt without the escape, the path is the rule's to an upstream that decodes, and past it
+    // to one that does not: refused, not let through to the public catch-all.
+    for path in ["/users/alice@example.com/inbox", "/v1/orders/42:cancel"] {
+        assert_eq!(
+            decide(&config, None, request("GET", path, &[])),
+            (400, vec!["path_refused".into()]),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        decide(&config, None, request("GET", "/users/bob@example.com", &[])).0,
+        0
+    );
 }
 
 /// With `case_insensitive_paths`, a regex's escaped non-ASCII letters are folded as the paths are:

@@ -182,7 +182,17 @@ impl RouteMatch {
     /// Whether the request's path matches in some reading of it, whatever its method: whether
     /// the request could be this route's to the upstream.
     pub fn fits_path(&self, request: &RequestLine<'_>) -> bool {
-        request.readings().any(|reading| self.fits(&reading))
+        request.readings(self.decodes()).any(|reading| self.fits(&reading))
+    }
+
+    /// Whether the match's path reads otherwise decoded: it has an escape of a reserved
+    /// character.
+    fn decodes(&self) -> bool {
+        match &self.path {
+            PathMatch::Any => false,
+            PathMatch::Exact(forms) | PathMatch::Prefix(forms) => forms.written != forms.decoded,
+            PathMatch::Regex { decoded, .. } => decoded.is_some(),
+        }
     }
 
     fn fits(&self, reading: &Reading<'_>) -> bool {
@@ -221,7 +231,8 @@ pub fn first_match<'i, T>(
             .iter()
             .position(|item| route_of(item).fits_method(line.method) && route_of(item).fits(reading))
     };
-    let mut readings = line.readings();
+    let rules_decode = items.iter().any(|item| route_of(item).decodes());
+    let mut readings = line.readings(rules_decode);
     let as_written = readings.next().and_then(|reading| first(&reading));
     if readings.any(|reading| first(&reading) != as_written) {
         return Err(AmbiguousPath);
@@ -642,17 +653,24 @@ impl<'a> RequestLine<'a> {
         })
     }
 
-    /// Each way an upstream may read the path: the rule path, then the decoded ones.
-    pub fn readings(&self) -> impl Iterator<Item = Reading<'_>> {
+    /// Each way an upstream may read the path: the rule path, then the decoded ones. When the
+    /// rules read decode (`rules_decode`: one is written with an escape of a reserved
+    /// character), a path without such escapes is read decoded too, against the rules decoded: a
+    /// rule for `/a%3Ab` is one for `/a:b` to an upstream that decodes.
+    pub fn readings(&self, rules_decode: bool) -> impl Iterator<Item = Reading<'_>> {
         let written = Reading {
             path: &self.rule_path,
             decoded: false,
         };
+        let as_is = (rules_decode && self.decoded_rule_paths.is_empty()).then_some(Reading {
+            path: &self.rule_path,
+            decoded: true,
+        });
         let decoded = self
             .decoded_rule_paths
             .iter()
             .map(|path| Reading { path, decoded: true });
-        std::iter::once(written).chain(decoded)
+        std::iter::once(written).chain(as_is).chain(decoded)
     }
 
     /// The path in the reading that makes the fewest paths of all spellings: the last decoded
