@@ -78,6 +78,9 @@ pub struct Reading<'l> {
 pub struct RouteMatch {
     path: PathMatch,
     methods: Vec<String>,
+    /// The path reads otherwise decoded: it has an escape of a reserved character. Known once,
+    /// at load, for every request to ask.
+    decodes: bool,
 }
 
 impl RouteMatch {
@@ -144,8 +147,14 @@ impl RouteMatch {
                 )));
             }
         }
+        let decodes = match &path {
+            PathMatch::Any => false,
+            PathMatch::Exact(forms) | PathMatch::Prefix(forms) => forms.written != forms.decoded,
+            PathMatch::Regex { decoded, .. } => decoded.is_some(),
+        };
         Ok(Self {
             path,
+            decodes,
             methods: config.methods.clone(),
         })
     }
@@ -155,6 +164,7 @@ impl RouteMatch {
         Self {
             path: PathMatch::Any,
             methods: Vec::new(),
+            decodes: false,
         }
     }
 
@@ -182,17 +192,7 @@ impl RouteMatch {
     /// Whether the request's path matches in some reading of it, whatever its method: whether
     /// the request could be this route's to the upstream.
     pub fn fits_path(&self, request: &RequestLine<'_>) -> bool {
-        request.readings(self.decodes()).any(|reading| self.fits(&reading))
-    }
-
-    /// Whether the match's path reads otherwise decoded: it has an escape of a reserved
-    /// character.
-    fn decodes(&self) -> bool {
-        match &self.path {
-            PathMatch::Any => false,
-            PathMatch::Exact(forms) | PathMatch::Prefix(forms) => forms.written != forms.decoded,
-            PathMatch::Regex { decoded, .. } => decoded.is_some(),
-        }
+        request.readings(self.decodes).any(|reading| self.fits(&reading))
     }
 
     fn fits(&self, reading: &Reading<'_>) -> bool {
@@ -231,7 +231,7 @@ pub fn first_match<'i, T>(
             .iter()
             .position(|item| route_of(item).fits_method(line.method) && route_of(item).fits(reading))
     };
-    let rules_decode = items.iter().any(|item| route_of(item).decodes());
+    let rules_decode = items.iter().any(|item| route_of(item).decodes);
     let mut readings = line.readings(rules_decode);
     let as_written = readings.next().and_then(|reading| first(&reading));
     if readings.any(|reading| first(&reading) != as_written) {
