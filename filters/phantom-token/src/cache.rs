@@ -11,13 +11,19 @@
 //! the slots are keys of the config's shared-data [`Namespace`], which a later config takes over
 //! with whatever the slots still hold, so each entry carries its namespace's tag.
 
-use shared::{Namespace, SharedStore};
+use shared::{Namespace, SharedStore, StoreError};
 
 const FORMAT: u8 = 4;
 /// Format, tag, key, expiry, time written, kind, claims length, keys version.
 const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 8 + 1 + 4 + 8;
 /// Where the time an entry was written is, in any entry of this format.
 const WRITTEN_AT: std::ops::Range<usize> = 49..57;
+/// The version a write to a slot nobody has written yet names. Envoy creates a missing key
+/// whatever version the write names, and refuses this one when another worker created the key
+/// first (its version is this one only once in 2^32 writes), so the write is decided again.
+const NOT_WRITTEN_YET: u32 = u32::MAX;
+/// Writes lost to other workers' before one is given up (and logged).
+const MAX_WRITE_ATTEMPTS: usize = 8;
 /// Entry kinds. An active entry bound to a client certificate has the certificate's SHA-256
 /// after the header.
 const INACTIVE: u8 = 0;
@@ -169,7 +175,9 @@ impl SharedCache {
         Entry::decode(&bytes, &self.namespace.tag(), key).filter(|entry| now_ms < entry.expires_at_ms())
     }
 
-    /// Caches the answer to a question asked at `asked_at_ms`.
+    /// Caches the answer to a question asked at `asked_at_ms`. Whether it may replace what the
+    /// slot holds is decided on what the slot holds when it is written: another worker's write
+    /// in between (a revocation) makes it decide again.
     pub fn put(&self, store: &dyn SharedStore, key: &[u8; 32], entry: &Entry, asked_at_ms: u64, now_ms: u64) {
         let Some(slot) = self.slot_key(store, key, now_ms) else {
             return;
@@ -177,29 +185,39 @@ impl SharedCache {
         if now_ms >= entry.expires_at_ms() {
             return;
         }
-        if let Some((bytes, _)) = store.get(&slot) {
-            let tag = self.namespace.tag();
-            let kept = match entry {
+        let tag = self.namespace.tag();
+        let encoded = entry.encode(&tag, key, now_ms);
+        for _ in 0..MAX_WRITE_ATTEMPTS {
+            let held = store.get(&slot);
+            let kept = held.as_ref().is_some_and(|(bytes, _)| match entry {
                 Entry::Inactive { .. } | Entry::SenderConstrained { .. } => {
-                    holds_anothers_live_active(&bytes, &tag, key, now_ms)
+                    holds_anothers_live_active(bytes, &tag, key, now_ms)
                 }
                 // An active answer a slow call brings back after another worker cached the
                 // token's revocation is the older news, also once another token's entry has
                 // taken the slot since.
                 Entry::Active { .. } => {
-                    holds_its_live_refusal(&bytes, &tag, key, now_ms) || written_since(&bytes, asked_at_ms)
+                    holds_its_live_refusal(bytes, &tag, key, now_ms) || written_since(bytes, asked_at_ms)
                 }
-            };
+            });
             if kept {
                 return;
             }
+            let version = held.as_ref().map_or(NOT_WRITTEN_YET, |(_, version)| *version);
+            match store.set(&slot, &encoded, Some(version)) {
+                Ok(()) => return,
+                // A host that refuses any version for a key that does not exist: nobody wrote it.
+                Err(StoreError::CasMismatch) if held.is_none() && store.get(&slot).is_none() => {
+                    if store.set(&slot, &encoded, None).is_ok() {
+                        return;
+                    }
+                    break;
+                }
+                Err(StoreError::CasMismatch) => continue,
+                Err(StoreError::Failed) => break,
+            }
         }
-        if store
-            .set(&slot, &entry.encode(&self.namespace.tag(), key, now_ms), None)
-            .is_err()
-        {
-            log::warn!("phantom_token: could not write the shared cache");
-        }
+        log::warn!("phantom_token: could not write the shared cache");
     }
 }
 
@@ -229,6 +247,7 @@ fn holds_anothers_live_active(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_m
 mod tests {
     use super::*;
     use shared::testkit::FakeStore;
+    use std::cell::RefCell;
     use wasm_bindgen_test::wasm_bindgen_test;
 
     fn key(n: u8) -> [u8; 32] {
@@ -370,6 +389,102 @@ mod tests {
         );
         cache.put(&store, &key(1), &active(5000), 7, 9);
         assert_eq!(cache.get(&store, &key(1), 10), Some(active(5000)));
+    }
+
+    /// Shared data another worker writes to between this worker's read of a cache slot and its
+    /// write, as Envoy's workers can: each call is atomic, a read and a write are not.
+    struct Racing<'a> {
+        store: &'a FakeStore,
+        other_worker: RefCell<Option<Box<dyn FnOnce(&FakeStore) + 'a>>>,
+    }
+
+    impl SharedStore for Racing<'_> {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            let value = self.store.get(key);
+            if !key.ends_with("namespaces") {
+                if let Some(write) = self.other_worker.borrow_mut().take() {
+                    write(self.store);
+                }
+            }
+            value
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            self.store.set(key, value, cas)
+        }
+    }
+
+    /// Worker A's call went out before the revocation and answers at 5; worker B asked at 3 and
+    /// caches the refusal at 4, between A's read of the slot and A's write: the refusal stays,
+    /// whether the slot held something before (another token's expired entry) or nothing.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_refusal_another_worker_writes_while_an_older_answer_is_written_stays() {
+        for slot_written_before in [true, false] {
+            let store = FakeStore::default();
+            let worker_a = SharedCache::new(b"t", 1);
+            let worker_b = SharedCache::new(b"t", 1);
+            worker_a.claim(&store, 0);
+            worker_b.claim(&store, 0);
+            if slot_written_before {
+                worker_a.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 1 }, 0, 0);
+            }
+            let racing = Racing {
+                store: &store,
+                other_worker: RefCell::new(Some(Box::new(|store: &FakeStore| {
+                    worker_b.put(store, &key(1), &Entry::Inactive { expires_at_ms: 10_000 }, 3, 4);
+                }))),
+            };
+            worker_a.put(&racing, &key(1), &active(100_000), 1, 5);
+            assert_eq!(
+                worker_a.get(&store, &key(1), 6),
+                Some(Entry::Inactive { expires_at_ms: 10_000 }),
+                "the revoked token served as active (slot written before: {slot_written_before})"
+            );
+        }
+    }
+
+    /// Nor does another token's refusal, written meanwhile, evict a live session.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_session_another_worker_writes_while_a_refusal_is_written_stays() {
+        let store = FakeStore::default();
+        let worker_a = SharedCache::new(b"t", 1);
+        let worker_b = SharedCache::new(b"t", 1);
+        worker_a.claim(&store, 0);
+        worker_b.claim(&store, 0);
+        let racing = Racing {
+            store: &store,
+            other_worker: RefCell::new(Some(Box::new(|store: &FakeStore| {
+                worker_b.put(store, &key(1), &active(10_000), 3, 3);
+            }))),
+        };
+        worker_a.put(&racing, &key(2), &Entry::Inactive { expires_at_ms: 9_000 }, 2, 4);
+        assert_eq!(worker_a.get(&store, &key(1), 5), Some(active(10_000)));
+    }
+
+    /// A host that refuses any version for a key that does not exist still gets entries cached.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_host_that_refuses_versions_of_missing_keys_still_caches() {
+        struct Strict(FakeStore);
+        impl SharedStore for Strict {
+            fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+                self.0.get(key)
+            }
+            fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+                if cas.is_some() && self.0.get(key).is_none() {
+                    return Err(StoreError::CasMismatch);
+                }
+                self.0.set(key, value, cas)
+            }
+        }
+        let store = Strict(FakeStore::default());
+        let cache = SharedCache::new(b"t", 1);
+        cache.put(&store, &key(1), &active(1000), 0, 0);
+        assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)));
+        cache.put(&store, &key(1), &Entry::Inactive { expires_at_ms: 900 }, 2, 2);
+        assert_eq!(
+            cache.get(&store, &key(1), 3),
+            Some(Entry::Inactive { expires_at_ms: 900 })
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -9,10 +9,12 @@ use crate::filter::FilterRoot;
 use crate::metrics::{Counter, MetricRegistry};
 use crate::ports::{Ctx, NoHostCrypto, Properties, SharedStore, StoreError};
 
-/// In-memory shared data with real CAS semantics.
+/// In-memory shared data with Envoy's CAS semantics: one version counter for every key, and a
+/// write to a key that does not exist creates it whatever version it names.
 #[derive(Default)]
 pub struct FakeStore {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    last_version: Cell<u32>,
     refuse_writes: Cell<bool>,
 }
 
@@ -59,10 +61,11 @@ impl SharedStore for FakeStore {
         }
         let mut entries = self.entries.borrow_mut();
         let current = entries.get(key).map(|(_, version)| *version);
-        if cas.is_some() && cas != current {
+        if current.is_some() && cas.is_some() && cas != current {
             return Err(StoreError::CasMismatch);
         }
-        let next = current.unwrap_or(0).wrapping_add(1);
+        let next = self.last_version.get().wrapping_add(1).max(1);
+        self.last_version.set(next);
         entries.insert(key.to_owned(), (value.to_vec(), next));
         Ok(())
     }
@@ -174,5 +177,11 @@ mod tests {
         store.set("k", b"2", Some(cas)).unwrap();
         assert_eq!(store.set("k", b"3", Some(cas)), Err(StoreError::CasMismatch));
         assert_eq!(store.get("k").unwrap().0, b"2");
+        store.set("absent", b"1", Some(cas)).unwrap();
+        assert_eq!(
+            store.get("absent").unwrap().0,
+            b"1",
+            "a missing key is created as Envoy does"
+        );
     }
 }
