@@ -368,6 +368,8 @@ impl shared::FilterRoot for PhantomToken {
             token: None,
             key: None,
             leading: false,
+            looked_up: false,
+            waited: false,
             asked_at_ms: 0,
             refetching_keys: None,
             waiting_for_keys: None,
@@ -423,6 +425,10 @@ pub struct Exchange {
     key: Option<[u8; 32]>,
     /// This request makes the introspection call others wait on.
     leading: bool,
+    /// Its cache lookup and its wait on another request's call were counted: a request that
+    /// looks up again because the request it waited on went away counts once.
+    looked_up: bool,
+    waited: bool,
     /// When it asked (host clock, ms): what was cached since may be newer news than the answer.
     asked_at_ms: u64,
     /// Its outstanding call is this fetch of a key refetch.
@@ -631,6 +637,8 @@ impl Exchange {
         let (Some(key), Some(token)) = (self.key, self.token.as_ref()) else {
             return Step::proceed();
         };
+        let first_lookup = !std::mem::replace(&mut self.looked_up, true);
+        let count_once = |step: Step, counter, first: bool| if first { step.count(counter) } else { step };
         match root.cache.get(ctx.store, &key, ctx.now_ms) {
             // Verified with keys the IdP has since changed (a key it removed, perhaps): asked again.
             Some(Entry::Active {
@@ -640,7 +648,7 @@ impl Exchange {
                 keys_version,
                 ..
             }) if root.keys_version(ctx) == Some(keys_version) => {
-                let step = step.count(root.counters.cache_hit);
+                let step = count_once(step, root.counters.cache_hit, first_lookup);
                 let verdict = Verdict::Allow {
                     upstream,
                     claims,
@@ -649,11 +657,11 @@ impl Exchange {
                 return self.apply(step, &verdict, ctx);
             }
             Some(Entry::Inactive { .. }) => {
-                let step = step.count(root.counters.cache_negative_hit);
+                let step = count_once(step, root.counters.cache_negative_hit, first_lookup);
                 return self.apply(step, &inactive(), ctx);
             }
             Some(Entry::SenderConstrained { .. }) => {
-                let step = step.count(root.counters.cache_negative_hit);
+                let step = count_once(step, root.counters.cache_negative_hit, first_lookup);
                 return self.apply(step, &sender_constrained(), ctx);
             }
             Some(Entry::Active { .. }) | None => {}
@@ -661,9 +669,9 @@ impl Exchange {
         let signal = root.flight_signal(&key);
         let mut flights = root.flights.borrow_mut();
         if flights.get(&key).is_some_and(|f| f.verdict.is_none()) {
-            let mut waiting = Step::wait(signal)
-                .count(root.counters.cache_miss)
-                .count(root.counters.coalesced_waits);
+            let first_wait = !std::mem::replace(&mut self.waited, true);
+            let waiting = count_once(Step::wait(signal), root.counters.cache_miss, first_lookup);
+            let mut waiting = count_once(waiting, root.counters.coalesced_waits, first_wait);
             waiting.header_edits = step.header_edits;
             return waiting;
         }
@@ -672,10 +680,8 @@ impl Exchange {
         flights.insert(key, Flight::default());
         self.leading = true;
         self.asked_at_ms = ctx.now_ms;
-        let mut calling = Step::pause()
-            .call(root.introspector.request(token.expose()))
-            .count(root.counters.cache_miss)
-            .notify_if_abandoned(vec![signal]);
+        let calling = Step::pause().call(root.introspector.request(token.expose()));
+        let mut calling = count_once(calling, root.counters.cache_miss, first_lookup).notify_if_abandoned(vec![signal]);
         calling.header_edits = step.header_edits;
         calling
     }

@@ -1685,3 +1685,33 @@ fn a_cached_answer_is_asked_again_once_the_keys_that_verified_it_change() {
     assert_eq!(gw.names(&step), vec!["cache_miss"]);
     assert_eq!(step.calls.len(), 1, "introspected again");
 }
+
+/// Three requests with one uncached token, the first of which goes away before its answer: three
+/// cache misses and two coalesced waits, though the two that waited were woken to look up again
+/// and one of them waited twice.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_woken_to_look_up_again_is_counted_once() {
+    let gw = Gateway::new(&jwt_mode());
+    let mut names: Vec<String> = Vec::new();
+    let (leader, step) = gw.start(&bearer(OPAQUE));
+    names.extend(gw.names(&step));
+    let (mut first, step) = gw.start(&bearer(OPAQUE));
+    names.extend(gw.names(&step));
+    let Action::Wait(signal) = step.action else {
+        panic!("not waiting: {:?}", step.action)
+    };
+    let (mut second, step) = gw.start(&bearer(OPAQUE));
+    names.extend(gw.names(&step));
+    drop(leader);
+    let step = first.on_wake(&signal, &gw.host.ctx());
+    assert_eq!(step.calls.len(), 1, "the first woken leads now");
+    names.extend(gw.names(&step));
+    let step = second.on_wake(&signal, &gw.host.ctx());
+    assert!(matches!(step.action, Action::Wait(_)), "the second waits again");
+    names.extend(gw.names(&step));
+    names.extend(gw.names(&first.on_call_response(ok(&jwt(json!({}))), &gw.host.ctx())));
+    names.extend(gw.names(&second.on_wake(&signal, &gw.host.ctx())));
+    let count = |name: &str| names.iter().filter(|n| *n == name).count();
+    assert_eq!(count("allowed"), 2, "{names:?}");
+    assert_eq!((count("cache_miss"), count("coalesced_waits")), (3, 2), "{names:?}");
+}
