@@ -229,6 +229,30 @@ fn without_envoy_normalisation_a_token_optional_prefix_opens_no_other_path() {
     assert_eq!(gw.get("/public/status").status, 200);
 }
 
+/// A route open without a token is open without credentials: one of another scheme
+/// (`Authorization: DPoP <opaque token>`) is not checked here, so it does not reach the upstream,
+/// which reads that header as the gateway's.
+#[test]
+fn a_token_optional_route_takes_no_unchecked_credential_upstream() {
+    let oauth = oauth();
+    let config = config(&oauth, jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]}));
+    let addr = oauth.addr();
+    let gw = Gateway::start_with(|c| {
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", addr))
+    });
+    for credential in ["DPoP opaque-token", "Basic Z3Vlc3Q6Z3Vlc3Q="] {
+        let response = gw.send(Request::get("/public/status").header("authorization", credential));
+        assert_eq!(response.status, 200, "{credential}: {}", response.text());
+        assert_eq!(
+            gw.echo.last_request().header_all("authorization"),
+            Vec::<String>::new(),
+            "{credential} reached the upstream"
+        );
+    }
+    assert_eq!(counter(&gw, "unauthenticated_allowed"), 2);
+}
+
 /// Reads are open without a token, writes are not: a `GET` that asks the upstream to run a
 /// `DELETE` (a header, or Symfony's and Laravel's `_method` parameter) is refused, not let through
 /// as a read.

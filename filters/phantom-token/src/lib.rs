@@ -478,7 +478,7 @@ impl HttpFilter for Exchange {
         // A browser's preflight carries no credentials (Fetch): one that does is checked as any
         // request is, so the opaque token never reaches the upstream.
         if root.bypass_cors_preflight && headers.is_plain_cors_preflight() && found == Found::None {
-            return step.count(root.counters.unauthenticated_allowed);
+            return without_credentials(step, headers).count(root.counters.unauthenticated_allowed);
         }
         let token = match found {
             Found::Token(token) => token,
@@ -509,7 +509,7 @@ impl HttpFilter for Exchange {
                 return self.deny(step, deny, "method_override_refused");
             }
             Found::None => match first_match(&root.token_optional, |route| route, &line) {
-                Ok(Some(_)) => return step.count(root.counters.unauthenticated_allowed),
+                Ok(Some(_)) => return without_credentials(step, headers).count(root.counters.unauthenticated_allowed),
                 Ok(None) => return self.deny(step, Deny::MissingToken, "missing_token"),
                 Err(_) => {
                     log::debug!("phantom_token: path refused: its decoded form matches another route");
@@ -600,6 +600,13 @@ impl HttpFilter for Exchange {
             None => self.lookup(Step::proceed(), ctx),
         }
     }
+}
+
+/// A request that passes without a bearer token passes without any `Authorization`: the
+/// credential of another scheme (`DPoP <opaque token>`, `Basic …`) was not checked here, and the
+/// upstream reads that header as the gateway's.
+fn without_credentials(step: Step, headers: &Headers) -> Step {
+    step.remove_present(headers, [&HeaderName::trusted("authorization")])
 }
 
 impl Drop for Exchange {

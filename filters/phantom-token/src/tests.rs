@@ -1715,3 +1715,30 @@ fn a_request_woken_to_look_up_again_is_counted_once() {
     assert_eq!(count("allowed"), 2, "{names:?}");
     assert_eq!((count("cache_miss"), count("coalesced_waits")), (3, 2), "{names:?}");
 }
+
+/// A request without a bearer token that passes (a `token_optional` route, a preflight) does not
+/// take a credential of another scheme to the upstream: `DPoP <opaque>` would put an opaque token
+/// in the header the upstream reads as the gateway's.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_passed_without_a_bearer_token_takes_no_other_credential_upstream() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]})));
+    for (method, path, extra) in [
+        ("GET", "/public/status", None),
+        ("OPTIONS", "/orders", Some(("access-control-request-method", "POST"))),
+    ] {
+        for credential in ["DPoP opaque-token", "Basic Z3Vlc3Q6Z3Vlc3Q="] {
+            let mut headers =
+                Headers::from_pairs([(":method", method), (":path", path), ("origin", "https://app.example")]);
+            if let Some((name, value)) = extra {
+                headers.push(name, value.as_bytes());
+            }
+            headers.push("authorization", credential.as_bytes());
+            let (_, step) = gw.start(&headers);
+            assert_eq!(step.action, Action::Continue, "{path} {credential}");
+            assert_eq!(gw.names(&step), vec!["unauthenticated_allowed"]);
+            let mut forwarded = headers.clone();
+            forwarded.apply(&step.header_edits);
+            assert_eq!(forwarded.get("authorization"), None, "{path} {credential}");
+        }
+    }
+}
