@@ -6,6 +6,10 @@ use shared::headers::split_list;
 use shared::ip;
 use shared::{ConfigError, FieldPath, HeaderName, Headers};
 
+/// Browsers read `*` in the allowed methods and headers as "any" (without credentials); this
+/// filter allows what the lists name, so a `*` would refuse every preflight it seems to allow.
+const WILDCARD: &str = "\"*\" is not a wildcard here: list what preflights may ask for";
+
 #[derive(Debug, FromConfig)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -73,6 +77,9 @@ impl Cors {
             origins.push(parse_origin(origin).map_err(|e| path.field("allowed_origins").index(i).error(e))?);
         }
         for (i, method) in config.allowed_methods.iter().enumerate() {
+            if method == "*" {
+                return Err(path.field("allowed_methods").index(i).error(WILDCARD));
+            }
             if HeaderName::new(method).is_err() || method.starts_with(':') {
                 return Err(path
                     .field("allowed_methods")
@@ -87,6 +94,9 @@ impl Cors {
                     method.to_ascii_uppercase()
                 )));
             }
+        }
+        if let Some(i) = config.allowed_headers.iter().position(|name| name.as_str() == "*") {
+            return Err(path.field("allowed_headers").index(i).error(WILDCARD));
         }
         let join = |names: &[HeaderName]| names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(", ");
         Ok(Self {
@@ -227,7 +237,8 @@ fn parse_origin(origin: &str) -> Result<String, String> {
         }
         None => {
             let name_ok = !host.is_empty()
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                // Browsers take `_` in host names (WHATWG URL) and send it in `Origin`.
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
                 && !host.starts_with('.')
                 && !host.as_bytes().windows(2).any(|w| w == b"..");
             if !name_ok {

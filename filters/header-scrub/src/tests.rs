@@ -823,6 +823,21 @@ fn ipv6_origins_are_accepted_with_and_without_a_port() {
     assert!(Configured::<HeaderScrub>::new(r#"{"cors": {"allowed_origins": ["http://[::1]:x"]}}"#).is_err());
 }
 
+/// Browsers take `_` in host names (WHATWG URL) and send `Origin: https://my_app.example`.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_origin_with_an_underscore_in_its_host_can_be_allowed() {
+    let config = configured(r#"{"cors": {"allowed_origins": ["https://My_App.example"]}}"#);
+    let seen = client_view(
+        &config,
+        request(&[("origin", b"https://my_app.example")]),
+        response(&[]),
+    );
+    assert_eq!(
+        seen.get("access-control-allow-origin"),
+        Some(&b"https://my_app.example"[..])
+    );
+}
+
 /// Config mistakes that used to load and then quietly do something else: the message names the
 /// field and says what to write instead.
 #[wasm_bindgen_test(unsupported = test)]
@@ -855,6 +870,15 @@ fn configs_that_would_misbehave_are_refused_with_the_reason() {
         message(r#"{"cors": {"allowed_origins": ["https://[::1"]}}"#),
         r#"cors.allowed_origins[0]: "https://[::1" is not an origin (expected scheme://host[:port] with no path)"#
     );
+    // `*` is "any" to browsers, and would refuse every preflight here.
+    for (list, value) in [("allowed_methods", "GET"), ("allowed_headers", "x-trace")] {
+        assert_eq!(
+            message(&format!(
+                r#"{{"cors": {{"allow_any_origin": true, "{list}": ["{value}", "*"]}}}}"#
+            )),
+            format!(r#"cors.{list}[1]: "*" is not a wildcard here: list what preflights may ask for"#)
+        );
+    }
     // Without `cors` the filter is no CORS authority, and a fixed value is the operator's call.
     configured(r#"{"response": {"security_headers": {"set": {"access-control-allow-origin": "*"}}}}"#);
 }
