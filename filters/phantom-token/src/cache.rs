@@ -395,8 +395,10 @@ mod tests {
     /// write, as Envoy's workers can: each call is atomic, a read and a write are not.
     struct Racing<'a> {
         store: &'a FakeStore,
-        other_worker: RefCell<Option<Box<dyn FnOnce(&FakeStore) + 'a>>>,
+        other_worker: RefCell<Option<OtherWorkersWrite<'a>>>,
     }
+
+    type OtherWorkersWrite<'a> = Box<dyn FnOnce(&FakeStore) + 'a>;
 
     impl SharedStore for Racing<'_> {
         fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
