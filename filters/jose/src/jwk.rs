@@ -2,6 +2,7 @@
 //! signature check needs computed up front.
 
 use serde_json::{Map, Value};
+use shared::json::Node;
 use shared::Secret;
 
 use crate::alg::Alg;
@@ -9,7 +10,6 @@ use crate::b64::b64url_decode;
 use crate::ecdsa::PublicKey as EcKey;
 use crate::ed25519;
 use crate::error::JwksError;
-use crate::json;
 use crate::rsassa::RsaPublicKey;
 
 /// The largest JWKS document accepted, in bytes (256 KiB: a JWKS of 64 RSA-8192 keys is ~100 KiB).
@@ -265,19 +265,45 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    /// Parses a JWKS document `{"keys": [...]}`. A key that is malformed, unsupported, not for
-    /// signatures (`use` other than `sig`, `key_ops` without `verify`) or symmetric (`oct`) is
-    /// skipped and counted in [`Jwks::skipped`]; the others are kept. A document that is too
-    /// large, not a JSON object, has no `keys` array or too many keys is an error.
+    /// Parses a JWKS document `{"keys": [...]}`. A key that is malformed (a member named twice
+    /// included), unsupported, not for signatures (`use` other than `sig`, `key_ops` without
+    /// `verify`) or symmetric (`oct`) is skipped and counted in [`Jwks::skipped`]; the others are
+    /// kept. A document that is too large, not a JSON object, has no `keys` array (or two) or
+    /// too many keys is an error.
     pub fn parse(json: &[u8]) -> Result<Jwks, JwksError> {
         if json.len() > MAX_JWKS_BYTES {
             return Err(JwksError::TooLarge);
         }
-        let doc = json::parse_object(json).map_err(|e| match e {
-            json::ObjectError::NotObject => JwksError::NotObject,
-            json::ObjectError::NotJson | json::ObjectError::Duplicate => JwksError::NotJson,
-        })?;
-        Jwks::from_document(&doc)
+        let Node::Object(members, _) = shared::json::parse(json).map_err(|_| JwksError::NotJson)? else {
+            return Err(JwksError::NotObject);
+        };
+        let mut keys = None;
+        for (name, value) in members {
+            if name == "keys" && keys.replace(value).is_some() {
+                return Err(JwksError::NotJson);
+            }
+        }
+        let Some(Node::Array(entries, _)) = keys else {
+            return Err(JwksError::MissingKeys);
+        };
+        if entries.len() > MAX_JWKS_KEYS {
+            return Err(JwksError::TooManyKeys);
+        }
+        let mut jwks = Jwks::default();
+        for entry in entries {
+            match entry.into_strict_value() {
+                Ok(entry) => jwks.add(&entry),
+                Err(shared::json::Duplicate) => jwks.skipped.push("a member named twice"),
+            }
+        }
+        Ok(jwks)
+    }
+
+    fn add(&mut self, entry: &Value) {
+        match Jwk::from_json(entry) {
+            Ok(jwk) => self.keys.push(jwk),
+            Err(why) => self.skipped.push(why),
+        }
     }
 
     /// [`Jwks::parse`] for a document already read, e.g. from config.
@@ -295,10 +321,7 @@ impl Jwks {
         }
         let mut jwks = Jwks::default();
         for entry in entries {
-            match Jwk::from_json(entry) {
-                Ok(jwk) => jwks.keys.push(jwk),
-                Err(why) => jwks.skipped.push(why),
-            }
+            jwks.add(entry);
         }
         Ok(jwks)
     }
@@ -541,6 +564,18 @@ mod tests {
         let empty = Jwks::parse(br#"{"keys": []}"#).unwrap();
         assert!(empty.is_empty());
         assert_eq!(JwksError::TooManyKeys.reason(), "too_many_keys");
+    }
+
+    /// A key that names a member twice is one malformed key: skipped, and the others kept. Were
+    /// the whole document refused, the last good keys (a key the IdP just removed with them)
+    /// would be trusted on for as long as the IdP serves it.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_key_that_names_a_member_twice_is_skipped_alone() {
+        let ed25519 = ed25519_jwk().to_string();
+        let twice = ed25519.replacen('{', r#"{"use": "sig", "use": "enc", "#, 1);
+        let document = format!(r#"{{"keys": [{twice}, {ed25519}], "note": {{"a": 1, "a": 2}}}}"#);
+        let set = Jwks::parse(document.as_bytes()).unwrap();
+        assert_eq!((set.len(), set.skip_reasons()), (1, &["a member named twice"][..]));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
