@@ -720,6 +720,31 @@ fn a_flapping_idp_keeps_the_last_good_keys() {
     assert_eq!(gw.send(bearer(&token)).status, 200);
 }
 
+/// While the IdP cannot be asked, its last keys are used for `max_stale_secs` after the fetch
+/// that got them, not without bound (a key it removed meanwhile would be trusted on): then tokens
+/// get 503, cached ones too, until a fetch succeeds again.
+#[test]
+fn keys_that_cannot_be_refreshed_are_not_used_past_max_stale() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["jwks"]["refresh_secs"] = json!(1);
+    provider["jwks"]["max_stale_secs"] = json!(3);
+    let gw = gateway_for(&oauth, provider);
+    let token = oauth.token(json!({}));
+    assert_eq!(gw.send(bearer(&token)).status, 200);
+    oauth.set_fault(Fault::Down);
+    gw.wait_until("the keys to go stale", || gw.send(bearer(&token)).status == 503);
+    let response = gw.send(bearer(&token));
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert_eq!(response.header("retry-after").as_deref(), Some("2"));
+    assert_eq!(
+        gw.envoy.stat("wasmcustom.apisec.jwt_auth.denied_keys_unavailable"),
+        Some(2)
+    );
+    oauth.set_fault(Fault::None);
+    gw.wait_until("the keys to come back", || gw.send(bearer(&token)).status == 200);
+}
+
 /// `{"keys": []}` is no failure but the IdP withdrawing its keys: the key it removed is trusted
 /// no longer (401, not the last keys kept), and its return is taken as soon as it is published.
 #[test]

@@ -28,6 +28,9 @@ pub enum JwksConfig {
         authority: Option<String>,
         #[serde(default = "default_refresh")]
         refresh_secs: u64,
+        /// How long the last good keys are used while fetches fail; default: an hour, or twice
+        /// `refresh_secs` when that is longer.
+        max_stale_secs: Option<u64>,
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
     },
@@ -39,6 +42,7 @@ pub enum JwksConfig {
         jwks_cluster: Option<String>,
         #[serde(default = "default_refresh")]
         refresh_secs: u64,
+        max_stale_secs: Option<u64>,
         #[serde(default = "default_timeout")]
         timeout_ms: u64,
     },
@@ -57,6 +61,10 @@ fn default_timeout() -> u64 {
 /// The longest key refresh period: a key the IdP removed (a compromised one) is trusted at most
 /// this long after. 0 would fetch on every tick.
 pub const MAX_REFRESH_SECS: u64 = 86_400;
+
+/// The longest the last good keys are used while fetches fail, and the default.
+pub const MAX_STALE_SECS: u64 = 604_800;
+const DEFAULT_STALE_SECS: u64 = 3600;
 
 /// The largest clock skew an issuer's config may allow. RFC 7519 (section 4.1.4) speaks of "a
 /// few minutes" at most; more would keep expired tokens alive (`1e12` would disable expiry).
@@ -149,6 +157,7 @@ impl IssuerKeys {
                       discovery_path,
                       jwks_cluster: &Option<String>,
                       refresh,
+                      max_stale: Option<u64>,
                       timeout| {
             let cluster = nonempty(cluster, &keys_at.field("cluster"))?;
             let jwks_cluster = jwks_cluster
@@ -160,6 +169,12 @@ impl IssuerKeys {
                 return Err(keys_at
                     .field("refresh_secs")
                     .error(format!("must be between 1 and {MAX_REFRESH_SECS}")));
+            }
+            let max_stale_secs = max_stale.unwrap_or(DEFAULT_STALE_SECS.max(refresh.saturating_mul(2)));
+            if max_stale_secs <= refresh || max_stale_secs > MAX_STALE_SECS {
+                return Err(keys_at.field("max_stale_secs").error(format!(
+                    "must be more than refresh_secs ({refresh}) and at most {MAX_STALE_SECS}"
+                )));
             }
             let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
                 keys_at
@@ -179,6 +194,7 @@ impl IssuerKeys {
                 discovery_path,
                 jwks_cluster,
                 refresh_secs: refresh,
+                max_stale_secs,
                 timeout_ms: timeout,
             });
             // OIDC discovery: a document naming another issuer is not used (Discovery 1.0
@@ -221,6 +237,7 @@ impl IssuerKeys {
                 path,
                 authority,
                 refresh_secs,
+                max_stale_secs,
                 timeout_ms,
             } => {
                 if !path.starts_with('/') {
@@ -233,6 +250,7 @@ impl IssuerKeys {
                     None,
                     &None,
                     *refresh_secs,
+                    *max_stale_secs,
                     *timeout_ms,
                 )?
             }
@@ -241,6 +259,7 @@ impl IssuerKeys {
                 authority,
                 jwks_cluster,
                 refresh_secs,
+                max_stale_secs,
                 timeout_ms,
             } => {
                 let base = path_of(spec.issuer)
@@ -253,6 +272,7 @@ impl IssuerKeys {
                     Some(discovery),
                     jwks_cluster,
                     *refresh_secs,
+                    *max_stale_secs,
                     *timeout_ms,
                 )?
             }
@@ -264,7 +284,7 @@ impl IssuerKeys {
     pub fn current(&self, ctx: &Ctx) -> Option<(Rc<Jwks>, u64)> {
         match &self.source {
             KeySource::Static(jwks) => Some((Rc::clone(jwks), 0)),
-            KeySource::Remote(remote) => remote.current(ctx.store),
+            KeySource::Remote(remote) => remote.current(ctx.store, ctx.now_ms),
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Remote keys are fetched periodically by one worker at a time (a lease in shared data), stored
 //! in shared data for every worker, and parsed once per version by each. A failed fetch keeps the last
-//! good keys and retries with backoff. A request that finds no key for its token (none yet, or
+//! good keys, for at most `max_stale_secs` after the fetch that got them, and every worker retries
+//! after one backoff (kept with the lease). A request that finds no key for its token (none yet, or
 //! none with its `kid`) fetches the keys itself, or waits on the fetch in flight on its worker;
 //! these request fetches are rate-limited, and when they find nothing the request gets 503 (no
 //! keys) or 401 (an unknown `kid` while the IdP answers).
@@ -19,6 +20,9 @@ use crate::Jwks;
 
 /// Longest pause between retries of a failing fetch.
 const MAX_BACKOFF_MS: u64 = 30_000;
+/// A fetch time this far ahead of the clock was taken before the clock stepped back: the keys
+/// are refreshed at once rather than once the clock has caught up.
+const CLOCK_STEP_MS: u64 = 1000;
 /// A provider refetches for a request at most this often.
 const REQUEST_REFETCH_MS: u64 = 10_000;
 /// Request refetches whose request went away before the answer that give their rate-limit
@@ -49,8 +53,11 @@ pub struct RemoteKeys {
     /// The `issuer` an OIDC discovery document must name ([`RemoteKeys::require_issuer`]).
     issuer: Option<String>,
     refresh_ms: u64,
+    /// The last good keys are used at most this long after the fetch that got them.
+    max_stale_ms: u64,
     timeout: Duration,
-    /// Shared-data keys: the document, its fetch time (written last), and the fetch lease.
+    /// Shared-data keys: the document, its fetch time (written last), and the fetch lease (with
+    /// the count of failed fetches in a row, which every worker's backoff follows).
     body_key: String,
     stamp_key: String,
     lease_key: String,
@@ -72,6 +79,8 @@ struct KeyState {
     in_flight: bool,
     /// The fetch in flight holds the lease: a periodic one does, a request's refetch does not.
     holds_lease: bool,
+    /// Failed fetches in a row, as the lease said when this worker took it.
+    lease_failures: u32,
     next_attempt_ms: u64,
     failures: u32,
     /// When the last request refetch that counts against the rate limit started.
@@ -173,6 +182,7 @@ pub struct RemoteSpec {
     /// With discovery: the cluster for a `jwks_uri` on another host.
     pub jwks_cluster: Option<String>,
     pub refresh_secs: u64,
+    pub max_stale_secs: u64,
     pub timeout_ms: u64,
     /// Prefix of this key source's shared-data keys: distinguishes it from every other plugin's.
     pub store_prefix: String,
@@ -192,6 +202,7 @@ impl RemoteKeys {
             jwks_cluster: spec.jwks_cluster,
             issuer: None,
             refresh_ms: spec.refresh_secs.saturating_mul(1000),
+            max_stale_ms: spec.max_stale_secs.saturating_mul(1000),
             timeout: Duration::from_millis(spec.timeout_ms),
             body_key: format!("{}.jwks", spec.store_prefix),
             stamp_key: format!("{}.stamp", spec.store_prefix),
@@ -214,13 +225,22 @@ impl RemoteKeys {
     /// The adopted keys and their version: the same for the same document, so that a refresh
     /// that finds the keys unchanged keeps what was verified with them. Newer documents other
     /// workers stored are taken on each tick; a request reads shared data itself only while this
-    /// worker has no keys at all.
-    pub fn current(&self, store: &dyn SharedStore) -> Option<(Rc<Jwks>, u64)> {
-        if self.state.borrow().jwks.is_none() {
+    /// worker has no keys it may use. None once the keys are older than `max_stale_secs`: a key the
+    /// IdP removed while its keys could not be fetched is not trusted on without bound.
+    pub fn current(&self, store: &dyn SharedStore, now_ms: u64) -> Option<(Rc<Jwks>, u64)> {
+        let usable = |state: &KeyState| state.jwks.is_some() && !self.past_max_stale(state.stamp, now_ms);
+        if !usable(&self.state.borrow()) {
             self.sync(store);
         }
         let state = self.state.borrow();
+        if self.past_max_stale(state.stamp, now_ms) {
+            return None;
+        }
         state.jwks.clone().map(|jwks| (jwks, state.version))
+    }
+
+    fn past_max_stale(&self, stamp: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(stamp) > self.max_stale_ms
     }
 
     /// Takes the fetch another worker stored, if it is newer. Returns whether that changed the
@@ -252,7 +272,10 @@ impl RemoteKeys {
         self.sync(store);
         let due = {
             let state = self.state.borrow();
-            let stale = state.jwks.is_none() || state.catch_up || now_ms >= state.stamp.saturating_add(self.refresh_ms);
+            let stale = state.jwks.is_none()
+                || state.catch_up
+                || now_ms >= state.stamp.saturating_add(self.refresh_ms)
+                || state.stamp > now_ms.saturating_add(CLOCK_STEP_MS);
             stale && !state.in_flight && now_ms >= state.next_attempt_ms
         };
         if !due || !self.take_lease(now_ms, store) {
@@ -384,7 +407,8 @@ impl RemoteKeys {
         match self.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
             Ok(Some(next)) => step.calls.push((Fetch::Jwks.tag(index), next)),
             result => {
-                step.counters.push(self.counted(result.map(|_| ()), fetch, counters));
+                step.counters
+                    .push(self.counted(result.map(|_| ()), fetch, counters, ctx.now_ms));
                 step.notify.push(signal);
             }
         }
@@ -395,18 +419,26 @@ impl RemoteKeys {
     pub fn answer_refetch(&self, fetch: Fetch, outcome: CallOutcome, ctx: &Ctx, counters: FetchCounters) -> Refetched {
         match self.on_response(fetch, outcome, ctx.now_ms, ctx.store) {
             Ok(Some(next)) => Refetched::Next(Fetch::Jwks, next),
-            result => Refetched::Ended(self.counted(result.map(|_| ()), fetch, counters)),
+            result => Refetched::Ended(self.counted(result.map(|_| ()), fetch, counters, ctx.now_ms)),
         }
     }
 
-    fn counted(&self, result: Result<(), FetchError>, fetch: Fetch, counters: FetchCounters) -> Counter {
+    fn counted(&self, result: Result<(), FetchError>, fetch: Fetch, counters: FetchCounters, now_ms: u64) -> Counter {
         match result {
             Ok(()) => counters.ok,
             Err(error) => {
-                log::warn!(
-                    "{}: {fetch:?} fetch failed ({error:?}); keeping the last good keys",
-                    self.label
-                );
+                let state = self.state.borrow();
+                if state.jwks.is_some() && self.past_max_stale(state.stamp, now_ms) {
+                    log::warn!(
+                        "{}: {fetch:?} fetch failed ({error:?}); the last good keys are older than max_stale_secs: tokens are refused until a fetch succeeds",
+                        self.label
+                    );
+                } else {
+                    log::warn!(
+                        "{}: {fetch:?} fetch failed ({error:?}); keeping the last good keys",
+                        self.label
+                    );
+                }
                 counters.failed
             }
         }
@@ -434,8 +466,19 @@ impl RemoteKeys {
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
         if !state.in_flight && std::mem::take(&mut state.holds_lease) {
-            // The fetch is over: another worker may take the next one without waiting the lease out.
-            let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
+            // The fetch is over: after a success another worker may take the next one at once;
+            // after a failure, none before the backoff of the failures in a row is over.
+            let lease = match &result {
+                Ok(_) => Lease::default(),
+                Err(_) => {
+                    let failures = state.lease_failures.saturating_add(1);
+                    Lease {
+                        until_ms: now_ms.saturating_add(backoff_ms(failures)),
+                        failures,
+                    }
+                }
+            };
+            let _ = store.set(&self.lease_key, &lease.bytes(), None);
         }
         if !state.in_flight {
             state.forced_in_flight = false;
@@ -446,8 +489,7 @@ impl RemoteKeys {
             Ok(_) => state.failures = 0,
             Err(_) => {
                 state.failures = state.failures.saturating_add(1);
-                let backoff = 1000u64.saturating_mul(1 << state.failures.min(5)).min(MAX_BACKOFF_MS);
-                state.next_attempt_ms = now_ms.saturating_add(backoff);
+                state.next_attempt_ms = now_ms.saturating_add(backoff_ms(state.failures));
             }
         }
         result
@@ -516,8 +558,14 @@ impl RemoteKeys {
                 self.label
             );
         }
-        // A stamp strictly newer than the adopted one, so every worker sees a new fetch.
-        let stamp = now_ms.max(self.state.borrow().stamp.saturating_add(1));
+        // Another stamp than the adopted one, so every worker sees a new fetch; the clock's time
+        // even after it stepped back, so that refreshes keep their pace.
+        let adopted = self.state.borrow().stamp;
+        let stamp = if now_ms == adopted {
+            now_ms.saturating_add(1)
+        } else {
+            now_ms
+        };
         let stored = store.set(&self.body_key, &body, None).is_ok()
             && store.set(&self.stamp_key, &stamp.to_le_bytes(), None).is_ok();
         if !stored {
@@ -535,17 +583,61 @@ impl RemoteKeys {
 
     /// One worker fetches at a time: a lease in shared data, taken with compare-and-swap.
     fn take_lease(&self, now_ms: u64, store: &dyn SharedStore) -> bool {
-        let until = now_ms
-            .saturating_add(u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX))
+        let fetch_ms = u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
             .saturating_add(1000);
-        match store.get(&self.lease_key) {
-            Some((value, cas)) => {
-                let held = read_u64(&value).is_some_and(|held_until| now_ms < held_until);
-                !held && store.set(&self.lease_key, &until.to_le_bytes(), Some(cas)).is_ok()
-            }
-            None => store.set(&self.lease_key, &until.to_le_bytes(), None).is_ok(),
+        let (held, cas) = match store.get(&self.lease_key) {
+            Some((value, cas)) => (Lease::read(&value), Some(cas)),
+            None => (Lease::default(), None),
+        };
+        // A lease running out later than any lease is taken for was taken before the clock
+        // stepped back: it is over.
+        let longest = fetch_ms.max(MAX_BACKOFF_MS);
+        if now_ms < held.until_ms && held.until_ms <= now_ms.saturating_add(longest) {
+            return false;
+        }
+        let lease = Lease {
+            until_ms: now_ms.saturating_add(fetch_ms),
+            failures: held.failures,
+        };
+        let taken = store.set(&self.lease_key, &lease.bytes(), cas).is_ok();
+        if taken {
+            self.state.borrow_mut().lease_failures = held.failures;
+        }
+        taken
+    }
+}
+
+/// The fetch lease as stored: until when no other worker may fetch, and how many fetches in a
+/// row failed.
+#[derive(Default)]
+struct Lease {
+    until_ms: u64,
+    failures: u32,
+}
+
+impl Lease {
+    fn read(bytes: &[u8]) -> Self {
+        let failures = bytes
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes);
+        Self {
+            until_ms: bytes.get(..8).and_then(read_u64).unwrap_or(0),
+            failures,
         }
     }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = self.until_ms.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.failures.to_le_bytes());
+        out
+    }
+}
+
+/// The pause after `failures` failed fetches in a row: 2 s, doubling, at most 30 s.
+fn backoff_ms(failures: u32) -> u64 {
+    1000u64.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF_MS)
 }
 
 fn ok_body(outcome: CallOutcome) -> Result<Vec<u8>, FetchError> {
@@ -613,6 +705,7 @@ mod tests {
     const T0: u64 = 1_767_225_600_000;
     const TIMEOUT_MS: u64 = 100;
     const REFRESH_MS: u64 = 60_000;
+    const MAX_STALE_MS: u64 = 600_000;
 
     /// The RFC 8037 appendix A.1 Ed25519 public key, as a JWKS.
     fn jwks_body(kid: &str) -> Vec<u8> {
@@ -630,6 +723,7 @@ mod tests {
             discovery_path: discovery.then(|| "/.well-known/openid-configuration".to_owned()),
             jwks_cluster: None,
             refresh_secs: REFRESH_MS / 1000,
+            max_stale_secs: MAX_STALE_MS / 1000,
             timeout_ms: TIMEOUT_MS,
             store_prefix: "apisec.test.idp".into(),
         }
@@ -751,7 +845,7 @@ mod tests {
     }
 
     fn kids(keys: &RemoteKeys, store: &FakeStore) -> Vec<String> {
-        let (jwks, _) = keys.current(store).expect("keys");
+        let (jwks, _) = keys.current(store, T0).expect("keys");
         jwks.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect()
     }
 
@@ -776,7 +870,7 @@ mod tests {
     fn a_fetch_is_a_get_through_the_cluster_with_the_authority_and_timeout() {
         let store = FakeStore::default();
         let keys = RemoteKeys::new(spec(false));
-        assert!(keys.current(&store).is_none());
+        assert!(keys.current(&store, T0).is_none());
         let (fetch, call) = keys.tick(T0, &store).unwrap();
         assert_eq!(fetch, Fetch::Jwks);
         assert_eq!(
@@ -804,15 +898,15 @@ mod tests {
         let worker2 = RemoteKeys::new(spec(false));
         assert!(worker1.tick(T0, &store).is_some());
         assert!(worker2.tick(T0, &store).is_none(), "the lease is held");
-        assert!(worker2.current(&store).is_none());
+        assert!(worker2.current(&store, T0).is_none());
         assert_eq!(
             worker1.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0 + 50, &store),
             Ok(None)
         );
         assert_eq!(kids(&worker2, &store), vec!["k1"]);
         assert_eq!(
-            worker1.current(&store).map(|(_, v)| v),
-            worker2.current(&store).map(|(_, v)| v),
+            worker1.current(&store, T0).map(|(_, v)| v),
+            worker2.current(&store, T0).map(|(_, v)| v),
             "one version for every worker"
         );
         // Fresh keys: nobody fetches, lease or not.
@@ -824,14 +918,14 @@ mod tests {
         assert!(worker2.tick(due, &store).is_some());
         assert!(worker1.tick(due, &store).is_none());
         // A new document gets a new version everywhere, even within the same millisecond.
-        let before = worker1.current(&store).unwrap().1;
+        let before = worker1.current(&store, T0).unwrap().1;
         assert_eq!(
             worker2.on_response(Fetch::Jwks, ok(jwks_body("k2")), T0 + 50, &store),
             Ok(None)
         );
         // Worker 1 takes it on its next tick.
         assert!(worker1.tick(T0 + 60, &store).is_none());
-        let after = worker1.current(&store).unwrap().1;
+        let after = worker1.current(&store, T0).unwrap().1;
         assert_ne!(before, after);
         assert_eq!(kids(&worker1, &store), vec!["k2"]);
     }
@@ -848,7 +942,7 @@ mod tests {
             worker1.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0, &store),
             Ok(None)
         );
-        let version = worker2.current(&store).unwrap().1;
+        let version = worker2.current(&store, T0).unwrap().1;
         let due = T0 + REFRESH_MS;
         assert!(worker1.tick(due, &store).is_some());
         assert_eq!(
@@ -856,8 +950,8 @@ mod tests {
             Ok(None)
         );
         assert!(!worker2.sync(&store), "nothing new to adopt");
-        assert_eq!(worker1.current(&store).unwrap().1, version);
-        assert_eq!(worker2.current(&store).unwrap().1, version);
+        assert_eq!(worker1.current(&store, T0).unwrap().1, version);
+        assert_eq!(worker2.current(&store, T0).unwrap().1, version);
         // The refresh still counts: nobody fetches again until the next one is due.
         assert!(worker2.tick(due + 1, &store).is_none());
 
@@ -868,7 +962,7 @@ mod tests {
             Ok(None)
         );
         assert!(worker1.sync(&store));
-        assert_ne!(worker1.current(&store).unwrap().1, version);
+        assert_ne!(worker1.current(&store, T0).unwrap().1, version);
         assert_eq!(kids(&worker1, &store), vec!["k2"]);
     }
 
@@ -904,7 +998,14 @@ mod tests {
             holder.on_response(Fetch::Jwks, CallOutcome::Failed, T0 + 30, &store),
             Err(FetchError::Unreachable)
         );
-        assert!(bystander.tick(T0 + 40, &store).is_some(), "the holder freed its lease");
+        assert!(
+            bystander.tick(T0 + 40, &store).is_none(),
+            "the holder failed: every worker waits its backoff out"
+        );
+        assert!(
+            bystander.tick(T0 + 30 + 2_000, &store).is_some(),
+            "then the lease is free"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -940,7 +1041,7 @@ mod tests {
             let keys = loaded(&store, "k1");
             let worker2 = RemoteKeys::new(spec(false));
             assert_eq!(kids(&worker2, &store), vec!["k1"]);
-            let (_, version) = keys.current(&store).unwrap();
+            let (_, version) = keys.current(&store, T0).unwrap();
             assert_eq!(
                 keys.on_response(Fetch::Jwks, ok(body), T0 + 1, &store),
                 Ok(None),
@@ -948,7 +1049,7 @@ mod tests {
             );
             assert!(!keys.failing(), "{body}");
             assert_eq!(kids(&keys, &store), Vec::<String>::new(), "{body}");
-            assert_ne!(keys.current(&store).unwrap().1, version, "{body}");
+            assert_ne!(keys.current(&store, T0).unwrap().1, version, "{body}");
             assert!(worker2.sync(&store), "{body}: the other workers take it too");
             assert_eq!(kids(&worker2, &store), Vec::<String>::new(), "{body}");
         }
@@ -983,6 +1084,81 @@ mod tests {
         assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
         assert!(keys.tick(now + 1_999, &store).is_none());
         assert!(keys.tick(now + 2_000, &store).is_some());
+    }
+
+    /// The backoff is the IdP's, not one worker's: with four workers, a failing IdP is asked once
+    /// per backoff, not by each worker on its next tick.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn every_worker_waits_out_the_backoff_of_a_failed_fetch() {
+        let store = FakeStore::default();
+        let workers: Vec<RemoteKeys> = (0..4).map(|_| RemoteKeys::new(spec(false))).collect();
+        let mut fetches_at = Vec::new();
+        let mut now = T0;
+        while now < T0 + 2_000 + 4_000 + 8_000 {
+            for worker in &workers {
+                if worker.tick(now, &store).is_some() {
+                    fetches_at.push(now - T0);
+                    let _ = worker.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store);
+                }
+            }
+            now += 500;
+        }
+        assert_eq!(fetches_at, vec![0, 2_000, 6_000]);
+    }
+
+    /// Past `max_stale_secs` since the fetch that got them, keys whose refreshes keep failing are
+    /// not used: a key the IdP removed meanwhile is not trusted on without bound.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn keys_older_than_max_stale_are_not_used() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let worker2 = RemoteKeys::new(spec(false));
+        let mut now = T0 + 1;
+        while now <= T0 + MAX_STALE_MS {
+            if keys.tick(now, &store).is_some() {
+                let _ = keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store);
+            }
+            now += 500;
+        }
+        assert!(
+            keys.current(&store, T0 + MAX_STALE_MS).is_some(),
+            "still within max_stale_secs"
+        );
+        assert!(keys.current(&store, T0 + MAX_STALE_MS + 1).is_none());
+        assert!(
+            worker2.current(&store, T0 + MAX_STALE_MS + 1).is_none(),
+            "on every worker"
+        );
+        // A fetch that succeeds again brings them back.
+        let later = T0 + MAX_STALE_MS + 30_000;
+        assert!(keys.tick(later, &store).is_some());
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), later, &store),
+            Ok(None)
+        );
+        assert!(worker2.current(&store, later).is_some());
+        assert_eq!(kids(&worker2, &store), vec!["k2"]);
+    }
+
+    /// The fetch time is the host's wall clock: after it steps back an hour, keys are refreshed
+    /// at once and then at their pace, and a lease taken before the step does not block fetches
+    /// for that hour.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_clock_that_steps_back_does_not_stop_refreshes() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        // A fetch in flight (its lease taken) when the clock steps back.
+        assert!(keys.tick(T0 + REFRESH_MS, &store).is_some());
+        let back = T0 + REFRESH_MS - 3_600_000;
+        assert!(other.tick(back, &store).is_some(), "refreshed at once");
+        assert_eq!(
+            other.on_response(Fetch::Jwks, ok(jwks_body("k1")), back, &store),
+            Ok(None)
+        );
+        assert!(other.tick(back + REFRESH_MS - 1, &store).is_none());
+        assert!(other.tick(back + REFRESH_MS, &store).is_some(), "then at its pace");
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -1060,7 +1236,7 @@ mod tests {
                 Err(FetchError::WrongIssuer),
                 "{document}"
             );
-            assert!(keys.current(&store).is_none());
+            assert!(keys.current(&store, T0).is_none());
             assert!(keys.failing());
             assert!(keys.tick(T0 + 1_999, &store).is_none());
             let (fetch, _) = keys.tick(T0 + 2_000, &store).unwrap();

@@ -463,6 +463,17 @@ fn provider_values_out_of_bounds_are_refused() {
             remote(json!({"type": "oidc", "cluster": "idp", "refresh_secs": 86_401})),
             "providers.idp.jwks.refresh_secs: must be between 1 and 86400",
         ),
+        // Keys that went stale before their next refresh was due would refuse every token.
+        (
+            remote(
+                json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 600, "max_stale_secs": 600}),
+            ),
+            "providers.idp.jwks.max_stale_secs: must be more than refresh_secs (600) and at most 604800",
+        ),
+        (
+            remote(json!({"type": "oidc", "cluster": "idp", "max_stale_secs": 604_801})),
+            "providers.idp.jwks.max_stale_secs: must be more than refresh_secs (300) and at most 604800",
+        ),
     ];
     for (config, expected) in cases {
         assert_eq!(config_error(&config).to_string(), expected, "{config}");
@@ -472,6 +483,8 @@ fn provider_values_out_of_bounds_are_refused() {
         provider(json!({"clock_skew_secs": 0})),
         remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "refresh_secs": 1})),
         remote(json!({"type": "oidc", "cluster": "idp", "refresh_secs": 86_400})),
+        remote(json!({"type": "oidc", "cluster": "idp", "max_stale_secs": 301})),
+        remote(json!({"type": "remote", "cluster": "idp", "path": "/jwks", "max_stale_secs": 604_800})),
     ] {
         configured(&fine);
     }

@@ -231,6 +231,10 @@ fn jwt_values_out_of_bounds_are_refused() {
             jwt(json!({"jwks": {"type": "oidc", "cluster": "idp", "refresh_secs": 0}})),
             "jwt.jwks.refresh_secs: must be between 1 and 86400",
         ),
+        (
+            jwt(json!({"jwks": {"type": "oidc", "cluster": "idp", "max_stale_secs": 0}})),
+            "jwt.jwks.max_stale_secs: must be more than refresh_secs (300) and at most 604800",
+        ),
     ];
     for (config, expected) in cases {
         assert_eq!(config_error(&config), expected, "{config}");
