@@ -315,8 +315,8 @@ impl RemoteKeys {
         self.state.borrow().ended == ticket.ended
     }
 
-    /// The request that started a refetch went away before the answer (the host
-    /// cancels its call, so the answer never comes). The refetch did not complete, so it gives
+    /// The request that started a refetch went away before the answer (which, when it comes, has
+    /// no request to go to: the adapter drops it). The refetch did not complete, so it gives
     /// its rate-limit window back: otherwise a client that sends a made-up `kid` and hangs up
     /// would keep a genuinely rotated key out for the whole window. Only
     /// [`ABANDONED_REFETCH_BUDGET`] abandoned refetches per window do (each may have reached the

@@ -355,7 +355,7 @@ impl HttpFilter for Auth {
 
 impl Drop for Auth {
     /// A request that goes away (the client left) while it refetches keys never gets the answer:
-    /// the host cancels its call. Give the fetch up, or the provider would count it in flight for
+    /// the adapter drops an answer whose request is gone. Give the fetch up, or the provider would count it in flight for
     /// good: no periodic refresh again on this worker, and every later unknown `kid` would wait on
     /// a signal nobody notifies.
     fn drop(&mut self) {

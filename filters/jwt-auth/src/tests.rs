@@ -2497,7 +2497,7 @@ fn a_leader_that_goes_away_does_not_wedge_the_provider() {
     let headers = get(&remote_token("k2", Some(2)));
     let mut leader = config.filter();
     assert_eq!(leader.on_request_headers(&headers, &host.ctx()).action, Action::Pause);
-    // The client hangs up: the host cancels the call, and the answer never comes.
+    // The client hangs up: the answer, when it comes, has no request to go to.
     drop(leader);
 
     // Later requests with the unknown kid are not parked on a signal nobody will notify; the
