@@ -164,6 +164,30 @@ fn an_oauth_server_down_at_start_fails_closed_until_it_is_up() {
     assert_eq!(gw.send(bearer(&opaque)).status, 200);
 }
 
+/// A cluster Envoy does not have (a typo, or one its cluster discovery has not delivered yet)
+/// fails closed, and the log says which cluster it is.
+#[test]
+fn an_introspection_cluster_envoy_lacks_fails_closed_and_is_named_in_the_log() {
+    let oauth = OAuthServer::start();
+    oauth.add_client(Client::new("gateway", "gateway-secret", ""));
+    let config = json!({
+        "introspection": {
+            "cluster": "oauht", "path": INTROSPECT_PATH, "authority": "idp.test",
+            "client_id": "gateway", "client_secret": "gateway-secret", "response": {"type": "jwt"},
+        },
+        "jwt": {"issuer": oauth.issuer(), "audiences": ["api"],
+                "jwks": {"type": "remote", "cluster": "oauht", "path": "/jwks"}},
+    });
+    let gw = Gateway::start_with(|c| c.filter("phantom_token", config));
+    assert_unavailable(&gw.send(bearer(&oauth.opaque_token(json!({})))));
+    assert_eq!(gw.echo.request_count(), 0);
+    gw.wait_until("the log line", || {
+        gw.envoy
+            .log()
+            .contains(r#"a call to cluster "oauht" could not be dispatched: is the cluster defined in Envoy?"#)
+    });
+}
+
 #[test]
 fn an_oauth_outage_mid_traffic_keeps_cached_tokens_and_refuses_new_ones() {
     let oauth = OAuthServer::start();

@@ -109,6 +109,12 @@ pub fn dispatch(call: &crate::effects::HttpCall, owner: u32) -> Option<u32> {
     Some(token)
 }
 
+/// Says which call the host refused: most often a cluster Envoy does not have (a typo in the
+/// config, or one its cluster discovery has not delivered yet).
+pub fn log_undispatched(filter: &str, cluster: &str) {
+    log::warn!("{filter}: a call to cluster {cluster:?} could not be dispatched: is the cluster defined in Envoy?");
+}
+
 /// The ABI's 32-bit milliseconds; configs keep timeouts far below its limit.
 fn timeout_ms(timeout: std::time::Duration) -> u32 {
     u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX)

@@ -5,7 +5,7 @@ use std::rc::{Rc, Weak};
 
 use super::abi::{self, BufferType, MapType};
 use super::dispatch::HostAction;
-use super::host::{bump, ctx, dispatch, dispatch_grpc, read_grpc_outcome, read_headers};
+use super::host::{bump, ctx, dispatch, dispatch_grpc, log_undispatched, read_grpc_outcome, read_headers};
 use super::waiters::{self, Wakeable};
 use crate::effects::{self, Action, CallOutcome, GrpcOutcome, HeaderEdit, LocalReply, Step};
 use crate::filter::HttpFilter;
@@ -196,21 +196,26 @@ impl State {
         for call in &step.calls {
             match dispatch(call, shell.context_id) {
                 Some(token) => self.pending_calls.push(token),
-                None => undispatched += 1,
+                None => {
+                    undispatched += 1;
+                    log_undispatched(shell.name, &call.cluster);
+                }
             }
         }
         let mut grpc_undispatched = 0;
         for call in &step.grpc_calls {
             match dispatch_grpc(call, shell.context_id) {
                 Some(token) => self.pending_calls.push(token),
-                None => grpc_undispatched += 1,
+                None => {
+                    grpc_undispatched += 1;
+                    log_undispatched(shell.name, &call.cluster);
+                }
             }
         }
         let mut notify = step.notify;
         let action = match step.action {
             Action::Continue => HostAction::Continue,
             Action::Pause if undispatched + grpc_undispatched > 0 => {
-                log::warn!("{}: outbound call could not be dispatched", shell.name);
                 let (action, more) = match self.filter.as_mut() {
                     Some(filter) => {
                         let step = if undispatched > 0 {

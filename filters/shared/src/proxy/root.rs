@@ -67,11 +67,7 @@ impl Root {
             match dispatch(call, self.context_id) {
                 Some(token) => self.calls.push((token, *tag)),
                 None => {
-                    log::warn!(
-                        "{}: background call to cluster {} could not be dispatched",
-                        self.name,
-                        call.cluster
-                    );
+                    super::host::log_undispatched(self.name, &call.cluster);
                     let failed = root.on_call_response(*tag, CallOutcome::Failed, ctx);
                     self.carry_out(root, failed, ctx);
                 }
