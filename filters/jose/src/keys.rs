@@ -385,10 +385,14 @@ impl RemoteKeys {
         }
     }
 
-    /// The last fetch failed: the IdP cannot be asked right now, so an unknown `kid` may be a
-    /// rotation this gateway cannot see yet rather than a bad token.
-    pub fn failing(&self) -> bool {
+    /// This worker's last fetch failed, or the last periodic fetch of any worker did: the IdP
+    /// cannot be asked right now, so an unknown `kid` may be a rotation this gateway cannot see
+    /// yet rather than a bad token.
+    pub fn failing(&self, store: &dyn SharedStore) -> bool {
         self.state.borrow().failures > 0
+            || store
+                .get(&self.lease_key)
+                .is_some_and(|(value, _)| Lease::read(&value).failures > 0)
     }
 
     /// The root context's part: takes the answer to fetch `fetch` of key source `index`, and
@@ -810,7 +814,7 @@ mod tests {
         let keys = oidc("login.example", None);
         let store = FakeStore::default();
         assert_eq!(discover(&keys, &store, jwks_uri), Err(FetchError::JwksOnAnotherHost));
-        assert!(keys.failing());
+        assert!(keys.failing(&store));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -1047,7 +1051,7 @@ mod tests {
                 Ok(None),
                 "{body}"
             );
-            assert!(!keys.failing(), "{body}");
+            assert!(!keys.failing(&store), "{body}");
             assert_eq!(kids(&keys, &store), Vec::<String>::new(), "{body}");
             assert_ne!(keys.current(&store, T0).unwrap().1, version, "{body}");
             assert!(worker2.sync(&store), "{body}: the other workers take it too");
@@ -1104,6 +1108,31 @@ mod tests {
             now += 500;
         }
         assert_eq!(fetches_at, vec![0, 2_000, 6_000]);
+    }
+
+    /// Another worker's failed periodic fetch tells this one that the IdP cannot be asked: an
+    /// unknown `kid` here is then an outage (503), not a bad token.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_failed_fetch_on_one_worker_is_an_outage_on_every_worker() {
+        let store = FakeStore::default();
+        let fetcher = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        assert!(!other.failing(&store));
+        let later = T0 + REFRESH_MS;
+        assert!(fetcher.tick(later, &store).is_some());
+        assert!(fetcher
+            .on_response(Fetch::Jwks, CallOutcome::Failed, later, &store)
+            .is_err());
+        assert!(other.failing(&store));
+        // Until a fetch succeeds again.
+        let again = later + 2_000;
+        assert!(other.tick(again, &store).is_some());
+        assert_eq!(
+            other.on_response(Fetch::Jwks, ok(jwks_body("k1")), again, &store),
+            Ok(None)
+        );
+        assert!(!other.failing(&store));
     }
 
     /// Past `max_stale_secs` since the fetch that got them, keys whose refreshes keep failing are
@@ -1237,7 +1266,7 @@ mod tests {
                 "{document}"
             );
             assert!(keys.current(&store, T0).is_none());
-            assert!(keys.failing());
+            assert!(keys.failing(&store));
             assert!(keys.tick(T0 + 1_999, &store).is_none());
             let (fetch, _) = keys.tick(T0 + 2_000, &store).unwrap();
             assert_eq!(fetch, Fetch::Discovery, "{document}: discovery again");
@@ -1398,7 +1427,7 @@ mod tests {
         };
         let _ = keys.answer_refetch(Fetch::Jwks, CallOutcome::Failed, &host.ctx(), counters());
         assert!(!keys.abandoned(ticket));
-        assert!(keys.failing());
+        assert!(keys.failing(host.ctx().store));
         assert!(matches!(keys.refetch(T0 + 2), Refetch::RateLimited));
     }
 
