@@ -167,7 +167,8 @@ impl Buckets {
     }
 
     /// What [`Buckets::take`] would say now, without taking anything: what the limits after one
-    /// that refused a request say of it, since a refused request takes nothing.
+    /// that refused a request say of it, since a refused request takes nothing. A limit that
+    /// would allow it is shown as the request leaves it, untouched.
     pub fn check(
         &self,
         store: &dyn SharedStore,
@@ -179,7 +180,12 @@ impl Buckets {
         let (mut set, _) = self.read_set(store, &name);
         let (now, _) = self.follow_clock(&mut set, now_ms);
         let tat = slot_of(&set, &key.fingerprint).map_or(0, |slot| read_tat(&set, slot));
-        Ok(self.gcra(tat, cost, now).0)
+        let (verdict, _) = self.gcra(tat, cost, now);
+        Ok(if verdict.allowed {
+            self.gcra(tat, 0, now).0
+        } else {
+            verdict
+        })
     }
 
     /// Takes `cost` tokens from the bucket if it has them. A refusal leaves the set as it was,

@@ -1317,3 +1317,49 @@ fn an_escaped_question_mark_does_not_dodge_an_exact_route() {
     .map(|path| status(&filter.filter().on_request_headers(&request(path), &host.ctx())));
     assert_eq!(answers, [0, 429, 0]);
 }
+
+/// The limits after the one that refused are only asked, never charged: the 429 shows them as the
+/// request left them, not as if its tokens were spent (in `draft03`, an untouched limit would
+/// read as the most exhausted one).
+#[wasm_bindgen_test(unsupported = test)]
+fn a_refusal_shows_the_limits_after_the_refusing_one_untouched() {
+    let constant = |value: &str| json!([{"key": "k", "source": {"type": "constant", "value": value}}]);
+    let filter = configured(json!({
+        "limits": [local_limit("narrow", 1, constant("narrow")), local_limit("wide", 10, constant("wide"))],
+        "headers": {"style": "ietf"},
+    }));
+    let host = FakeHost::default();
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    let step = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    let reply = step.local_reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    // "wide" allowed 1 of its 10 tokens (one every 360 s): 9 left, full again in 360 s.
+    assert_eq!(
+        reply.header("ratelimit"),
+        Some(r#""narrow";r=0;t=3600, "wide";r=9;t=360"#)
+    );
+
+    let filter = configured(json!({
+        "limits": [
+            {"name": "narrow", "cost": 2, "descriptor": constant("narrow"),
+             "enforce": {"type": "local", "requests": 3, "per": "hour"}},
+            {"name": "reports", "cost": 5, "descriptor": constant("reports"),
+             "enforce": {"type": "local", "requests": 5, "per": "hour"}, "routes": [{"prefix": "/reports"}]},
+        ],
+        "headers": {"style": "draft03"},
+    }));
+    let host = FakeHost::default();
+    assert_eq!(
+        status(&filter.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    let step = filter.filter().on_request_headers(&request("/reports"), &host.ctx());
+    let reply = step.local_reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    // "narrow" refused with 1 token left (the request needs 2); "reports" still holds all 5.
+    assert_eq!(reply.header("x-ratelimit-remaining"), Some("1"));
+    assert_eq!(reply.header("x-ratelimit-reset"), Some("2400"));
+}
