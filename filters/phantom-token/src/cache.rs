@@ -18,10 +18,6 @@ const FORMAT: u8 = 4;
 const HEADER_LEN: usize = 1 + 8 + 32 + 8 + 8 + 1 + 4 + 8;
 /// Where the time an entry was written is, in any entry of this format.
 const WRITTEN_AT: std::ops::Range<usize> = 49..57;
-/// The version a write to a slot nobody has written yet names. Envoy creates a missing key
-/// whatever version the write names, and refuses this one when another worker created the key
-/// first (its version is this one only once in 2^32 writes), so the write is decided again.
-const NOT_WRITTEN_YET: u32 = u32::MAX;
 /// Writes lost to other workers' before one is given up (and logged).
 const MAX_WRITE_ATTEMPTS: usize = 8;
 /// Entry kinds. An active entry bound to a client certificate has the certificate's SHA-256
@@ -203,16 +199,8 @@ impl SharedCache {
             if kept {
                 return;
             }
-            let version = held.as_ref().map_or(NOT_WRITTEN_YET, |(_, version)| *version);
-            match store.set(&slot, &encoded, Some(version)) {
+            match store.set_if_unchanged(&slot, &encoded, held.map(|(_, version)| version)) {
                 Ok(()) => return,
-                // A host that refuses any version for a key that does not exist: nobody wrote it.
-                Err(StoreError::CasMismatch) if held.is_none() && store.get(&slot).is_none() => {
-                    if store.set(&slot, &encoded, None).is_ok() {
-                        return;
-                    }
-                    break;
-                }
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Failed) => break,
             }
@@ -246,8 +234,7 @@ fn holds_anothers_live_active(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_m
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::testkit::FakeStore;
-    use std::cell::RefCell;
+    use shared::testkit::{FakeStore, RacingStore};
     use wasm_bindgen_test::wasm_bindgen_test;
 
     fn key(n: u8) -> [u8; 32] {
@@ -391,31 +378,6 @@ mod tests {
         assert_eq!(cache.get(&store, &key(1), 10), Some(active(5000)));
     }
 
-    /// Shared data another worker writes to between this worker's read of a cache slot and its
-    /// write, as Envoy's workers can: each call is atomic, a read and a write are not.
-    struct Racing<'a> {
-        store: &'a FakeStore,
-        other_worker: RefCell<Option<OtherWorkersWrite<'a>>>,
-    }
-
-    type OtherWorkersWrite<'a> = Box<dyn FnOnce(&FakeStore) + 'a>;
-
-    impl SharedStore for Racing<'_> {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            let value = self.store.get(key);
-            if !key.ends_with("namespaces") {
-                if let Some(write) = self.other_worker.borrow_mut().take() {
-                    write(self.store);
-                }
-            }
-            value
-        }
-
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            self.store.set(key, value, cas)
-        }
-    }
-
     /// Worker A's call went out before the revocation and answers at 5; worker B asked at 3 and
     /// caches the refusal at 4, between A's read of the slot and A's write: the refusal stays,
     /// whether the slot held something before (another token's expired entry) or nothing.
@@ -430,12 +392,9 @@ mod tests {
             if slot_written_before {
                 worker_a.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 1 }, 0, 0);
             }
-            let racing = Racing {
-                store: &store,
-                other_worker: RefCell::new(Some(Box::new(|store: &FakeStore| {
-                    worker_b.put(store, &key(1), &Entry::Inactive { expires_at_ms: 10_000 }, 3, 4);
-                }))),
-            };
+            let racing = RacingStore::new(&store, "", |store: &FakeStore| {
+                worker_b.put(store, &key(1), &Entry::Inactive { expires_at_ms: 10_000 }, 3, 4);
+            });
             worker_a.put(&racing, &key(1), &active(100_000), 1, 5);
             assert_eq!(
                 worker_a.get(&store, &key(1), 6),
@@ -453,12 +412,9 @@ mod tests {
         let worker_b = SharedCache::new(b"t", 1);
         worker_a.claim(&store, 0);
         worker_b.claim(&store, 0);
-        let racing = Racing {
-            store: &store,
-            other_worker: RefCell::new(Some(Box::new(|store: &FakeStore| {
-                worker_b.put(store, &key(1), &active(10_000), 3, 3);
-            }))),
-        };
+        let racing = RacingStore::new(&store, "", |store: &FakeStore| {
+            worker_b.put(store, &key(1), &active(10_000), 3, 3);
+        });
         worker_a.put(&racing, &key(2), &Entry::Inactive { expires_at_ms: 9_000 }, 2, 4);
         assert_eq!(worker_a.get(&store, &key(1), 5), Some(active(10_000)));
     }

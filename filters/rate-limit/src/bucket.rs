@@ -153,14 +153,16 @@ impl Buckets {
         }
     }
 
-    /// Creates the sets that do not exist yet (before traffic: the host has no create-if-absent,
-    /// so two workers creating one key at once could lose an update).
+    /// Creates the sets that do not exist yet, before traffic; one another worker created
+    /// meanwhile is left as it is.
     pub fn create_missing(&self, store: &dyn SharedStore, now_ms: u64) {
         for set in 0..self.sets {
             let Ok(key) = self.set_name(store, now_ms, set) else {
                 return;
             };
-            if store.get(&key).is_none() && store.set(&key, &self.fresh_set(), None).is_err() {
+            if store.get(&key).is_none()
+                && store.set_if_unchanged(&key, &self.fresh_set(), None) == Err(StoreError::Failed)
+            {
                 log::warn!("rate_limit: could not create shared data {key}");
             }
         }
@@ -212,7 +214,7 @@ impl Buckets {
             } else if !stepped_back {
                 return Ok(verdict);
             }
-            match store.set(&name, &set, cas) {
+            match store.set_if_unchanged(&name, &set, cas) {
                 Ok(()) => return Ok(verdict),
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Failed) => return Err(StoreError::Failed),
@@ -241,7 +243,7 @@ impl Buckets {
             };
             let tat = read_tat(&set, slot).saturating_sub(u128::from(cost) * self.unit());
             write_tat(&mut set, slot, tat);
-            match store.set(&name, &set, cas) {
+            match store.set_if_unchanged(&name, &set, cas) {
                 Ok(()) => return Ok(Some(self.gcra(tat, 0, now).0)),
                 Err(StoreError::CasMismatch) => continue,
                 Err(StoreError::Failed) => return Err(StoreError::Failed),
@@ -376,7 +378,7 @@ fn write_slot(set: &mut [u8], slot: usize, fingerprint: &[u8; FINGERPRINT], tat:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::testkit::FakeStore;
+    use shared::testkit::{FakeStore, RacingStore};
     use wasm_bindgen_test::wasm_bindgen_test;
 
     const NOW: u64 = 1_767_225_600_000;
@@ -398,6 +400,24 @@ mod tests {
     /// The shared-data key a bucket's set is stored under.
     fn stored_at(b: &Buckets, store: &FakeStore, key: &BucketKey) -> String {
         b.set_name(store, NOW, key.set).unwrap()
+    }
+
+    /// Two workers take from a set that does not exist yet (a host that skipped the start hook):
+    /// the one that writes second does not wipe the token the first took.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn takes_from_a_set_two_workers_create_at_once_are_both_counted() {
+        let store = FakeStore::default();
+        let b = buckets(1, Unit::Minute, 2, 1);
+        let key = b.key(&PLACEMENT, &descriptor("alice"), &[]);
+        let set = stored_at(&b, &store, &key);
+        let racing = RacingStore::new(&store, &set, |store: &FakeStore| {
+            assert!(b.take(store, &key, 1, NOW).unwrap().allowed);
+        });
+        assert!(b.take(&racing, &key, 1, NOW).unwrap().allowed);
+        assert!(
+            !b.take(&store, &key, 1, NOW).unwrap().allowed,
+            "a burst of 2 gave a third token"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

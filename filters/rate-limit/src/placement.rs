@@ -27,9 +27,8 @@ pub struct PlacementKey {
 }
 
 impl PlacementKey {
-    /// The secret, created if this Envoy has none yet. Plugins start on Envoy's main thread one at
-    /// a time, before any worker, so the first start creates it and every later one reads it (the
-    /// host has no create-if-absent; the read after the write takes whichever value stands).
+    /// The secret, created if this Envoy has none yet: by the first plugin to start, and by one
+    /// worker only should two create it at once (the other reads what the first wrote).
     pub fn load(&self, store: &dyn SharedStore) -> Result<Placement, StoreError> {
         if let Some(placement) = self.loaded.get() {
             return Ok(placement);
@@ -47,8 +46,11 @@ impl PlacementKey {
     }
 }
 
-fn create(store: &dyn SharedStore, cas: Option<u32>) -> Result<[u8; LEN], StoreError> {
-    store.set(KEY, &random_secret(), cas)?;
+fn create(store: &dyn SharedStore, seen: Option<u32>) -> Result<[u8; LEN], StoreError> {
+    match store.set_if_unchanged(KEY, &random_secret(), seen) {
+        Ok(()) | Err(StoreError::CasMismatch) => {}
+        Err(StoreError::Failed) => return Err(StoreError::Failed),
+    }
     store
         .get(KEY)
         .and_then(|(bytes, _)| <[u8; LEN]>::try_from(bytes.as_slice()).ok())
@@ -68,7 +70,7 @@ fn random_secret() -> [u8; LEN] {
 
 #[cfg(test)]
 mod tests {
-    use shared::testkit::FakeStore;
+    use shared::testkit::{FakeStore, RacingStore};
     use wasm_bindgen_test::wasm_bindgen_test;
 
     use super::*;
@@ -82,6 +84,19 @@ mod tests {
         assert_ne!(main, Placement([0; LEN]));
         let other_envoy = PlacementKey::default().load(&FakeStore::default()).unwrap();
         assert_ne!(main, other_envoy, "each Envoy draws its own");
+    }
+
+    /// Two workers that both find no secret: the second to write reads the first's, so both
+    /// place buckets alike.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn two_workers_creating_the_secret_at_once_agree_on_it() {
+        let store = FakeStore::default();
+        let other = std::cell::Cell::new(None);
+        let racing = RacingStore::new(&store, KEY, |store: &FakeStore| {
+            other.set(PlacementKey::default().load(store).ok());
+        });
+        let this = PlacementKey::default().load(&racing).unwrap();
+        assert_eq!(Some(this), other.get());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

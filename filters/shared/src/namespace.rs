@@ -71,10 +71,6 @@ impl Namespace {
     /// [`LEASE_MS`], else a new one. Taking one over empties the keys its last owner wrote beyond
     /// ours, so they hold no memory (a read of each key it declared: configs bound their sizes). Run it before traffic and then at least every
     /// [`LEASE_MS`]` / 4`; between renewals it only reads the registry.
-    ///
-    /// The host has no create-if-absent: two configs creating the registry at the same moment
-    /// could both take namespace 0. Envoy configures plugins one at a time on its main thread,
-    /// before any worker, so that is never the case there.
     pub fn claim(&self, store: &dyn SharedStore, now_ms: u64) -> Result<u32, StoreError> {
         let registry = self.registry_key();
         let mut last_error = StoreError::CasMismatch;
@@ -110,7 +106,7 @@ impl Namespace {
                 keys: self.keys,
             };
             entry.write(&mut table, slot);
-            match store.set(&registry, &table, cas) {
+            match store.set_if_unchanged(&registry, &table, cas) {
                 Ok(()) => {
                     let slot = to_u32(slot);
                     if self.held.replace(Some(slot)).is_some_and(|before| before != slot) {
@@ -198,6 +194,18 @@ mod tests {
         assert_eq!(a_again.key(&store, T0, 3).as_deref(), Some("apisec.test.ns0.3"));
         assert_ne!(a.tag(), b.tag());
         assert_eq!(a.tag(), a_again.tag());
+    }
+
+    /// Two configs that both find no registry yet (their VMs start on two threads) do not both
+    /// take namespace 0.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn configs_that_create_the_registry_at_once_get_namespaces_of_their_own() {
+        let store = FakeStore::default();
+        let (a, b) = (config(1, 4), config(2, 4));
+        let racing = crate::testkit::RacingStore::new(&store, "namespaces", |store: &FakeStore| {
+            assert_eq!(b.claim(store, T0), Ok(0));
+        });
+        assert_eq!(a.claim(&racing, T0), Ok(1));
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -16,7 +16,22 @@ pub trait SharedStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
     /// Writes `value` if the key is still at version `cas` (`None`: unconditionally).
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+
+    /// Writes `value` if the key is still as it was read: at version `seen`, or still missing
+    /// (`seen` is `None`). Envoy creates a missing key whatever version a write names, and
+    /// refuses [`NOT_WRITTEN_YET`] for a key another worker created meanwhile (a key holds that
+    /// version once in 2^32 writes); on a host that refuses any version for a missing key, a key
+    /// still missing is written unconditionally.
+    fn set_if_unchanged(&self, key: &str, value: &[u8], seen: Option<u32>) -> Result<(), StoreError> {
+        match self.set(key, value, Some(seen.unwrap_or(NOT_WRITTEN_YET))) {
+            Err(StoreError::CasMismatch) if seen.is_none() && self.get(key).is_none() => self.set(key, value, None),
+            result => result,
+        }
+    }
 }
+
+/// The version a write to a key nobody has written names (see [`SharedStore::set_if_unchanged`]).
+pub const NOT_WRITTEN_YET: u32 = u32::MAX;
 
 /// Read access to the host's request properties and to filter state set by earlier filters.
 pub trait Properties {

@@ -71,6 +71,43 @@ impl SharedStore for FakeStore {
     }
 }
 
+/// Shared data another worker writes to between this worker's read of a key and its write, as
+/// Envoy's workers can: each call is atomic, a read and a write are not. The other worker's write
+/// runs once, right after the first read of a key whose name ends with `suffix`.
+pub struct RacingStore<'a> {
+    store: &'a FakeStore,
+    suffix: &'a str,
+    other_worker: RefCell<Option<OtherWorkersWrite<'a>>>,
+}
+
+type OtherWorkersWrite<'a> = Box<dyn FnOnce(&FakeStore) + 'a>;
+
+impl<'a> RacingStore<'a> {
+    pub fn new(store: &'a FakeStore, suffix: &'a str, other_worker: impl FnOnce(&FakeStore) + 'a) -> Self {
+        Self {
+            store,
+            suffix,
+            other_worker: RefCell::new(Some(Box::new(other_worker))),
+        }
+    }
+}
+
+impl SharedStore for RacingStore<'_> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let value = self.store.get(key);
+        if key.ends_with(self.suffix) {
+            if let Some(write) = self.other_worker.borrow_mut().take() {
+                write(self.store);
+            }
+        }
+        value
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.store.set(key, value, cas)
+    }
+}
+
 /// Host properties and filter state, set by the test.
 #[derive(Default)]
 pub struct FakeProperties {
