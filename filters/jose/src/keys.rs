@@ -56,11 +56,12 @@ pub struct RemoteKeys {
     /// The last good keys are used at most this long after the fetch that got them.
     max_stale_ms: u64,
     timeout: Duration,
-    /// Shared-data keys: the document, its fetch time (written last), and the fetch lease (with
-    /// the count of failed fetches in a row, which every worker's backoff follows).
+    /// Shared-data keys: the document, its fetch time (written last), the fetch lease, and the
+    /// count of failed periodic fetches in a row, which every worker's backoff follows.
     body_key: String,
     stamp_key: String,
     lease_key: String,
+    failures_key: String,
     /// Names this key source in logs.
     label: String,
     state: RefCell<KeyState>,
@@ -79,8 +80,6 @@ struct KeyState {
     in_flight: bool,
     /// The fetch in flight holds the lease: a periodic one does, a request's refetch does not.
     holds_lease: bool,
-    /// Failed fetches in a row, as the lease said when this worker took it.
-    lease_failures: u32,
     next_attempt_ms: u64,
     failures: u32,
     /// When the last request refetch that counts against the rate limit started.
@@ -207,6 +206,7 @@ impl RemoteKeys {
             body_key: format!("{}.jwks", spec.store_prefix),
             stamp_key: format!("{}.stamp", spec.store_prefix),
             lease_key: format!("{}.lease", spec.store_prefix),
+            failures_key: format!("{}.failures", spec.store_prefix),
             label: spec.store_prefix,
             state: RefCell::new(KeyState {
                 jwks_at,
@@ -239,8 +239,11 @@ impl RemoteKeys {
         state.jwks.clone().map(|jwks| (jwks, state.version))
     }
 
+    /// Whether keys fetched at `stamp` are too old to use: older than `max_stale_secs`, or of an
+    /// age nobody knows (fetched before the clock stepped back; the refresh is then due at once,
+    /// and requests wait on it).
     fn past_max_stale(&self, stamp: u64, now_ms: u64) -> bool {
-        now_ms.saturating_sub(stamp) > self.max_stale_ms
+        now_ms.saturating_sub(stamp) > self.max_stale_ms || stepped_back(stamp, now_ms)
     }
 
     /// Takes the fetch another worker stored, if it is newer. Returns whether that changed the
@@ -275,8 +278,11 @@ impl RemoteKeys {
             let stale = state.jwks.is_none()
                 || state.catch_up
                 || now_ms >= state.stamp.saturating_add(self.refresh_ms)
-                || state.stamp > now_ms.saturating_add(CLOCK_STEP_MS);
-            stale && !state.in_flight && now_ms >= state.next_attempt_ms
+                || stepped_back(state.stamp, now_ms);
+            // A backoff ending later than any backoff does began before the clock stepped back.
+            let backed_off =
+                now_ms < state.next_attempt_ms && state.next_attempt_ms <= now_ms.saturating_add(MAX_BACKOFF_MS);
+            stale && !state.in_flight && !backed_off
         };
         if !due || !self.take_lease(now_ms, store) {
             return None;
@@ -297,7 +303,7 @@ impl RemoteKeys {
             }
             if state
                 .last_forced_ms
-                .is_some_and(|at| now_ms < at.saturating_add(REQUEST_REFETCH_MS))
+                .is_some_and(|at| now_ms < at.saturating_add(REQUEST_REFETCH_MS) && !stepped_back(at, now_ms))
             {
                 return Refetch::RateLimited;
             }
@@ -335,7 +341,7 @@ impl RemoteKeys {
         };
         let window_over = state
             .abandoned_since_ms
-            .is_none_or(|since| started >= since.saturating_add(REQUEST_REFETCH_MS));
+            .is_none_or(|since| started >= since.saturating_add(REQUEST_REFETCH_MS) || stepped_back(since, started));
         if window_over {
             state.abandoned_since_ms = Some(started);
             state.abandoned = 0;
@@ -389,10 +395,18 @@ impl RemoteKeys {
     /// cannot be asked right now, so an unknown `kid` may be a rotation this gateway cannot see
     /// yet rather than a bad token.
     pub fn failing(&self, store: &dyn SharedStore) -> bool {
-        self.state.borrow().failures > 0
-            || store
-                .get(&self.lease_key)
-                .is_some_and(|(value, _)| Lease::read(&value).failures > 0)
+        self.state.borrow().failures > 0 || self.shared_failures(store) > 0
+    }
+
+    fn shared_failures(&self, store: &dyn SharedStore) -> u32 {
+        store
+            .get(&self.failures_key)
+            .and_then(|(value, _)| value.get(..4)?.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+
+    fn set_shared_failures(&self, store: &dyn SharedStore, failures: u32) {
+        let _ = store.set(&self.failures_key, &failures.to_le_bytes(), None);
     }
 
     /// The root context's part: takes the answer to fetch `fetch` of key source `index`, and
@@ -469,20 +483,26 @@ impl RemoteKeys {
         }
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
-        if !state.in_flight && std::mem::take(&mut state.holds_lease) {
-            // The fetch is over: after a success another worker may take the next one at once;
-            // after a failure, none before the backoff of the failures in a row is over.
-            let lease = match &result {
-                Ok(_) => Lease::default(),
-                Err(_) => {
-                    let failures = state.lease_failures.saturating_add(1);
-                    Lease {
-                        until_ms: now_ms.saturating_add(backoff_ms(failures)),
-                        failures,
-                    }
+        let held_lease = !state.in_flight && std::mem::take(&mut state.holds_lease);
+        // The fetch is over: after a success (a request's refetch too) another worker may take
+        // the next one at once; after a failed periodic fetch, none before the backoff of the
+        // failures in a row is over.
+        match &result {
+            Err(_) if held_lease => {
+                let failures = self.shared_failures(store).saturating_add(1);
+                self.set_shared_failures(store, failures);
+                let until = now_ms.saturating_add(backoff_ms(failures));
+                let _ = store.set(&self.lease_key, &until.to_le_bytes(), None);
+            }
+            Err(_) => {}
+            Ok(_) => {
+                if self.shared_failures(store) > 0 {
+                    self.set_shared_failures(store, 0);
                 }
-            };
-            let _ = store.set(&self.lease_key, &lease.bytes(), None);
+                if held_lease {
+                    let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
+                }
+            }
         }
         if !state.in_flight {
             state.forced_in_flight = false;
@@ -590,53 +610,26 @@ impl RemoteKeys {
         let fetch_ms = u64::try_from(self.timeout.as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1000);
-        let (held, cas) = match store.get(&self.lease_key) {
-            Some((value, cas)) => (Lease::read(&value), Some(cas)),
-            None => (Lease::default(), None),
+        let (held_until, seen) = match store.get(&self.lease_key) {
+            Some((value, version)) => (read_u64(&value).unwrap_or(0), Some(version)),
+            None => (0, None),
         };
         // A lease running out later than any lease is taken for was taken before the clock
         // stepped back: it is over.
         let longest = fetch_ms.max(MAX_BACKOFF_MS);
-        if now_ms < held.until_ms && held.until_ms <= now_ms.saturating_add(longest) {
+        if now_ms < held_until && held_until <= now_ms.saturating_add(longest) {
             return false;
         }
-        let lease = Lease {
-            until_ms: now_ms.saturating_add(fetch_ms),
-            failures: held.failures,
-        };
-        let taken = store.set(&self.lease_key, &lease.bytes(), cas).is_ok();
-        if taken {
-            self.state.borrow_mut().lease_failures = held.failures;
-        }
-        taken
+        let until = now_ms.saturating_add(fetch_ms);
+        store
+            .set_if_unchanged(&self.lease_key, &until.to_le_bytes(), seen)
+            .is_ok()
     }
 }
 
-/// The fetch lease as stored: until when no other worker may fetch, and how many fetches in a
-/// row failed.
-#[derive(Default)]
-struct Lease {
-    until_ms: u64,
-    failures: u32,
-}
-
-impl Lease {
-    fn read(bytes: &[u8]) -> Self {
-        let failures = bytes
-            .get(8..12)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_le_bytes);
-        Self {
-            until_ms: bytes.get(..8).and_then(read_u64).unwrap_or(0),
-            failures,
-        }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        let mut out = self.until_ms.to_le_bytes().to_vec();
-        out.extend_from_slice(&self.failures.to_le_bytes());
-        out
-    }
+/// Whether a time noted at `at` lies ahead of `now_ms`: the clock stepped back since.
+fn stepped_back(at: u64, now_ms: u64) -> bool {
+    at > now_ms.saturating_add(CLOCK_STEP_MS)
 }
 
 /// The pause after `failures` failed fetches in a row: 2 s, doubling, at most 30 s.
@@ -702,7 +695,7 @@ fn without_port<'a>(authority: &'a str, port: &str) -> &'a str {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::testkit::{FakeHost, FakeStore};
+    use shared::testkit::{FakeHost, FakeStore, RacingStore};
     use shared::{Headers, MetricRegistry};
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -848,8 +841,10 @@ mod tests {
             .unwrap()
     }
 
+    /// The kids of the keys `keys` adopted, stale or not.
     fn kids(keys: &RemoteKeys, store: &FakeStore) -> Vec<String> {
-        let (jwks, _) = keys.current(store, T0).expect("keys");
+        keys.sync(store);
+        let jwks = keys.state.borrow().jwks.clone().expect("keys");
         jwks.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect()
     }
 
@@ -954,8 +949,8 @@ mod tests {
             Ok(None)
         );
         assert!(!worker2.sync(&store), "nothing new to adopt");
-        assert_eq!(worker1.current(&store, T0).unwrap().1, version);
-        assert_eq!(worker2.current(&store, T0).unwrap().1, version);
+        assert_eq!(worker1.current(&store, due).unwrap().1, version);
+        assert_eq!(worker2.current(&store, due).unwrap().1, version);
         // The refresh still counts: nobody fetches again until the next one is due.
         assert!(worker2.tick(due + 1, &store).is_none());
 
@@ -966,7 +961,7 @@ mod tests {
             Ok(None)
         );
         assert!(worker1.sync(&store));
-        assert_ne!(worker1.current(&store, T0).unwrap().1, version);
+        assert_ne!(worker1.current(&store, due).unwrap().1, version);
         assert_eq!(kids(&worker1, &store), vec!["k2"]);
     }
 
@@ -1108,6 +1103,115 @@ mod tests {
             now += 500;
         }
         assert_eq!(fetches_at, vec![0, 2_000, 6_000]);
+    }
+
+    /// After the clock steps back, a worker's own backoff and its request-refetch rate limit,
+    /// noted on the old clock, do not hold for the length of the step.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_clock_that_steps_back_does_not_stretch_a_workers_own_deadlines() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let due = T0 + REFRESH_MS;
+        assert!(keys.tick(due, &store).is_some());
+        assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, due, &store).is_err());
+        let back = due - 3_600_000;
+        assert!(keys.tick(back, &store).is_some(), "the backoff began on the old clock");
+        assert!(keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), back, &store).is_ok());
+
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let t = T0 + 1000;
+        assert!(matches!(keys.refetch(t), Refetch::Started(..)));
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), t + 50, &store),
+            Ok(None)
+        );
+        assert!(
+            matches!(keys.refetch(t - 3_600_000), Refetch::Started(..)),
+            "the last refetch was noted on the old clock"
+        );
+    }
+
+    /// Keys fetched before the clock stepped back are of an age nobody knows: not used until a
+    /// fetch succeeds (it is due at once), so an outage after the step does not stretch
+    /// `max_stale_secs` by the step.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn keys_fetched_before_the_clock_stepped_back_wait_for_a_fetch() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let back = T0 - 3_600_000;
+        assert!(
+            keys.current(&store, T0 - 1_000).is_some(),
+            "within a second: the same reading"
+        );
+        assert!(keys.current(&store, back).is_none());
+        assert!(keys.tick(back, &store).is_some(), "due at once");
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), back, &store),
+            Ok(None)
+        );
+        assert!(keys.current(&store, back).is_some());
+    }
+
+    /// An outage a request's refetch saw the end of is over for the periodic fetch's backoff too:
+    /// the next failure waits 2 s, not the 30 s of the failures before.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_request_refetch_that_succeeds_ends_the_shared_backoff() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let mut now = T0 + REFRESH_MS;
+        let mut failed = 0;
+        while failed < 5 {
+            if keys.tick(now, &store).is_some() {
+                assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
+                failed += 1;
+            }
+            now += 500;
+        }
+        now += 1_000;
+        assert!(matches!(keys.refetch(now), Refetch::Started(..)));
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), now, &store),
+            Ok(None)
+        );
+        assert!(!keys.failing(&store) && !other.failing(&store));
+        let due = now + REFRESH_MS;
+        assert!(other.tick(due, &store).is_some());
+        assert!(other
+            .on_response(Fetch::Jwks, CallOutcome::Failed, due, &store)
+            .is_err());
+        assert!(keys.tick(due + 1_999, &store).is_none());
+        assert!(keys.tick(due + 2_000, &store).is_some());
+    }
+
+    /// Two workers that both read "no lease yet" cannot both take it: the second write finds the
+    /// key the first created.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn two_workers_cannot_both_take_the_first_lease() {
+        let store = FakeStore::default();
+        let worker1 = RemoteKeys::new(spec(false));
+        let worker2 = RemoteKeys::new(spec(false));
+        let worker2_fetched = std::cell::Cell::new(false);
+        let racing = RacingStore::new(&store, ".lease", |store: &FakeStore| {
+            worker2_fetched.set(worker2.tick(T0, store).is_some());
+        });
+        let worker1_fetched = worker1.tick(T0, &racing).is_some();
+        assert!(worker2_fetched.get(), "worker 2 took the lease first");
+        assert!(!worker1_fetched, "both fetch");
+    }
+
+    /// The lease keeps the 8-byte form earlier releases read, so a VM of one still sees it held
+    /// while both serve during an upgrade.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_lease_keeps_its_form() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(spec(false));
+        assert!(keys.tick(T0, &store).is_some());
+        assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, T0, &store).is_err());
+        let (lease, _) = store.get("apisec.test.idp.lease").expect("a lease");
+        assert_eq!(read_u64(&lease), Some(T0 + 2_000), "held through the backoff");
     }
 
     /// Another worker's failed periodic fetch tells this one that the IdP cannot be asked: an
