@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use shared::{CallOutcome, Counter, Ctx, HeaderName, HttpCall, RootStep, SharedStore};
+use shared::{CallOutcome, Counter, Ctx, HeaderName, HttpCall, RootStep, SharedStore, StoreError};
 
 use crate::Jwks;
 
@@ -56,8 +56,9 @@ pub struct RemoteKeys {
     /// The last good keys are used at most this long after the fetch that got them.
     max_stale_ms: u64,
     timeout: Duration,
-    /// Shared-data keys: the document, its fetch time (written last), the fetch lease, and the
-    /// count of failed periodic fetches in a row, which every worker's backoff follows.
+    /// Shared-data keys: the document, its fetch time (written last), the lease of the fetch in
+    /// flight, and the backoff every worker follows: failed periodic fetches in a row, and until
+    /// when no periodic fetch is made.
     body_key: String,
     stamp_key: String,
     lease_key: String,
@@ -84,6 +85,8 @@ struct KeyState {
     failures: u32,
     /// When the last request refetch that counts against the rate limit started.
     last_forced_ms: Option<u64>,
+    /// A periodic fetch failed lately on some worker (the shared backoff, read on each tick).
+    shared_failing: bool,
     /// A request refetch is in flight (rather than a periodic fetch).
     forced_in_flight: bool,
     /// `last_forced_ms` before the refetch in flight started: restored if it is abandoned.
@@ -273,6 +276,8 @@ impl RemoteKeys {
     /// Periodic work: the fetch this worker should make now, if any.
     pub fn tick(&self, now_ms: u64, store: &dyn SharedStore) -> Option<(Fetch, HttpCall)> {
         self.sync(store);
+        let backoff = self.shared_backoff(store);
+        self.state.borrow_mut().shared_failing = backoff.failures > 0;
         let due = {
             let state = self.state.borrow();
             let stale = state.jwks.is_none()
@@ -282,13 +287,14 @@ impl RemoteKeys {
             // A backoff ending later than any backoff does began before the clock stepped back.
             let backed_off =
                 now_ms < state.next_attempt_ms && state.next_attempt_ms <= now_ms.saturating_add(MAX_BACKOFF_MS);
-            stale && !state.in_flight && !backed_off
+            stale && !state.in_flight && !backed_off && !backoff.holds_at(now_ms)
         };
-        if !due || !self.take_lease(now_ms, store) {
+        if !due {
             return None;
         }
+        let holds_lease = self.take_lease(now_ms, store)?;
         let fetch = self.start_fetch();
-        self.state.borrow_mut().holds_lease = true;
+        self.state.borrow_mut().holds_lease = holds_lease;
         Some(fetch)
     }
 
@@ -394,19 +400,19 @@ impl RemoteKeys {
     /// This worker's last fetch failed, or the last periodic fetch of any worker did: the IdP
     /// cannot be asked right now, so an unknown `kid` may be a rotation this gateway cannot see
     /// yet rather than a bad token.
-    pub fn failing(&self, store: &dyn SharedStore) -> bool {
-        self.state.borrow().failures > 0 || self.shared_failures(store) > 0
+    pub fn failing(&self) -> bool {
+        let state = self.state.borrow();
+        state.failures > 0 || state.shared_failing
     }
 
-    fn shared_failures(&self, store: &dyn SharedStore) -> u32 {
+    fn shared_backoff(&self, store: &dyn SharedStore) -> Backoff {
         store
             .get(&self.failures_key)
-            .and_then(|(value, _)| value.get(..4)?.try_into().ok())
-            .map_or(0, u32::from_le_bytes)
+            .map_or_else(Backoff::default, |(value, _)| Backoff::read(&value))
     }
 
-    fn set_shared_failures(&self, store: &dyn SharedStore, failures: u32) {
-        let _ = store.set(&self.failures_key, &failures.to_le_bytes(), None);
+    fn set_shared_backoff(&self, store: &dyn SharedStore, backoff: &Backoff) {
+        let _ = store.set(&self.failures_key, &backoff.bytes(), None);
     }
 
     /// The root context's part: takes the answer to fetch `fetch` of key source `index`, and
@@ -473,7 +479,13 @@ impl RemoteKeys {
         let result = match fetch {
             Fetch::Discovery => self.discovered(outcome).map(|jwks| {
                 let call = self.get(&jwks);
-                self.state.borrow_mut().jwks_at = Some(jwks);
+                let mut state = self.state.borrow_mut();
+                state.jwks_at = Some(jwks);
+                // The JWKS call is part of the same fetch: the lease covers it too.
+                if state.holds_lease {
+                    let until = now_ms.saturating_add(self.fetch_ms());
+                    let _ = store.set(&self.lease_key, &until.to_le_bytes(), None);
+                }
                 Some(call)
             }),
             Fetch::Jwks => self.fetched(outcome, now_ms, store).map(|()| None),
@@ -484,25 +496,25 @@ impl RemoteKeys {
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
         let held_lease = !state.in_flight && std::mem::take(&mut state.holds_lease);
-        // The fetch is over: after a success (a request's refetch too) another worker may take
-        // the next one at once; after a failed periodic fetch, none before the backoff of the
-        // failures in a row is over.
+        if held_lease {
+            let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
+        }
+        // After a failed periodic fetch, no worker makes one before the backoff of the failures
+        // in a row is over; a fetch that got keys (a request's refetch too) ends the backoff.
         match &result {
             Err(_) if held_lease => {
-                let failures = self.shared_failures(store).saturating_add(1);
-                self.set_shared_failures(store, failures);
-                let until = now_ms.saturating_add(backoff_ms(failures));
-                let _ = store.set(&self.lease_key, &until.to_le_bytes(), None);
+                let failures = self.shared_backoff(store).failures.saturating_add(1);
+                let until_ms = now_ms.saturating_add(backoff_ms(failures));
+                self.set_shared_backoff(store, &Backoff { failures, until_ms });
+                state.shared_failing = true;
             }
-            Err(_) => {}
-            Ok(_) => {
-                if self.shared_failures(store) > 0 {
-                    self.set_shared_failures(store, 0);
+            Ok(None) => {
+                if self.shared_backoff(store) != Backoff::default() {
+                    self.set_shared_backoff(store, &Backoff::default());
                 }
-                if held_lease {
-                    let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
-                }
+                state.shared_failing = false;
             }
+            Err(_) | Ok(Some(_)) => {}
         }
         if !state.in_flight {
             state.forced_in_flight = false;
@@ -510,7 +522,11 @@ impl RemoteKeys {
             state.ended = state.ended.wrapping_add(1);
         }
         match &result {
-            Ok(_) => state.failures = 0,
+            Ok(None) => {
+                state.failures = 0;
+                state.next_attempt_ms = 0;
+            }
+            Ok(Some(_)) => {}
             Err(_) => {
                 state.failures = state.failures.saturating_add(1);
                 state.next_attempt_ms = now_ms.saturating_add(backoff_ms(state.failures));
@@ -606,24 +622,64 @@ impl RemoteKeys {
     }
 
     /// One worker fetches at a time: a lease in shared data, taken with compare-and-swap.
-    fn take_lease(&self, now_ms: u64, store: &dyn SharedStore) -> bool {
-        let fetch_ms = u64::try_from(self.timeout.as_millis())
-            .unwrap_or(u64::MAX)
-            .saturating_add(1000);
+    /// `None`: another worker holds it; `Some(false)`: the host refused the write, so this worker
+    /// fetches without one rather than never (its own backoff still bounds it).
+    fn take_lease(&self, now_ms: u64, store: &dyn SharedStore) -> Option<bool> {
+        let fetch_ms = self.fetch_ms();
         let (held_until, seen) = match store.get(&self.lease_key) {
-            Some((value, version)) => (read_u64(&value).unwrap_or(0), Some(version)),
+            Some((value, version)) => (value.get(..8).and_then(read_u64).unwrap_or(0), Some(version)),
             None => (0, None),
         };
         // A lease running out later than any lease is taken for was taken before the clock
         // stepped back: it is over.
-        let longest = fetch_ms.max(MAX_BACKOFF_MS);
-        if now_ms < held_until && held_until <= now_ms.saturating_add(longest) {
-            return false;
+        if now_ms < held_until && held_until <= now_ms.saturating_add(fetch_ms) {
+            return None;
         }
         let until = now_ms.saturating_add(fetch_ms);
-        store
-            .set_if_unchanged(&self.lease_key, &until.to_le_bytes(), seen)
-            .is_ok()
+        match store.set_if_unchanged(&self.lease_key, &until.to_le_bytes(), seen) {
+            Ok(()) => Some(true),
+            Err(StoreError::CasMismatch) => None,
+            Err(StoreError::Failed) => Some(false),
+        }
+    }
+
+    /// How long a lease is taken for: one call's timeout, and a second for the answer to arrive.
+    fn fetch_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1000)
+    }
+}
+
+/// The backoff every worker follows, as stored: failed periodic fetches in a row, and until when
+/// none is made.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Backoff {
+    failures: u32,
+    until_ms: u64,
+}
+
+impl Backoff {
+    fn read(bytes: &[u8]) -> Self {
+        Self {
+            failures: bytes
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_le_bytes),
+            until_ms: bytes.get(4..12).and_then(read_u64).unwrap_or(0),
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = self.failures.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.until_ms.to_le_bytes());
+        out
+    }
+
+    /// Whether it keeps periodic fetches back at `now_ms`; one ending later than any backoff
+    /// does began before the clock stepped back, and is over.
+    fn holds_at(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms && self.until_ms <= now_ms.saturating_add(MAX_BACKOFF_MS)
     }
 }
 
@@ -807,7 +863,7 @@ mod tests {
         let keys = oidc("login.example", None);
         let store = FakeStore::default();
         assert_eq!(discover(&keys, &store, jwks_uri), Err(FetchError::JwksOnAnotherHost));
-        assert!(keys.failing(&store));
+        assert!(keys.failing());
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -1046,7 +1102,7 @@ mod tests {
                 Ok(None),
                 "{body}"
             );
-            assert!(!keys.failing(&store), "{body}");
+            assert!(!keys.failing(), "{body}");
             assert_eq!(kids(&keys, &store), Vec::<String>::new(), "{body}");
             assert_ne!(keys.current(&store, T0).unwrap().1, version, "{body}");
             assert!(worker2.sync(&store), "{body}: the other workers take it too");
@@ -1176,7 +1232,7 @@ mod tests {
             keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), now, &store),
             Ok(None)
         );
-        assert!(!keys.failing(&store) && !other.failing(&store));
+        assert!(!keys.failing() && !other.failing());
         let due = now + REFRESH_MS;
         assert!(other.tick(due, &store).is_some());
         assert!(other
@@ -1203,32 +1259,122 @@ mod tests {
     }
 
     /// The lease keeps the 8-byte form earlier releases read, so a VM of one still sees it held
-    /// while both serve during an upgrade.
+    /// while both serve during an upgrade; a longer value is read by its first 8 bytes.
     #[wasm_bindgen_test(unsupported = test)]
     fn the_lease_keeps_its_form() {
         let store = FakeStore::default();
         let keys = RemoteKeys::new(spec(false));
         assert!(keys.tick(T0, &store).is_some());
-        assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, T0, &store).is_err());
         let (lease, _) = store.get("apisec.test.idp.lease").expect("a lease");
-        assert_eq!(read_u64(&lease), Some(T0 + 2_000), "held through the backoff");
+        assert_eq!(read_u64(&lease), Some(T0 + TIMEOUT_MS + 1_000));
+        let mut longer = lease;
+        longer.extend_from_slice(&[0; 4]);
+        let store = FakeStore::default();
+        store.set("apisec.test.idp.lease", &longer, None).unwrap();
+        assert!(RemoteKeys::new(spec(false)).tick(T0 + 1, &store).is_none(), "held");
     }
 
-    /// Another worker's failed periodic fetch tells this one that the IdP cannot be asked: an
-    /// unknown `kid` here is then an outage (503), not a bad token.
+    /// With `oidc`, a discovery document that answers while the JWKS fetch fails is a failed
+    /// fetch like any other: the shared backoff doubles, and the outage is not over for the other
+    /// workers before a JWKS came.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn an_answered_discovery_is_not_a_fetch_that_got_keys() {
+        let store = FakeStore::default();
+        let workers: Vec<RemoteKeys> = (0..4).map(|_| oidc("login.example", None)).collect();
+        let document = json!({"issuer": "https://login.example", "jwks_uri": "https://login.example/certs"});
+        let mut fetches_at = Vec::new();
+        let mut now = T0;
+        while now < T0 + 2_000 + 4_000 + 8_000 {
+            for worker in &workers {
+                if worker.tick(now, &store).is_some() {
+                    fetches_at.push(now - T0);
+                    let next = worker.on_response(Fetch::Discovery, ok(document.to_string()), now, &store);
+                    assert!(matches!(next, Ok(Some(_))));
+                    assert!(workers
+                        .iter()
+                        .all(|w| w.tick(now, &store).is_none() && (now == T0 || w.failing())));
+                    assert!(worker
+                        .on_response(Fetch::Jwks, CallOutcome::Failed, now, &store)
+                        .is_err());
+                }
+            }
+            now += 500;
+        }
+        assert_eq!(fetches_at, vec![0, 2_000, 6_000]);
+    }
+
+    /// With `oidc` one fetch is two calls, each up to `timeout_ms`: the lease covers the JWKS
+    /// call that follows discovery, so no second worker fetches alongside.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_lease_covers_discovery_and_the_jwks_fetch_that_follows() {
+        let store = FakeStore::default();
+        let (holder, other) = (oidc("login.example", None), oidc("login.example", None));
+        assert!(holder.tick(T0, &store).is_some());
+        let document = json!({"issuer": "https://login.example", "jwks_uri": "https://login.example/certs"});
+        let discovered_at = T0 + TIMEOUT_MS + 900;
+        let next = holder.on_response(Fetch::Discovery, ok(document.to_string()), discovered_at, &store);
+        assert!(matches!(next, Ok(Some(_))));
+        assert!(other.tick(discovered_at + TIMEOUT_MS + 999, &store).is_none());
+        assert!(
+            other.tick(discovered_at + TIMEOUT_MS + 1_000, &store).is_some(),
+            "then it runs out"
+        );
+    }
+
+    /// A host that refuses shared-data writes: the lease cannot be taken, and each worker then
+    /// refreshes on its own rather than never.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn refused_writes_do_not_stop_the_periodic_refresh() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        store.fail_writes(true);
+        assert!(keys.tick(T0 + REFRESH_MS, &store).is_some());
+    }
+
+    /// A request refetch that gets keys ends the shared backoff, its deadline too: with a short
+    /// `refresh_secs`, the next refresh does not wait out the 30 s of the failures before.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_request_refetch_that_succeeds_ends_the_backoff_deadline() {
+        let store = FakeStore::default();
+        let keys = RemoteKeys::new(RemoteSpec {
+            refresh_secs: 1,
+            ..spec(false)
+        });
+        assert!(keys.tick(T0, &store).is_some());
+        assert_eq!(keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0, &store), Ok(None));
+        let mut now = T0 + 1_000;
+        let mut failed = 0;
+        while failed < 5 {
+            if keys.tick(now, &store).is_some() {
+                assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
+                failed += 1;
+            }
+            now += 500;
+        }
+        assert!(matches!(keys.refetch(now), Refetch::Started(..)));
+        assert_eq!(
+            keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), now, &store),
+            Ok(None)
+        );
+        assert!(keys.tick(now + 1_000, &store).is_some());
+    }
+
+    /// Another worker's failed periodic fetch tells this one, on its next tick, that the IdP
+    /// cannot be asked: an unknown `kid` here is then an outage (503), not a bad token.
     #[wasm_bindgen_test(unsupported = test)]
     fn a_failed_fetch_on_one_worker_is_an_outage_on_every_worker() {
         let store = FakeStore::default();
         let fetcher = loaded(&store, "k1");
         let other = RemoteKeys::new(spec(false));
         assert_eq!(kids(&other, &store), vec!["k1"]);
-        assert!(!other.failing(&store));
+        assert!(!other.failing());
         let later = T0 + REFRESH_MS;
         assert!(fetcher.tick(later, &store).is_some());
         assert!(fetcher
             .on_response(Fetch::Jwks, CallOutcome::Failed, later, &store)
             .is_err());
-        assert!(other.failing(&store));
+        assert!(other.tick(later + 1, &store).is_none(), "backing off");
+        assert!(other.failing());
         // Until a fetch succeeds again.
         let again = later + 2_000;
         assert!(other.tick(again, &store).is_some());
@@ -1236,7 +1382,7 @@ mod tests {
             other.on_response(Fetch::Jwks, ok(jwks_body("k1")), again, &store),
             Ok(None)
         );
-        assert!(!other.failing(&store));
+        assert!(!other.failing());
     }
 
     /// Past `max_stale_secs` since the fetch that got them, keys whose refreshes keep failing are
@@ -1370,7 +1516,7 @@ mod tests {
                 "{document}"
             );
             assert!(keys.current(&store, T0).is_none());
-            assert!(keys.failing(&store));
+            assert!(keys.failing());
             assert!(keys.tick(T0 + 1_999, &store).is_none());
             let (fetch, _) = keys.tick(T0 + 2_000, &store).unwrap();
             assert_eq!(fetch, Fetch::Discovery, "{document}: discovery again");
@@ -1531,7 +1677,7 @@ mod tests {
         };
         let _ = keys.answer_refetch(Fetch::Jwks, CallOutcome::Failed, &host.ctx(), counters());
         assert!(!keys.abandoned(ticket));
-        assert!(keys.failing(host.ctx().store));
+        assert!(keys.failing());
         assert!(matches!(keys.refetch(T0 + 2), Refetch::RateLimited));
     }
 

@@ -637,7 +637,7 @@ impl Auth {
         // A provider the token does not name refused it for its issuer instead (`check`).
         let outage = rejections.iter().any(|(p, r)| match r {
             Rejection::KeysUnavailable => true,
-            Rejection::UnknownKid => root.remote(*p).is_some_and(|remote| remote.failing(ctx.store)),
+            Rejection::UnknownKid => root.remote(*p).is_some_and(|remote| remote.failing()),
             Rejection::Invalid(_) => false,
         });
         let invalid = rejections.iter().find_map(|(_, r)| match r {

@@ -736,7 +736,7 @@ impl Exchange {
                 }
                 // No keys, or an unknown key while the IdP's keys cannot be fetched, is an outage,
                 // not a bad answer.
-                let failure = if no_keys || remote.failing(ctx.store) {
+                let failure = if no_keys || remote.failing() {
                     Failure::KeysUnavailable
                 } else {
                     Failure::InvalidJwt
