@@ -21,20 +21,22 @@ fn yaml(text: &str) -> Result<Value, serde_yaml_ng::Error> {
     serde_yaml_ng::from_str(text)
 }
 
-/// Every HTTP connection manager in a shipped config, found wherever it sits.
-fn connection_managers(node: &Value, found: &mut Vec<Value>) {
+/// Every object of a shipped config whose `@type` ends with `type_suffix`, found wherever it sits.
+fn typed_configs(node: &Value, type_suffix: &str, found: &mut Vec<Value>) {
     match node {
         Value::Object(members) => {
-            let is_hcm = members
+            let is_it = members
                 .get("@type")
                 .and_then(Value::as_str)
-                .is_some_and(|t| t.ends_with(".network.http_connection_manager.v3.HttpConnectionManager"));
-            if is_hcm {
+                .is_some_and(|t| t.ends_with(type_suffix));
+            if is_it {
                 found.push(node.clone());
             }
-            members.values().for_each(|child| connection_managers(child, found));
+            members
+                .values()
+                .for_each(|child| typed_configs(child, type_suffix, found));
         }
-        Value::Array(items) => items.iter().for_each(|child| connection_managers(child, found)),
+        Value::Array(items) => items.iter().for_each(|child| typed_configs(child, type_suffix, found)),
         _ => {}
     }
 }
@@ -55,8 +57,42 @@ fn every_shipped_config_has_the_gateway_settings_the_readme_lists() {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let config = yaml(&text).unwrap_or_else(|e| panic!("{name}: not YAML: {e}"));
         let mut managers = Vec::new();
-        connection_managers(&config, &mut managers);
+        typed_configs(
+            &config,
+            ".network.http_connection_manager.v3.HttpConnectionManager",
+            &mut managers,
+        );
         assert!(!managers.is_empty(), "{name}: no HTTP connection manager");
+        // Fail closed (a crashed VM is reloaded, never skipped), and reachable from this host only.
+        let mut plugins = Vec::new();
+        typed_configs(&config, ".filters.http.wasm.v3.Wasm", &mut plugins);
+        for plugin in &plugins {
+            if plugin.pointer("/config/failure_policy") != Some(&json!("FAIL_RELOAD"))
+                || plugin.pointer("/config/fail_open") == Some(&json!(true))
+            {
+                missing.push(format!("{name}: a wasm filter without failure_policy FAIL_RELOAD"));
+            }
+        }
+        let mut addresses = vec![config.pointer("/admin/address/socket_address/address").cloned()];
+        let listeners = config.pointer("/static_resources/listeners").and_then(Value::as_array);
+        addresses.extend(
+            listeners
+                .into_iter()
+                .flatten()
+                .map(|l| l.pointer("/address/socket_address/address").cloned()),
+        );
+        if addresses.iter().any(|a| a.as_ref() != Some(&json!("127.0.0.1"))) {
+            missing.push(format!("{name}: admin or a listener not on 127.0.0.1: {addresses:?}"));
+        }
+        let mut monitors = Vec::new();
+        typed_configs(
+            &config,
+            ".resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            &mut monitors,
+        );
+        if monitors.len() != 1 {
+            missing.push(format!("{name}: no limit on downstream connections"));
+        }
         for hcm in managers {
             checked += 1;
             for (pointer, expected) in [
@@ -68,6 +104,8 @@ fn every_shipped_config_has_the_gateway_settings_the_readme_lists() {
                     "/common_http_protocol_options/headers_with_underscores_action",
                     json!("REJECT_REQUEST"),
                 ),
+                ("/common_http_protocol_options/idle_timeout", json!("300s")),
+                ("/request_headers_timeout", json!("10s")),
                 ("/server_header_transformation", json!("PASS_THROUGH")),
             ] {
                 if hcm.pointer(pointer) != Some(&expected) {
@@ -347,6 +385,16 @@ fn jwt_auth_example_requires_a_valid_token_and_passes_its_claims_on() {
         !gw.echo.last_request().has_header("x-user-id"),
         "no verified claims, no identity header"
     );
+    // A token sent there is checked all the same: a forged one never reaches the upstream, which
+    // may read it on a public page that greets its user.
+    let before = gw.echo.request_count();
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiIsInNjb3BlIjoiYWRtaW4ifQ.";
+    let response = gw.send(bearer(Request::get("/public/status"), forged));
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert_eq!(gw.echo.request_count(), before);
+    let public = gw.send(bearer(Request::get("/public/status"), &token));
+    assert_eq!(public.status, 200);
+    assert_eq!(gw.echo.last_request().header_all("x-user-id"), vec!["alice"]);
 }
 
 #[test]
