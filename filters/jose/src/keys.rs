@@ -83,6 +83,8 @@ struct KeyState {
     holds_lease: bool,
     next_attempt_ms: u64,
     failures: u32,
+    /// When this worker's last fetch failed: keys another worker fetched later end its outage.
+    failed_at_ms: u64,
     /// When the last request refetch that counts against the rate limit started.
     last_forced_ms: Option<u64>,
     /// A periodic fetch failed lately on some worker (the shared backoff, read on each tick).
@@ -262,6 +264,10 @@ impl RemoteKeys {
         let version = content_version(&body);
         let mut state = self.state.borrow_mut();
         state.stamp = stamp;
+        if state.failures > 0 && stamp > state.failed_at_ms {
+            state.failures = 0;
+            state.next_attempt_ms = 0;
+        }
         if state.jwks.is_some() && version == state.version {
             return false;
         }
@@ -287,7 +293,7 @@ impl RemoteKeys {
             // A backoff ending later than any backoff does began before the clock stepped back.
             let backed_off =
                 now_ms < state.next_attempt_ms && state.next_attempt_ms <= now_ms.saturating_add(MAX_BACKOFF_MS);
-            stale && !state.in_flight && !backed_off && !backoff.holds_at(now_ms)
+            stale && !state.in_flight && !backed_off
         };
         if !due {
             return None;
@@ -496,11 +502,9 @@ impl RemoteKeys {
         let mut state = self.state.borrow_mut();
         state.in_flight = matches!(result, Ok(Some(_)));
         let held_lease = !state.in_flight && std::mem::take(&mut state.holds_lease);
-        if held_lease {
-            let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
-        }
         // After a failed periodic fetch, no worker makes one before the backoff of the failures
         // in a row is over; a fetch that got keys (a request's refetch too) ends the backoff.
+        // Written before the lease is freed: a worker that finds the lease free finds the backoff.
         match &result {
             Err(_) if held_lease => {
                 let failures = self.shared_backoff(store).failures.saturating_add(1);
@@ -516,6 +520,9 @@ impl RemoteKeys {
             }
             Err(_) | Ok(Some(_)) => {}
         }
+        if held_lease {
+            let _ = store.set(&self.lease_key, &0u64.to_le_bytes(), None);
+        }
         if !state.in_flight {
             state.forced_in_flight = false;
             state.catch_up = false;
@@ -529,6 +536,7 @@ impl RemoteKeys {
             Ok(Some(_)) => {}
             Err(_) => {
                 state.failures = state.failures.saturating_add(1);
+                state.failed_at_ms = now_ms;
                 state.next_attempt_ms = now_ms.saturating_add(backoff_ms(state.failures));
             }
         }
@@ -630,9 +638,15 @@ impl RemoteKeys {
             Some((value, version)) => (value.get(..8).and_then(read_u64).unwrap_or(0), Some(version)),
             None => (0, None),
         };
-        // A lease running out later than any lease is taken for was taken before the clock
-        // stepped back: it is over.
-        if now_ms < held_until && held_until <= now_ms.saturating_add(fetch_ms) {
+        // A lease running out later than any config takes one for (or an earlier release kept
+        // its backoff in) was taken before the clock stepped back: it is over.
+        let longest = (shared::config::MAX_TIMEOUT_MS + 1000).max(MAX_BACKOFF_MS);
+        if now_ms < held_until && held_until <= now_ms.saturating_add(longest) {
+            return None;
+        }
+        // Read after the lease: a holder writes its backoff before it frees the lease, and frees
+        // it after this read only if the write below then finds the lease changed.
+        if self.shared_backoff(store).holds_at(now_ms) {
             return None;
         }
         let until = now_ms.saturating_add(fetch_ms);
@@ -1357,6 +1371,84 @@ mod tests {
             Ok(None)
         );
         assert!(keys.tick(now + 1_000, &store).is_some());
+    }
+
+    /// A failed periodic fetch writes its backoff before it frees the lease, and a tick reads
+    /// the backoff after the lease: no worker fetches again in between, on either side.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn no_worker_fetches_between_a_failed_fetch_and_its_backoff() {
+        let store = FakeStore::default();
+        let holder = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let due = T0 + REFRESH_MS;
+        assert!(holder.tick(due, &store).is_some());
+        let other_fetched = std::cell::Cell::new(false);
+        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+            other_fetched.set(other.tick(due + 10, store).is_some());
+        });
+        assert!(holder
+            .on_response(Fetch::Jwks, CallOutcome::Failed, due + 10, &racing)
+            .is_err());
+        assert!(!other_fetched.get(), "the writer's side");
+
+        let store = FakeStore::default();
+        let holder = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        assert!(holder.tick(due, &store).is_some());
+        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+            assert!(holder
+                .on_response(Fetch::Jwks, CallOutcome::Failed, due + 10, store)
+                .is_err());
+        });
+        assert!(other.tick(due + 10, &racing).is_none(), "the reader's side");
+    }
+
+    /// Configs that fetch from the same place with other timeouts share a lease (a config change
+    /// draining): a longer one's lease still holds for a worker with a shorter timeout, as does
+    /// an earlier release's lease held through its backoff.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_lease_taken_for_longer_than_this_worker_would_still_holds() {
+        let store = FakeStore::default();
+        let slow = RemoteKeys::new(RemoteSpec {
+            timeout_ms: 5_000,
+            ..spec(false)
+        });
+        assert!(slow.tick(T0, &store).is_some());
+        assert!(RemoteKeys::new(spec(false)).tick(T0 + 500, &store).is_none());
+
+        let store = FakeStore::default();
+        store
+            .set("apisec.test.idp.failures", &4u32.to_le_bytes(), None)
+            .unwrap();
+        store
+            .set("apisec.test.idp.lease", &(T0 + 16_000).to_le_bytes(), None)
+            .unwrap();
+        assert!(RemoteKeys::new(spec(false)).tick(T0 + 500, &store).is_none());
+    }
+
+    /// Keys another worker fetched after this one's failed fetch end this worker's outage: an
+    /// unknown `kid` is then a bad token (401), not a 503.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn keys_fetched_after_a_workers_failure_end_its_outage() {
+        let store = FakeStore::default();
+        let keys = loaded(&store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, &store), vec!["k1"]);
+        assert!(matches!(keys.refetch(T0 + 1_000), Refetch::Started(..)));
+        assert!(keys
+            .on_response(Fetch::Jwks, CallOutcome::Failed, T0 + 1_100, &store)
+            .is_err());
+        assert!(keys.failing());
+        assert!(matches!(other.refetch(T0 + 2_000), Refetch::Started(..)));
+        assert_eq!(
+            other.on_response(Fetch::Jwks, ok(jwks_body("k2")), T0 + 2_000, &store),
+            Ok(None)
+        );
+        assert!(keys.tick(T0 + 2_500, &store).is_none());
+        assert_eq!(kids(&keys, &store), vec!["k2"]);
+        assert!(!keys.failing());
     }
 
     /// Another worker's failed periodic fetch tells this one, on its next tick, that the IdP
