@@ -236,11 +236,7 @@ fn without_envoy_normalisation_a_token_optional_prefix_opens_no_other_path() {
 fn a_token_optional_route_takes_no_unchecked_credential_upstream() {
     let oauth = oauth();
     let config = config(&oauth, jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]}));
-    let addr = oauth.addr();
-    let gw = Gateway::start_with(|c| {
-        c.filter("phantom_token", config)
-            .extra_cluster(static_cluster("oauth", addr))
-    });
+    let gw = gateway_with(&oauth, config, 1);
     for credential in ["DPoP opaque-token", "Basic Z3Vlc3Q6Z3Vlc3Q="] {
         let response = gw.send(Request::get("/public/status").header("authorization", credential));
         assert_eq!(response.status, 200, "{credential}: {}", response.text());

@@ -918,6 +918,28 @@ mod tests {
         jwks.keys().iter().filter_map(|k| k.kid().map(str::to_owned)).collect()
     }
 
+    /// Ticks `keys` every 0.5 s from `from` until `n` periodic fetches have failed; the time then.
+    fn fail_periodic_fetches(keys: &RemoteKeys, store: &FakeStore, from: u64, n: usize) -> u64 {
+        let mut now = from;
+        let mut failed = 0;
+        while failed < n {
+            if keys.tick(now, store).is_some() {
+                assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, store).is_err());
+                failed += 1;
+            }
+            now += 500;
+        }
+        now
+    }
+
+    /// Two workers: one that fetched keys `k1`, and one that adopted them from shared data.
+    fn two_workers_with_keys(store: &FakeStore) -> (RemoteKeys, RemoteKeys) {
+        let fetcher = loaded(store, "k1");
+        let other = RemoteKeys::new(spec(false));
+        assert_eq!(kids(&other, store), vec!["k1"]);
+        (fetcher, other)
+    }
+
     fn counters() -> FetchCounters {
         let mut metrics = MetricRegistry::new("test");
         FetchCounters {
@@ -1228,18 +1250,8 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn a_request_refetch_that_succeeds_ends_the_shared_backoff() {
         let store = FakeStore::default();
-        let keys = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
-        let mut now = T0 + REFRESH_MS;
-        let mut failed = 0;
-        while failed < 5 {
-            if keys.tick(now, &store).is_some() {
-                assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
-                failed += 1;
-            }
-            now += 500;
-        }
+        let (keys, other) = two_workers_with_keys(&store);
+        let mut now = fail_periodic_fetches(&keys, &store, T0 + REFRESH_MS, 5);
         now += 1_000;
         assert!(matches!(keys.refetch(now), Refetch::Started(..)));
         assert_eq!(
@@ -1356,15 +1368,7 @@ mod tests {
         });
         assert!(keys.tick(T0, &store).is_some());
         assert_eq!(keys.on_response(Fetch::Jwks, ok(jwks_body("k1")), T0, &store), Ok(None));
-        let mut now = T0 + 1_000;
-        let mut failed = 0;
-        while failed < 5 {
-            if keys.tick(now, &store).is_some() {
-                assert!(keys.on_response(Fetch::Jwks, CallOutcome::Failed, now, &store).is_err());
-                failed += 1;
-            }
-            now += 500;
-        }
+        let now = fail_periodic_fetches(&keys, &store, T0 + 1_000, 5);
         assert!(matches!(keys.refetch(now), Refetch::Started(..)));
         assert_eq!(
             keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), now, &store),
@@ -1378,9 +1382,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn no_worker_fetches_between_a_failed_fetch_and_its_backoff() {
         let store = FakeStore::default();
-        let holder = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let (holder, other) = two_workers_with_keys(&store);
         let due = T0 + REFRESH_MS;
         assert!(holder.tick(due, &store).is_some());
         let other_fetched = std::cell::Cell::new(false);
@@ -1393,9 +1395,7 @@ mod tests {
         assert!(!other_fetched.get(), "the writer's side");
 
         let store = FakeStore::default();
-        let holder = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let (holder, other) = two_workers_with_keys(&store);
         assert!(holder.tick(due, &store).is_some());
         let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
             assert!(holder
@@ -1433,9 +1433,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn keys_fetched_after_a_workers_failure_end_its_outage() {
         let store = FakeStore::default();
-        let keys = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let (keys, other) = two_workers_with_keys(&store);
         assert!(matches!(keys.refetch(T0 + 1_000), Refetch::Started(..)));
         assert!(keys
             .on_response(Fetch::Jwks, CallOutcome::Failed, T0 + 1_100, &store)
@@ -1456,9 +1454,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn a_failed_fetch_on_one_worker_is_an_outage_on_every_worker() {
         let store = FakeStore::default();
-        let fetcher = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let (fetcher, other) = two_workers_with_keys(&store);
         assert!(!other.failing());
         let later = T0 + REFRESH_MS;
         assert!(fetcher.tick(later, &store).is_some());
@@ -1517,9 +1513,7 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn a_clock_that_steps_back_does_not_stop_refreshes() {
         let store = FakeStore::default();
-        let keys = loaded(&store, "k1");
-        let other = RemoteKeys::new(spec(false));
-        assert_eq!(kids(&other, &store), vec!["k1"]);
+        let (keys, other) = two_workers_with_keys(&store);
         // A fetch in flight (its lease taken) when the clock steps back.
         assert!(keys.tick(T0 + REFRESH_MS, &store).is_some());
         let back = T0 + REFRESH_MS - 3_600_000;
