@@ -291,8 +291,8 @@ impl RemoteKeys {
                 || now_ms >= state.stamp.saturating_add(self.refresh_ms)
                 || stepped_back(state.stamp, now_ms);
             // A backoff ending later than any backoff does began before the clock stepped back.
-            let backed_off =
-                now_ms < state.next_attempt_ms && state.next_attempt_ms <= now_ms.saturating_add(MAX_BACKOFF_MS);
+            let backed_off = now_ms < state.next_attempt_ms
+                && !stepped_back(state.next_attempt_ms, now_ms.saturating_add(MAX_BACKOFF_MS));
             stale && !state.in_flight && !backed_off
         };
         if !due {
@@ -641,12 +641,17 @@ impl RemoteKeys {
         // A lease running out later than any config takes one for (or an earlier release kept
         // its backoff in) was taken before the clock stepped back: it is over.
         let longest = (shared::config::MAX_TIMEOUT_MS + 1000).max(MAX_BACKOFF_MS);
-        if now_ms < held_until && held_until <= now_ms.saturating_add(longest) {
+        if now_ms < held_until && !stepped_back(held_until, now_ms.saturating_add(longest)) {
             return None;
         }
         // Read after the lease: a holder writes its backoff before it frees the lease, and frees
         // it after this read only if the write below then finds the lease changed.
         if self.shared_backoff(store).holds_at(now_ms) {
+            return None;
+        }
+        // Nor does a worker fetch keys another one got since this tick took them in.
+        let stamp = store.get(&self.stamp_key).and_then(|(value, _)| read_u64(&value));
+        if stamp.is_some_and(|stamp| stamp != self.state.borrow().stamp) {
             return None;
         }
         let until = now_ms.saturating_add(fetch_ms);
@@ -693,7 +698,7 @@ impl Backoff {
     /// Whether it keeps periodic fetches back at `now_ms`; one ending later than any backoff
     /// does began before the clock stepped back, and is over.
     fn holds_at(&self, now_ms: u64) -> bool {
-        now_ms < self.until_ms && self.until_ms <= now_ms.saturating_add(MAX_BACKOFF_MS)
+        now_ms < self.until_ms && !stepped_back(self.until_ms, now_ms.saturating_add(MAX_BACKOFF_MS))
     }
 }
 
@@ -1258,6 +1263,7 @@ mod tests {
             keys.on_response(Fetch::Jwks, ok(jwks_body("k2")), now, &store),
             Ok(None)
         );
+        assert!(other.tick(now, &store).is_none());
         assert!(!keys.failing() && !other.failing());
         let due = now + REFRESH_MS;
         assert!(other.tick(due, &store).is_some());
@@ -1394,15 +1400,77 @@ mod tests {
             .is_err());
         assert!(!other_fetched.get(), "the writer's side");
 
+        // The failure lands right after the reader's first read of the lease or the backoff in
+        // `take_lease` (its tick read the backoff once before).
         let store = FakeStore::default();
         let (holder, other) = two_workers_with_keys(&store);
         assert!(holder.tick(due, &store).is_some());
-        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+        let lease_or_backoff = |key: &str| key.ends_with(".lease") || key.ends_with(".failures");
+        let racing = RacingStore::after_read(&store, 2, lease_or_backoff, |store: &FakeStore| {
             assert!(holder
                 .on_response(Fetch::Jwks, CallOutcome::Failed, due + 10, store)
                 .is_err());
         });
         assert!(other.tick(due + 10, &racing).is_none(), "the reader's side");
+    }
+
+    /// A worker whose clock reading is a moment behind another's still sees that worker's
+    /// deadlines at their longest (a 30 s backoff, the lease of a minute's timeout) as held.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn deadlines_at_their_longest_hold_for_a_worker_a_moment_behind() {
+        let store = FakeStore::default();
+        let (holder, other) = two_workers_with_keys(&store);
+        store
+            .set(
+                "apisec.test.idp.failures",
+                &Backoff {
+                    failures: 5,
+                    until_ms: 0,
+                }
+                .bytes(),
+                None,
+            )
+            .unwrap();
+        let due = T0 + REFRESH_MS;
+        assert!(holder.tick(due, &store).is_some());
+        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+            assert!(holder
+                .on_response(Fetch::Jwks, CallOutcome::Failed, due + 11, store)
+                .is_err());
+        });
+        assert!(other.tick(due + 10, &racing).is_none(), "the 30 s backoff");
+
+        let store = FakeStore::default();
+        let slow = || {
+            RemoteKeys::new(RemoteSpec {
+                timeout_ms: shared::config::MAX_TIMEOUT_MS,
+                ..spec(false)
+            })
+        };
+        let (holder, other) = (slow(), slow());
+        let holder_fetched = std::cell::Cell::new(false);
+        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+            holder_fetched.set(holder.tick(T0 + 1, store).is_some());
+        });
+        let other_fetched = other.tick(T0, &racing).is_some();
+        assert!(holder_fetched.get(), "the holder took the lease");
+        assert!(!other_fetched, "the lease of a minute's timeout");
+    }
+
+    /// Nor does a worker fetch again keys another one got between its tick's reads.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn no_worker_fetches_again_right_after_another_workers_refresh() {
+        let store = FakeStore::default();
+        let (holder, other) = two_workers_with_keys(&store);
+        let due = T0 + REFRESH_MS;
+        assert!(holder.tick(due, &store).is_some());
+        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+            assert_eq!(
+                holder.on_response(Fetch::Jwks, ok(jwks_body("k1")), due + 10, store),
+                Ok(None)
+            );
+        });
+        assert!(other.tick(due + 10, &racing).is_none());
     }
 
     /// Configs that fetch from the same place with other timeouts share a lease (a config change

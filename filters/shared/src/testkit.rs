@@ -73,20 +73,33 @@ impl SharedStore for FakeStore {
 
 /// Shared data another worker writes to between this worker's read of a key and its write, as
 /// Envoy's workers can: each call is atomic, a read and a write are not. The other worker's write
-/// runs once, right after the first read of a key whose name ends with `suffix`.
+/// runs once, right after the `nth` read of a key `matches` picks.
 pub struct RacingStore<'a> {
     store: &'a FakeStore,
-    suffix: &'a str,
+    matches: KeyPredicate<'a>,
+    reads_left: Cell<u32>,
     other_worker: RefCell<Option<OtherWorkersWrite<'a>>>,
 }
 
+type KeyPredicate<'a> = Box<dyn Fn(&str) -> bool + 'a>;
 type OtherWorkersWrite<'a> = Box<dyn FnOnce(&FakeStore) + 'a>;
 
 impl<'a> RacingStore<'a> {
+    /// The write runs after the first read of a key whose name ends with `suffix`.
     pub fn new(store: &'a FakeStore, suffix: &'a str, other_worker: impl FnOnce(&FakeStore) + 'a) -> Self {
+        Self::after_read(store, 1, move |key| key.ends_with(suffix), other_worker)
+    }
+
+    pub fn after_read(
+        store: &'a FakeStore,
+        nth: u32,
+        matches: impl Fn(&str) -> bool + 'a,
+        other_worker: impl FnOnce(&FakeStore) + 'a,
+    ) -> Self {
         Self {
             store,
-            suffix,
+            matches: Box::new(matches),
+            reads_left: Cell::new(nth),
             other_worker: RefCell::new(Some(Box::new(other_worker))),
         }
     }
@@ -95,9 +108,12 @@ impl<'a> RacingStore<'a> {
 impl SharedStore for RacingStore<'_> {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         let value = self.store.get(key);
-        if key.ends_with(self.suffix) {
-            if let Some(write) = self.other_worker.borrow_mut().take() {
-                write(self.store);
+        if (self.matches)(key) {
+            self.reads_left.set(self.reads_left.get().saturating_sub(1));
+            if self.reads_left.get() == 0 {
+                if let Some(write) = self.other_worker.borrow_mut().take() {
+                    write(self.store);
+                }
             }
         }
         value
