@@ -5,7 +5,8 @@
 //!   `MAX_JWKS_KEYS` of them;
 //! - a kept key is a usable one: no HMAC key comes from a JWKS, RSA moduli are within bounds,
 //!   RSA and EC keys have their SubjectPublicKeyInfo, a key's own `alg` fits its kind;
-//! - parse, serialize, parse: the document written back by a JSON library gives the same keys.
+//! - parse, serialize, parse: the document written back by a JSON library gives the same keys,
+//!   unless a key named a member twice (skipped as written; written back, the last value stands).
 
 #![no_main]
 
@@ -66,6 +67,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // A key that names a member twice is skipped; serde_json keeps the member's last value.
+    if jwks.skip_reasons().contains(&"a member named twice") {
+        return;
+    }
     let written = serde_json::to_vec(&document).expect("a JSON value serializes");
     let again = Jwks::parse(&written).expect("the document written back parses");
     assert_eq!(summary(&again), summary(&jwks));
