@@ -64,7 +64,7 @@ help:
 	@echo "make fuzz-tools    cargo-fuzz $(CARGO_FUZZ_VERSION) into .tools"
 	@echo "make oci       one OCI wasm image per filter and one of the bundle (Istio/Envoy Gateway compat variant) under target/oci"
 	@echo "make oci-push REGISTRY=host:port   push them with skopeo"
-	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 15 min) -> target/bench/results.md"
+	@echo "make bench     load-test bare Envoy, native filters and ours (wrk; about 12 to 15 min) -> target/bench/results.md"
 	@echo "make bench-quick    the same with fewer variants, about a minute"
 	@echo "make soak DURATION=30m   the demo gateway under steady mixed traffic; fails on RSS growth or unexplained answers"
 	@echo "make compose-up     the demo gateway as containers (envoy/docker-compose.yaml; needs a Docker engine)"

@@ -628,3 +628,26 @@ fn rate_limit_example_charges_reports_ten_and_asks_the_service_per_api_key() {
     rls.set_fault(Fault::Down);
     assert_denied(&gw.send(with_key("k3")), 503, "temporarily_unavailable", None);
 }
+
+/// Every row of the README's tables starts with `|`: a row without it ends the table there, and
+/// the rows after it render as text.
+#[test]
+fn readme_tables_have_no_broken_rows() {
+    let readme = std::fs::read_to_string(harness::paths::workspace_root().join("README.md")).expect("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    let broken: Vec<String> = lines
+        .windows(3)
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            [before, line, after] if before.starts_with('|') && after.starts_with('|') && !line.starts_with('|') => {
+                Some(format!(
+                    "README.md:{}: {}",
+                    i + 2,
+                    line.chars().take(60).collect::<String>()
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
