@@ -59,6 +59,11 @@ fn without_null(schema: &mut schemars::Schema) {
             schema.insert("type".to_owned(), only);
         }
     }
+    // A default written from a struct's `Default` lists its absent options as `null`: leave
+    // them out, as a config that takes the default does.
+    if let Some(default) = schema.get_mut("default") {
+        drop_nulls(default);
+    }
     if let Some(Value::Array(any_of)) = schema.get_mut("anyOf") {
         any_of.retain(|s| *s != null);
         if let [Value::Object(only)] = any_of.as_slice() {
@@ -68,6 +73,18 @@ fn without_null(schema: &mut schemars::Schema) {
                 schema.insert(key, value);
             }
         }
+    }
+}
+
+/// `value` without its object members that are `null`, at any depth.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(members) => {
+            members.retain(|_, member| !member.is_null());
+            members.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -450,4 +467,68 @@ fn null_is_refused_for_optional_fields() {
         message,
         "rules[0].match.exact: null is not a value here: leave the field out for its default"
     );
+}
+
+/// Every default a schema states is a value its filter takes: an editor that writes one in gets
+/// a config that loads. None holds a `null` (which the parsers refuse), and a top-level field's
+/// default written into a config passes both the schema and the parser.
+#[test]
+fn schema_defaults_are_values_the_filters_take() {
+    fn defaults<'a>(node: &'a Value, at: String, found: &mut Vec<(String, &'a Value)>) {
+        match node {
+            Value::Object(members) => {
+                if let Some(default) = members.get("default") {
+                    found.push((at.clone(), default));
+                }
+                for (name, member) in members {
+                    defaults(member, format!("{at}/{name}"), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    defaults(item, format!("{at}/{i}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn holds_null(value: &Value) -> bool {
+        match value {
+            Value::Null => true,
+            Value::Object(members) => members.values().any(holds_null),
+            Value::Array(items) => items.iter().any(holds_null),
+            _ => false,
+        }
+    }
+    let mut failures = Vec::new();
+    for filter in &FILTERS {
+        let schema = filter.generated();
+        let mut found = Vec::new();
+        defaults(&schema, String::new(), &mut found);
+        for (at, default) in &found {
+            if holds_null(default) {
+                failures.push(format!("{}: the default at {at} holds null: {default}", filter.name));
+            }
+        }
+        let validator = filter.validator();
+        let top_level = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten();
+        for (name, property) in top_level {
+            let Some(default) = property.get("default") else {
+                continue;
+            };
+            let mut config = base(filter.name);
+            config[name] = default.clone();
+            for error in errors(&validator, &config) {
+                failures.push(format!("{}: the default of {name}: {error}", filter.name));
+            }
+            if let Err(e) = (filter.parses)(&config) {
+                failures.push(format!("{}: the default of {name} is refused: {e}", filter.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
