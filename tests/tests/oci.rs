@@ -213,7 +213,7 @@ fn git_head() -> String {
     Command::new("git")
         .arg("-C")
         .arg(workspace_root())
-        .args(["rev-parse", "HEAD"])
+        .args(["describe", "--always", "--abbrev=40", "--dirty", "--exclude=*"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -426,7 +426,7 @@ fn images_round_trip_through_a_registry() {
         let layout = Layout(packed.path().join(filter));
         let digest = layout.manifest_digest(VERSION);
         let remote = format!("docker://{}/apisec/{filter}:{VERSION}", registry.addr());
-        // What `make oci-push` runs.
+        // What `make oci-push OCI_INSECURE=1` runs (the registry speaks plain HTTP on loopback).
         skopeo(&[
             "copy",
             "--dest-tls-verify=false",

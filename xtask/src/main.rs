@@ -130,12 +130,13 @@ fn built_filters(dir: &Path) -> Result<Vec<String>, Error> {
     Ok(filters)
 }
 
-/// The commit of `HEAD` (`git rev-parse HEAD`), or `unknown` outside a git checkout.
+/// The commit of `HEAD`, with `-dirty` when tracked files differ from it (the image is then not
+/// that commit's), or `unknown` outside a git checkout.
 fn git_revision(root: &Path) -> String {
     Command::new("git")
         .arg("-C")
         .arg(root)
-        .args(["rev-parse", "HEAD"])
+        .args(["describe", "--always", "--abbrev=40", "--dirty", "--exclude=*"])
         .output()
         .ok()
         .filter(|out| out.status.success())
