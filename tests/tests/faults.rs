@@ -64,10 +64,16 @@ impl Load {
         wait_for("more traffic", || self.sent.load(Ordering::Relaxed) >= target);
     }
 
-    fn finish(&self) -> (usize, Vec<String>) {
+    /// Tells the clients to stop after the request each has in flight.
+    fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        let unexpected = std::mem::take(&mut *self.unexpected.lock().unwrap_or_else(|e| e.into_inner()));
-        (self.sent.load(Ordering::Relaxed), unexpected)
+    }
+
+    /// The requests answered and the unexpected answers, once every client has stopped (read it
+    /// after the clients' threads are joined, so that no answer in flight is left out).
+    fn results(self) -> (usize, Vec<String>) {
+        let unexpected = self.unexpected.into_inner().unwrap_or_else(|e| e.into_inner());
+        (self.sent.into_inner(), unexpected)
     }
 }
 
@@ -105,13 +111,14 @@ fn jwks_rotation_under_steady_load_fails_no_valid_request() {
             counter(&gw, "jwt_auth", "jwks_fetch_ok") > fetched + 1
         });
         load.wait_for_more(50);
-        let (sent, unexpected) = load.finish();
-        assert!(
-            unexpected.is_empty(),
-            "{} of {sent} valid requests failed: {unexpected:?}",
-            unexpected.len()
-        );
+        load.stop();
     });
+    let (sent, unexpected) = load.results();
+    assert!(
+        unexpected.is_empty(),
+        "{} of {sent} valid requests failed: {unexpected:?}",
+        unexpected.len()
+    );
     // Whether the unknown kid or the 1 s refresh picked up rsa-2 first is a race; jwt_auth.rs pins the refetch.
     let old = oauth.mint(harness::oauth::TokenSpec::new("RS256", "rsa-1").claims(oauth.claims(json!({}))));
     assert_eq!(gw.send(bearer(&old)).status, 401, "the retired key no longer verifies");
@@ -226,13 +233,14 @@ fn an_oauth_outage_mid_traffic_keeps_cached_tokens_and_refuses_new_ones() {
                 "after {fault:?}: failures are not cached"
             );
         }
-        let (sent, unexpected) = load.finish();
-        assert!(
-            unexpected.is_empty(),
-            "{} of {sent} cached requests failed: {unexpected:?}",
-            unexpected.len()
-        );
+        load.stop();
     });
+    let (sent, unexpected) = load.results();
+    assert!(
+        unexpected.is_empty(),
+        "{} of {sent} cached requests failed: {unexpected:?}",
+        unexpected.len()
+    );
 }
 
 /// A gateway whose listener comes from a file (Envoy's filesystem LDS), so the test can change

@@ -94,15 +94,11 @@ fn non_utf8_header_value_reaches_echo() {
 /// keeps the connection open.
 #[test]
 fn keep_alive_response_is_read_by_framing() {
+    // A client that waited for EOF would hit its read timeout, and `send` would panic.
     let gw = Gateway::start(Vec::new());
-    let started = std::time::Instant::now();
     let resp = gw.send(Request::get("/ka").header("Connection", "keep-alive"));
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["path"], "/ka");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "send waited for EOF on a kept-alive connection"
-    );
 }
 
 /// A bootstrap Envoy rejects makes `Envoy::start` fail with Envoy's words.

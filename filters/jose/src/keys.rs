@@ -1391,8 +1391,11 @@ mod tests {
         let (holder, other) = two_workers_with_keys(&store);
         let due = T0 + REFRESH_MS;
         assert!(holder.tick(due, &store).is_some());
+        // The other worker ticks right after the holder's first write of the lease or the
+        // backoff: the backoff is written by then.
         let other_fetched = std::cell::Cell::new(false);
-        let racing = RacingStore::new(&store, ".failures", |store: &FakeStore| {
+        let lease_or_backoff = |key: &str| key.ends_with(".lease") || key.ends_with(".failures");
+        let racing = RacingStore::after_write(&store, 1, lease_or_backoff, |store: &FakeStore| {
             other_fetched.set(other.tick(due + 10, store).is_some());
         });
         assert!(holder

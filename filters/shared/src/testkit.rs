@@ -71,13 +71,14 @@ impl SharedStore for FakeStore {
     }
 }
 
-/// Shared data another worker writes to between this worker's read of a key and its write, as
-/// Envoy's workers can: each call is atomic, a read and a write are not. The other worker's write
-/// runs once, right after the `nth` read of a key `matches` picks.
+/// Shared data another worker uses between two of this worker's calls, as Envoy's workers can:
+/// each call is atomic, a sequence of them is not. The other worker's turn runs once, right after
+/// the `nth` read (or write) of a key `matches` picks.
 pub struct RacingStore<'a> {
     store: &'a FakeStore,
     matches: KeyPredicate<'a>,
-    reads_left: Cell<u32>,
+    on_writes: bool,
+    calls_left: Cell<u32>,
     other_worker: RefCell<Option<OtherWorkersWrite<'a>>>,
 }
 
@@ -99,8 +100,35 @@ impl<'a> RacingStore<'a> {
         Self {
             store,
             matches: Box::new(matches),
-            reads_left: Cell::new(nth),
+            on_writes: false,
+            calls_left: Cell::new(nth),
             other_worker: RefCell::new(Some(Box::new(other_worker))),
+        }
+    }
+
+    /// The other worker's turn runs after the `nth` write (successful or not) of a key
+    /// `matches` picks.
+    pub fn after_write(
+        store: &'a FakeStore,
+        nth: u32,
+        matches: impl Fn(&str) -> bool + 'a,
+        other_worker: impl FnOnce(&FakeStore) + 'a,
+    ) -> Self {
+        Self {
+            on_writes: true,
+            ..Self::after_read(store, nth, matches, other_worker)
+        }
+    }
+
+    fn counted(&self, key: &str, write: bool) {
+        if write != self.on_writes || !(self.matches)(key) {
+            return;
+        }
+        self.calls_left.set(self.calls_left.get().saturating_sub(1));
+        if self.calls_left.get() == 0 {
+            if let Some(turn) = self.other_worker.borrow_mut().take() {
+                turn(self.store);
+            }
         }
     }
 }
@@ -108,19 +136,14 @@ impl<'a> RacingStore<'a> {
 impl SharedStore for RacingStore<'_> {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         let value = self.store.get(key);
-        if (self.matches)(key) {
-            self.reads_left.set(self.reads_left.get().saturating_sub(1));
-            if self.reads_left.get() == 0 {
-                if let Some(write) = self.other_worker.borrow_mut().take() {
-                    write(self.store);
-                }
-            }
-        }
+        self.counted(key, false);
         value
     }
 
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        self.store.set(key, value, cas)
+        let result = self.store.set(key, value, cas);
+        self.counted(key, true);
+        result
     }
 }
 
