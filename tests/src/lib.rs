@@ -147,10 +147,6 @@ impl Gateway {
         }
     }
 
-    /// `GET path` through the gateway.
-    ///
-    /// # Panics
-    /// On an I/O or parse error.
     /// Sends `req` over TLS, presenting `client`'s certificate if given: for a gateway whose
     /// listener has [`GatewayConfig::with_tls`].
     pub fn send_tls(&self, req: Request, client: Option<tls::Client>) -> Response {
@@ -164,6 +160,10 @@ impl Gateway {
         }
     }
 
+    /// `GET path` through the gateway.
+    ///
+    /// # Panics
+    /// On an I/O or parse error.
     pub fn get(&self, path: &str) -> Response {
         self.send(Request::get(path))
     }
@@ -186,6 +186,33 @@ pub fn merge_json(base: &mut serde_json::Value, extra: serde_json::Value) {
 }
 
 impl Gateway {
+    /// How many requests Envoy is working on at the `gateway` listener (its
+    /// `downstream_rq_active` gauge): lets a test see that a request it sent
+    /// from another thread has arrived and is waiting.
+    ///
+    /// # Panics
+    /// If the admin interface does not answer.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.envoy.counter("http.gateway.downstream_rq_active")
+    }
+
+    /// Sends `req` and, once Envoy is working on it, opens `gate`: for a request that must arrive
+    /// while a call the gate holds (a key fetch, say) is still in flight.
+    ///
+    /// # Panics
+    /// As [`Gateway::send`], or if the request does not reach Envoy within 15 s.
+    pub fn send_then_open(&self, req: Request, gate: &server::Gate) -> Response {
+        let in_flight_before = self.requests_in_flight();
+        std::thread::scope(|s| {
+            let sent = s.spawn(|| self.send(req));
+            self.wait_until("the request to reach Envoy", || {
+                self.requests_in_flight() > in_flight_before
+            });
+            gate.open();
+            sent.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// Polls `condition` until it holds (a readiness check, bounded at 15 s, not a sleep).
     ///
     /// # Panics

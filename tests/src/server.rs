@@ -218,3 +218,51 @@ where
         }
     }
 }
+
+/// A barrier a test opens: a server told to hold an answer at it (e.g.
+/// [`Fault::Hold`](crate::oauth::Fault::Hold)) answers once the test calls
+/// [`Gate::open`], and at once when it is open already. Unlike a delay, it
+/// keeps a call in flight for exactly as long as the test needs, however
+/// slow the machine.
+#[derive(Clone)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+
+    /// Lets every held answer go, and every later one through at once.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Waits until the gate is open.
+    pub(crate) async fn passed(&self) {
+        let mut open = self.0.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate::new()
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate({})", if *self.0.borrow() { "open" } else { "closed" })
+    }
+}
+
+/// Two gates are equal when they are the same gate.
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}

@@ -6,11 +6,9 @@
 //! the config: found again by the same config, never served to one it was not made for. A config
 //! a filter refuses is refused with the push, and the gateway goes on with the one it had.
 
-use std::time::Duration;
-
 use harness::config::static_cluster;
 use harness::envoy::VMS_CREATED;
-use harness::oauth::{Client, Fault, INTROSPECT_PATH};
+use harness::oauth::{Client, Fault, Gate, INTROSPECT_PATH};
 use harness::paths::wasm_path;
 use harness::{Gateway, GatewayConfig, OAuthServer, Request};
 use serde_json::{json, Value};
@@ -224,10 +222,11 @@ fn a_config_that_moves_the_keys_elsewhere_serves_its_first_requests() {
     let token = oauth.token(json!({}));
     assert_eq!(gw.send(bearer(&token)).status, 200);
 
-    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    let new_keys = Gate::new();
+    oauth.set_fault_at("/jwks", Fault::Hold(new_keys.clone()));
     gw.push(|c| c.filter("jwt_auth", remote("oauth_v2"))).expect("push");
-    assert_eq!(counter(&gw, "jwt_auth", "jwks_fetch_ok"), 1, "the new keys take 2 s");
-    let response = gw.send(bearer(&token));
+    assert_eq!(counter(&gw, "jwt_auth", "jwks_fetch_ok"), 1, "the new keys are held");
+    let response = gw.send_then_open(bearer(&token), &new_keys);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(counter(&gw, "jwt_auth", "jwks_fetch_ok"), 2);
 }

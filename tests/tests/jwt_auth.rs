@@ -1,10 +1,8 @@
 //! jwt-auth through a real Envoy, with keys served by the test OAuth server.
 
-use std::time::Duration;
-
 use harness::config::static_cluster;
 use harness::oauth::{
-    b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
+    b64url_decode, b64url_encode, jwks_without_rsa_alg, now_secs, Fault, Gate, SigningKey, TokenSpec, ASYMMETRIC_ALGS,
 };
 use harness::tls::Client;
 use harness::{merge_json, Gateway, OAuthServer, Request, Response};
@@ -651,17 +649,18 @@ fn a_published_kid_with_an_alg_its_key_is_not_for_is_401_during_an_idp_outage() 
 #[test]
 fn a_request_before_the_first_keys_waits_for_them() {
     let oauth = OAuthServer::start();
-    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    let keys = Gate::new();
+    oauth.set_fault_at("/jwks", Fault::Hold(keys.clone()));
     let mut provider = remote_provider(&oauth);
     provider["jwks"]["timeout_ms"] = json!(5000);
     let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
     assert_eq!(
         gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok"),
         0,
-        "the first fetch takes 2 s"
+        "the first fetch is held"
     );
     let token = oauth.token(json!({}));
-    let response = gw.send(bearer(&token));
+    let response = gw.send_then_open(bearer(&token), &keys);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(gw.echo.request_count(), 1);
 }
@@ -686,15 +685,13 @@ fn the_first_request_after_an_idp_outage_fetches_the_keys_itself() {
 #[test]
 fn oidc_discovery_keys_are_fetched_by_the_first_request_too() {
     let oauth = OAuthServer::start();
-    oauth.set_fault_at(
-        "/.well-known/openid-configuration",
-        Fault::Slow(Duration::from_millis(2000)),
-    );
+    let discovery = Gate::new();
+    oauth.set_fault_at("/.well-known/openid-configuration", Fault::Hold(discovery.clone()));
     let mut provider = remote_provider(&oauth);
     provider["jwks"] = json!({"type": "oidc", "cluster": "oauth", "timeout_ms": 5000});
     let gw = gateway_with(&oauth, json!({"providers": {"idp": provider}}), 1);
     assert_eq!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.jwks_fetch_ok"), 0);
-    let response = gw.send(bearer(&oauth.token(json!({}))));
+    let response = gw.send_then_open(bearer(&oauth.token(json!({}))), &discovery);
     assert_eq!(response.status, 200, "{}", response.text());
 }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use harness::config::static_cluster;
 use harness::oauth::{
-    jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, TokenFormat, TokenSpec, INTROSPECT_PATH, TOKEN_PATH,
+    jws_header, now_secs, verify_jws, Client, ClientAuth, Fault, Gate, TokenFormat, TokenSpec, INTROSPECT_PATH,
+    TOKEN_PATH,
 };
 use harness::tls::Client as TlsClient;
 use harness::{merge_json, Gateway, OAuthServer, Request, Response};
@@ -299,7 +300,8 @@ fn one_token_is_introspected_once_then_served_from_the_cache() {
 #[test]
 fn a_request_before_the_first_keys_waits_for_them() {
     let oauth = oauth();
-    oauth.set_fault_at("/jwks", Fault::Slow(Duration::from_millis(2000)));
+    let keys = Gate::new();
+    oauth.set_fault_at("/jwks", Fault::Hold(keys.clone()));
     let mut config = config(&oauth, jwt_mode(), json!({}));
     config["jwt"]["jwks"]["timeout_ms"] = json!(5000);
     let addr = oauth.addr();
@@ -307,9 +309,9 @@ fn a_request_before_the_first_keys_waits_for_them() {
         c.filter("phantom_token", config)
             .extra_cluster(static_cluster("oauth", addr))
     });
-    assert_eq!(counter(&gw, "jwks_fetch_ok"), 0, "the first fetch takes 2 s");
+    assert_eq!(counter(&gw, "jwks_fetch_ok"), 0, "the first fetch is held");
     let opaque = oauth.opaque_token(json!({}));
-    let response = gw.send(bearer(&opaque));
+    let response = gw.send_then_open(bearer(&opaque), &keys);
     assert_eq!(response.status, 200, "{}", response.text());
     let jwt = oauth.phantom_jwt(&opaque).expect("phantom JWT");
     assert_upstream_got_jwt(&gw, &oauth, &opaque, &jwt);
@@ -319,29 +321,34 @@ fn a_request_before_the_first_keys_waits_for_them() {
 fn concurrent_first_requests_wait_on_one_call_per_worker() {
     let oauth = oauth();
     let workers = 2;
-    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), json!({})), workers);
-    // The answer takes a while, so that every request arrives before it.
-    oauth.set_fault_at(INTROSPECT_PATH, Fault::Slow(Duration::from_millis(700)));
+    // Long enough for every request to arrive while the answer is held.
+    let patient = json!({"introspection": {"timeout_ms": 10_000}});
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), patient), workers);
+    // The answer is held until every request has arrived.
+    let answer = Gate::new();
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Hold(answer.clone()));
     let opaque = oauth.opaque_token(json!({}));
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let sent: Vec<_> = (0..32).map(|_| s.spawn(|| gw.send(bearer(&opaque)).status)).collect();
+        gw.wait_until("every request to arrive", || gw.requests_in_flight() == 32);
+        answer.open();
         sent.into_iter().map(|h| h.join().expect("request thread")).collect()
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let calls = oauth.calls(INTROSPECT_PATH);
     assert!((1..=workers as usize).contains(&calls), "{calls} introspection calls");
-    // Every other request waited on a call in flight, or (arriving late on a busy machine) found
-    // the answer already cached.
-    let waited = counter(&gw, "coalesced_waits");
-    assert_eq!(waited + counter(&gw, "cache_hit"), 32 - calls as u64);
-    assert!(waited > 0, "no request waited on the call in flight");
+    // Every other request waited on a call in flight.
+    assert_eq!(counter(&gw, "coalesced_waits"), 32 - calls as u64);
+    assert_eq!(counter(&gw, "cache_hit"), 0);
 }
 
 #[test]
 fn a_request_waiting_on_a_client_that_left_asks_itself_and_gets_its_answer() {
     let oauth = oauth();
-    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), json!({})), 1);
-    oauth.set_fault_at(INTROSPECT_PATH, Fault::Slow(Duration::from_millis(500)));
+    let patient = json!({"introspection": {"timeout_ms": 10_000}});
+    let gw = gateway_with(&oauth, config(&oauth, jwt_mode(), patient), 1);
+    let answers = Gate::new();
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Hold(answers.clone()));
     let opaque = oauth.opaque_token(json!({}));
 
     // The first request leads: its introspection call is at the OAuth server, unanswered.
@@ -357,6 +364,8 @@ fn a_request_waiting_on_a_client_that_left_asks_itself_and_gets_its_answer() {
         drop(leader);
         // Woken without an answer, it makes its own call; the answer comes back to it, not to the
         // stream that left.
+        gw.wait_until("the second request's own call", || oauth.calls(INTROSPECT_PATH) == 2);
+        answers.open();
         let answer = waiter.join().expect("waiter");
         assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
     });

@@ -83,6 +83,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+pub use crate::server::Gate;
 use crate::server::{BackgroundServer, BoundListener};
 
 pub use keys::{
@@ -137,6 +138,9 @@ pub enum Fault {
     Down,
     /// Wait this long, then answer normally.
     Slow(Duration),
+    /// Answer normally once the test opens this gate: a call kept in flight
+    /// for as long as the test needs, however slow the machine.
+    Hold(Gate),
     /// Answer with this status and a small JSON error body.
     Status(u16),
     /// `200`, `application/json`, with a body that is not valid JSON.

@@ -188,6 +188,7 @@ pub(super) async fn handle(req: hyper::Request<Incoming>, state: Shared) -> Resu
         Fault::None => {}
         Fault::Down => return Err(DropConnection),
         Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::Hold(ref gate) => gate.passed().await,
         Fault::Status(code) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(json_response(
