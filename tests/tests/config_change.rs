@@ -167,6 +167,69 @@ fn phantom_token_serves_its_cache_to_the_config_that_filled_it_only() {
     assert_healthy_vms(&gw, &["phantom_token"]);
 }
 
+/// A push while an introspection call is in flight: the request that made it is answered under the
+/// config it started with, and a request of the new filter chain that waited on that call is not
+/// stranded when the old chain is removed with the call still unanswered.
+#[test]
+fn an_introspection_in_flight_across_a_push_strands_no_request() {
+    let oauth = OAuthServer::start();
+    oauth.add_client(Client::new(CLIENT_ID, CLIENT_SECRET, ""));
+    let patient = |c: GatewayConfig| {
+        let mut config = phantom_token(&oauth, "api");
+        config["introspection"]["timeout_ms"] = json!(10_000);
+        c.filter("phantom_token", config)
+            .extra_cluster(static_cluster("oauth", oauth.addr()))
+    };
+    // Drained for longer than the others: the first answer must come back within the drain.
+    let gw = Gateway::start_lds(3, patient);
+    gw.wait_until("the IdP's keys", || counter(&gw, "phantom_token", "jwks_fetch_ok") == 1);
+    let answers = Gate::new();
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Hold(answers.clone()));
+    let opaque = oauth.opaque_token(json!({"aud": "api"}));
+
+    // Answered within the drain: the first request gets its answer from the old chain.
+    let first = std::thread::scope(|s| {
+        let first = s.spawn(|| gw.send(bearer(&opaque)));
+        gw.wait_until("the first introspection call", || oauth.calls(INTROSPECT_PATH) == 1);
+        gw.push(patient).expect("push");
+        answers.open();
+        first.join().expect("first request")
+    });
+    assert_eq!(first.status, 200, "{}", first.text());
+    wait_for_drain(&gw);
+
+    // Unanswered when the old chain goes: its request's connection is closed with it, and a
+    // request of the new chain that waited on its call asks for itself.
+    let answers = Gate::new();
+    oauth.set_fault_at(INTROSPECT_PATH, Fault::Hold(answers.clone()));
+    let other = oauth.opaque_token(json!({"aud": "api"}));
+    let mut stranded = std::net::TcpStream::connect(gw.envoy.listener()).expect("connect");
+    let request = format!("GET /orders HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {other}\r\n\r\n");
+    std::io::Write::write_all(&mut stranded, request.as_bytes()).expect("send");
+    gw.wait_until("the stranded request's call", || oauth.calls(INTROSPECT_PATH) == 2);
+    gw.push(patient).expect("push");
+    let waits_before = counter(&gw, "phantom_token", "coalesced_waits");
+    let second = std::thread::scope(|s| {
+        let second = s.spawn(|| gw.send(bearer(&other)));
+        gw.wait_until("the second request to wait on the first's call", || {
+            counter(&gw, "phantom_token", "coalesced_waits") == waits_before + 1
+        });
+        wait_for_drain(&gw);
+        let mut rest = Vec::new();
+        let read = std::io::Read::read_to_end(&mut stranded, &mut rest);
+        assert!(
+            read.is_err() || rest.is_empty(),
+            "the old chain answered: {}",
+            String::from_utf8_lossy(&rest)
+        );
+        gw.wait_until("the second request's own call", || oauth.calls(INTROSPECT_PATH) == 3);
+        answers.open();
+        second.join().expect("second request")
+    });
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_healthy_vms(&gw, &["phantom_token"]);
+}
+
 fn jwt_auth(oauth: &OAuthServer, kid: &str) -> Value {
     json!({
         "providers": {"idp": {"issuer": oauth.issuer(), "audiences": ["api"],
