@@ -880,3 +880,26 @@ fn a_bad_config_is_refused_at_load_with_the_field_path() {
         "{log}"
     );
 }
+
+/// A claim value the upstream's HTTP parser would trim (a field value has no white space at
+/// either end, RFC 9110 section 5.5, and list readers trim each item) sets no header: a user who
+/// gets the IdP to issue `sub: " admin "` or a group `" admin"` is not `admin` upstream, even
+/// when sending that header itself.
+#[test]
+fn claim_values_with_white_space_at_either_end_set_no_header() {
+    let oauth = OAuthServer::start();
+    let mut provider = remote_provider(&oauth);
+    provider["claims_to_headers"] =
+        json!([{"claim": "sub", "header": "x-user-id"}, {"claim": "groups", "header": "x-user-groups"}]);
+    let gw = gateway_for(&oauth, provider);
+    let token = oauth.token(json!({"sub": " admin ", "groups": ["staff", "\u{a0}admin"]}));
+    let response = gw.send(
+        bearer(&token)
+            .header("X-User-Id", "admin")
+            .header("X-User-Groups", "admin"),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.header_all("x-user-id"), Vec::<String>::new());
+    assert_eq!(seen.header_all("x-user-groups"), Vec::<String>::new());
+}

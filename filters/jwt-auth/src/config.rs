@@ -23,7 +23,7 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// Let CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) through
     /// without a token: browsers never send credentials on them.
-    #[serde(default = "yes")]
+    #[serde(default = "shared::config::yes")]
     pub bypass_cors_preflight: bool,
     /// Verified tokens remembered per worker (by SHA-256), until `exp` or a key change.
     #[serde(default = "default_cache_entries")]
@@ -34,7 +34,7 @@ pub struct Config {
     /// Let the host check RS256/384/512, ES256 and ES384 signatures natively where it can (Envoy's
     /// `verify_signature` foreign function). `false`: every signature is checked in wasm (pure
     /// Rust), e.g. to measure that path or on a host whose native check is not trusted.
-    #[serde(default = "yes")]
+    #[serde(default = "shared::config::yes")]
     pub host_crypto: bool,
     /// What happens to a request with a method-override header (`X-HTTP-Method-Override` and
     /// the like) while a rule reads methods.
@@ -44,10 +44,6 @@ pub struct Config {
     /// connection, or `x-forwarded-client-cert` from a trusted front proxy.
     #[serde(default)]
     pub client_certificate: ClientCertificateConfig,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_cache_entries() -> usize {
@@ -82,7 +78,7 @@ pub struct ProviderConfig {
     #[serde(default = "default_sources")]
     pub from: Vec<SourceConfig>,
     /// Keep the token in the request to the upstream (default) or strip it.
-    #[serde(default = "yes")]
+    #[serde(default = "shared::config::yes")]
     pub forward: bool,
     /// Verified claims copied into request headers for the upstream.
     #[serde(default)]

@@ -45,7 +45,7 @@ impl Provider {
         if config.from.is_empty() {
             return Err(at.field("from").error("give at least one token source"));
         }
-        let sources = config
+        let sources: Vec<Source> = config
             .from
             .iter()
             .enumerate()
@@ -57,11 +57,40 @@ impl Provider {
             .enumerate()
             .map(|(i, name)| shared::config::nonempty(name, &at.field("required_claims").index(i)))
             .collect::<Result<_, _>>()?;
-        for (i, c) in config.claims_to_headers.iter().enumerate() {
-            output_header(&c.header, &at.field("claims_to_headers").index(i).field("header"))?;
+        let token_headers: Vec<&HeaderName> = sources
+            .iter()
+            .filter_map(|source| match source {
+                Source::Header { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        let mut set: Vec<&HeaderName> = Vec::new();
+        let outputs = config.claims_to_headers.iter().enumerate().map(|(i, c)| {
+            let at = at.field("claims_to_headers").index(i);
+            (Some((&c.claim, at.field("claim"))), &c.header, at.field("header"))
+        });
+        let payload = config
+            .payload_header
+            .iter()
+            .map(|h| (None, h, at.field("payload_header")));
+        for (claim, header, header_at) in outputs.chain(payload) {
+            if let Some((claim, claim_at)) = claim {
+                shared::config::nonempty(claim, &claim_at)?;
+            }
+            output_header(header, &header_at)?;
+            if token_headers.contains(&header) {
+                return Err(header_at.error(format!("{header:?} is where this provider reads tokens from")));
+            }
+            if set.contains(&header) {
+                return Err(header_at.error(format!("{header:?} is set for another claim already")));
+            }
+            set.push(header);
         }
-        if let Some(header) = &config.payload_header {
-            output_header(header, &at.field("payload_header"))?;
+        let separator = &config.array_separator;
+        if separator.is_empty() || separator.chars().any(|c| c.is_control()) {
+            return Err(at
+                .field("array_separator")
+                .error("give at least one character, and no control characters"));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -170,7 +199,12 @@ fn allowed_typ(typ: Option<&[String]>, at: &FieldPath) -> Result<Option<Vec<Stri
     }
     typ.iter()
         .enumerate()
-        .map(|(i, value)| shared::config::nonempty(value, &at.index(i)))
+        .map(|(i, value)| {
+            if value.trim() != value {
+                return Err(at.index(i).error("must not begin or end with white space"));
+            }
+            shared::config::nonempty(value, &at.index(i))
+        })
         .collect::<Result<_, _>>()
         .map(Some)
 }
@@ -191,15 +225,22 @@ pub fn token_key(token: &[u8]) -> [u8; 32] {
     shared::Secret::sha256_of(token)
 }
 
-/// A claim as a header value: strings, numbers and booleans as text, arrays of those joined.
-/// Objects, nulls, arrays with an element that contains the separator or any of its visible
-/// characters (the upstream could not tell `["user admin"]` from `["user", "admin"]`), and anything with a control character
-/// (C0, DEL, C1, tab included) or a Unicode line or paragraph separator are not turned into
-/// headers.
+/// A claim as a header value: strings, integers and booleans as text, arrays of those joined.
+/// Not turned into headers, since the upstream would read them as another value:
+/// - objects, nulls, and numbers that are not integers within 64 bits (text rounded through a
+///   float: two distinct large ids would read the same);
+/// - strings that begin or end with white space (`" admin"`: HTTP parsers and list readers trim
+///   it, and the upstream would see `admin`);
+/// - arrays with an element that contains the separator or any of its visible characters (the
+///   upstream could not tell `["user admin"]` from `["user", "admin"]`);
+/// - anything with a control character (C0, DEL, C1, tab included) or a Unicode line or paragraph
+///   separator.
 fn header_value(value: &serde_json::Value, separator: &str) -> Option<Vec<u8>> {
     use serde_json::Value;
     let scalar = |v: &Value| match v {
+        Value::String(s) if s.starts_with(is_space_to_some_reader) || s.ends_with(is_space_to_some_reader) => None,
         Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_f64() => None,
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
@@ -257,6 +298,22 @@ mod tests {
         assert_eq!(v("null"), None);
         assert_eq!(v(r#"["a", {"b": 1}]"#), None);
         assert_eq!(v(r#""evil\r\nx-admin: 1""#), None);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn values_an_upstream_would_read_as_another_set_no_header() {
+        let v = |json: &str| header_value(&serde_json::from_str(json).unwrap(), ",");
+        for trimmed in [r#"" admin""#, r#""admin ""#, r#""\u00a0admin""#, r#""admin\ufeff""#] {
+            assert_eq!(v(trimmed), None, "{trimmed}");
+        }
+        assert_eq!(v(r#"["staff", " admin"]"#), None);
+        assert_eq!(v(r#""an admin""#), Some(b"an admin".to_vec()), "inner spaces are kept");
+        // Rounded through a float, distinct ids would read the same.
+        assert_eq!(v("36893488147419103232"), None);
+        assert_eq!(v("1e2"), None);
+        assert_eq!(v("1.5"), None);
+        assert_eq!(v("-42"), Some(b"-42".to_vec()));
+        assert_eq!(v("18446744073709551615"), Some(b"18446744073709551615".to_vec()));
     }
 
     /// An element holding the separator would read as two elements upstream.

@@ -2919,3 +2919,70 @@ fn fractional_numeric_dates_are_compared_to_the_millisecond() {
     host.now_ms = NOW * 1000 + 600;
     assert_allowed(&config, &run(&config, &host, &get(&fresh)));
 }
+
+/// Output settings that could only misbehave at run time are refused at load, with the field path.
+#[wasm_bindgen_test(unsupported = test)]
+fn claim_header_settings_that_can_only_misbehave_are_refused() {
+    let p = |changes: Value| json!({"providers": {"x": with(hmac_provider(), changes)}});
+    let cases = [
+        // Every array claim would set no header.
+        (p(json!({"array_separator": ""})), "providers.x.array_separator"),
+        (p(json!({"array_separator": "\r\n"})), "providers.x.array_separator"),
+        // Which claim the upstream gets in `x-a` would depend on which claims the token has.
+        (
+            p(json!({"claims_to_headers": [{"claim": "sub", "header": "x-a"}, {"claim": "email", "header": "x-a"}]})),
+            "providers.x.claims_to_headers[1].header",
+        ),
+        (
+            p(json!({"claims_to_headers": [{"claim": "sub", "header": "x-a"}], "payload_header": "X-A"})),
+            "providers.x.payload_header",
+        ),
+        // The token's own header would be overwritten by a claim.
+        (
+            p(json!({"claims_to_headers": [{"claim": "sub", "header": "x-tok"}],
+                     "from": [{"type": "header", "name": "x-tok"}]})),
+            "providers.x.claims_to_headers[0].header",
+        ),
+        (
+            p(json!({"claims_to_headers": [{"claim": "", "header": "x-a"}]})),
+            "providers.x.claims_to_headers[0].claim",
+        ),
+        // A typ with white space around it never matches a token's.
+        (p(json!({"typ": ["at+jwt "]})), "providers.x.typ[0]"),
+    ];
+    for (config, path) in cases {
+        match Configured::<JwtAuth>::new(&config.to_string()) {
+            Ok(_) => panic!("accepted at load: {config}"),
+            Err(e) => assert!(e.to_string().starts_with(&format!("{path}:")), "{path}: {e}"),
+        }
+    }
+    let same_header_in_two_providers = json!({"providers": {
+        "x": with(hmac_provider(), json!({"claims_to_headers": [{"claim": "sub", "header": "x-a"}]})),
+        "y": with(hmac_provider(), json!({"issuer": "https://other.example", "claims_to_headers": [{"claim": "sub", "header": "x-a"}]})),
+    }});
+    assert!(Configured::<JwtAuth>::new(&same_header_in_two_providers.to_string()).is_ok());
+}
+
+/// Two different numeric identities never reach the upstream as the same header value: numbers
+/// beyond 64-bit integers (rounded through a float) set no header.
+#[wasm_bindgen_test(unsupported = test)]
+fn distinct_numeric_claims_never_become_the_same_header() {
+    let config = configured_hmac();
+    let host = FakeHost::default();
+    let sent = |tenant: &str| {
+        let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = format!(
+            r#"{{"iss":"{ISS}","aud":"api","sub":"alice","iat":{},"exp":{},"tenant":{tenant}}}"#,
+            NOW - 5,
+            NOW + 600
+        );
+        let input = format!("{header}.{}", b64(payload.as_bytes()));
+        let token = format!("{input}.{}", b64(&hmac_sha256(SECRET, input.as_bytes())));
+        let step = run(&config, &host, &get(&token));
+        assert_eq!(step.action, Action::Continue, "{step:?}");
+        set(&step).into_iter().find(|(n, _)| n == "x-tenant").map(|(_, v)| v)
+    };
+    assert_eq!(sent("36893488147419103232"), None);
+    assert_eq!(sent("36893488147419103233"), None);
+    assert_eq!(sent("18446744073709551615").as_deref(), Some("18446744073709551615"));
+}

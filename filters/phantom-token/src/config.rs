@@ -32,7 +32,7 @@ pub struct Config {
     #[serde(default)]
     pub method_override_headers: MethodOverride,
     /// Let CORS preflights through without a token: browsers never send credentials on them.
-    #[serde(default = "yes")]
+    #[serde(default = "shared::config::yes")]
     pub bypass_cors_preflight: bool,
     /// Longest opaque token accepted, in bytes.
     #[serde(default = "default_max_token_bytes")]
@@ -41,10 +41,6 @@ pub struct Config {
     /// connection, or `x-forwarded-client-cert` from a trusted front proxy.
     #[serde(default)]
     pub client_certificate: ClientCertificateConfig,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_max_token_bytes() -> usize {

@@ -70,6 +70,12 @@ pub fn max_token_bytes(bytes: usize, at: &FieldPath) -> Result<usize, ConfigErro
     }
 }
 
+/// `true`: the default of an option that is on unless turned off (`#[serde(default =
+/// "shared::config::yes")]`).
+pub fn yes() -> bool {
+    true
+}
+
 /// A string from config that may not be empty (an empty string is never a name, an issuer, a
 /// hint...): the string, owned.
 pub fn nonempty(value: &str, at: &FieldPath) -> Result<String, ConfigError> {
@@ -308,10 +314,6 @@ mod tests {
         #[serde(default)]
         prefixes: Vec<String>,
         inner: Option<Inner>,
-    }
-
-    fn yes() -> bool {
-        true
     }
 
     /// A tagged enum as the configs declare one, and as serde's `tag` declares it (the reference).
