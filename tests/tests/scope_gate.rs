@@ -395,3 +395,30 @@ fn rules_with_escapes_hold_and_escaped_delimiters_do_not_skip_one() {
     assert_eq!(sneaky.status, 400, "{}", sneaky.text());
     assert_eq!(gw.echo.request_count(), 1);
 }
+
+/// jwt-auth lets a browser's CORS preflight through (it carries no credentials), for an upstream
+/// that answers CORS itself; scope-gate behind it lets it through too, instead of asking it for the
+/// token it can never carry. A preflight that asks for another method by an override header is
+/// no preflight: it is refused for its missing token.
+#[test]
+fn a_cors_preflight_jwt_auth_lets_through_reaches_the_upstream() {
+    let oauth = OAuthServer::start();
+    let rules = json!([
+        {"id": "orders", "match": {"prefix": "/orders"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}},
+    ]);
+    let gw = chain_gated(&oauth, rules, |c| c);
+    let preflight = || {
+        Request::new("OPTIONS", "/orders/1")
+            .header("Origin", "https://app.example")
+            .header("Access-Control-Request-Method", "DELETE")
+            .header("Access-Control-Request-Headers", "authorization")
+    };
+    let response = gw.send(preflight());
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(gw.echo.request_count(), 1);
+    assert_eq!(gw.envoy.counter("wasmcustom.apisec.scope_gate.preflight_allowed"), 1);
+
+    let overridden = gw.send(preflight().header("X-HTTP-Method-Override", "DELETE"));
+    assert_eq!(overridden.status, 401, "{}", overridden.text());
+    assert_eq!(gw.echo.request_count(), 1);
+}

@@ -27,6 +27,11 @@ pub struct Config {
     /// the like) while a rule reads methods.
     #[serde(default)]
     pub method_override_headers: MethodOverride,
+    /// Let CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) without
+    /// verified claims through on routes that need scopes: browsers never send credentials on
+    /// them, and the authenticating filter in front lets them through too.
+    #[serde(default = "shared::config::yes")]
+    pub bypass_cors_preflight: bool,
 }
 
 fn default_scope_claims() -> Vec<String> {

@@ -32,6 +32,7 @@ struct Counters {
     allowed: Counter,
     public_allowed: Counter,
     unauthenticated: Counter,
+    preflight_allowed: Counter,
     unmatched_denied: Counter,
     content_type_refused: Counter,
     path_refused: Counter,
@@ -45,6 +46,7 @@ pub struct ScopeGate {
     rules: Vec<Rule>,
     unmatched: Unmatched,
     case_insensitive: bool,
+    bypass_cors_preflight: bool,
     /// Refuse requests with a method-override header: some rule reads methods, and the config
     /// does not say the headers are harmless.
     refuse_method_override: bool,
@@ -54,7 +56,8 @@ pub struct ScopeGate {
 }
 
 /// Filter-state key with the outcome: the name of the counter the decision bumped (`allowed`,
-/// `public_allowed`, `unauthenticated`, `denied_<rule id>`, `unmatched_denied`, …).
+/// `public_allowed`, `unauthenticated`, `preflight_allowed`, `denied_<rule id>`, `unmatched_denied`,
+/// …).
 pub const OUTCOME_STATE: &str = "apisec.scope_gate.outcome";
 
 impl shared::FilterRoot for ScopeGate {
@@ -120,6 +123,7 @@ impl shared::FilterRoot for ScopeGate {
             allowed: metrics.counter("allowed"),
             public_allowed: metrics.counter("public_allowed"),
             unauthenticated: metrics.counter("unauthenticated"),
+            preflight_allowed: metrics.counter("preflight_allowed"),
             unmatched_denied: metrics.counter("unmatched_denied"),
             content_type_refused: metrics.counter("content_type_refused"),
             path_refused: metrics.counter("path_refused"),
@@ -134,6 +138,7 @@ impl shared::FilterRoot for ScopeGate {
             rules,
             unmatched: config.unmatched,
             case_insensitive: config.case_insensitive_paths,
+            bypass_cors_preflight: config.bypass_cors_preflight,
             refuse_method_override,
             counters,
             outcomes: metrics.clone(),
@@ -272,6 +277,12 @@ impl Gate {
             Requires::AllOf(needed) => (needed, true),
         };
         let Some(scopes) = self.verified_scopes(ctx) else {
+            // A browser's preflight carries no credentials (Fetch), so the authenticating filter
+            // in front lets it through by default; refusing it here would fail every cross-origin
+            // call the upstream's own CORS handling allows.
+            if gate.bypass_cors_preflight && headers.is_plain_cors_preflight() {
+                return Step::proceed().count(gate.counters.preflight_allowed);
+            }
             return self.deny(Deny::MissingToken, gate.counters.unauthenticated);
         };
         let satisfied = if all {
@@ -280,12 +291,14 @@ impl Gate {
             needed.iter().any(|s| scopes.contains(s))
         };
         if !satisfied {
-            return self.deny(
-                Deny::InsufficientScope {
-                    scope: needed.join(" "),
-                },
-                rule.denied,
-            );
+            // RFC 6750 section 3: `scope` is what the token needs. For `any_of` that is one of
+            // them (the first): all of them would send a client to ask for more than it needs.
+            let scope = if all {
+                needed.join(" ")
+            } else {
+                needed.first().cloned().unwrap_or_default()
+            };
+            return self.deny(Deny::InsufficientScope { scope }, rule.denied);
         }
         self.check_content_type(rule, headers, gate.counters.allowed)
     }

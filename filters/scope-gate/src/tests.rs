@@ -101,6 +101,69 @@ fn insufficient_scope_names_what_would_satisfy_the_rule() {
     assert_eq!(body["error"], "insufficient_scope");
 }
 
+/// RFC 6750 section 3: `scope` names what the token needs. Under `any_of` one of the scopes
+/// would do, so the challenge names one (the first), not every alternative.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_any_of_challenge_names_one_scope_that_would_do() {
+    let config = gate(CONFIG);
+    let host = host(Some(r#"{"scope": "profile"}"#));
+    let step = config
+        .filter()
+        .on_request_headers(&request("GET", "/orders/1", &[]), &host.ctx());
+    let reply = step.local_reply().expect("denied");
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some(r#"Bearer realm="shop", error="insufficient_scope", scope="orders:read""#)
+    );
+    assert_eq!(
+        decide(
+            &config,
+            Some(r#"{"scope": "orders:read"}"#),
+            request("GET", "/orders/1", &[])
+        )
+        .0,
+        0
+    );
+}
+
+fn preflight(extra: &[(&str, &str)]) -> Headers {
+    let mut headers = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "DELETE"),
+    ]
+    .to_vec();
+    headers.extend_from_slice(extra);
+    request("OPTIONS", "/orders/1", &headers)
+}
+
+/// A browser's preflight carries no credentials, and the authenticating filter in front lets it
+/// through by default: a route that needs scopes lets it through too, unless told not to. One
+/// that asks for another method by an override header is judged as any request is.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_cors_preflight_without_claims_goes_through_unless_configured_otherwise() {
+    let rules = r#"[{"id": "orders", "match": {"prefix": "/orders"}, "requires": {"type": "any_of", "scopes": ["orders:read"]}}]"#;
+    let config = gate(&format!(r#"{{"rules": {rules}}}"#));
+    assert_eq!(
+        decide(&config, None, preflight(&[])),
+        (0, vec!["preflight_allowed".to_owned()])
+    );
+    let overridden = preflight(&[("x-http-method-override", "DELETE")]);
+    assert_eq!(decide(&config, None, overridden).0, 401);
+    assert_eq!(
+        decide(&config, None, request("OPTIONS", "/orders/1", &[])).0,
+        401,
+        "not a preflight"
+    );
+    // A preflight that carried a token is judged on its claims.
+    assert_eq!(decide(&config, Some(r#"{"scope": "profile"}"#), preflight(&[])).0, 403);
+
+    let strict = gate(&format!(r#"{{"rules": {rules}, "bypass_cors_preflight": false}}"#));
+    assert_eq!(
+        decide(&strict, None, preflight(&[])),
+        (401, vec!["unauthenticated".to_owned()])
+    );
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn no_verified_claims_is_401_not_403() {
     let config = gate(CONFIG);
@@ -454,7 +517,8 @@ mod properties {
             } else {
                 let reply = step.local_reply().expect("a denial");
                 prop_assert_eq!(reply.status, 403);
-                let challenge = format!(r#"Bearer realm="api", error="insufficient_scope", scope="{}""#, required.join(" "));
+                let scope = if all { required.join(" ") } else { required[0].to_owned() };
+                let challenge = format!(r#"Bearer realm="api", error="insufficient_scope", scope="{scope}""#);
                 prop_assert_eq!(reply.header("www-authenticate"), Some(challenge.as_str()));
             }
             prop_assert_eq!(status(&decide(&gate, None, "GET", "/orders")), Some(401));

@@ -189,13 +189,13 @@ fn scope_cases(oauth: &OAuthServer) -> Vec<Case<'_>> {
             "scope orders:readx",
             bearer("/orders", &m.valid(json!({"scope": "orders:readx"}))),
             403,
-            Some(&insufficient_scope("orders:read orders:write")),
+            Some(&insufficient_scope("orders:read")),
         ),
         Case::refused(
             "scope ORDERS:READ",
             bearer("/orders", &m.valid(json!({"scope": "ORDERS:READ"}))),
             403,
-            Some(&insufficient_scope("orders:read orders:write")),
+            Some(&insufficient_scope("orders:read")),
         ),
         Case::refused(
             "scope admin as a prefix (adminx)",
