@@ -240,9 +240,7 @@ impl IssuerKeys {
                 max_stale_secs,
                 timeout_ms,
             } => {
-                if !path.starts_with('/') {
-                    return Err(keys_at.field("path").error("must start with '/'"));
-                }
+                shared::config::call_path(path, &keys_at.field("path"))?;
                 remote(
                     cluster,
                     authority,

@@ -134,9 +134,7 @@ impl Failure {
 impl Introspector {
     pub fn compile(config: &IntrospectionConfig, at: &FieldPath) -> Result<Self, ConfigError> {
         let nonempty = |value: &str, field: &str| shared::config::nonempty(value, &at.field(field));
-        if !config.path.starts_with('/') {
-            return Err(at.field("path").error("must start with '/'"));
-        }
+        shared::config::call_path(&config.path, &at.field("path"))?;
         let timeout = shared::config::call_timeout(config.timeout_ms, &at.field("timeout_ms"))?;
         if config.max_response_bytes == 0 || config.max_response_bytes > MAX_RESPONSE_BYTES {
             return Err(at

@@ -39,9 +39,7 @@ impl Service {
         }
         let timeout = shared::config::call_timeout(config.timeout_ms, &at.field("timeout_ms"))?;
         if let TransportConfig::Http { path } = &config.transport {
-            if !path.starts_with('/') {
-                return Err(at.field("transport").field("path").error("must start with '/'"));
-            }
+            shared::config::call_path(path, &at.field("transport").field("path"))?;
         }
         // The 429 carries `cache-control` from the one deny table, and `retry-after`.
         let own = quota::header_names(style)

@@ -979,6 +979,13 @@ fn bad_configs_are_refused_with_the_field_path() {
         (
             with(
                 base.clone(),
+                json!({"service": {"transport": {"type": "http", "path": "/json x"}, "cluster": "rl", "domain": "d"}}),
+            ),
+            "service.transport.path: \"/json x\" is not a request target",
+        ),
+        (
+            with(
+                base.clone(),
                 json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d", "failure_mode": "open"}}),
             ),
             "service.failure_mode: unknown variant `open`",

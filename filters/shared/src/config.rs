@@ -70,6 +70,21 @@ pub fn max_token_bytes(bytes: usize, at: &FieldPath) -> Result<usize, ConfigErro
     }
 }
 
+/// The path (query allowed) of a call the filter makes, as the request line carries it: from `/`,
+/// visible ASCII, no fragment. Anything else could never reach the service as written (a space
+/// ends the request target), and every call would fail.
+pub fn call_path(path: &str, at: &FieldPath) -> Result<(), ConfigError> {
+    if !path.starts_with('/') {
+        return Err(at.error("must start with '/'"));
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+        return Err(at.error(format!(
+            "{path:?} is not a request target: use visible ASCII without '#', percent-encoding the rest"
+        )));
+    }
+    Ok(())
+}
+
 /// `true`: the default of an option that is on unless turned off (`#[serde(default =
 /// "shared::config::yes")]`).
 pub fn yes() -> bool {
@@ -149,6 +164,18 @@ impl FieldPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_call_path_is_one_a_request_line_can_carry() {
+        let at = FieldPath::root().field("path");
+        for good in ["/", "/jwks", "/introspect?client=gw&x=%20", "/a/b~c"] {
+            assert!(call_path(good, &at).is_ok(), "{good}");
+        }
+        for bad in ["jwks", "", "/json x", "/a\tb", "/a#frag", "/caf\u{e9}", "/a\r\nHost: x"] {
+            let error = call_path(bad, &at).expect_err(bad).to_string();
+            assert!(error.starts_with("path: "), "{error}");
+        }
+    }
     use serde::de::DeserializeOwned;
     use serde::Deserialize;
     use wasm_bindgen_test::wasm_bindgen_test;
