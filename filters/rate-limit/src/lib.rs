@@ -231,8 +231,10 @@ pub struct RateLimitFilter {
     pending: Option<Tally>,
     /// Index into `root.limits` of each descriptor sent to the service, in request order.
     asked: Vec<usize>,
-    /// Headers for the response to an allowed request.
-    response_headers: Vec<(HeaderName, String)>,
+    /// Edits to the response to an allowed request: the filter's own rate-limit headers replace
+    /// the upstream's, the service's `response_headers_to_add` are added, every copy, as Envoy's
+    /// own rate-limit filter adds them.
+    response_headers: Vec<HeaderEdit>,
 }
 
 /// What the limits said so far about one request.
@@ -386,8 +388,8 @@ impl HttpFilter for RateLimitFilter {
 
     fn on_response_headers(&mut self, _headers: &Headers, _ctx: &Ctx) -> Step {
         let mut step = Step::proceed();
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            step = step.edit(HeaderEdit::Set(name, value.into_bytes()));
+        for edit in std::mem::take(&mut self.response_headers) {
+            step = step.edit(edit);
         }
         step
     }
@@ -537,9 +539,15 @@ impl RateLimitFilter {
             step = step.count(counters.ok);
         }
         if root.headers.on_allowed && !root.shadow {
-            self.response_headers = quota::render(root.headers.style, &tally.quotas);
+            let own = quota::render(root.headers.style, &tally.quotas);
+            self.response_headers = own
+                .into_iter()
+                .map(|(name, value)| HeaderEdit::Set(name, value.into_bytes()))
+                .collect();
         }
-        self.response_headers.extend(tally.extra_headers);
+        let service = tally.extra_headers.into_iter();
+        self.response_headers
+            .extend(service.map(|(name, value)| HeaderEdit::Add(name, value.into_bytes())));
         step.publish(OUTCOME_STATE, outcome)
     }
 }

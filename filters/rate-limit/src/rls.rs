@@ -124,7 +124,7 @@ impl Code {
 }
 
 /// The limit the service applied to a descriptor.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CurrentLimit {
     pub name: String,
     pub requests_per_unit: u32,
@@ -211,25 +211,27 @@ fn decode_status(message: &[u8]) -> Result<DescriptorStatus, Malformed> {
         limit_remaining: 0,
         reset_secs: None,
     };
+    let mut reset: Option<Duration> = None;
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
+        // A message field sent more than once is merged into what came before, as protobuf
+        // parsers read it; a scalar's last value wins.
         match field {
             1 => status.code = Code::from_number(value.as_varint().ok_or(Malformed)?),
-            2 => status.current_limit = Some(decode_limit(value.as_bytes().ok_or(Malformed)?)?),
+            2 => {
+                let limit = status.current_limit.get_or_insert_with(CurrentLimit::default);
+                decode_limit(value.as_bytes().ok_or(Malformed)?, limit)?;
+            }
             3 => status.limit_remaining = u32::try_from(value.as_varint().ok_or(Malformed)?).unwrap_or(u32::MAX),
-            4 => status.reset_secs = Some(decode_duration(value.as_bytes().ok_or(Malformed)?)?),
+            4 => decode_duration(value.as_bytes().ok_or(Malformed)?, reset.get_or_insert_default())?,
             _ => {}
         }
     }
+    status.reset_secs = reset.map(Duration::whole_secs_rounded_up);
     Ok(status)
 }
 
-fn decode_limit(message: &[u8]) -> Result<CurrentLimit, Malformed> {
-    let mut limit = CurrentLimit {
-        name: String::new(),
-        requests_per_unit: 0,
-        window_secs: None,
-    };
+fn decode_limit(message: &[u8], limit: &mut CurrentLimit) -> Result<(), Malformed> {
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
         match field {
@@ -239,22 +241,34 @@ fn decode_limit(message: &[u8]) -> Result<CurrentLimit, Malformed> {
             _ => {}
         }
     }
-    Ok(limit)
+    Ok(())
 }
 
-/// `google.protobuf.Duration` as whole seconds, rounded up.
-fn decode_duration(message: &[u8]) -> Result<u64, Malformed> {
-    let (mut seconds, mut nanos) = (0u64, 0u64);
+/// `google.protobuf.Duration`, as far as a reset needs it.
+#[derive(Default)]
+struct Duration {
+    seconds: u64,
+    nanos: u64,
+}
+
+impl Duration {
+    fn whole_secs_rounded_up(self) -> u64 {
+        self.seconds.saturating_add(u64::from(self.nanos > 0))
+    }
+}
+
+fn decode_duration(message: &[u8], duration: &mut Duration) -> Result<(), Malformed> {
     let mut fields = Reader::new(message);
     while let Some((field, value)) = fields.next_field()? {
+        let number = || value.as_varint().ok_or(Malformed);
         match field {
             // Negative values (two's complement varints) make no sense here: clamp to zero.
-            1 => seconds = value.as_varint().filter(|s| i64::try_from(*s).is_ok()).unwrap_or(0),
-            2 => nanos = value.as_varint().filter(|n| *n < 1_000_000_000).unwrap_or(0),
+            1 => duration.seconds = Some(number()?).filter(|s| i64::try_from(*s).is_ok()).unwrap_or(0),
+            2 => duration.nanos = Some(number()?).filter(|n| *n < 1_000_000_000).unwrap_or(0),
             _ => {}
         }
     }
-    Ok(seconds.saturating_add(u64::from(nanos > 0)))
+    Ok(())
 }
 
 fn decode_header(message: &[u8]) -> Result<(String, Vec<u8>), Malformed> {
@@ -280,65 +294,83 @@ pub fn decode_json(body: &[u8]) -> Result<Answer, Malformed> {
         .into_strict_value()
         .map_err(|_| Malformed)?;
     let root = root.as_object().ok_or(Malformed)?;
-    let number = |value: Option<&Value>| -> u64 {
-        match value {
-            Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-            Some(Value::String(s)) => s.parse().unwrap_or(0),
-            _ => 0,
-        }
-    };
     let overall = member(root, "overallCode", "overall_code")?.map_or(Code::Unknown, Code::from_json);
     let mut statuses = Vec::new();
-    if let Some(Value::Array(items)) = member(root, "statuses", "statuses")? {
-        for item in items {
-            let item = item.as_object().ok_or(Malformed)?;
-            let current_limit = match member(item, "currentLimit", "current_limit")? {
-                Some(Value::Object(limit)) => Some(CurrentLimit {
-                    name: member(limit, "name", "name")?
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    requests_per_unit: u32::try_from(number(member(limit, "requestsPerUnit", "requests_per_unit")?))
-                        .unwrap_or(u32::MAX),
-                    window_secs: match member(limit, "unit", "unit")? {
-                        Some(Value::String(unit)) => window_secs(unit_number(unit)),
-                        other => window_secs(number(other)),
-                    },
-                }),
-                _ => None,
-            };
-            statuses.push(DescriptorStatus {
-                code: member(item, "code", "code")?.map_or(Code::Unknown, Code::from_json),
-                current_limit,
-                limit_remaining: u32::try_from(number(member(item, "limitRemaining", "limit_remaining")?))
+    for item in json_list(member(root, "statuses", "statuses")?)? {
+        let item = item.as_object().ok_or(Malformed)?;
+        let current_limit = match member(item, "currentLimit", "current_limit")? {
+            Some(Value::Object(limit)) => Some(CurrentLimit {
+                name: json_string(member(limit, "name", "name")?)?.to_owned(),
+                requests_per_unit: u32::try_from(json_uint(member(limit, "requestsPerUnit", "requests_per_unit")?)?)
                     .unwrap_or(u32::MAX),
-                reset_secs: member(item, "durationUntilReset", "duration_until_reset")?
-                    .and_then(|d| d.as_str().and_then(json_duration_secs)),
-            });
-        }
+                window_secs: match member(limit, "unit", "unit")? {
+                    Some(Value::String(unit)) => window_secs(unit_number(unit)),
+                    other => window_secs(json_uint(other)?),
+                },
+            }),
+            None | Some(Value::Null) => None,
+            Some(_) => return Err(Malformed),
+        };
+        let reset_secs = match member(item, "durationUntilReset", "duration_until_reset")? {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(json_duration_secs(text).ok_or(Malformed)?),
+            Some(_) => return Err(Malformed),
+        };
+        statuses.push(DescriptorStatus {
+            code: member(item, "code", "code")?.map_or(Code::Unknown, Code::from_json),
+            current_limit,
+            limit_remaining: u32::try_from(json_uint(member(item, "limitRemaining", "limit_remaining")?)?)
+                .unwrap_or(u32::MAX),
+            reset_secs,
+        });
     }
     let mut response_headers = Vec::new();
-    if let Some(Value::Array(items)) = member(root, "responseHeadersToAdd", "response_headers_to_add")? {
-        for item in items {
-            let item = item.as_object().ok_or(Malformed)?;
-            let key = member(item, "key", "key")?.and_then(Value::as_str).unwrap_or_default();
-            // `raw_value` (bytes, so base64 in JSON) takes the place of `value`, as in the gRPC form.
-            let value = match member(item, "rawValue", "raw_value")? {
-                Some(raw) => json_bytes(raw).ok_or(Malformed)?,
-                None => member(item, "value", "value")?
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .as_bytes()
-                    .to_vec(),
-            };
-            response_headers.push((key.to_owned(), value));
-        }
+    for item in json_list(member(root, "responseHeadersToAdd", "response_headers_to_add")?)? {
+        let item = item.as_object().ok_or(Malformed)?;
+        let key = json_string(member(item, "key", "key")?)?;
+        // `raw_value` (bytes, so base64 in JSON) takes the place of `value`, as in the gRPC form.
+        let value = match member(item, "rawValue", "raw_value")? {
+            Some(raw) => json_bytes(raw).ok_or(Malformed)?,
+            None => json_string(member(item, "value", "value")?)?.as_bytes().to_vec(),
+        };
+        response_headers.push((key.to_owned(), value));
     }
     Ok(Answer {
         overall,
         statuses,
         response_headers,
     })
+}
+
+/// A repeated field in proto3 JSON: an array, or `null` (or absent) for none.
+fn json_list(value: Option<&Value>) -> Result<&[Value], Malformed> {
+    match value {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(Malformed),
+    }
+}
+
+/// An unsigned integer field in proto3 JSON: a number or a decimal string, `null` (or absent) for
+/// zero. Negative, fractional or other values are what protojson refuses.
+fn json_uint(value: Option<&Value>) -> Result<u64, Malformed> {
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => n.as_u64().ok_or(Malformed),
+        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map_err(|_| Malformed)
+        }
+        Some(_) => Err(Malformed),
+    }
+}
+
+/// A string field in proto3 JSON, `null` (or absent) for empty.
+fn json_string(value: Option<&Value>) -> Result<&str, Malformed> {
+    match value {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Malformed),
+    }
 }
 
 /// A member of a proto3 JSON object, by its lowerCamel or its original name.
@@ -372,12 +404,21 @@ fn json_bytes(value: &Value) -> Option<Vec<u8>> {
 /// A proto3 JSON Duration (`"1.5s"`) as whole seconds, rounded up.
 fn json_duration_secs(text: &str) -> Option<u64> {
     let number = text.strip_suffix('s')?;
+    let (negative, number) = match number.strip_prefix('-') {
+        Some(number) => (true, number),
+        None => (false, number),
+    };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    let whole: u64 = whole.parse().ok()?;
-    let has_fraction = fraction.bytes().any(|b| b != b'0');
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
         return None;
     }
+    let whole: u64 = whole.parse().ok()?;
+    if negative {
+        // As in the protobuf form: a reset in the past is now.
+        return Some(0);
+    }
+    let has_fraction = fraction.bytes().any(|b| b != b'0');
     Some(whole.saturating_add(u64::from(has_fraction)))
 }
 
@@ -590,7 +631,86 @@ mod tests {
         assert_eq!(json_duration_secs("30s"), Some(30));
         assert_eq!(json_duration_secs("0.000001s"), Some(1));
         assert_eq!(json_duration_secs("5.000s"), Some(5));
-        assert_eq!(json_duration_secs("-1s"), None);
-        assert_eq!(json_duration_secs("30"), None);
+        assert_eq!(json_duration_secs("-1.5s"), Some(0), "a reset in the past is now");
+        for unreadable in ["30", "s", "-s", ".5s", "+5s", "1.5.5s", "1e2s", " 5s"] {
+            assert_eq!(json_duration_secs(unreadable), None, "{unreadable}");
+        }
+    }
+
+    fn answer_with_status(status: Writer) -> Vec<u8> {
+        let mut answer = Writer::new();
+        answer.uint(1, 2).bytes(2, &status.into_bytes());
+        answer.into_bytes()
+    }
+
+    /// A field with another wire type than its own makes the answer malformed, inside a
+    /// `duration_until_reset` too.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_duration_field_with_another_wire_type_is_malformed() {
+        let mut fixed64 = Writer::new();
+        fixed64.uint(1, 2).bytes(4, &[0x09, 30, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode_grpc(&answer_with_status(fixed64)), Err(Malformed));
+        let mut bytes = Writer::new();
+        bytes.uint(1, 2).message(4, |d| {
+            d.string(1, "30");
+        });
+        assert_eq!(decode_grpc(&answer_with_status(bytes)), Err(Malformed));
+    }
+
+    /// A message field sent twice is merged, as protobuf parsers read it, not replaced.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_message_field_sent_twice_is_merged() {
+        let mut status = Writer::new();
+        status
+            .uint(1, 2)
+            .message(2, |l| {
+                l.uint(1, 10).string(3, "per_minute");
+            })
+            .message(2, |l| {
+                l.uint(2, 2);
+            })
+            .message(4, |d| {
+                d.uint(1, 29);
+            })
+            .message(4, |d| {
+                d.uint(2, 500_000_000);
+            });
+        let answer = decode_grpc(&answer_with_status(status)).unwrap();
+        let expected = CurrentLimit {
+            name: "per_minute".into(),
+            requests_per_unit: 10,
+            window_secs: Some(60),
+        };
+        assert_eq!(answer.statuses[0].current_limit, Some(expected));
+        assert_eq!(answer.statuses[0].reset_secs, Some(30));
+    }
+
+    /// A member of the wrong type is what protojson refuses: the answer is malformed, never read
+    /// with the member as zero or absent. `null` is a member's default.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn json_members_of_the_wrong_type_make_the_answer_malformed() {
+        let refused = [
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "durationUntilReset": 30}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "durationUntilReset": "soon"}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "limitRemaining": -1}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "limitRemaining": 1.5}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "limitRemaining": "lots"}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"code": "OVER_LIMIT", "currentLimit": 5}]}"#,
+            r#"{"overallCode": "OVER_LIMIT", "statuses": [{"currentLimit": {"name": 5}}]}"#,
+            r#"{"overallCode": "OK", "statuses": {"code": "OVER_LIMIT"}}"#,
+            r#"{"overallCode": "OK", "responseHeadersToAdd": {"key": "x"}}"#,
+            r#"{"overallCode": "OK", "responseHeadersToAdd": [{"key": "x", "value": 1}]}"#,
+        ];
+        for body in refused {
+            assert_eq!(decode_json(body.as_bytes()), Err(Malformed), "{body}");
+        }
+        let defaults = r#"{"overallCode": "OK", "statuses": [{"code": "OK", "currentLimit": null,
+            "limitRemaining": "7", "durationUntilReset": null}], "responseHeadersToAdd": null}"#;
+        let answer = decode_json(defaults.as_bytes()).unwrap();
+        assert_eq!(answer.statuses[0].limit_remaining, 7);
+        assert_eq!(
+            (answer.statuses[0].current_limit.clone(), answer.statuses[0].reset_secs),
+            (None, None)
+        );
     }
 }

@@ -1353,3 +1353,47 @@ fn draft03_shows_the_refusing_limit_not_an_untouched_one_after_it() {
     assert_eq!(reply.header("x-ratelimit-remaining"), Some("1"));
     assert_eq!(reply.header("x-ratelimit-reset"), Some("2400"));
 }
+
+/// The service may send an allowed header more than once (`response_headers_to_add` is repeated).
+/// Every copy reaches the client, on a 429 and on an allowed response alike, added to what the
+/// upstream sent, as Envoy's own rate-limit filter adds them.
+#[wasm_bindgen_test(unsupported = test)]
+fn every_copy_of_an_allowed_service_header_reaches_the_client() {
+    let answer = |overall: u64| {
+        let mut w = Writer::new();
+        w.uint(1, overall);
+        for value in ["a", "b"] {
+            w.message(3, |h| {
+                h.string(1, "x-quota-note").string(2, value);
+            });
+        }
+        GrpcOutcome {
+            status: GrpcOutcome::OK,
+            message: w.into_bytes(),
+        }
+    };
+    let filter = configured(service_config(json!({"type": "grpc"}), "deny"));
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    let refused = f.on_grpc_response(answer(2), &host.ctx());
+    let on_429: Vec<&str> = refused
+        .local_reply()
+        .expect("a 429")
+        .headers
+        .iter()
+        .filter(|(n, _)| n.as_str() == "x-quota-note")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(on_429, ["a", "b"]);
+
+    let mut f = filter.filter();
+    f.on_request_headers(&request("/orders"), &host.ctx());
+    assert_eq!(f.on_grpc_response(answer(1), &host.ctx()).action, Action::Continue);
+    let mut response = Headers::from_pairs([(":status", "200"), ("x-quota-note", "upstream")]);
+    let edits = f.on_response_headers(&response, &host.ctx()).header_edits;
+    response.apply(&edits);
+    let on_200: Vec<&[u8]> = response.get_all("x-quota-note").collect();
+    assert_eq!(on_200, [&b"upstream"[..], b"a", b"b"]);
+}
