@@ -903,3 +903,52 @@ fn claim_values_with_white_space_at_either_end_set_no_header() {
     assert_eq!(seen.header_all("x-user-id"), Vec::<String>::new());
     assert_eq!(seen.header_all("x-user-groups"), Vec::<String>::new());
 }
+
+/// A token in the source of a provider the matched rule does not name is never checked, so it
+/// never reaches the upstream: a forged `Authorization` next to a valid partner token on the
+/// partner's route is removed, and so is idp's own token (`forward: false`) on idp's route.
+#[test]
+fn a_token_the_rule_does_not_check_never_reaches_the_upstream() {
+    let oauth = OAuthServer::start();
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
+    let partner = json!({
+        "issuer": "https://partner.example",
+        "jwks": {"type": "hmac", "secret_base64url": secret},
+        "algorithms": ["HS256"],
+        "from": [{"type": "header", "name": "x-partner-token"}],
+        "claims_to_headers": [{"claim": "sub", "header": "x-partner-id"}],
+    });
+    let mut idp = remote_provider(&oauth);
+    idp["forward"] = json!(false);
+    let config = json!({
+        "providers": {"idp": idp, "partner": partner},
+        "rules": [
+            {"match": {"prefix": "/partner/"}, "requires": {"type": "provider", "name": "partner"}},
+            {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
+        ],
+    });
+    let gw = gateway_with(&oauth, config, 1);
+    wait_for_keys(&gw, 1);
+    let hmac = |claims_json: Value| {
+        let mut spec = spec("HS256", "rsa-1", claims(&oauth, claims_json));
+        spec.kid = None;
+        spec.signing_key = SigningKey::Hmac(b64url_decode(secret));
+        oauth.mint(spec)
+    };
+    let partner_token = hmac(json!({"iss": "https://partner.example", "sub": "partner-user"}));
+    let forged = hmac(json!({"sub": "admin"}));
+
+    let idp_token = oauth.token(json!({"sub": "idp-user"}));
+    assert_eq!(gw.send(bearer(&idp_token)).status, 200);
+    assert!(!gw.echo.last_request().has_header("authorization"));
+
+    let response = gw.send(
+        Request::get("/partner/orders")
+            .header("x-partner-token", &partner_token)
+            .header("Authorization", &format!("Bearer {forged}")),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = gw.echo.last_request();
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("x-partner-id").as_deref(), Some("partner-user"));
+}

@@ -36,6 +36,10 @@ pub struct Config {
     /// Rust), e.g. to measure that path or on a host whose native check is not trusted.
     #[serde(default = "shared::config::yes")]
     pub host_crypto: bool,
+    /// Compare paths case-insensitively, for upstreams that do (Express by default, most on
+    /// Windows): every letter, non-ASCII ones too, in lowercase; regexes match in any letter case.
+    #[serde(default)]
+    pub case_insensitive_paths: bool,
     /// What happens to a request with a method-override header (`X-HTTP-Method-Override` and
     /// the like) while a rule reads methods.
     #[serde(default)]

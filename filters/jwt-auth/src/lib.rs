@@ -27,7 +27,7 @@ use config::RequirementConfig;
 use jose::keys::{Fetch, FetchCounters, Refetch, Refetched, RemoteKeys, Ticket};
 use jose::Rejection;
 use provider::{token_key, Provider, Verified};
-use shared::source::Found;
+use shared::source::{Found, Source};
 
 shared::export_filter!(JwtAuth);
 
@@ -114,6 +114,7 @@ pub struct JwtAuth {
     rules: Vec<(RouteMatch, Requirement)>,
     /// Whether a rule reads the path: then a path not in normal form is refused.
     rules_read_paths: bool,
+    case_insensitive_paths: bool,
     /// Whether a request with a method-override header is refused: a rule reads methods, and the
     /// config does not say the headers are harmless.
     refuse_method_override: bool,
@@ -148,7 +149,11 @@ impl JwtAuth {
         let mut rules = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {
             let at = root.field("rules").index(i);
-            let route = RouteMatch::compile(&rule.route, &at.field("match"))?;
+            let route = if config.case_insensitive_paths {
+                RouteMatch::compile_case_insensitive(&rule.route, &at.field("match"))?
+            } else {
+                RouteMatch::compile(&rule.route, &at.field("match"))?
+            };
             let req_at = at.field("requires");
             let list = |names: &[String], field: &str| -> Result<Vec<usize>, ConfigError> {
                 if names.is_empty() {
@@ -201,6 +206,7 @@ impl JwtAuth {
             },
             providers,
             rules_read_paths: shared::route::any_reads_path(rules.iter().map(|(route, _)| route)),
+            case_insensitive_paths: config.case_insensitive_paths,
             refuse_method_override: config
                 .method_override_headers
                 .refuses(rules.iter().map(|(route, _)| route)),
@@ -416,6 +422,11 @@ impl Auth {
                 "method_override_refused",
             );
         }
+        let line = if root.case_insensitive_paths {
+            line.case_folded()
+        } else {
+            line
+        };
         let Ok(rule) = first_match(&root.rules, |(route, _)| route, &line) else {
             log::debug!("jwt_auth: path refused: its decoded form matches another rule");
             return self.deny(
@@ -430,6 +441,7 @@ impl Auth {
             allow_missing,
         } = requirement
         else {
+            step.header_edits.extend(self.strip_unchecked(None, headers, &line));
             return step.count(root.counters.unauthenticated_allowed);
         };
 
@@ -452,6 +464,8 @@ impl Auth {
         }
         if found.is_empty() || (*all && found.len() < providers.len()) {
             if *allow_missing && found.is_empty() {
+                step.header_edits
+                    .extend(self.strip_unchecked(Some(providers), headers, &line));
                 return step.count(root.counters.unauthenticated_allowed);
             }
             return self.deny(Deny::MissingToken, "missing_token");
@@ -464,7 +478,7 @@ impl Auth {
                     Err(rejection) => return self.reject(step, headers, vec![(*p, rejection)], ctx),
                 }
             }
-            return self.allow(step, &verified, headers, &line);
+            return self.allow(step, &verified, providers, headers, &line);
         }
         // Every token the request carries must be valid for one of the providers that found it: a
         // second token let through unchecked could reach an upstream that trusts its header.
@@ -478,7 +492,7 @@ impl Auth {
                 Err(rejections) => return self.reject(step, headers, rejections, ctx),
             }
         }
-        self.allow(step, &verified, headers, &line)
+        self.allow(step, &verified, providers, headers, &line)
     }
 
     /// The first of `candidates` (providers whose sources hold this one token) to accept it, trying
@@ -566,7 +580,14 @@ impl Auth {
         Ok(verified)
     }
 
-    fn allow(&self, mut step: Step, verified: &[(usize, Rc<Verified>)], headers: &Headers, line: &RequestLine) -> Step {
+    fn allow(
+        &self,
+        mut step: Step,
+        verified: &[(usize, Rc<Verified>)],
+        named: &[usize],
+        headers: &Headers,
+        line: &RequestLine,
+    ) -> Step {
         let root = &self.root;
         // The claims handed on are the first verified token's: a header its provider sets is its
         // alone, so the upstream never acts for another token's identity than the one scope-gate
@@ -580,12 +601,8 @@ impl Auth {
                 }
             }
         }
-        let stripped = verified
-            .iter()
-            .filter_map(|(p, _)| root.providers.get(*p))
-            .flat_map(Provider::stripped_sources);
         step.header_edits
-            .extend(shared::source::strip_all(stripped, headers, line));
+            .extend(self.strip_unchecked(Some(named), headers, line));
         if let Some((p, v)) = verified.first() {
             let name = root.providers.get(*p).map_or("", |pr| pr.name.as_str());
             step = step
@@ -593,6 +610,29 @@ impl Auth {
                 .publish(PROVIDER_STATE, name);
         }
         step.publish(OUTCOME_STATE, "allowed").count(root.counters.allowed)
+    }
+
+    /// Edits that keep out of the upstream request the tokens it goes on with unchecked: those in
+    /// the sources of providers the rule does not name (`named`; `None` for a `none` rule, which
+    /// passes them on), unless a named provider reads the same place and so checked it; and those
+    /// of every provider that does not forward its tokens, checked or not.
+    fn strip_unchecked(&self, named: Option<&[usize]>, headers: &Headers, line: &RequestLine) -> Vec<HeaderEdit> {
+        let providers = &self.root.providers;
+        let named_sources: Vec<&Source> = named
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| providers.get(*p))
+            .flat_map(|p| &p.sources)
+            .collect();
+        let stripped = providers.iter().enumerate().flat_map(|(i, provider)| {
+            let unnamed = named.is_some_and(|named| !named.contains(&i));
+            let named_sources = &named_sources;
+            provider.sources.iter().filter(move |source| {
+                let unchecked = unnamed && !named_sources.iter().any(|n| n.same_place(source));
+                (unchecked || !provider.forwards()) && source.find(headers, line) != Found::None
+            })
+        });
+        shared::source::strip_all(stripped, headers, line)
     }
 
     fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx) -> Step {

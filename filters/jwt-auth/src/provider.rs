@@ -139,12 +139,9 @@ impl Provider {
     }
 
     /// The sources to take the token out of, if the provider does not forward it.
-    pub fn stripped_sources(&self) -> &[Source] {
-        if self.forward {
-            &[]
-        } else {
-            &self.sources
-        }
+    /// Whether its tokens go on to the upstream (`forward`).
+    pub fn forwards(&self) -> bool {
+        self.forward
     }
 
     /// The keys and their version, if there are any.

@@ -2986,3 +2986,168 @@ fn distinct_numeric_claims_never_become_the_same_header() {
     assert_eq!(sent("36893488147419103233"), None);
     assert_eq!(sent("18446744073709551615").as_deref(), Some("18446744073709551615"));
 }
+
+/// A token in the source of a provider the rule does not name is never checked, so it never goes
+/// upstream: under every kind of rule that names providers it is removed, forged or not, while
+/// what the rule's own providers checked goes on.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_in_a_source_the_rule_does_not_check_is_removed() {
+    let config = two_providers(json!([
+        {"match": {"prefix": "/a/"}, "requires": {"type": "provider", "name": "a"}},
+        {"match": {"prefix": "/any/"}, "requires": {"type": "any_of", "providers": ["a"]}},
+        {"match": {"prefix": "/all/"}, "requires": {"type": "all_of", "providers": ["a"]}},
+        {"match": {"prefix": "/open/"}, "requires": {"type": "allow_missing", "providers": ["a"]}}
+    ]));
+    let host = FakeHost::default();
+    let forged_b = hs256_with(
+        SECRET,
+        &json!({"iss": "https://b.example", "sub": "admin", "exp": NOW + 600}),
+    );
+    for path in ["/a/x", "/any/x", "/all/x", "/open/x"] {
+        let headers = request(
+            "GET",
+            path,
+            &[("authorization", &bearer(&token_a())), ("x-b-token", &forged_b)],
+        );
+        let step = run(&config, &host, &headers);
+        assert_allowed(&config, &step);
+        let upstream = upstream(headers, &step);
+        assert_eq!(upstream.get("x-b-token"), None, "{path}");
+        assert!(
+            upstream.get("authorization").is_some(),
+            "{path}: a's checked token goes on"
+        );
+    }
+    let headers = request("GET", "/open/x", &[("x-b-token", &forged_b)]);
+    let step = run(&config, &host, &headers);
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(upstream(headers, &step).get("x-b-token"), None);
+    // Another scheme in a source is no token of it: `Basic` credentials stay.
+    let headers = request("GET", "/open/x", &[("authorization", "Basic dXNlcjpwYXNz")]);
+    let step = run(&config, &host, &headers);
+    assert_eq!(step.action, Action::Continue);
+    assert_eq!(
+        upstream(headers, &step).get_str("authorization"),
+        Some("Basic dXNlcjpwYXNz")
+    );
+}
+
+/// `forward: false` keeps a provider's token from the upstream on every route, those whose rule
+/// names another provider and `none` rules included. A `none` rule passes other tokens on.
+#[wasm_bindgen_test(unsupported = test)]
+fn forward_false_strips_a_providers_token_on_every_route() {
+    let config = configured(&json!({
+        "realm": "shop",
+        "providers": {
+            "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET),
+                  "forward": false},
+            "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(OTHER_SECRET),
+                  "from": [{"type": "header", "name": "x-b-token"}]}
+        },
+        "rules": [
+            {"match": {"prefix": "/b/"}, "requires": {"type": "provider", "name": "b"}},
+            {"match": {"prefix": "/public/"}, "requires": {"type": "none"}}
+        ]
+    }));
+    let host = FakeHost::default();
+    let forged_a = hs256_with(
+        OTHER_SECRET,
+        &json!({"iss": "https://a.example", "sub": "admin", "exp": NOW + 600}),
+    );
+    for (path, extra) in [
+        ("/elsewhere", token_a()),
+        ("/b/orders", forged_a.clone()),
+        ("/public/x", forged_a),
+    ] {
+        let headers = request(
+            "GET",
+            path,
+            &[("x-b-token", &token_b()), ("authorization", &bearer(&extra))],
+        );
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.action, Action::Continue, "{path}");
+        let upstream = upstream(headers, &step);
+        assert_eq!(upstream.get("authorization"), None, "{path}");
+        assert_eq!(upstream.get_str("x-b-token"), Some(token_b().as_str()), "{path}");
+    }
+}
+
+/// A JWT in `Authorization` under no scheme, or under another (`JWT eyJ…`), is a token to
+/// upstreams that strip whatever comes first: it is refused as malformed, never passed on as "no
+/// token". Other schemes' credentials are not tokens of this source.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_jwt_outside_the_bearer_scheme_is_malformed_not_missing() {
+    let config = two_providers(json!([
+        {"match": {"prefix": "/open/"}, "requires": {"type": "allow_missing", "providers": ["a"]}}
+    ]));
+    let host = FakeHost::default();
+    for value in [token_a(), format!("JWT {}", token_a()), format!("Token  {}", token_a())] {
+        let step = run(&config, &host, &request("GET", "/open/x", &[("authorization", &value)]));
+        assert_eq!(step.local_reply().map(|r| r.status), Some(401), "{value}");
+    }
+    for value in [
+        "Basic dXNlcjpwYXNz",
+        "Digest username=\"a\", nonce=\"eyJ.x.y\"",
+        "Token abc.def.ghi",
+    ] {
+        let step = run(&config, &host, &request("GET", "/open/x", &[("authorization", value)]));
+        assert_eq!(step.action, Action::Continue, "{value}");
+    }
+}
+
+/// With `case_insensitive_paths`, a rule holds a request to its path in any letter case (escaped
+/// letters too), as an upstream that routes so reads it; without it, only the exact case.
+#[wasm_bindgen_test(unsupported = test)]
+fn case_insensitive_paths_hold_every_spelling_of_a_path_to_its_rule() {
+    let rules = json!([
+        {"match": {"prefix": "/admin/"}, "requires": {"type": "provider", "name": "a"}},
+        {"match": {"prefix": "/"}, "requires": {"type": "any_of", "providers": ["a", "b"]}}
+    ]);
+    let config = |folding: bool| {
+        configured(&json!({
+            "realm": "shop",
+            "case_insensitive_paths": folding,
+            "providers": {
+                "a": {"issuer": "https://a.example", "algorithms": ["HS256"], "jwks": hmac_jwks(SECRET)},
+                "b": {"issuer": "https://b.example", "algorithms": ["HS256"], "jwks": hmac_jwks(OTHER_SECRET),
+                      "from": [{"type": "header", "name": "x-b-token"}]}
+            },
+            "rules": rules
+        }))
+    };
+    let host = FakeHost::default();
+    let (folding, exact) = (config(true), config(false));
+    for path in ["/admin/users", "/ADMIN/users", "/Admin/users", "/%41dmin/users"] {
+        let headers = request("DELETE", path, &[("x-b-token", &token_b())]);
+        assert_eq!(
+            run(&folding, &host, &headers).local_reply().map(|r| r.status),
+            Some(401),
+            "{path}"
+        );
+    }
+    let headers = request("DELETE", "/Admin/users", &[("x-b-token", &token_b())]);
+    assert_allowed(&exact, &run(&exact, &host, &headers));
+}
+
+/// A client's copy of a header the filter sets is removed under every spelling an upstream reads
+/// as it: `x_a_sub` is `HTTP_X_A_SUB` to Rack and CGI servers, as `x-a-sub` is.
+#[wasm_bindgen_test(unsupported = test)]
+fn underscore_spellings_of_output_headers_are_removed() {
+    let config = two_providers(json!([
+        {"match": {"prefix": "/open/"}, "requires": {"type": "allow_missing", "providers": ["a"]}}
+    ]));
+    let host = FakeHost::default();
+    for headers in [
+        request("GET", "/open/x", &[("x_a_sub", "admin"), ("x-a_sub", "admin")]),
+        request(
+            "GET",
+            "/x",
+            &[("authorization", &bearer(&token_a())), ("x_a_sub", "admin")],
+        ),
+    ] {
+        let step = run(&config, &host, &headers);
+        assert_eq!(step.action, Action::Continue);
+        let upstream = upstream(headers, &step);
+        assert_eq!((upstream.get("x_a_sub"), upstream.get("x-a_sub")), (None, None));
+    }
+}

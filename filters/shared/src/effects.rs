@@ -222,9 +222,17 @@ impl Step {
 
     /// Removes each of `names` that `section` (request headers or trailers) carries: what a
     /// filter does with a client's copies of the headers it sets for the upstream.
+    /// Removes every header of `section` that reads as one of `names`: in any letter case, and
+    /// with `_` for `-`, as Rack and CGI servers read `x_user_id` as `x-user-id`.
     pub fn remove_present<'a>(mut self, section: &Headers, names: impl IntoIterator<Item = &'a HeaderName>) -> Self {
-        for name in names.into_iter().filter(|name| section.contains(name.as_str())) {
-            self.header_edits.push(HeaderEdit::Remove(name.clone()));
+        let mut present: Vec<&str> = Vec::new();
+        for wanted in names {
+            for (name, _) in section.iter() {
+                if !present.contains(&name) && crate::headers::is_one_of(&[wanted.as_str()], name) {
+                    present.push(name);
+                    self.header_edits.push(HeaderEdit::Remove(HeaderName::trusted(name)));
+                }
+            }
         }
         self
     }

@@ -291,7 +291,7 @@ pub fn is_method_override(name: &str) -> bool {
 pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Whether `name` is one of `names` (lowercase, with `-`), in any letter case and with `_` for `-`.
-fn is_one_of(names: &[&str], name: &str) -> bool {
+pub(crate) fn is_one_of(names: &[&str], name: &str) -> bool {
     let fold = |b: u8| if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
     names
         .iter()

@@ -134,6 +134,11 @@ impl Source {
                         Some(_) if !value.iter().all(|b| b.is_ascii_graphic() || *b == b' ' || *b == b'\t') => {
                             Found::Malformed
                         }
+                        // A JWT under no scheme or another (`JWT eyJ…`, as some libraries
+                        // write it) is a token to upstreams that strip whatever comes first.
+                        Some(_) if value.split(|b| b.is_ascii_whitespace() || *b == b',').any(is_jws) => {
+                            Found::Malformed
+                        }
                         _ => Found::None,
                     },
                 }
@@ -172,6 +177,31 @@ impl Source {
             }
         }
     }
+}
+
+impl Source {
+    /// Whether `other` reads the same place in a request (the same header, query parameter or
+    /// cookie), whatever it expects to find there.
+    pub fn same_place(&self, other: &Source) -> bool {
+        match (self, other) {
+            (Source::Header { name, .. }, Source::Header { name: other, .. }) => name == other,
+            (Source::Query { name }, Source::Query { name: other })
+            | (Source::Cookie { name }, Source::Cookie { name: other }) => name.eq_ignore_ascii_case(other),
+            _ => false,
+        }
+    }
+}
+
+/// A JWS in compact form: three base64url parts, the first a JSON object (`eyJ` is `{"`).
+fn is_jws(text: &[u8]) -> bool {
+    let base64url = |part: &&[u8]| {
+        !part.is_empty()
+            && part
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+    };
+    let parts: Vec<&[u8]> = text.split(|b| *b == b'.').collect();
+    parts.len() == 3 && text.starts_with(b"eyJ") && parts.iter().all(base64url)
 }
 
 /// A header source's `prefix`: an auth scheme (an RFC 9110 token) and one space, `"Bearer "`, as
