@@ -555,3 +555,85 @@ fn trailers_are_scrubbed_by_the_header_rules_both_ways() {
         Some(1)
     );
 }
+
+/// Forwarding headers Envoy does not write are the client's own: Rails builds links from
+/// `X-Forwarded-Host` (a password-reset link to the attacker's host), Spring reads `Forwarded` and
+/// `X-Forwarded-Prefix`, IP allow-lists read `X-Real-IP`. The default preset removes them; Envoy's
+/// own `x-forwarded-for` goes on.
+#[test]
+fn client_written_forwarding_headers_never_reach_the_upstream_by_default() {
+    let gw = gateway(json!({}));
+    let response = gw.send(
+        Request::post("/password-reset", "{}")
+            .header("X-Forwarded-Host", "evil.example")
+            .header("Forwarded", "for=203.0.113.9;host=evil.example;proto=https")
+            .header("X-Real-IP", "203.0.113.9")
+            .header("X-Forwarded-Prefix", "/admin"),
+    );
+    assert_eq!(response.status, 200);
+    let seen = gw.echo.last_request();
+    for name in ["x-forwarded-host", "forwarded", "x-real-ip", "x-forwarded-prefix"] {
+        assert_eq!(seen.header(name), None, "{name}");
+    }
+    assert!(seen.has_header("x-forwarded-for"));
+}
+
+/// An upstream on loopback that answers every request head on a connection with `answer`,
+/// verbatim, and counts the heads it got.
+fn raw_upstream(answer: &'static [u8]) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let heads = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let counted = Arc::clone(&counted);
+            std::thread::spawn(move || {
+                let (mut received, mut chunk) = (Vec::new(), [0u8; 4096]);
+                while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                    received.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                        received.drain(..end + 4);
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+/// Envoy's router obeys `x-envoy-retry-on` and `x-envoy-max-retries` on a request it counts as
+/// internal (`internal_address_config`, e.g. the private range a cloud load balancer connects
+/// from), and header-scrub runs before the router: the default preset removes them, so a client
+/// cannot turn one `POST` into five at the upstream.
+#[test]
+fn client_router_control_headers_are_removed_before_the_router() {
+    let (raw, heads) = raw_upstream(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+    let routes = json!({"name": "raw", "virtual_hosts": [{"name": "all", "domains": ["*"],
+        "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "raw"}}]}]});
+    let internal = json!({"cidr_ranges": [{"address_prefix": "127.0.0.0", "prefix_len": 8}]});
+    let gw = Gateway::start_with(|c| {
+        c.filter("header_scrub", json!({}))
+            .extra_cluster(harness::config::static_cluster("raw", raw))
+            .hcm("route_config", routes)
+            .hcm("internal_address_config", internal)
+    });
+    let response = gw.send(
+        Request::post("/payments", "{\"amount\":100}")
+            .header("x-envoy-retry-on", "5xx")
+            .header("x-envoy-max-retries", "4"),
+    );
+    assert_eq!(response.status, 503);
+    assert_eq!(
+        heads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the POST was repeated"
+    );
+}

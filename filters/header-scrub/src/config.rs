@@ -37,6 +37,10 @@ pub struct RequestConfig {
     /// is always removed, every duplicate, any case, `_` for `-`.
     #[serde(default)]
     pub reserved: Vec<HeaderName>,
+    /// Names never removed by the preset or the `remove` rules: forwarding headers a trusted proxy
+    /// in front of the gateway sets, for instance. Never a `reserved` name.
+    #[serde(default)]
+    pub keep: Vec<HeaderName>,
 }
 
 #[derive(Debug, Default, FromConfig)]
@@ -66,7 +70,12 @@ pub enum RequestStripPreset {
     /// The method-override headers (`x-http-method-override`, `x-http-method`,
     /// `x-method-override`) and path-override headers (`x-original-url`, `x-rewrite-url`):
     /// upstreams that honour them run another method, or serve another path, than the one the
-    /// gateway's rules judged.
+    /// gateway's rules judged. The forwarding headers Envoy does not write (`forwarded`,
+    /// `x-forwarded-host`, `x-forwarded-prefix`, `x-forwarded-server`, `x-real-ip`,
+    /// `x-client-ip`, `true-client-ip`, `x-cluster-client-ip`): whatever a client writes there,
+    /// upstreams take for what a proxy saw. Envoy's router-control headers (`x-envoy-retry-on`,
+    /// `x-envoy-max-retries`, `x-envoy-upstream-rq-timeout-ms`, …), which Envoy obeys on requests
+    /// it counts as internal.
     #[default]
     Default,
     None,
@@ -86,6 +95,8 @@ pub enum StripPreset {
 /// The config, compiled once per plugin.
 pub struct Compiled {
     pub request_rules: NameMatcher,
+    /// Request names never removed (normalised as the matcher reads names).
+    pub request_keep: Vec<String>,
     pub response_rules: NameMatcher,
     pub keep: Vec<String>,
     pub security: SecurityHeaders,
@@ -110,13 +121,32 @@ impl Compiled {
         .with_exact(reserved_names(&request.reserved, &request_path.field("reserved"))?);
         let request_rules = match request.strip_preset {
             RequestStripPreset::Default => {
-                let overrides = shared::headers::METHOD_OVERRIDE_HEADERS
+                let preset = shared::headers::METHOD_OVERRIDE_HEADERS
                     .iter()
-                    .chain(&shared::headers::PATH_OVERRIDE_HEADERS);
-                request_rules.with_exact(overrides.map(|name| (*name).to_owned()))
+                    .chain(&shared::headers::PATH_OVERRIDE_HEADERS)
+                    .chain(&CLIENT_FORWARDING_HEADERS)
+                    .chain(&ROUTER_CONTROL_HEADERS);
+                request_rules.with_exact(preset.map(|name| (*name).to_owned()))
             }
             RequestStripPreset::None => request_rules,
         };
+        let request_keep = kept_names(&request.keep, &request_path.field("keep"), |name| {
+            if request
+                .reserved
+                .iter()
+                .any(|r| crate::matcher::normalise(r.as_str()) == name)
+            {
+                Some("is `reserved`: a client's copy is always removed")
+            } else if request
+                .remove
+                .iter()
+                .any(|r| crate::matcher::normalise(r.as_str()) == name)
+            {
+                Some("is also in `remove`: remove it, or keep it")
+            } else {
+                None
+            }
+        })?;
 
         let response_path = root.field("response");
         let response = &config.response;
@@ -158,16 +188,76 @@ impl Compiled {
         Ok(Self {
             request_rules,
             response_rules,
-            keep: response
-                .keep
-                .iter()
-                .map(|n| crate::matcher::normalise(n.as_str()))
-                .collect(),
+            request_keep,
+            keep: kept_names(&response.keep, &response_path.field("keep"), |name| {
+                let removed = response
+                    .remove
+                    .iter()
+                    .any(|r| crate::matcher::normalise(r.as_str()) == name);
+                removed.then_some("is also in `remove`: remove it, or keep it")
+            })?,
             security,
             cors,
             counters: Counters::register(metrics),
         })
     }
+}
+
+/// Forwarding headers Envoy does not write, so that a request's copy is the client's own
+/// (`x-forwarded-for` and `x-forwarded-proto` are Envoy's, set before any filter runs).
+pub const CLIENT_FORWARDING_HEADERS: [&str; 8] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+];
+
+/// The `x-envoy-*` request headers that steer Envoy's router (retries, timeouts, tracing, stats),
+/// which it obeys on requests it counts as internal (`internal_address_config`). Not the whole
+/// prefix: the connection manager sets `x-envoy-external-address` and `x-envoy-internal` itself.
+pub const ROUTER_CONTROL_HEADERS: [&str; 14] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-decorator-operation",
+];
+
+/// `keep` names, normalised; a pseudo-header, or a name `conflict` says something about, is refused.
+fn kept_names(
+    names: &[HeaderName],
+    path: &FieldPath,
+    conflict: impl Fn(&str) -> Option<&'static str>,
+) -> Result<Vec<String>, ConfigError> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let normalised = crate::matcher::normalise(name.as_str());
+            if name.as_str().starts_with(':') {
+                return Err(path
+                    .index(i)
+                    .error(format!("{name:?} is a pseudo-header: it is never removed")));
+            }
+            match conflict(&normalised) {
+                Some(why) => Err(path.index(i).error(format!("{name:?} {why}"))),
+                None => Ok(normalised),
+            }
+        })
+        .collect()
 }
 
 fn reserved_names(names: &[HeaderName], path: &FieldPath) -> Result<Vec<String>, ConfigError> {

@@ -183,7 +183,8 @@ impl Compiled {
     /// Removes every field the request rules select.
     fn scrub_request(&self, section: &Headers) -> Step {
         let mut reserved = section.names();
-        reserved.retain(|name| self.request_rules.matches(name));
+        reserved
+            .retain(|name| self.request_rules.matches(name) && !self.request_keep.contains(&matcher::normalise(name)));
         remove(&reserved, self.counters.request_headers_removed)
     }
 

@@ -58,6 +58,16 @@ pub struct SecurityHeaders {
 
 impl SecurityHeaders {
     pub fn compile(config: &SecurityHeadersConfig, path: &FieldPath) -> Result<Self, ConfigError> {
+        let preset = config.preset.headers();
+        for (i, name) in config.omit.iter().enumerate() {
+            let at = path.field("omit").index(i);
+            if !preset.iter().any(|(preset_name, _)| name.as_str() == *preset_name) {
+                return Err(at.error(format!("{name:?} is not a header of the preset: nothing to omit")));
+            }
+            if config.set.keys().any(|set| set.eq_ignore_ascii_case(name.as_str())) {
+                return Err(at.error(format!("{name:?} is also in `set`: omit it, or set it")));
+            }
+        }
         let mut headers: Vec<(HeaderName, String)> = config
             .preset
             .headers()
@@ -70,6 +80,10 @@ impl SecurityHeaders {
             let name = HeaderName::new(raw_name).map_err(|e| at.error(e))?;
             name.check_settable(&at)?;
             validate_value(value).map_err(|e| at.error(e))?;
+            if value.trim().is_empty() {
+                // An empty `Content-Security-Policy` is no policy at all: leave it out with `omit`.
+                return Err(at.error("an empty value says nothing: give one, or `omit` the header"));
+            }
             // `X-Frame-Options` and `x-frame-options` are one header: one value would win
             // silently, and which one by the keys' sort order.
             if let Some(earlier) = config

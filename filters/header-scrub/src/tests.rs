@@ -608,6 +608,93 @@ fn response_trailers_lose_what_leaks_and_gain_nothing() {
     assert!(step.state_writes.is_empty(), "{:?}", step.state_writes);
 }
 
+/// The default preset removes the forwarding headers Envoy does not write (the client's own, which
+/// upstreams take for what a proxy saw) and Envoy's router-control headers, in any spelling; it
+/// leaves Envoy's own `x-forwarded-for` and `x-forwarded-proto`. `keep` lets through what a
+/// trusted proxy in front sets.
+#[wasm_bindgen_test(unsupported = test)]
+fn client_forwarding_and_router_control_headers_are_removed_by_default() {
+    let sent = || {
+        request(&[
+            ("x-forwarded-host", b"evil.example"),
+            ("Forwarded", b"for=203.0.113.9;host=evil.example"),
+            ("x_real_ip", b"203.0.113.9"),
+            ("x-forwarded-prefix", b"/admin"),
+            ("true-client-ip", b"203.0.113.9"),
+            ("x-envoy-retry-on", b"5xx"),
+            ("x-envoy-max-retries", b"4"),
+            ("x-envoy-upstream-rq-timeout-ms", b"1"),
+            ("x-forwarded-for", b"198.51.100.7"),
+            ("x-forwarded-proto", b"https"),
+            ("x-envoy-external-address", b"198.51.100.7"),
+        ])
+    };
+    let seen = upstream_view(&configured("{}"), sent());
+    assert_eq!(
+        seen.names(),
+        vec![
+            ":method",
+            ":path",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-envoy-external-address"
+        ]
+    );
+    let behind_a_cdn = configured(r#"{"request": {"keep": ["True-Client-IP", "x-forwarded-host"]}}"#);
+    let seen = upstream_view(&behind_a_cdn, sent());
+    assert_eq!(seen.get_str("true-client-ip"), Some("203.0.113.9"));
+    assert_eq!(seen.get_str("x-forwarded-host"), Some("evil.example"));
+    assert_eq!(seen.get("forwarded"), None);
+    let none = upstream_view(&configured(r#"{"request": {"strip_preset": "none"}}"#), sent());
+    assert_eq!(none.len(), sent().len());
+}
+
+/// Settings that contradict each other, or do nothing, are refused at load with the field path,
+/// rather than one of them winning silently.
+#[wasm_bindgen_test(unsupported = test)]
+fn contradictory_or_void_settings_are_refused_at_load() {
+    let cases = [
+        (
+            r#"{"response": {"security_headers": {"omit": ["x-frame-options"], "set": {"X-Frame-Options": "SAMEORIGIN"}}}}"#,
+            "response.security_headers.omit[0]",
+        ),
+        (
+            r#"{"response": {"security_headers": {"omit": ["strict-transport-securty"]}}}"#,
+            "response.security_headers.omit[0]",
+        ),
+        (
+            r#"{"response": {"security_headers": {"preset": "none", "omit": ["x-frame-options"]}}}"#,
+            "response.security_headers.omit[0]",
+        ),
+        (
+            r#"{"response": {"security_headers": {"set": {"content-security-policy": " "}}}}"#,
+            "response.security_headers.set.content-security-policy",
+        ),
+        (
+            r#"{"response": {"remove": ["x-backend"], "keep": ["X_Backend"]}}"#,
+            "response.keep[0]",
+        ),
+        (r#"{"response": {"keep": [":status"]}}"#, "response.keep[0]"),
+        (
+            r#"{"request": {"reserved": ["x-user-id"], "keep": ["x-user-id"]}}"#,
+            "request.keep[0]",
+        ),
+        (
+            r#"{"request": {"remove": ["x-debug"], "keep": ["x-debug"]}}"#,
+            "request.keep[0]",
+        ),
+        (r#"{"request": {"keep": [":path"]}}"#, "request.keep[0]"),
+    ];
+    for (json, path) in cases {
+        match Configured::<HeaderScrub>::new(json) {
+            Ok(_) => panic!("loaded: {json}"),
+            Err(e) => assert!(e.to_string().starts_with(&format!("{path}:")), "{json}: {e}"),
+        }
+    }
+    // `keep` may override a prefix or regex rule: that is what it is for.
+    configured(r#"{"response": {"remove_prefixes": ["x-debug-"], "keep": ["x-debug-id"]}}"#);
+}
+
 /// Properties of the header rules, over random names, spellings and rule sets.
 #[cfg(not(target_family = "wasm"))]
 mod properties {
@@ -722,7 +809,7 @@ mod properties {
             prop_assert_eq!(pseudo(&after(&response, &step.header_edits)), pseudo(&response));
         }
 
-        /// `keep` wins over the strip preset and over the operator's own rules: a kept name (in
+        /// `keep` wins over the strip preset and over the operator's other rules: a kept name (in
         /// any spelling) always reaches the client; every other name the preset or a rule
         /// selects never does; anything else passes.
         #[test]
@@ -737,11 +824,12 @@ mod properties {
             names.extend(envoy_suffixes.iter().map(|s| format!("x-envoy-{s}")));
             names.extend(plain.iter().cloned());
             names.extend(removed.iter().cloned());
-            // Kept names, spelled in the config with letter case and `_` varying by position.
+            // Kept names, spelled in the config with letter case and `_` varying by position. A
+            // name both in `remove` and in `keep` is refused at load, so none is drawn.
             let keep: Vec<String> = names
                 .iter()
                 .zip(kept_mask.iter().cycle())
-                .filter(|(_, kept)| **kept)
+                .filter(|(n, kept)| **kept && !removed.iter().any(|r| normal(r) == normal(n)))
                 .enumerate()
                 .map(|(i, (n, _))| {
                     n.chars()
