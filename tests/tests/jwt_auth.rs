@@ -794,19 +794,34 @@ fn keys_are_fetched_once_for_all_workers_and_tokens_cached() {
     assert!(gw.envoy.counter("wasmcustom.apisec.jwt_auth.cache_hit") >= 18);
 }
 
+/// The HMAC secret of the `partner` provider of [`partner_provider`].
+const PARTNER_SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
+
+/// A provider for partner tokens (HS256 with [`PARTNER_SECRET`], in `x-partner-token`), which sets
+/// `sub` as `claim_header`.
+fn partner_provider(claim_header: &str) -> Value {
+    json!({
+        "issuer": "https://partner.example",
+        "jwks": {"type": "hmac", "secret_base64url": PARTNER_SECRET},
+        "algorithms": ["HS256"],
+        "from": [{"type": "header", "name": "x-partner-token"}],
+        "claims_to_headers": [{"claim": "sub", "header": claim_header}],
+    })
+}
+
+/// A token with these claims over the defaults, signed HS256 with [`PARTNER_SECRET`].
+fn partner_signed(oauth: &OAuthServer, claims_json: Value) -> String {
+    let mut spec = spec("HS256", "rsa-1", claims(oauth, claims_json));
+    spec.kid = None;
+    spec.signing_key = SigningKey::Hmac(b64url_decode(PARTNER_SECRET));
+    oauth.mint(spec)
+}
+
 #[test]
 fn several_providers_any_of_and_all_of() {
     let oauth = OAuthServer::start();
-    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
-    let partner = json!({
-        "issuer": "https://partner.example",
-        "jwks": {"type": "hmac", "secret_base64url": secret},
-        "algorithms": ["HS256"],
-        "from": [{"type": "header", "name": "x-partner-token"}],
-        "claims_to_headers": [{"claim": "sub", "header": "x-user-id"}],
-    });
     let config = json!({
-        "providers": {"idp": remote_provider(&oauth), "partner": partner},
+        "providers": {"idp": remote_provider(&oauth), "partner": partner_provider("x-user-id")},
         "rules": [
             {"match": {"prefix": "/both"}, "requires": {"type": "all_of", "providers": ["idp", "partner"]}},
             {"match": {"prefix": "/"}, "requires": {"type": "any_of", "providers": ["idp", "partner"]}},
@@ -814,15 +829,7 @@ fn several_providers_any_of_and_all_of() {
     });
     let gw = gateway_with(&oauth, config, 1);
     wait_for_keys(&gw, 1);
-    let key = b64url_decode(secret);
-    let mut partner_spec = spec(
-        "HS256",
-        "rsa-1",
-        claims(&oauth, json!({"iss": "https://partner.example", "sub": "partner-user"})),
-    );
-    partner_spec.kid = None;
-    partner_spec.signing_key = SigningKey::Hmac(key);
-    let partner_token = oauth.mint(partner_spec);
+    let partner_token = partner_signed(&oauth, json!({"iss": "https://partner.example", "sub": "partner-user"}));
     let idp_token = oauth.token(json!({"sub": "idp-user"}));
     assert_eq!(
         gw.send(Request::get("/x").header("x-partner-token", &partner_token))
@@ -910,18 +917,10 @@ fn claim_values_with_white_space_at_either_end_set_no_header() {
 #[test]
 fn a_token_the_rule_does_not_check_never_reaches_the_upstream() {
     let oauth = OAuthServer::start();
-    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NQ";
-    let partner = json!({
-        "issuer": "https://partner.example",
-        "jwks": {"type": "hmac", "secret_base64url": secret},
-        "algorithms": ["HS256"],
-        "from": [{"type": "header", "name": "x-partner-token"}],
-        "claims_to_headers": [{"claim": "sub", "header": "x-partner-id"}],
-    });
     let mut idp = remote_provider(&oauth);
     idp["forward"] = json!(false);
     let config = json!({
-        "providers": {"idp": idp, "partner": partner},
+        "providers": {"idp": idp, "partner": partner_provider("x-partner-id")},
         "rules": [
             {"match": {"prefix": "/partner/"}, "requires": {"type": "provider", "name": "partner"}},
             {"match": {"prefix": "/"}, "requires": {"type": "provider", "name": "idp"}},
@@ -929,14 +928,9 @@ fn a_token_the_rule_does_not_check_never_reaches_the_upstream() {
     });
     let gw = gateway_with(&oauth, config, 1);
     wait_for_keys(&gw, 1);
-    let hmac = |claims_json: Value| {
-        let mut spec = spec("HS256", "rsa-1", claims(&oauth, claims_json));
-        spec.kid = None;
-        spec.signing_key = SigningKey::Hmac(b64url_decode(secret));
-        oauth.mint(spec)
-    };
-    let partner_token = hmac(json!({"iss": "https://partner.example", "sub": "partner-user"}));
-    let forged = hmac(json!({"sub": "admin"}));
+    let partner_token = partner_signed(&oauth, json!({"iss": "https://partner.example", "sub": "partner-user"}));
+    // idp's issuer, signed with the partner's secret: a key the IdP never had.
+    let forged = partner_signed(&oauth, json!({"sub": "admin"}));
 
     let idp_token = oauth.token(json!({"sub": "idp-user"}));
     assert_eq!(gw.send(bearer(&idp_token)).status, 200);
