@@ -131,20 +131,10 @@ impl Compiled {
             RequestStripPreset::None => request_rules,
         };
         let request_keep = kept_names(&request.keep, &request_path.field("keep"), |name| {
-            if request
-                .reserved
-                .iter()
-                .any(|r| crate::matcher::normalise(r.as_str()) == name)
-            {
+            if names(&request.reserved, name) {
                 Some("is `reserved`: a client's copy is always removed")
-            } else if request
-                .remove
-                .iter()
-                .any(|r| crate::matcher::normalise(r.as_str()) == name)
-            {
-                Some("is also in `remove`: remove it, or keep it")
             } else {
-                None
+                names(&request.remove, name).then_some(ALSO_REMOVED)
             }
         })?;
 
@@ -190,11 +180,7 @@ impl Compiled {
             response_rules,
             request_keep,
             keep: kept_names(&response.keep, &response_path.field("keep"), |name| {
-                let removed = response
-                    .remove
-                    .iter()
-                    .any(|r| crate::matcher::normalise(r.as_str()) == name);
-                removed.then_some("is also in `remove`: remove it, or keep it")
+                names(&response.remove, name).then_some(ALSO_REMOVED)
             })?,
             security,
             cors,
@@ -235,6 +221,14 @@ pub const ROUTER_CONTROL_HEADERS: [&str; 14] = [
     "x-envoy-ip-tags",
     "x-envoy-decorator-operation",
 ];
+
+const ALSO_REMOVED: &str = "is also in `remove`: remove it, or keep it";
+
+/// Whether `list` names the header whose normalised name is `normalised`.
+fn names(list: &[HeaderName], normalised: &str) -> bool {
+    list.iter()
+        .any(|name| crate::matcher::normalise(name.as_str()) == normalised)
+}
 
 /// `keep` names, normalised; a pseudo-header, or a name `conflict` says something about, is refused.
 fn kept_names(

@@ -61,6 +61,42 @@ enum Requirement {
     },
 }
 
+/// What a rule (or the default) asks for, and the token sources it leaves unchecked, as
+/// `(provider, source)` indexes: a token found in one is taken out of a request that goes on.
+struct Policy {
+    requirement: Requirement,
+    unchecked: Vec<(usize, usize)>,
+}
+
+impl Policy {
+    /// The sources it leaves unchecked: those of the providers the requirement does not name
+    /// (under a `none` rule, which passes every token on, none), unless a named provider reads
+    /// the same place; and those of every provider that does not forward its tokens.
+    fn new(requirement: Requirement, providers: &[Provider]) -> Self {
+        let named = match &requirement {
+            Requirement::None => None,
+            Requirement::Providers { providers, .. } => Some(providers.as_slice()),
+        };
+        let named_sources: Vec<&Source> = named
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| providers.get(*p))
+            .flat_map(|p| &p.sources)
+            .collect();
+        let mut unchecked = Vec::new();
+        for (p, provider) in providers.iter().enumerate() {
+            let unnamed = named.is_some_and(|named| !named.contains(&p));
+            for (s, source) in provider.sources.iter().enumerate() {
+                let read_by_named = named_sources.iter().any(|n| n.same_place(source));
+                if (unnamed && !read_by_named) || !provider.forwards() {
+                    unchecked.push((p, s));
+                }
+            }
+        }
+        Self { requirement, unchecked }
+    }
+}
+
 pub struct Counters {
     allowed: Counter,
     unauthenticated_allowed: Counter,
@@ -111,7 +147,7 @@ impl Counters {
 pub struct JwtAuth {
     realm: Realm,
     providers: Vec<Provider>,
-    rules: Vec<(RouteMatch, Requirement)>,
+    rules: Vec<(RouteMatch, Policy)>,
     /// Whether a rule reads the path: then a path not in normal form is refused.
     rules_read_paths: bool,
     case_insensitive_paths: bool,
@@ -119,7 +155,7 @@ pub struct JwtAuth {
     /// config does not say the headers are harmless.
     refuse_method_override: bool,
     client_certificate: ClientCertificate,
-    default: Requirement,
+    default: Policy,
     bypass_cors_preflight: bool,
     max_token_bytes: usize,
     /// Whether signature checks may use the host's native crypto (config `host_crypto`).
@@ -188,7 +224,7 @@ impl JwtAuth {
                     allow_missing: true,
                 },
             };
-            rules.push((route, requirement));
+            rules.push((route, Policy::new(requirement, &providers)));
         }
         // Sorted and unique by insertion, which links no sorting code.
         let mut output_headers: Vec<HeaderName> = Vec::new();
@@ -199,11 +235,14 @@ impl JwtAuth {
         }
         Ok(Self {
             realm: config.realm.clone(),
-            default: Requirement::Providers {
-                providers: (0..providers.len()).collect(),
-                all: false,
-                allow_missing: false,
-            },
+            default: Policy::new(
+                Requirement::Providers {
+                    providers: (0..providers.len()).collect(),
+                    all: false,
+                    allow_missing: false,
+                },
+                &providers,
+            ),
             providers,
             rules_read_paths: shared::route::any_reads_path(rules.iter().map(|(route, _)| route)),
             case_insensitive_paths: config.case_insensitive_paths,
@@ -434,14 +473,15 @@ impl Auth {
                 "path_refused",
             );
         };
-        let requirement = rule.map_or(&root.default, |(_, requirement)| requirement);
+        let policy = rule.map_or(&root.default, |(_, policy)| policy);
         let Requirement::Providers {
             providers,
             all,
             allow_missing,
-        } = requirement
+        } = &policy.requirement
         else {
-            step.header_edits.extend(self.strip_unchecked(None, headers, &line));
+            step.header_edits
+                .extend(self.strip_unchecked(&policy.unchecked, headers, &line));
             return step.count(root.counters.unauthenticated_allowed);
         };
 
@@ -465,7 +505,7 @@ impl Auth {
         if found.is_empty() || (*all && found.len() < providers.len()) {
             if *allow_missing && found.is_empty() {
                 step.header_edits
-                    .extend(self.strip_unchecked(Some(providers), headers, &line));
+                    .extend(self.strip_unchecked(&policy.unchecked, headers, &line));
                 return step.count(root.counters.unauthenticated_allowed);
             }
             return self.deny(Deny::MissingToken, "missing_token");
@@ -478,7 +518,7 @@ impl Auth {
                     Err(rejection) => return self.reject(step, headers, vec![(*p, rejection)], ctx),
                 }
             }
-            return self.allow(step, &verified, providers, headers, &line);
+            return self.allow(step, &verified, &policy.unchecked, headers, &line);
         }
         // Every token the request carries must be valid for one of the providers that found it: a
         // second token let through unchecked could reach an upstream that trusts its header.
@@ -492,7 +532,7 @@ impl Auth {
                 Err(rejections) => return self.reject(step, headers, rejections, ctx),
             }
         }
-        self.allow(step, &verified, providers, headers, &line)
+        self.allow(step, &verified, &policy.unchecked, headers, &line)
     }
 
     /// The first of `candidates` (providers whose sources hold this one token) to accept it, trying
@@ -584,7 +624,7 @@ impl Auth {
         &self,
         mut step: Step,
         verified: &[(usize, Rc<Verified>)],
-        named: &[usize],
+        unchecked: &[(usize, usize)],
         headers: &Headers,
         line: &RequestLine,
     ) -> Step {
@@ -601,8 +641,7 @@ impl Auth {
                 }
             }
         }
-        step.header_edits
-            .extend(self.strip_unchecked(Some(named), headers, line));
+        step.header_edits.extend(self.strip_unchecked(unchecked, headers, line));
         if let Some((p, v)) = verified.first() {
             let name = root.providers.get(*p).map_or("", |pr| pr.name.as_str());
             step = step
@@ -612,27 +651,15 @@ impl Auth {
         step.publish(OUTCOME_STATE, "allowed").count(root.counters.allowed)
     }
 
-    /// Edits that keep out of the upstream request the tokens it goes on with unchecked: those in
-    /// the sources of providers the rule does not name (`named`; `None` for a `none` rule, which
-    /// passes them on), unless a named provider reads the same place and so checked it; and those
-    /// of every provider that does not forward its tokens, checked or not.
-    fn strip_unchecked(&self, named: Option<&[usize]>, headers: &Headers, line: &RequestLine) -> Vec<HeaderEdit> {
+    /// Edits that take out of the request every token it holds in these `(provider, source)`
+    /// places, which its rule leaves unchecked ([`Policy`]).
+    fn strip_unchecked(&self, unchecked: &[(usize, usize)], headers: &Headers, line: &RequestLine) -> Vec<HeaderEdit> {
         let providers = &self.root.providers;
-        let named_sources: Vec<&Source> = named
-            .unwrap_or_default()
+        let found = unchecked
             .iter()
-            .filter_map(|p| providers.get(*p))
-            .flat_map(|p| &p.sources)
-            .collect();
-        let stripped = providers.iter().enumerate().flat_map(|(i, provider)| {
-            let unnamed = named.is_some_and(|named| !named.contains(&i));
-            let named_sources = &named_sources;
-            provider.sources.iter().filter(move |source| {
-                let unchecked = unnamed && !named_sources.iter().any(|n| n.same_place(source));
-                (unchecked || !provider.forwards()) && source.find(headers, line) != Found::None
-            })
-        });
-        shared::source::strip_all(stripped, headers, line)
+            .filter_map(|(p, s)| providers.get(*p)?.sources.get(*s))
+            .filter(|source| source.find(headers, line) != Found::None);
+        shared::source::strip_all(found, headers, line)
     }
 
     fn reject(&mut self, step: Step, headers: &Headers, rejections: Rejections, ctx: &Ctx) -> Step {

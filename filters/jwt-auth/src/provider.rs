@@ -138,7 +138,6 @@ impl Provider {
         found
     }
 
-    /// The sources to take the token out of, if the provider does not forward it.
     /// Whether its tokens go on to the upstream (`forward`).
     pub fn forwards(&self) -> bool {
         self.forward

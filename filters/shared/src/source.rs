@@ -105,6 +105,17 @@ impl Source {
         })
     }
 
+    /// Whether `other` reads the same place in a request (the same header, query parameter or
+    /// cookie), whatever it expects to find there.
+    pub fn same_place(&self, other: &Source) -> bool {
+        match (self, other) {
+            (Source::Header { name, .. }, Source::Header { name: other, .. }) => name == other,
+            (Source::Query { name }, Source::Query { name: other })
+            | (Source::Cookie { name }, Source::Cookie { name: other }) => name.eq_ignore_ascii_case(other),
+            _ => false,
+        }
+    }
+
     pub fn find<'a>(&self, headers: &'a Headers, line: &RequestLine<'a>) -> Found<'a> {
         match self {
             Source::Header { name, prefix } => {
@@ -179,29 +190,12 @@ impl Source {
     }
 }
 
-impl Source {
-    /// Whether `other` reads the same place in a request (the same header, query parameter or
-    /// cookie), whatever it expects to find there.
-    pub fn same_place(&self, other: &Source) -> bool {
-        match (self, other) {
-            (Source::Header { name, .. }, Source::Header { name: other, .. }) => name == other,
-            (Source::Query { name }, Source::Query { name: other })
-            | (Source::Cookie { name }, Source::Cookie { name: other }) => name.eq_ignore_ascii_case(other),
-            _ => false,
-        }
-    }
-}
-
 /// A JWS in compact form: three base64url parts, the first a JSON object (`eyJ` is `{"`).
 fn is_jws(text: &[u8]) -> bool {
-    let base64url = |part: &&[u8]| {
-        !part.is_empty()
-            && part
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-    };
-    let parts: Vec<&[u8]> = text.split(|b| *b == b'.').collect();
-    parts.len() == 3 && text.starts_with(b"eyJ") && parts.iter().all(base64url)
+    let base64url =
+        |part: &[u8]| !part.is_empty() && part.iter().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(b));
+    let parts = || text.split(|b| *b == b'.');
+    text.starts_with(b"eyJ") && parts().count() == 3 && parts().all(base64url)
 }
 
 /// A header source's `prefix`: an auth scheme (an RFC 9110 token) and one space, `"Bearer "`, as
