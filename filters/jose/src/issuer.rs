@@ -176,11 +176,25 @@ impl IssuerKeys {
                     "must be more than refresh_secs ({refresh}) and at most {MAX_STALE_SECS}"
                 )));
             }
-            let authority = authority.clone().or_else(|| issuer_authority.clone()).ok_or_else(|| {
-                keys_at
-                    .field("authority")
-                    .error("the issuer is not a URL: give the authority to fetch keys from")
-            })?;
+            let authority = match (authority, &issuer_authority) {
+                (Some(authority), _) => {
+                    shared::config::call_authority(authority, &keys_at.field("authority"))?;
+                    authority.clone()
+                }
+                (None, Some(from_issuer)) => {
+                    shared::config::call_authority(from_issuer, &keys_at.field("authority")).map_err(|_| {
+                        keys_at.field("authority").error(format!(
+                            "the issuer's host {from_issuer:?} is not an authority to fetch keys from: give one"
+                        ))
+                    })?;
+                    from_issuer.clone()
+                }
+                (None, None) => {
+                    return Err(keys_at
+                        .field("authority")
+                        .error("the issuer is not a URL: give the authority to fetch keys from"))
+                }
+            };
             // Plugins in one VM share fetched keys only if they fetch them from the same place:
             // the same issuer name with another JWKS must not bring its keys along.
             let origin = shared::Secret::new(format!(
@@ -228,7 +242,13 @@ impl IssuerKeys {
             JwksConfig::Inline { jwks } => {
                 let jwks = Jwks::from_value(jwks).map_err(|e| keys_at.field("jwks").error(e.to_string()))?;
                 if jwks.is_empty() {
-                    return Err(keys_at.field("jwks").error("no usable key"));
+                    let skipped = jwks.skip_reasons().join("; ");
+                    let why = if skipped.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({skipped})")
+                    };
+                    return Err(keys_at.field("jwks").error(format!("no usable key{why}")));
                 }
                 KeySource::Static(Rc::new(jwks))
             }
@@ -260,9 +280,17 @@ impl IssuerKeys {
                 max_stale_secs,
                 timeout_ms,
             } => {
+                let issuer_at = at.field("issuer");
                 let base = path_of(spec.issuer)
-                    .ok_or_else(|| at.field("issuer").error("OIDC discovery needs an http(s) issuer URL"))?;
+                    .ok_or_else(|| issuer_at.error("OIDC discovery needs an http(s) issuer URL"))?;
+                // Discovery 1.0 section 2: an issuer has no query or fragment; section 4 appends
+                // the well-known path to the issuer's path.
+                if spec.issuer.contains(['?', '#']) {
+                    return Err(issuer_at.error("an OIDC issuer has no query or fragment"));
+                }
                 let discovery = format!("{}/.well-known/openid-configuration", base.trim_end_matches('/'));
+                shared::config::call_path(&discovery, &issuer_at)
+                    .map_err(|_| issuer_at.error("the issuer's path is not a request target: percent-encode it"))?;
                 remote(
                     cluster,
                     authority,

@@ -50,6 +50,9 @@ pub(crate) enum Material {
     Hmac(Secret),
 }
 
+/// The members of a JWK that carry its private part (RFC 7518 sections 6.2.2, 6.3.2; RFC 8037).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
 impl Jwk {
     /// An HMAC key for `alg` (HS256/384/512) from a configured secret. RFC 7518 section 3.2: the
     /// secret must be at least as long as the hash output (32, 48, 64 bytes).
@@ -127,6 +130,11 @@ impl Jwk {
             Some(Value::String(usage)) if usage == "sig" => {}
             Some(Value::String(_)) => return Err("use is not sig"),
             Some(_) => return Err("use is not a string"),
+        }
+        // A published key with its private part has been disclosed: anyone can sign with it
+        // (RFC 7517 section 9.2), so it proves nothing.
+        if PRIVATE_MEMBERS.iter().any(|member| obj.contains_key(*member)) {
+            return Err("private key material published: the key is compromised");
         }
         if let Some(ops) = obj.get("key_ops") {
             let ops = ops.as_array().ok_or("key_ops is not an array")?;
@@ -540,9 +548,41 @@ mod tests {
         key["use"] = json!("sig");
         key["key_ops"] = json!(["sign", "verify"]);
         key["x5c"] = json!(["ignored"]);
-        key["d"] = json!("ignored");
         let set = jwks(json!([key]));
         assert_eq!((set.len(), set.skipped()), (1, 0));
+    }
+
+    /// A JWK Set served to verifiers is public (RFC 7517 section 9.2: private keys "MUST be
+    /// protected from disclosure"). A key that comes with its private part (`d`; RSA's `p`, `q`,
+    /// `dp`, `dq`, `qi`, `oth`) has been disclosed to everyone who can read the set, so anyone can
+    /// sign tokens with it: it must not verify them (as panva/jose refuses a private key for
+    /// verification).
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_published_key_with_its_private_part_is_not_used() {
+        use rsa::traits::PrivateKeyParts;
+        let rsa = rsa_private();
+        let mut rsa_d = rsa_jwk();
+        rsa_d["d"] = json!(b64(&rsa.d().to_bytes_be()));
+        let mut rsa_crt = rsa_jwk();
+        rsa_crt["p"] = json!(b64(&rsa.primes()[0].to_bytes_be()));
+        rsa_crt["q"] = json!(b64(&rsa.primes()[1].to_bytes_be()));
+        let mut p256_d = p256_jwk();
+        p256_d["d"] = json!(b64(&p256_signing().to_bytes()));
+        let mut ed25519_d = ed25519_jwk();
+        ed25519_d["d"] = json!(b64(&ed25519_signing().to_bytes()));
+        for (what, key) in [
+            ("RSA with d", rsa_d),
+            ("RSA with p and q", rsa_crt),
+            ("P-256 with d", p256_d),
+            ("Ed25519 with d", ed25519_d),
+        ] {
+            let set = jwks(json!([key]));
+            assert_eq!(
+                (set.len(), set.skipped()),
+                (0, 1),
+                "{what}: a disclosed key verifies tokens"
+            );
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]

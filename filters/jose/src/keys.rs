@@ -622,6 +622,14 @@ impl RemoteKeys {
         let mut state = self.state.borrow_mut();
         let version = content_version(&body);
         if state.jwks.is_none() || version != state.version {
+            if jwks.skipped() > 0 {
+                log::warn!(
+                    "{}: the fetched JWKS has {} key(s) this filter does not use: {}",
+                    self.label,
+                    jwks.skipped(),
+                    jwks.skip_reasons().join("; ")
+                );
+            }
             state.jwks = Some(Rc::new(jwks));
             state.version = version;
         }

@@ -3151,3 +3151,83 @@ fn underscore_spellings_of_output_headers_are_removed() {
         assert_eq!((upstream.get("x_a_sub"), upstream.get("x-a_sub")), (None, None));
     }
 }
+
+// Key-fetch targets the config must refuse ------------------------------------------------------
+
+/// `jwks.authority` becomes the `:authority` of every key fetch. A value no HTTP request can carry
+/// (empty, white space, a line break, a path, user info) is as broken as a `path` with a space,
+/// which the load refuses: here every fetch would go out with it and fail (or, with CR LF, write
+/// a header of the operator's typo into the request to the IdP), so every token gets 503 for
+/// good. The load must refuse it with the field path.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_key_fetch_authority_no_request_can_carry_is_refused_at_load() {
+    let provider = |jwks: Value| json!({"providers": {"x": {"issuer": REMOTE_ISS, "jwks": jwks}}});
+    for authority in [
+        "",
+        "idp example",
+        "idp.example\r\nx-injected: 1",
+        "idp.example/keys",
+        "user:secret@idp.example",
+    ] {
+        for jwks in [
+            json!({"type": "remote", "cluster": "idp", "path": "/jwks.json", "authority": authority}),
+            json!({"type": "oidc", "cluster": "idp", "authority": authority}),
+        ] {
+            let config = provider(jwks);
+            let outcome = Configured::<JwtAuth>::new(&config.to_string()).map(|configured| {
+                let step = configured.root.on_start(&FakeHost::default().ctx());
+                header_of(&only_call(&step).1, ":authority").map(str::to_owned)
+            });
+            match outcome {
+                Err(error) => assert_eq!(error.path, "providers.x.jwks.authority", "{config}: {error}"),
+                Ok(sent) => panic!("config accepted: {config}; the key fetch goes out with :authority {sent:?}"),
+            }
+        }
+    }
+}
+
+/// OpenID Connect Discovery 1.0 section 2: an issuer is an URL "with no query or fragment
+/// components"; section 4 builds the discovery URL by appending to its path. Given a query, the
+/// filter appends `/.well-known/openid-configuration` to the query (`/realm?x=1/.well-known/…`);
+/// given a fragment, it drops it, and no discovery document can then name the configured issuer
+/// exactly (section 4.3); given a space, the discovery path is no request target (the rule the
+/// load holds `remote`'s `path` to). Every fetch fails and every token gets 503: the load must
+/// refuse such an issuer for `oidc`.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_oidc_issuer_that_cannot_be_discovered_is_refused_at_load() {
+    for issuer in [
+        "https://login.example/realms/shop?tenant=1",
+        "https://login.example/realms/shop#main",
+        "https://login.example/realms/my shop",
+    ] {
+        let config = json!({"providers": {"x": {"issuer": issuer, "jwks": {"type": "oidc", "cluster": "idp"}}}});
+        let outcome = Configured::<JwtAuth>::new(&config.to_string()).map(|configured| {
+            let step = configured.root.on_start(&FakeHost::default().ctx());
+            header_of(&only_call(&step).1, ":path").map(str::to_owned)
+        });
+        match outcome {
+            Err(error) => assert_eq!(error.path, "providers.x.issuer", "{issuer}: {error}"),
+            Ok(path) => panic!("{issuer:?} accepted; discovery is fetched from :path {path:?}"),
+        }
+    }
+}
+
+/// The authority taken from the issuer by default is held to the same rule as one given.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_issuer_whose_host_is_no_authority_needs_one_given() {
+    let jwks = json!({"type": "remote", "cluster": "idp", "path": "/jwks.json"});
+    let config = json!({"providers": {"x": {"issuer": "https://user:pw@idp.example/", "jwks": jwks}}});
+    let error = Configured::<JwtAuth>::new(&config.to_string()).err().expect("accepted");
+    assert_eq!(error.path, "providers.x.jwks.authority", "{error}");
+}
+
+/// An inline key set whose every key is refused names why at load.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_inline_set_of_only_private_keys_is_refused_with_the_reason() {
+    let mut key = ed_jwk(None, "k1");
+    key["d"] = json!("AAAA");
+    let config = json!({"providers": {"x": {"issuer": ISS, "jwks": {"type": "inline", "jwks": {"keys": [key]}}}}});
+    let error = Configured::<JwtAuth>::new(&config.to_string()).err().expect("accepted");
+    assert_eq!(error.path, "providers.x.jwks.jwks", "{error}");
+    assert!(error.message.contains("private key material"), "{error}");
+}

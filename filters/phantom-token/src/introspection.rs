@@ -135,6 +135,7 @@ impl Introspector {
     pub fn compile(config: &IntrospectionConfig, at: &FieldPath) -> Result<Self, ConfigError> {
         let nonempty = |value: &str, field: &str| shared::config::nonempty(value, &at.field(field));
         shared::config::call_path(&config.path, &at.field("path"))?;
+        shared::config::call_authority(&config.authority, &at.field("authority"))?;
         let timeout = shared::config::call_timeout(config.timeout_ms, &at.field("timeout_ms"))?;
         if config.max_response_bytes == 0 || config.max_response_bytes > MAX_RESPONSE_BYTES {
             return Err(at
@@ -152,7 +153,7 @@ impl Introspector {
         Ok(Self {
             cluster: nonempty(&config.cluster, "cluster")?,
             path: config.path.clone(),
-            authority: nonempty(&config.authority, "authority")?,
+            authority: config.authority.clone(),
             client_id: nonempty(&config.client_id, "client_id")?,
             client_secret: Secret::new(config.client_secret.as_bytes()),
             client_auth: config.client_auth,
@@ -571,6 +572,11 @@ mod tests {
         assert!(compile(json!({"cluster": ""}))
             .unwrap()
             .starts_with("introspection.cluster:"));
+        for authority in ["", "idp example", "user@idp.example", "idp.example/introspect"] {
+            assert!(compile(json!({ "authority": authority }))
+                .unwrap()
+                .starts_with("introspection.authority:"));
+        }
         assert!(compile(json!({"timeout_ms": 0}))
             .unwrap()
             .starts_with("introspection.timeout_ms:"));

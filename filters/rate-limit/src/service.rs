@@ -28,11 +28,7 @@ impl Service {
             return Err(at.field("cluster").error("must be 1 to 127 printable ASCII characters"));
         }
         if let Some(authority) = &config.authority {
-            if !short_ascii(authority) {
-                return Err(at
-                    .field("authority")
-                    .error("must be 1 to 127 printable ASCII characters"));
-            }
+            shared::config::call_authority(authority, &at.field("authority"))?;
         }
         if config.domain.is_empty() {
             return Err(at.field("domain").error("must not be empty"));

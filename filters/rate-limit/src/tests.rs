@@ -986,6 +986,13 @@ fn bad_configs_are_refused_with_the_field_path() {
         (
             with(
                 base.clone(),
+                json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d", "authority": "rl@host"}}),
+            ),
+            "service.authority: \"rl@host\" is not an authority",
+        ),
+        (
+            with(
+                base.clone(),
                 json!({"service": {"transport": {"type": "grpc"}, "cluster": "rl", "domain": "d", "failure_mode": "open"}}),
             ),
             "service.failure_mode: unknown variant `open`",

@@ -85,6 +85,20 @@ pub fn call_path(path: &str, at: &FieldPath) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The `:authority` of a call the filter makes: a host (a name, an IPv4 address or a bracketed
+/// IPv6 one) with an optional `:port` (RFC 3986 section 3.2), and nothing else. User info, a path,
+/// white space or a line break could never go out as written, and every call would fail (or reach
+/// a server that routes by host as another name).
+pub fn call_authority(authority: &str, at: &FieldPath) -> Result<(), ConfigError> {
+    let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
+    if authority.is_empty() || authority.len() > 255 || !authority.bytes().all(host_byte) {
+        return Err(at.error(format!(
+            "{authority:?} is not an authority: give a host and an optional :port (no user info, path or spaces)"
+        )));
+    }
+    Ok(())
+}
+
 /// `true`: the default of an option that is on unless turned off (`#[serde(default =
 /// "shared::config::yes")]`).
 pub fn yes() -> bool {
@@ -176,6 +190,33 @@ mod tests {
             assert!(error.starts_with("path: "), "{error}");
         }
     }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_call_authority_is_a_host_and_a_port() {
+        let at = FieldPath::root().field("authority");
+        for good in [
+            "idp.example",
+            "idp.example:8443",
+            "127.0.0.1:9000",
+            "[::1]:443",
+            "oauth_server",
+        ] {
+            assert!(call_authority(good, &at).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "idp example",
+            "idp.example\r\nx: 1",
+            "idp.example/keys",
+            "user:pw@idp",
+            "idp?x",
+            "h\u{e9}",
+        ] {
+            let error = call_authority(bad, &at).expect_err(bad).to_string();
+            assert!(error.starts_with("authority: "), "{error}");
+        }
+    }
+
     use serde::de::DeserializeOwned;
     use serde::Deserialize;
     use wasm_bindgen_test::wasm_bindgen_test;
