@@ -449,6 +449,36 @@ fn inactive_and_revoked_tokens_are_refused() {
     assert_eq!(gw.echo.request_count(), 1);
 }
 
+/// RFC 7662 section 4: an active token issued for another API is the client's mistake, not the
+/// OAuth server's: 401 `invalid_token` (counted as `wrong_audience`), its answer reused as an
+/// inactive one is, in every answer format.
+#[test]
+fn a_token_issued_for_another_api_is_an_invalid_token() {
+    let oauth = oauth();
+    for mode in answer_formats() {
+        let gw = gateway_with(
+            &oauth,
+            config(&oauth, mode.clone(), json!({"cache": {"inactive_ttl_secs": 60}})),
+            1,
+        );
+        let calls = oauth.calls(INTROSPECT_PATH);
+        let billing = oauth.opaque_token(json!({"aud": "billing"}));
+        for attempt in ["introspected", "from the cache"] {
+            let response = gw.send(bearer(&billing));
+            assert_denied(&response, 401, "invalid_token", &billing);
+            assert_eq!(
+                response.header("www-authenticate").as_deref(),
+                Some("Bearer realm=\"api\", error=\"invalid_token\""),
+                "{mode}: {attempt}"
+            );
+        }
+        assert_eq!(oauth.calls(INTROSPECT_PATH) - calls, 1, "{mode}: the refusal is cached");
+        assert_eq!(counter(&gw, "denied_wrong_audience"), 2, "{mode}");
+        assert_eq!(counter(&gw, "denied_idp_bad_answer"), 0, "{mode}");
+        assert_eq!(gw.echo.request_count(), 0, "{mode}");
+    }
+}
+
 /// RFC 8705: with Envoy terminating TLS and asking for client certificates, an opaque token bound
 /// to one (`cnf.x5t#S256` in the JWT and the RFC 7662 object) is exchanged for its JWT on a
 /// connection that presented that certificate, and refused on any other, fresh or cached, in
@@ -584,6 +614,8 @@ fn every_fault_of_the_oauth_server_fails_closed() {
         (Fault::Slow(Duration::from_millis(1500)), 503),
         (Fault::Status(500), 502),
         (Fault::Status(401), 502),
+        // RFC 6585 section 4: the server asks to come back later, as with 503.
+        (Fault::Status(429), 503),
         (
             Fault::Unavailable {
                 retry_after: Some("7".into()),

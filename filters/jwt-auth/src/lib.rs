@@ -497,7 +497,9 @@ impl Auth {
                         "ambiguous_token",
                     )
                 }
-                Found::Malformed => return self.deny(Deny::InvalidToken("the access token is malformed"), "malformed"),
+                Found::Malformed | Found::OtherScheme => {
+                    return self.deny(Deny::InvalidToken("the access token is malformed"), "malformed")
+                }
                 Found::Token(token) => found.push((p, token)),
                 Found::None => {}
             }

@@ -130,7 +130,8 @@ impl Provider {
         for source in &self.sources {
             match (source.find(headers, line), &found) {
                 (Found::None, _) => {}
-                (Found::Malformed, _) => return Found::Malformed,
+                // It keeps `Authorization` of other schemes: a JWT there would reach the upstream.
+                (Found::Malformed | Found::OtherScheme, _) => return Found::Malformed,
                 (Found::Ambiguous, _) | (Found::Token(_), Found::Token(_)) => return Found::Ambiguous,
                 (token, _) => found = token,
             }

@@ -11,6 +11,7 @@
 //! the slots are keys of the config's shared-data [`Namespace`], which a later config takes over
 //! with whatever the slots still hold, so each entry carries its namespace's tag.
 
+use crate::verify::Refusal;
 use shared::{Namespace, SharedStore, StoreError};
 
 const FORMAT: u8 = 4;
@@ -26,6 +27,7 @@ const INACTIVE: u8 = 0;
 const ACTIVE: u8 = 1;
 const SENDER_CONSTRAINED: u8 = 2;
 const ACTIVE_BOUND: u8 = 3;
+const OTHER_AUDIENCE: u8 = 4;
 
 /// A cached answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +46,10 @@ pub enum Entry {
     Inactive {
         expires_at_ms: u64,
     },
-    /// Active, but bound to a key: refused, as an inactive answer is.
-    SenderConstrained {
+    /// Active, but refused, as an inactive answer is.
+    Refused {
         expires_at_ms: u64,
+        refusal: Refusal,
     },
 }
 
@@ -55,7 +58,7 @@ impl Entry {
         match self {
             Entry::Active { expires_at_ms, .. }
             | Entry::Inactive { expires_at_ms }
-            | Entry::SenderConstrained { expires_at_ms } => *expires_at_ms,
+            | Entry::Refused { expires_at_ms, .. } => *expires_at_ms,
         }
     }
 
@@ -76,7 +79,14 @@ impl Entry {
                 ..
             } => (ACTIVE_BOUND, upstream, claims, certificate, *keys_version),
             Entry::Inactive { .. } => (INACTIVE, &[], &[], &[], 0),
-            Entry::SenderConstrained { .. } => (SENDER_CONSTRAINED, &[], &[], &[], 0),
+            Entry::Refused {
+                refusal: Refusal::SenderConstrained,
+                ..
+            } => (SENDER_CONSTRAINED, &[], &[], &[], 0),
+            Entry::Refused {
+                refusal: Refusal::OtherAudience,
+                ..
+            } => (OTHER_AUDIENCE, &[], &[], &[], 0),
         };
         let claims_len = u32::try_from(claims.len()).unwrap_or(u32::MAX);
         let mut out = Vec::with_capacity(HEADER_LEN + certificate.len() + claims.len() + upstream.len());
@@ -122,7 +132,14 @@ impl Entry {
         };
         match *kind {
             INACTIVE => Some(Entry::Inactive { expires_at_ms }),
-            SENDER_CONSTRAINED => Some(Entry::SenderConstrained { expires_at_ms }),
+            SENDER_CONSTRAINED => Some(Entry::Refused {
+                expires_at_ms,
+                refusal: Refusal::SenderConstrained,
+            }),
+            OTHER_AUDIENCE => Some(Entry::Refused {
+                expires_at_ms,
+                refusal: Refusal::OtherAudience,
+            }),
             ACTIVE => active(None, rest),
             ACTIVE_BOUND => {
                 let (certificate, rest) = rest.split_first_chunk::<32>()?;
@@ -186,9 +203,7 @@ impl SharedCache {
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let held = store.get(&slot);
             let kept = held.as_ref().is_some_and(|(bytes, _)| match entry {
-                Entry::Inactive { .. } | Entry::SenderConstrained { .. } => {
-                    holds_anothers_live_active(bytes, &tag, key, now_ms)
-                }
+                Entry::Inactive { .. } | Entry::Refused { .. } => holds_anothers_live_active(bytes, &tag, key, now_ms),
                 // An active answer a slow call brings back after another worker cached the
                 // token's revocation is the older news, also once another token's entry has
                 // taken the slot since.
@@ -211,7 +226,7 @@ impl SharedCache {
 
 fn holds_its_live_refusal(bytes: &[u8], tag: &[u8; 8], key: &[u8; 32], now_ms: u64) -> bool {
     Entry::decode(bytes, tag, key).is_some_and(|entry| {
-        matches!(entry, Entry::Inactive { .. } | Entry::SenderConstrained { .. }) && now_ms < entry.expires_at_ms()
+        matches!(entry, Entry::Inactive { .. } | Entry::Refused { .. }) && now_ms < entry.expires_at_ms()
     })
 }
 
@@ -267,7 +282,10 @@ mod tests {
         );
         cache.put(&store, &key(3), &active(5), 10, 10);
         assert_eq!(cache.get(&store, &key(3), 0), None, "already expired: not written");
-        let bound = Entry::SenderConstrained { expires_at_ms: 50 };
+        let bound = Entry::Refused {
+            expires_at_ms: 50,
+            refusal: Refusal::SenderConstrained,
+        };
         cache.put(&store, &key(4), &bound, 10, 10);
         assert_eq!(cache.get(&store, &key(4), 49), Some(bound));
         let certificate_bound = Entry::Active {
@@ -306,7 +324,16 @@ mod tests {
         cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 900 }, 0, 0);
         assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)));
         assert_eq!(cache.get(&store, &key(2), 1), None);
-        cache.put(&store, &key(2), &Entry::SenderConstrained { expires_at_ms: 900 }, 0, 0);
+        cache.put(
+            &store,
+            &key(2),
+            &Entry::Refused {
+                expires_at_ms: 900,
+                refusal: Refusal::SenderConstrained,
+            },
+            0,
+            0,
+        );
         assert_eq!(cache.get(&store, &key(1), 1), Some(active(1000)), "nor a bound token's");
         // Once the session expired, it may.
         cache.put(&store, &key(2), &Entry::Inactive { expires_at_ms: 2000 }, 1000, 1000);
@@ -338,7 +365,10 @@ mod tests {
         let cache = SharedCache::new(b"t", 1);
         for refusal in [
             Entry::Inactive { expires_at_ms: 900 },
-            Entry::SenderConstrained { expires_at_ms: 900 },
+            Entry::Refused {
+                expires_at_ms: 900,
+                refusal: Refusal::SenderConstrained,
+            },
         ] {
             cache.put(&store, &key(1), &refusal, 0, 0);
             cache.put(&store, &key(1), &active(1000), 1, 1);

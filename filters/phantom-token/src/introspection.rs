@@ -90,7 +90,7 @@ pub enum Reply {
 /// Why an answer is unusable. Each kind has a counter `introspection_error_<kind>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// The OAuth server said 503.
+    /// The OAuth server said 503 or 429.
     Unavailable {
         retry_after_secs: Option<u64>,
     },
@@ -222,7 +222,8 @@ impl Introspector {
         // and only a success's body is read.
         match (status, &self.mode) {
             (200, _) | (204, Mode::Jwt) => {}
-            (503, _) => {
+            // RFC 6585 section 4: 429 asks its client to come back later, as 503 does.
+            (429 | 503, _) => {
                 return Err(Failure::Unavailable {
                     retry_after_secs: retry_after(&headers),
                 })

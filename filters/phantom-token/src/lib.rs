@@ -35,7 +35,7 @@ use cache::{Entry, SharedCache};
 pub use config::Config;
 use config::{CacheConfig, ResponseConfig, SignedUpstreamConfig};
 use introspection::{Failure, Introspector, Reply};
-use verify::{Resolved, SignedRules, SignedUpstream, Unresolved, Verifier};
+use verify::{Refusal, Resolved, SignedRules, SignedUpstream, Unresolved, Verifier};
 
 shared::export_filter!(PhantomToken);
 
@@ -63,6 +63,7 @@ const DENIAL_REASONS: &[&str] = &[
     "not_access_token",
     "inactive_token",
     "sender_constrained",
+    "wrong_audience",
     "certificate_mismatch",
     "idp_unavailable",
     "idp_bad_answer",
@@ -187,7 +188,9 @@ impl PhantomToken {
         let introspector = Introspector::compile(&config.introspection, &at)?;
         let jwt_at = root.field("jwt");
         let jwt = &config.jwt;
-        let token_rules = ClaimRules::for_issuer(&jwt.issuer, &jwt.audiences, jwt.clock_skew_secs, &jwt_at)?;
+        let mut token_rules = ClaimRules::for_issuer(&jwt.issuer, &jwt.audiences, jwt.clock_skew_secs, &jwt_at)?;
+        // The audience is checked apart: see `Verifier::token_rules`.
+        let audiences = std::mem::take(&mut token_rules.audiences);
         let keys = IssuerKeys::compile(IssuerKeysSpec {
             issuer: &jwt.issuer,
             jwks: &jwt.jwks,
@@ -284,6 +287,7 @@ impl PhantomToken {
             verifier: Verifier {
                 keys,
                 token_rules,
+                audiences,
                 signed,
                 max_jwt_bytes: config.introspection.max_response_bytes,
             },
@@ -338,7 +342,7 @@ impl PhantomToken {
             return None;
         }
         let mut expiry = match resolved {
-            Resolved::Inactive | Resolved::SenderConstrained => now_ms.saturating_add(self.policy.inactive_ttl_ms),
+            Resolved::Inactive | Resolved::Refused(_) => now_ms.saturating_add(self.policy.inactive_ttl_ms),
             Resolved::Active { exp, .. } => {
                 let capped = now_ms.saturating_add(self.policy.max_ttl_ms);
                 exp.map_or(capped, |exp| {
@@ -465,7 +469,7 @@ impl HttpFilter for Exchange {
         }
         let mut step = Step::proceed();
         if let UpstreamHeader::Response(name) = &root.upstream_header {
-            step = step.edit(HeaderEdit::Remove(name.clone()));
+            step = step.remove_present(headers, [name]);
         }
         let Some(line) = RequestLine::of(headers) else {
             return self.deny(
@@ -477,7 +481,10 @@ impl HttpFilter for Exchange {
         let found = root.source.find(headers, &line);
         // A browser's preflight carries no credentials (Fetch): one that does is checked as any
         // request is, so the opaque token never reaches the upstream.
-        if root.bypass_cors_preflight && headers.is_plain_cors_preflight() && found == Found::None {
+        if root.bypass_cors_preflight
+            && headers.is_plain_cors_preflight()
+            && matches!(found, Found::None | Found::OtherScheme)
+        {
             return without_credentials(step, headers).count(root.counters.unauthenticated_allowed);
         }
         let token = match found {
@@ -487,7 +494,9 @@ impl HttpFilter for Exchange {
                 return self.deny(step, deny, "malformed_token");
             }
             // Without a token, the path decides: it must be one the routes can be trusted with.
-            Found::None
+            // Another scheme's credential, JWT or not, is no bearer token: removed on the routes
+            // let through without one, challenged as none elsewhere (RFC 6750 section 3.1).
+            Found::None | Found::OtherScheme
                 if let Some(reason) = root
                     .token_optional_reads_paths
                     .then(|| path_refusal(line.path))
@@ -497,18 +506,18 @@ impl HttpFilter for Exchange {
                 let deny = Deny::MalformedRequest("the request path is not in normal form");
                 return self.deny(step, deny, "path_refused");
             }
-            Found::None if root.token_optional_reads_paths && headers.has_path_override() => {
+            Found::None | Found::OtherScheme if root.token_optional_reads_paths && headers.has_path_override() => {
                 log::debug!("phantom_token: path-override header refused");
                 let deny = Deny::MalformedRequest("path-override headers are not accepted");
                 return self.deny(step, deny, "path_refused");
             }
             // A `GET` route open without a token must not open the `DELETE` an override asks for.
-            Found::None if root.refuse_method_override && headers.has_method_override() => {
+            Found::None | Found::OtherScheme if root.refuse_method_override && headers.has_method_override() => {
                 log::debug!("phantom_token: method-override header refused");
                 let deny = Deny::MalformedRequest("method-override headers are not accepted");
                 return self.deny(step, deny, "method_override_refused");
             }
-            Found::None => match first_match(&root.token_optional, |route| route, &line) {
+            Found::None | Found::OtherScheme => match first_match(&root.token_optional, |route| route, &line) {
                 Ok(Some(_)) => return without_credentials(step, headers).count(root.counters.unauthenticated_allowed),
                 Ok(None) => return self.deny(step, Deny::MissingToken, "missing_token"),
                 Err(_) => {
@@ -667,9 +676,9 @@ impl Exchange {
                 let step = count_once(step, root.counters.cache_negative_hit, first_lookup);
                 return self.apply(step, &inactive(), ctx);
             }
-            Some(Entry::SenderConstrained { .. }) => {
+            Some(Entry::Refused { refusal, .. }) => {
                 let step = count_once(step, root.counters.cache_negative_hit, first_lookup);
-                return self.apply(step, &sender_constrained(), ctx);
+                return self.apply(step, &refused(refusal), ctx);
             }
             Some(Entry::Active { .. }) | None => {}
         }
@@ -772,10 +781,10 @@ impl Exchange {
                 inactive(),
                 root.counters.introspection_inactive,
             ),
-            // The OAuth server vouches for the token, for whoever proves its key.
-            Resolved::SenderConstrained => (
-                expiry.map(|expires_at_ms| Entry::SenderConstrained { expires_at_ms }),
-                sender_constrained(),
+            // The OAuth server vouches for the token, for whoever proves its key or elsewhere.
+            Resolved::Refused(refusal) => (
+                expiry.map(|expires_at_ms| Entry::Refused { expires_at_ms, refusal }),
+                refused(refusal),
                 root.counters.introspection_active,
             ),
         };
@@ -860,11 +869,16 @@ fn inactive() -> Verdict {
     Verdict::Deny(Deny::InvalidToken("the access token is not active"), "inactive_token")
 }
 
-/// RFC 9449 section 7.2, RFC 8705 section 3: this filter reads only `Bearer` tokens and checks
-/// neither DPoP proofs nor client certificates, so a token bound to a key is refused.
-fn sender_constrained() -> Verdict {
-    let refusal = jose::JwtError::SenderConstrained;
-    Verdict::Deny(Deny::InvalidToken(refusal.description()), refusal.reason())
+/// The verdict on an active token this gateway does not forward, as jwt-auth words it: RFC 9449
+/// section 7.2, RFC 8705 section 3 (this filter reads only `Bearer` tokens and checks neither
+/// DPoP proofs nor client certificates, so a token bound to a key is refused); RFC 7662 section 4
+/// (a token for another API).
+fn refused(refusal: Refusal) -> Verdict {
+    let error = match refusal {
+        Refusal::SenderConstrained => jose::JwtError::SenderConstrained,
+        Refusal::OtherAudience => jose::JwtError::WrongAudience,
+    };
+    Verdict::Deny(Deny::InvalidToken(error.description()), error.reason())
 }
 
 /// The verdict on an unusable answer: 503 when the IdP could not be asked, 502 when its answer

@@ -587,7 +587,7 @@ fn every_unusable_answer_fails_closed() {
         ),
         (ok(&"a".repeat(70_000)), 502, "oversized"),
         (ok(&jwt(json!({"iss": "https://evil.example"}))), 502, "invalid_jwt"),
-        (ok(&jwt(json!({"aud": "other"}))), 502, "invalid_jwt"),
+        (ok(&jwt(json!({"aud": 5}))), 502, "invalid_jwt"),
         (ok(&jwt(json!({"exp": NOW - 120}))), 502, "invalid_jwt"),
         (ok(&jwt(json!({"exp": null}))), 502, "invalid_jwt"),
         (
@@ -1096,7 +1096,7 @@ fn the_cache_is_never_shared_with_a_config_that_verifies_differently() {
     let alone = Gateway::new(&admin);
     assert_eq!(
         status(&alone.exchange(OPAQUE, ok(&token))),
-        Some(502),
+        Some(401),
         "the wrong audience"
     );
     let admin_plugin = gw.worker(&admin);
@@ -1271,7 +1271,7 @@ fn a_signed_answer_in_its_own_header_holds_the_token_to_its_lifetime_and_audienc
     let cases = [
         (json!({"exp": NOW - 3600}), Some(401)),
         (json!({"nbf": NOW + 7200}), Some(401)),
-        (json!({"aud": "some-other-api"}), Some(502)),
+        (json!({"aud": "some-other-api"}), Some(401)),
         (json!({"aud": ["x", "api"], "exp": NOW + 60}), None),
     ];
     for (i, (token_introspection, expected)) in cases.into_iter().enumerate() {
@@ -1744,5 +1744,130 @@ fn a_request_passed_without_a_bearer_token_takes_no_other_credential_upstream() 
             forwarded.apply(&step.header_edits);
             assert_eq!(forwarded.get("authorization"), None, "{path} {credential}");
         }
+    }
+}
+
+// Other schemes, client copies, refusals the client can act on ---------------------------------
+
+/// README, `token_optional`: "a credential of another scheme (`Authorization: DPoP …`, `Basic …`)
+/// is not checked here and is removed". A DPoP-bound access token (RFC 9449) is most often a JWT:
+/// a DPoP client calling a public route with it must pass, its credential removed, as it does
+/// with an opaque DPoP token. The request never takes the credential upstream, so refusing it
+/// protects nothing.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_dpop_jwt_on_a_token_optional_route_is_removed_not_refused() {
+    let gw = Gateway::new(&with(jwt_mode(), json!({"token_optional": [{"prefix": "/public/"}]})));
+    let dpop_jwt = jwt(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    for credential in ["DPoP opaque-token".to_owned(), format!("DPoP {dpop_jwt}")] {
+        let mut headers = Headers::from_pairs([(":method", "GET"), (":path", "/public/status")]);
+        headers.push("authorization", credential.as_bytes());
+        let (_, step) = gw.start(&headers);
+        assert_eq!(
+            step.action,
+            Action::Continue,
+            "{credential}: {:?} {:?}",
+            status(&step),
+            gw.names(&step)
+        );
+        assert_eq!(gw.names(&step), vec!["unauthenticated_allowed"], "{credential}");
+        let mut forwarded = headers.clone();
+        forwarded.apply(&step.header_edits);
+        assert_eq!(forwarded.get("authorization"), None, "{credential}");
+    }
+}
+
+/// RFC 6750 section 3.1: a request that authenticates with a method the resource server does not
+/// support gets a challenge without an error code. `DPoP <opaque>` and `Basic …` get that
+/// (`missing_token`); `DPoP <JWT>` must too, not `error="invalid_token"` (which tells a DPoP
+/// client its token is bad, and counts it as `malformed_token`).
+#[wasm_bindgen_test(unsupported = test)]
+fn a_dpop_jwt_on_a_protected_route_is_no_bearer_token() {
+    let gw = Gateway::new(&jwt_mode());
+    let dpop_jwt = jwt(json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}));
+    for credential in ["DPoP opaque-token".to_owned(), format!("DPoP {dpop_jwt}")] {
+        let (_, step) = gw.start(&request(&[("authorization", &credential)]));
+        assert!(step.calls.is_empty(), "{credential}");
+        assert_eq!(status(&step), Some(401), "{credential}");
+        assert_eq!(
+            step.local_reply().unwrap().header("www-authenticate"),
+            Some("Bearer realm=\"api\""),
+            "{credential}"
+        );
+        assert_eq!(gw.names(&step), vec!["denied_missing_token"], "{credential}");
+    }
+}
+
+/// README (Answer formats): "A client's copy of that header is always removed." Upstreams that
+/// read headers through CGI names (Rack, PHP, WSGI) read `x_token_introspection` as
+/// `x-token-introspection`; the filter removes that spelling from trailers and jwt-auth removes it
+/// for its own output headers, but in the request headers only the exact name goes.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_clients_underscore_copy_of_the_response_header_is_removed() {
+    let gw = Gateway::new(&config(json!({
+        "type": "signed", "audience": "gw-audience",
+        "upstream": {"type": "response_header", "header": "x-token-introspection"},
+    })));
+    let mut headers = bearer(OPAQUE);
+    headers.push("x_token_introspection", &b"forged"[..]);
+    headers.push("X_Token-Introspection", &b"forged"[..]);
+    let (_, step) = gw.start(&headers);
+    assert_eq!(step.action, Action::Pause);
+    let mut forwarded = headers.clone();
+    forwarded.apply(&step.header_edits);
+    let left: Vec<&str> = forwarded
+        .iter()
+        .filter(|(name, _)| name.replace('_', "-") == "x-token-introspection")
+        .map(|(name, _)| name)
+        .collect();
+    assert!(left.is_empty(), "client copies left in the headers: {left:?}");
+    // Trailers already lose them.
+    let trailers = Headers::from_pairs([("x_token_introspection", "forged")]);
+    let step = gw.config.filter().on_request_trailers(&trailers, &gw.host.ctx());
+    assert_eq!(step.removed_headers(), ["x_token_introspection"]);
+}
+
+/// RFC 6585 section 4: an OAuth server that answers 429 is telling its client to come back
+/// later: a dependency that is temporarily unavailable (README, Errors clients see: 503
+/// `temporarily_unavailable`, `Retry-After` when known), not one that "answered nonsense" (502,
+/// which carries no `Retry-After`, so every client retries at once against an IdP that is
+/// already shedding load). DESIGN.md section 4: 503 with `Retry-After` where it helps.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_oauth_server_that_answers_429_is_an_outage_with_its_retry_after() {
+    let gw = Gateway::new(&jwt_mode());
+    let step = gw.exchange(OPAQUE, answer(429, &[("retry-after", "7")], ""));
+    assert_eq!(status(&step), Some(503), "{:?}", gw.names(&step));
+    assert_eq!(body(&step)["error"], "temporarily_unavailable");
+    assert_eq!(step.local_reply().unwrap().header("retry-after"), Some("7"));
+}
+
+/// An active token issued for another API: the OAuth server vouches for it, and its JWT names
+/// another audience. That is a token this resource must refuse as `invalid_token` (RFC 6750
+/// section 3.1 "invalid for other reasons"; RFC 9068 section 4, RFC 7662 section 4: a token
+/// for another audience is rejected as invalid), not a broken OAuth server: 502 tells the client
+/// to retry the same token, hides the bad token from the client's refresh logic, and pages
+/// whoever watches `denied_idp_bad_answer` for a client's mistake.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_token_for_another_audience_is_an_invalid_token_not_a_bad_gateway() {
+    for mode in [jwt_mode(), config(json!({"type": "json", "field": "jwt"}))] {
+        let gw = Gateway::new(&mode);
+        let other_api = jwt(json!({"aud": "billing-api"}));
+        let body_text = if mode["introspection"]["response"]["type"] == "json" {
+            json!({"active": true, "jwt": other_api}).to_string()
+        } else {
+            other_api
+        };
+        let step = gw.exchange(OPAQUE, ok(&body_text));
+        assert_eq!(
+            status(&step),
+            Some(401),
+            "{}: {:?}",
+            mode["introspection"]["response"],
+            gw.names(&step)
+        );
+        assert_eq!(body(&step)["error"], "invalid_token");
+        assert_eq!(
+            step.local_reply().unwrap().header("www-authenticate"),
+            Some("Bearer realm=\"api\", error=\"invalid_token\"")
+        );
     }
 }

@@ -24,7 +24,11 @@ pub struct SignedRules {
 
 pub struct Verifier {
     pub keys: IssuerKeys,
+    /// What a forwarded JWT must satisfy, but its audience: one for another API is the client's
+    /// mistake (401), where a JWT that fails any other rule is the OAuth server's (502).
     pub token_rules: ClaimRules,
+    /// The forwarded JWT's `aud` names one of these (when non-empty).
+    pub audiences: Vec<String>,
     pub signed: Option<SignedRules>,
     pub max_jwt_bytes: usize,
 }
@@ -44,8 +48,18 @@ pub enum Resolved {
         keys_version: u64,
     },
     Inactive,
-    /// Active, but bound to a key this gateway checks no proof of (RFC 9449): never forwarded.
+    /// Active, but not for this gateway to forward.
+    Refused(Refusal),
+}
+
+/// Why an active token is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Bound to a key this gateway checks no proof of (RFC 9449): never forwarded.
     SenderConstrained,
+    /// Issued for another API (RFC 7662 section 4, RFC 9068 section 4): its `aud` names none of
+    /// this one's.
+    OtherAudience,
 }
 
 /// Why an answer is not resolved yet, or never will be.
@@ -91,16 +105,11 @@ impl Verifier {
                             return Ok(Resolved::Inactive);
                         }
                         // What goes upstream is the token's introspection: it must be for this API.
-                        if let Err(error) = jose::check_audience(introspection.get("aud"), &self.token_rules.audiences)
-                        {
-                            log::info!(
-                                "phantom_token: the introspected token is not acceptable: {}",
-                                error.reason()
-                            );
-                            return Err(Unresolved::Failed(Failure::InvalidJwt));
+                        if let Some(refusal) = self.for_another_api(introspection.get("aud"))? {
+                            return Ok(Resolved::Refused(refusal));
                         }
                         if lifetime.binding == Binding::Unchecked {
-                            return Ok(Resolved::SenderConstrained);
+                            return Ok(Resolved::Refused(Refusal::SenderConstrained));
                         }
                         Ok(Resolved::Active {
                             upstream: response.as_bytes().to_vec(),
@@ -135,11 +144,14 @@ impl Verifier {
         }
         // Refuses other kinds of JWT, an introspection response among them (RFC 9701 section 8.1).
         let (jwt, keys_version) = self.verified(token, &self.token_rules, ctx)?;
+        if let Some(refusal) = self.for_another_api(jwt.claim("aud"))? {
+            return Ok(Resolved::Refused(refusal));
+        }
         // RFC 9449 section 7.2: a token bound to a key whose proof no one checks behind a
         // `Bearer` header is refused; one bound to a client certificate goes on to be checked.
         let binding = lifetime.binding.and(jwt.binding());
         if binding == Binding::Unchecked {
-            return Ok(Resolved::SenderConstrained);
+            return Ok(Resolved::Refused(Refusal::SenderConstrained));
         }
         Ok(Resolved::Active {
             upstream: token.as_bytes().to_vec(),
@@ -149,6 +161,22 @@ impl Verifier {
             binding,
             keys_version,
         })
+    }
+
+    /// Whether an `aud` the OAuth server vouches for names another API; an `aud` that is no
+    /// string or array of strings, or absent where one is wanted, is the server's error.
+    fn for_another_api(&self, aud: Option<&serde_json::Value>) -> Result<Option<Refusal>, Unresolved> {
+        match jose::check_audience(aud, &self.audiences) {
+            Ok(()) => Ok(None),
+            Err(jose::JwtError::WrongAudience) => Ok(Some(Refusal::OtherAudience)),
+            Err(error) => {
+                log::info!(
+                    "phantom_token: the introspected token is not acceptable: {}",
+                    error.reason()
+                );
+                Err(Unresolved::Failed(Failure::InvalidJwt))
+            }
+        }
     }
 
     /// The JWT in `token`, verified, and the version of the keys that verified it.

@@ -77,6 +77,11 @@ pub enum Found<'a> {
     /// The header holds a credential of this source's scheme, but not in its syntax
     /// (`Bearer<TAB>token`): a lenient upstream could still read a token out of it.
     Malformed,
+    /// The header holds a JWT under no scheme or another (`JWT eyJ…`, as some libraries write
+    /// it, or `DPoP eyJ…`): no token of this source's, but one to upstreams that strip whatever
+    /// comes first. A filter that passes the header on refuses it as malformed; one that removes
+    /// the header anyway may take it for what it says it is.
+    OtherScheme,
 }
 
 impl Source {
@@ -148,7 +153,7 @@ impl Source {
                         // A JWT under no scheme or another (`JWT eyJ…`, as some libraries
                         // write it) is a token to upstreams that strip whatever comes first.
                         Some(_) if value.split(|b| b.is_ascii_whitespace() || *b == b',').any(is_jws) => {
-                            Found::Malformed
+                            Found::OtherScheme
                         }
                         _ => Found::None,
                     },

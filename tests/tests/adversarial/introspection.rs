@@ -285,10 +285,10 @@ fn introspection_cases<'a>(oauth: &'a OAuthServer, front: &'a IdpFront, format: 
             None,
         ),
         answered(
-            "IdP answers a JWT for another audience",
+            "IdP vouches for a token issued for another API",
             jwt_body(m.valid(json!({"aud": "other-api"}))),
-            502,
-            None,
+            401,
+            Some(INVALID_TOKEN),
         ),
         answered(
             "IdP answers a token-introspection+jwt as the access token",
