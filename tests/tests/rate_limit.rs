@@ -741,3 +741,170 @@ fn the_shipped_access_log_shows_each_filters_outcome() {
         );
     }
 }
+
+/// One HTTP/2 request without TLS (prior knowledge) on a connection of its own, `GET /orders`
+/// with the header `name: value` sent as written: true when Envoy answered 200 (the
+/// `:status: 200` of the static table, which is how Envoy's encoder writes it on a new
+/// connection).
+fn h2c_get_with(addr: SocketAddr, name: &str, value: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+    // HPACK: :method GET, :scheme http, :path from the static table; :authority (index 1) and the
+    // header as literals without indexing, neither Huffman-coded.
+    let mut block = vec![0x82, 0x86, 0x04, 7];
+    block.extend_from_slice(b"/orders");
+    block.extend_from_slice(&[0x01, 9]);
+    block.extend_from_slice(b"127.0.0.1");
+    block.push(0x00);
+    block.push(name.len() as u8);
+    block.extend_from_slice(name.as_bytes());
+    block.push(value.len() as u8);
+    block.extend_from_slice(value);
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(4, 0, 0, &[]));
+    out.extend(frame(1, 0x5, 1, &block));
+    stream.write_all(&out).expect("send");
+    loop {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).expect("a frame from Envoy");
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).expect("the frame's payload");
+        let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        match head[3] {
+            // SETTINGS from Envoy: acknowledged.
+            4 if head[4] & 1 == 0 => stream.write_all(&frame(4, 1, 0, &[])).expect("ack"),
+            1 if stream_id == 1 => return payload.first() == Some(&0x88),
+            3 | 7 => panic!("Envoy reset the request (frame type {})", head[3]),
+            _ => {}
+        }
+    }
+}
+
+/// Over HTTP/2 Envoy hands filters a header value with the spaces or tabs a client put around it
+/// (HTTP/1 parsers, Envoy's own among them, strip them; RFC 9110 section 5.5: they are not part of
+/// the value). An upstream reads `k1 ` as `k1`, the API key the client holds: the limit on that
+/// key must not give each spelling with whitespace a fresh bucket.
+#[test]
+fn whitespace_around_a_key_header_over_http2_does_not_dodge_a_limit_on_it() {
+    let gw = Gateway::start_with(|c| {
+        c.filter(
+            "rate_limit",
+            json!({"limits": [local("per_key", 1, "hour",
+                json!([{"key": "api_key", "source": {"type": "header", "header": "x-api-key"}}]))]}),
+        )
+    });
+    let addr = gw.envoy.listener();
+    assert!(h2c_get_with(addr, "x-api-key", b"k1"), "the first request");
+    assert!(!h2c_get_with(addr, "x-api-key", b"k1"), "the key's bucket is empty");
+    let dodged: Vec<String> = [&b"k1 "[..], b"k1\t", b" k1", b"k1  "]
+        .iter()
+        .filter(|value| h2c_get_with(addr, "x-api-key", value))
+        .map(|value| format!("{:?}", String::from_utf8_lossy(value)))
+        .collect();
+    let upstream_read: Vec<String> = gw
+        .echo
+        .requests()
+        .iter()
+        .flat_map(|r| r.headers.iter().filter(|(n, _)| n == "x-api-key"))
+        .map(|(_, v)| format!("{:?}", String::from_utf8_lossy(v)))
+        .collect();
+    assert!(
+        dodged.is_empty(),
+        "passed with a fresh bucket: {dodged:?}; the upstream read the key as {upstream_read:?}"
+    );
+    assert_eq!(stat(&gw, "over_limit_per_key"), 5);
+}
+
+/// A request that goes away while the service is asked does not pass, so it costs the local limits
+/// nothing: a client over its service limit that drops each request while the service thinks (a
+/// closed connection, an HTTP/2 RST_STREAM right behind the HEADERS) must not drain a limit it
+/// shares with everyone, without a single request reaching the upstream.
+#[test]
+fn a_client_that_abandons_its_requests_cannot_use_up_a_shared_local_limit() {
+    use std::io::Write;
+    let rls = RateLimitService::start();
+    rls.set_limit("gateway", Limit::new(&[("client", None)], 1, Unit::Hour));
+    let gw = Gateway::start_with(|c| {
+        c.extra_cluster(grpc_cluster("ratelimit", rls.grpc_addr())).filter(
+            "rate_limit",
+            json!({
+                "limits": [
+                    local("global", 5, "hour", constant("api")),
+                    {"name": "per_client", "descriptor": [{"key": "client", "source": {"type": "header", "header": "x-client"}}],
+                     "enforce": {"type": "service"}},
+                ],
+                "service": {"transport": {"type": "grpc"}, "cluster": "ratelimit", "domain": "gateway", "timeout_ms": 5000},
+            }),
+        )
+    });
+    let from = |client: &str| gw.send(Request::get("/orders").header("x-client", client)).status;
+    assert_eq!(from("mallory"), 200, "mallory's one request an hour");
+
+    // Mallory's next requests each leave while the service holds its answer.
+    let gate = harness::server::Gate::new();
+    rls.set_fault(Fault::Hold(gate.clone()));
+    let abandoned = Request::get("/orders").header("x-client", "mallory").to_bytes();
+    for _ in 0..5 {
+        let calls = rls.calls();
+        let mut connection = std::net::TcpStream::connect(gw.envoy.listener()).expect("connect");
+        connection.write_all(&abandoned).expect("send");
+        gw.wait_until("the service to be asked", || rls.calls() > calls);
+        drop(connection);
+        gw.wait_until("Envoy to end the request", || gw.requests_in_flight() == 0);
+    }
+    gate.open();
+    rls.set_fault(Fault::None);
+
+    assert_eq!(
+        gw.echo.request_count(),
+        1,
+        "none of the abandoned requests reached the upstream"
+    );
+    let others: Vec<u16> = ["bob", "carol", "dave", "erin", "frank"].map(from).to_vec();
+    assert_eq!(
+        others,
+        [200, 200, 200, 200, 429],
+        "the global limit had 4 left after mallory's one request"
+    );
+}
+
+/// Behind one load balancer that appends the address a client connected from to
+/// X-Forwarded-For, the setting the README and envoy/rate-limit.yaml give (`use_remote_address:
+/// true` with `xff_num_trusted_hops: 1`) reads the address the load balancer saw: a client that
+/// writes its own X-Forwarded-For entries cannot choose a fresh bucket with them.
+#[test]
+fn behind_one_load_balancer_a_client_cannot_choose_its_address() {
+    let per_address = local(
+        "per_address",
+        1,
+        "hour",
+        json!([{"key": "client", "source": {"type": "client_address"}}]),
+    );
+    let gw = Gateway::start_with(|c| {
+        c.hcm("use_remote_address", json!(true))
+            .hcm("xff_num_trusted_hops", json!(1))
+            .filter("rate_limit", json!({"limits": [per_address]}))
+    });
+    // The load balancer appends the address the client connected from, 192.0.2.7, to whatever
+    // X-Forwarded-For the client sent.
+    let via_load_balancer = |forged: Option<&str>| {
+        let xff = forged.map_or("192.0.2.7".to_owned(), |f| format!("{f}, 192.0.2.7"));
+        gw.send(Request::get("/data").header("X-Forwarded-For", &xff)).status
+    };
+    assert_eq!(via_load_balancer(None), 200);
+    assert_eq!(via_load_balancer(None), 429);
+    let dodged: Vec<&str> = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        .into_iter()
+        .filter(|forged| via_load_balancer(Some(forged)) == 200)
+        .collect();
+    assert!(dodged.is_empty(), "192.0.2.7 passed again as {dodged:?}");
+}

@@ -55,10 +55,16 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// Seconds an empty bucket takes to fill (rounded up): with `burst`, the quota policy a client
-    /// is shown, whose rate is the limit's.
-    pub fn refill_secs(&self) -> u64 {
-        (u64::from(self.burst) * self.per.seconds()).div_ceil(u64::from(self.requests.max(1)))
+    /// The quota policy a client is shown, `(requests, per seconds)`: the window is the seconds
+    /// an empty bucket takes to fill (rounded up), the quota what the limit's rate allows in it
+    /// (rounded down), and never less than `burst`, so never below the remaining count. It never
+    /// overstates the rate, and understates it by less than one request per window: 100 a
+    /// second with a burst of 10 is `(100, 1)`, not `(10, 1)`.
+    pub fn policy(&self) -> (u64, u64) {
+        let (requests, per) = (u64::from(self.requests.max(1)), self.per.seconds().max(1));
+        let window = (u64::from(self.burst) * per).div_ceil(requests);
+        let at_rate = window.saturating_mul(requests) / per;
+        (at_rate.max(u64::from(self.burst)), window)
     }
 }
 
@@ -89,6 +95,9 @@ pub struct Verdict {
     pub reset_secs: u64,
     /// Seconds until a refused request of the same cost would pass (0 when allowed).
     pub retry_after_secs: u64,
+    /// An allowed take's tokens are owed until this TAT: by then they have refilled, and
+    /// [`Buckets::give_back`] has nothing to return.
+    owed_until: u128,
 }
 
 impl Buckets {
@@ -223,15 +232,17 @@ impl Buckets {
         Err(StoreError::CasMismatch)
     }
 
-    /// Undoes a [`Buckets::take`] of `cost` tokens that allowed a request after all refused
-    /// elsewhere. GCRA is linear, so this leaves the bucket as if the request had never come; a
-    /// bucket evicted since has nothing to give back to. Returns the bucket's state after, if
-    /// it gave back.
+    /// Undoes the `taken` [`Buckets::take`] of `cost` tokens that allowed a request after all
+    /// refused elsewhere: gives back what of it has not refilled yet. GCRA is linear, so at once
+    /// this leaves the bucket as if the request had never come; later, the tokens that came back
+    /// with time are not given twice (a bucket never holds more than its burst). A bucket evicted
+    /// since has nothing to give back to. Returns the bucket's state after, if it gave back.
     pub fn give_back(
         &self,
         store: &dyn SharedStore,
         key: &BucketKey,
         cost: u32,
+        taken: &Verdict,
         now_ms: u64,
     ) -> Result<Option<Verdict>, StoreError> {
         let name = self.set_name(store, now_ms, key.set)?;
@@ -241,7 +252,9 @@ impl Buckets {
             let Some(slot) = slot_of(&set, &key.fingerprint) else {
                 return Ok(None);
             };
-            let tat = read_tat(&set, slot).saturating_sub(u128::from(cost) * self.unit());
+            let now_scaled = u128::from(now) * u128::from(self.rate.requests);
+            let owed = (u128::from(cost) * self.unit()).min(taken.owed_until.saturating_sub(now_scaled));
+            let tat = read_tat(&set, slot).saturating_sub(owed);
             write_tat(&mut set, slot, tat);
             match store.set_if_unchanged(&name, &set, cas) {
                 Ok(()) => return Ok(Some(self.gcra(tat, 0, now).0)),
@@ -307,6 +320,7 @@ impl Buckets {
                 remaining: tokens(new_tat - now),
                 reset_secs: to_secs(new_tat - now),
                 retry_after_secs: 0,
+                owed_until: new_tat,
             };
             (verdict, new_tat)
         } else {
@@ -315,6 +329,7 @@ impl Buckets {
                 remaining: tokens(tat - now),
                 reset_secs: to_secs(tat - now),
                 retry_after_secs: to_secs(new_tat - now - capacity).max(1),
+                owed_until: 0,
             };
             (verdict, tat)
         }
@@ -831,7 +846,9 @@ mod tests {
                     let cost = cost.min(rate.burst);
                     let expected = b.take(&unstepped, &key, cost, updated + elapsed).unwrap();
                     let got = b.take(&stepped, &key, cost, updated - back + elapsed).unwrap();
-                    prop_assert_eq!(got, expected, "{} ms after a step back of {} ms", elapsed, back);
+                    // What a client is told (the TATs themselves differ by the step).
+                    let shown = |v: Verdict| (v.allowed, v.remaining, v.reset_secs, v.retry_after_secs);
+                    prop_assert_eq!(shown(got), shown(expected), "{} ms after a step back of {} ms", elapsed, back);
                 }
             }
 

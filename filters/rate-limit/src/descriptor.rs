@@ -338,7 +338,10 @@ impl<'a> RequestFacts<'a> {
                 match values.next() {
                     Some(_) => SEVERAL_VALUES.to_owned(),
                     None if name.as_str() == ":authority" => text_of(host_of(first)),
-                    None => text_of(first.to_vec()),
+                    // RFC 9110 section 5.5: spaces and tabs around a value are not part of it.
+                    // HTTP/1 parsers drop them; over HTTP/2 Envoy hands them on as sent, and each
+                    // spelling would be a bucket of its own for one value upstream.
+                    None => text_of(first.trim_ascii().to_vec()),
                 }
             }
             Source::ClientAddress(grouping) => grouping.client(&self.property(&["source", "address"])?),

@@ -245,9 +245,9 @@ struct Tally {
     refused_by: Vec<String>,
     /// The service said OVER_LIMIT (possibly without saying which descriptor).
     refused: bool,
-    /// The local buckets the request took tokens from (limit index, bucket, its entry in
-    /// `quotas`): given back if it does not pass.
-    taken: Vec<(usize, bucket::BucketKey, usize)>,
+    /// The local buckets the request took tokens from (limit index, bucket, the take, its entry
+    /// in `quotas`): given back if it does not pass.
+    taken: Vec<(usize, bucket::BucketKey, bucket::Verdict, usize)>,
     retry_after_secs: u64,
     counters: Vec<Counter>,
     /// The service's response headers that are allow-listed.
@@ -263,6 +263,14 @@ enum Failure {
 impl HttpFilter for RateLimitFilter {
     fn reads_response_headers(&self) -> bool {
         !self.response_headers.is_empty()
+    }
+
+    /// A request that went away while the service was asked does not pass: its local tokens go
+    /// back, as a refused one's do.
+    fn on_abandoned(&mut self, ctx: &Ctx) {
+        if let Some(mut tally) = self.pending.take() {
+            self.give_back(&mut tally, ctx);
+        }
     }
 
     fn on_request_headers(&mut self, headers: &Headers, ctx: &Ctx) -> Step {
@@ -322,15 +330,16 @@ impl HttpFilter for RateLimitFilter {
                 }
             };
             if taking && verdict.allowed {
-                tally.taken.push((index, key, tally.quotas.len()));
+                tally.taken.push((index, key, verdict, tally.quotas.len()));
             }
-            // The bucket is the quota: `burst` requests, refilled in `refill_secs` (the limit's
-            // rate), so the limit shown is never below the remaining count.
+            // The bucket is the quota (see `Rate::policy`), so the limit shown is never below
+            // the remaining count.
+            let (quota, window_secs) = rate.policy();
             tally.quotas.push(Quota {
                 name: limit.name.clone(),
                 unnamed: false,
-                limit: u64::from(rate.burst),
-                window_secs: Some(rate.refill_secs()),
+                limit: quota,
+                window_secs: Some(window_secs),
                 remaining: verdict.remaining,
                 reset_secs: verdict.reset_secs,
             });
@@ -459,13 +468,13 @@ impl RateLimitFilter {
     /// client over its own limit cannot drain a limit it shares with others. Best effort: a bucket
     /// that cannot be updated keeps the tokens, erring on the strict side.
     fn give_back(&self, tally: &mut Tally, ctx: &Ctx) {
-        for (index, key, quota) in std::mem::take(&mut tally.taken) {
+        for (index, key, taken, quota) in std::mem::take(&mut tally.taken) {
             let Some(compiled) = self.root.limits.get(index) else {
                 continue;
             };
             let Some(buckets) = &compiled.buckets else { continue };
             let limit = &compiled.limit;
-            match buckets.give_back(ctx.store, &key, limit.cost, ctx.now_ms) {
+            match buckets.give_back(ctx.store, &key, limit.cost, &taken, ctx.now_ms) {
                 // The answer's rate-limit headers show the bucket as the request left it.
                 Ok(Some(after)) => {
                     if let Some(quota) = tally.quotas.get_mut(quota) {

@@ -1404,3 +1404,166 @@ fn every_copy_of_an_allowed_service_header_reaches_the_client() {
     let on_200: Vec<&[u8]> = response.get_all("x-quota-note").collect();
     assert_eq!(on_200, [&b"upstream"[..], b"a", b"b"]);
 }
+
+/// A request the service refuses gives back the local tokens it took; but while it waited for the
+/// answer its tokens had already refilled (the bucket was full again and others spent it), so
+/// giving them back credits tokens nobody owes: the bucket then allows more than its burst at once.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_late_give_back_never_lets_more_than_the_burst_through() {
+    let mut config = service_config(json!({"type": "grpc"}), "deny");
+    // 10 a second, a burst of 10: a token every 100 ms.
+    config["limits"][0] = json!({"name": "per_client",
+        "descriptor": [{"key": "client_id", "source": {"type": "claim", "claim": "client_id"}}],
+        "enforce": {"type": "local", "requests": 10, "per": "second"}});
+    let filter = configured(config);
+    let mut host = host_with_claims(json!({"client_id": "app-1"}));
+
+    // The first request takes a token from a full bucket and waits for the service.
+    let mut doomed = filter.filter();
+    assert_eq!(
+        doomed.on_request_headers(&request("/"), &host.ctx()).grpc_calls.len(),
+        1
+    );
+
+    // 101 ms later (within the service timeout of 150 ms) its token has refilled: the bucket is
+    // full, and ten requests spend all of it.
+    host.now_ms += 101;
+    for i in 0..10 {
+        let mut f = filter.filter();
+        assert_eq!(
+            f.on_request_headers(&request("/"), &host.ctx()).grpc_calls.len(),
+            1,
+            "request {i}"
+        );
+        let allowed = f.on_grpc_response(grpc_answer(1, &[(1, 100, 99, 42)]), &host.ctx());
+        assert_eq!(allowed.action, Action::Continue, "request {i}");
+    }
+
+    // Now the service refuses the first request: its token goes back.
+    let refused = doomed.on_grpc_response(grpc_answer(2, &[(2, 100, 0, 42)]), &host.ctx());
+    assert_eq!(status(&refused), 429);
+
+    // Ten allowed in this very millisecond on a burst of 10: an eleventh must be refused locally.
+    let eleventh = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(
+        status(&eleventh),
+        429,
+        "the bucket allowed 11 requests at once on a burst of 10 (grpc calls: {})",
+        eleventh.grpc_calls.len()
+    );
+}
+
+/// A request that goes away while the service is asked gives its local tokens back.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_abandoned_while_the_service_is_asked_gives_its_tokens_back() {
+    let mut config = service_config(json!({"type": "grpc"}), "deny");
+    config["limits"][0] = json!({"name": "global",
+        "descriptor": [{"key": "api", "source": {"type": "constant", "value": "api"}}],
+        "enforce": {"type": "local", "requests": 1, "per": "hour"}});
+    let filter = configured(config);
+    let host = host_with_claims(json!({"client_id": "app-1"}));
+    let mut left = filter.filter();
+    assert_eq!(left.on_request_headers(&request("/"), &host.ctx()).grpc_calls.len(), 1);
+    left.on_abandoned(&host.ctx());
+    let next = filter.filter().on_request_headers(&request("/"), &host.ctx());
+    assert_eq!(next.grpc_calls.len(), 1, "the one token came back: {:?}", status(&next));
+}
+
+/// Spaces and tabs around a header value are not part of it (RFC 9110 section 5.5): HTTP/1
+/// parsers strip them, and an upstream reads `k1 ` as `k1`. Over HTTP/2 Envoy hands them to
+/// filters as sent, so each spelling of one API key with whitespace must not be a bucket of its
+/// own.
+#[wasm_bindgen_test(unsupported = test)]
+fn whitespace_around_a_header_value_does_not_give_it_a_new_bucket() {
+    let filter = configured(json!({"limits": [local_limit(
+        "per_key",
+        1,
+        json!([{"key": "api_key", "source": {"type": "header", "header": "x-api-key"}}]),
+    )]}));
+    let host = FakeHost::default();
+    let run = |value: &str| {
+        let mut headers = request("/");
+        headers.push("x-api-key", value);
+        status(&filter.filter().on_request_headers(&headers, &host.ctx()))
+    };
+    assert_eq!(run("k1"), 0);
+    assert_eq!(run("k1"), 429);
+    for spelling in ["k1 ", "k1\t", " k1", "\tk1 "] {
+        assert_eq!(run(spelling), 429, "{spelling:?}");
+    }
+    assert_eq!(run("k 1"), 0, "inner whitespace is part of the value");
+}
+
+/// README, Local buckets: "A config change leaves no shared data behind ... Memory stays at what
+/// the configs running at once need, however many changes Envoy sees." After one change from a
+/// config with many keys to one with few, the old config is gone, but its buckets keep their
+/// memory until some later config change happens to take its namespace over.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_config_change_frees_the_old_configs_buckets_without_waiting_for_another_change() {
+    let mut host = host_with_claims(json!({"client_id": "c1"}));
+    let held = |host: &FakeHost| -> usize {
+        host.store
+            .entries()
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(BUCKETS))
+            .map(|(_, value)| value.len())
+            .sum()
+    };
+    let big = configured(json!({"limits": [per_client(1)], "max_keys": 4096}));
+    shared::FilterRoot::on_start(&*big.root, &host.ctx());
+    assert_eq!(held(&host), 1024 * 144);
+
+    // The config changes: the new one starts while the old one drains, then the old one is gone.
+    let small = configured(json!({"limits": [per_client(2)], "max_keys": 4}));
+    shared::FilterRoot::on_start(&*small.root, &host.ctx());
+    for _ in 0..(3 * shared::namespace::LEASE_MS / 5_000) {
+        host.now_ms += 5_000;
+        shared::FilterRoot::on_tick(&*small.root, &host.ctx());
+    }
+    assert_eq!(
+        status(&small.filter().on_request_headers(&request("/"), &host.ctx())),
+        0
+    );
+    assert_eq!(
+        held(&host),
+        144,
+        "three leases after the change, only the running config's one set should hold memory"
+    );
+}
+
+/// A local limit's quota policy is its rate: when the time an empty bucket takes to fill is
+/// rounded up to whole seconds, the quota is what the rate allows in that window, not `burst`
+/// (100 a second with a burst of 10 shown as `q=10;w=1` is a tenth of its rate, and a client that
+/// paces itself by the policy sends a tenth of what it may).
+#[wasm_bindgen_test(unsupported = test)]
+fn the_policy_shown_for_a_local_limit_is_its_rate() {
+    for (requests, per, per_secs, burst) in [
+        (100u64, "second", 1u64, 10u64),
+        (10, "second", 1, 3),
+        (90, "minute", 60, 1),
+    ] {
+        let limit = json!({"name": "per_ip", "descriptor": [{"key": "ip", "source": {"type": "client_address"}}],
+                           "enforce": {"type": "local", "requests": requests, "per": per, "burst": burst}});
+        let filter = configured(json!({"limits": [limit], "headers": {"style": "ietf", "on_allowed": true}}));
+        let host = host_with_claims(json!({}));
+        let mut f = filter.filter();
+        assert_eq!(status(&f.on_request_headers(&request("/"), &host.ctx())), 0);
+        let response = f.on_response_headers(&Headers::from_pairs([(":status", "200")]), &host.ctx());
+        let mut edited = Headers::new();
+        edited.apply(&response.header_edits);
+        let policy = edited.get_str("ratelimit-policy").unwrap().to_owned();
+        let param = |name: &str| -> u64 {
+            policy
+                .split(';')
+                .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        let (q, w) = (param("q"), param("w"));
+        // q per w seconds is the rate, less than one request per window under it, never over.
+        assert!(
+            q * per_secs <= requests * w && requests * w - q * per_secs < per_secs && q >= burst,
+            "{requests} per {per} (burst {burst}) shown as {policy:?}: {q} per {w} s"
+        );
+    }
+}

@@ -343,6 +343,12 @@ impl HttpFilter for ChainFilter {
     fn on_wake(&mut self, signal: &str, ctx: &Ctx) -> Step {
         self.resume(ctx, |member, ctx| member.on_wake(signal, ctx))
     }
+
+    fn on_abandoned(&mut self, ctx: &Ctx) {
+        if let Some(member) = self.paused_at.and_then(|i| self.members.get_mut(i)) {
+            member.on_abandoned(ctx);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,11 @@ pub trait HttpFilter {
     fn on_wake(&mut self, _signal: &str, _ctx: &Ctx) -> Step {
         Step::proceed()
     }
+
+    /// The request went away (the client left, a timeout) while a call it made was still
+    /// awaited: no answer will come. Undo what the request holds for that answer; the host
+    /// forbids any effect on the request now.
+    fn on_abandoned(&mut self, _ctx: &Ctx) {}
 }
 
 /// Parses and validates a config into a configured filter, as [`FilterRoot::configure`] does.

@@ -106,14 +106,31 @@ impl Namespace {
                 keys: self.keys,
             };
             entry.write(&mut table, slot);
+            // The namespaces of configs that are gone give their memory back now, not when a
+            // later config takes them over: they stay in the registry, holding no keys.
+            let abandoned: Vec<(usize, u32)> = entries
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| *i != slot && e.keys > 0 && e.renewed_ms.saturating_add(LEASE_MS) < now_ms)
+                .map(|(i, e)| (i, e.keys))
+                .collect();
+            for (i, _) in &abandoned {
+                if let Some(e) = entries.get(*i) {
+                    Entry { keys: 0, ..*e }.write(&mut table, *i);
+                }
+            }
             match store.set_if_unchanged(&registry, &table, cas) {
                 Ok(()) => {
                     let slot = to_u32(slot);
                     if self.held.replace(Some(slot)).is_some_and(|before| before != slot) {
                         log::warn!("{}: shared-data namespace taken over; now {slot}", self.filter);
                     }
-                    // Setting a key creates it: only the keys the last owner wrote are emptied.
-                    for key in freed.into_iter().flatten().map(|n| self.key_in(slot, n)) {
+                    let emptied = freed.into_iter().flatten().map(|n| self.key_in(slot, n));
+                    let abandoned = abandoned
+                        .iter()
+                        .flat_map(|&(i, keys)| (0..keys).map(move |n| self.key_in(to_u32(i), n)));
+                    // Setting a key creates it: only the keys the last owners wrote are emptied.
+                    for key in emptied.chain(abandoned) {
                         if store.get(&key).is_some_and(|(value, _)| !value.is_empty()) {
                             let _ = store.set(&key, &[], None);
                         }
@@ -136,6 +153,7 @@ impl Namespace {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Entry {
     owner: [u8; 8],
     renewed_ms: u64,
@@ -256,6 +274,29 @@ mod tests {
             vec![32, 32, 0, 0, 0, 0],
             "data under the old tag stays; surplus keys are emptied"
         );
+    }
+
+    /// A config that is gone gives its memory back at the next renewal of a config still
+    /// running, not when some later config happens to take its namespace over.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_running_config_empties_the_namespaces_of_configs_that_are_gone() {
+        let store = FakeStore::default();
+        let (old, running) = (config(1, 3), config(2, 1));
+        for n in 0..3 {
+            store.set(&old.key(&store, T0, n).unwrap(), &[7; 32], None).unwrap();
+        }
+        running.claim(&store, T0).unwrap();
+        let held = || -> Vec<usize> {
+            (0..3)
+                .map(|n| store.get(&format!("apisec.test.ns0.{n}")).unwrap().0.len())
+                .collect()
+        };
+        running.claim(&store, T0 + LEASE_MS).unwrap();
+        assert_eq!(held(), vec![32, 32, 32], "within its lease, its data stays");
+        running.claim(&store, T0 + LEASE_MS + RENEW_MS).unwrap();
+        assert_eq!(held(), vec![0, 0, 0]);
+        // Its namespace is still there to take over, with nothing left to empty.
+        assert_eq!(config(3, 2).claim(&store, T0 + LEASE_MS + RENEW_MS), Ok(0));
     }
 
     /// A config that declared many keys and wrote few leaves only those few behind: emptying the

@@ -210,7 +210,7 @@ impl Limit {
 }
 
 /// A misbehaviour of the service, on both transports. A call answered by a
-/// fault other than [`Fault::Slow`] counts no hits; every call that arrives
+/// fault other than [`Fault::Slow`] or [`Fault::Hold`] counts no hits; every call that arrives
 /// is recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Fault {
@@ -221,6 +221,9 @@ pub enum Fault {
     /// counts) is made when the call arrives, so a call the client gives up
     /// on still counts.
     Slow(Duration),
+    /// Answer normally once the test opens the gate. As with [`Fault::Slow`],
+    /// the answer (and the hits it counts) is made when the call arrives.
+    Hold(crate::server::Gate),
     /// gRPC: fail the call with this status code. JSON: `500`, `text/plain`,
     /// a short body naming the code.
     Status(tonic::Code),

@@ -34,25 +34,28 @@ pub(super) fn lock(state: &Shared) -> MutexGuard<'_, State> {
 }
 
 /// Records `req`, then answers it according to the fault: the response, or
-/// the gRPC status code to fail with. Under [`Fault::Slow`] the answer is
-/// made at once and handed back after the delay.
+/// the gRPC status code to fail with. Under [`Fault::Slow`] and
+/// [`Fault::Hold`] the answer is made at once and handed back after the
+/// delay, or once the gate opens.
 pub(super) async fn call(state: &Shared, req: RecordedRequest) -> Result<RateLimitResponse, tonic::Code> {
-    let (answer, delay) = {
+    let (answer, fault) = {
         let mut st = lock(state);
         st.calls += 1;
-        let (answer, delay) = match st.fault.clone() {
-            Fault::None => (Ok(st.evaluate(&req)), None),
-            Fault::Slow(delay) => (Ok(st.evaluate(&req)), Some(delay)),
-            Fault::Status(code) => (Err(code), None),
-            Fault::Unknown => (Ok(st.unknown()), None),
+        let fault = st.fault.clone();
+        let answer = match &fault {
+            Fault::None | Fault::Slow(_) | Fault::Hold(_) => Ok(st.evaluate(&req)),
+            Fault::Status(code) => Err(*code),
+            Fault::Unknown => Ok(st.unknown()),
             // Only a call caught while the servers stop gets here.
-            Fault::Down => (Err(tonic::Code::Unavailable), None),
+            Fault::Down => Err(tonic::Code::Unavailable),
         };
         st.requests.push(req);
-        (answer, delay)
+        (answer, fault)
     };
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
+    match fault {
+        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::Hold(gate) => gate.passed().await,
+        _ => {}
     }
     answer
 }

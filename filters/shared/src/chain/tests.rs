@@ -134,6 +134,14 @@ impl HttpFilter for Member<Second> {
     fn on_response_headers(&mut self, headers: &Headers, _ctx: &Ctx) -> Step {
         mark_response(headers, "second")
     }
+    fn on_abandoned(&mut self, _ctx: &Ctx) {
+        SECOND_ABANDONED.with(|n| n.set(n.get() + 1));
+    }
+}
+
+thread_local! {
+    /// How many requests went away while Second waited on its call.
+    static SECOND_ABANDONED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 impl FilterRoot for Third {
@@ -255,6 +263,28 @@ fn each_member_sees_the_earlier_members_headers_and_state_and_a_pause_holds_the_
         counted,
         ["apisec.first.seen", "apisec.second.seen", "apisec.third.seen"]
     );
+}
+
+/// A request that goes away while a member waits tells that member, and only while it waits.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_request_that_goes_away_tells_the_member_it_paused_at() {
+    let host = FakeHost::default();
+    let (chain, _) = all_three(serde_json::json!({}));
+    let abandoned = || SECOND_ABANDONED.with(std::cell::Cell::get);
+    let before = abandoned();
+    let mut filter = Rc::clone(&chain).new_filter();
+    assert_eq!(
+        filter.on_request_headers(&Headers::new(), &host.ctx()).action,
+        Action::Pause
+    );
+    filter.on_abandoned(&host.ctx());
+    assert_eq!(abandoned(), before + 1);
+
+    let mut finished = Rc::clone(&chain).new_filter();
+    finished.on_request_headers(&Headers::new(), &host.ctx());
+    finished.on_call_response(CallOutcome::Failed, &host.ctx());
+    finished.on_abandoned(&host.ctx());
+    assert_eq!(abandoned(), before + 1, "no member waits any more");
 }
 
 #[wasm_bindgen_test(unsupported = test)]

@@ -263,7 +263,10 @@ impl Drop for HttpAdapter {
         let abandoned = std::mem::take(&mut state.notify_if_abandoned);
         // The filter goes first: its own drop gives up what it led (an in-flight fetch), so the
         // requests woken next see it given up rather than still in flight.
-        let filter = state.filter.take();
+        let mut filter = state.filter.take();
+        if let Some(filter) = filter.as_mut().filter(|_| !state.pending_calls.is_empty()) {
+            filter.on_abandoned(&ctx());
+        }
         drop(state);
         drop(filter);
         for signal in &abandoned {
