@@ -451,3 +451,127 @@ fn gateway_chain_yaml_is_gateway_yaml_with_the_filters_in_one_plugin() {
         differences.join("\n")
     );
 }
+
+// ---- the chain against the same members as plugins of their own ----
+
+use harness::WasmFilter;
+
+/// Filter `root_id` of the bundle as a plugin of its own (its own vm_id).
+fn bundle_plugin(root_id: &str, config: Value) -> WasmFilter {
+    WasmFilter {
+        file: Some(wasm_path(MODULE)),
+        ..WasmFilter::new(root_id, config)
+    }
+}
+
+/// The bundle's `chain` root with these members, in order.
+fn chain_plugin(members: &[(&str, Value)]) -> WasmFilter {
+    let filters: Vec<Value> = members
+        .iter()
+        .map(|(filter, config)| json!({"filter": filter, "config": config}))
+        .collect();
+    bundle_plugin(examples::CHAIN_ROOT_ID, json!({"filters": filters}))
+}
+
+/// The same members as separate plugins, in order.
+fn separate_plugins(members: &[(&str, Value)]) -> Vec<WasmFilter> {
+    members.iter().map(|(f, c)| bundle_plugin(f, c.clone())).collect()
+}
+
+/// A member that answers locally ends the request path there: the members after it never see
+/// the request. As plugins of their own, Envoy does not run them on that reply either: its wasm
+/// filter's `encodeHeaders` skips a plugin whose `decodeHeaders` never ran
+/// (`source/extensions/common/wasm/context.cc`, `if (!http_request_started_) return Continue;`),
+/// so here header-scrub, behind scope-gate's refusal, adds no security headers to it. The chain
+/// runs every member that reads responses on the reply, the ones behind the refusal included.
+#[test]
+fn members_behind_the_one_that_answers_do_not_run_on_its_reply() {
+    let members = [
+        // No rule matches: every request is refused.
+        ("scope_gate", json!({"realm": "api", "rules": []})),
+        (
+            "header_scrub",
+            json!({"response": {"security_headers": {"preset": "api"}}}),
+        ),
+    ];
+    let names = |response: &harness::Response| -> BTreeSet<String> {
+        response
+            .headers
+            .iter()
+            .map(|(name, _)| name.clone())
+            .filter(|name| name != "date")
+            .collect()
+    };
+    let separate = Gateway::start(separate_plugins(&members));
+    let refused = separate.get("/orders");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(
+        refused.header("x-content-type-options"),
+        None,
+        "as its own plugin, header-scrub behind the refusal does not run on it"
+    );
+    let as_plugins = names(&refused);
+    drop(separate);
+
+    let chain = Gateway::start(vec![chain_plugin(&members)]);
+    let refused = chain.get("/orders");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let in_chain = names(&refused);
+    assert_eq!(
+        in_chain.difference(&as_plugins).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "the chain ran header-scrub, behind the member that answered, on the reply"
+    );
+    assert_eq!(in_chain, as_plugins);
+}
+
+/// The same for the reply Envoy makes itself while a member holds the request (here its stream
+/// idle timeout, 504, while jwt-auth waits for its first keys): as its own plugin, header-scrub behind
+/// jwt-auth never saw the request and does not run on that reply; in the chain it does.
+#[test]
+fn members_behind_a_paused_one_do_not_run_on_envoys_reply() {
+    use harness::config::static_cluster;
+    use harness::oauth::{Fault, Gate};
+    let oauth = OAuthServer::start();
+    let keys = Gate::new();
+    oauth.set_fault_at("/jwks", Fault::Hold(keys.clone()));
+    let provider = json!({
+        "issuer": oauth.issuer(),
+        "audiences": ["api"],
+        "jwks": {"type": "remote", "cluster": "oauth", "path": "/jwks", "timeout_ms": 10000},
+    });
+    let members = [
+        ("jwt_auth", json!({"providers": {"idp": provider}})),
+        (
+            "header_scrub",
+            json!({"response": {"security_headers": {"preset": "api"}}}),
+        ),
+    ];
+    let token = oauth.token(json!({}));
+    let timed_out = |filters: Vec<WasmFilter>| {
+        let gw = Gateway::start_with(|c| {
+            let mut c = c
+                .extra_cluster(static_cluster("oauth", oauth.addr()))
+                .hcm("stream_idle_timeout", json!("1s"));
+            c.filters = filters;
+            c
+        });
+        let response = gw.send(bearer(Request::get("/orders"), &token));
+        assert_eq!(response.status, 504, "{}", response.text());
+        assert_eq!(gw.echo.request_count(), 0);
+        response
+    };
+    let as_plugins = timed_out(separate_plugins(&members));
+    assert_eq!(
+        as_plugins.header("x-content-type-options"),
+        None,
+        "as its own plugin, header-scrub behind the paused jwt-auth does not run on Envoy's reply"
+    );
+    let in_chain = timed_out(vec![chain_plugin(&members)]);
+    keys.open();
+    assert_eq!(
+        in_chain.header("x-content-type-options"),
+        None,
+        "the chain ran header-scrub, behind the paused member, on Envoy's reply"
+    );
+}

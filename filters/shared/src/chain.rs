@@ -11,7 +11,9 @@
 //!   edits of the ones it follows;
 //! - trailers, in the order of their message's headers, each member after the earlier ones' edits;
 //! - a member that pauses (an outbound call, a wait) holds the request; when it goes on, the
-//!   members after it run; a member that answers locally ends the request path there.
+//!   members after it run; a member that answers locally ends the request path there;
+//! - only the members that saw the request run on its response and trailers: on a member's
+//!   local reply, or Envoy's own while a member holds the request, the ones behind do not.
 //!
 //! Each member keeps its own config, counters (under its own name), shared data and background
 //! work; the chain tags the members' background calls with the member's position.
@@ -137,6 +139,7 @@ impl DynRoot for Chain {
         Box::new(ChainFilter {
             members: self.members.iter().map(|m| Rc::clone(&m.root).new_filter()).collect(),
             paused_at: None,
+            reached: 0,
             request_headers: Headers::new(),
         })
     }
@@ -175,6 +178,10 @@ pub struct ChainFilter {
     members: Vec<Box<dyn HttpFilter>>,
     /// The member holding the request, while one does.
     paused_at: Option<usize>,
+    /// How many members have seen the request headers. Only they run on the response and on
+    /// trailers: Envoy skips a plugin whose request callback never ran (the members behind one
+    /// that answered, or that still holds the request when Envoy answers itself).
+    reached: usize,
     /// The request headers as the members after the paused one will see them.
     request_headers: Headers,
 }
@@ -237,10 +244,17 @@ fn run_section<'a>(
 }
 
 impl ChainFilter {
+    /// The members that have seen the request headers, in order.
+    fn reached_mut(&mut self) -> std::slice::IterMut<'_, Box<dyn HttpFilter>> {
+        let reached = self.reached.min(self.members.len());
+        self.members.get_mut(..reached).unwrap_or_default().iter_mut()
+    }
+
     /// Runs the members from `first` on the request, after the effects already in `step`.
     fn run_request(&mut self, first: usize, mut headers: Headers, mut step: Step, ctx: &Ctx) -> Step {
         let last = self.members.len().saturating_sub(1);
         for (i, member) in self.members.iter_mut().enumerate().skip(first) {
+            self.reached = i + 1;
             let published = Published {
                 writes: &step.state_writes,
                 host: ctx.properties,
@@ -308,28 +322,27 @@ impl HttpFilter for ChainFilter {
 
     fn take_response_headers(&mut self, headers: Headers, ctx: &Ctx) -> Step {
         // Members run in reverse: the first member is the last to see the headers.
-        let members = self.members.iter_mut().rev().filter(|m| m.reads_response_headers());
+        let members = self.reached_mut().rev().filter(|m| m.reads_response_headers());
         run_section(members, headers, |member, headers| {
             member.on_response_headers(headers, ctx)
         })
     }
 
     fn on_request_trailers(&mut self, trailers: &Headers, ctx: &Ctx) -> Step {
-        let members = self.members.iter_mut();
-        run_section(members, trailers.clone(), |member, trailers| {
+        run_section(self.reached_mut(), trailers.clone(), |member, trailers| {
             member.on_request_trailers(trailers, ctx)
         })
     }
 
     fn on_response_trailers(&mut self, trailers: &Headers, ctx: &Ctx) -> Step {
-        let members = self.members.iter_mut().rev();
-        run_section(members, trailers.clone(), |member, trailers| {
+        run_section(self.reached_mut().rev(), trailers.clone(), |member, trailers| {
             member.on_response_trailers(trailers, ctx)
         })
     }
 
     fn reads_response_headers(&self) -> bool {
-        self.members.iter().any(|m| m.reads_response_headers())
+        let reached = self.members.get(..self.reached).unwrap_or_default();
+        reached.iter().any(|m| m.reads_response_headers())
     }
 
     fn on_call_response(&mut self, outcome: CallOutcome, ctx: &Ctx) -> Step {

@@ -299,29 +299,41 @@ fn a_local_reply_ends_the_request_path() {
     assert_eq!(value_of(&replied, "x-third"), None);
 }
 
+/// A request through `chain` that every member let go on.
+fn passed(chain: &Rc<Chain>, host: &FakeHost) -> Box<dyn HttpFilter> {
+    let mut filter = Rc::clone(chain).new_filter();
+    assert_eq!(
+        filter.on_request_headers(&Headers::new(), &host.ctx()).action,
+        Action::Pause
+    );
+    let resumed = filter.on_call_response(CallOutcome::Failed, &host.ctx());
+    assert_eq!(resumed.action, Action::Continue);
+    filter
+}
+
 #[wasm_bindgen_test(unsupported = test)]
 fn responses_go_through_the_members_in_reverse_skipping_those_that_do_not_read_them() {
     let host = FakeHost::default();
     let response = Headers::from_pairs([(":status", "200")]);
     let (reading, _) = all_three(serde_json::json!({"responses": true}));
-    let mut filter = Rc::clone(&reading).new_filter();
+    let mut filter = passed(&reading, &host);
     assert!(filter.reads_response_headers());
     let step = filter.on_response_headers(&response, &host.ctx());
     assert_eq!(value_of(&step, "x-order").as_deref(), Some("third;second;first;"));
 
     let (not_reading, _) = all_three(serde_json::json!({"responses": false}));
-    let mut filter = Rc::clone(&not_reading).new_filter();
+    let mut filter = passed(&not_reading, &host);
     let step = filter.on_response_headers(&response, &host.ctx());
     assert_eq!(value_of(&step, "x-order").as_deref(), Some("second;first;"));
 }
 
 #[wasm_bindgen_test(unsupported = test)]
-fn trailers_go_through_every_member_in_the_order_of_their_message() {
+fn trailers_go_through_every_member_that_saw_the_request_in_the_order_of_their_message() {
     let host = FakeHost::default();
     let trailers = Headers::from_pairs([("grpc-status", "0")]);
     // Third does not read response headers, but trailers reach every member.
     let (chain, _) = all_three(serde_json::json!({"responses": false}));
-    let mut filter = Rc::clone(&chain).new_filter();
+    let mut filter = passed(&chain, &host);
     let step = filter.on_request_trailers(&trailers, &host.ctx());
     assert_eq!(step.action, Action::Continue);
     assert_eq!(value_of(&step, "x-order").as_deref(), Some("first;third;"));
@@ -384,4 +396,47 @@ fn a_bad_chain_config_is_refused_with_the_field_path() {
         Some("filters[0].config: duplicate key \"limit\"".to_owned())
     );
     assert!(error(json!({"members": []})).starts_with("members: unknown field"));
+}
+
+/// Envoy runs a wasm plugin's response callbacks only if it saw the request headers
+/// (`Context::encodeHeaders`: `if (!http_request_started_) return Continue;`): on the local reply
+/// of a member, the members behind it, which never saw the request, must not run.
+#[wasm_bindgen_test(unsupported = test)]
+fn the_members_behind_one_that_answers_do_not_run_on_its_reply() {
+    let host = FakeHost::default();
+    let (chain, _) = chain(serde_json::json!({"filters": [
+        {"filter": "third", "config": {"responses": true}},
+        {"filter": "first"},
+    ]}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut filter = Rc::clone(&chain).new_filter();
+    let refused = filter.on_request_headers(&Headers::from_pairs([("x-deny", "1")]), &host.ctx());
+    assert!(matches!(&refused.action, Action::Reply(reply) if reply.status == 403));
+    // The reply comes back through the plugin.
+    let reply = Headers::from_pairs([(":status", "403")]);
+    let step = filter.on_response_headers(&reply, &host.ctx());
+    assert_eq!(
+        value_of(&step, "x-order").as_deref(),
+        Some("third;"),
+        "first, behind the member that answered, ran on the reply"
+    );
+}
+
+/// The same for the reply Envoy makes itself while a member holds the request (the request's
+/// timeout, a body over the buffer limit): the members behind the paused one never saw the
+/// request, and as plugins of their own would not run on that reply.
+#[wasm_bindgen_test(unsupported = test)]
+fn the_members_behind_a_paused_one_do_not_run_on_envoys_reply() {
+    let host = FakeHost::default();
+    let (chain, _) = all_three(serde_json::json!({"responses": true}));
+    let mut filter = Rc::clone(&chain).new_filter();
+    let paused = filter.on_request_headers(&Headers::new(), &host.ctx());
+    assert_eq!(paused.action, Action::Pause);
+    let timeout = Headers::from_pairs([(":status", "408")]);
+    let step = filter.on_response_headers(&timeout, &host.ctx());
+    assert_eq!(
+        value_of(&step, "x-order").as_deref(),
+        Some("second;first;"),
+        "third, behind the paused member, ran on the reply"
+    );
 }
