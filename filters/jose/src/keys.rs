@@ -552,7 +552,11 @@ impl RemoteKeys {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or(FetchError::Malformed)?;
-        let path = path_of(uri).ok_or(FetchError::Malformed)?;
+        // What goes out as the fetch's `:path` and, on another host, `:authority`: the IdP's
+        // word, held to what a configured one is.
+        let path = path_of(uri)
+            .filter(|p| shared::config::is_request_target(p))
+            .ok_or(FetchError::Malformed)?;
         if let Some(expected) = &self.issuer {
             let issuer = document.get("issuer").and_then(|v| v.as_str());
             if issuer != Some(expected.as_str()) {
@@ -569,7 +573,9 @@ impl RemoteKeys {
         }
         // On the discovery document's host (as the config or the issuer names it): the same
         // cluster and authority. On another (Google's keys are on www.googleapis.com): its own.
-        let authority = authority_of(uri).ok_or(FetchError::Malformed)?;
+        let authority = authority_of(uri)
+            .filter(|a| shared::config::is_authority(a))
+            .ok_or(FetchError::Malformed)?;
         let default_port = split_scheme(uri).map_or("", |(port, _)| port);
         let issuer_authority = self.issuer.as_deref().and_then(authority_of);
         let (cluster, authority) = if authority.eq_ignore_ascii_case(without_port(&self.authority, default_port))
@@ -891,6 +897,35 @@ mod tests {
         let store = FakeStore::default();
         assert_eq!(discover(&keys, &store, jwks_uri), Err(FetchError::JwksOnAnotherHost));
         assert!(keys.failing());
+    }
+
+    /// The authority a discovery document's `jwks_uri` names for `jwks_cluster`, and its path, go
+    /// out as the key fetch's `:authority` and `:path`: held to what a configured one is (no user
+    /// info, white space or line break), else the document is malformed.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_discovered_jwks_authority_is_a_host_and_a_port() {
+        let at = shared::config::FieldPath::root().field("jwks_uri");
+        let mut sent = Vec::new();
+        for jwks_uri in [
+            "https://user:secret@www.keys.example/certs",
+            "https://www.keys.example\r\nx-injected: 1/certs",
+            "https://www keys.example/certs",
+        ] {
+            let keys = oidc("login.example", Some("key_host"));
+            if let Ok(Some(next)) = discover(&keys, &FakeStore::default(), jwks_uri) {
+                if shared::config::call_authority(authority(&next), &at).is_err() {
+                    sent.push(authority(&next).to_owned());
+                }
+            }
+        }
+        assert!(sent.is_empty(), "key fetches went out with :authority {sent:?}");
+        let keys = oidc("login.example", None);
+        let spaced = discover(&keys, &FakeStore::default(), "https://login.example/my certs");
+        assert_eq!(
+            spaced.err(),
+            Some(FetchError::Malformed),
+            "a path that is no request target"
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]

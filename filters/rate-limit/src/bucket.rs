@@ -98,6 +98,8 @@ pub struct Verdict {
     /// An allowed take's tokens are owed until this TAT: by then they have refilled, and
     /// [`Buckets::give_back`] has nothing to return.
     owed_until: u128,
+    /// The buckets' time the verdict was reached at.
+    at_ms: u64,
 }
 
 impl Buckets {
@@ -253,7 +255,13 @@ impl Buckets {
                 return Ok(None);
             };
             let now_scaled = u128::from(now) * u128::from(self.rate.requests);
-            let owed = (u128::from(cost) * self.unit()).min(taken.owed_until.saturating_sub(now_scaled));
+            // Once the clock stepped back, the TATs moved and `owed_until` is of another time:
+            // nothing is given back, erring on the strict side.
+            let owed = if now < taken.at_ms {
+                0
+            } else {
+                (u128::from(cost) * self.unit()).min(taken.owed_until.saturating_sub(now_scaled))
+            };
             let tat = read_tat(&set, slot).saturating_sub(owed);
             write_tat(&mut set, slot, tat);
             match store.set_if_unchanged(&name, &set, cas) {
@@ -321,6 +329,7 @@ impl Buckets {
                 reset_secs: to_secs(new_tat - now),
                 retry_after_secs: 0,
                 owed_until: new_tat,
+                at_ms: now_ms,
             };
             (verdict, new_tat)
         } else {
@@ -330,6 +339,7 @@ impl Buckets {
                 reset_secs: to_secs(tat - now),
                 retry_after_secs: to_secs(new_tat - now - capacity).max(1),
                 owed_until: 0,
+                at_ms: now_ms,
             };
             (verdict, tat)
         }
@@ -667,6 +677,30 @@ mod tests {
         let refilled = b.take(&store, &key, 1, stepped + 60_000).unwrap();
         assert!(refilled.allowed, "{refilled:?}");
         assert_eq!(refilled.remaining, 0);
+    }
+
+    /// A give-back returns only the tokens still owed (README: "a request whose answer comes after
+    /// its tokens refilled gives back nothing, so a bucket never holds more than its burst"). After
+    /// the clock steps back, the set's TATs move back with it but the take's `owed_until` does
+    /// not: a token that refilled since is given back in full.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_give_back_after_a_clock_step_back_returns_no_token_that_refilled() {
+        let store = FakeStore::default();
+        // A token a second, a burst of one; one set, so both clients share it.
+        let b = buckets(1, Unit::Second, 1, 1);
+        let alice = b.key(&PLACEMENT, &descriptor("alice"), &[]);
+        let bob = b.key(&PLACEMENT, &descriptor("bob"), &[]);
+        let taken = b.take(&store, &alice, 1, NOW).unwrap();
+        assert!(taken.allowed);
+        // The clock steps back 10 s; another client's request sees it first.
+        let stepped = NOW - 10_000;
+        assert!(b.take(&store, &bob, 1, stepped).unwrap().allowed);
+        // 2 s later alice's token has refilled, and she spends it.
+        assert!(b.take(&store, &alice, 1, stepped + 2_000).unwrap().allowed);
+        // Now her first request is refused elsewhere: its token came back long ago.
+        b.give_back(&store, &alice, 1, &taken, stepped + 2_000).unwrap();
+        let third = b.take(&store, &alice, 1, stepped + 2_000).unwrap();
+        assert!(!third.allowed, "two requests at once on a burst of 1: {third:?}");
     }
 
     /// Two workers' readings of the clock cross (one read it first, stored last): time does not

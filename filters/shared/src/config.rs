@@ -77,7 +77,7 @@ pub fn call_path(path: &str, at: &FieldPath) -> Result<(), ConfigError> {
     if !path.starts_with('/') {
         return Err(at.error("must start with '/'"));
     }
-    if !path.bytes().all(|b| b.is_ascii_graphic() && b != b'#') {
+    if !is_request_target(path) {
         return Err(at.error(format!(
             "{path:?} is not a request target: use visible ASCII without '#', percent-encoding the rest"
         )));
@@ -90,13 +90,24 @@ pub fn call_path(path: &str, at: &FieldPath) -> Result<(), ConfigError> {
 /// white space or a line break could never go out as written, and every call would fail (or reach
 /// a server that routes by host as another name).
 pub fn call_authority(authority: &str, at: &FieldPath) -> Result<(), ConfigError> {
-    let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
-    if authority.is_empty() || authority.len() > 255 || !authority.bytes().all(host_byte) {
+    if !is_authority(authority) {
         return Err(at.error(format!(
             "{authority:?} is not an authority: give a host and an optional :port (no user info, path or spaces)"
         )));
     }
     Ok(())
+}
+
+/// Whether `path` (from `/`) can go out as a request line's target: see [`call_path`].
+pub fn is_request_target(path: &str) -> bool {
+    path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+}
+
+/// Whether `authority` is a host and an optional port: see [`call_authority`]. The longest DNS
+/// name (253) with `:` and a five-digit port is 259 bytes.
+pub fn is_authority(authority: &str) -> bool {
+    let host_byte = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b);
+    !authority.is_empty() && authority.len() <= 259 && authority.bytes().all(host_byte)
 }
 
 /// `true`: the default of an option that is on unless turned off (`#[serde(default =
@@ -215,6 +226,22 @@ mod tests {
             let error = call_authority(bad, &at).expect_err(bad).to_string();
             assert!(error.starts_with("authority: "), "{error}");
         }
+    }
+
+    /// A DNS name is up to 253 characters (RFC 1035 section 2.3.4, as text); with a port the
+    /// authority is longer than the 255 the check allows.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_longest_host_name_with_a_port_is_an_authority() {
+        let label = "a".repeat(63);
+        let host = format!("{label}.{label}.{label}.{}", "b".repeat(61));
+        assert_eq!(host.len(), 253);
+        let at = FieldPath::root().field("authority");
+        let authority = format!("{host}:8443");
+        assert!(
+            call_authority(&authority, &at).is_ok(),
+            "{} characters refused",
+            authority.len()
+        );
     }
 
     use serde::de::DeserializeOwned;

@@ -10,7 +10,7 @@
 //! A namespace changes hands with its data: what a filter stores in one must carry the owner's
 //! [`Namespace::tag`], and data under another tag must be read as absent.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use crate::ports::{SharedStore, StoreError};
@@ -35,7 +35,21 @@ pub struct Namespace {
     tag: [u8; 8],
     keys: u32,
     held: Cell<Option<u32>>,
+    /// Other configs' namespaces seen stale at this one's renewals: see [`Namespace::gone`].
+    suspects: RefCell<Vec<Suspect>>,
 }
+
+/// A namespace whose registry entry this config saw stale, unchanged since `since_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Suspect {
+    slot: usize,
+    entry: Entry,
+    since_ms: u64,
+}
+
+/// The owner of a namespace being emptied: it holds the slot while its keys are emptied, so no
+/// new config takes it over and writes there meanwhile.
+const RECLAIMING: [u8; 8] = *b"reclaim\0";
 
 impl Namespace {
     /// The namespace of a config of `filter` that uses keys `0..keys`. `identity` tells configs
@@ -49,6 +63,7 @@ impl Namespace {
             tag,
             keys,
             held: Cell::new(None),
+            suspects: RefCell::new(Vec::new()),
         }
     }
 
@@ -107,17 +122,15 @@ impl Namespace {
             };
             entry.write(&mut table, slot);
             // The namespaces of configs that are gone give their memory back now, not when a
-            // later config takes them over: they stay in the registry, holding no keys.
-            let abandoned: Vec<(usize, u32)> = entries
-                .iter()
-                .enumerate()
-                .filter(|(i, e)| *i != slot && e.keys > 0 && e.renewed_ms.saturating_add(LEASE_MS) < now_ms)
-                .map(|(i, e)| (i, e.keys))
-                .collect();
-            for (i, _) in &abandoned {
-                if let Some(e) = entries.get(*i) {
-                    Entry { keys: 0, ..*e }.write(&mut table, *i);
+            // later config takes them over: held as reclaiming while their keys are emptied.
+            let gone = self.gone(&entries, slot, now_ms);
+            for (i, e) in &gone {
+                Entry {
+                    owner: RECLAIMING,
+                    renewed_ms: now_ms,
+                    keys: e.keys,
                 }
+                .write(&mut table, *i);
             }
             match store.set_if_unchanged(&registry, &table, cas) {
                 Ok(()) => {
@@ -126,14 +139,17 @@ impl Namespace {
                         log::warn!("{}: shared-data namespace taken over; now {slot}", self.filter);
                     }
                     let emptied = freed.into_iter().flatten().map(|n| self.key_in(slot, n));
-                    let abandoned = abandoned
+                    let reclaimed = gone
                         .iter()
-                        .flat_map(|&(i, keys)| (0..keys).map(move |n| self.key_in(to_u32(i), n)));
+                        .flat_map(|(i, e)| (0..e.keys).map(move |n| self.key_in(to_u32(*i), n)));
                     // Setting a key creates it: only the keys the last owners wrote are emptied.
-                    for key in emptied.chain(abandoned) {
+                    for key in emptied.chain(reclaimed) {
                         if store.get(&key).is_some_and(|(value, _)| !value.is_empty()) {
                             let _ = store.set(&key, &[], None);
                         }
+                    }
+                    if !gone.is_empty() {
+                        self.free(store, &gone, now_ms);
                     }
                     return Ok(slot);
                 }
@@ -142,6 +158,64 @@ impl Namespace {
         }
         log::warn!("{}: could not claim a shared-data namespace", self.filter);
         Err(last_error)
+    }
+
+    /// The other namespaces whose configs are gone: their entries stale by the clock, and seen
+    /// unchanged at this config's renewals for a whole lease since. A host clock that jumps ahead
+    /// makes every entry look stale at once, but a config still running renews within the
+    /// lease, so only the gone ones stay unchanged.
+    fn gone(&self, entries: &[Entry], own: usize, now_ms: u64) -> Vec<(usize, Entry)> {
+        let mut suspects = self.suspects.borrow_mut();
+        let stale = entries.iter().enumerate().filter(|(i, e)| {
+            *i != own && e.owner != RECLAIMING && e.keys > 0 && e.renewed_ms.saturating_add(LEASE_MS) < now_ms
+        });
+        let seen: Vec<Suspect> = stale
+            .map(|(slot, entry)| {
+                let since_ms = suspects
+                    .iter()
+                    .find(|s| s.slot == slot && s.entry == *entry)
+                    .map_or(now_ms, |s| s.since_ms);
+                Suspect {
+                    slot,
+                    entry: *entry,
+                    since_ms,
+                }
+            })
+            .collect();
+        *suspects = seen;
+        suspects
+            .iter()
+            .filter(|s| s.since_ms.saturating_add(LEASE_MS) <= now_ms)
+            .map(|s| (s.slot, s.entry))
+            .collect()
+    }
+
+    /// Marks the namespaces this config just emptied free to take over, if they are still its to
+    /// free; a lost race leaves them reclaiming, to go stale within a lease.
+    fn free(&self, store: &dyn SharedStore, gone: &[(usize, Entry)], now_ms: u64) {
+        let registry = self.registry_key();
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((mut table, cas)) = store.get(&registry) else {
+                return;
+            };
+            for (i, _) in gone {
+                let ours = table
+                    .get(i * ENTRY..(i + 1) * ENTRY)
+                    .and_then(Entry::read)
+                    .is_some_and(|e| e.owner == RECLAIMING && e.renewed_ms == now_ms);
+                if ours {
+                    Entry {
+                        owner: RECLAIMING,
+                        renewed_ms: 0,
+                        keys: 0,
+                    }
+                    .write(&mut table, *i);
+                }
+            }
+            if store.set_if_unchanged(&registry, &table, Some(cas)).is_ok() {
+                return;
+            }
+        }
     }
 
     fn registry_key(&self) -> String {
@@ -153,7 +227,7 @@ impl Namespace {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     owner: [u8; 8],
     renewed_ms: u64,
@@ -291,12 +365,89 @@ mod tests {
                 .map(|n| store.get(&format!("apisec.test.ns0.{n}")).unwrap().0.len())
                 .collect()
         };
-        running.claim(&store, T0 + LEASE_MS).unwrap();
-        assert_eq!(held(), vec![32, 32, 32], "within its lease, its data stays");
+        // Renewing every quarter lease, the running config finds it stale after one lease, and
+        // gone once it stayed so for another.
+        let mut now = T0;
+        while held() != vec![0, 0, 0] {
+            now += RENEW_MS;
+            running.claim(&store, now).unwrap();
+            assert!(now <= T0 + 2 * LEASE_MS + 2 * RENEW_MS, "still held at {}", now - T0);
+        }
+        assert!(
+            now > T0 + 2 * LEASE_MS,
+            "emptied {} ms after its last renewal",
+            now - T0
+        );
+        // Its namespace is free to take over, with nothing left to empty.
+        assert_eq!(config(3, 2).claim(&store, now), Ok(0));
+    }
+
+    /// A running config renews (and marks a gone config's namespace empty in the registry); before
+    /// it empties that namespace's keys, a new config on another worker takes the namespace over
+    /// and writes its data there. The emptying, done after the registry write without looking at
+    /// who holds the namespace now, wipes the new owner's data.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn emptying_a_gone_configs_namespace_spares_the_config_that_just_took_it_over() {
+        let store = FakeStore::default();
+        let (old, running) = (config(1, 2), config(2, 1));
+        old.claim(&store, T0).unwrap();
+        for n in 0..2 {
+            store.set(&old.key(&store, T0, n).unwrap(), &[7; 32], None).unwrap();
+        }
+        running.claim(&store, T0).unwrap();
         running.claim(&store, T0 + LEASE_MS + RENEW_MS).unwrap();
-        assert_eq!(held(), vec![0, 0, 0]);
-        // Its namespace is still there to take over, with nothing left to empty.
-        assert_eq!(config(3, 2).claim(&store, T0 + LEASE_MS + RENEW_MS), Ok(0));
+        let now = T0 + 2 * LEASE_MS + RENEW_MS;
+        let newcomer = config(3, 2);
+        let racing = crate::testkit::RacingStore::after_write(
+            &store,
+            1,
+            |key| key.ends_with("namespaces"),
+            |store: &FakeStore| {
+                assert_eq!(
+                    newcomer.claim(store, now),
+                    Ok(2),
+                    "one of its own: ns0 is being emptied"
+                );
+                for n in 0..2 {
+                    store
+                        .set(&newcomer.key(store, now, n).unwrap(), &[9; 32], None)
+                        .unwrap();
+                }
+            },
+        );
+        running.claim(&racing, now).unwrap();
+        let held = |ns: u32| -> Vec<Vec<u8>> {
+            (0..2)
+                .map(|n| store.get(&format!("apisec.test.ns{ns}.{n}")).unwrap().0)
+                .collect()
+        };
+        assert_eq!(
+            held(2),
+            vec![vec![9; 32], vec![9; 32]],
+            "the new owner's data was emptied"
+        );
+        assert_eq!(held(0), vec![Vec::<u8>::new(), Vec::new()]);
+    }
+
+    /// README: "A host clock that jumps ahead by more than 60 s can hand a running config's
+    /// namespace to a new one" (only then). Now any running config's first renewal after such a
+    /// jump empties the namespaces of every other config still running, no new config needed:
+    /// their buckets and caches start over.
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_clock_jump_alone_empties_no_running_configs_namespace() {
+        let store = FakeStore::default();
+        let (a, b) = (config(1, 1), config(2, 1));
+        a.claim(&store, T0).unwrap();
+        b.claim(&store, T0).unwrap();
+        store.set(&b.key(&store, T0, 0).unwrap(), &[7; 32], None).unwrap();
+        let jumped = T0 + 2 * LEASE_MS;
+        a.claim(&store, jumped).unwrap();
+        assert_eq!(b.claim(&store, jumped), Ok(1), "b keeps its namespace");
+        assert_eq!(
+            store.get("apisec.test.ns1.0").unwrap().0.len(),
+            32,
+            "b, still running, lost its data to a's renewal"
+        );
     }
 
     /// A config that declared many keys and wrote few leaves only those few behind: emptying the
