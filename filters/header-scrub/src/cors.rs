@@ -60,12 +60,20 @@ pub enum Verdict {
     Refused,
 }
 
+/// The CORS-safelisted methods (Fetch standard).
+const SAFELISTED_METHODS: [&str; 3] = ["GET", "HEAD", "POST"];
+
 impl Cors {
     pub fn compile(config: &CorsConfig, path: &FieldPath) -> Result<Self, ConfigError> {
         if config.allow_any_origin && config.allow_credentials {
             return Err(path
                 .field("allow_any_origin")
                 .error("cannot be combined with allow_credentials: list the origins that may send credentials"));
+        }
+        if config.allow_any_origin && !config.allowed_origins.is_empty() {
+            return Err(path
+                .field("allowed_origins")
+                .error("allow_any_origin answers every origin: list origins or allow any, not both"));
         }
         if !config.allow_any_origin && config.allowed_origins.is_empty() {
             return Err(path
@@ -98,6 +106,14 @@ impl Cors {
         if let Some(i) = config.allowed_headers.iter().position(|name| name.as_str() == "*") {
             return Err(path.field("allowed_headers").index(i).error(WILDCARD));
         }
+        // Without credentials `*` exposes every header; with them, browsers read a header named `*`.
+        let exposed_wildcard = config.exposed_headers.iter().position(|name| name.as_str() == "*");
+        if let Some(i) = exposed_wildcard.filter(|_| config.allow_credentials) {
+            return Err(path
+                .field("exposed_headers")
+                .index(i)
+                .error("\"*\" exposes nothing to requests with credentials: list the headers to expose"));
+        }
         let join = |names: &[HeaderName]| names.iter().map(HeaderName::as_str).collect::<Vec<_>>().join(", ");
         Ok(Self {
             origins,
@@ -129,9 +145,12 @@ impl Cors {
 
     /// Whether the preflight's method and headers are all allowed.
     pub fn preflight_allowed(&self, request: &Headers) -> bool {
-        let method_ok = request
-            .get("access-control-request-method")
-            .is_some_and(|m| self.methods.iter().any(|allowed| allowed.as_bytes() == m));
+        // Browsers take a CORS-safelisted method whatever the answer lists (Fetch, CORS-preflight
+        // fetch): a `GET` preflighted for its headers is judged by those.
+        let method_ok = request.get("access-control-request-method").is_some_and(|m| {
+            SAFELISTED_METHODS.iter().any(|safe| safe.as_bytes() == m)
+                || self.methods.iter().any(|allowed| allowed.as_bytes() == m)
+        });
         let headers_ok = request
             .get_all("access-control-request-headers")
             .flat_map(split_list)

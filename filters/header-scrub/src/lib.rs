@@ -149,6 +149,13 @@ impl HttpFilter for Scrub {
                 }
             }
             Verdict::Refused => step = step.count(config.counters.cors_origin_refused),
+            // The same `*` without `Origin`, so a cached answer serves CORS requests too (Fetch
+            // standard, "CORS protocol and HTTP caches").
+            Verdict::NotCors if !cors.reflects_origin() => {
+                for (name, value) in cors.response_headers("*") {
+                    step = step.edit(HeaderEdit::Set(name, value.into_bytes()));
+                }
+            }
             Verdict::NotCors => {}
         }
         // A response that names the origin it allows depends on `Origin`, and so do the answers

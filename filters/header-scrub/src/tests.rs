@@ -1020,3 +1020,81 @@ fn an_empty_upstream_security_header_does_not_displace_the_preset() {
         );
     }
 }
+
+/// With `allow_any_origin` the answer to a CORS request carries `Access-Control-Allow-Origin: *`,
+/// but the answer to the same URL without `Origin` carried neither that header nor
+/// `Vary: Origin` (and the upstream's own `*` was even removed). A cache (a CDN, Envoy's cache
+/// filter, a browser) that stored the no-`Origin` answer hands it to the next cross-origin
+/// request, which the browser then refuses. Fetch standard, "CORS protocol and HTTP caches":
+/// with `*`, always send `Access-Control-Allow-Origin`, for non-CORS requests too (or vary).
+#[wasm_bindgen_test(unsupported = test)]
+fn any_origin_answers_without_origin_are_safe_to_cache_for_cors_requests() {
+    let config = configured(r#"{"cors": {"allow_any_origin": true}}"#);
+    let cors = client_view(
+        &config,
+        request(&[("origin", b"https://app.example")]),
+        response(&[("cache-control", "public, max-age=600")]),
+    );
+    assert_eq!(cors.get_str("access-control-allow-origin"), Some("*"));
+    let plain = client_view(
+        &config,
+        request(&[]),
+        response(&[
+            ("cache-control", "public, max-age=600"),
+            ("access-control-allow-origin", "*"),
+        ]),
+    );
+    let star = plain.get_str("access-control-allow-origin") == Some("*");
+    let varies = plain
+        .get_all("vary")
+        .flat_map(shared::headers::split_list)
+        .any(|v| v.eq_ignore_ascii_case(b"origin"));
+    assert!(
+        star || varies,
+        "a cacheable answer without Origin has neither `Access-Control-Allow-Origin: *` nor `Vary: Origin`: {plain:?}"
+    );
+}
+
+/// `Access-Control-Expose-Headers: *` exposes every header only to requests without credentials
+/// (Fetch standard, "HTTP responses"; the CORS check); with `allow_credentials` browsers read it
+/// as a header named `*` and expose nothing. The same reason `*` is refused in
+/// `allowed_headers` and `allowed_methods`.
+#[wasm_bindgen_test(unsupported = test)]
+fn an_exposed_wildcard_with_credentials_is_refused() {
+    let json = r#"{"cors": {"allowed_origins": ["https://app.example"], "allow_credentials": true,
+        "exposed_headers": ["*"]}}"#;
+    match Configured::<HeaderScrub>::new(json) {
+        Ok(_) => panic!("loaded: {json}"),
+        Err(e) => assert!(e.to_string().starts_with("cors.exposed_headers[0]:"), "{e}"),
+    }
+}
+
+/// `allow_any_origin` answers every origin with `*`: a list of origins beside it restricts
+/// nothing, one of the two settings is void (refused elsewhere in this config, e.g. `omit` with
+/// `set`).
+#[wasm_bindgen_test(unsupported = test)]
+fn allowed_origins_beside_allow_any_origin_are_refused() {
+    let json = r#"{"cors": {"allow_any_origin": true, "allowed_origins": ["https://app.example"]}}"#;
+    assert!(Configured::<HeaderScrub>::new(json).is_err(), "loaded: {json}");
+}
+
+/// A `GET` with `Authorization` is preflighted with `Access-Control-Request-Method: GET`. Browsers
+/// accept a CORS-safelisted method (`GET`, `HEAD`, `POST`) whatever `Access-Control-Allow-Methods`
+/// lists (Fetch standard, CORS-preflight fetch), so `allowed_methods: ["PUT", "DELETE"]` reads
+/// as "these as well"; the filter answered such preflights 403, and every authenticated `GET`
+/// from the allowed origin failed.
+#[wasm_bindgen_test(unsupported = test)]
+fn a_preflight_for_a_safelisted_method_is_allowed_without_listing_it() {
+    let config = configured(
+        r#"{"cors": {"allowed_origins": ["https://app.example"], "allowed_methods": ["PUT", "DELETE"],
+            "allowed_headers": ["authorization"]}}"#,
+    );
+    for method in ["GET", "HEAD", "POST"] {
+        let step = config.filter().on_request_headers(
+            &preflight("https://app.example", method, Some("authorization")),
+            &FakeHost::default().ctx(),
+        );
+        let reply = step.local_reply().expect("answered locally");
+        assert_eq!(reply.status, 204, "{method}");
+    }
+}
