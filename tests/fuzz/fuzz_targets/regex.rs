@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use shared::regex::reference::Disagreement;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((flags, rest)) = data.split_first() else { return };
+    let Some((flags, rest)) = data.split_first() else {
+        return;
+    };
     let Ok(rest) = std::str::from_utf8(rest) else { return };
     let mut parts = rest.split('\0');
     let pattern = parts.next().unwrap_or_default();

@@ -1,5 +1,6 @@
 use super::reference::answer as reference;
 use super::Regex;
+use wasm_bindgen_test::wasm_bindgen_test;
 
 fn matches(pattern: &str, text: &str) -> bool {
     match Regex::whole(pattern, false) {
@@ -15,7 +16,7 @@ fn refusal(pattern: &str) -> String {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn matches_the_whole_text_only() {
     assert!(matches("/orders/[0-9]+", "/orders/42"));
     assert!(!matches("/orders/[0-9]+", "/orders/42/items"));
@@ -27,7 +28,7 @@ fn matches_the_whole_text_only() {
     assert!(!matches("a|b", "ab"));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn repetitions_count() {
     assert!(matches("a{2}", "aa"));
     assert!(!matches("a{2}", "aaa"));
@@ -40,7 +41,7 @@ fn repetitions_count() {
     assert!(matches("(a|)*b", "aab"));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn classes_escapes_and_assertions() {
     assert!(matches(r"[^/]+\.json", "a.json"));
     assert!(!matches(r"[^/]+\.json", "a/b.json"));
@@ -64,7 +65,7 @@ fn classes_escapes_and_assertions() {
     assert!(!matches(r"\d", "٣"));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn case_insensitivity_is_ascii_and_scoped() {
     assert!(Regex::whole("X-Debug-.*", true).is_ok_and(|r| r.is_match("x-debug-trace")));
     assert!(matches("(?i)abc", "AbC"));
@@ -101,7 +102,7 @@ fn case_insensitivity_is_ascii_and_scoped() {
 /// `regex-lite` 0.1.9 gives such a range the other case of its lower-case letters only, so it is
 /// no reference there: the comparison leaves those patterns out. When this fails, `regex-lite`
 /// folds such ranges in full, and `reference::may_hit_one_sided_fold` can go.
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn regex_lite_folds_a_range_of_both_cases_on_one_side() {
     let lite = regex_lite::Regex::new("(?i)^[0-o]$").unwrap();
     assert!(lite.is_match("S") && lite.is_match("b") && lite.is_match("B"));
@@ -126,7 +127,7 @@ fn regex_lite_folds_a_range_of_both_cases_on_one_side() {
     assert_eq!(reference("[-]0-b", true, "-0-B"), Some(true));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn verbose_mode_ignores_spaces_and_comments() {
     assert!(matches("(?x) a b # the rest\n c", "abc"));
     assert!(matches(r"(?x) a\ b", "a b"));
@@ -134,7 +135,7 @@ fn verbose_mode_ignores_spaces_and_comments() {
 
 /// As `regex-lite` reads them: spaces and comments in a class are skipped after `[` and `^`,
 /// between leading `-`s, and around a range's `-`.
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn verbose_mode_skips_spaces_in_a_class_as_regex_lite_does() {
     assert!(matches("(?x)[ ^a]", "b") && !matches("(?x)[ ^a]", "a"));
     assert!(matches("(?x)[a -z]", "m") && matches("(?x)[a - z]", "m") && !matches("(?x)[a - z]", " "));
@@ -169,7 +170,7 @@ fn verbose_mode_skips_spaces_in_a_class_as_regex_lite_does() {
     }
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn refusals_say_what_and_where() {
     assert_eq!(refusal("("), "unclosed group (at byte 0)");
     assert_eq!(refusal("a)"), "unopened group: `)` without its `(` (at byte 1)");
@@ -218,12 +219,12 @@ fn refusals_say_what_and_where() {
     assert_eq!(refusal("(?i-i)a"), "repeated flag 'i' (at byte 4)");
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn group_names_are_ascii_words_dots_and_brackets() {
     assert!(matches("(?P<_a.b[0]>x)(?<Z9>y)", "xy"));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn huge_or_deep_patterns_are_refused_not_crashed_on() {
     assert!(refusal("(a{1000}){1000}").starts_with("pattern too large"));
     assert!(refusal(&"(".repeat(10_000)).starts_with("groups nested more than 50 deep"));
@@ -261,14 +262,14 @@ fn huge_or_deep_patterns_are_refused_not_crashed_on() {
 }
 
 /// The classic exponential case for backtracking engines takes linear time here.
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn nested_repetitions_do_not_backtrack() {
     let text = format!("{}b", "a".repeat(5_000));
     assert!(!matches("(a*)*c", &text));
     assert!(!matches("(a|aa)+c", &text));
 }
 
-#[test]
+#[wasm_bindgen_test(unsupported = test)]
 fn answers_as_regex_lite_on_the_config_regexes_in_the_docs() {
     let cases = [
         ("/orders/[0-9]+", "/orders/17"),
