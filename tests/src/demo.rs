@@ -78,9 +78,7 @@ impl Service {
             Service::Echo => Running::Echo(EchoUpstream::bind(addr(UPSTREAM))),
             Service::OAuth => {
                 let oauth = OAuthServer::bind(addr(OAUTH));
-                // Clients get opaque tokens; phantom-token exchanges them, as client `gateway`.
-                oauth.set_token_format(TokenFormat::Opaque);
-                oauth.add_client(Client::new(GATEWAY_CLIENT.0, GATEWAY_CLIENT.1, ""));
+                set_up_oauth(&oauth);
                 Running::OAuth(oauth)
             }
             Service::RateLimit => {
@@ -94,6 +92,13 @@ impl Service {
             }
         }
     }
+}
+
+/// Sets up `oauth` as the demo's OAuth server (`make run`, `demo serve oauth`) is set up.
+pub fn set_up_oauth(oauth: &OAuthServer) {
+    // Clients get opaque tokens; phantom-token exchanges them, as client `gateway`.
+    oauth.set_token_format(TokenFormat::Opaque);
+    oauth.add_client(Client::new(GATEWAY_CLIENT.0, GATEWAY_CLIENT.1, ""));
 }
 
 /// A started service; dropping it stops it.

@@ -397,6 +397,53 @@ fn jwt_auth_example_requires_a_valid_token_and_passes_its_claims_on() {
     assert_eq!(gw.echo.last_request().header_all("x-user-id"), vec!["alice"]);
 }
 
+/// `envoy/jwt-auth.yaml` and `envoy/scope-gate.yaml` tell the user to start the demo's OAuth
+/// server (`demo serve oauth`) for their tokens, and the README's jwt-auth and scope-gate examples
+/// call those configs with such a token: the client-credentials call `make run` prints, then the
+/// JWT behind that opaque token from introspection, must give one the jwt-auth example accepts.
+#[test]
+fn a_token_from_the_demo_oauth_server_passes_the_jwt_auth_example() {
+    use base64::Engine;
+    let oauth = OAuthServer::start();
+    // As `make run` and `demo serve oauth` set it up.
+    harness::demo::set_up_oauth(&oauth);
+    let config = localize(example("jwt-auth"), &Environment::oauth(&oauth));
+    let gw = Gateway::start_with(|c| with_clusters_at(c.filter("jwt_auth", config.clone()), &config, oauth.addr()));
+    wait_for_keys(&gw, "jwt_auth");
+
+    let basic = base64::engine::general_purpose::STANDARD.encode("demo:demo-secret");
+    let answer = harness::http::send(
+        oauth.addr(),
+        &Request::post("/token", "grant_type=client_credentials&scope=orders:read")
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Authorization", &format!("Basic {basic}")),
+    )
+    .expect("POST /token");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let token = answer.json()["access_token"].as_str().expect("access_token").to_owned();
+    // The JWT behind it, from introspection as the gateway client, as the configs' headers and
+    // the README say.
+    let gateway = base64::engine::general_purpose::STANDARD.encode("gateway:gateway-secret");
+    let introspected = harness::http::send(
+        oauth.addr(),
+        &Request::post("/introspect", format!("token={token}"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/jwt")
+            .header("Authorization", &format!("Basic {gateway}")),
+    )
+    .expect("POST /introspect");
+    assert_eq!(introspected.status, 200, "{}", introspected.text());
+    let jwt = introspected.text();
+
+    let response = gw.send(bearer(Request::get("/orders"), &jwt));
+    assert_eq!(
+        response.status,
+        200,
+        "the demo OAuth server's JWT is refused by the jwt-auth example: {jwt:?} gets {}",
+        response.text()
+    );
+}
+
 #[test]
 fn scope_gate_example_behind_the_jwt_auth_example_checks_scopes_per_method() {
     let oauth = OAuthServer::start();
